@@ -1,0 +1,13 @@
+//! The common request/response model.
+//!
+//! Every wire protocol (SCGI, uwsgi, FastCGI) decodes into [`Request`] and
+//! encodes from [`ResponseHead`], so the WSGI core and the connection driver
+//! never need to know which protocol a request came in on.
+
+mod codec;
+mod request;
+mod response;
+
+pub use codec::StreamProtocol;
+pub use request::{Param, Request};
+pub use response::{HeaderError, ResponseHead};

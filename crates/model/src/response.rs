@@ -1,0 +1,163 @@
+use bytes::Bytes;
+use std::fmt;
+
+/// The status line and headers an application answered with, already checked
+/// (latin-1, no control characters, no hop-by-hop headers), so encoders can
+/// copy them to the wire as they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// `"200 OK"`: the three-digit code, a space, the reason.
+    pub status: Bytes,
+    pub headers: Vec<(Bytes, Bytes)>,
+}
+
+/// Why an application's status or header was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    BadStatus(String),
+    BadName(String),
+    BadValue { name: String },
+    HopByHop(String),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::BadStatus(s) => write!(
+                f,
+                "status {s:?} is not a three-digit code followed by a space and a reason"
+            ),
+            HeaderError::BadName(n) => write!(f, "header name {n:?} is not an HTTP token"),
+            HeaderError::BadValue { name } => {
+                write!(f, "header {name:?} has a control character in its value")
+            }
+            HeaderError::HopByHop(n) => write!(
+                f,
+                "header {n:?} is hop-by-hop; a WSGI application must not send it (PEP 3333)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl ResponseHead {
+    /// Checks an application's status and headers (already latin-1 encoded)
+    /// before anything reaches the wire.
+    pub fn new(status: Bytes, headers: Vec<(Bytes, Bytes)>) -> Result<Self, HeaderError> {
+        let s = status.as_ref();
+        let valid_status = s.len() >= 4
+            && s[..3].iter().all(u8::is_ascii_digit)
+            && s[3] == b' '
+            && !s.iter().any(|&b| is_control(b));
+        if !valid_status {
+            return Err(HeaderError::BadStatus(lossy(s)));
+        }
+        for (name, value) in &headers {
+            if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
+                return Err(HeaderError::BadName(lossy(name)));
+            }
+            if value.iter().any(|&b| is_control(b)) {
+                return Err(HeaderError::BadValue { name: lossy(name) });
+            }
+            if HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+            {
+                return Err(HeaderError::HopByHop(lossy(name)));
+            }
+        }
+        Ok(ResponseHead { status, headers })
+    }
+
+    /// The numeric status code (validated by [`ResponseHead::new`]).
+    pub fn status_code(&self) -> u16 {
+        self.status[..3]
+            .iter()
+            .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'))
+    }
+
+    /// The first value of a header, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Writes `Name: value\r\n` for every header and the closing blank line:
+    /// the part every protocol's response head shares.
+    pub fn write_header_lines(&self, out: &mut Vec<u8>) {
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn lossy(b: &[u8]) -> String {
+    b.iter().map(|&c| char::from(c)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: &'static str, headers: &[(&'static str, &'static str)]) -> Result<ResponseHead, HeaderError> {
+        ResponseHead::new(
+            Bytes::from_static(status.as_bytes()),
+            headers
+                .iter()
+                .map(|(n, v)| (Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes())))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn accepts_a_plain_head() {
+        let h = head("404 Not Found", &[("Content-Type", "text/plain")]).unwrap();
+        assert_eq!(h.status_code(), 404);
+        assert_eq!(h.header("content-type").unwrap().as_ref(), b"text/plain");
+    }
+
+    #[test]
+    fn refuses_what_pep_3333_forbids() {
+        assert!(matches!(head("200", &[]), Err(HeaderError::BadStatus(_))));
+        assert!(matches!(head("20x OK", &[]), Err(HeaderError::BadStatus(_))));
+        assert!(matches!(head("200 OK\r\nX: y", &[]), Err(HeaderError::BadStatus(_))));
+        assert!(matches!(head("200 OK", &[("Bad Name", "v")]), Err(HeaderError::BadName(_))));
+        assert!(matches!(head("200 OK", &[("X", "a\r\nb")]), Err(HeaderError::BadValue { .. })));
+        assert!(matches!(head("200 OK", &[("Connection", "close")]), Err(HeaderError::HopByHop(_))));
+        assert!(matches!(head("200 OK", &[("transfer-encoding", "chunked")]), Err(HeaderError::HopByHop(_))));
+    }
+
+    #[test]
+    fn writes_header_lines() {
+        let h = head("200 OK", &[("A", "1"), ("Set-Cookie", "x=1")]).unwrap();
+        let mut out = Vec::new();
+        h.write_header_lines(&mut out);
+        assert_eq!(out, b"A: 1\r\nSet-Cookie: x=1\r\n\r\n");
+    }
+}
