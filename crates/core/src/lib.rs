@@ -1,1 +1,29 @@
+//! The WSGI runtime: CPython embedded with pyo3, the PEP 3333 environ,
+//! `start_response`, `wsgi.input`, `wsgi.errors`, `wsgi.file_wrapper`, and
+//! the iteration of the application's response.
+//!
+//! This crate knows nothing of sockets or protocols: it takes a decoded
+//! [`rustgi_model::Request`] with a [`BodyReader`], and emits
+//! [`ResponseEvent`]s into a [`ResponseSender`].
 
+mod app;
+mod body;
+mod call;
+mod environ;
+mod errors;
+mod file_wrapper;
+mod input;
+mod interpreter;
+mod paths;
+mod pool;
+mod response;
+
+pub use app::AppSpec;
+pub use body::{BodyError, BodyReader, BodyWriter, SpoolLimits, body_pipe};
+pub use call::Job;
+pub use environ::EnvironSettings;
+pub use file_wrapper::FileWrapper;
+pub use interpreter::{BUILD_PYTHON_VERSION, Interpreter, PythonSetup, StartError};
+pub use paths::Mount;
+pub use pool::PythonPool;
+pub use response::{ResponseEvent, ResponseReceiver, ResponseSender, response_channel};

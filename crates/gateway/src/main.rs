@@ -1,1 +1,55 @@
-fn main() {}
+//! `rustgi-gateway`: flags in, `rustgi_server::run` out.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    guard_standard_fds();
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level)),
+        )
+        .init();
+    let config = match cli.into_config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("rustgi-gateway: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match rustgi_server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("rustgi-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Puts /dev/null on any of fds 0–2 that is closed, before anything opens a
+/// file: otherwise the first socket opened becomes fd 1 and an app's
+/// print() lands in a connection (front servers spawn us that way).
+fn guard_standard_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only inspects the descriptor.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        // SAFETY: open returns a fresh descriptor, the lowest free one: the
+        // closed standard descriptor itself, or one we move there and close.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if null >= 0 && null != fd {
+                libc::dup2(null, fd);
+                libc::close(null);
+            }
+        }
+    }
+}

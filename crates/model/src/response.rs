@@ -125,12 +125,20 @@ fn lossy(b: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn head(status: &'static str, headers: &[(&'static str, &'static str)]) -> Result<ResponseHead, HeaderError> {
+    fn head(
+        status: &'static str,
+        headers: &[(&'static str, &'static str)],
+    ) -> Result<ResponseHead, HeaderError> {
         ResponseHead::new(
             Bytes::from_static(status.as_bytes()),
             headers
                 .iter()
-                .map(|(n, v)| (Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes())))
+                .map(|(n, v)| {
+                    (
+                        Bytes::from_static(n.as_bytes()),
+                        Bytes::from_static(v.as_bytes()),
+                    )
+                })
                 .collect(),
         )
     }
@@ -145,12 +153,30 @@ mod tests {
     #[test]
     fn refuses_what_pep_3333_forbids() {
         assert!(matches!(head("200", &[]), Err(HeaderError::BadStatus(_))));
-        assert!(matches!(head("20x OK", &[]), Err(HeaderError::BadStatus(_))));
-        assert!(matches!(head("200 OK\r\nX: y", &[]), Err(HeaderError::BadStatus(_))));
-        assert!(matches!(head("200 OK", &[("Bad Name", "v")]), Err(HeaderError::BadName(_))));
-        assert!(matches!(head("200 OK", &[("X", "a\r\nb")]), Err(HeaderError::BadValue { .. })));
-        assert!(matches!(head("200 OK", &[("Connection", "close")]), Err(HeaderError::HopByHop(_))));
-        assert!(matches!(head("200 OK", &[("transfer-encoding", "chunked")]), Err(HeaderError::HopByHop(_))));
+        assert!(matches!(
+            head("20x OK", &[]),
+            Err(HeaderError::BadStatus(_))
+        ));
+        assert!(matches!(
+            head("200 OK\r\nX: y", &[]),
+            Err(HeaderError::BadStatus(_))
+        ));
+        assert!(matches!(
+            head("200 OK", &[("Bad Name", "v")]),
+            Err(HeaderError::BadName(_))
+        ));
+        assert!(matches!(
+            head("200 OK", &[("X", "a\r\nb")]),
+            Err(HeaderError::BadValue { .. })
+        ));
+        assert!(matches!(
+            head("200 OK", &[("Connection", "close")]),
+            Err(HeaderError::HopByHop(_))
+        ));
+        assert!(matches!(
+            head("200 OK", &[("transfer-encoding", "chunked")]),
+            Err(HeaderError::HopByHop(_))
+        ));
     }
 
     #[test]

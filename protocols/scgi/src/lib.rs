@@ -1,1 +1,117 @@
+//! SCGI, the Simple Common Gateway Interface (Neil Schemenauer, 2008).
+//!
+//! A request is a netstring holding CGI-style headers, then the body:
+//!
+//! ```text
+//! request = length ":" headers "," body
+//! length  = "0" / nonzero-digit *digit        ; ASCII decimal, no leading zeros
+//! headers = 1*(name NUL value NUL)            ; CONTENT_LENGTH first, SCGI "1"
+//! body    = CONTENT_LENGTH bytes
+//! ```
+//!
+//! The response is CGI style (`Status: 200 OK\r\n`, headers, blank line,
+//! body) and ends when the connection closes: one request per connection.
+//!
+//! This crate does no I/O (no sockets, no logging, no Python), as `httparse`
+//! does not: [`Scgi::decode_head`] turns bytes the server has read into a
+//! [`Request`], and [`response::encode_head`] turns a [`ResponseHead`] into
+//! bytes for the server to write. That keeps it testable on byte fixtures
+//! and fuzzable in isolation.
+//!
+//! Decoding is incremental and zero-copy: given a partial head it answers
+//! "need more" and consumes nothing; given a whole head it splits it off the
+//! buffer and the params are slices of it; given bytes that break the
+//! protocol it returns an [`ScgiError`] as soon as the bytes show it, without
+//! waiting for the rest (a length over the limit is refused from its digits).
 
+mod error;
+mod headers;
+mod netstring;
+pub mod response;
+
+use bytes::BytesMut;
+use rustgi_model::{Param, Request, ResponseHead, StreamProtocol};
+
+pub use error::ScgiError;
+
+/// The header-block limit the gateway uses unless told otherwise: 64 KiB,
+/// room for long cookies (uWSGI's 4 KiB default is a top complaint).
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 65536;
+
+/// The SCGI protocol: a request-head decoder and a response-head encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scgi {
+    max_header_size: usize,
+}
+
+impl Scgi {
+    /// `max_header_size` bounds the netstring's declared length (the header
+    /// block, without the length prefix and the `,`), so that a length field
+    /// never drives an unbounded buffer.
+    pub fn new(max_header_size: usize) -> Self {
+        Scgi { max_header_size }
+    }
+
+    /// The limit on the declared header-block length.
+    pub fn max_header_size(&self) -> usize {
+        self.max_header_size
+    }
+}
+
+impl Default for Scgi {
+    fn default() -> Self {
+        Scgi::new(DEFAULT_MAX_HEADER_SIZE)
+    }
+}
+
+impl StreamProtocol for Scgi {
+    type Error = ScgiError;
+
+    fn name(&self) -> &'static str {
+        "scgi"
+    }
+
+    /// Decodes the netstring head from the front of `buf`, in the order the
+    /// bytes arrive: length prefix, header block, closing `,`. On success the
+    /// head is split off `buf` and the body bytes stay in it.
+    fn decode_head(&self, buf: &mut BytesMut) -> Result<Option<Request>, ScgiError> {
+        let Some(frame) = netstring::prefix(buf, self.max_header_size)? else {
+            return Ok(None);
+        };
+        let (block, complete) = netstring::block(buf, frame);
+        let Some(headers) = headers::parse(block, complete, frame.start)? else {
+            return Ok(None);
+        };
+        if netstring::comma(buf, frame)?.is_none() {
+            return Ok(None);
+        }
+
+        let head = buf.split_to(frame.head_len()).freeze();
+        let params: Vec<Param> = headers
+            .pairs
+            .into_iter()
+            .map(|(name, value)| Param {
+                name: head.slice(name),
+                value: head.slice(value),
+            })
+            .collect();
+        let scgi = params
+            .iter()
+            .find(|p| p.name.as_ref() == b"SCGI")
+            .map(|p| p.value.as_ref());
+        let warnings = headers::scgi_warning(scgi).into_iter().collect();
+        Ok(Some(Request {
+            params,
+            content_length: headers.content_length,
+            warnings,
+        }))
+    }
+
+    /// Writes the CGI-style head; SCGI needs nothing from the request.
+    fn encode_head(&self, _request: &Request, head: &ResponseHead, out: &mut Vec<u8>) {
+        response::encode_head(head, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! Which application to serve, and loading it.
+
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+use std::ffi::CString;
+use std::fmt;
+use std::path::PathBuf;
+
+const DEMO_SOURCE: &str = include_str!("demo_app.py");
+
+/// `--app`: a module (`pkg.wsgi:application`), a file
+/// (`path/to/app.py[:callable]`), or the built-in demo.
+///
+/// The callable part may be a dotted attribute path, and may end in `()` for
+/// an application factory called with no arguments (`app:create_app()`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppSpec {
+    Module { module: String, callable: String },
+    File { path: PathBuf, callable: String },
+    Demo,
+}
+
+const DEFAULT_CALLABLE: &str = "application";
+
+impl AppSpec {
+    pub fn parse(spec: &str) -> AppSpec {
+        let (target, callable) = match spec.rsplit_once(':') {
+            Some((target, callable)) if !callable.contains('/') && !callable.is_empty() => {
+                (target, callable.to_string())
+            }
+            _ => (spec, DEFAULT_CALLABLE.to_string()),
+        };
+        if target.ends_with(".py") || target.contains('/') {
+            AppSpec::File {
+                path: PathBuf::from(target),
+                callable,
+            }
+        } else {
+            AppSpec::Module {
+                module: target.to_string(),
+                callable,
+            }
+        }
+    }
+}
+
+impl fmt::Display for AppSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppSpec::Module { module, callable } => write!(f, "{module}:{callable}"),
+            AppSpec::File { path, callable } => write!(f, "{}:{callable}", path.display()),
+            AppSpec::Demo => write!(f, "the built-in demo app"),
+        }
+    }
+}
+
+/// Imports the application's module and finds its callable. The module's
+/// directory (for a file) or the working directory (for a module) goes first
+/// on `sys.path`, as `python -m` and gunicorn do.
+pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, PyAny>> {
+    let (module, callable) = match spec {
+        AppSpec::Demo => {
+            let source = CString::new(DEMO_SOURCE).expect("no NUL in the demo source");
+            let module =
+                PyModule::from_code(py, &source, c"rustgi_demo_app.py", c"rustgi_demo_app")?;
+            return module.getattr("application");
+        }
+        AppSpec::Module { module, callable } => {
+            let cwd = std::env::current_dir()?;
+            prepend_sys_path(py, &cwd)?;
+            (py.import(module.as_str())?.into_any(), callable)
+        }
+        AppSpec::File { path, callable } => {
+            let path = std::path::absolute(path)?;
+            if !path.is_file() {
+                return Err(pyo3::exceptions::PyFileNotFoundError::new_err(format!(
+                    "no application file at {}",
+                    path.display()
+                )));
+            }
+            let dir = path.parent().expect("an absolute file path has a parent");
+            prepend_sys_path(py, dir)?;
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            (py.import(stem)?.into_any(), callable)
+        }
+    };
+    let (path, call) = match callable.strip_suffix("()") {
+        Some(factory) => (factory, true),
+        None => (callable.as_str(), false),
+    };
+    let mut object = module;
+    for attr in path.split('.') {
+        object = object.getattr(attr)?;
+    }
+    if call {
+        object = object.call0()?;
+    }
+    if !object.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{spec} is a {}, not a WSGI callable",
+            object.get_type().name()?
+        )));
+    }
+    Ok(object)
+}
+
+/// Puts `dir` first on `sys.path` (once).
+pub(crate) fn prepend_sys_path(py: Python<'_>, dir: &std::path::Path) -> PyResult<()> {
+    let sys_path = py.import("sys")?.getattr("path")?;
+    let dir = dir.to_string_lossy();
+    if sys_path
+        .get_item(0)
+        .ok()
+        .and_then(|first| first.extract::<String>().ok())
+        .as_deref()
+        != Some(&*dir)
+    {
+        sys_path.call_method1("insert", (0, dir.as_ref()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(
+            AppSpec::parse("pkg.wsgi:app"),
+            AppSpec::Module {
+                module: "pkg.wsgi".into(),
+                callable: "app".into()
+            }
+        );
+        assert_eq!(
+            AppSpec::parse("pkg.wsgi"),
+            AppSpec::Module {
+                module: "pkg.wsgi".into(),
+                callable: "application".into()
+            }
+        );
+        assert_eq!(
+            AppSpec::parse("site/app.py"),
+            AppSpec::File {
+                path: "site/app.py".into(),
+                callable: "application".into()
+            }
+        );
+        assert_eq!(
+            AppSpec::parse("/srv/app.py:create_app()"),
+            AppSpec::File {
+                path: "/srv/app.py".into(),
+                callable: "create_app()".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! Running one request: environ, the application call, `start_response`
+//! (with exc_info semantics and `write()`), iterating the result, `close()`.
+//!
+//! The head is held back until the first non-empty block (or the first
+//! `write()`), so an error before it can still become a 500.
+
+use crate::body::BodyReader;
+use crate::environ::EnvironBuilder;
+use crate::errors::{RequestTag, WsgiErrors};
+use crate::input::WsgiInput;
+use crate::response::{Disconnected, ResponseEvent, ResponseSender, TrySend};
+use bytes::Bytes;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
+use rustgi_model::{Request, ResponseHead};
+use std::sync::{Arc, Mutex};
+
+/// One request handed to a Python thread.
+pub struct Job {
+    pub id: u64,
+    /// Shared with the connection, whose encoder may need it (uwsgi's
+    /// status line follows the request's SERVER_PROTOCOL).
+    pub request: Arc<Request>,
+    pub body: BodyReader,
+    pub response: ResponseSender,
+}
+
+/// Why a response stopped early.
+enum Stop {
+    App(PyErr),
+    Gone,
+}
+
+impl From<PyErr> for Stop {
+    fn from(e: PyErr) -> Self {
+        Stop::App(e)
+    }
+}
+
+impl From<Disconnected> for Stop {
+    fn from(_: Disconnected) -> Self {
+        Stop::Gone
+    }
+}
+
+#[derive(Default)]
+struct HeadState {
+    /// Set by start_response, taken when the head goes out.
+    pending: Option<ResponseHead>,
+    sent: bool,
+    /// The application's Content-Length: body bytes past it are not sent.
+    content_length: Option<u64>,
+    body_sent: u64,
+}
+
+/// The response side of one request, shared by `start_response`, `write()`
+/// and the iteration.
+struct Responder {
+    sender: ResponseSender,
+    state: Mutex<HeadState>,
+}
+
+impl Responder {
+    fn push(&self, py: Python<'_>, mut events: Vec<ResponseEvent>) -> Result<(), Stop> {
+        loop {
+            match self.sender.try_send(&mut events)? {
+                TrySend::Sent => return Ok(()),
+                TrySend::Full => py.detach(|| self.sender.wait_for_room()),
+            }
+        }
+    }
+
+    /// Sends body bytes (and `End` when `end`), preceded by the head the
+    /// first time. Returns whether the Content-Length is now reached.
+    fn send(&self, py: Python<'_>, mut data: Bytes, end: bool) -> Result<bool, Stop> {
+        let mut events = Vec::with_capacity(3);
+        let complete = {
+            let mut state = self.state.lock().unwrap();
+            if !state.sent {
+                let head = state.pending.take().ok_or_else(|| {
+                    PyRuntimeError::new_err(
+                        "the application sent a body before calling start_response",
+                    )
+                })?;
+                state.sent = true;
+                state.content_length = head
+                    .header("content-length")
+                    .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+                events.push(ResponseEvent::Head(head));
+            }
+            if let Some(limit) = state.content_length {
+                let room = limit.saturating_sub(state.body_sent);
+                data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+            }
+            state.body_sent += data.len() as u64;
+            if !data.is_empty() {
+                events.push(ResponseEvent::Body(data));
+            }
+            if end {
+                events.push(ResponseEvent::End);
+            }
+            state.content_length.is_some_and(|l| state.body_sent >= l)
+        };
+        if !events.is_empty() {
+            self.push(py, events)?;
+        }
+        Ok(complete)
+    }
+
+    fn head_sent(&self) -> bool {
+        self.state.lock().unwrap().sent
+    }
+
+    /// Ends a failed response: a 500 while the head is still ours,
+    /// otherwise an abort (the connection is cut, never passed off as whole).
+    fn fail(&self, py: Python<'_>) {
+        let events = if self.head_sent() {
+            vec![ResponseEvent::Abort]
+        } else {
+            let body = Bytes::from_static(b"Internal Server Error\n");
+            let head = ResponseHead::new(
+                Bytes::from_static(b"500 Internal Server Error"),
+                vec![
+                    (
+                        Bytes::from_static(b"Content-Type"),
+                        Bytes::from_static(b"text/plain"),
+                    ),
+                    (
+                        Bytes::from_static(b"Content-Length"),
+                        Bytes::from(body.len().to_string()),
+                    ),
+                ],
+            )
+            .expect("a valid fixed head");
+            vec![
+                ResponseEvent::Head(head),
+                ResponseEvent::Body(body),
+                ResponseEvent::End,
+            ]
+        };
+        let _gone_is_fine = self.push(py, events);
+    }
+}
+
+/// The `start_response` callable; its `write` method is the PEP 3333
+/// `write()` callable it returns.
+#[pyclass(module = "rustgi", frozen)]
+pub struct StartResponse {
+    responder: Arc<Responder>,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let state = slf.get().responder.state.lock().unwrap();
+            match exc_info {
+                Some(exc) if state.sent => return Err(PyErr::from_value(exc.get_item(1)?)),
+                None if state.sent || state.pending.is_some() => {
+                    return Err(PyRuntimeError::new_err(
+                        "start_response called a second time without exc_info",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let head = parse_head(status, headers)?;
+        slf.get().responder.state.lock().unwrap().pending = Some(head);
+        slf.getattr(intern!(py, "write"))
+    }
+
+    /// The `write()` callable: sends the head (even for an empty block) and
+    /// the block, waiting for room like the iteration does.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
+        match self
+            .responder
+            .send(py, Bytes::copy_from_slice(data.as_bytes()), false)
+        {
+            Ok(_) => Ok(()),
+            Err(Stop::App(e)) => Err(e),
+            Err(Stop::Gone) => Err(PyOSError::new_err("the client has disconnected")),
+        }
+    }
+}
+
+fn to_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Bytes> {
+    let text = value
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a str")))?
+        .to_str()?;
+    text.chars()
+        .map(|c| u8::try_from(c))
+        .collect::<Result<Vec<u8>, _>>()
+        .map(Bytes::from)
+        .map_err(|_| PyValueError::new_err(format!("{what} {text:?} is not latin-1")))
+}
+
+fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<ResponseHead> {
+    let status = to_latin1(status, "the status")?;
+    let headers = headers
+        .cast::<PyList>()
+        .map_err(|_| PyTypeError::new_err("the response headers must be a list"))?;
+    let mut pairs = Vec::with_capacity(headers.len());
+    for item in headers.iter() {
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(|_| {
+            PyTypeError::new_err("each response header must be a (name, value) tuple")
+        })?;
+        pairs.push((
+            to_latin1(&name, "a header name")?,
+            to_latin1(&value, "a header value")?,
+        ));
+    }
+    ResponseHead::new(status, pairs).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Serves one request on this (attached) Python thread.
+pub(crate) fn serve(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    environ: &mut EnvironBuilder,
+    job: Job,
+) {
+    let Job {
+        id,
+        request,
+        body,
+        response,
+    } = job;
+    let tag = RequestTag {
+        id,
+        method: request
+            .param(b"REQUEST_METHOD")
+            .cloned()
+            .unwrap_or_default(),
+        path: request
+            .param(b"REQUEST_URI")
+            .or_else(|| request.param(b"DOCUMENT_URI"))
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let responder = Arc::new(Responder {
+        sender: response,
+        state: Mutex::new(HeadState::default()),
+    });
+    let outcome = (|| -> Result<(), Stop> {
+        let input = Bound::new(py, WsgiInput::new(body))?.into_any();
+        let errors = Bound::new(py, WsgiErrors::new(tag.clone()))?.into_any();
+        let environ = environ.build(py, &request, input, errors)?;
+        let start_response = Bound::new(
+            py,
+            StartResponse {
+                responder: responder.clone(),
+            },
+        )?;
+        let result = app.call1((environ, start_response))?;
+        let iterated = iterate(py, &result, &responder);
+        let closed = close(&result);
+        match (iterated, closed) {
+            (Err(stop), Err(close_error)) => {
+                log_exception(py, &tag, "close() failed", &close_error);
+                Err(stop)
+            }
+            (Err(stop), Ok(())) => Err(stop),
+            (Ok(()), closed) => closed.map_err(Stop::App),
+        }
+    })();
+    match outcome {
+        Ok(()) => {}
+        Err(Stop::Gone) => {
+            tracing::info!(request = %tag, "the client went away before the response was complete")
+        }
+        Err(Stop::App(e)) => {
+            log_exception(py, &tag, "application error", &e);
+            responder.fail(py);
+        }
+    }
+}
+
+fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> Result<(), Stop> {
+    if let Ok(list) = result.cast::<PyList>() {
+        if list.len() == 1 {
+            if let Ok(block) = list.get_item(0)?.cast_into::<PyBytes>() {
+                responder.send(py, Bytes::copy_from_slice(block.as_bytes()), true)?;
+                return Ok(());
+            }
+        }
+    }
+    for block in result.try_iter()? {
+        let block = block?;
+        let block = block.cast::<PyBytes>().map_err(|_| {
+            let kind = block
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            PyTypeError::new_err(format!("the application yielded a {kind}, not bytes"))
+        })?;
+        let data = block.as_bytes();
+        if data.is_empty() {
+            continue;
+        }
+        if responder.send(py, Bytes::copy_from_slice(data), false)? {
+            break;
+        }
+    }
+    responder.send(py, Bytes::new(), true)?;
+    Ok(())
+}
+
+fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = result.py();
+    if result.hasattr(intern!(py, "close"))? {
+        result.call_method0(intern!(py, "close"))?;
+    }
+    Ok(())
+}
+
+/// Logs an exception with its Python traceback.
+pub(crate) fn log_exception(py: Python<'_>, tag: &RequestTag, what: &str, error: &PyErr) {
+    tracing::error!(request = %tag, "{what}:\n{}", format_traceback(py, error));
+}
+
+/// The traceback Python would print for `error`.
+pub fn format_traceback(py: Python<'_>, error: &PyErr) -> String {
+    py.import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (error.value(py),)))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat().trim_end().to_string())
+        .unwrap_or_else(|_| error.to_string())
+}

@@ -1,0 +1,240 @@
+//! Building the PEP 3333 environ from a decoded request.
+//!
+//! One builder lives on each Python thread: fixed keys and constant values
+//! are created once, parameter names are cached (capped, since they come
+//! from clients), and values are made straight from the raw bytes as
+//! latin-1, as PEP 3333's "bytes-as-str" demands.
+
+use crate::paths::{Mount, SentPaths, split_paths};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use rustgi_model::Request;
+use std::collections::HashMap;
+use std::os::raw::c_char;
+
+/// Parameter names are client data: never cache more than this many.
+const MAX_CACHED_NAMES: usize = 512;
+
+/// What every environ of this server shares.
+#[derive(Clone, Debug, Default)]
+pub struct EnvironSettings {
+    pub mount: Option<Mount>,
+    pub multithread: bool,
+    pub multiprocess: bool,
+    pub run_once: bool,
+}
+
+/// Makes a `str` from bytes as latin-1: every byte is one code point.
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    // SAFETY: the pointer and length describe `bytes`; the call returns a
+    // new reference or NULL with an exception set.
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeLatin1(
+            bytes.as_ptr().cast::<c_char>(),
+            bytes.len() as ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked())
+    }
+}
+
+fn interned<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let s = latin1(py, bytes)?;
+    let mut ptr = s.into_ptr();
+    // SAFETY: `ptr` is an owned str reference; interning may replace it with
+    // another owned reference to an equal str.
+    unsafe {
+        ffi::PyUnicode_InternInPlace(&mut ptr);
+        Ok(Bound::from_owned_ptr(py, ptr).cast_into_unchecked())
+    }
+}
+
+struct Keys {
+    script_name: Py<PyString>,
+    path_info: Py<PyString>,
+    request_method: Py<PyString>,
+    server_name: Py<PyString>,
+    server_port: Py<PyString>,
+    server_protocol: Py<PyString>,
+    query_string: Py<PyString>,
+    version: Py<PyString>,
+    url_scheme: Py<PyString>,
+    input: Py<PyString>,
+    errors: Py<PyString>,
+    multithread: Py<PyString>,
+    multiprocess: Py<PyString>,
+    run_once: Py<PyString>,
+    input_terminated: Py<PyString>,
+    file_wrapper: Py<PyString>,
+}
+
+/// A per-thread environ factory.
+pub struct EnvironBuilder {
+    settings: EnvironSettings,
+    keys: Keys,
+    names: HashMap<Box<[u8]>, Py<PyString>>,
+    version: Py<PyTuple>,
+    http: Py<PyString>,
+    https: Py<PyString>,
+    empty: Py<PyString>,
+    file_wrapper: Py<PyAny>,
+}
+
+impl EnvironBuilder {
+    pub fn new(py: Python<'_>, settings: EnvironSettings) -> PyResult<Self> {
+        let key = |s: &str| PyString::intern(py, s).unbind();
+        Ok(EnvironBuilder {
+            keys: Keys {
+                script_name: key("SCRIPT_NAME"),
+                path_info: key("PATH_INFO"),
+                request_method: key("REQUEST_METHOD"),
+                server_name: key("SERVER_NAME"),
+                server_port: key("SERVER_PORT"),
+                server_protocol: key("SERVER_PROTOCOL"),
+                query_string: key("QUERY_STRING"),
+                version: key("wsgi.version"),
+                url_scheme: key("wsgi.url_scheme"),
+                input: key("wsgi.input"),
+                errors: key("wsgi.errors"),
+                multithread: key("wsgi.multithread"),
+                multiprocess: key("wsgi.multiprocess"),
+                run_once: key("wsgi.run_once"),
+                input_terminated: key("wsgi.input_terminated"),
+                file_wrapper: key("wsgi.file_wrapper"),
+            },
+            settings,
+            names: HashMap::new(),
+            version: PyTuple::new(py, [1, 0])?.unbind(),
+            http: key("http"),
+            https: key("https"),
+            empty: key(""),
+            file_wrapper: py.get_type::<crate::FileWrapper>().into_any().unbind(),
+        })
+    }
+
+    fn name<'py>(&mut self, py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
+        if let Some(key) = self.names.get(name) {
+            return Ok(key.bind(py).clone());
+        }
+        let key = interned(py, name)?;
+        if self.names.len() < MAX_CACHED_NAMES {
+            self.names.insert(name.into(), key.clone().unbind());
+        }
+        Ok(key)
+    }
+
+    /// Builds the environ for `request`, with the given `wsgi.input` and
+    /// `wsgi.errors` objects.
+    pub fn build<'py>(
+        &mut self,
+        py: Python<'py>,
+        request: &Request,
+        input: Bound<'py, PyAny>,
+        errors: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let environ = PyDict::new(py);
+        let mut paths = SentPaths::default();
+        let mut https = false;
+        let mut seen = Seen::default();
+        for param in &request.params {
+            let (name, value) = (param.name.as_ref(), param.value.as_ref());
+            match name {
+                b"HTTP_CONTENT_TYPE" | b"HTTP_CONTENT_LENGTH" => continue,
+                b"SCRIPT_NAME" => first(&mut paths.script_name, value),
+                b"PATH_INFO" => first(&mut paths.path_info, value),
+                b"DOCUMENT_URI" => first(&mut paths.document_uri, value),
+                b"REQUEST_URI" => first(&mut paths.request_uri, value),
+                b"HTTPS" => https |= value.eq_ignore_ascii_case(b"on") || value == b"1",
+                b"REQUEST_SCHEME" => https |= value.eq_ignore_ascii_case(b"https"),
+                b"REQUEST_METHOD" => seen.method = true,
+                b"SERVER_NAME" => seen.server_name = true,
+                b"SERVER_PORT" => seen.server_port = true,
+                b"SERVER_PROTOCOL" => seen.protocol = true,
+                b"QUERY_STRING" => seen.query = true,
+                _ => {}
+            }
+            let key = self.name(py, name)?;
+            let value = latin1(py, value)?;
+            set_or_merge(&environ, &key, &value, name)?;
+        }
+
+        let (script_name, path_info) = split_paths(&paths, self.settings.mount.as_ref());
+        let keys = &self.keys;
+        environ.set_item(keys.script_name.bind(py), latin1(py, &script_name)?)?;
+        environ.set_item(keys.path_info.bind(py), latin1(py, &path_info)?)?;
+        let defaults = [
+            (seen.method, &keys.request_method, "GET"),
+            (seen.server_name, &keys.server_name, "localhost"),
+            (
+                seen.server_port,
+                &keys.server_port,
+                if https { "443" } else { "80" },
+            ),
+            (seen.protocol, &keys.server_protocol, "HTTP/1.0"),
+        ];
+        for (present, key, value) in defaults {
+            if !present {
+                environ.set_item(key.bind(py), value)?;
+            }
+        }
+        if !seen.query {
+            environ.set_item(keys.query_string.bind(py), self.empty.bind(py))?;
+        }
+
+        let scheme = if https { &self.https } else { &self.http };
+        let settings = &self.settings;
+        environ.set_item(keys.version.bind(py), self.version.bind(py))?;
+        environ.set_item(keys.url_scheme.bind(py), scheme.bind(py))?;
+        environ.set_item(keys.input.bind(py), input)?;
+        environ.set_item(keys.errors.bind(py), errors)?;
+        environ.set_item(keys.multithread.bind(py), settings.multithread)?;
+        environ.set_item(keys.multiprocess.bind(py), settings.multiprocess)?;
+        environ.set_item(keys.run_once.bind(py), settings.run_once)?;
+        environ.set_item(keys.input_terminated.bind(py), true)?;
+        environ.set_item(keys.file_wrapper.bind(py), self.file_wrapper.bind(py))?;
+        Ok(environ)
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    method: bool,
+    server_name: bool,
+    server_port: bool,
+    protocol: bool,
+    query: bool,
+}
+
+fn first<'a>(slot: &mut Option<&'a [u8]>, value: &'a [u8]) {
+    if slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+/// Sets `key`, or merges a repeated header the way HTTP does: Cookie values
+/// with "; ", any other header with ", " (nginx 1.22 repeats them).
+fn set_or_merge(
+    environ: &Bound<'_, PyDict>,
+    key: &Bound<'_, PyString>,
+    value: &Bound<'_, PyString>,
+    name: &[u8],
+) -> PyResult<()> {
+    // SAFETY: all three are live objects; PyDict_SetDefault returns a
+    // borrowed reference (or NULL with an exception set).
+    let existing =
+        unsafe { ffi::PyDict_SetDefault(environ.as_ptr(), key.as_ptr(), value.as_ptr()) };
+    if existing.is_null() {
+        return Err(PyErr::fetch(environ.py()));
+    }
+    // Only client headers merge; for a repeated CGI variable (a second
+    // CONTENT_LENGTH, say) the first value, the one the protocol used, wins.
+    if existing == value.as_ptr() || !name.starts_with(b"HTTP_") {
+        return Ok(());
+    }
+    // SAFETY: `existing` is a borrowed reference owned by the dict.
+    let previous = unsafe { Bound::from_borrowed_ptr(environ.py(), existing) };
+    let separator = if name == b"HTTP_COOKIE" { "; " } else { ", " };
+    let merged = format!("{}{separator}{}", previous.str()?, value.to_str()?);
+    environ.set_item(key, merged)
+}

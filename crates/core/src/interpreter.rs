@@ -1,0 +1,225 @@
+//! Embedding CPython the way DESIGN.md's "Rules learned the hard way" say:
+//! a venv through `program_name`, no Python signal handlers, the app
+//! imported on the thread that initialised Python, finalisation only after
+//! every Python thread is parked.
+
+use crate::app::{AppSpec, load};
+use crate::call::format_traceback;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What the interpreter is started with.
+#[derive(Clone, Debug)]
+pub struct PythonSetup {
+    pub app: AppSpec,
+    pub venv: Option<PathBuf>,
+    /// Directories put first on `sys.path`, in order.
+    pub pythonpath: Vec<PathBuf>,
+}
+
+/// Why the interpreter or the application could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Venv(String),
+    Init(String),
+    /// The application failed to import; carries the Python traceback.
+    App {
+        app: String,
+        traceback: String,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Venv(msg) => write!(f, "--venv: {msg}"),
+            StartError::Init(msg) => write!(f, "could not initialise Python: {msg}"),
+            StartError::App { app, traceback } => {
+                write!(f, "could not load the application {app}:\n{traceback}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The embedded interpreter and the loaded application. Created and
+/// finalised on the same thread (the main one).
+pub struct Interpreter {
+    app: Option<Py<PyAny>>,
+    main_thread: *mut ffi::PyThreadState,
+    /// "3.11.7 (…) at /usr", for the start-up log line.
+    pub description: String,
+}
+
+/// The Python version this binary links against, "3.11".
+pub const BUILD_PYTHON_VERSION: &str = env!("RUSTGI_BUILD_PYTHON_VERSION");
+
+impl Interpreter {
+    /// Initialises CPython on this thread and loads the application.
+    pub fn start(setup: &PythonSetup) -> Result<Interpreter, StartError> {
+        let program = match &setup.venv {
+            Some(venv) => Some(venv_python(venv)?),
+            None => option_env!("RUSTGI_BUILD_PYTHON")
+                .map(PathBuf::from)
+                .filter(|p| p.exists()),
+        };
+        initialize(program.as_deref())?;
+        let loaded = Python::attach(|py| -> Result<(Py<PyAny>, String), StartError> {
+            let fail = |e: PyErr| StartError::App {
+                app: setup.app.to_string(),
+                traceback: format_traceback(py, &e),
+            };
+            for dir in setup.pythonpath.iter().rev() {
+                crate::app::prepend_sys_path(py, dir).map_err(fail)?;
+            }
+            let app = load(py, &setup.app).map_err(fail)?;
+            warn_about_signal_handlers(py);
+            let sys = py.import("sys").map_err(fail)?;
+            let version: String = sys
+                .getattr("version")
+                .and_then(|v| v.extract())
+                .map_err(fail)?;
+            let prefix: String = sys
+                .getattr("prefix")
+                .and_then(|v| v.extract())
+                .map_err(fail)?;
+            Ok((
+                app.unbind(),
+                format!("{} (prefix {prefix})", version.replace('\n', " ")),
+            ))
+        });
+        let (app, description) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // SAFETY: this thread initialised Python and holds the GIL.
+                unsafe { ffi::Py_FinalizeEx() };
+                return Err(e);
+            }
+        };
+        // SAFETY: this thread holds the GIL since initialisation; release it
+        // so the Python threads can attach. Restored in `finalize`.
+        let main_thread = unsafe { ffi::PyEval_SaveThread() };
+        Ok(Interpreter {
+            app: Some(app),
+            main_thread,
+            description,
+        })
+    }
+
+    /// The application callable.
+    pub fn app(&self) -> &Py<PyAny> {
+        self.app.as_ref().expect("present until finalize")
+    }
+
+    /// Runs atexit handlers and `logging.shutdown` through Py_FinalizeEx.
+    /// Call it only after every Python thread has stopped.
+    pub fn finalize(mut self) {
+        Python::attach(|_py| drop(self.app.take()));
+        // SAFETY: `main_thread` came from PyEval_SaveThread on this thread.
+        unsafe {
+            ffi::PyEval_RestoreThread(self.main_thread);
+            ffi::Py_FinalizeEx();
+        }
+    }
+}
+
+fn initialize(program: Option<&Path>) -> Result<(), StartError> {
+    // SAFETY: the PyConfig API as documented for embedding: init, set, use,
+    // clear; each status is checked.
+    unsafe {
+        let mut config = MaybeUninit::<ffi::PyConfig>::zeroed();
+        ffi::PyConfig_InitPythonConfig(config.as_mut_ptr());
+        let mut config = config.assume_init();
+        // rustgi owns SIGINT, SIGTERM and SIGHUP.
+        config.install_signal_handlers = 0;
+        config.parse_argv = 0;
+        let argv0 = c"rustgi-gateway";
+        let mut argv = [argv0.as_ptr()];
+        let mut status = ffi::PyConfig_SetBytesArgv(&mut config, 1, argv.as_mut_ptr());
+        if ffi::PyStatus_Exception(status) == 0 {
+            if let Some(program) = program {
+                let program = CString::new(program.as_os_str().as_bytes())
+                    .map_err(|_| StartError::Init("a NUL in the Python path".into()))?;
+                let field = &raw mut config.program_name;
+                status = ffi::PyConfig_SetBytesString(&mut config, field, program.as_ptr());
+            }
+        }
+        if ffi::PyStatus_Exception(status) == 0 {
+            status = ffi::Py_InitializeFromConfig(&config);
+        }
+        ffi::PyConfig_Clear(&mut config);
+        if ffi::PyStatus_Exception(status) != 0 {
+            let msg = if status.err_msg.is_null() {
+                "unknown error".to_string()
+            } else {
+                CStr::from_ptr(status.err_msg)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            return Err(StartError::Init(msg));
+        }
+    }
+    Ok(())
+}
+
+/// `<venv>/bin/python`, after checking the venv was made by a Python of the
+/// version this binary links against.
+fn venv_python(venv: &Path) -> Result<PathBuf, StartError> {
+    let cfg_path = venv.join("pyvenv.cfg");
+    let cfg = std::fs::read_to_string(&cfg_path).map_err(|e| {
+        StartError::Venv(format!(
+            "{} is not a virtualenv ({}: {e})",
+            venv.display(),
+            cfg_path.display()
+        ))
+    })?;
+    let version = cfg
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .find(|(key, _)| matches!(key.trim(), "version" | "version_info"))
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_default();
+    let major_minor: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    if major_minor != BUILD_PYTHON_VERSION {
+        return Err(StartError::Venv(format!(
+            "{} was made by Python {version}, but rustgi-gateway embeds Python {BUILD_PYTHON_VERSION}; \
+             recreate it with python{BUILD_PYTHON_VERSION} -m venv",
+            venv.display()
+        )));
+    }
+    let python = std::path::absolute(venv.join("bin").join("python"))
+        .map_err(|e| StartError::Venv(e.to_string()))?;
+    if !python.exists() {
+        return Err(StartError::Venv(format!(
+            "{} does not exist",
+            python.display()
+        )));
+    }
+    Ok(python)
+}
+
+/// rustgi owns the process's signals; a handler an app installs at import
+/// would never run, so say so.
+fn warn_about_signal_handlers(py: Python<'_>) {
+    let Ok(signal) = py.import("signal") else {
+        return;
+    };
+    for name in ["SIGINT", "SIGTERM", "SIGHUP"] {
+        let handler = signal
+            .getattr(name)
+            .and_then(|num| signal.call_method1("getsignal", (num,)));
+        if let Ok(handler) = handler {
+            if handler.is_callable() {
+                tracing::warn!(
+                    "the application installed a Python handler for {name}; rustgi-gateway owns that signal and the handler will not run"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The response on its way from the Python thread to the connection.
+//!
+//! A channel bounded in bytes, not messages: one `yield` can be 100 MB, and a
+//! slow client must slow the application down instead of growing memory.
+//! The Python side blocks (GIL released) while the channel is full; the
+//! connection side is async and takes everything queued at once, so what is
+//! already waiting goes out in one write without delaying any block.
+
+use bytes::Bytes;
+use rustgi_model::ResponseHead;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
+
+/// One step of a response, in order.
+#[derive(Debug)]
+pub enum ResponseEvent {
+    Head(ResponseHead),
+    Body(Bytes),
+    /// The response is complete.
+    End,
+    /// The response cannot be completed (an error after the head was sent):
+    /// the connection must be closed without pretending it ended well.
+    Abort,
+}
+
+impl ResponseEvent {
+    fn weight(&self) -> usize {
+        match self {
+            ResponseEvent::Body(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// The connection is gone; nothing more will be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnected;
+
+struct State {
+    queue: VecDeque<ResponseEvent>,
+    queued_bytes: usize,
+    receiver_gone: bool,
+    sender_gone: bool,
+    waker: Option<Waker>,
+}
+
+struct Shared {
+    max_bytes: usize,
+    state: Mutex<State>,
+    room: Condvar,
+}
+
+/// Creates a channel that holds at most `max_bytes` of body (one larger
+/// block is let through when the channel is empty).
+pub fn response_channel(max_bytes: usize) -> (ResponseSender, ResponseReceiver) {
+    let shared = Arc::new(Shared {
+        max_bytes,
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            receiver_gone: false,
+            sender_gone: false,
+            waker: None,
+        }),
+        room: Condvar::new(),
+    });
+    (
+        ResponseSender {
+            shared: shared.clone(),
+        },
+        ResponseReceiver { shared },
+    )
+}
+
+/// The Python thread's end.
+pub struct ResponseSender {
+    shared: Arc<Shared>,
+}
+
+/// What [`ResponseSender::try_send`] did.
+pub enum TrySend {
+    Sent,
+    /// The channel is full: call [`ResponseSender::wait_for_room`] (without
+    /// the GIL) and try again.
+    Full,
+}
+
+impl ResponseSender {
+    /// Queues `events` as one unit if there is room.
+    pub fn try_send(&self, events: &mut Vec<ResponseEvent>) -> Result<TrySend, Disconnected> {
+        let weight: usize = events.iter().map(ResponseEvent::weight).sum();
+        let mut state = self.shared.state.lock().unwrap();
+        if state.receiver_gone {
+            return Err(Disconnected);
+        }
+        if state.queued_bytes > 0 && state.queued_bytes + weight > self.shared.max_bytes {
+            return Ok(TrySend::Full);
+        }
+        state.queued_bytes += weight;
+        state.queue.extend(events.drain(..));
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(TrySend::Sent)
+    }
+
+    /// Blocks until the connection has taken what was queued, or is gone.
+    pub fn wait_for_room(&self) {
+        let state = self.shared.state.lock().unwrap();
+        let _unused = self
+            .shared
+            .room
+            .wait_while(state, |s| s.queued_bytes > 0 && !s.receiver_gone)
+            .unwrap();
+    }
+
+    /// True once the connection has gone away.
+    pub fn is_disconnected(&self) -> bool {
+        self.shared.state.lock().unwrap().receiver_gone
+    }
+}
+
+impl Drop for ResponseSender {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.sender_gone = true;
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The connection's end.
+pub struct ResponseReceiver {
+    shared: Arc<Shared>,
+}
+
+impl ResponseReceiver {
+    /// Takes every event queued so far, waiting for at least one. `None`
+    /// means the sender went away (which, without an `End`, is an abort).
+    pub async fn recv(&self, into: &mut Vec<ResponseEvent>) -> Option<()> {
+        poll_fn(|cx| {
+            let mut state = self.shared.state.lock().unwrap();
+            if !state.queue.is_empty() {
+                into.extend(state.queue.drain(..));
+                state.queued_bytes = 0;
+                drop(state);
+                self.shared.room.notify_all();
+                return Poll::Ready(Some(()));
+            }
+            if state.sender_gone {
+                return Poll::Ready(None);
+            }
+            state.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for ResponseReceiver {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.receiver_gone = true;
+        state.queue.clear();
+        state.queued_bytes = 0;
+        drop(state);
+        self.shared.room.notify_all();
+    }
+}

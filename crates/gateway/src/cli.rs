@@ -1,0 +1,144 @@
+//! The command line. Every flag is documented in README.md too.
+
+use clap::{Parser, ValueEnum};
+use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
+use rustgi_server::{Protocol, ServerConfig, SocketSpec, Timeouts};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Proto {
+    /// SCGI (nginx scgi_pass, Apache mod_proxy_scgi, lighttpd scgi.server).
+    Scgi,
+}
+
+/// A gateway between a front web server and a Python WSGI application.
+#[derive(Debug, Parser)]
+#[command(name = "rustgi-gateway", version)]
+pub struct Cli {
+    /// Wire protocol the front server speaks.
+    #[arg(long, value_enum, default_value = "scgi")]
+    pub proto: Proto,
+
+    /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
+    /// listening socket the front server passed on fd 0 is used.
+    #[arg(long)]
+    pub socket: Option<String>,
+
+    /// Permissions of a Unix socket we create, in octal.
+    #[arg(long, default_value = "660", value_parser = parse_mode)]
+    pub chmod: u32,
+
+    /// The WSGI application: MODULE[:CALLABLE] or path/to/file.py[:CALLABLE]
+    /// (CALLABLE defaults to `application`; `name()` calls a factory).
+    /// Without it, a built-in demo app is served.
+    #[arg(long)]
+    pub app: Option<String>,
+
+    /// Change to this directory before loading the application.
+    #[arg(long)]
+    pub chdir: Option<PathBuf>,
+
+    /// Put a directory first on sys.path (repeatable).
+    #[arg(long = "pythonpath", value_name = "DIR")]
+    pub pythonpath: Vec<PathBuf>,
+
+    /// Run the application inside this virtualenv.
+    #[arg(long)]
+    pub venv: Option<PathBuf>,
+
+    /// Set an environment variable before Python starts (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
+    /// Python threads serving requests concurrently.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
+
+    /// URL prefix the application lives under: it becomes SCRIPT_NAME and is
+    /// taken off PATH_INFO.
+    #[arg(long, value_name = "PREFIX")]
+    pub mount: Option<String>,
+
+    /// Largest request head accepted, in bytes.
+    #[arg(long, default_value_t = 65536)]
+    pub max_header_size: usize,
+
+    /// Seconds allowed from accepting a connection to a complete request head.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub header_timeout: f64,
+
+    /// Seconds allowed between two reads of the request body.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub body_timeout: f64,
+
+    /// Seconds a response write may make no progress before the connection is closed.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub write_timeout: f64,
+
+    /// Seconds SIGTERM/SIGINT wait for requests in flight.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub graceful_timeout: f64,
+
+    /// Bytes of each request body kept in memory before it spills to a temp file.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub spool_memory: usize,
+
+    /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode such as 660"))
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("--{flag} {value}: give a positive number of seconds"))
+}
+
+impl Cli {
+    pub fn into_config(self) -> Result<ServerConfig, String> {
+        let app = self.app.as_deref().map_or(AppSpec::Demo, AppSpec::parse);
+        Ok(ServerConfig {
+            protocol: match self.proto {
+                Proto::Scgi => Protocol::Scgi,
+            },
+            socket: self.socket.as_deref().map(SocketSpec::parse),
+            socket_mode: self.chmod,
+            python: PythonSetup {
+                app,
+                venv: self.venv,
+                pythonpath: self.pythonpath,
+            },
+            chdir: self.chdir,
+            env: self.env,
+            threads: usize::from(self.threads),
+            mount: self.mount.as_deref().map(Mount::new),
+            max_header_size: self.max_header_size,
+            timeouts: Timeouts {
+                header: seconds("header-timeout", self.header_timeout)?,
+                body: seconds("body-timeout", self.body_timeout)?,
+                write: seconds("write-timeout", self.write_timeout)?,
+            },
+            graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
+            spool: SpoolLimits {
+                memory_limit: self.spool_memory,
+            },
+            response_buffer: 256 * 1024,
+        })
+    }
+}

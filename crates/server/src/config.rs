@@ -1,0 +1,46 @@
+//! What the server is told to do, as the binary's flags decide it.
+
+use crate::listener::SocketSpec;
+use rustgi_core::{Mount, PythonSetup, SpoolLimits};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The wire protocol spoken on the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Scgi,
+}
+
+/// Each stage of a connection has its own limit, so a stalled front-server
+/// connection never pins a Python thread.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// From accept to a complete request head.
+    pub header: Duration,
+    /// Longest wait for the next body bytes.
+    pub body: Duration,
+    /// Longest a write may make no progress.
+    pub write: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub protocol: Protocol,
+    /// `None`: take the listening socket on fd 0.
+    pub socket: Option<SocketSpec>,
+    /// Mode of a Unix socket we create.
+    pub socket_mode: u32,
+    pub python: PythonSetup,
+    pub chdir: Option<PathBuf>,
+    /// `--env`, set before Python starts.
+    pub env: Vec<(String, String)>,
+    pub threads: usize,
+    pub mount: Option<Mount>,
+    pub max_header_size: usize,
+    pub timeouts: Timeouts,
+    /// How long SIGTERM waits for requests in flight.
+    pub graceful_timeout: Duration,
+    pub spool: SpoolLimits,
+    /// Bound of each response channel, in bytes.
+    pub response_buffer: usize,
+}

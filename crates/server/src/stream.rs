@@ -1,0 +1,290 @@
+//! The connection driver for protocols with one request per connection
+//! (SCGI, uwsgi): read the head, hand the request to Python, then pump the
+//! body into the spool while the response streams out, and close with
+//! shutdown + drain so no unread byte turns into an RST.
+
+use crate::config::Timeouts;
+use bytes::{Bytes, BytesMut};
+use rustgi_core::{
+    BodyError, BodyWriter, Job, PythonPool, ResponseEvent, ResponseReceiver, SpoolLimits,
+    body_pipe, response_channel,
+};
+use rustgi_model::{Request, StreamProtocol};
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
+
+/// Bytes read from the socket at a time (DESIGN.md: read ahead ~64 KiB).
+const READ_SIZE: usize = 64 * 1024;
+/// Body blocks up to this size are copied next to the head; larger ones
+/// are written from where they are.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// How long to wait for the peer's EOF after our response is complete.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// What every connection of a listener shares.
+pub struct StreamContext<P> {
+    pub protocol: P,
+    pub pool: Arc<PythonPool>,
+    pub timeouts: Timeouts,
+    pub spool: SpoolLimits,
+    /// Bound of the response channel, in bytes.
+    pub response_buffer: usize,
+    pub next_id: AtomicU64,
+}
+
+enum Ending {
+    /// The response is whole: shut down our side and drain.
+    Complete,
+    /// The response could not be completed: cut the connection.
+    Aborted,
+}
+
+/// Serves the single request of one connection.
+pub async fn serve<P, S>(ctx: &StreamContext<P>, stream: S, peer: &str)
+where
+    P: StreamProtocol,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let Some(request) = read_head(ctx, &mut reader, &mut buf, peer).await else {
+        let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
+        drain(&mut reader).await;
+        return;
+    };
+    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    for warning in &request.warnings {
+        tracing::warn!(%peer, request = id, "{warning}");
+    }
+    let expected = request.content_length;
+    let request = Arc::new(request);
+    let (body, body_reader) = body_pipe(expected, ctx.spool);
+    if !buf.is_empty() {
+        body.push(buf.split().freeze());
+    }
+    let (sender, receiver) = response_channel(ctx.response_buffer);
+    ctx.pool.submit(Job {
+        id,
+        request: request.clone(),
+        body: body_reader,
+        response: sender,
+    });
+
+    let mut pump = Box::pin(pump_body(&mut reader, body, ctx.timeouts.body, peer, id));
+    let mut pumped = false;
+    let ending = {
+        let respond = write_response(ctx, &mut writer, receiver, &request, peer, id);
+        tokio::pin!(respond);
+        loop {
+            tokio::select! {
+                () = &mut pump, if !pumped => pumped = true,
+                ending = &mut respond => break ending,
+            }
+        }
+    };
+    if let Ending::Complete = ending {
+        let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
+        if !pumped {
+            pump.await;
+        } else {
+            drop(pump);
+        }
+        drain(&mut reader).await;
+    }
+}
+
+async fn read_head<P, R>(
+    ctx: &StreamContext<P>,
+    reader: &mut R,
+    buf: &mut BytesMut,
+    peer: &str,
+) -> Option<Request>
+where
+    P: StreamProtocol,
+    R: AsyncRead + Unpin,
+{
+    let deadline = Instant::now() + ctx.timeouts.header;
+    let name = ctx.protocol.name();
+    loop {
+        match ctx.protocol.decode_head(buf) {
+            Ok(Some(request)) => return Some(request),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%peer, "bad {name} request: {e}; closing the connection");
+                return None;
+            }
+        }
+        buf.reserve(8 * 1024);
+        match timeout_at(deadline, reader.read_buf(buf)).await {
+            Ok(Ok(0)) => {
+                if !buf.is_empty() {
+                    tracing::warn!(
+                        %peer,
+                        "the connection closed after {} bytes, before the {name} request head was complete",
+                        buf.len()
+                    );
+                }
+                return None;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "reading the {name} request head failed: {e}");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    %peer,
+                    "timed out after {:?} waiting for the {name} request head ({} bytes arrived)",
+                    ctx.timeouts.header,
+                    buf.len()
+                );
+                return None;
+            }
+        }
+    }
+}
+
+/// Moves the body from the socket into the spool until CONTENT_LENGTH is
+/// reached, whether or not the application reads it.
+async fn pump_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    body: BodyWriter,
+    body_timeout: Duration,
+    peer: &str,
+    id: u64,
+) {
+    let expected = body.remaining();
+    let mut buf = BytesMut::new();
+    loop {
+        let remaining = body.remaining();
+        if remaining == 0 {
+            return;
+        }
+        buf.reserve(READ_SIZE);
+        let received = expected - remaining;
+        match timeout(body_timeout, reader.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => {
+                let error = BodyError::Truncated { received, expected };
+                tracing::warn!(%peer, request = id, "{error}");
+                body.fail(error);
+                return;
+            }
+            Ok(Ok(_)) => body.push(buf.split().freeze()),
+            Ok(Err(e)) => {
+                tracing::info!(%peer, request = id, "reading the request body failed: {e}");
+                body.fail(BodyError::Disconnected);
+                return;
+            }
+            Err(_) => {
+                let error = BodyError::TimedOut { received, expected };
+                tracing::warn!(%peer, request = id, "{error} (--body-timeout {body_timeout:?})");
+                body.fail(error);
+                return;
+            }
+        }
+    }
+}
+
+async fn write_response<P, W>(
+    ctx: &StreamContext<P>,
+    writer: &mut W,
+    receiver: ResponseReceiver,
+    request: &Request,
+    peer: &str,
+    id: u64,
+) -> Ending
+where
+    P: StreamProtocol,
+    W: AsyncWrite + Unpin,
+{
+    let mut events = Vec::new();
+    let mut segments: Vec<Bytes> = Vec::new();
+    let mut head = Vec::new();
+    loop {
+        events.clear();
+        if receiver.recv(&mut events).await.is_none() {
+            return Ending::Aborted;
+        }
+        let mut ending = None;
+        let mut pending = Vec::new();
+        for event in events.drain(..) {
+            match event {
+                ResponseEvent::Head(h) => ctx.protocol.encode_head(request, &h, &mut head),
+                ResponseEvent::Body(data) if data.len() <= COALESCE_LIMIT => {
+                    pending.extend_from_slice(&data)
+                }
+                ResponseEvent::Body(data) => {
+                    flush_into(&mut segments, &mut head, &mut pending);
+                    segments.push(data);
+                }
+                ResponseEvent::End => ending = Some(Ending::Complete),
+                ResponseEvent::Abort => ending = Some(Ending::Aborted),
+            }
+        }
+        flush_into(&mut segments, &mut head, &mut pending);
+        if !segments.is_empty() {
+            match timeout(ctx.timeouts.write, write_all(writer, &segments)).await {
+                Ok(Ok(())) => segments.clear(),
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, request = id, "writing the response failed: {e}");
+                    return Ending::Aborted;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        %peer,
+                        request = id,
+                        "the peer accepted no response bytes for {:?} (--write-timeout); closing",
+                        ctx.timeouts.write
+                    );
+                    return Ending::Aborted;
+                }
+            }
+        }
+        if let Some(ending) = ending {
+            return ending;
+        }
+    }
+}
+
+/// Moves the encoded head and small body blocks, in order, into one segment.
+fn flush_into(segments: &mut Vec<Bytes>, head: &mut Vec<u8>, pending: &mut Vec<u8>) {
+    if head.is_empty() && pending.is_empty() {
+        return;
+    }
+    let mut joined = std::mem::take(head);
+    joined.append(pending);
+    segments.push(Bytes::from(joined));
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    segments: &[Bytes],
+) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = segments.iter().map(|s| IoSlice::new(s)).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = writer.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    writer.flush().await
+}
+
+/// Reads and discards until the peer closes (bounded), so closing never
+/// leaves unread bytes behind to turn into an RST.
+async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
+    let deadline = Instant::now() + DRAIN_TIME;
+    let mut scratch = [0u8; 8 * 1024];
+    while let Ok(Ok(n)) = timeout_at(deadline, reader.read(&mut scratch)).await {
+        if n == 0 {
+            break;
+        }
+    }
+}

@@ -1,0 +1,343 @@
+"""The conformance app of the integration suite.
+
+`application` routes on PATH_INFO:
+- paths under /raw/ go to `raw_app`, which is NOT wrapped in
+  wsgiref.validate.validator (the validator forbids read() without a size and
+  replaces the input's own iterator with readline());
+- everything else goes to `checked_app` = validator(conformance_app), so
+  every one of those requests also checks PEP 3333.
+
+Any path with ?dump=environ answers the environ as JSON.
+
+A leading /unbuffered, /par or /mem (nginx locations that share this app) is
+stripped before routing. Paths that write marker files take the file's path
+in the query string (?path=...), so the test decides where they go.
+
+Only the standard library is used: the gateway runs this without a venv.
+"""
+
+import hashlib
+import json
+import sys
+import threading
+import time
+from urllib.parse import parse_qs
+from wsgiref.validate import validator
+
+ROUTE_PREFIXES = ("/unbuffered", "/par", "/mem")
+
+
+def route_of(environ):
+    path = environ.get("PATH_INFO", "")
+    for prefix in ROUTE_PREFIXES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix):] or "/"
+    return path
+
+
+def query(environ):
+    return {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+
+
+def content_length(environ):
+    return int(environ.get("CONTENT_LENGTH") or 0)
+
+
+def text(start_response, body, status="200 OK", headers=()):
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    start_response(
+        status,
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+        + list(headers),
+    )
+    return [data]
+
+
+def as_json(start_response, value, status="200 OK"):
+    data = json.dumps(value).encode("utf-8")
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def pattern_block(index, size):
+    """Block `index` of a generated body: the index as 8 big-endian bytes,
+    repeated (same as tests/harness.py)."""
+    unit = index.to_bytes(8, "big")
+    return (unit * (size // 8 + 1))[:size]
+
+
+def append_line(path, line):
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+# ---------------------------------------------------------------------------
+# the validated app
+
+
+READ_SIZES = (1, 7, 4096, 65536, 100_000, 262_144)
+
+
+def read_exactly_in_pieces(stream, length, sizes=READ_SIZES):
+    """Reads `length` bytes with read(size) calls of varying sizes; yields pieces."""
+    left = length
+    i = 0
+    while left > 0:
+        piece = stream.read(min(sizes[i % len(sizes)], left))
+        i += 1
+        if not piece:
+            raise OSError(f"wsgi.input ended {left} bytes early")
+        left -= len(piece)
+        yield piece
+
+
+def environ_snapshot(environ):
+    """The environ as JSON: str values as they are, other values as type names
+    (plus a few wsgi.* values that are plain data)."""
+    out = {}
+    for key, value in environ.items():
+        if isinstance(value, str):
+            out[key] = value
+        elif key in ("wsgi.version",):
+            out[key] = list(value)
+        elif isinstance(value, bool):
+            out[key] = value
+        else:
+            out[key] = "<%s>" % type(value).__name__
+    return out
+
+
+class EndlessBody:
+    """An endless (capped at two minutes) slow response body whose close()
+    writes a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+        self.sent = 0
+        self.started = time.time()
+        self.block = b"e" * 65536
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if time.time() - self.started > 120:
+            raise StopIteration
+        time.sleep(0.01)
+        self.sent += 1
+        return self.block
+
+    def close(self):
+        exhausted = time.time() - self.started > 120
+        append_line(self.marker, f"closed after {self.sent} blocks exhausted={exhausted}")
+
+
+PARALLEL = {"active": 0, "peak": 0}
+PARALLEL_LOCK = threading.Lock()
+
+
+def parallel(environ, start_response):
+    """Counts concurrently active requests; sleeps until the recorded peak
+    reaches ?target= (default 40) or ?timeout= seconds (default 10) pass."""
+    q = query(environ)
+    target = int(q.get("target", 40))
+    deadline = time.monotonic() + float(q.get("timeout", 10))
+    with PARALLEL_LOCK:
+        PARALLEL["active"] += 1
+        PARALLEL["peak"] = max(PARALLEL["peak"], PARALLEL["active"])
+    try:
+        while time.monotonic() < deadline:
+            with PARALLEL_LOCK:
+                if PARALLEL["peak"] >= target:
+                    break
+            time.sleep(0.01)
+    finally:
+        with PARALLEL_LOCK:
+            PARALLEL["active"] -= 1
+            peak = PARALLEL["peak"]
+    return text(start_response, str(peak))
+
+
+def conformance_app(environ, start_response):
+    route = route_of(environ)
+    q = query(environ)
+    stream = environ["wsgi.input"]
+
+    if q.get("dump") == "environ":  # any path: show what the app saw
+        return as_json(start_response, environ_snapshot(environ))
+
+    if route == "/hello":
+        return text(start_response, "hello")
+
+    if route == "/environ":
+        return as_json(start_response, environ_snapshot(environ))
+
+    if route == "/echo":
+        body = b"".join(read_exactly_in_pieces(stream, content_length(environ)))
+        ctype = environ.get("CONTENT_TYPE") or "application/octet-stream"
+        start_response("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]
+
+    if route == "/sha256":
+        # Reads the body in pieces of varying sizes, then checks that reading
+        # past the end gives b''.
+        h = hashlib.sha256()
+        n = 0
+        for piece in read_exactly_in_pieces(stream, content_length(environ)):
+            h.update(piece)
+            n += len(piece)
+        past_end = stream.read(10)
+        return text(start_response, f"{h.hexdigest()} {n} past_end={len(past_end)}")
+
+    if route == "/generate":
+        total = int(q.get("bytes", 0))
+        chunk = int(q.get("chunk", 65536))
+
+        def body():
+            index, left = 0, total
+            while left > 0:
+                n = min(chunk, left)
+                yield pattern_block(index, n)
+                left -= n
+                index += 1
+
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))],
+        )
+        return body()
+
+    if route == "/no-read":
+        return text(start_response, f"ignored {content_length(environ)} bytes")
+
+    if route == "/write-before-read":
+        # Yields ?first= bytes (default 4 MiB) before it reads the body, then
+        # reads all of it and yields its checksum.
+        first = int(q.get("first", 4 * 1024 * 1024))
+        length = content_length(environ)
+
+        def body():
+            left = first
+            while left > 0:
+                n = min(65536, left)
+                yield b"x" * n
+                left -= n
+            h = hashlib.sha256()
+            got = 0
+            for piece in read_exactly_in_pieces(stream, length):
+                h.update(piece)
+                got += len(piece)
+            yield f"\nsha256={h.hexdigest()} len={got}\n".encode()
+
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return body()
+
+    if route == "/readline":
+        # readline(n) until b'', through the validator's wrapper.
+        size = int(q.get("n", 5))
+        lines = []
+        while True:
+            line = stream.readline(size)
+            if not line:
+                break
+            lines.append(line.decode("latin-1"))
+        return as_json(start_response, lines)
+
+    if route == "/first-read":
+        # Records when the first read returned, then reads the rest.
+        length = content_length(environ)
+        first = stream.read(min(4096, length))
+        append_line(q["path"], f"{time.time():.6f} {len(first)}")
+        rest = b"".join(read_exactly_in_pieces(stream, length - len(first)))
+        return text(start_response, f"first={len(first)} total={len(first) + len(rest)}")
+
+    if route == "/short-body":
+        # For a request whose body ends early: records what read() did.
+        try:
+            data = stream.read(content_length(environ))
+            append_line(q["path"], f"returned {len(data)} bytes")
+        except OSError as e:
+            append_line(q["path"], f"OSError: {e}")
+            raise
+        return text(start_response, "read everything")
+
+    if route == "/raise-before-body":
+        raise RuntimeError(q.get("message", "raised before the body"))
+
+    if route == "/endless":
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/octet-stream"), ("X-Accel-Buffering", "no")],
+        )
+        return EndlessBody(q["path"])
+
+    if route == "/cookies":
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "text/plain"),
+                ("Set-Cookie", "first=1; Path=/"),
+                ("Set-Cookie", "second=2; Path=/; HttpOnly"),
+                ("Set-Cookie", "third=3; Max-Age=60"),
+                ("Content-Length", "7"),
+            ],
+        )
+        return [b"cookies"]
+
+    if route == "/no-content":
+        start_response("204 No Content", [])
+        return []
+
+    if route == "/errors":
+        errors = environ["wsgi.errors"]
+        errors.write(q.get("message", "wsgi.errors line") + "\n")
+        errors.flush()
+        return text(start_response, "logged")
+
+    if route == "/parallel":
+        return parallel(environ, start_response)
+
+    if route == "/peak":
+        with PARALLEL_LOCK:
+            return text(start_response, str(PARALLEL["peak"]))
+
+    return text(start_response, f"no route for {route!r}", status="404 Not Found")
+
+
+checked_app = validator(conformance_app)
+
+
+# ---------------------------------------------------------------------------
+# the unvalidated app (/raw/...)
+
+
+def raw_app(environ, start_response):
+    route = environ["PATH_INFO"][len("/raw"):]
+    stream = environ["wsgi.input"]
+
+    if route == "/read-all":
+        # read() with no size: the whole body at once.
+        body = stream.read()
+        again = stream.read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{hashlib.sha256(body).hexdigest()} {len(body)} again={len(again)}".encode()]
+
+    if route == "/readlines":
+        lines = stream.readlines()
+        return as_json(start_response, [line.decode("latin-1") for line in lines])
+
+    if route == "/iterate":
+        lines = [line.decode("latin-1") for line in stream]
+        return as_json(start_response, lines)
+
+    return text(start_response, f"no raw route for {route!r}", status="404 Not Found")
+
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO", "").startswith("/raw/"):
+        return raw_app(environ, start_response)
+    return checked_app(environ, start_response)
+
+
+if __name__ == "__main__":
+    print("this module is a WSGI app for rustgi's tests", file=sys.stderr)

@@ -1,0 +1,241 @@
+"""Fixtures: one nginx and the rustgi-gateway processes behind it.
+
+Layout of a run:
+- /tmp/rustgi-test-XXXX (mode 0755, so nginx's workers can reach the sockets;
+  nginx also runs with `user root;` when we are root): the gateways' Unix
+  sockets, nginx.conf and nginx's temp directories. Removed at the end.
+- tests/.run/logs/: every gateway's stderr (`<name>.log`) and nginx's
+  error/access logs, kept after the run for reading. Cleared at the start.
+- tests/.run/rss.txt: the memory figures of test_memory.py.
+
+nginx routes by location prefix; each prefix belongs to one gateway, all
+sharing one session-scoped nginx. A gateway is started the first time a test
+asks for it (session scope) and stopped with SIGTERM at the end; a location
+whose gateway is not running answers 502.
+
+| location       | gateway | how it is started                                       |
+|----------------|---------|---------------------------------------------------------|
+| /              | main    | --app tests/apps/conformance.py --threads 8            |
+| /unbuffered/   | main    | (same; scgi_request_buffering off, scgi_buffering off)   |
+| /app/          | mount   | --chdir tests/apps --app conformance --mount /app       |
+| /flask/        | flask   | --venv .venv-test --app tests/apps/flask_app.py:app      |
+| /demo/         | demo    | no --app: the built-in demo                              |
+| /par/          | par     | conformance, --threads 40                                |
+| /mem/          | mem     | conformance, unbuffered both ways                        |
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness import APPS, ARTIFACTS, REPO, Gateway, Location, Nginx, gateway_binary
+
+LOG_DIR = ARTIFACTS / "logs"
+
+# Everything started in this run, stopped at the end whatever happens.
+_STARTED: list = []
+
+
+def _stop_everything():
+    for thing in reversed(_STARTED):
+        try:
+            if isinstance(thing, Gateway):
+                thing.terminate(timeout=10)
+            else:
+                thing.stop()
+        except Exception as e:  # keep stopping the others
+            print(f"cleanup of {thing!r} failed: {e}", file=sys.stderr)
+    _STARTED.clear()
+
+
+atexit.register(_stop_everything)
+
+
+# ---------------------------------------------------------------------------
+# prerequisites
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not found:
+        pytest.fail("nginx is not installed: run the suite through tests/run, which installs it")
+    return found
+
+
+@pytest.fixture(scope="session")
+def gateway_bin() -> Path:
+    path = gateway_binary()
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"no gateway binary at {path}: run `cargo build -p rustgi-gateway` or set RUSTGI_BIN")
+    return path
+
+
+@pytest.fixture(scope="session")
+def venv_dir() -> Path:
+    """The venv pytest runs in (.venv-test from tests/run): it has Flask."""
+    if sys.prefix == sys.base_prefix:
+        pytest.fail("the suite must run inside the .venv-test venv (use tests/run)")
+    return Path(sys.prefix)
+
+
+# ---------------------------------------------------------------------------
+# directories
+
+
+@pytest.fixture(scope="session")
+def run_dir():
+    path = Path(tempfile.mkdtemp(prefix="rustgi-test-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    _stop_everything()
+    if not os.environ.get("RUSTGI_KEEP_RUN"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Path:
+    shutil.rmtree(LOG_DIR, ignore_errors=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return LOG_DIR
+
+
+@pytest.fixture
+def scratch(run_dir, request) -> Path:
+    """A fresh directory (mode 0777) for marker files written by the apps."""
+    path = Path(tempfile.mkdtemp(prefix="scratch-", dir=run_dir))
+    os.chmod(path, 0o777)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# gateways
+
+
+class Gateways:
+    """Makes gateways with sockets in the run dir and logs in the log dir."""
+
+    def __init__(self, binary: Path, run_dir: Path, log_dir: Path):
+        self.binary = binary
+        self.run_dir = run_dir
+        self.log_dir = log_dir
+
+    def socket_path(self, name: str) -> str:
+        return str(self.run_dir / f"{name}.sock")
+
+    def make(self, name: str, args: list[str], *, socket: str | None = None, env=None) -> Gateway:
+        """A Gateway, not started; stopped at the end of the session if it was."""
+        gw = Gateway(
+            name,
+            socket or self.socket_path(name),
+            args,
+            self.log_dir / f"{name}.log",
+            env=env,
+            binary=self.binary,
+        )
+        _STARTED.append(gw)
+        return gw
+
+    def start(self, name: str, args: list[str], **kw) -> Gateway:
+        return self.make(name, args, **kw).start()
+
+
+@pytest.fixture(scope="session")
+def gateways(gateway_bin, run_dir, log_dir) -> Gateways:
+    return Gateways(gateway_bin, run_dir, log_dir)
+
+
+CONFORMANCE_FILE = str((APPS / "conformance.py").relative_to(REPO))
+
+
+@pytest.fixture(scope="session")
+def main_gateway(gateways) -> Gateway:
+    """The conformance app, named by file path (`--app path/to/file.py`)."""
+    return gateways.start("main", ["--app", CONFORMANCE_FILE, "--threads", "8"])
+
+
+@pytest.fixture(scope="session")
+def mount_gateway(gateways) -> Gateway:
+    """The conformance app, named as a module (`--chdir` + `--app module`),
+    mounted at /app."""
+    return gateways.start(
+        "mount", ["--chdir", str(APPS), "--app", "conformance", "--mount", "/app", "--threads", "2"]
+    )
+
+
+@pytest.fixture(scope="session")
+def flask_gateway(gateways, venv_dir) -> Gateway:
+    return gateways.start(
+        "flask",
+        ["--venv", str(venv_dir), "--app", str(APPS / "flask_app.py") + ":app", "--threads", "2"],
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_gateway(gateways) -> Gateway:
+    return gateways.start("demo", ["--threads", "2"])
+
+
+@pytest.fixture(scope="session")
+def par_gateway(gateways) -> Gateway:
+    return gateways.start("par", ["--app", CONFORMANCE_FILE, "--threads", "40"])
+
+
+@pytest.fixture(scope="session")
+def mem_gateway(gateways) -> Gateway:
+    return gateways.start("mem", ["--app", CONFORMANCE_FILE, "--threads", "2"])
+
+
+# ---------------------------------------------------------------------------
+# nginx
+
+
+@pytest.fixture(scope="session")
+def nginx(nginx_binary, gateways, run_dir, log_dir) -> Nginx:
+    def unix(name):
+        return "unix:" + gateways.socket_path(name)
+
+    big_buffers = "scgi_buffer_size 64k; scgi_buffers 8 64k; scgi_busy_buffers_size 128k;"
+    locations = [
+        Location("/", unix("main")),
+        Location("/unbuffered/", unix("main"), unbuffered=True, extra=big_buffers),
+        Location("/app/", unix("mount")),
+        Location("/flask/", unix("flask")),
+        Location("/demo/", unix("demo")),
+        Location("/par/", unix("par")),
+        Location("/mem/", unix("mem"), unbuffered=True, extra=big_buffers),
+    ]
+    server = Nginx(nginx_binary, run_dir, log_dir, locations)
+    _STARTED.append(server)
+    server.start()
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------------------
+# on failure, show the logs of the processes the test used
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, Gateway):
+            report.sections.append((f"gateway {value.name} log (tail)", value.log.tail(40)))
+        elif isinstance(value, Nginx):
+            report.sections.append(("nginx error.log (tail)", value.error_log.tail(20)))
+
+
+def pytest_report_header(config):
+    return [f"rustgi-gateway: {gateway_binary()}", f"logs: {LOG_DIR}"]
+

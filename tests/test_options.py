@@ -1,0 +1,91 @@
+"""Gateway flags seen from outside: --mount, --threads, --venv, the built-in
+demo app (no --app), a TCP --socket."""
+
+import concurrent.futures
+import json
+
+import requests
+
+from harness import free_port, http_request, scgi_request
+
+
+def test_mount_splits_script_name_and_path_info(nginx, mount_gateway):
+    r = requests.get(nginx.url("/app/some/where?dump=environ"), timeout=10)
+    assert r.status_code == 200, mount_gateway.describe()
+    env = r.json()
+    assert env["SCRIPT_NAME"] == "/app"
+    assert env["PATH_INFO"] == "/some/where"
+    assert env["QUERY_STRING"] == "dump=environ"
+
+
+def test_mount_routes_on_the_rest_of_the_path(nginx, mount_gateway):
+    r = requests.get(nginx.url("/app/hello"), timeout=10)
+    assert (r.status_code, r.text) == (200, "hello"), mount_gateway.describe()
+
+
+def test_mount_root_itself(nginx, mount_gateway):
+    r = requests.get(nginx.url("/app/?dump=environ"), timeout=10)
+    assert r.status_code == 200, mount_gateway.describe()
+    env = r.json()
+    assert env["SCRIPT_NAME"] + env["PATH_INFO"] == "/app/"
+    assert env["SCRIPT_NAME"] == "/app"
+
+
+def test_40_requests_run_in_parallel_with_40_threads(nginx, par_gateway):
+    # Each request waits until 40 are active at once (or 10 s pass): the
+    # recorded peak shows how many really ran together, without timing.
+    def one(_):
+        return http_request(nginx.port, "GET", "/par/parallel?target=40&timeout=10", timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        results = list(pool.map(one, range(40)))
+    statuses = [r.status for r in results]
+    assert statuses == [200] * 40, (statuses, par_gateway.describe())
+    peak = requests.get(nginx.url("/par/peak"), timeout=10).text
+    assert peak == "40", f"only {peak} requests were active at once"
+
+
+def test_flask_app_from_the_venv(nginx, flask_gateway, venv_dir):
+    r = requests.get(nginx.url("/flask/hello"), timeout=10)
+    assert (r.status_code, r.text) == (200, "hello from flask\n"), flask_gateway.describe()
+
+    r = requests.post(nginx.url("/flask/json"), json={"a": [1, 2, "three"]}, timeout=10)
+    assert r.status_code == 200, flask_gateway.describe()
+    data = r.json()
+    assert data["received"] == {"a": [1, 2, "three"]}
+    assert data["path"] == "/flask/json"
+    assert data["script_root"] == ""
+    # --venv: sys.prefix inside the gateway is the venv.
+    assert data["prefix"] == str(venv_dir)
+
+
+def test_demo_app_get_lists_the_environ(nginx, demo_gateway):
+    r = requests.get(nginx.url("/demo/some/path?q=1"), timeout=10)
+    assert r.status_code == 200, demo_gateway.describe()
+    assert r.headers["Content-Type"].startswith("text/plain")
+    lines = r.text.splitlines()
+    assert "rustgi" in lines[0].lower()
+    assert "REQUEST_METHOD = GET" in lines
+    assert "PATH_INFO = /demo/some/path" in lines
+    assert "QUERY_STRING = q=1" in lines
+
+
+def test_demo_app_echoes_post(nginx, demo_gateway):
+    body = b"echo me \x00\xff" * 1000
+    r = requests.post(nginx.url("/demo/echo"), data=body, timeout=10)
+    assert r.status_code == 200, demo_gateway.describe()
+    assert r.content == body
+
+
+def test_tcp_socket(gateways):
+    address = f"127.0.0.1:{free_port()}"
+    gw = gateways.start("tcp", ["--app", "tests/apps/conformance.py"], socket=address)
+    try:
+        r = scgi_request(address, "GET", "/hello")
+        assert (r.status, r.body) == (200, b"hello"), gw.describe()
+        r = scgi_request(address, "POST", "/echo", b"over tcp")
+        assert (r.status, r.body) == (200, b"over tcp"), gw.describe()
+        r = scgi_request(address, "GET", "/x", query="dump=environ")
+        assert json.loads(r.body)["PATH_INFO"] == "/x"
+    finally:
+        assert gw.terminate() == 0
