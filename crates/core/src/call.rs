@@ -202,7 +202,7 @@ fn to_latin1(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Bytes> {
         .map_err(|_| PyTypeError::new_err(format!("{what} must be a str")))?
         .to_str()?;
     text.chars()
-        .map(|c| u8::try_from(c))
+        .map(u8::try_from)
         .collect::<Result<Vec<u8>, _>>()
         .map(Bytes::from)
         .map_err(|_| PyValueError::new_err(format!("{what} {text:?} is not latin-1")))
@@ -290,13 +290,12 @@ pub(crate) fn serve(
 }
 
 fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> Result<(), Stop> {
-    if let Ok(list) = result.cast::<PyList>() {
-        if list.len() == 1 {
-            if let Ok(block) = list.get_item(0)?.cast_into::<PyBytes>() {
-                responder.send(py, Bytes::copy_from_slice(block.as_bytes()), true)?;
-                return Ok(());
-            }
-        }
+    if let Ok(list) = result.cast::<PyList>()
+        && list.len() == 1
+        && let Ok(block) = list.get_item(0)?.cast_into::<PyBytes>()
+    {
+        responder.send(py, Bytes::copy_from_slice(block.as_bytes()), true)?;
+        return Ok(());
     }
     for block in result.try_iter()? {
         let block = block?;

@@ -142,13 +142,13 @@ fn initialize(program: Option<&Path>) -> Result<(), StartError> {
         let argv0 = c"rustgi-gateway";
         let mut argv = [argv0.as_ptr()];
         let mut status = ffi::PyConfig_SetBytesArgv(&mut config, 1, argv.as_mut_ptr());
-        if ffi::PyStatus_Exception(status) == 0 {
-            if let Some(program) = program {
-                let program = CString::new(program.as_os_str().as_bytes())
-                    .map_err(|_| StartError::Init("a NUL in the Python path".into()))?;
-                let field = &raw mut config.program_name;
-                status = ffi::PyConfig_SetBytesString(&mut config, field, program.as_ptr());
-            }
+        if ffi::PyStatus_Exception(status) == 0
+            && let Some(program) = program
+        {
+            let program = CString::new(program.as_os_str().as_bytes())
+                .map_err(|_| StartError::Init("a NUL in the Python path".into()))?;
+            let field = &raw mut config.program_name;
+            status = ffi::PyConfig_SetBytesString(&mut config, field, program.as_ptr());
         }
         if ffi::PyStatus_Exception(status) == 0 {
             status = ffi::Py_InitializeFromConfig(&config);
@@ -214,12 +214,12 @@ fn warn_about_signal_handlers(py: Python<'_>) {
         let handler = signal
             .getattr(name)
             .and_then(|num| signal.call_method1("getsignal", (num,)));
-        if let Ok(handler) = handler {
-            if handler.is_callable() {
-                tracing::warn!(
-                    "the application installed a Python handler for {name}; rustgi-gateway owns that signal and the handler will not run"
-                );
-            }
+        if let Ok(handler) = handler
+            && handler.is_callable()
+        {
+            tracing::warn!(
+                "the application installed a Python handler for {name}; rustgi-gateway owns that signal and the handler will not run"
+            );
         }
     }
 }

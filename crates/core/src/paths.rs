@@ -49,13 +49,13 @@ pub fn split_paths<'a>(
     sent: &SentPaths<'a>,
     mount: Option<&Mount>,
 ) -> (Cow<'a, [u8]>, Cow<'a, [u8]>) {
-    if mount.is_none() {
-        if let Some(path_info) = sent.path_info {
-            return (
-                Cow::Borrowed(sent.script_name.unwrap_or(b"")),
-                Cow::Borrowed(path_info),
-            );
-        }
+    if mount.is_none()
+        && let Some(path_info) = sent.path_info
+    {
+        return (
+            Cow::Borrowed(sent.script_name.unwrap_or(b"")),
+            Cow::Borrowed(path_info),
+        );
     }
     let full = full_path(sent);
     match mount {
@@ -97,12 +97,13 @@ pub fn percent_decode(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
+        if input[i] == b'%'
+            && i + 2 < input.len()
+            && let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
         }
         out.push(input[i]);
         i += 1;
