@@ -17,11 +17,11 @@ whose gateway is not running answers 502.
 |----------------|---------|---------------------------------------------------------|
 | /              | main    | --app tests/apps/conformance.py --threads 8            |
 | /unbuffered/   | main    | (same; scgi_request_buffering off, scgi_buffering off)   |
-| /app/          | mount   | --chdir tests/apps --app conformance --mount /app       |
+| /app/          | mount   | --chdir tests/apps --app conformance --mount /app --env |
 | /flask/        | flask   | --venv .venv-test --app tests/apps/flask_app.py:app      |
 | /demo/         | demo    | no --app: the built-in demo                              |
-| /par/          | par     | conformance, --threads 40                                |
-| /mem/          | mem     | conformance, unbuffered both ways                        |
+| /par/          | par     | --pythonpath tests/apps, conformance:application, 40 thr |
+| /mem/          | mem     | conformance (scgi_buffering off)                         |
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def log_dir() -> Path:
 
 
 @pytest.fixture
-def scratch(run_dir, request) -> Path:
+def scratch(run_dir) -> Path:
     """A fresh directory (mode 0777) for marker files written by the apps."""
     path = Path(tempfile.mkdtemp(prefix="scratch-", dir=run_dir))
     os.chmod(path, 0o777)
@@ -166,7 +166,9 @@ def mount_gateway(gateways) -> Gateway:
     """The conformance app, named as a module (`--chdir` + `--app module`),
     mounted at /app."""
     return gateways.start(
-        "mount", ["--chdir", str(APPS), "--app", "conformance", "--mount", "/app", "--threads", "2"]
+        "mount",
+        ["--chdir", str(APPS), "--app", "conformance", "--mount", "/app", "--threads", "2",
+         "--env", "RUSTGI_TEST_ENV=set by --env"],
     )
 
 
@@ -185,7 +187,10 @@ def demo_gateway(gateways) -> Gateway:
 
 @pytest.fixture(scope="session")
 def par_gateway(gateways) -> Gateway:
-    return gateways.start("par", ["--app", CONFORMANCE_FILE, "--threads", "40"])
+    """Named through --pythonpath, with an explicit callable."""
+    return gateways.start(
+        "par", ["--pythonpath", str(APPS), "--app", "conformance:application", "--threads", "40"]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -205,12 +210,20 @@ def nginx(nginx_binary, gateways, run_dir, log_dir) -> Nginx:
     big_buffers = "scgi_buffer_size 64k; scgi_buffers 8 64k; scgi_busy_buffers_size 128k;"
     locations = [
         Location("/", unix("main")),
-        Location("/unbuffered/", unix("main"), unbuffered=True, extra=big_buffers),
+        Location(
+            "/unbuffered/",
+            unix("main"),
+            request_buffering=False,
+            response_buffering=False,
+            extra=big_buffers,
+        ),
         Location("/app/", unix("mount")),
         Location("/flask/", unix("flask")),
         Location("/demo/", unix("demo")),
         Location("/par/", unix("par")),
-        Location("/mem/", unix("mem"), unbuffered=True, extra=big_buffers),
+        # Response buffering only: nginx 1.22's scgi_request_buffering off
+        # sends a wrong CONTENT_LENGTH (see test_bodies.py).
+        Location("/mem/", unix("mem"), response_buffering=False, extra=big_buffers),
     ]
     server = Nginx(nginx_binary, run_dir, log_dir, locations)
     _STARTED.append(server)

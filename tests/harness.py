@@ -276,17 +276,20 @@ class Gateway:
 
 @dataclass
 class Location:
-    """One `location PREFIX { ... scgi_pass ...; }` block."""
+    """One `location PREFIX { scgi_pass UPSTREAM; ... }` block."""
 
     prefix: str
     upstream: str  # "unix:/path.sock" or "127.0.0.1:PORT"
-    unbuffered: bool = False  # scgi_request_buffering off; scgi_buffering off
+    request_buffering: bool = True  # off: scgi_request_buffering off
+    response_buffering: bool = True  # off: scgi_buffering off
     extra: str = ""
 
     def render(self) -> str:
         lines = [f"scgi_pass {self.upstream};"]
-        if self.unbuffered:
-            lines += ["scgi_request_buffering off;", "scgi_buffering off;"]
+        if not self.request_buffering:
+            lines.append("scgi_request_buffering off;")
+        if not self.response_buffering:
+            lines.append("scgi_buffering off;")
         if self.extra:
             lines.append(self.extra)
         body = "\n            ".join(lines)
@@ -558,6 +561,11 @@ def scgi_exchange(address: str, data: bytes, *, shut_wr: bool = False, timeout: 
                 sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the gateway may close as soon as it sees bad input
+        except socket.timeout:
+            raise AssertionError(
+                f"sending stalled for {timeout}s: the peer stopped reading "
+                f"(sent part of {len(data)} bytes)"
+            )
         deadline = time.monotonic() + timeout
         while True:
             sock.settimeout(max(0.01, deadline - time.monotonic()))

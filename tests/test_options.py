@@ -31,6 +31,11 @@ def test_mount_root_itself(nginx, mount_gateway):
     assert env["SCRIPT_NAME"] == "/app"
 
 
+def test_env_flag_sets_the_process_environment(nginx, mount_gateway):
+    r = requests.get(nginx.url("/app/osenv?name=RUSTGI_TEST_ENV"), timeout=10)
+    assert (r.status_code, r.text) == (200, "set by --env"), mount_gateway.describe()
+
+
 def test_40_requests_run_in_parallel_with_40_threads(nginx, par_gateway):
     # Each request waits until 40 are active at once (or 10 s pass): the
     # recorded peak shows how many really ran together, without timing.
@@ -59,15 +64,26 @@ def test_flask_app_from_the_venv(nginx, flask_gateway, venv_dir):
     assert data["prefix"] == str(venv_dir)
 
 
+def environ_lines(text: str) -> dict:
+    """`KEY = value` lines as a dict; a value may be shown bare or as a repr."""
+    found = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep and key.replace("_", "").replace(".", "").isalnum():
+            found[key] = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == "'" else value
+    return found
+
+
 def test_demo_app_get_lists_the_environ(nginx, demo_gateway):
     r = requests.get(nginx.url("/demo/some/path?q=1"), timeout=10)
     assert r.status_code == 200, demo_gateway.describe()
     assert r.headers["Content-Type"].startswith("text/plain")
-    lines = r.text.splitlines()
-    assert "rustgi" in lines[0].lower()
-    assert "REQUEST_METHOD = GET" in lines
-    assert "PATH_INFO = /demo/some/path" in lines
-    assert "QUERY_STRING = q=1" in lines
+    assert "rustgi" in r.text.splitlines()[0].lower()
+    env = environ_lines(r.text)
+    assert env.get("REQUEST_METHOD") == "GET", r.text
+    assert env.get("PATH_INFO") == "/demo/some/path"
+    assert env.get("QUERY_STRING") == "q=1"
+    assert env.get("SCRIPT_NAME") == ""
 
 
 def test_demo_app_echoes_post(nginx, demo_gateway):

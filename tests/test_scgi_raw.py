@@ -5,10 +5,17 @@ For each kind of bad input the gateway must close the connection, log a
 WARN line that names the problem, and go on serving.
 """
 
+import hashlib
+import os
+import socket
+import time
+
 import pytest
 
 from harness import (
+    MiB,
     netstring,
+    parse_cgi_response,
     scgi_exchange,
     scgi_fields,
     scgi_head,
@@ -118,3 +125,49 @@ def test_well_formed_request_with_body(raw_gateway):
     r = scgi_request(raw_gateway.socket, "POST", "/echo", body)
     assert (r.status, r.body) == (200, body), raw_gateway.describe()
     assert r.header("Content-Length") == str(len(body))
+
+
+def test_body_streams_to_the_app(raw_gateway, scratch):
+    # Head and half the body, a pause, then the rest: the app's first read
+    # must return during the pause (the gateway does not wait for the whole
+    # body before it calls the app).
+    marker = scratch / "first-read.txt"
+    half = 64 * 1024
+    head = scgi_head(scgi_params("POST", "/first-read", body_len=2 * half, query=f"path={marker}"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(raw_gateway.socket)
+        sock.sendall(head + b"1" * half)
+        time.sleep(1.0)
+        second_sent_at = time.time()
+        sock.sendall(b"2" * half)
+        response = parse_cgi_response(read_until_eof(sock))
+    assert response.status == 200, raw_gateway.describe()
+    assert response.body == f"first=4096 total={2 * half}".encode()
+    stamp, first_len = marker.read_text().split()
+    assert int(first_len) == 4096
+    assert float(stamp) < second_sent_at, (
+        f"the first read returned {float(stamp) - second_sent_at:.3f}s after the second half was sent"
+    )
+
+
+def test_write_before_read_with_a_client_that_sends_everything_first(raw_gateway):
+    # Like Apache's mod_proxy_scgi: the client sends the whole 8 MiB body
+    # before it reads a byte, while the app yields 4 MiB before it reads the
+    # body. The gateway must keep taking the body in (spooling it) while the
+    # response waits, or both sides block for ever.
+    body = os.urandom(8 * MiB)
+    first = 4 * MiB
+    head = scgi_head(scgi_params("POST", "/write-before-read", body_len=len(body), query=f"first={first}"))
+    raw = scgi_exchange(raw_gateway.socket, head + body, timeout=30)
+    response = parse_cgi_response(raw)
+    assert response.status == 200, raw_gateway.describe()
+    assert response.body[:first] == b"x" * first
+    assert response.body[first:] == f"\nsha256={hashlib.sha256(body).hexdigest()} len={len(body)}\n".encode()
+
+
+def read_until_eof(sock) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data

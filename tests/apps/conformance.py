@@ -18,6 +18,7 @@ Only the standard library is used: the gateway runs this without a venv.
 
 import hashlib
 import json
+import os
 import sys
 import threading
 import time
@@ -166,6 +167,9 @@ def conformance_app(environ, start_response):
     if q.get("dump") == "environ":  # any path: show what the app saw
         return as_json(start_response, environ_snapshot(environ))
 
+    if route == "/osenv":  # the process environment (--env)
+        return text(start_response, os.environ.get(q.get("name", ""), "<unset>"))
+
     if route == "/hello":
         return text(start_response, "hello")
 
@@ -252,13 +256,20 @@ def conformance_app(environ, start_response):
         return text(start_response, f"first={len(first)} total={len(first) + len(rest)}")
 
     if route == "/short-body":
-        # For a request whose body ends early: records what read() did.
+        # For a request whose body ends early: reads until CONTENT_LENGTH,
+        # b'' or an error, and records which came.
+        length = content_length(environ)
+        got = 0
         try:
-            data = stream.read(content_length(environ))
-            append_line(q["path"], f"returned {len(data)} bytes")
+            while got < length:
+                piece = stream.read(length - got)
+                if not piece:
+                    break
+                got += len(piece)
         except OSError as e:
-            append_line(q["path"], f"OSError: {e}")
+            append_line(q["path"], f"OSError after {got} bytes: {e}")
             raise
+        append_line(q["path"], f"no error: {got} of {length} bytes, then b''")
         return text(start_response, "read everything")
 
     if route == "/raise-before-body":

@@ -68,7 +68,7 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
         AppSpec::Module { module, callable } => {
             let cwd = std::env::current_dir()?;
             prepend_sys_path(py, &cwd)?;
-            (py.import(module.as_str())?.into_any(), callable)
+            (import(py, module)?, callable)
         }
         AppSpec::File { path, callable } => {
             let path = std::path::absolute(path)?;
@@ -84,7 +84,7 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or_default();
-            (py.import(stem)?.into_any(), callable)
+            (import(py, stem)?, callable)
         }
     };
     let (path, call) = match callable.strip_suffix("()") {
@@ -105,6 +105,13 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
         )));
     }
     Ok(object)
+}
+
+/// Imports through `importlib.import_module`, so a failure carries the
+/// Python traceback users know from `python -c 'import …'`.
+fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("importlib")?
+        .call_method1("import_module", (module,))
 }
 
 /// Puts `dir` first on `sys.path` (once).

@@ -126,6 +126,11 @@ pub struct BodyWriter {
 }
 
 impl BodyWriter {
+    /// CONTENT_LENGTH of this body.
+    pub fn expected(&self) -> u64 {
+        self.shared.expected
+    }
+
     /// Bytes of body the connection still has to read.
     pub fn remaining(&self) -> u64 {
         let spool = self.shared.spool.lock().unwrap();

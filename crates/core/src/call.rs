@@ -335,7 +335,12 @@ pub(crate) fn log_exception(py: Python<'_>, tag: &RequestTag, what: &str, error:
 /// The traceback Python would print for `error`.
 pub fn format_traceback(py: Python<'_>, error: &PyErr) -> String {
     py.import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (error.value(py),)))
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (error.get_type(py), error.value(py), error.traceback(py)),
+            )
+        })
         .and_then(|lines| lines.extract::<Vec<String>>())
         .map(|lines| lines.concat().trim_end().to_string())
         .unwrap_or_else(|_| error.to_string())

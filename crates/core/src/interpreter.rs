@@ -78,8 +78,9 @@ impl Interpreter {
             for dir in setup.pythonpath.iter().rev() {
                 crate::app::prepend_sys_path(py, dir).map_err(fail)?;
             }
+            let handlers_before = signal_handlers(py);
             let app = load(py, &setup.app).map_err(fail)?;
-            warn_about_signal_handlers(py);
+            warn_about_new_signal_handlers(py, &handlers_before);
             let sys = py.import("sys").map_err(fail)?;
             let version: String = sys
                 .getattr("version")
@@ -204,19 +205,35 @@ fn venv_python(venv: &Path) -> Result<PathBuf, StartError> {
     Ok(python)
 }
 
-/// rustgi owns the process's signals; a handler an app installs at import
-/// would never run, so say so.
-fn warn_about_signal_handlers(py: Python<'_>) {
+const OWNED_SIGNALS: [&str; 3] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/// The Python-level handlers of the signals rustgi owns.
+fn signal_handlers(py: Python<'_>) -> Vec<Option<Py<PyAny>>> {
     let Ok(signal) = py.import("signal") else {
-        return;
+        return Vec::new();
     };
-    for name in ["SIGINT", "SIGTERM", "SIGHUP"] {
-        let handler = signal
-            .getattr(name)
-            .and_then(|num| signal.call_method1("getsignal", (num,)));
-        if let Ok(handler) = handler
-            && handler.is_callable()
-        {
+    OWNED_SIGNALS
+        .iter()
+        .map(|name| {
+            signal
+                .getattr(*name)
+                .and_then(|num| signal.call_method1("getsignal", (num,)))
+                .ok()
+                .map(Bound::unbind)
+        })
+        .collect()
+}
+
+/// rustgi owns the process's signals; a handler the app installed while it
+/// was imported would never run, so say so.
+fn warn_about_new_signal_handlers(py: Python<'_>, before: &[Option<Py<PyAny>>]) {
+    let after = signal_handlers(py);
+    for ((name, old), new) in OWNED_SIGNALS.iter().zip(before).zip(&after) {
+        let changed = match (old, new) {
+            (Some(old), Some(new)) => !old.bind(py).is(new.bind(py)),
+            _ => false,
+        };
+        if changed {
             tracing::warn!(
                 "the application installed a Python handler for {name}; rustgi-gateway owns that signal and the handler will not run"
             );

@@ -26,7 +26,6 @@ fn main() -> ExitCode {
     match rustgi_server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("rustgi-gateway: {e}");
             ExitCode::FAILURE
         }

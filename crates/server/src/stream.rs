@@ -12,9 +12,10 @@ use rustgi_core::{
 use rustgi_model::{Request, StreamProtocol};
 use std::io::IoSlice;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio::time::{Instant, timeout, timeout_at};
 
 /// Bytes read from the socket at a time (DESIGN.md: read ahead ~64 KiB).
@@ -22,6 +23,8 @@ const READ_SIZE: usize = 64 * 1024;
 /// Body blocks up to this size are copied next to the head; larger ones
 /// are written from where they are.
 const COALESCE_LIMIT: usize = 16 * 1024;
+/// Response bytes held back while the request body is still arriving.
+const HOLD_LIMIT: usize = 256 * 1024;
 /// How long to wait for the peer's EOF after our response is complete.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
@@ -74,10 +77,18 @@ where
         response: sender,
     });
 
-    let mut pump = Box::pin(pump_body(&mut reader, body, ctx.timeouts.body, peer, id));
+    let progress = Progress::default();
+    let mut pump = Box::pin(pump_body(
+        &mut reader,
+        body,
+        ctx.timeouts.body,
+        &progress,
+        peer,
+        id,
+    ));
     let mut pumped = false;
     let ending = {
-        let respond = write_response(ctx, &mut writer, receiver, &request, peer, id);
+        let respond = write_response(ctx, &mut writer, receiver, &request, &progress, peer, id);
         tokio::pin!(respond);
         loop {
             tokio::select! {
@@ -87,14 +98,34 @@ where
         }
     };
     if let Ending::Complete = ending {
+        progress.response_complete.store(true, Ordering::Relaxed);
         let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
         if !pumped {
             pump.await;
         } else {
             drop(pump);
         }
-        drain(&mut reader).await;
+        let extra = drain(&mut reader).await;
+        if extra > 0 {
+            tracing::warn!(
+                %peer,
+                request = id,
+                "the front server sent {extra} bytes after the {expected}-byte body (CONTENT_LENGTH); they were discarded. \
+                 nginx 1.22 does this with scgi_request_buffering off, when it sends the length it had read so far"
+            );
+        }
     }
+}
+
+/// What the body pump and the response writer of one connection tell each
+/// other (both run in the connection's task).
+#[derive(Default)]
+struct Progress {
+    /// The body is all in the spool, or will never be.
+    body_done: AtomicBool,
+    body_arrived: Notify,
+    /// The application's response went out whole.
+    response_complete: AtomicBool,
 }
 
 async fn read_head<P, R>(
@@ -154,10 +185,24 @@ async fn pump_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     body: BodyWriter,
     body_timeout: Duration,
+    progress: &Progress,
     peer: &str,
     id: u64,
 ) {
-    let expected = body.remaining();
+    read_body(reader, &body, body_timeout, progress, peer, id).await;
+    progress.body_done.store(true, Ordering::Relaxed);
+    progress.body_arrived.notify_one();
+}
+
+async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    body: &BodyWriter,
+    body_timeout: Duration,
+    progress: &Progress,
+    peer: &str,
+    id: u64,
+) {
+    let expected = body.expected();
     let mut buf = BytesMut::new();
     loop {
         let remaining = body.remaining();
@@ -169,7 +214,13 @@ async fn pump_body<R: AsyncRead + Unpin>(
         match timeout(body_timeout, reader.read_buf(&mut buf)).await {
             Ok(Ok(0)) => {
                 let error = BodyError::Truncated { received, expected };
-                tracing::warn!(%peer, request = id, "{error}");
+                if progress.response_complete.load(Ordering::Relaxed) {
+                    // nginx stops sending a body once the response has
+                    // started; with the response whole, that is no error.
+                    tracing::debug!(%peer, request = id, "{error}");
+                } else {
+                    tracing::warn!(%peer, request = id, "{error}");
+                }
                 body.fail(error);
                 return;
             }
@@ -189,11 +240,17 @@ async fn pump_body<R: AsyncRead + Unpin>(
     }
 }
 
+/// Streams the response out, but holds it back (up to [`HOLD_LIMIT`])
+/// while the request body is still arriving: nginx stops sending the body
+/// once a response has started, so an application that writes before it
+/// reads would wait for ever. Held back, such an application blocks on the
+/// full channel while the body drains into the spool, then carries on.
 async fn write_response<P, W>(
     ctx: &StreamContext<P>,
     writer: &mut W,
     receiver: ResponseReceiver,
     request: &Request,
+    progress: &Progress,
     peer: &str,
     id: u64,
 ) -> Ending
@@ -203,61 +260,102 @@ where
 {
     let mut events = Vec::new();
     let mut segments: Vec<Bytes> = Vec::new();
+    let mut held = 0;
     let mut head = Vec::new();
+    let mut small = Vec::new();
     loop {
+        let body_done = progress.body_done.load(Ordering::Relaxed);
+        if body_done && !segments.is_empty() {
+            if let Err(ending) = write_segments(ctx, writer, &mut segments, peer, id).await {
+                return ending;
+            }
+            held = 0;
+        }
+        if held >= HOLD_LIMIT {
+            progress.body_arrived.notified().await;
+            continue;
+        }
         events.clear();
-        if receiver.recv(&mut events).await.is_none() {
+        let received = if segments.is_empty() || body_done {
+            receiver.recv(&mut events).await
+        } else {
+            tokio::select! {
+                received = receiver.recv(&mut events) => received,
+                () = progress.body_arrived.notified() => continue,
+            }
+        };
+        if received.is_none() {
             return Ending::Aborted;
         }
         let mut ending = None;
-        let mut pending = Vec::new();
         for event in events.drain(..) {
             match event {
                 ResponseEvent::Head(h) => ctx.protocol.encode_head(request, &h, &mut head),
                 ResponseEvent::Body(data) if data.len() <= COALESCE_LIMIT => {
-                    pending.extend_from_slice(&data)
+                    small.extend_from_slice(&data)
                 }
                 ResponseEvent::Body(data) => {
-                    flush_into(&mut segments, &mut head, &mut pending);
+                    held += flush_into(&mut segments, &mut head, &mut small) + data.len();
                     segments.push(data);
                 }
                 ResponseEvent::End => ending = Some(Ending::Complete),
                 ResponseEvent::Abort => ending = Some(Ending::Aborted),
             }
         }
-        flush_into(&mut segments, &mut head, &mut pending);
-        if !segments.is_empty() {
-            match timeout(ctx.timeouts.write, write_all(writer, &segments)).await {
-                Ok(Ok(())) => segments.clear(),
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, request = id, "writing the response failed: {e}");
-                    return Ending::Aborted;
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        %peer,
-                        request = id,
-                        "the peer accepted no response bytes for {:?} (--write-timeout); closing",
-                        ctx.timeouts.write
-                    );
-                    return Ending::Aborted;
-                }
+        held += flush_into(&mut segments, &mut head, &mut small);
+        match ending {
+            // The application is done: whatever body is left is unwanted.
+            Some(Ending::Complete) => {
+                return match write_segments(ctx, writer, &mut segments, peer, id).await {
+                    Ok(()) => Ending::Complete,
+                    Err(ending) => ending,
+                };
             }
-        }
-        if let Some(ending) = ending {
-            return ending;
+            Some(Ending::Aborted) => return Ending::Aborted,
+            None => {}
         }
     }
 }
 
-/// Moves the encoded head and small body blocks, in order, into one segment.
-fn flush_into(segments: &mut Vec<Bytes>, head: &mut Vec<u8>, pending: &mut Vec<u8>) {
-    if head.is_empty() && pending.is_empty() {
-        return;
+async fn write_segments<P: StreamProtocol, W: AsyncWrite + Unpin>(
+    ctx: &StreamContext<P>,
+    writer: &mut W,
+    segments: &mut Vec<Bytes>,
+    peer: &str,
+    id: u64,
+) -> Result<(), Ending> {
+    match timeout(ctx.timeouts.write, write_all(writer, segments)).await {
+        Ok(Ok(())) => {
+            segments.clear();
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%peer, request = id, "writing the response failed: {e}");
+            Err(Ending::Aborted)
+        }
+        Err(_) => {
+            tracing::warn!(
+                %peer,
+                request = id,
+                "the peer accepted no response bytes for {:?} (--write-timeout); closing",
+                ctx.timeouts.write
+            );
+            Err(Ending::Aborted)
+        }
+    }
+}
+
+/// Moves the encoded head and small body blocks, in order, into one
+/// segment; returns its length.
+fn flush_into(segments: &mut Vec<Bytes>, head: &mut Vec<u8>, small: &mut Vec<u8>) -> usize {
+    if head.is_empty() && small.is_empty() {
+        return 0;
     }
     let mut joined = std::mem::take(head);
-    joined.append(pending);
+    joined.append(small);
+    let len = joined.len();
     segments.push(Bytes::from(joined));
+    len
 }
 
 async fn write_all<W: AsyncWrite + Unpin>(
@@ -278,13 +376,16 @@ async fn write_all<W: AsyncWrite + Unpin>(
 }
 
 /// Reads and discards until the peer closes (bounded), so closing never
-/// leaves unread bytes behind to turn into an RST.
-async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
+/// leaves unread bytes behind to turn into an RST. Returns the bytes read.
+async fn drain<R: AsyncRead + Unpin>(reader: &mut R) -> u64 {
     let deadline = Instant::now() + DRAIN_TIME;
     let mut scratch = [0u8; 8 * 1024];
+    let mut total = 0;
     while let Ok(Ok(n)) = timeout_at(deadline, reader.read(&mut scratch)).await {
         if n == 0 {
             break;
         }
+        total += n as u64;
     }
+    total
 }
