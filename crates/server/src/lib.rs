@@ -3,6 +3,7 @@
 //! [`run`].
 
 mod config;
+mod connection;
 mod listener;
 mod stream;
 

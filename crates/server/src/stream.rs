@@ -4,6 +4,7 @@
 //! shutdown + drain so no unread byte turns into an RST.
 
 use crate::config::Timeouts;
+use crate::connection::{Connection, TryRead};
 use bytes::{Bytes, BytesMut};
 use rustgi_core::{
     BodyError, BodyWriter, Job, PythonPool, ResponseEvent, ResponseReceiver, SpoolLimits,
@@ -47,12 +48,12 @@ enum Ending {
 }
 
 /// Serves the single request of one connection.
-pub async fn serve<P, S>(ctx: &StreamContext<P>, stream: S, peer: &str)
+pub async fn serve<P, C>(ctx: &StreamContext<P>, mut stream: C, peer: &str)
 where
     P: StreamProtocol,
-    S: AsyncRead + AsyncWrite + Unpin,
+    C: Connection,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (mut reader, mut writer) = stream.halves();
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let Some(request) = read_head(ctx, &mut reader, &mut buf, peer).await else {
         let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
@@ -375,12 +376,18 @@ async fn write_all<W: AsyncWrite + Unpin>(
     writer.flush().await
 }
 
-/// Reads and discards until the peer closes (bounded), so closing never
-/// leaves unread bytes behind to turn into an RST. Returns the bytes read.
-async fn drain<R: AsyncRead + Unpin>(reader: &mut R) -> u64 {
-    let deadline = Instant::now() + DRAIN_TIME;
+/// Reads and discards what the peer still sends, so closing never leaves
+/// unread bytes behind to turn into an RST. Returns the bytes read.
+///
+/// When nothing is queued the connection can close at once: waiting for
+/// the peer's EOF would cost every request another wake-up.
+async fn drain<R: AsyncRead + TryRead + Unpin>(reader: &mut R) -> u64 {
     let mut scratch = [0u8; 8 * 1024];
-    let mut total = 0;
+    let mut total = match reader.try_read(&mut scratch) {
+        Ok(0) | Err(_) => return 0,
+        Ok(n) => n as u64,
+    };
+    let deadline = Instant::now() + DRAIN_TIME;
     while let Ok(Ok(n)) = timeout_at(deadline, reader.read(&mut scratch)).await {
         if n == 0 {
             break;
