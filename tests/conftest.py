@@ -22,6 +22,11 @@ whose gateway is not running answers 502.
 | /demo/         | demo    | no --app: the built-in demo                              |
 | /par/          | par     | --pythonpath tests/apps, conformance:application, 40 thr |
 | /mem/          | mem     | conformance (scgi_buffering off)                         |
+
+Tests that stop their gateway, or need one with other flags, start their
+own (`gateways.start(name, args)`, or `gateways.make(name, args, fd0=...)`
+for one that takes its socket on fd 0) and, to reach it through nginx, an
+nginx of their own (`private_nginx`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -130,15 +136,23 @@ class Gateways:
     def socket_path(self, name: str) -> str:
         return str(self.run_dir / f"{name}.sock")
 
-    def make(self, name: str, args: list[str], *, socket: str | None = None, env=None) -> Gateway:
-        """A Gateway, not started; stopped at the end of the session if it was."""
+    def make(self, name: str, args: list[str], *, socket: str | None = None, env=None,
+             fd0=None) -> Gateway:
+        """A Gateway, not started; stopped at the end of the session if it was.
+
+        With `fd0` (a file descriptor or subprocess.DEVNULL) the gateway gets
+        no --socket and `fd0` as its stdin: it must listen on what it finds
+        there."""
+        if fd0 is not None:
+            assert socket is None, "fd0 and socket exclude each other"
         gw = Gateway(
             name,
-            socket or self.socket_path(name),
+            None if fd0 is not None else socket or self.socket_path(name),
             args,
             self.log_dir / f"{name}.log",
             env=env,
             binary=self.binary,
+            stdin=subprocess.DEVNULL if fd0 is None else fd0,
         )
         _STARTED.append(gw)
         return gw
@@ -230,6 +244,32 @@ def nginx(nginx_binary, gateways, run_dir, log_dir) -> Nginx:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def private_nginx(nginx_binary, run_dir, log_dir):
+    """Makes an nginx of the test's own in front of one gateway (`location /`),
+    for tests that stop or reconfigure their gateway; stopped after the test.
+
+    `private_nginx(name, gateway, **location_options)` -> a started Nginx
+    (options as for `Location`). Its files live in RUNDIR/nginx-NAME and its
+    logs in tests/.run/logs/nginx-NAME/."""
+    started = []
+
+    def make(name: str, gateway: Gateway, **location) -> Nginx:
+        own_dir = run_dir / f"nginx-{name}"
+        own_dir.mkdir(mode=0o755, exist_ok=True)
+        server = Nginx(
+            nginx_binary, own_dir, log_dir / f"nginx-{name}",
+            [Location("/", "unix:" + gateway.socket, **location)],
+        )
+        _STARTED.append(server)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
 
 
 # ---------------------------------------------------------------------------

@@ -158,12 +158,17 @@ class Gateway:
 
     stderr and stdout go to `log_path`. `start()` waits until a connect() to
     the socket succeeds and fails with the log if the process exits first.
+
+    With `socket_path=None` there is no --socket: the gateway takes the
+    listening socket on its fd 0, which is `stdin` (a file descriptor or a
+    subprocess constant), and `start()` waits for its "listening on" line.
     """
 
-    def __init__(self, name: str, socket_path: str, args: list[str], log_path: Path,
-                 env: dict | None = None, binary: Path | None = None):
+    def __init__(self, name: str, socket_path: str | None, args: list[str], log_path: Path,
+                 env: dict | None = None, binary: Path | None = None, stdin=subprocess.DEVNULL):
         self.name = name
-        self.socket = str(socket_path)
+        self.socket = None if socket_path is None else str(socket_path)
+        self.stdin = stdin
         self.args = list(args)
         self.log = LogFile(log_path)
         self.binary = Path(binary or gateway_binary())
@@ -180,7 +185,10 @@ class Gateway:
 
     @property
     def command(self) -> list[str]:
-        cmd = [str(self.binary), "--proto", "scgi", "--socket", self.socket]
+        cmd = [str(self.binary), "--proto", "scgi"]
+        if self.socket is None:  # the socket comes on fd 0
+            return cmd + self.args
+        cmd += ["--socket", self.socket]
         if ":" not in self.socket or self.socket.startswith("/"):
             cmd += ["--chmod", "666"]
         return cmd + self.args
@@ -198,7 +206,7 @@ class Gateway:
             self.output_start = out.tell()
             self.proc = subprocess.Popen(
                 self.command,
-                stdin=subprocess.DEVNULL,
+                stdin=self.stdin,
                 stdout=out,
                 stderr=out,
                 env=self.env,
@@ -213,7 +221,13 @@ class Gateway:
         self.wait_listening(timeout, since=mark)
         return self
 
+    @property
+    def where(self) -> str:
+        return self.socket or "the socket on fd 0"
+
     def ready(self) -> bool:
+        if self.socket is None:
+            return bool(self.log.lines_matching(r"\blistening on\b", since=self.output_start))
         if self.socket.startswith("/"):
             return can_connect_unix(self.socket)
         host, port = self.socket.rsplit(":", 1)
@@ -225,13 +239,13 @@ class Gateway:
             if self.proc.poll() is not None:
                 raise GatewayExited(
                     f"gateway {self.name!r} exited with {self.proc.returncode} before "
-                    f"listening on {self.socket}:\n{self.log.tail(since=since)}"
+                    f"listening on {self.where}:\n{self.log.tail(since=since)}"
                 )
             if self.ready():
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"gateway {self.name!r} not accepting on {self.socket} after {timeout}s:\n"
+                    f"gateway {self.name!r} not accepting on {self.where} after {timeout}s:\n"
                     f"{self.log.tail(since=since)}"
                 )
             time.sleep(0.05)
@@ -250,6 +264,10 @@ class Gateway:
             raise AssertionError(
                 f"gateway {self.name!r} still running after {timeout}s:\n{self.log.tail()}"
             )
+
+    def send_signal(self, sig: int):
+        """Sends `sig` without waiting (see `wait_exit`)."""
+        self.proc.send_signal(sig)
 
     def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM, wait (then SIGKILL). Returns the exit code."""

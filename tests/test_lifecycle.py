@@ -1,13 +1,16 @@
-"""Starting and stopping: app import failures, SIGTERM, what is already at
-the socket path."""
+"""Starting and stopping: app import failures, SIGTERM and SIGINT (with a
+request in flight), what is already at the socket path."""
 
+import concurrent.futures
+import hashlib
 import os
+import signal
 import socket
 import stat
 
 import pytest
 
-from harness import APPS, scgi_request
+from harness import APPS, http_request, pattern_sha256, scgi_request, wait_until
 
 
 def is_socket(path) -> bool:
@@ -81,3 +84,67 @@ def test_a_live_socket_is_not_stolen(gateways, main_gateway):
     assert main_gateway.alive()
     r = scgi_request(main_gateway.socket, "GET", "/hello")
     assert (r.status, r.body) == (200, b"hello")
+
+
+# Graceful stop: a request in flight when the signal arrives still completes.
+
+SLOW_SECONDS = 1.5
+SLOW_BYTES = 200_000
+
+
+def refuses_connections(path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_lets_the_request_in_flight_finish(gateways, private_nginx, scratch, sig):
+    name = f"graceful-{sig.name}"
+    shutdown_log = scratch / "shutdown.txt"
+    gw = gateways.start(
+        name, ["--app", "tests/apps/conformance.py", "--threads", "2"],
+        env={"RUSTGI_TEST_SHUTDOWN_LOG": str(shutdown_log)},
+    )
+    front = private_nginx(name, gw)
+    started = scratch / "started.txt"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(
+            http_request, front.port, "GET",
+            f"/slow?seconds={SLOW_SECONDS}&bytes={SLOW_BYTES}&path={started}", timeout=30,
+        )
+        assert wait_until(started.exists, timeout=10), (
+            "the slow request never reached the app\n" + gw.describe()
+        )
+        mark = gw.log.mark()
+        gw.send_signal(sig)
+
+        # Stops accepting at once, while the slow request is still running.
+        assert wait_until(lambda: not os.path.exists(gw.socket), timeout=5), (
+            "the socket file is still there after the signal\n" + gw.describe(mark)
+        )
+        assert refuses_connections(gw.socket)
+        late = http_request(front.port, "GET", "/hello", timeout=10)
+        assert late.status == 502, f"a request after {sig.name} got {late.status}"
+        assert not slow.done(), "the slow request ended before the new connection was tried"
+
+        r = slow.result(timeout=30)
+    assert r.status == 200, gw.describe(mark)
+    assert len(r.body) == SLOW_BYTES
+    assert hashlib.sha256(r.body).hexdigest() == pattern_sha256(SLOW_BYTES, 16384)
+    assert gw.wait_exit(timeout=15) == 0, gw.describe(mark)
+    assert gw.log.lines_matching(rf"{sig.name}: stopping gracefully", since=mark), gw.describe(mark)
+    assert gw.log.lines_matching(r"\bstopped\b", since=mark), gw.describe(mark)
+    # Python shut down as usual: no exception escaped into it, it waited for
+    # the app's non-daemon thread (started at import, still sleeping when the
+    # signal came), then ran the atexit handlers.
+    assert shutdown_log.read_text().splitlines() == [
+        "non-daemon thread finished",
+        "atexit handler ran",
+    ], gw.describe(mark)
+    assert not gw.log.lines_matching(r"Traceback|KeyboardInterrupt|Exception ignored", since=mark), (
+        gw.describe(mark)
+    )

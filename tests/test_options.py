@@ -1,8 +1,12 @@
-"""Gateway flags seen from outside: --mount, --threads, --venv, the built-in
-demo app (no --app), a TCP --socket."""
+"""Gateway flags seen from outside: --mount, --threads, --venv (and the
+venvs it refuses), the built-in demo app (no --app), a TCP --socket."""
 
 import concurrent.futures
 import json
+import os
+import re
+import sys
+from pathlib import Path
 
 import requests
 
@@ -105,3 +109,62 @@ def test_tcp_socket(gateways):
         assert json.loads(r.body)["PATH_INFO"] == "/x"
     finally:
         assert gw.terminate() == 0
+
+
+# --venv made by another Python, or not a venv at all: refused before listening.
+
+EMBEDDED = f"{sys.version_info.major}.{sys.version_info.minor}"  # the suite's venv comes from it
+
+
+def fake_venv(path: Path, version: str | None) -> Path:
+    """A directory that looks like a venv: bin/python (this Python) and,
+    unless `version` is None, a pyvenv.cfg saying it was made by `version`."""
+    (path / "bin").mkdir(parents=True)
+    (path / "bin" / "python").symlink_to(sys.executable)
+    if version is not None:
+        (path / "pyvenv.cfg").write_text(
+            f"home = {Path(sys.base_prefix) / 'bin'}\ninclude-system-site-packages = false\n"
+            f"version = {version}\n"
+        )
+    return path
+
+
+def refused_venv_message(gateways, name: str, venv: Path) -> str:
+    gw = gateways.make(name, ["--venv", str(venv), "--app", "tests/apps/conformance.py"])
+    gw.spawn()
+    code = gw.wait_exit(timeout=30)
+    log = gw.output()
+    assert code != 0, log
+    assert "listening on" not in log, log
+    assert not os.path.exists(gw.socket), "a socket was left behind"
+    return log
+
+
+def test_venv_of_another_python_version_is_refused(gateways, run_dir):
+    venv = fake_venv(run_dir / "venv-3.9", "3.9.1")
+    log = refused_venv_message(gateways, "venv-3.9", venv)
+    embedded = re.compile(rf"\b{re.escape(EMBEDDED)}\b")
+    named = [line for line in log.splitlines() if "3.9.1" in line and embedded.search(line)]
+    assert named, f"no line names both 3.9.1 and {EMBEDDED}:\n{log}"
+    assert str(venv) in named[0]
+
+
+def test_fake_venv_of_the_right_version_is_accepted(gateways, run_dir):
+    # The same fake venv with the embedded version starts: what the test
+    # above sees is the version check, not a broken fake.
+    venv = fake_venv(run_dir / f"venv-{EMBEDDED}", f"{EMBEDDED}.0")
+    gw = gateways.start("venv-same", ["--venv", str(venv), "--app", "tests/apps/conformance.py"])
+    try:
+        prefix = rf"\(prefix {re.escape(str(venv))}\)"
+        assert gw.log.lines_matching(r"\bPython\b", prefix, since=gw.output_start), gw.describe()
+        r = scgi_request(gw.socket, "GET", "/hello")
+        assert (r.status, r.body) == (200, b"hello"), gw.describe()
+    finally:
+        assert gw.terminate() == 0
+
+
+def test_venv_without_pyvenv_cfg_is_refused(gateways, run_dir):
+    venv = fake_venv(run_dir / "not-a-venv", None)
+    log = refused_venv_message(gateways, "venv-none", venv)
+    assert "not a virtualenv" in log, log
+    assert str(venv) in log

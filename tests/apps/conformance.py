@@ -5,7 +5,9 @@
   wsgiref.validate.validator (the validator forbids read() without a size and
   replaces the input's own iterator with readline());
 - everything else goes to `checked_app` = validator(conformance_app), so
-  every one of those requests also checks PEP 3333.
+  every one of those requests also checks PEP 3333 (routes that break the
+  rules on purpose, for the gateway to refuse, are under /raw/ when the
+  validator would refuse them first).
 
 Any path with ?dump=environ answers the environ as JSON.
 
@@ -16,7 +18,9 @@ in the query string (?path=...), so the test decides where they go.
 Only the standard library is used: the gateway runs this without a venv.
 """
 
+import atexit
 import hashlib
+import io
 import json
 import os
 import sys
@@ -132,6 +136,38 @@ class EndlessBody:
         exhausted = time.time() - self.started > 120
         append_line(self.marker, f"closed after {self.sent} blocks exhausted={exhausted}")
 
+
+class ClosingRecorder:
+    """Wraps a response iterable (here a wsgi.file_wrapper); close() closes
+    it, then records in `marker` whether `file` is closed."""
+
+    def __init__(self, iterable, file, marker):
+        self.iterable = iterable
+        self.file = file
+        self.marker = marker
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def close(self):
+        self.iterable.close()
+        append_line(self.marker, f"closed={self.file.closed}")
+
+
+class RecordingFile(io.FileIO):
+    """A file whose close() writes a marker line."""
+
+    def __init__(self, path, marker):
+        super().__init__(path, "rb")
+        self.marker = marker
+
+    def close(self):
+        if not self.closed:
+            append_line(self.marker, "file closed")
+        super().close()
+
+
+THREAD_LOCAL = threading.local()
 
 PARALLEL = {"active": 0, "peak": 0}
 PARALLEL_LOCK = threading.Lock()
@@ -312,6 +348,124 @@ def conformance_app(environ, start_response):
         with PARALLEL_LOCK:
             return text(start_response, str(PARALLEL["peak"]))
 
+    if route == "/slow":
+        # Writes "started" to ?path= (if given), sleeps ?seconds=, then
+        # answers ?bytes= of pattern in 16 KiB blocks.
+        if "path" in q:
+            append_line(q["path"], "started")
+        time.sleep(float(q.get("seconds", 1.5)))
+        total = int(q.get("bytes", 65536))
+        blocks = [pattern_block(i, min(16384, total - i * 16384)) for i in range((total + 16383) // 16384)]
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))],
+        )
+        return blocks
+
+    if route == "/read-or-report":
+        # Reads CONTENT_LENGTH bytes; an OSError from wsgi.input is answered
+        # (200) instead of raised.
+        length = content_length(environ)
+        got = 0
+        try:
+            while got < length:
+                piece = stream.read(length - got)
+                if not piece:
+                    break
+                got += len(piece)
+        except OSError as e:
+            return text(start_response, f"read failed: {e}")
+        return text(start_response, f"read {got} of {length} bytes")
+
+    if route == "/write-then-iterate":
+        # Part of the body through write(), the rest as the returned iterable.
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written 1, ")
+        write(b"written 2, ")
+        return iter([b"iterated 3, ", b"iterated 4"])
+
+    if route == "/exc-info-before-body":
+        # start_response, an error before any body, then start_response
+        # again with exc_info and an error page of our own.
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ValueError("failed before the body")
+        except ValueError:
+            page = b"custom error page"
+            start_response(
+                "500 Internal Server Error",
+                [("Content-Type", "text/plain"), ("Content-Length", str(len(page)))],
+                sys.exc_info(),
+            )
+            return [page]
+
+    if route == "/exc-info-after-body":
+        # One non-empty block goes out (so the head does), then, after
+        # ?pause= seconds, an error: start_response with exc_info must
+        # re-raise it (PEP 3333).
+        message = q.get("message", "failed after the body started")
+        pause = float(q.get("pause", 0))
+
+        def body():
+            yield b"first block"
+            time.sleep(pause)
+            try:
+                raise ValueError(message)
+            except ValueError:
+                start_response(
+                    "500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info()
+                )
+            yield b"start_response did not raise"
+
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])
+        return body()
+
+    if route == "/start-response-twice":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"second start_response was accepted"]
+
+    if route == "/empty-then-raise":
+        message = q.get("message", "raised after an empty block")
+
+        def body():
+            yield b""
+            raise RuntimeError(message)
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body()
+
+    if route == "/hop-by-hop":
+        name = q.get("name", "Connection")
+        start_response("200 OK", [("Content-Type", "text/plain"), (name, q.get("value", "close"))])
+        return [b"hop-by-hop header was accepted"]
+
+    if route == "/crlf-header":
+        # wsgiref.validate refuses this value itself (see /raw/crlf-header).
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Crlf", "ok\r\nX-Evil: injected")])
+        return [b"CRLF header was accepted"]
+
+    if route == "/content-length-short":
+        # Declares 5 bytes, yields 10 (in one block, or ?pieces=3 blocks).
+        pieces = [b"0123456789"] if q.get("pieces", "1") == "1" else [b"012", b"3456789", b"tail"]
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return iter(pieces) if len(pieces) > 1 else pieces
+
+    if route == "/file-wrapper":
+        # ?file= through wsgi.file_wrapper; ?marker= gets "closed=<f.closed>"
+        # once the gateway has called close().
+        f = open(q["file"], "rb")
+        wrapped = environ["wsgi.file_wrapper"](f, 8192)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return ClosingRecorder(wrapped, f, q["marker"])
+
+    if route == "/thread-local":
+        # How many requests this Python thread has served (a threading.local).
+        THREAD_LOCAL.count = getattr(THREAD_LOCAL, "count", 0) + 1
+        return as_json(
+            start_response, {"thread": threading.get_ident(), "count": THREAD_LOCAL.count}
+        )
+
     return text(start_response, f"no route for {route!r}", status="404 Not Found")
 
 
@@ -341,6 +495,30 @@ def raw_app(environ, start_response):
         lines = [line.decode("latin-1") for line in stream]
         return as_json(start_response, lines)
 
+    if route == "/crlf-header":
+        # A CRLF in a header value, with no validator in the way: the
+        # gateway itself must refuse it.
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Crlf", "ok\r\nX-Evil: injected")])
+        return [b"CRLF header was accepted"]
+
+    if route == "/content-length-short":
+        # As the validated route, but the gateway sees the list itself
+        # (a one-block list takes a path of its own there).
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"0123456789"]
+
+    if route == "/yield-str":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ["a str, not bytes"]
+
+    if route == "/file-wrapper":
+        # The gateway's own wsgi.file_wrapper object as the result; the
+        # file's close() writes to ?marker=.
+        q = query(environ)
+        f = RecordingFile(q["file"], q["marker"])
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](f, 8192)
+
     return text(start_response, f"no raw route for {route!r}", status="404 Not Found")
 
 
@@ -348,6 +526,19 @@ def application(environ, start_response):
     if environ.get("PATH_INFO", "").startswith("/raw/"):
         return raw_app(environ, start_response)
     return checked_app(environ, start_response)
+
+
+SHUTDOWN_LOG = os.environ.get("RUSTGI_TEST_SHUTDOWN_LOG")
+if SHUTDOWN_LOG:
+    # For the graceful-stop tests: what must still run when the gateway
+    # stops. A non-daemon thread started at import (the interpreter waits
+    # for it at exit), and an atexit handler (after it).
+    def _linger():
+        time.sleep(float(os.environ.get("RUSTGI_TEST_LINGER", "2.5")))
+        append_line(SHUTDOWN_LOG, "non-daemon thread finished")
+
+    threading.Thread(target=_linger, name="linger").start()
+    atexit.register(append_line, SHUTDOWN_LOG, "atexit handler ran")
 
 
 if __name__ == "__main__":

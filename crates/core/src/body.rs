@@ -33,6 +33,8 @@ impl Default for SpoolLimits {
 pub enum BodyError {
     /// The peer closed the connection before CONTENT_LENGTH bytes arrived.
     Truncated { received: u64, expected: u64 },
+    /// The stream ended (FastCGI's empty STDIN record) before CONTENT_LENGTH.
+    EndedEarly { received: u64, expected: u64 },
     /// No body bytes arrived within the body timeout.
     TimedOut { received: u64, expected: u64 },
     /// The connection failed or was abandoned.
@@ -47,6 +49,10 @@ impl fmt::Display for BodyError {
             BodyError::Truncated { received, expected } => write!(
                 f,
                 "request body ended early: the client closed the connection after {received} of {expected} bytes (CONTENT_LENGTH)"
+            ),
+            BodyError::EndedEarly { received, expected } => write!(
+                f,
+                "request body ended after {received} of {expected} bytes (CONTENT_LENGTH)"
             ),
             BodyError::TimedOut { received, expected } => write!(
                 f,
@@ -81,19 +87,24 @@ struct Spool {
     file_read: u64,
     /// Bytes handed to the spool so far.
     received: u64,
+    /// The connection said the body is complete (needed when its length
+    /// is not known in advance).
+    finished: bool,
     failure: Option<BodyError>,
     reader_gone: bool,
 }
 
 struct Shared {
-    expected: u64,
+    /// CONTENT_LENGTH when known; otherwise the body ends at `finish`.
+    expected: Option<u64>,
     limits: SpoolLimits,
     spool: Mutex<Spool>,
     ready: Condvar,
 }
 
-/// Creates the two ends of a body of `expected` bytes.
-pub fn body_pipe(expected: u64, limits: SpoolLimits) -> (BodyWriter, BodyReader) {
+/// Creates the two ends of a body of `expected` bytes, or of a body whose
+/// end the connection will announce with [`BodyWriter::finish`].
+pub fn body_pipe(expected: Option<u64>, limits: SpoolLimits) -> (BodyWriter, BodyReader) {
     let shared = Arc::new(Shared {
         expected,
         limits,
@@ -104,6 +115,7 @@ pub fn body_pipe(expected: u64, limits: SpoolLimits) -> (BodyWriter, BodyReader)
             file_written: 0,
             file_read: 0,
             received: 0,
+            finished: false,
             failure: None,
             reader_gone: false,
         }),
@@ -126,24 +138,32 @@ pub struct BodyWriter {
 }
 
 impl BodyWriter {
-    /// CONTENT_LENGTH of this body.
-    pub fn expected(&self) -> u64 {
+    /// CONTENT_LENGTH of this body, when known.
+    pub fn expected(&self) -> Option<u64> {
         self.shared.expected
     }
 
-    /// Bytes of body the connection still has to read.
+    /// Bytes handed over so far.
+    pub fn received(&self) -> u64 {
+        self.shared.spool.lock().unwrap().received
+    }
+
+    /// Bytes of a body of known length the connection still has to read
+    /// (0 for a body whose end is announced with [`BodyWriter::finish`]).
     pub fn remaining(&self) -> u64 {
         let spool = self.shared.spool.lock().unwrap();
-        self.shared.expected - spool.received
+        self.shared.expected.map_or(0, |e| e - spool.received)
     }
 
     /// Hands over body bytes; bytes past `expected` are the caller's bug and
     /// are cut off. Once the reader is gone, bytes are dropped (discarded).
     pub fn push(&self, mut data: Bytes) {
         let mut spool = self.shared.spool.lock().unwrap();
-        let room = self.shared.expected - spool.received;
-        if data.len() as u64 > room {
-            data.truncate(room as usize);
+        if let Some(expected) = self.shared.expected {
+            let room = expected - spool.received;
+            if data.len() as u64 > room {
+                data.truncate(room as usize);
+            }
         }
         spool.received += data.len() as u64;
         if spool.reader_gone || data.is_empty() || spool.failure.is_some() {
@@ -159,6 +179,24 @@ impl BodyWriter {
         }
         drop(spool);
         self.shared.ready.notify_one();
+    }
+
+    /// The stream carrying the body has ended. A body shorter than its
+    /// CONTENT_LENGTH then fails with [`BodyError::EndedEarly`].
+    pub fn finish(&self) {
+        let mut spool = self.shared.spool.lock().unwrap();
+        spool.finished = true;
+        if let Some(expected) = self.shared.expected
+            && spool.received < expected
+            && spool.failure.is_none()
+        {
+            spool.failure = Some(BodyError::EndedEarly {
+                received: spool.received,
+                expected,
+            });
+        }
+        drop(spool);
+        self.shared.ready.notify_all();
     }
 
     /// Ends the body with an error that pending and later reads report.
@@ -181,7 +219,7 @@ impl Drop for BodyWriter {
     fn drop(&mut self) {
         let complete = {
             let spool = self.shared.spool.lock().unwrap();
-            spool.received == self.shared.expected
+            spool.finished || Some(spool.received) == self.shared.expected
         };
         if !complete {
             self.fail(BodyError::Disconnected);
@@ -207,19 +245,14 @@ pub struct BodyReader {
 }
 
 impl BodyReader {
-    /// CONTENT_LENGTH of this body.
-    pub fn expected(&self) -> u64 {
-        self.shared.expected
-    }
-
-    /// Bytes the application has not read yet.
-    pub fn unread(&self) -> u64 {
-        self.shared.expected - self.consumed
+    /// Bytes the application has not read yet, when the length is known.
+    pub fn unread(&self) -> Option<u64> {
+        self.shared.expected.map(|e| e - self.consumed)
     }
 
     /// Takes up to `max` bytes that are already here, without waiting.
     pub fn try_read(&mut self, max: usize) -> Chunk {
-        if self.consumed == self.shared.expected {
+        if Some(self.consumed) == self.shared.expected {
             return Chunk::End;
         }
         if max == 0 {
@@ -247,6 +280,7 @@ impl BodyReader {
         }
         match &spool.failure {
             Some(e) => Chunk::Failed(e.clone()),
+            None if spool.finished => Chunk::End,
             None => Chunk::Pending,
         }
     }
@@ -259,7 +293,10 @@ impl BodyReader {
             .shared
             .ready
             .wait_while(spool, |s| {
-                s.memory.is_empty() && s.file_read == s.file_written && s.failure.is_none()
+                s.memory.is_empty()
+                    && s.file_read == s.file_written
+                    && s.failure.is_none()
+                    && !s.finished
             })
             .unwrap();
     }
@@ -309,7 +346,7 @@ mod tests {
 
     #[test]
     fn spills_past_the_memory_limit_and_keeps_order() {
-        let (writer, mut reader) = body_pipe(100, SpoolLimits { memory_limit: 10 });
+        let (writer, mut reader) = body_pipe(Some(100), SpoolLimits { memory_limit: 10 });
         let expected: Vec<u8> = (0..100u8).collect();
         for piece in expected.chunks(9) {
             writer.push(Bytes::copy_from_slice(piece));
@@ -319,7 +356,7 @@ mod tests {
 
     #[test]
     fn interleaved_reads_and_spills() {
-        let (writer, mut reader) = body_pipe(60, SpoolLimits { memory_limit: 8 });
+        let (writer, mut reader) = body_pipe(Some(60), SpoolLimits { memory_limit: 8 });
         let data: Vec<u8> = (0..60u8).collect();
         let mut got = Vec::new();
         for piece in data.chunks(6) {
@@ -335,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_reader_waits_across_threads() {
-        let (writer, mut reader) = body_pipe(4, SpoolLimits::default());
+        let (writer, mut reader) = body_pipe(Some(4), SpoolLimits::default());
         let t = std::thread::spawn(move || read_all(&mut reader));
         std::thread::sleep(std::time::Duration::from_millis(20));
         writer.push(Bytes::from_static(b"ab"));
@@ -345,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_truncated_body_fails_after_what_arrived() {
-        let (writer, mut reader) = body_pipe(10, SpoolLimits::default());
+        let (writer, mut reader) = body_pipe(Some(10), SpoolLimits::default());
         writer.push(Bytes::from_static(b"abc"));
         writer.fail(BodyError::Truncated {
             received: 3,
@@ -363,14 +400,37 @@ mod tests {
 
     #[test]
     fn dropping_the_writer_early_disconnects() {
-        let (writer, mut reader) = body_pipe(10, SpoolLimits::default());
+        let (writer, mut reader) = body_pipe(Some(10), SpoolLimits::default());
         drop(writer);
         assert_eq!(read_all(&mut reader).unwrap_err(), BodyError::Disconnected);
     }
 
     #[test]
+    fn a_body_of_unknown_length_ends_at_finish() {
+        let (writer, mut reader) = body_pipe(None, SpoolLimits { memory_limit: 4 });
+        writer.push(Bytes::from_static(b"abc"));
+        writer.push(Bytes::from_static(b"defgh"));
+        writer.finish();
+        assert_eq!(read_all(&mut reader).unwrap(), b"abcdefgh");
+    }
+
+    #[test]
+    fn finishing_short_of_content_length_fails() {
+        let (writer, mut reader) = body_pipe(Some(10), SpoolLimits::default());
+        writer.push(Bytes::from_static(b"abc"));
+        writer.finish();
+        assert_eq!(
+            read_all(&mut reader).unwrap_err(),
+            BodyError::EndedEarly {
+                received: 3,
+                expected: 10
+            }
+        );
+    }
+
+    #[test]
     fn an_empty_body_ends_at_once() {
-        let (_writer, mut reader) = body_pipe(0, SpoolLimits::default());
+        let (_writer, mut reader) = body_pipe(Some(0), SpoolLimits::default());
         assert!(matches!(reader.try_read(10), Chunk::End));
     }
 }

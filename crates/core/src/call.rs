@@ -24,7 +24,12 @@ pub struct Job {
     /// status line follows the request's SERVER_PROTOCOL).
     pub request: Arc<Request>,
     pub body: BodyReader,
+    /// More input streams, offered under these environ keys (FastCGI
+    /// FILTER's `fastcgi.data`).
+    pub streams: Vec<(&'static str, BodyReader)>,
     pub response: ResponseSender,
+    /// Also send `wsgi.errors` lines to the front server (FCGI_STDERR).
+    pub errors_to_peer: bool,
 }
 
 /// Why a response stopped early.
@@ -57,12 +62,17 @@ struct HeadState {
 
 /// The response side of one request, shared by `start_response`, `write()`
 /// and the iteration.
-struct Responder {
+pub(crate) struct Responder {
     sender: ResponseSender,
     state: Mutex<HeadState>,
 }
 
 impl Responder {
+    /// Passes a `wsgi.errors` line on to the front server.
+    pub(crate) fn send_stderr(&self, py: Python<'_>, line: Bytes) {
+        let _gone_is_fine = self.push(py, vec![ResponseEvent::Stderr(line)]);
+    }
+
     fn push(&self, py: Python<'_>, mut events: Vec<ResponseEvent>) -> Result<(), Stop> {
         loop {
             match self.sender.try_send(&mut events)? {
@@ -237,7 +247,9 @@ pub(crate) fn serve(
         id,
         request,
         body,
+        streams,
         response,
+        errors_to_peer,
     } = job;
     let tag = RequestTag {
         id,
@@ -257,8 +269,12 @@ pub(crate) fn serve(
     });
     let outcome = (|| -> Result<(), Stop> {
         let input = Bound::new(py, WsgiInput::new(body))?.into_any();
-        let errors = Bound::new(py, WsgiErrors::new(tag.clone()))?.into_any();
+        let peer = errors_to_peer.then(|| responder.clone());
+        let errors = Bound::new(py, WsgiErrors::new(tag.clone(), peer))?.into_any();
         let environ = environ.build(py, &request, input, errors)?;
+        for (key, stream) in streams {
+            environ.set_item(key, Bound::new(py, WsgiInput::new(stream))?)?;
+        }
         let start_response = Bound::new(
             py,
             StartResponse {

@@ -1,9 +1,11 @@
 //! `wsgi.errors`: what an application writes there goes to the log, one
 //! line per event, tagged with the request it came from.
 
+use crate::call::Responder;
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::PyIterator;
+use std::sync::Arc;
 
 /// The request a log line belongs to.
 #[derive(Clone, Debug)]
@@ -30,48 +32,57 @@ impl std::fmt::Display for RequestTag {
 pub struct WsgiErrors {
     tag: RequestTag,
     partial: String,
+    /// Where lines also go when the front server takes them (FastCGI).
+    peer: Option<Arc<Responder>>,
 }
 
 impl WsgiErrors {
-    pub fn new(tag: RequestTag) -> Self {
+    pub(crate) fn new(tag: RequestTag, peer: Option<Arc<Responder>>) -> Self {
         WsgiErrors {
             tag,
             partial: String::new(),
+            peer,
         }
     }
 
-    fn emit(&self, line: &str) {
+    fn emit(&self, py: Option<Python<'_>>, line: &str) {
         tracing::warn!(target: "wsgi.errors", request = %self.tag, "{line}");
+        if let (Some(py), Some(peer)) = (py, &self.peer) {
+            peer.send_stderr(py, Bytes::from(format!("{line}\n")));
+        }
     }
 }
 
 #[pymethods]
 impl WsgiErrors {
-    fn write(&mut self, text: &str) {
+    fn write(&mut self, py: Python<'_>, text: &str) {
         self.partial.push_str(text);
         while let Some(end) = self.partial.find('\n') {
             let line: String = self.partial.drain(..=end).collect();
-            self.emit(line.trim_end_matches(['\n', '\r']));
+            self.emit(Some(py), line.trim_end_matches(['\n', '\r']));
         }
     }
 
     fn writelines(&mut self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
         for line in PyIterator::from_object(lines)? {
-            self.write(line?.extract::<&str>()?);
+            self.write(lines.py(), line?.extract::<&str>()?);
         }
         Ok(())
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self, py: Python<'_>) {
         if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
-            self.emit(&line);
+            self.emit(Some(py), &line);
         }
     }
 }
 
 impl Drop for WsgiErrors {
     fn drop(&mut self) {
-        self.flush();
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.emit(None, &line);
+        }
     }
 }

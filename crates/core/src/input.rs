@@ -31,8 +31,9 @@ impl WsgiInput {
         }
     }
 
-    fn remaining(&self) -> u64 {
-        self.leftover.len() as u64 + self.body.unread()
+    /// Bytes left in a body of known length.
+    fn remaining(&self) -> Option<u64> {
+        self.body.unread().map(|u| u + self.leftover.len() as u64)
     }
 
     /// The next piece of at most `max` bytes; empty at the end of the body.
@@ -54,19 +55,25 @@ impl WsgiInput {
         }
     }
 
-    /// Exactly `n` bytes (fewer only at the end of the body), written
-    /// straight into the new bytes object.
+    /// Up to `n` bytes, fewer only at the end of the body; the buffer grows
+    /// with the bytes that really arrive.
+    fn read_growing<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let piece = self.next_piece(py, (n - out.len()).min(STEP * 4))?;
+            if piece.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&piece);
+        }
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// Exactly `n` bytes of a body known to hold them, written straight
+    /// into the new bytes object.
     fn read_exact<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
         if n > PREALLOCATE_LIMIT {
-            let mut out = Vec::new();
-            while out.len() < n {
-                let piece = self.next_piece(py, (n - out.len()).min(STEP * 4))?;
-                if piece.is_empty() {
-                    break;
-                }
-                out.extend_from_slice(&piece);
-            }
-            return Ok(PyBytes::new(py, &out));
+            return self.read_growing(py, n);
         }
         let mut failure = None;
         let bytes = PyBytes::new_with(py, n, |buf| {
@@ -128,9 +135,14 @@ impl WsgiInput {
     /// read(size=-1): `size` bytes, or the rest of the body.
     #[pyo3(signature = (size = None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let rest = usize::try_from(self.remaining()).unwrap_or(usize::MAX);
-        let n = size_arg(size).map_or(rest, |s| s.min(rest));
-        self.read_exact(py, n)
+        let size = size_arg(size);
+        match self.remaining() {
+            Some(rest) => {
+                let rest = usize::try_from(rest).unwrap_or(usize::MAX);
+                self.read_exact(py, size.map_or(rest, |s| s.min(rest)))
+            }
+            None => self.read_growing(py, size.unwrap_or(usize::MAX)),
+        }
     }
 
     #[pyo3(signature = (size = None))]

@@ -81,6 +81,7 @@ impl Interpreter {
             let handlers_before = signal_handlers(py);
             let app = load(py, &setup.app).map_err(fail)?;
             warn_about_new_signal_handlers(py, &handlers_before);
+            release_python_sigint(py).map_err(fail)?;
             let sys = py.import("sys").map_err(fail)?;
             let version: String = sys
                 .getattr("version")
@@ -206,6 +207,20 @@ fn venv_python(venv: &Path) -> Result<PathBuf, StartError> {
 }
 
 const OWNED_SIGNALS: [&str; 3] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/// Importing `signal` installs Python's own SIGINT handler even with
+/// `install_signal_handlers = 0`. tokio chains to the handler it finds, so
+/// a SIGINT would also raise KeyboardInterrupt at finalisation. Put the
+/// default back (before the server registers its own handler).
+fn release_python_sigint(py: Python<'_>) -> PyResult<()> {
+    let signal = py.import("signal")?;
+    let sigint = signal.getattr("SIGINT")?;
+    let current = signal.call_method1("getsignal", (&sigint,))?;
+    if current.is(&signal.getattr("default_int_handler")?) {
+        signal.call_method1("signal", (sigint, signal.getattr("SIG_DFL")?))?;
+    }
+    Ok(())
+}
 
 /// The Python-level handlers of the signals rustgi owns.
 fn signal_handlers(py: Python<'_>) -> Vec<Option<Py<PyAny>>> {

@@ -18,6 +18,9 @@ use std::task::{Poll, Waker};
 pub enum ResponseEvent {
     Head(ResponseHead),
     Body(Bytes),
+    /// A `wsgi.errors` line for the front server's error log (FastCGI's
+    /// STDERR stream), when the connection asked for them.
+    Stderr(Bytes),
     /// The response is complete.
     End,
     /// The response cannot be completed (an error after the head was sent):
@@ -28,7 +31,7 @@ pub enum ResponseEvent {
 impl ResponseEvent {
     fn weight(&self) -> usize {
         match self {
-            ResponseEvent::Body(b) => b.len(),
+            ResponseEvent::Body(b) | ResponseEvent::Stderr(b) => b.len(),
             _ => 0,
         }
     }

@@ -66,7 +66,7 @@ where
     }
     let expected = request.content_length;
     let request = Arc::new(request);
-    let (body, body_reader) = body_pipe(expected, ctx.spool);
+    let (body, body_reader) = body_pipe(Some(expected), ctx.spool);
     if !buf.is_empty() {
         body.push(buf.split().freeze());
     }
@@ -75,7 +75,9 @@ where
         id,
         request: request.clone(),
         body: body_reader,
+        streams: Vec::new(),
         response: sender,
+        errors_to_peer: false,
     });
 
     let progress = Progress::default();
@@ -203,7 +205,7 @@ async fn read_body<R: AsyncRead + Unpin>(
     peer: &str,
     id: u64,
 ) {
-    let expected = body.expected();
+    let expected = body.expected().unwrap_or_default();
     let mut buf = BytesMut::new();
     loop {
         let remaining = body.remaining();
@@ -299,6 +301,8 @@ where
                     held += flush_into(&mut segments, &mut head, &mut small) + data.len();
                     segments.push(data);
                 }
+                // Already in the log; SCGI and uwsgi have no channel for it.
+                ResponseEvent::Stderr(_) => {}
                 ResponseEvent::End => ending = Some(Ending::Complete),
                 ResponseEvent::Abort => ending = Some(Ending::Aborted),
             }
@@ -312,7 +316,12 @@ where
                     Err(ending) => ending,
                 };
             }
-            Some(Ending::Aborted) => return Ending::Aborted,
+            // Send what the application produced before it failed, so the
+            // front server sees a truncated response rather than none.
+            Some(Ending::Aborted) => {
+                let _ = write_segments(ctx, writer, &mut segments, peer, id).await;
+                return Ending::Aborted;
+            }
             None => {}
         }
     }
