@@ -145,6 +145,7 @@ impl EnvironBuilder {
                 b"PATH_INFO" => first(&mut paths.path_info, value),
                 b"DOCUMENT_URI" => first(&mut paths.document_uri, value),
                 b"REQUEST_URI" => first(&mut paths.request_uri, value),
+                b"SERVER_SOFTWARE" => first(&mut paths.server_software, value),
                 b"HTTPS" => https |= value.eq_ignore_ascii_case(b"on") || value == b"1",
                 b"REQUEST_SCHEME" => https |= value.eq_ignore_ascii_case(b"https"),
                 b"REQUEST_METHOD" => seen.method = true,

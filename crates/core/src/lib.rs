@@ -26,4 +26,6 @@ pub use file_wrapper::FileWrapper;
 pub use interpreter::{BUILD_PYTHON_VERSION, Interpreter, PythonSetup, StartError};
 pub use paths::Mount;
 pub use pool::PythonPool;
-pub use response::{ResponseEvent, ResponseReceiver, ResponseSender, response_channel};
+pub use response::{
+    ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender, response_channel,
+};

@@ -2,14 +2,19 @@
 //!
 //! Front servers disagree (see PROTOCOLS.md): nginx's stock `scgi_params`
 //! sends neither, its `fastcgi_params` sends the whole path as SCRIPT_NAME,
-//! `uwsgi_params` sends PATH_INFO alone, lighttpd and Apache send a real
-//! split. The rule, in order:
+//! `uwsgi_params` sends PATH_INFO alone, Apache's mod_proxy_fcgi sends the
+//! whole path as SCRIPT_NAME, and lighttpd makes SCRIPT_NAME out of the
+//! first path segment below its prefix. The rule, in order:
 //!
 //! 1. With `--mount PREFIX`, the full path is split at PREFIX: SCRIPT_NAME is
 //!    the prefix and PATH_INFO the rest (a path outside the prefix keeps
 //!    SCRIPT_NAME empty and PATH_INFO whole).
-//! 2. Otherwise, when PATH_INFO was sent, SCRIPT_NAME and PATH_INFO are kept
-//!    as sent: the front server made a real split.
+//! 2. Otherwise a split the front server made on purpose is kept: both
+//!    SCRIPT_NAME and PATH_INFO sent and non-empty, adding up to the full
+//!    path, and not from lighttpd. (nginx's `fastcgi_split_path_info`,
+//!    Apache's `ProxyPass /app` for uwsgi.) lighttpd's split is never taken:
+//!    for a prefix "/" it names the first path segment SCRIPT_NAME, which
+//!    cannot be told from a real mount, so lighttpd users say `--mount`.
 //! 3. Otherwise SCRIPT_NAME is empty and PATH_INFO is the full path.
 //!
 //! The full path is the front server's decoded, normalised path: DOCUMENT_URI
@@ -26,6 +31,7 @@ pub struct SentPaths<'a> {
     pub path_info: Option<&'a [u8]>,
     pub document_uri: Option<&'a [u8]>,
     pub request_uri: Option<&'a [u8]>,
+    pub server_software: Option<&'a [u8]>,
 }
 
 /// A mount prefix such as `/app`: leading slash, no trailing slash.
@@ -49,14 +55,6 @@ pub fn split_paths<'a>(
     sent: &SentPaths<'a>,
     mount: Option<&Mount>,
 ) -> (Cow<'a, [u8]>, Cow<'a, [u8]>) {
-    if mount.is_none()
-        && let Some(path_info) = sent.path_info
-    {
-        return (
-            Cow::Borrowed(sent.script_name.unwrap_or(b"")),
-            Cow::Borrowed(path_info),
-        );
-    }
     let full = full_path(sent);
     match mount {
         Some(Mount(prefix)) if !prefix.is_empty() && under_prefix(&full, prefix) => {
@@ -66,8 +64,24 @@ pub fn split_paths<'a>(
             };
             (Cow::Owned(prefix.clone()), rest)
         }
-        _ => (Cow::Borrowed(&b""[..]), full),
+        Some(_) => (Cow::Borrowed(&b""[..]), full),
+        None => match deliberate_split(sent, &full) {
+            Some((script, path)) => (Cow::Borrowed(script), Cow::Borrowed(path)),
+            None => (Cow::Borrowed(&b""[..]), full),
+        },
     }
+}
+
+/// The front server's own split, when it is one made on purpose.
+fn deliberate_split<'a>(sent: &SentPaths<'a>, full: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let script = sent.script_name.filter(|s| !s.is_empty())?;
+    let path = sent.path_info.filter(|p| !p.is_empty())?;
+    let from_lighttpd = sent
+        .server_software
+        .is_some_and(|s| s.starts_with(b"lighttpd"));
+    let adds_up =
+        full.len() == script.len() + path.len() && full.starts_with(script) && full.ends_with(path);
+    (adds_up && !from_lighttpd).then_some((script, path))
 }
 
 fn under_prefix(path: &[u8], prefix: &[u8]) -> bool {
@@ -164,20 +178,83 @@ mod tests {
     fn nginx_fastcgi_params_send_the_whole_path_as_script_name() {
         let sent = SentPaths {
             script_name: Some(b"/a/b"),
+            document_uri: Some(b"/a/b"),
+            ..Default::default()
+        };
+        assert_eq!(split(sent, None), s("|/a/b"));
+        assert_eq!(split(sent, Some("/a")), s("/a|/b"));
+    }
+
+    #[test]
+    fn the_common_workaround_gives_the_full_path() {
+        let sent = SentPaths {
+            script_name: Some(b""),
+            path_info: Some(b"/a/b"),
+            document_uri: Some(b"/a/b"),
             ..Default::default()
         };
         assert_eq!(split(sent, None), s("|/a/b"));
     }
 
     #[test]
-    fn a_real_split_is_kept() {
+    fn apache_proxy_fcgi_sends_the_whole_path_as_script_name() {
+        let sent = SentPaths {
+            script_name: Some(b"/a/b"),
+            request_uri: Some(b"/a/b?x"),
+            server_software: Some(b"Apache/2.4.62 (Debian)"),
+            ..Default::default()
+        };
+        assert_eq!(split(sent, None), s("|/a/b"));
+    }
+
+    #[test]
+    fn a_deliberate_split_is_kept() {
         let sent = SentPaths {
             script_name: Some(b"/pre"),
             path_info: Some(b"/x/y"),
+            document_uri: Some(b"/pre/x/y"),
+            server_software: Some(b"nginx/1.22.1"),
             ..Default::default()
         };
         assert_eq!(split(sent, None), s("/pre|/x/y"));
         assert_eq!(split(sent, Some("/pre/x")), s("/pre/x|/y"));
+    }
+
+    #[test]
+    fn a_split_that_does_not_add_up_is_ignored() {
+        let sent = SentPaths {
+            script_name: Some(b"/index.php"),
+            path_info: Some(b"/x"),
+            document_uri: Some(b"/somewhere/else"),
+            ..Default::default()
+        };
+        assert_eq!(split(sent, None), s("|/somewhere/else"));
+    }
+
+    #[test]
+    fn lighttpd_splits_are_never_taken() {
+        let root_prefix = SentPaths {
+            script_name: Some(b"/a"),
+            path_info: Some(b"/b/c"),
+            server_software: Some(b"lighttpd/1.4.69"),
+            ..Default::default()
+        };
+        assert_eq!(split(root_prefix, None), s("|/a/b/c"));
+        let dir_prefix = SentPaths {
+            script_name: Some(b"/pre/x"),
+            path_info: Some(b"/y/z"),
+            server_software: Some(b"lighttpd/1.4.69"),
+            ..Default::default()
+        };
+        assert_eq!(split(dir_prefix, None), s("|/pre/x/y/z"));
+        assert_eq!(split(dir_prefix, Some("/pre")), s("/pre|/x/y/z"));
+        let no_path_info = SentPaths {
+            script_name: Some(b"/pre2"),
+            server_software: Some(b"lighttpd/1.4.69"),
+            ..Default::default()
+        };
+        assert_eq!(split(no_path_info, None), s("|/pre2"));
+        assert_eq!(split(no_path_info, Some("/pre2")), s("/pre2|"));
     }
 
     #[test]

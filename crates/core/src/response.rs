@@ -144,7 +144,36 @@ pub struct ResponseReceiver {
     shared: Arc<Shared>,
 }
 
+/// Lets the connection give up on a response while its receiver is busy
+/// elsewhere (FastCGI's ABORT_REQUEST): the application's next block fails
+/// at once, and its iterable is closed.
+#[derive(Clone)]
+pub struct ResponseCloser {
+    shared: Arc<Shared>,
+}
+
+impl ResponseCloser {
+    pub fn close(&self) {
+        close_receiver(&self.shared);
+    }
+}
+
+fn close_receiver(shared: &Shared) {
+    let mut state = shared.state.lock().unwrap();
+    state.receiver_gone = true;
+    state.queue.clear();
+    state.queued_bytes = 0;
+    drop(state);
+    shared.room.notify_all();
+}
+
 impl ResponseReceiver {
+    pub fn closer(&self) -> ResponseCloser {
+        ResponseCloser {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Takes every event queued so far, waiting for at least one. `None`
     /// means the sender went away (which, without an `End`, is an abort).
     pub async fn recv(&self, into: &mut Vec<ResponseEvent>) -> Option<()> {
@@ -169,11 +198,6 @@ impl ResponseReceiver {
 
 impl Drop for ResponseReceiver {
     fn drop(&mut self) {
-        let mut state = self.shared.state.lock().unwrap();
-        state.receiver_gone = true;
-        state.queue.clear();
-        state.queued_bytes = 0;
-        drop(state);
-        self.shared.room.notify_all();
+        close_receiver(&self.shared);
     }
 }

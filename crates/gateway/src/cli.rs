@@ -2,7 +2,8 @@
 
 use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
-use rustgi_server::{Protocol, ServerConfig, SocketSpec, Timeouts};
+use rustgi_fastcgi::Roles;
+use rustgi_server::{FastcgiOptions, Protocol, ServerConfig, SocketSpec, Timeouts};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +11,15 @@ use std::time::Duration;
 pub enum Proto {
     /// SCGI (nginx scgi_pass, Apache mod_proxy_scgi, lighttpd scgi.server).
     Scgi,
+    /// FastCGI (nginx fastcgi_pass, Apache mod_proxy_fcgi, lighttpd fastcgi.server).
+    Fastcgi,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FastcgiRole {
+    Responder,
+    Authorizer,
+    Filter,
 }
 
 /// A gateway between a front web server and a Python WSGI application.
@@ -84,6 +94,20 @@ pub struct Cli {
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub spool_memory: usize,
 
+    /// FastCGI roles to accept (comma-separated); others get UNKNOWN_ROLE.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "responder,authorizer,filter"
+    )]
+    pub fastcgi_roles: Vec<FastcgiRole>,
+
+    /// Do not send wsgi.errors output to the front server as FCGI_STDERR
+    /// (it still goes to rustgi's log).
+    #[arg(long)]
+    pub no_fastcgi_stderr: bool,
+
     /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -116,6 +140,19 @@ impl Cli {
         Ok(ServerConfig {
             protocol: match self.proto {
                 Proto::Scgi => Protocol::Scgi,
+                Proto::Fastcgi => Protocol::Fastcgi,
+            },
+            fastcgi: FastcgiOptions {
+                roles: self
+                    .fastcgi_roles
+                    .iter()
+                    .map(|role| match role {
+                        FastcgiRole::Responder => Roles::RESPONDER,
+                        FastcgiRole::Authorizer => Roles::AUTHORIZER,
+                        FastcgiRole::Filter => Roles::FILTER,
+                    })
+                    .fold(Roles::NONE, |all, role| all | role),
+                stderr: !self.no_fastcgi_stderr,
             },
             socket: self.socket.as_deref().map(SocketSpec::parse),
             socket_mode: self.chmod,

@@ -9,6 +9,16 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Scgi,
+    Fastcgi,
+}
+
+/// What only FastCGI has.
+#[derive(Clone, Copy, Debug)]
+pub struct FastcgiOptions {
+    /// Roles accepted; others get END_REQUEST/UNKNOWN_ROLE.
+    pub roles: rustgi_fastcgi::Roles,
+    /// Send `wsgi.errors` lines as FCGI_STDERR too (the front server's log).
+    pub stderr: bool,
 }
 
 /// Each stage of a connection has its own limit, so a stalled front-server
@@ -26,6 +36,7 @@ pub struct Timeouts {
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub protocol: Protocol,
+    pub fastcgi: FastcgiOptions,
     /// `None`: take the listening socket on fd 0.
     pub socket: Option<SocketSpec>,
     /// Mode of a Unix socket we create.

@@ -4,12 +4,15 @@
 
 mod config;
 mod connection;
+mod fastcgi;
 mod listener;
 mod stream;
 
-pub use config::{Protocol, ServerConfig, Timeouts};
+pub use config::{FastcgiOptions, Protocol, ServerConfig, Timeouts};
 pub use listener::{BoundSocket, SocketSpec, bind, fd0_is_listening_socket};
 
+use connection::Connection;
+use fastcgi::FastcgiContext;
 use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
 use rustgi_scgi::Scgi;
 use std::fmt;
@@ -108,34 +111,22 @@ async fn serve(
 ) -> Result<bool, RunError> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let protocol = match config.protocol {
-        Protocol::Scgi => Scgi::new(config.max_header_size),
-    };
-    let ctx = Arc::new(StreamContext {
-        protocol,
-        pool,
-        timeouts: config.timeouts,
-        spool: config.spool,
-        response_buffer: config.response_buffer,
-        next_id: AtomicU64::new(1),
-    });
-    // Connections beyond what the Python threads can take soon wait in the
-    // kernel's listen backlog, not in our memory.
-    let slots = Arc::new(Semaphore::new(config.threads * 2 + 8));
+    let service = Arc::new(Service::new(config, pool));
+    let slots = Arc::new(Semaphore::new(service.connection_limit(config)));
     let tracker = TaskTracker::new();
     let accept = async {
         match socket {
             BoundSocket::Unix { listener, .. } => {
                 listener.set_nonblocking(true)?;
                 let listener = UnixListener::from_std(listener)?;
-                tracing::info!("listening on {describe} ({})", ctx.protocol_name());
+                tracing::info!("listening on {describe} ({})", service.name());
                 loop {
                     let slot = slots.clone().acquire_owned().await.expect("never closed");
                     match listener.accept().await {
                         Ok((stream, _)) => {
-                            let ctx = ctx.clone();
+                            let service = service.clone();
                             tracker.spawn(async move {
-                                stream::serve(&ctx, stream, "unix").await;
+                                service.serve(stream, "unix").await;
                                 drop(slot);
                             });
                         }
@@ -146,15 +137,15 @@ async fn serve(
             BoundSocket::Tcp(listener) => {
                 listener.set_nonblocking(true)?;
                 let listener = TcpListener::from_std(listener)?;
-                tracing::info!("listening on {describe} ({})", ctx.protocol_name());
+                tracing::info!("listening on {describe} ({})", service.name());
                 loop {
                     let slot = slots.clone().acquire_owned().await.expect("never closed");
                     match listener.accept().await {
                         Ok((stream, peer)) => {
                             let _ = stream.set_nodelay(true);
-                            let ctx = ctx.clone();
+                            let service = service.clone();
                             tracker.spawn(async move {
-                                stream::serve(&ctx, stream, &peer.to_string()).await;
+                                service.serve(stream, &peer.to_string()).await;
                                 drop(slot);
                             });
                         }
@@ -186,8 +177,68 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
-impl<P: rustgi_model::StreamProtocol> StreamContext<P> {
-    fn protocol_name(&self) -> &'static str {
-        self.protocol.name()
+/// Most FastCGI connections a process keeps open (reported as
+/// FCGI_MAX_CONNS). Kept connections idle between requests, so they are not
+/// bounded by the Python threads as one-request connections are.
+const FASTCGI_MAX_CONNECTIONS: usize = 1024;
+
+/// The protocol a listener serves, with what its connections share.
+enum Service {
+    Scgi(StreamContext<Scgi>),
+    Fastcgi(FastcgiContext),
+}
+
+impl Service {
+    fn new(config: &ServerConfig, pool: Arc<PythonPool>) -> Service {
+        // Requests beyond what the Python threads can take soon wait in
+        // the kernel's listen backlog, not in our memory.
+        let request_limit = config.threads * 2 + 8;
+        match config.protocol {
+            Protocol::Scgi => Service::Scgi(StreamContext {
+                protocol: Scgi::new(config.max_header_size),
+                pool,
+                timeouts: config.timeouts,
+                spool: config.spool,
+                response_buffer: config.response_buffer,
+                next_id: AtomicU64::new(1),
+            }),
+            Protocol::Fastcgi => Service::Fastcgi(FastcgiContext {
+                protocol: rustgi_fastcgi::Config {
+                    roles: config.fastcgi.roles,
+                    max_params_size: config.max_header_size,
+                    max_requests_per_connection: request_limit,
+                    max_connections: FASTCGI_MAX_CONNECTIONS,
+                    max_requests: request_limit,
+                    multiplex: true,
+                },
+                pool,
+                timeouts: config.timeouts,
+                spool: config.spool,
+                response_buffer: config.response_buffer,
+                errors_to_peer: config.fastcgi.stderr,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn connection_limit(&self, config: &ServerConfig) -> usize {
+        match self {
+            Service::Scgi(_) => config.threads * 2 + 8,
+            Service::Fastcgi(_) => FASTCGI_MAX_CONNECTIONS,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Service::Scgi(ctx) => rustgi_model::StreamProtocol::name(&ctx.protocol),
+            Service::Fastcgi(_) => "fastcgi",
+        }
+    }
+
+    async fn serve<C: Connection>(&self, stream: C, peer: &str) {
+        match self {
+            Service::Scgi(ctx) => stream::serve(ctx, stream, peer).await,
+            Service::Fastcgi(ctx) => fastcgi::serve(ctx, stream, peer).await,
+        }
     }
 }

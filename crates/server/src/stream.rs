@@ -390,7 +390,7 @@ async fn write_all<W: AsyncWrite + Unpin>(
 ///
 /// When nothing is queued the connection can close at once: waiting for
 /// the peer's EOF would cost every request another wake-up.
-async fn drain<R: AsyncRead + TryRead + Unpin>(reader: &mut R) -> u64 {
+pub(crate) async fn drain<R: AsyncRead + TryRead + Unpin>(reader: &mut R) -> u64 {
     let mut scratch = [0u8; 8 * 1024];
     let mut total = match reader.try_read(&mut scratch) {
         Ok(0) | Err(_) => return 0,

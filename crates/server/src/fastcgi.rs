@@ -1,0 +1,403 @@
+//! The FastCGI connection driver: feeds what the socket brings to the
+//! sans-I/O state machine of `rustgi-fastcgi`, runs each request on a
+//! Python thread as soon as its PARAMS are in, and multiplexes the responses
+//! back as records. Requests on one connection run concurrently: a slow one
+//! never holds back a fast one.
+
+use crate::config::Timeouts;
+use crate::connection::{Connection, TryRead};
+use crate::stream::drain;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use rustgi_core::{
+    BodyWriter, Job, PythonPool, ResponseCloser, ResponseEvent, ResponseReceiver, SpoolLimits,
+    body_pipe, response_channel,
+};
+use rustgi_fastcgi::{self as fcgi, Event, Role, encode_head_record, encode_stdout};
+use rustgi_model::{Param, Request};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+const READ_SIZE: usize = 64 * 1024;
+/// Response bytes held back per request while its STDIN is still arriving
+/// (front servers stop sending a body once a response has started).
+const HOLD_LIMIT: usize = 256 * 1024;
+
+/// What every FastCGI connection of a listener shares.
+pub struct FastcgiContext {
+    pub protocol: fcgi::Config,
+    pub pool: Arc<PythonPool>,
+    pub timeouts: Timeouts,
+    pub spool: SpoolLimits,
+    pub response_buffer: usize,
+    /// Also send `wsgi.errors` lines as FCGI_STDERR.
+    pub errors_to_peer: bool,
+    pub next_id: AtomicU64,
+}
+
+/// One active request on this connection.
+struct Active {
+    /// Tells this request's responses from those of an earlier request
+    /// that had the same FastCGI id (ids are reused at once).
+    generation: u64,
+    log_id: u64,
+    body: Option<BodyWriter>,
+    data: Option<BodyWriter>,
+    stdin_done: bool,
+    /// Encoded records held back while STDIN is still arriving.
+    held: Vec<u8>,
+    /// The receiver, while it is not being waited on (the hold is full).
+    parked: Option<ResponseReceiver>,
+    closer: ResponseCloser,
+}
+
+/// The next events of one request's response, with its receiver back.
+type Batch = (u16, u64, ResponseReceiver, Vec<ResponseEvent>, bool);
+type PendingBatch = Pin<Box<dyn Future<Output = Batch> + Send>>;
+
+fn next_batch(id: u16, generation: u64, receiver: ResponseReceiver) -> PendingBatch {
+    Box::pin(async move {
+        let mut events = Vec::new();
+        let open = receiver.recv(&mut events).await.is_some();
+        (id, generation, receiver, events, open)
+    })
+}
+
+struct Driver<'a> {
+    ctx: &'a FastcgiContext,
+    peer: &'a str,
+    machine: fcgi::Connection,
+    active: HashMap<u16, Active>,
+    responses: FuturesUnordered<PendingBatch>,
+    generation: u64,
+    out: Vec<u8>,
+    /// Close the connection once `out` is written (an error after a
+    /// response head, with no other request to spare).
+    cut: bool,
+}
+
+/// Serves one FastCGI connection until the front server or the protocol
+/// ends it.
+pub async fn serve<C: Connection>(ctx: &FastcgiContext, mut stream: C, peer: &str) {
+    let (mut reader, mut writer) = stream.halves();
+    let mut driver = Driver {
+        ctx,
+        peer,
+        machine: fcgi::Connection::new(ctx.protocol.clone()),
+        active: HashMap::new(),
+        responses: FuturesUnordered::new(),
+        generation: 0,
+        out: Vec::new(),
+        cut: false,
+    };
+    let clean = driver.run(&mut reader, &mut writer).await;
+    driver.abandon_all();
+    if clean {
+        let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
+        drain(&mut reader).await;
+    }
+}
+
+impl Driver<'_> {
+    /// Returns whether the connection may close cleanly (shutdown + drain).
+    async fn run<R, W>(&mut self, reader: &mut R, writer: &mut W) -> bool
+    where
+        R: AsyncRead + TryRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut served_one = false;
+        loop {
+            let read_limit = self.read_limit(&buf, served_one);
+            tokio::select! {
+                Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
+                    served_one = true;
+                    self.on_batch(batch);
+                }
+                read = read_some(reader, &mut buf, read_limit) => match read {
+                    Ok(0) => {
+                        if let Err(e) = self.machine.receive_eof(&buf) {
+                            tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+                        } else if !self.active.is_empty() {
+                            tracing::info!(
+                                peer = %self.peer,
+                                "the front server closed the connection with {} request(s) active",
+                                self.active.len()
+                            );
+                        }
+                        return false;
+                    }
+                    Ok(_) => {
+                        let received = self.machine.receive(&mut buf);
+                        self.on_events();
+                        if let Err(e) = received {
+                            tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+                            self.machine.take_output(&mut self.out);
+                            let _ = self.flush(writer).await;
+                            return true;
+                        }
+                    }
+                    Err(e) => {
+                        match e.kind() {
+                            std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
+                            _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
+                        }
+                        return false;
+                    }
+                },
+            }
+            self.machine.take_output(&mut self.out);
+            if self.flush(writer).await.is_err() {
+                return false;
+            }
+            if self.cut {
+                return false;
+            }
+            if self.machine.should_close() {
+                return true;
+            }
+        }
+    }
+
+    /// How long the next read may take: the header timeout while a record
+    /// or the first request is incomplete, the body timeout while a body is
+    /// arriving, and no limit between requests on a kept connection or
+    /// while only responses are pending (the front server owns those).
+    fn read_limit(&self, buf: &BytesMut, served_one: bool) -> Option<(Duration, &'static str)> {
+        let timeouts = &self.ctx.timeouts;
+        if self.active.values().any(|a| !a.stdin_done) {
+            Some((
+                timeouts.body,
+                "--body-timeout: no request body bytes arrived",
+            ))
+        } else if !buf.is_empty() || (!served_one && self.active.is_empty()) {
+            Some((
+                timeouts.header,
+                "--header-timeout: no complete FastCGI request arrived",
+            ))
+        } else {
+            None
+        }
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> Result<(), ()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        match timeout(self.ctx.timeouts.write, writer.write_all(&self.out)).await {
+            Ok(Ok(())) => {
+                self.out.clear();
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer, "writing to the front server failed: {e}");
+                Err(())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    peer = %self.peer,
+                    "the front server accepted no bytes for {:?} (--write-timeout); closing",
+                    self.ctx.timeouts.write
+                );
+                Err(())
+            }
+        }
+    }
+
+    fn on_events(&mut self) {
+        while let Some(event) = self.machine.poll_event() {
+            match event {
+                Event::Request {
+                    id,
+                    role,
+                    content_length,
+                    request,
+                    ..
+                } => self.start(id, role, content_length, request),
+                Event::Stdin { id, data } => {
+                    if let Some(body) = self.active.get(&id).and_then(|a| a.body.as_ref()) {
+                        body.push(unpinned(data));
+                    }
+                }
+                Event::StdinEnd { id } => self.stdin_ended(id),
+                Event::Data { id, data } => {
+                    if let Some(stream) = self.active.get(&id).and_then(|a| a.data.as_ref()) {
+                        stream.push(unpinned(data));
+                    }
+                }
+                Event::DataEnd { id } => {
+                    if let Some(stream) = self.active.get_mut(&id).and_then(|a| a.data.take()) {
+                        stream.finish();
+                    }
+                }
+                Event::Abort { id } => {
+                    if let Some(active) = self.active.remove(&id) {
+                        tracing::info!(peer = %self.peer, request = active.log_id, "ABORT_REQUEST from the front server");
+                        abandon(active);
+                    }
+                    self.machine.abort_complete(id, &mut self.out);
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, id: u16, role: Role, content_length: Option<u64>, mut request: Request) {
+        let log_id = self.ctx.next_id.fetch_add(1, Ordering::Relaxed);
+        for warning in &request.warnings {
+            tracing::warn!(peer = %self.peer, request = log_id, "{warning}");
+        }
+        request.params.push(Param::new("FCGI_ROLE", role.name()));
+        let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
+        let mut streams = Vec::new();
+        let data = (role == Role::Filter).then(|| {
+            let length = request
+                .param(b"FCGI_DATA_LENGTH")
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+            let (writer, reader) = body_pipe(length, self.ctx.spool);
+            streams.push(("fastcgi.data", reader));
+            writer
+        });
+        let (sender, receiver) = response_channel(self.ctx.response_buffer);
+        self.generation += 1;
+        self.active.insert(
+            id,
+            Active {
+                generation: self.generation,
+                log_id,
+                body: Some(body),
+                data,
+                stdin_done: false,
+                held: Vec::new(),
+                parked: None,
+                closer: receiver.closer(),
+            },
+        );
+        self.responses
+            .push(next_batch(id, self.generation, receiver));
+        self.ctx.pool.submit(Job {
+            id: log_id,
+            request: Arc::new(request),
+            body: body_reader,
+            streams,
+            response: sender,
+            errors_to_peer: self.ctx.errors_to_peer,
+        });
+    }
+
+    fn stdin_ended(&mut self, id: u16) {
+        let Some(active) = self.active.get_mut(&id) else {
+            return;
+        };
+        if let Some(body) = active.body.take() {
+            body.finish();
+        }
+        active.stdin_done = true;
+        self.out.append(&mut active.held);
+        if let Some(receiver) = active.parked.take() {
+            self.responses
+                .push(next_batch(id, active.generation, receiver));
+        }
+    }
+
+    fn on_batch(&mut self, (id, generation, receiver, events, open): Batch) {
+        let Some(active) = self
+            .active
+            .get_mut(&id)
+            .filter(|a| a.generation == generation)
+        else {
+            // Output of a request that was aborted: it never reaches the
+            // request that reuses the id. Dropping the receiver stops it.
+            return;
+        };
+        let mut ending = if open { None } else { Some(false) };
+        let target = if active.stdin_done {
+            &mut self.out
+        } else {
+            &mut active.held
+        };
+        for event in events {
+            match event {
+                ResponseEvent::Head(head) => encode_head_record(id, &head, target),
+                ResponseEvent::Body(data) => encode_stdout(id, &data, target),
+                ResponseEvent::Stderr(line) => {
+                    self.machine.write_stderr(id, &line, target);
+                }
+                ResponseEvent::End => ending = Some(true),
+                ResponseEvent::Abort => ending = Some(false),
+            }
+        }
+        match ending {
+            None if active.held.len() >= HOLD_LIMIT => active.parked = Some(receiver),
+            None => self.responses.push(next_batch(id, generation, receiver)),
+            Some(complete) => {
+                // The application is done: what it sent goes out now.
+                self.out.append(&mut active.held);
+                let active = self.active.remove(&id).expect("looked up above");
+                if !complete {
+                    tracing::info!(peer = %self.peer, request = active.log_id, "response cut short after its head");
+                }
+                abandon(active);
+                if !complete && self.machine.active_requests() == 1 {
+                    // Closing is the only way to tell the front server the
+                    // response is not whole; with other requests on the
+                    // connection, END_REQUEST with an error status has to do.
+                    self.cut = true;
+                } else {
+                    self.machine
+                        .end_request(id, if complete { 0 } else { 1 }, &mut self.out);
+                }
+            }
+        }
+    }
+
+    /// The connection is going away: every request still running is told.
+    fn abandon_all(&mut self) {
+        for (_, active) in self.active.drain() {
+            abandon(active);
+        }
+    }
+}
+
+/// Ends a request's streams: pending body reads fail, the application's
+/// next block fails and its iterable is closed.
+fn abandon(active: Active) {
+    active.closer.close();
+    drop(active.body);
+    drop(active.data);
+}
+
+/// Stream data is a slice of a 64 KiB read buffer and keeps all of it
+/// alive while spooled: small slices are copied so that a body of many small
+/// records cannot pin many times its size.
+fn unpinned(data: Bytes) -> Bytes {
+    if data.len() < 8 * 1024 {
+        Bytes::copy_from_slice(&data)
+    } else {
+        data
+    }
+}
+
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    limit: Option<(Duration, &'static str)>,
+) -> std::io::Result<usize> {
+    buf.reserve(READ_SIZE);
+    match limit {
+        None => reader.read_buf(buf).await,
+        Some((limit, what)) => match timeout(limit, reader.read_buf(buf)).await {
+            Ok(read) => read,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{what} within {limit:?}; closing the connection"),
+            )),
+        },
+    }
+}
