@@ -14,7 +14,7 @@ use rustgi_core::{
     BodyWriter, Job, PythonPool, ResponseCloser, ResponseEvent, ResponseReceiver, SpoolLimits,
     body_pipe, response_channel,
 };
-use rustgi_fastcgi::{self as fcgi, Event, Role, encode_head_record, encode_stdout};
+use rustgi_fastcgi::{self as fcgi, Event, Role, encode_response_head, encode_stdout};
 use rustgi_model::{Param, Request};
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +26,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 const READ_SIZE: usize = 64 * 1024;
+/// Body blocks up to this size are copied into the record with what came
+/// before them; larger ones are encoded where they are.
+const COALESCE_LIMIT: usize = 16 * 1024;
 /// Response bytes held back per request while its STDIN is still arriving
 /// (front servers stop sending a body once a response has started).
 const HOLD_LIMIT: usize = 256 * 1024;
@@ -322,17 +325,28 @@ impl Driver<'_> {
         } else {
             &mut active.held
         };
+        // What is already queued goes out in as few STDOUT records as it
+        // fits: the head shares its record with the body that follows it
+        // (Apache's mod_authnz_fcgi keeps only the body bytes that arrive in
+        // the record where the head ends).
+        let mut stdout = Vec::new();
         for event in events {
             match event {
-                ResponseEvent::Head(head) => encode_head_record(id, &head, target),
-                ResponseEvent::Body(data) => encode_stdout(id, &data, target),
+                ResponseEvent::Head(head) => encode_response_head(&head, &mut stdout),
+                ResponseEvent::Body(data) if stdout.is_empty() && data.len() > COALESCE_LIMIT => {
+                    encode_stdout(id, &data, target)
+                }
+                ResponseEvent::Body(data) => stdout.extend_from_slice(&data),
                 ResponseEvent::Stderr(line) => {
+                    encode_stdout(id, &stdout, target);
+                    stdout.clear();
                     self.machine.write_stderr(id, &line, target);
                 }
                 ResponseEvent::End => ending = Some(true),
                 ResponseEvent::Abort => ending = Some(false),
             }
         }
+        encode_stdout(id, &stdout, target);
         match ending {
             None if active.held.len() >= HOLD_LIMIT => active.parked = Some(receiver),
             None => self.responses.push(next_batch(id, generation, receiver)),
