@@ -5,7 +5,8 @@ Layout of a run:
   nginx also runs with `user root;` when we are root): the gateways' Unix
   sockets, nginx.conf and nginx's temp directories. Removed at the end.
 - tests/.run/logs/: every gateway's stderr (`<name>.log`) and nginx's
-  error/access logs, kept after the run for reading. Cleared at the start.
+  error/access logs, kept after the run for reading. Cleared at the start,
+  unless another pytest session in this checkout is running (`log_dir`).
 - tests/.run/rss.txt: the memory figures of test_memory.py.
 
 nginx routes by location prefix; each prefix belongs to one gateway, all
@@ -23,6 +24,20 @@ whose gateway is not running answers 502.
 | /par/          | par     | --pythonpath tests/apps, conformance:application, 40 thr |
 | /mem/          | mem     | conformance (scgi_buffering off)                         |
 
+FastCGI (`--proto fastcgi`) has servers of its own on other ports
+(`nginx.url(path, server=NAME)`, `nginx.server_port(NAME)`), each location
+including the stock /etc/nginx/fastcgi_params as shipped:
+
+| server        | location | gateway    | notes                                          |
+|---------------|----------|------------|------------------------------------------------|
+| fcgi          | /        | fcgi       | stock params (SCRIPT_NAME = path, no PATH_INFO) |
+| fcgi          | /wa/     | fcgi       | + SCRIPT_NAME "" and PATH_INFO $uri            |
+| fcgi          | /app/    | fcgi-mount | --mount /app                                   |
+| fcgi          | /par/    | fcgi-par   | --threads 40                                   |
+| fcgi-quiet    | /        | fcgi-quiet | --no-fastcgi-stderr                            |
+| fcgi-ka       | /        | fcgi-ka    | upstream keepalive 4 + fastcgi_keep_conn on    |
+| fcgi-ka-plain | /        | fcgi-ka    | no keep_conn                                   |
+
 Tests that stop their gateway, or need one with other flags, start their
 own (`gateways.start(name, args)`, or `gateways.make(name, args, fd0=...)`
 for one that takes its socket on fd 0) and, to reach it through nginx, an
@@ -32,6 +47,7 @@ nginx of their own (`private_nginx`).
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
 import subprocess
@@ -107,10 +123,23 @@ def run_dir():
 
 
 @pytest.fixture(scope="session")
-def log_dir() -> Path:
-    shutil.rmtree(LOG_DIR, ignore_errors=True)
+def log_dir():
+    """tests/.run/logs, cleared first unless another pytest session in this
+    checkout is using it: each session holds a shared flock on
+    tests/.run/logs.lock while it runs, and clears the directory only when it
+    can take the lock exclusively (otherwise the other session's logs would
+    vanish under its tests)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    lock = open(ARTIFACTS / "logs.lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        shutil.rmtree(LOG_DIR, ignore_errors=True)
+        fcntl.flock(lock, fcntl.LOCK_SH)
+    except BlockingIOError:
+        fcntl.flock(lock, fcntl.LOCK_SH)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    return LOG_DIR
+    yield LOG_DIR
+    lock.close()
 
 
 @pytest.fixture
@@ -137,12 +166,12 @@ class Gateways:
         return str(self.run_dir / f"{name}.sock")
 
     def make(self, name: str, args: list[str], *, socket: str | None = None, env=None,
-             fd0=None) -> Gateway:
+             fd0=None, proto: str = "scgi") -> Gateway:
         """A Gateway, not started; stopped at the end of the session if it was.
 
         With `fd0` (a file descriptor or subprocess.DEVNULL) the gateway gets
         no --socket and `fd0` as its stdin: it must listen on what it finds
-        there."""
+        there. `proto` is its --proto (scgi or fastcgi)."""
         if fd0 is not None:
             assert socket is None, "fd0 and socket exclude each other"
         gw = Gateway(
@@ -153,6 +182,7 @@ class Gateways:
             env=env,
             binary=self.binary,
             stdin=subprocess.DEVNULL if fd0 is None else fd0,
+            proto=proto,
         )
         _STARTED.append(gw)
         return gw
@@ -212,6 +242,42 @@ def mem_gateway(gateways) -> Gateway:
     return gateways.start("mem", ["--app", CONFORMANCE_FILE, "--threads", "2"])
 
 
+# FastCGI gateways (--proto fastcgi), behind the `fcgi*` nginx servers.
+
+
+@pytest.fixture(scope="session")
+def fcgi_gateway(gateways) -> Gateway:
+    """The conformance app over FastCGI (nginx servers `fcgi`: / and /wa/)."""
+    return gateways.start("fcgi", ["--app", CONFORMANCE_FILE, "--threads", "8"], proto="fastcgi")
+
+
+@pytest.fixture(scope="session")
+def fcgi_mount_gateway(gateways) -> Gateway:
+    return gateways.start(
+        "fcgi-mount", ["--app", CONFORMANCE_FILE, "--mount", "/app", "--threads", "2"], proto="fastcgi"
+    )
+
+
+@pytest.fixture(scope="session")
+def fcgi_par_gateway(gateways) -> Gateway:
+    return gateways.start("fcgi-par", ["--app", CONFORMANCE_FILE, "--threads", "40"], proto="fastcgi")
+
+
+@pytest.fixture(scope="session")
+def fcgi_ka_gateway(gateways) -> Gateway:
+    """Only the keepalive tests use it, so its connections can be counted."""
+    return gateways.start("fcgi-ka", ["--app", CONFORMANCE_FILE, "--threads", "8"], proto="fastcgi")
+
+
+@pytest.fixture(scope="session")
+def fcgi_quiet_gateway(gateways) -> Gateway:
+    """wsgi.errors goes to its log only, not to nginx as FCGI_STDERR."""
+    return gateways.start(
+        "fcgi-quiet", ["--app", CONFORMANCE_FILE, "--threads", "2", "--no-fastcgi-stderr"],
+        proto="fastcgi",
+    )
+
+
 # ---------------------------------------------------------------------------
 # nginx
 
@@ -239,7 +305,27 @@ def nginx(nginx_binary, gateways, run_dir, log_dir) -> Nginx:
         # sends a wrong CONTENT_LENGTH (see test_bodies.py).
         Location("/mem/", unix("mem"), response_buffering=False, extra=big_buffers),
     ]
-    server = Nginx(nginx_binary, run_dir, log_dir, locations)
+    # FastCGI: servers of their own (own ports), so that the app sees the
+    # request path itself under `location /`. Every location includes the
+    # stock /etc/nginx/fastcgi_params as shipped.
+    workaround = 'fastcgi_param SCRIPT_NAME ""; fastcgi_param PATH_INFO $uri;'
+    fcgi_buffers = "fastcgi_buffer_size 64k; fastcgi_buffers 8 64k; fastcgi_busy_buffers_size 128k;"
+    servers = {
+        "fcgi": [
+            Location("/", unix("fcgi"), proto="fastcgi", extra=fcgi_buffers),
+            Location("/wa/", unix("fcgi"), proto="fastcgi", params=workaround),
+            Location("/app/", unix("fcgi-mount"), proto="fastcgi"),
+            Location("/par/", unix("fcgi-par"), proto="fastcgi"),
+        ],
+        "fcgi-quiet": [Location("/", unix("fcgi-quiet"), proto="fastcgi")],
+        "fcgi-ka": [Location("/", "fcgi_ka", proto="fastcgi", keep_conn=True)],
+        "fcgi-ka-plain": [Location("/", unix("fcgi-ka"), proto="fastcgi")],
+    }
+    upstreams = f"""    upstream fcgi_ka {{
+        server {unix("fcgi-ka")};
+        keepalive 4;
+    }}"""
+    server = Nginx(nginx_binary, run_dir, log_dir, locations, servers=servers, upstreams=upstreams)
     _STARTED.append(server)
     server.start()
     yield server

@@ -149,12 +149,29 @@ def can_connect_tcp(host: str, port: int) -> bool:
         return False
 
 
+def unix_connections(path: str | Path) -> set[int]:
+    """Inodes of the connected sockets bound to `path` (the server side of
+    each accepted connection on a listening Unix socket), from
+    /proc/net/unix: state 03 (SS_CONNECTED). The listener itself is not
+    counted."""
+    path = str(path)
+    found = set()
+    with open("/proc/net/unix") as f:
+        next(f)  # Num RefCount Protocol Flags Type St Inode Path
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path and fields[5] == "03":
+                found.add(int(fields[6]))
+    return found
+
+
 class GatewayExited(AssertionError):
     pass
 
 
 class Gateway:
-    """One rustgi-gateway child: `--proto scgi --socket SOCKET --chmod 666 ARGS`.
+    """One rustgi-gateway child: `--proto PROTO --socket SOCKET --chmod 666 ARGS`
+    (PROTO is `scgi` unless `proto=` says otherwise).
 
     stderr and stdout go to `log_path`. `start()` waits until a connect() to
     the socket succeeds and fails with the log if the process exits first.
@@ -165,8 +182,10 @@ class Gateway:
     """
 
     def __init__(self, name: str, socket_path: str | None, args: list[str], log_path: Path,
-                 env: dict | None = None, binary: Path | None = None, stdin=subprocess.DEVNULL):
+                 env: dict | None = None, binary: Path | None = None, stdin=subprocess.DEVNULL,
+                 proto: str = "scgi"):
         self.name = name
+        self.proto = proto
         self.socket = None if socket_path is None else str(socket_path)
         self.stdin = stdin
         self.args = list(args)
@@ -185,7 +204,7 @@ class Gateway:
 
     @property
     def command(self) -> list[str]:
-        cmd = [str(self.binary), "--proto", "scgi"]
+        cmd = [str(self.binary), "--proto", self.proto]
         if self.socket is None:  # the socket comes on fd 0
             return cmd + self.args
         cmd += ["--socket", self.socket]
@@ -294,20 +313,39 @@ class Gateway:
 
 @dataclass
 class Location:
-    """One `location PREFIX { scgi_pass UPSTREAM; ... }` block."""
+    """One `location PREFIX { scgi_pass UPSTREAM; ... }` block, or with
+    `proto="fastcgi"` one `location PREFIX { include /etc/nginx/fastcgi_params;
+    PARAMS; fastcgi_pass UPSTREAM; ... }` block (the stock file, as shipped;
+    `params` are extra directives right after it, e.g. `fastcgi_param ...;`)."""
 
     prefix: str
-    upstream: str  # "unix:/path.sock" or "127.0.0.1:PORT"
-    request_buffering: bool = True  # off: scgi_request_buffering off
-    response_buffering: bool = True  # off: scgi_buffering off
+    upstream: str  # "unix:/path.sock", "127.0.0.1:PORT" or an upstream{} name
+    request_buffering: bool = True  # off: {scgi,fastcgi}_request_buffering off
+    response_buffering: bool = True  # off: {scgi,fastcgi}_buffering off
     extra: str = ""
+    proto: str = "scgi"  # or "fastcgi"
+    params: str = ""  # fastcgi only: directives after `include fastcgi_params;`
+    keep_conn: bool = False  # fastcgi only: fastcgi_keep_conn on
 
     def render(self) -> str:
-        lines = [f"scgi_pass {self.upstream};"]
+        if self.proto == "scgi":
+            assert not self.params and not self.keep_conn, "params/keep_conn are for fastcgi"
+            lines = [f"scgi_pass {self.upstream};"]
+            directive = "scgi"
+        elif self.proto == "fastcgi":
+            lines = ["include /etc/nginx/fastcgi_params;"]
+            if self.params:
+                lines.append(self.params)
+            lines.append(f"fastcgi_pass {self.upstream};")
+            if self.keep_conn:
+                lines.append("fastcgi_keep_conn on;")
+            directive = "fastcgi"
+        else:
+            raise ValueError(f"unknown proto {self.proto!r}")
         if not self.request_buffering:
-            lines.append("scgi_request_buffering off;")
+            lines.append(f"{directive}_request_buffering off;")
         if not self.response_buffering:
-            lines.append("scgi_buffering off;")
+            lines.append(f"{directive}_buffering off;")
         if self.extra:
             lines.append(self.extra)
         body = "\n            ".join(lines)
@@ -323,15 +361,26 @@ def free_port() -> int:
 class Nginx:
     """nginx in the foreground with its own prefix, config and logs.
 
-    Uses the stock /etc/nginx/scgi_params, as users do.
+    Uses the stock /etc/nginx/scgi_params (and fastcgi_params in FastCGI
+    locations), as users do.
+
+    `locations` make the main server (`port`, `url()`). `servers` adds more
+    servers, each on a port of its own, by name: {name: [Location, ...]}
+    (`server_port(name)`, `url(path, server=name)`); they share the error
+    and access logs. `upstreams` is raw `upstream NAME { ... }` text put
+    into the http {} block.
     """
 
-    def __init__(self, binary: str, run_dir: Path, log_dir: Path, locations: list[Location]):
+    def __init__(self, binary: str, run_dir: Path, log_dir: Path, locations: list[Location],
+                 servers: dict[str, list[Location]] | None = None, upstreams: str = ""):
         self.binary = binary
         self.run_dir = Path(run_dir)
         self.log_dir = Path(log_dir)
         self.locations = locations
+        self.servers = dict(servers or {})
+        self.upstreams = upstreams
         self.port = free_port()
+        self.server_ports = {name: free_port() for name in self.servers}
         self.error_log = LogFile(self.log_dir / "nginx-error.log")
         self.stderr_log = LogFile(self.log_dir / "nginx-stderr.log")
         self.conf_path = self.run_dir / "nginx.conf"
@@ -345,6 +394,15 @@ class Nginx:
         r = self.run_dir
         user = "user root;" if os.geteuid() == 0 else ""
         locations = "\n".join(loc.render() for loc in self.locations)
+        servers = "".join(
+            f"""
+    server {{
+        listen 127.0.0.1:{self.server_ports[name]};
+        server_name localhost;
+{chr(10).join(loc.render() for loc in locs)}
+    }}"""
+            for name, locs in self.servers.items()
+        )
         return f"""
 daemon off;
 {user}
@@ -365,12 +423,17 @@ http {{
     scgi_send_timeout 10s;
     scgi_connect_timeout 5s;
     scgi_max_temp_file_size 0;
+    fastcgi_read_timeout 10s;
+    fastcgi_send_timeout 10s;
+    fastcgi_connect_timeout 5s;
+    fastcgi_max_temp_file_size 0;
+{self.upstreams}
     server {{
         listen 127.0.0.1:{self.port};
         server_name localhost;
         include /etc/nginx/scgi_params;
 {locations}
-    }}
+    }}{servers}
 }}
 """
 
@@ -387,7 +450,7 @@ http {{
                 preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout
-        while not can_connect_tcp("127.0.0.1", self.port):
+        while not all(can_connect_tcp("127.0.0.1", p) for p in [self.port, *self.server_ports.values()]):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(
@@ -402,8 +465,11 @@ http {{
             # SIGQUIT: graceful; the master waits for its workers.
             stop_process(self.proc, signal.SIGQUIT, timeout=10)
 
-    def url(self, path: str) -> str:
-        return self.base_url + path
+    def server_port(self, server: str | None = None) -> int:
+        return self.port if server is None else self.server_ports[server]
+
+    def url(self, path: str, server: str | None = None) -> str:
+        return f"http://127.0.0.1:{self.server_port(server)}{path}"
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""The README's nginx example (examples/nginx-scgi.conf), used as written:
-only its port and socket path are replaced, and it is included in a minimal
-nginx.conf the way Debian's includes sites-enabled/. The demo app (no --app)
-must answer through it."""
+"""The README's nginx examples (examples/nginx-*.conf), used as written:
+only their port and socket path are replaced, and each is included in a
+minimal nginx.conf the way Debian's includes sites-enabled/. The demo app
+(no --app) must answer through each."""
 
 import os
 import re
@@ -10,19 +10,39 @@ import pytest
 
 from harness import REPO, MiB, Nginx, http_request
 
-EXAMPLE = REPO / "examples" / "nginx-scgi.conf"
 EXAMPLE_LISTEN = "listen 8080;"
-EXAMPLE_UPSTREAM = "scgi_pass unix:/run/rustgi/app.sock;"
+EXAMPLE_SOCKET = "unix:/run/rustgi/app.sock;"
 
 
-def render_example(text: str, port: int, socket_path: str) -> str:
+class Example:
+    """One example file: its protocol and the stock params file it includes."""
+
+    def __init__(self, name: str, proto: str, params: str, marker: str):
+        self.path = REPO / "examples" / name
+        self.proto = proto
+        self.params = params
+        # An environ line only that protocol's stock params produce.
+        self.marker = marker
+
+    def __repr__(self):
+        return self.path.name
+
+
+EXAMPLES = [
+    Example("nginx-scgi.conf", "scgi", "scgi_params", r"^SCGI = '1'$"),
+    Example("nginx-fastcgi.conf", "fastcgi", "fastcgi_params", r"^FCGI_ROLE = 'RESPONDER'$"),
+]
+
+
+def render_example(example: Example, port: int, socket_path: str) -> str:
     """The example with its port and socket path replaced; each must occur
     exactly once, so a changed example fails here instead of testing
     something else."""
-    for needle in (EXAMPLE_LISTEN, EXAMPLE_UPSTREAM):
-        assert text.count(needle) == 1, f"{EXAMPLE} should contain {needle!r} once"
+    text = example.path.read_text()
+    for needle in (EXAMPLE_LISTEN, EXAMPLE_SOCKET):
+        assert text.count(needle) == 1, f"{example.path} should contain {needle!r} once"
     return text.replace(EXAMPLE_LISTEN, f"listen 127.0.0.1:{port};").replace(
-        EXAMPLE_UPSTREAM, f"scgi_pass unix:{socket_path};"
+        EXAMPLE_SOCKET, f"unix:{socket_path};"
     )
 
 
@@ -30,16 +50,16 @@ class ExampleNginx(Nginx):
     """nginx whose only server is the rendered example, included from an
     http {} block with nothing else in it but paths (and `user root;`)."""
 
-    def __init__(self, binary, run_dir, log_dir, socket_path):
+    def __init__(self, binary, run_dir, log_dir, socket_path, example: Example):
         super().__init__(binary, run_dir, log_dir, locations=[])
-        self.site = self.run_dir / "sites-enabled" / "nginx-scgi.conf"
+        self.site = self.run_dir / "sites-enabled" / example.path.name
         self.site.parent.mkdir(exist_ok=True)
-        self.site.write_text(render_example(EXAMPLE.read_text(), self.port, socket_path))
+        self.site.write_text(render_example(example, self.port, socket_path))
         # `include scgi_params;` is relative to the directory of nginx.conf,
         # as /etc/nginx is for Debian's: link the stock file there.
-        params = self.run_dir / "scgi_params"
+        params = self.run_dir / example.params
         if not params.exists():
-            params.symlink_to("/etc/nginx/scgi_params")
+            params.symlink_to(f"/etc/nginx/{example.params}")
 
     def config(self) -> str:
         r = self.run_dir
@@ -63,26 +83,32 @@ http {{
 """
 
 
+@pytest.fixture(params=EXAMPLES, ids=repr)
+def example(request):
+    return request.param
+
+
 @pytest.fixture
-def example_nginx(nginx_binary, gateways, run_dir, log_dir):
-    gw = gateways.start("example", ["--threads", "2"])  # no --app: the demo
-    own_dir = run_dir / "nginx-example"
+def example_nginx(nginx_binary, gateways, run_dir, log_dir, example):
+    name = f"example-{example.proto}"
+    gw = gateways.start(name, ["--threads", "2"], proto=example.proto)  # no --app: the demo
+    own_dir = run_dir / f"nginx-{name}"
     own_dir.mkdir(mode=0o755, exist_ok=True)
-    server = ExampleNginx(nginx_binary, own_dir, log_dir / "nginx-example", gw.socket)
+    server = ExampleNginx(nginx_binary, own_dir, log_dir / f"nginx-{name}", gw.socket, example)
     server.start()
     yield server, gw
     server.stop()
     assert gw.terminate() == 0
 
 
-def test_example_config_serves_the_demo_app(example_nginx):
+def test_example_config_serves_the_demo_app(example_nginx, example):
     server, gw = example_nginx
     r = http_request(server.port, "GET", "/")
     assert r.status == 200, (server.error_log.tail(10), gw.describe())
     text = r.body.decode()
     assert text.startswith("rustgi demo app"), text[:200]
     assert re.search(r"^PATH_INFO = '/'$", text, re.M), text
-    assert re.search(r"^SCGI = '1'$", text, re.M), "not Debian's scgi_params?\n" + text
+    assert re.search(example.marker, text, re.M), f"not Debian's {example.params}?\n" + text
 
 
 def test_example_config_takes_a_body_over_nginx_default_limit(example_nginx):
@@ -95,11 +121,13 @@ def test_example_config_takes_a_body_over_nginx_default_limit(example_nginx):
     assert r.body == body
 
 
-def test_readme_shows_the_example_as_it_is_in_examples():
-    # The README's snippet is what users copy: it must be the tested file
-    # (without the file's leading comment lines).
+def test_readme_shows_the_examples_as_they_are_in_examples():
+    # The README's snippets are what users copy: each must be a tested file
+    # (without the file's leading comment lines), in this order.
     readme = (REPO / "README.md").read_text()
     blocks = re.findall(r"```nginx\n(.*?)```", readme, re.S)
-    assert len(blocks) == 1, f"expected one nginx block in README.md, found {len(blocks)}"
-    example = "".join(line for line in EXAMPLE.read_text().splitlines(True) if not line.startswith("#"))
-    assert blocks[0] == example
+    expected = [
+        "".join(line for line in e.path.read_text().splitlines(True) if not line.startswith("#"))
+        for e in EXAMPLES
+    ]
+    assert blocks == expected

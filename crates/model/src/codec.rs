@@ -1,8 +1,21 @@
 use crate::{Request, ResponseHead};
 
-/// A protocol that carries one request per connection: a head, then exactly
-/// `content_length` body bytes, then the response until the connection
-/// closes (SCGI and uwsgi). FastCGI, with its records and multiplexing, has a
+/// How the body that follows a request head on the wire is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Exactly this many bytes (CONTENT_LENGTH; 0 when absent).
+    Length(u64),
+    /// The chunked transfer coding: decode it with
+    /// [`ChunkedDecoder`](crate::ChunkedDecoder); the body ends at its last
+    /// chunk. Only uwsgi sends this, and only for a request with
+    /// `Transfer-Encoding: chunked` and no CONTENT_LENGTH.
+    Chunked,
+}
+
+/// A protocol that carries one request per connection: a head, then the
+/// body (exactly `content_length` bytes unless [`StreamProtocol::body_framing`]
+/// says otherwise), then the response until the connection closes (SCGI
+/// and uwsgi). FastCGI, with its records and multiplexing, has a
 /// driver of its own.
 ///
 /// Implementations do no I/O (sans-I/O, as `httparse` and `quinn-proto`):
@@ -23,4 +36,10 @@ pub trait StreamProtocol: Send + Sync + 'static {
 
     /// Appends the response head for `request` to `out`.
     fn encode_head(&self, request: &Request, head: &ResponseHead, out: &mut Vec<u8>);
+
+    /// How the body of `request`, a request this protocol decoded, is
+    /// delimited on the wire. By default: `content_length` bytes.
+    fn body_framing(&self, request: &Request) -> BodyFraming {
+        BodyFraming::Length(request.content_length)
+    }
 }

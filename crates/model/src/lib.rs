@@ -4,10 +4,12 @@
 //! encodes from [`ResponseHead`], so the WSGI core and the connection driver
 //! never need to know which protocol a request came in on.
 
+pub mod chunked;
 mod codec;
 mod request;
 mod response;
 
-pub use codec::StreamProtocol;
+pub use chunked::{Chunked, ChunkedDecoder, ChunkedError};
+pub use codec::{BodyFraming, StreamProtocol};
 pub use request::{Param, Request};
 pub use response::{HeaderError, ResponseHead};

@@ -6,7 +6,7 @@
 
 use crate::config::Timeouts;
 use crate::connection::{Connection, TryRead};
-use crate::stream::drain;
+use crate::stream::{PeerSending, drain};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 const READ_SIZE: usize = 64 * 1024;
 /// Body blocks up to this size are copied into the record with what came
@@ -43,6 +44,9 @@ pub struct FastcgiContext {
     /// Also send `wsgi.errors` lines as FCGI_STDERR.
     pub errors_to_peer: bool,
     pub next_id: AtomicU64,
+    /// Cancelled when the server stops: idle kept connections close at
+    /// once, busy ones after their last request.
+    pub shutdown: CancellationToken,
 }
 
 /// One active request on this connection.
@@ -104,7 +108,7 @@ pub async fn serve<C: Connection>(ctx: &FastcgiContext, mut stream: C, peer: &st
     driver.abandon_all();
     if clean {
         let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
-        drain(&mut reader).await;
+        drain(&mut reader, PeerSending::Maybe).await;
     }
 }
 
@@ -119,7 +123,9 @@ impl Driver<'_> {
         let mut served_one = false;
         loop {
             let read_limit = self.read_limit(&buf, served_one);
+            let idle = self.active.is_empty() && buf.is_empty();
             tokio::select! {
+                () = self.ctx.shutdown.cancelled(), if idle => return true,
                 Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
                     served_one = true;
                     self.on_batch(batch);
@@ -163,7 +169,9 @@ impl Driver<'_> {
             if self.cut {
                 return false;
             }
-            if self.machine.should_close() {
+            if self.machine.should_close()
+                || (self.ctx.shutdown.is_cancelled() && self.active.is_empty() && buf.is_empty())
+            {
                 return true;
             }
         }

@@ -22,6 +22,7 @@ use stream::StreamContext;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Why the server stopped with an error.
@@ -111,7 +112,8 @@ async fn serve(
 ) -> Result<bool, RunError> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let service = Arc::new(Service::new(config, pool));
+    let shutdown = CancellationToken::new();
+    let service = Arc::new(Service::new(config, pool, shutdown.clone()));
     let slots = Arc::new(Semaphore::new(service.connection_limit(config)));
     let tracker = TaskTracker::new();
     let accept = async {
@@ -164,6 +166,7 @@ async fn serve(
     }
     // The listener is dropped: new connections are refused from here on.
     drop(socket_file);
+    shutdown.cancel();
     tracker.close();
     let drained = tokio::time::timeout(config.graceful_timeout, tracker.wait())
         .await
@@ -189,7 +192,7 @@ enum Service {
 }
 
 impl Service {
-    fn new(config: &ServerConfig, pool: Arc<PythonPool>) -> Service {
+    fn new(config: &ServerConfig, pool: Arc<PythonPool>, shutdown: CancellationToken) -> Service {
         // Requests beyond what the Python threads can take soon wait in
         // the kernel's listen backlog, not in our memory.
         let request_limit = config.threads * 2 + 8;
@@ -201,6 +204,7 @@ impl Service {
                 spool: config.spool,
                 response_buffer: config.response_buffer,
                 next_id: AtomicU64::new(1),
+                shutdown,
             }),
             Protocol::Fastcgi => Service::Fastcgi(FastcgiContext {
                 protocol: rustgi_fastcgi::Config {
@@ -217,6 +221,7 @@ impl Service {
                 response_buffer: config.response_buffer,
                 errors_to_peer: config.fastcgi.stderr,
                 next_id: AtomicU64::new(1),
+                shutdown,
             }),
         }
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
 
 /// Bytes read from the socket at a time (DESIGN.md: read ahead ~64 KiB).
 const READ_SIZE: usize = 64 * 1024;
@@ -38,6 +39,9 @@ pub struct StreamContext<P> {
     /// Bound of the response channel, in bytes.
     pub response_buffer: usize,
     pub next_id: AtomicU64,
+    /// Cancelled when the server stops: a connection still waiting for its
+    /// request head closes at once.
+    pub shutdown: CancellationToken,
 }
 
 enum Ending {
@@ -57,7 +61,7 @@ where
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let Some(request) = read_head(ctx, &mut reader, &mut buf, peer).await else {
         let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
-        drain(&mut reader).await;
+        drain(&mut reader, PeerSending::Done).await;
         return;
     };
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
@@ -108,7 +112,7 @@ where
         } else {
             drop(pump);
         }
-        let extra = drain(&mut reader).await;
+        let extra = drain(&mut reader, PeerSending::Done).await;
         if extra > 0 {
             tracing::warn!(
                 %peer,
@@ -153,7 +157,11 @@ where
             }
         }
         buf.reserve(8 * 1024);
-        match timeout_at(deadline, reader.read_buf(buf)).await {
+        let read = tokio::select! {
+            read = timeout_at(deadline, reader.read_buf(buf)) => read,
+            () = ctx.shutdown.cancelled(), if buf.is_empty() => return None,
+        };
+        match read {
             Ok(Ok(0)) => {
                 if !buf.is_empty() {
                     tracing::warn!(
@@ -385,16 +393,30 @@ async fn write_all<W: AsyncWrite + Unpin>(
     writer.flush().await
 }
 
+/// Whether the peer may still be sending when we close.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerSending {
+    /// Everything it meant to send has arrived (a whole SCGI body): when
+    /// nothing is queued the connection can close at once, sparing every
+    /// request another wake-up.
+    Done,
+    /// It may still be sending (FastCGI STDIN the app never read, a
+    /// trailing empty STDIN record): wait for its EOF, bounded.
+    Maybe,
+}
+
 /// Reads and discards what the peer still sends, so closing never leaves
 /// unread bytes behind to turn into an RST. Returns the bytes read.
-///
-/// When nothing is queued the connection can close at once: waiting for
-/// the peer's EOF would cost every request another wake-up.
-pub(crate) async fn drain<R: AsyncRead + TryRead + Unpin>(reader: &mut R) -> u64 {
+pub(crate) async fn drain<R: AsyncRead + TryRead + Unpin>(
+    reader: &mut R,
+    peer: PeerSending,
+) -> u64 {
     let mut scratch = [0u8; 8 * 1024];
     let mut total = match reader.try_read(&mut scratch) {
-        Ok(0) | Err(_) => return 0,
+        Ok(0) => return 0,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && peer == PeerSending::Maybe => 0,
         Ok(n) => n as u64,
+        Err(_) => return 0,
     };
     let deadline = Instant::now() + DRAIN_TIME;
     while let Ok(Ok(n)) = timeout_at(deadline, reader.read(&mut scratch)).await {

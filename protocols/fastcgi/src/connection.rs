@@ -534,6 +534,10 @@ impl Connection {
             return Ok(());
         }
         let Some(state) = request.params.as_mut() else {
+            // A repeated end marker is harmless (see `stdin`).
+            if content.is_empty() {
+                return Ok(());
+            }
             return Err(ProtocolError::AfterStreamEnd {
                 offset,
                 record_type: RecordType::Params as u8,
@@ -610,6 +614,12 @@ impl Connection {
             });
         }
         if request.stdin_ended {
+            // The fastcgi-client crate ends an empty body with two empty
+            // STDIN records; PHP-FPM skips such repeats too. Only data after
+            // the end is an error.
+            if content.is_empty() {
+                return Ok(());
+            }
             return Err(ProtocolError::AfterStreamEnd {
                 offset,
                 record_type,
@@ -674,6 +684,9 @@ impl Connection {
             });
         }
         if request.data_ended {
+            if content.is_empty() {
+                return Ok(());
+            }
             return Err(ProtocolError::AfterStreamEnd {
                 offset,
                 record_type,

@@ -1118,18 +1118,35 @@ fn records_after_their_stream_ended() {
         "FastCGI STDIN (5) record at offset 32 for request 1 came after that stream's end",
     );
     let mut bytes = head(1, 1, false, &[]);
-    bytes.extend(record(RecordType::Params, 1, b""));
+    bytes.extend(record(RecordType::Params, 1, b"\x01\x01ab"));
     assert!(matches!(
         run(Config::default(), &bytes).0,
         Err(AfterStreamEnd { record_type: 4, .. })
     ));
     let mut bytes = head(1, 3, false, &[]);
     encode_stream(RecordType::Data, 1, b"", 1, &mut bytes);
-    bytes.extend(record(RecordType::Data, 1, b""));
+    bytes.extend(record(RecordType::Data, 1, b"d"));
     assert!(matches!(
         run(Config::default(), &bytes).0,
         Err(AfterStreamEnd { record_type: 8, .. })
     ));
+}
+
+#[test]
+fn a_repeated_end_of_stream_is_ignored() {
+    // fastcgi-client ends an empty body with two empty STDIN records.
+    let mut bytes = request(1, true, &[], b"");
+    bytes.extend(record(RecordType::Stdin, 1, b""));
+    bytes.extend(record(RecordType::Params, 1, b""));
+    let (result, events, _) = run(Config::default(), &bytes);
+    result.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::StdinEnd { id: 1 }))
+            .count(),
+        1
+    );
 }
 
 #[test]

@@ -1,0 +1,466 @@
+"""Apache httpd and lighttpd in front of rustgi-gateway, for the FastCGI tests.
+
+- `FcgiGateway`: a harness `Gateway` started with `--proto fastcgi` (the
+  harness one always says `--proto scgi`).
+- `Apache`: `apache2 -d DIR -f DIR/httpd.conf -DFOREGROUND` with a config of
+  its own (only the modules it is told to load), on a free 127.0.0.1 port.
+- `Lighttpd`: `lighttpd -D -f DIR/lighttpd.conf`, likewise.
+- `FcgiCapture`: a minimal FastCGI responder written here from the spec (it
+  shares no code with the Rust side) that records the PARAMS each request
+  carried and answers 200, to see what a front server really sends.
+- `Processes`: everything a test started, stopped in reverse order whatever
+  happens (a fixture calls `stop_all()` in its teardown; an atexit hook is
+  the last resort).
+
+Each server's files live in its own directory under the run dir; its logs
+(error log, stderr, access log) under the log dir, kept after the run.
+`start()` waits until the port accepts connections and fails with the logs
+if the server exits first; `stop()` stops the whole process group and
+checks that no process of it is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+from harness import Gateway, LogFile, _die_with_parent, can_connect_tcp, free_port
+
+APACHE_MODULES = Path("/usr/lib/apache2/modules")
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+
+
+def _pids_with_arg(needle: str) -> list[int]:
+    """Processes whose command line contains `needle` (a path unique to one
+    server), so that leftover children can be found after a stop."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(needle.encode() in a for a in args):
+            found.append(int(entry))
+    return found
+
+
+class FcgiGateway(Gateway):
+    """A rustgi-gateway speaking FastCGI (`--proto fastcgi`)."""
+
+    @property
+    def command(self) -> list[str]:
+        # (works whether or not the harness Gateway takes a `proto=`)
+        cmd = list(super().command)
+        cmd[cmd.index("--proto") + 1] = "fastcgi"
+        return cmd
+
+    def stop(self):
+        code = self.terminate(timeout=10)
+        if code != 0:
+            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{self.log.tail(20)}")
+
+    def __repr__(self):
+        return f"<FcgiGateway {self.name} on {self.where}>"
+
+
+class FrontServer:
+    """Common process handling for Apache and lighttpd."""
+
+    kind = "front server"
+
+    def __repr__(self):
+        return f"<{self.kind} {self.name} on port {self.port}>"
+
+    def __init__(self, binary: str, run_dir: Path, log_dir: Path, name: str):
+        self.binary = binary
+        self.name = name
+        self.dir = Path(run_dir)
+        self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.error_log = LogFile(self.log_dir / "error.log")
+        self.access_log = LogFile(self.log_dir / "access.log")
+        self.stderr_log = LogFile(self.log_dir / "stderr.log")
+        self.proc: subprocess.Popen | None = None
+
+    # subclasses: config_path, config() and argv()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def logs(self, lines: int = 30) -> str:
+        return (
+            f"--- {self.kind} {self.name} stderr ({self.stderr_log.path}):\n{self.stderr_log.tail(lines)}\n"
+            f"--- {self.kind} {self.name} error log ({self.error_log.path}):\n{self.error_log.tail(lines)}"
+        )
+
+    def start(self, timeout: float = 20.0):
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config())
+        with open(self.stderr_log.path, "ab") as err:
+            err.write(f"\n##### {' '.join(self.argv())}\n".encode())
+            err.flush()
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                preexec_fn=lambda: (_die_with_parent(), os.setpgid(0, 0)),
+            )
+        deadline = time.monotonic() + timeout
+        while not can_connect_tcp("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                code = self.proc.poll()
+                self.stop()
+                raise AssertionError(
+                    f"{self.kind} {self.name} did not start (exit {code}); config "
+                    f"{self.config_path}:\n{self.logs()}"
+                )
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 15.0):
+        """Stops the server and every process of its group; fails if any
+        process running its config is left."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the master stops its children
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # children (Apache's workers) may outlive the parent briefly
+        deadline = time.monotonic() + timeout
+        while True:
+            left = _pids_with_arg(str(self.config_path))
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                for pid in left:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.kind} {self.name}: processes {left} outlived stop()")
+            time.sleep(0.05)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def leftover_pids(self) -> list[int]:
+        return _pids_with_arg(str(self.config_path))
+
+    def crashes(self) -> list[str]:
+        """Error-log lines about a process of this server dying on a signal."""
+        return self.error_log.lines_matching(r"exit signal|Segmentation fault|Aborted")
+
+
+class Apache(FrontServer):
+    """Apache httpd 2.4 in the foreground with its own ServerRoot and config.
+
+    `body` is the part of the config after the globals (ProxyPass lines,
+    <Location> blocks...); `modules` are extra module names to load
+    (`authnz_fcgi`, `authn_core`...) beyond mpm_event, authz_core, proxy and
+    proxy_fcgi. mod_unixd and mod_log_config are built in.
+    """
+
+    kind = "apache"
+    BASE_MODULES = ["mpm_event", "authz_core", "proxy", "proxy_fcgi"]
+
+    def __init__(self, binary, run_dir, log_dir, name, body: str, modules=(), log_level="warn"):
+        super().__init__(binary, run_dir, log_dir, name)
+        self.body = body
+        self.modules = self.BASE_MODULES + [m for m in modules if m not in self.BASE_MODULES]
+        self.log_level = log_level
+        self.config_path = self.dir / "httpd.conf"
+
+    def argv(self) -> list[str]:
+        return [self.binary, "-d", str(self.dir), "-f", str(self.config_path), "-DFOREGROUND"]
+
+    def config(self) -> str:
+        d = self.dir
+        loads = "\n".join(
+            f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in self.modules
+        )
+        user = "User www-data\nGroup www-data" if os.geteuid() == 0 else ""
+        return f"""
+ServerRoot "{d}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{self.port}
+PidFile "{d}/httpd.pid"
+DefaultRuntimeDir "{d}"
+Mutex file:{d} default
+{loads}
+{user}
+ErrorLog "{self.error_log.path}"
+LogLevel {self.log_level}
+LogFormat "%h \\"%r\\" %>s %B pid=%P" simple
+CustomLog "{self.access_log.path}" simple
+Timeout 30
+ProxyTimeout 20
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 15
+StartServers 1
+ServerLimit 2
+ThreadsPerChild 32
+MaxRequestWorkers 64
+<Directory />
+    Require all granted
+</Directory>
+{self.body}
+"""
+
+
+class Lighttpd(FrontServer):
+    """lighttpd 1.4 in the foreground (`-D`) with its own config.
+
+    `body` is appended after the globals: fastcgi.server etc. mod_fastcgi is
+    loaded (it is built in; without the module line `fastcgi.server` is
+    ignored and static files are served)."""
+
+    kind = "lighttpd"
+
+    def __init__(self, binary, run_dir, log_dir, name, body: str, docroot: Path | None = None,
+                 modules=("mod_fastcgi",)):
+        super().__init__(binary, run_dir, log_dir, name)
+        self.body = body
+        self.modules = list(modules)
+        self.docroot = Path(docroot) if docroot else self.dir / "www"
+        self.docroot.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.config_path = self.dir / "lighttpd.conf"
+
+    def argv(self) -> list[str]:
+        return [self.binary, "-D", "-f", str(self.config_path)]
+
+    def config(self) -> str:
+        modules = ", ".join(f'"{m}"' for m in self.modules)
+        return f"""
+server.document-root = "{self.docroot}"
+server.bind = "127.0.0.1"
+server.port = {self.port}
+server.errorlog = "{self.error_log.path}"
+server.max-keep-alive-requests = 1000
+server.max-request-size = 0
+server.modules += ({modules})
+mimetype.assign = (".txt" => "text/plain", ".html" => "text/html")
+{self.body}
+"""
+
+
+# --------------------------------------------------------------------------
+# a FastCGI responder that records what it was sent (written from the spec)
+
+FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
+
+
+def _fcgi_record(rtype: int, req_id: int, content: bytes) -> bytes:
+    pad = -len(content) % 8
+    return struct.pack(">BBHHBx", 1, rtype, req_id, len(content), pad) + content + b"\0" * pad
+
+
+def decode_fcgi_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
+    pairs, i = [], 0
+
+    def length():
+        nonlocal i
+        if data[i] & 0x80:
+            n = struct.unpack(">I", data[i:i + 4])[0] & 0x7FFFFFFF
+            i += 4
+        else:
+            n = data[i]
+            i += 1
+        return n
+
+    while i < len(data):
+        nlen = length()
+        vlen = length()
+        name = data[i:i + nlen]
+        i += nlen
+        value = data[i:i + vlen]
+        i += vlen
+        pairs.append((name, value))
+    return pairs
+
+
+class FcgiCapture:
+    """Listens on a Unix socket path, or on 127.0.0.1:free port when `path`
+    is None (then `address` is "127.0.0.1:PORT"); for each FastCGI request
+    records its role, flags and PARAMS (`pairs`: a list of (bytes, bytes);
+    `env`: a dict of them) in `requests`, and answers `response` (CGI-style
+    head and body, sent in ONE FCGI_STDOUT record). One request at a time per
+    connection."""
+
+    OK = b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\ncaptured\n"
+
+    def __init__(self, path: str | None, response: bytes = OK):
+        self.path = path
+        self.response = response
+        self.requests: list[dict] = []
+        if path is None:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.bind(("127.0.0.1", 0))
+            self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if os.path.exists(path):
+                os.unlink(path)
+            self.sock.bind(path)
+            os.chmod(path, 0o666)
+            self.address = path
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: socket.socket):
+        buf = b""
+        conn.settimeout(10)
+        state: dict[int, dict] = {}
+        try:
+            while True:
+                while len(buf) >= 8:
+                    version, rtype, rid, clen, plen = struct.unpack(">BBHHBx", buf[:8])
+                    if len(buf) < 8 + clen + plen:
+                        break
+                    content = buf[8:8 + clen]
+                    buf = buf[8 + clen + plen:]
+                    if rtype == FCGI_BEGIN_REQUEST:
+                        role, flags = struct.unpack(">HB", content[:3])
+                        state[rid] = {"role": role, "flags": flags, "params": b"", "stdin": b""}
+                    elif rtype == FCGI_PARAMS and rid in state:
+                        state[rid]["params"] += content
+                        if not content:
+                            state[rid]["pairs"] = decode_fcgi_pairs(state[rid]["params"])
+                            state[rid]["env"] = dict(state[rid]["pairs"])
+                    elif rtype == FCGI_STDIN and rid in state:
+                        state[rid]["stdin"] += content
+                        if not content:
+                            if not self._answer(conn, rid, state.pop(rid)):
+                                return
+                    if rtype == FCGI_PARAMS and not content and rid in state and state[rid]["role"] == 2:
+                        # AUTHORIZER: Apache sends no STDIN at all
+                        if not self._answer(conn, rid, state.pop(rid)):
+                            return
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def _answer(self, conn: socket.socket, rid: int, req: dict) -> bool:
+        """Sends the response; False when the connection is to be closed."""
+        self.requests.append(req)
+        conn.sendall(
+            _fcgi_record(FCGI_STDOUT, rid, self.response)
+            + _fcgi_record(FCGI_STDOUT, rid, b"")
+            + _fcgi_record(FCGI_END_REQUEST, rid, b"\0" * 8)
+        )
+        return bool(req["flags"] & 1)
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=5)
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __repr__(self):
+        return f"<FcgiCapture {self.address}>"
+
+
+# --------------------------------------------------------------------------
+# process bookkeeping
+
+
+_ALIVE: list = []
+
+
+def _stop_leftovers():
+    for thing in reversed(_ALIVE):
+        try:
+            thing.stop()
+        except Exception as e:
+            print(f"cleanup of {thing!r} failed: {e}", file=sys.stderr)
+    _ALIVE.clear()
+
+
+atexit.register(_stop_leftovers)
+
+
+class Processes:
+    """What one test started; `stop_all()` stops them in reverse order,
+    collecting failures instead of stopping at the first one."""
+
+    def __init__(self):
+        self.things: list = []
+
+    def add(self, thing):
+        self.things.append(thing)
+        _ALIVE.append(thing)
+        return thing
+
+    def stop_all(self) -> list[str]:
+        problems = []
+        for thing in reversed(self.things):
+            try:
+                thing.stop()
+            except Exception as e:
+                problems.append(f"{thing!r}: {e}")
+            if thing in _ALIVE:
+                _ALIVE.remove(thing)
+            proc = getattr(thing, "proc", None)
+            if proc is not None and proc.poll() is None:
+                problems.append(f"{thing!r} still running (pid {proc.pid})")
+            if isinstance(thing, FrontServer):
+                if thing.leftover_pids():
+                    problems.append(f"{thing!r} left processes {thing.leftover_pids()}")
+                for line in thing.crashes():
+                    warnings.warn(f"{thing.kind} {thing.name} ({thing.error_log.path}): {line}")
+        self.things.clear()
+        return problems
