@@ -31,6 +31,7 @@ from fcgi_client import (
     FILTER,
     GET_VALUES_RESULT,
     PARAMS,
+    OVERLOADED,
     REQUEST_COMPLETE,
     RESPONDER,
     STDERR,
@@ -692,3 +693,44 @@ def test_bad_input_on_one_connection_does_not_disturb_another(strict):
         assert good.records_within(0.3) == [] and not good.eof
     assert len(strict.log.lines_matching(r"\bWARN\b", r"bad FastCGI input", since=mark)) == 3, strict.describe(mark)
     assert strict.log.lines_matching(r"an ASCII letter starts an HTTP request", since=mark)
+
+
+# --------------------------------------------------------------------------
+# the per-connection limit
+
+
+@pytest.fixture(scope="module")
+def one_thread(run_dir, log_dir, gateway_bin):
+    """--threads 1: at most 2 x 1 + 8 = 10 requests on one connection."""
+    gw = start_gateway("fcgi-one-thread", ["--threads", "1"], run_dir, log_dir, gateway_bin)
+    yield gw
+    gw.terminate()
+    gw.log.close()
+
+
+PER_CONNECTION_LIMIT = 10
+
+
+def test_requests_beyond_the_per_connection_limit_get_overloaded(one_thread):
+    ids = range(1, PER_CONNECTION_LIMIT + 2)
+    requests = [
+        request_records(i, responder_params("GET", "/tag", query=f"tag={i}&secs=0.05"))
+        for i in ids
+    ]
+    with connect(one_thread, timeout=30) as conn:
+        conn.send(b"".join(requests))
+        conn.read_until(lambda: all(conn.reply(i).ended for i in ids), 20, "every END_REQUEST")
+        over = conn.reply(PER_CONNECTION_LIMIT + 1)
+        assert (over.app_status, over.protocol_status) == (0, OVERLOADED), over
+        assert not [rec for rec in over.records if rec.type == STDOUT], over
+        for i in ids[:-1]:
+            r = conn.reply(i)
+            assert (r.app_status, r.protocol_status) == (0, REQUEST_COMPLETE), r
+            assert body_of(r) == f"tag:{i}".encode()
+        # The connection itself is fine: the refused id can be used again.
+        again = PER_CONNECTION_LIMIT + 1
+        conn.replies.pop(again)
+        conn.send(request_records(again, responder_params("GET", "/tag", query="tag=again")))
+        conn.read_until(lambda: conn.reply(again).ended, 10, "the reused id's END_REQUEST")
+        assert conn.reply(again).protocol_status == REQUEST_COMPLETE
+        assert body_of(conn.reply(again)) == b"tag:again"
