@@ -32,11 +32,19 @@ impl Default for SpoolLimits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BodyError {
     /// The peer closed the connection before CONTENT_LENGTH bytes arrived.
-    Truncated { received: u64, expected: u64 },
+    Truncated {
+        received: u64,
+        expected: Option<u64>,
+    },
     /// The stream ended (FastCGI's empty STDIN record) before CONTENT_LENGTH.
     EndedEarly { received: u64, expected: u64 },
     /// No body bytes arrived within the body timeout.
-    TimedOut { received: u64, expected: u64 },
+    TimedOut {
+        received: u64,
+        expected: Option<u64>,
+    },
+    /// The body's own framing (uwsgi's chunked encoding) is broken.
+    Framing(String),
     /// The connection failed or was abandoned.
     Disconnected,
     /// Spilling to the temp file failed.
@@ -46,18 +54,36 @@ pub enum BodyError {
 impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BodyError::Truncated { received, expected } => write!(
+            BodyError::Truncated {
+                received,
+                expected: Some(expected),
+            } => write!(
                 f,
                 "request body ended early: the client closed the connection after {received} of {expected} bytes (CONTENT_LENGTH)"
+            ),
+            BodyError::Truncated {
+                received,
+                expected: None,
+            } => write!(
+                f,
+                "request body ended early: the client closed the connection after {received} bytes, before the chunked body's last chunk"
             ),
             BodyError::EndedEarly { received, expected } => write!(
                 f,
                 "request body ended after {received} of {expected} bytes (CONTENT_LENGTH)"
             ),
-            BodyError::TimedOut { received, expected } => write!(
+            BodyError::TimedOut {
+                received,
+                expected: Some(expected),
+            } => write!(
                 f,
                 "request body timed out after {received} of {expected} bytes"
             ),
+            BodyError::TimedOut {
+                received,
+                expected: None,
+            } => write!(f, "request body timed out after {received} bytes"),
+            BodyError::Framing(e) => write!(f, "request body is malformed: {e}"),
             BodyError::Disconnected => write!(f, "the connection closed while the body was read"),
             BodyError::Spool(e) => write!(f, "could not spool the request body: {e}"),
         }
@@ -386,14 +412,14 @@ mod tests {
         writer.push(Bytes::from_static(b"abc"));
         writer.fail(BodyError::Truncated {
             received: 3,
-            expected: 10,
+            expected: Some(10),
         });
         let err = read_all(&mut reader).unwrap_err();
         assert_eq!(
             err,
             BodyError::Truncated {
                 received: 3,
-                expected: 10
+                expected: Some(10)
             }
         );
     }

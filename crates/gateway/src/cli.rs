@@ -13,6 +13,9 @@ pub enum Proto {
     Scgi,
     /// FastCGI (nginx fastcgi_pass, Apache mod_proxy_fcgi, lighttpd fastcgi.server).
     Fastcgi,
+    /// uWSGI's binary protocol (nginx uwsgi_pass, Apache mod_proxy_uwsgi,
+    /// lighttpd scgi.protocol = "uwsgi").
+    Uwsgi,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -70,7 +73,8 @@ pub struct Cli {
     #[arg(long, value_name = "PREFIX")]
     pub mount: Option<String>,
 
-    /// Largest request head accepted, in bytes.
+    /// Largest request head accepted, in bytes (SCGI header, FastCGI PARAMS,
+    /// uwsgi vars block: at most 65535 there).
     #[arg(long, default_value_t = 65536)]
     pub max_header_size: usize,
 
@@ -141,6 +145,7 @@ impl Cli {
             protocol: match self.proto {
                 Proto::Scgi => Protocol::Scgi,
                 Proto::Fastcgi => Protocol::Fastcgi,
+                Proto::Uwsgi => Protocol::Uwsgi,
             },
             fastcgi: FastcgiOptions {
                 roles: self

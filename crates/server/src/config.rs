@@ -10,6 +10,7 @@ use std::time::Duration;
 pub enum Protocol {
     Scgi,
     Fastcgi,
+    Uwsgi,
 }
 
 /// What only FastCGI has.

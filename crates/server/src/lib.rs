@@ -15,6 +15,7 @@ use connection::Connection;
 use fastcgi::FastcgiContext;
 use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
 use rustgi_scgi::Scgi;
+use rustgi_uwsgi::Uwsgi;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -188,6 +189,7 @@ const FASTCGI_MAX_CONNECTIONS: usize = 1024;
 /// The protocol a listener serves, with what its connections share.
 enum Service {
     Scgi(StreamContext<Scgi>),
+    Uwsgi(StreamContext<Uwsgi>),
     Fastcgi(FastcgiContext),
 }
 
@@ -197,15 +199,19 @@ impl Service {
         // the kernel's listen backlog, not in our memory.
         let request_limit = config.threads * 2 + 8;
         match config.protocol {
-            Protocol::Scgi => Service::Scgi(StreamContext {
-                protocol: Scgi::new(config.max_header_size),
+            Protocol::Scgi => Service::Scgi(StreamContext::new(
+                Scgi::new(config.max_header_size),
+                config,
                 pool,
-                timeouts: config.timeouts,
-                spool: config.spool,
-                response_buffer: config.response_buffer,
-                next_id: AtomicU64::new(1),
                 shutdown,
-            }),
+            )),
+            // The vars block's size is a u16: 65535 is the most it can say.
+            Protocol::Uwsgi => Service::Uwsgi(StreamContext::new(
+                Uwsgi::new(config.max_header_size.min(usize::from(u16::MAX))),
+                config,
+                pool,
+                shutdown,
+            )),
             Protocol::Fastcgi => Service::Fastcgi(FastcgiContext {
                 protocol: rustgi_fastcgi::Config {
                     roles: config.fastcgi.roles,
@@ -228,7 +234,7 @@ impl Service {
 
     fn connection_limit(&self, config: &ServerConfig) -> usize {
         match self {
-            Service::Scgi(_) => config.threads * 2 + 8,
+            Service::Scgi(_) | Service::Uwsgi(_) => config.threads * 2 + 8,
             Service::Fastcgi(_) => FASTCGI_MAX_CONNECTIONS,
         }
     }
@@ -236,6 +242,7 @@ impl Service {
     fn name(&self) -> &'static str {
         match self {
             Service::Scgi(ctx) => rustgi_model::StreamProtocol::name(&ctx.protocol),
+            Service::Uwsgi(ctx) => rustgi_model::StreamProtocol::name(&ctx.protocol),
             Service::Fastcgi(_) => "fastcgi",
         }
     }
@@ -243,6 +250,7 @@ impl Service {
     async fn serve<C: Connection>(&self, stream: C, peer: &str) {
         match self {
             Service::Scgi(ctx) => stream::serve(ctx, stream, peer).await,
+            Service::Uwsgi(ctx) => stream::serve(ctx, stream, peer).await,
             Service::Fastcgi(ctx) => fastcgi::serve(ctx, stream, peer).await,
         }
     }

@@ -10,7 +10,8 @@ use rustgi_core::{
     BodyError, BodyWriter, Job, PythonPool, ResponseEvent, ResponseReceiver, SpoolLimits,
     body_pipe, response_channel,
 };
-use rustgi_model::{Request, StreamProtocol};
+use rustgi_model::chunked::{Chunked, ChunkedDecoder};
+use rustgi_model::{BodyFraming, Request, StreamProtocol};
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +45,25 @@ pub struct StreamContext<P> {
     pub shutdown: CancellationToken,
 }
 
+impl<P> StreamContext<P> {
+    pub fn new(
+        protocol: P,
+        config: &crate::ServerConfig,
+        pool: Arc<PythonPool>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        StreamContext {
+            protocol,
+            pool,
+            timeouts: config.timeouts,
+            spool: config.spool,
+            response_buffer: config.response_buffer,
+            next_id: AtomicU64::new(1),
+            shutdown,
+        }
+    }
+}
+
 enum Ending {
     /// The response is whole: shut down our side and drain.
     Complete,
@@ -68,12 +88,12 @@ where
     for warning in &request.warnings {
         tracing::warn!(%peer, request = id, "{warning}");
     }
-    let expected = request.content_length;
+    let framing = ctx.protocol.body_framing(&request);
+    let (body, body_reader) = match framing {
+        BodyFraming::Length(length) => body_pipe(Some(length), ctx.spool),
+        BodyFraming::Chunked => body_pipe(None, ctx.spool),
+    };
     let request = Arc::new(request);
-    let (body, body_reader) = body_pipe(Some(expected), ctx.spool);
-    if !buf.is_empty() {
-        body.push(buf.split().freeze());
-    }
     let (sender, receiver) = response_channel(ctx.response_buffer);
     ctx.pool.submit(Job {
         id,
@@ -85,21 +105,27 @@ where
     });
 
     let progress = Progress::default();
+    let unframe = match framing {
+        BodyFraming::Length(_) => Unframe::Length,
+        BodyFraming::Chunked => Unframe::Chunked(ChunkedDecoder::new()),
+    };
     let mut pump = Box::pin(pump_body(
         &mut reader,
         body,
+        buf,
+        unframe,
         ctx.timeouts.body,
         &progress,
         peer,
         id,
     ));
-    let mut pumped = false;
+    let mut pumped = None;
     let ending = {
         let respond = write_response(ctx, &mut writer, receiver, &request, &progress, peer, id);
         tokio::pin!(respond);
         loop {
             tokio::select! {
-                () = &mut pump, if !pumped => pumped = true,
+                extra = &mut pump, if pumped.is_none() => pumped = Some(extra),
                 ending = &mut respond => break ending,
             }
         }
@@ -107,18 +133,20 @@ where
     if let Ending::Complete = ending {
         progress.response_complete.store(true, Ordering::Relaxed);
         let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
-        if !pumped {
-            pump.await;
-        } else {
-            drop(pump);
-        }
-        let extra = drain(&mut reader, PeerSending::Done).await;
+        let in_body = match pumped {
+            Some(extra) => {
+                drop(pump);
+                extra
+            }
+            None => pump.await,
+        };
+        let extra = in_body + drain(&mut reader, PeerSending::Done).await;
         if extra > 0 {
             tracing::warn!(
                 %peer,
                 request = id,
-                "the front server sent {extra} bytes after the {expected}-byte body (CONTENT_LENGTH); they were discarded. \
-                 nginx 1.22 does this with scgi_request_buffering off, when it sends the length it had read so far"
+                "the front server sent {extra} bytes after the request body; they were discarded. \
+                 nginx 1.22 does this over SCGI with scgi_request_buffering off, when it sends the length it had read so far"
             );
         }
     }
@@ -190,38 +218,86 @@ where
     }
 }
 
-/// Moves the body from the socket into the spool until CONTENT_LENGTH is
-/// reached, whether or not the application reads it.
+/// How the bytes after the head become the body.
+enum Unframe {
+    /// Exactly CONTENT_LENGTH bytes.
+    Length,
+    /// uwsgi's chunked extension.
+    Chunked(ChunkedDecoder),
+}
+
+/// Moves the body from the socket into the spool until it is complete,
+/// whether or not the application reads it. Returns how many bytes came
+/// past its end (to be discarded).
+#[allow(clippy::too_many_arguments)]
 async fn pump_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     body: BodyWriter,
+    buffered: BytesMut,
+    unframe: Unframe,
     body_timeout: Duration,
     progress: &Progress,
     peer: &str,
     id: u64,
-) {
-    read_body(reader, &body, body_timeout, progress, peer, id).await;
+) -> u64 {
+    let extra = read_body(
+        reader,
+        &body,
+        buffered,
+        unframe,
+        body_timeout,
+        progress,
+        peer,
+        id,
+    )
+    .await;
     progress.body_done.store(true, Ordering::Relaxed);
     progress.body_arrived.notify_one();
+    extra
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     body: &BodyWriter,
+    mut buf: BytesMut,
+    mut unframe: Unframe,
     body_timeout: Duration,
     progress: &Progress,
     peer: &str,
     id: u64,
-) {
-    let expected = body.expected().unwrap_or_default();
-    let mut buf = BytesMut::new();
+) -> u64 {
     loop {
-        let remaining = body.remaining();
-        if remaining == 0 {
-            return;
+        // Hand over what is buffered; stop at the body's end.
+        match &mut unframe {
+            Unframe::Length => {
+                let remaining = body.remaining();
+                let extra = (buf.len() as u64).saturating_sub(remaining);
+                if !buf.is_empty() {
+                    body.push(buf.split().freeze());
+                }
+                if body.remaining() == 0 {
+                    return extra;
+                }
+            }
+            Unframe::Chunked(decoder) => loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Chunked::Data(data)) => body.push(data),
+                    Ok(Chunked::NeedMore) => break,
+                    Ok(Chunked::End) => {
+                        body.finish();
+                        return buf.len() as u64;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, request = id, "bad chunked request body: {e}");
+                        body.fail(BodyError::Framing(e.to_string()));
+                        return 0;
+                    }
+                }
+            },
         }
         buf.reserve(READ_SIZE);
-        let received = expected - remaining;
+        let (received, expected) = (body.received(), body.expected());
         match timeout(body_timeout, reader.read_buf(&mut buf)).await {
             Ok(Ok(0)) => {
                 let error = BodyError::Truncated { received, expected };
@@ -233,19 +309,19 @@ async fn read_body<R: AsyncRead + Unpin>(
                     tracing::warn!(%peer, request = id, "{error}");
                 }
                 body.fail(error);
-                return;
+                return 0;
             }
-            Ok(Ok(_)) => body.push(buf.split().freeze()),
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 tracing::info!(%peer, request = id, "reading the request body failed: {e}");
                 body.fail(BodyError::Disconnected);
-                return;
+                return 0;
             }
             Err(_) => {
                 let error = BodyError::TimedOut { received, expected };
                 tracing::warn!(%peer, request = id, "{error} (--body-timeout {body_timeout:?})");
                 body.fail(error);
-                return;
+                return 0;
             }
         }
     }

@@ -1,0 +1,130 @@
+//! What can be wrong with a uwsgi request head.
+
+use std::fmt;
+
+/// Why a request head was refused.
+///
+/// Every variant carries the numbers an operator needs to find the fault in a
+/// capture: offsets count bytes from the first byte of the request (the
+/// 4-byte header is offsets 0 to 3, the vars block starts at 4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UwsgiError {
+    /// The first four bytes are an HTTP method token (`GET `, `POST`, …):
+    /// someone pointed an HTTP client (or `proxy_pass`) at the uwsgi socket.
+    HttpRequest { start: [u8; 4] },
+    /// modifier1 is neither 0 (a WSGI request) nor 30 (a WSGI request whose
+    /// PATH_INFO still holds SCRIPT_NAME).
+    UnsupportedModifier { modifier1: u8, modifier2: u8 },
+    /// The header's datasize (the vars block's length) is over the limit.
+    /// Refused as soon as the header is in, before the block arrives.
+    VarsOverLimit { size: usize, limit: usize },
+    /// Fewer than the 2 bytes of a key length are left in the block.
+    KeyLengthCut { offset: usize, room: usize },
+    /// A key is longer than what is left of the block after its length.
+    KeyPastBlock {
+        offset: usize,
+        len: usize,
+        room: usize,
+    },
+    /// A key length is 0.
+    EmptyKey { offset: usize },
+    /// Fewer than the 2 bytes of a value length are left in the block.
+    ValueLengthCut {
+        offset: usize,
+        key: String,
+        room: usize,
+    },
+    /// A value is longer than what is left of the block after its length.
+    ValuePastBlock {
+        offset: usize,
+        key: String,
+        len: usize,
+        room: usize,
+    },
+    /// CONTENT_LENGTH's value has a byte that is not a decimal digit.
+    ContentLengthNotDigit { byte: u8, offset: usize },
+    /// CONTENT_LENGTH's value does not fit in a `u64`.
+    ContentLengthOverflow { digits: usize, offset: usize },
+}
+
+impl fmt::Display for UwsgiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use UwsgiError::*;
+        match self {
+            HttpRequest { start } => write!(
+                f,
+                "an HTTP request (\"{}\") was sent to the uwsgi socket; point an HTTP client at the \
+                 front server, or the front server's uwsgi_pass here",
+                start.escape_ascii()
+            ),
+            UnsupportedModifier {
+                modifier1,
+                modifier2,
+            } => write!(
+                f,
+                "uwsgi modifier1 {modifier1} (modifier2 {modifier2}) is not supported: only 0 (WSGI) and 30 are"
+            ),
+            VarsOverLimit { size, limit } => write!(
+                f,
+                "uwsgi vars block of {size} bytes is over the limit of {limit}"
+            ),
+            KeyLengthCut { offset, room } => write!(
+                f,
+                "uwsgi var at offset {offset}: its 2-byte key length runs past the block ({room} {} left)",
+                bytes(*room)
+            ),
+            KeyPastBlock { offset, len, room } => write!(
+                f,
+                "uwsgi var at offset {offset}: key length {len} runs past the block ({room} {} left)",
+                bytes(*room)
+            ),
+            EmptyKey { offset } => write!(f, "uwsgi var at offset {offset} has an empty key"),
+            ValueLengthCut { offset, key, room } => write!(
+                f,
+                "uwsgi var {key:?} at offset {offset}: its 2-byte value length runs past the block ({room} {} left)",
+                bytes(*room)
+            ),
+            ValuePastBlock {
+                offset,
+                key,
+                len,
+                room,
+            } => write!(
+                f,
+                "uwsgi var {key:?} at offset {offset}: value length {len} runs past the block ({room} {} left)",
+                bytes(*room)
+            ),
+            ContentLengthNotDigit { byte, offset } => write!(
+                f,
+                "uwsgi CONTENT_LENGTH is not a decimal number: {} at offset {offset}",
+                show_byte(*byte)
+            ),
+            ContentLengthOverflow { digits, offset } => write!(
+                f,
+                "uwsgi CONTENT_LENGTH at offset {offset} does not fit in 64 bits ({digits} digits so far)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UwsgiError {}
+
+fn bytes(n: usize) -> &'static str {
+    if n == 1 { "byte" } else { "bytes" }
+}
+
+/// `'G' (0x47)`, `'\x00' (0x00)`: readable and exact.
+fn show_byte(byte: u8) -> String {
+    format!("'{}' (0x{byte:02x})", byte.escape_ascii())
+}
+
+/// A name or value for a message: latin-1, cut at 64 bytes so that a
+/// 64 KiB garbage key does not make a 64 KiB log line.
+pub(crate) fn show_name(name: &[u8]) -> String {
+    const MAX: usize = 64;
+    let mut shown: String = name.iter().take(MAX).map(|&b| char::from(b)).collect();
+    if name.len() > MAX {
+        shown.push('…');
+    }
+    shown
+}

@@ -1,0 +1,221 @@
+//! Property tests of the uwsgi head decoder: it never panics, never consumes
+//! on "need more" or on an error, round-trips what a test-only encoder
+//! writes, and refuses a prefix only with the error the whole input gets.
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use rustgi_model::{BodyFraming, Param, Request, StreamProtocol};
+use rustgi_uwsgi::{Uwsgi, UwsgiError};
+
+/// Params as (name, value) byte strings, in wire order.
+type Params = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A test-only encoder: `modifier1, u16le datasize, modifier2`, then
+/// `u16le keylen, key, u16le vallen, value` per param, then the body.
+fn encode(modifier1: u8, modifier2: u8, params: &Params, body: &[u8]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in params {
+        block.extend_from_slice(&u16::try_from(name.len()).unwrap().to_le_bytes());
+        block.extend_from_slice(name);
+        block.extend_from_slice(&u16::try_from(value.len()).unwrap().to_le_bytes());
+        block.extend_from_slice(value);
+    }
+    let mut out = vec![modifier1];
+    out.extend_from_slice(&u16::try_from(block.len()).unwrap().to_le_bytes());
+    out.push(modifier2);
+    out.extend_from_slice(&block);
+    out.extend_from_slice(body);
+    out
+}
+
+fn decode(uwsgi: &Uwsgi, bytes: &[u8]) -> (Result<Option<Request>, UwsgiError>, BytesMut) {
+    let mut buf = BytesMut::from(bytes);
+    let result = uwsgi.decode_head(&mut buf);
+    (result, buf)
+}
+
+/// Names as a front server might send them (never CONTENT_LENGTH, whose
+/// value must be a number, nor the vars modifier1 30 rewrites), and any
+/// values.
+fn name() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 1..16).prop_filter("special var", |n| {
+        !matches!(
+            n.as_slice(),
+            b"CONTENT_LENGTH" | b"SCRIPT_NAME" | b"PATH_INFO" | b"HTTP_TRANSFER_ENCODING"
+        )
+    })
+}
+
+/// A valid request: other params with CONTENT_LENGTH somewhere (or absent
+/// for an empty body), then the body.
+fn request() -> impl Strategy<Value = (Params, Vec<u8>)> {
+    (
+        prop::collection::vec((name(), prop::collection::vec(any::<u8>(), 0..24)), 0..8),
+        prop::collection::vec(any::<u8>(), 0..40),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    )
+        .prop_map(|(mut params, body, at, send_length)| {
+            if send_length || !body.is_empty() {
+                let i = at.index(params.len() + 1);
+                params.insert(
+                    i,
+                    (
+                        b"CONTENT_LENGTH".to_vec(),
+                        body.len().to_string().into_bytes(),
+                    ),
+                );
+            }
+            (params, body)
+        })
+}
+
+/// Inputs near the valid ones, where the interesting errors are: a valid
+/// request with one byte changed, one byte removed or a byte inserted.
+fn near_valid() -> impl Strategy<Value = Vec<u8>> {
+    (
+        request(),
+        prop_oneof![Just(0u8), Just(30u8)],
+        any::<prop::sample::Index>(),
+        any::<u8>(),
+        0..3u8,
+    )
+        .prop_map(|((params, body), modifier1, at, byte, how)| {
+            let mut bytes = encode(modifier1, 0, &params, &body);
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = byte,
+                1 => {
+                    bytes.remove(i);
+                }
+                _ => bytes.insert(i, byte),
+            }
+            bytes
+        })
+}
+
+fn any_input() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..200),
+        // A plausible header (modifier1 0 or 30, a small datasize), then anything.
+        (
+            prop_oneof![Just(0u8), Just(30u8)],
+            0u16..220,
+            any::<u8>(),
+            prop::collection::vec(any::<u8>(), 0..220)
+        )
+            .prop_map(|(m1, size, m2, rest)| {
+                let mut bytes = vec![m1];
+                bytes.extend_from_slice(&size.to_le_bytes());
+                bytes.push(m2);
+                bytes.extend(rest);
+                bytes
+            }),
+        near_valid(),
+    ]
+}
+
+fn small_limit() -> impl Strategy<Value = Uwsgi> {
+    prop_oneof![Just(Uwsgi::default()), (0usize..300).prop_map(Uwsgi::new)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Any byte string gives Ok(Some), Ok(None) or a typed error, never a
+    /// panic; only a decoded head is consumed, and what is left is the rest.
+    #[test]
+    fn any_bytes_decode_or_fail_cleanly(bytes in any_input(), uwsgi in small_limit()) {
+        let (result, buf) = decode(&uwsgi, &bytes);
+        match result {
+            Ok(Some(request)) => {
+                prop_assert!(bytes.ends_with(&buf) && buf.len() <= bytes.len() - 4);
+                // The framing is defined for whatever was decoded.
+                let _ = uwsgi.body_framing(&request);
+            }
+            Ok(None) | Err(_) => prop_assert_eq!(buf.as_ref(), &bytes[..]),
+        }
+    }
+
+    /// A prefix of any input decodes to "need more" or to the very error
+    /// that the whole input gets: errors are reported as early as the bytes
+    /// allow, and never differ with how the bytes were cut.
+    #[test]
+    fn a_prefix_fails_only_as_the_whole_fails(bytes in any_input(), uwsgi in small_limit()) {
+        let (whole, _) = decode(&uwsgi, &bytes);
+        for k in 0..bytes.len() {
+            match decode(&uwsgi, &bytes[..k]).0 {
+                Ok(None) => {}
+                Ok(Some(request)) => {
+                    prop_assert_eq!(Ok(Some(request)), whole.clone(), "prefix of {} bytes", k);
+                }
+                Err(error) => prop_assert_eq!(Err(error), whole.clone(), "prefix of {} bytes", k),
+            }
+        }
+    }
+
+    /// What the encoder writes decodes to the same params, in order, with
+    /// the body left in the buffer, whatever modifier2 says.
+    #[test]
+    fn round_trip((params, body) in request(), modifier2 in any::<u8>()) {
+        let bytes = encode(0, modifier2, &params, &body);
+        let uwsgi = Uwsgi::default();
+        let (result, buf) = decode(&uwsgi, &bytes);
+        let request = result.unwrap().unwrap();
+        let expected: Vec<Param> = params
+            .iter()
+            .map(|(n, v)| Param::new(Bytes::from(n.clone()), Bytes::from(v.clone())))
+            .collect();
+        prop_assert_eq!(&request.params, &expected);
+        prop_assert_eq!(request.content_length, body.len() as u64);
+        prop_assert_eq!(uwsgi.body_framing(&request), BodyFraming::Length(body.len() as u64));
+        prop_assert_eq!(buf.as_ref(), &body[..]);
+        prop_assert!(request.warnings.is_empty());
+    }
+
+    /// With modifier1 30, PATH_INFO under SCRIPT_NAME loses the prefix and
+    /// nothing else changes.
+    #[test]
+    fn round_trip_modifier30(
+        (mut params, body) in request(),
+        script in "(/[a-z]{1,6}){0,2}",
+        rest in "(/[a-z]{0,6}){0,3}",
+    ) {
+        params.push((b"SCRIPT_NAME".to_vec(), script.clone().into_bytes()));
+        params.push((b"PATH_INFO".to_vec(), format!("{script}{rest}").into_bytes()));
+        let bytes = encode(30, 0, &params, &body);
+        let (result, buf) = decode(&Uwsgi::default(), &bytes);
+        let request = result.unwrap().unwrap();
+        prop_assert_eq!(request.param(b"PATH_INFO").unwrap().as_ref(), rest.as_bytes());
+        prop_assert_eq!(request.param(b"SCRIPT_NAME").unwrap().as_ref(), script.as_bytes());
+        prop_assert_eq!(request.params.len(), params.len());
+        prop_assert!(request.warnings.is_empty());
+        prop_assert_eq!(buf.as_ref(), &body[..]);
+    }
+
+    /// Every proper prefix of a valid head is "need more" and consumes
+    /// nothing.
+    #[test]
+    fn a_prefix_of_a_valid_head_needs_more((params, body) in request()) {
+        let bytes = encode(0, 0, &params, &body);
+        let head = bytes.len() - body.len();
+        for k in 0..head {
+            let (result, buf) = decode(&Uwsgi::default(), &bytes[..k]);
+            prop_assert_eq!(result, Ok(None), "prefix of {} bytes", k);
+            prop_assert_eq!(buf.as_ref(), &bytes[..k]);
+        }
+    }
+
+    /// The limit applies to the declared block length and nothing else.
+    #[test]
+    fn the_limit_is_on_the_declared_length((params, body) in request(), limit in 0usize..300) {
+        let bytes = encode(0, 0, &params, &body);
+        let declared = usize::from(u16::from_le_bytes([bytes[1], bytes[2]]));
+        let (result, _) = decode(&Uwsgi::new(limit), &bytes);
+        if declared > limit {
+            prop_assert_eq!(result, Err(UwsgiError::VarsOverLimit { size: declared, limit }));
+        } else {
+            prop_assert!(matches!(result, Ok(Some(_))), "{:?}", result);
+        }
+    }
+}
