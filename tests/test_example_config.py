@@ -31,6 +31,7 @@ class Example:
 EXAMPLES = [
     Example("nginx-scgi.conf", "scgi", "scgi_params", r"^SCGI = '1'$"),
     Example("nginx-fastcgi.conf", "fastcgi", "fastcgi_params", r"^FCGI_ROLE = 'RESPONDER'$"),
+    Example("nginx-uwsgi.conf", "uwsgi", "uwsgi_params", r"^REQUEST_SCHEME = 'http'$"),
 ]
 
 
