@@ -23,6 +23,7 @@
 //! Like the protocol decoders, this does no I/O: the connection driver feeds
 //! it what it reads and gets data slices back, zero-copy.
 
+use crate::show;
 use bytes::{Buf, Bytes, BytesMut};
 use std::fmt;
 
@@ -78,7 +79,7 @@ impl fmt::Display for ChunkedError {
             SizeNotHex { byte, offset } => write!(
                 f,
                 "chunked body: the chunk size at offset {offset} must start with a hex digit, found {}",
-                show_byte(*byte)
+                show::byte(*byte)
             ),
             SizeOverflow { offset, digits } => write!(
                 f,
@@ -87,7 +88,7 @@ impl fmt::Display for ChunkedError {
             BadSizeLine { byte, offset } => write!(
                 f,
                 "chunked body: unexpected {} at offset {offset} in a chunk size line (expected a hex digit, ';' or CRLF)",
-                show_byte(*byte)
+                show::byte(*byte)
             ),
             SizeLineTooLong { offset, limit } => write!(
                 f,
@@ -96,7 +97,7 @@ impl fmt::Display for ChunkedError {
             MissingLf { byte, offset } => write!(
                 f,
                 "chunked body: CR at offset {offset} must be followed by LF, found {}",
-                show_byte(*byte)
+                show::byte(*byte)
             ),
             BareLf { offset } => write!(
                 f,
@@ -105,12 +106,12 @@ impl fmt::Display for ChunkedError {
             MissingCrlfAfterData { byte, offset, size } => write!(
                 f,
                 "chunked body: the {size}-byte chunk must be followed by CRLF, found {} at offset {offset}",
-                show_byte(*byte)
+                show::byte(*byte)
             ),
             BadTrailer { byte, offset } => write!(
                 f,
                 "chunked body: unexpected {} at offset {offset} in a trailer line",
-                show_byte(*byte)
+                show::byte(*byte)
             ),
             TrailerWithoutName { offset } => write!(
                 f,
@@ -125,11 +126,6 @@ impl fmt::Display for ChunkedError {
 }
 
 impl std::error::Error for ChunkedError {}
-
-/// `'G' (0x47)`, `'\x00' (0x00)`: readable and exact.
-fn show_byte(byte: u8) -> String {
-    format!("'{}' (0x{byte:02x})", byte.escape_ascii())
-}
 
 /// Where the decoder is in the chunked body.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ pub mod chunked;
 mod codec;
 mod request;
 mod response;
+pub mod show;
 
 pub use chunked::{Chunked, ChunkedDecoder, ChunkedError};
 pub use codec::{BodyFraming, StreamProtocol};

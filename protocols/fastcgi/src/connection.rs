@@ -61,10 +61,10 @@ use crate::ProtocolError;
 use crate::begin::{BEGIN_REQUEST_LEN, BeginRequest, Role, Roles};
 use crate::encode::{encode_end_request, encode_stderr, encode_stdout, encode_stream_end};
 use crate::end::ProtocolStatus;
-use crate::error::show_value;
 use crate::management::{answer_get_values, answer_unknown_type};
 use crate::pairs::{FeedError, PairsDecoder};
 use crate::record::{HEADER_LEN, Header, MANAGEMENT_ID, RecordType, VERSION_1};
+use rustgi_model::show;
 
 /// The PARAMS limit the gateway uses unless told otherwise
 /// (`--max-header-size`): 64 KiB, room for long cookies.
@@ -717,8 +717,8 @@ fn content_length(id: u16, params: &[Param]) -> Result<Option<u64>, ProtocolErro
             Some(first) if first != &p.value => {
                 return Err(ProtocolError::ConflictingContentLength {
                     id,
-                    first: show_value(first),
-                    second: show_value(&p.value),
+                    first: show::field(first),
+                    second: show::field(&p.value),
                 });
             }
             Some(_) => {}
@@ -729,7 +729,7 @@ fn content_length(id: u16, params: &[Param]) -> Result<Option<u64>, ProtocolErro
     };
     let bad = || ProtocolError::BadContentLength {
         id,
-        value: show_value(value),
+        value: show::field(value),
     };
     value
         .iter()

@@ -309,14 +309,3 @@ fn version_hint(offset: u64, version: u8) -> &'static str {
         _ => "",
     }
 }
-
-/// A value for an error message: latin-1, cut at 64 bytes so that a 64 KiB
-/// garbage value does not make a 64 KiB log line.
-pub(crate) fn show_value(value: &[u8]) -> String {
-    const MAX: usize = 64;
-    let mut shown: String = value.iter().take(MAX).map(|&b| char::from(b)).collect();
-    if value.len() > MAX {
-        shown.push('…');
-    }
-    shown
-}

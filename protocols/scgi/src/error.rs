@@ -1,5 +1,6 @@
 //! What can be wrong with an SCGI request head.
 
+use rustgi_model::show;
 use std::fmt;
 
 /// Why a request head was refused.
@@ -67,7 +68,7 @@ impl fmt::Display for ScgiError {
             LengthNotDigit { byte, offset } => write!(
                 f,
                 "SCGI netstring length must start with a decimal digit, found {} at offset {offset}",
-                show_byte(*byte)
+                show::byte(*byte)
             ),
             EmptyLength { offset } => write!(
                 f,
@@ -96,12 +97,12 @@ impl fmt::Display for ScgiError {
             } => write!(
                 f,
                 "SCGI netstring length {length} must be followed by ':', found {} at offset {offset}",
-                show_byte(*found)
+                show::byte(*found)
             ),
             MissingComma { found, offset } => write!(
                 f,
                 "SCGI header block must be followed by ',', found {} at offset {offset}",
-                show_byte(*found)
+                show::byte(*found)
             ),
             OddFieldCount {
                 fields,
@@ -127,7 +128,7 @@ impl fmt::Display for ScgiError {
             ContentLengthNotDigit { byte, offset } => write!(
                 f,
                 "SCGI CONTENT_LENGTH is not a decimal number: {} at offset {offset}",
-                show_byte(*byte)
+                show::byte(*byte)
             ),
             ContentLengthEmpty { offset } => {
                 write!(f, "SCGI CONTENT_LENGTH at offset {offset} is empty")
@@ -141,19 +142,3 @@ impl fmt::Display for ScgiError {
 }
 
 impl std::error::Error for ScgiError {}
-
-/// `'G' (0x47)`, `'\x00' (0x00)`: readable and exact.
-fn show_byte(byte: u8) -> String {
-    format!("'{}' (0x{byte:02x})", byte.escape_ascii())
-}
-
-/// A name for an error message: latin-1, cut at 64 bytes so that a
-/// 64 KiB garbage name does not make a 64 KiB log line.
-pub(crate) fn show_name(name: &[u8]) -> String {
-    const MAX: usize = 64;
-    let mut shown: String = name.iter().take(MAX).map(|&b| char::from(b)).collect();
-    if name.len() > MAX {
-        shown.push('…');
-    }
-    shown
-}

@@ -17,7 +17,7 @@ use nom::{
 };
 
 use crate::ScgiError;
-use crate::error::show_name;
+use rustgi_model::show;
 
 const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
 
@@ -59,7 +59,7 @@ pub(crate) fn parse(
         let first = pairs.is_empty();
         if first && name != CONTENT_LENGTH {
             return Err(ScgiError::ContentLengthNotFirst {
-                found: show_name(name),
+                found: show::field(name),
                 offset: name_at,
             });
         }
@@ -72,7 +72,7 @@ pub(crate) fn parse(
             if after_name.is_empty() && complete {
                 return Err(ScgiError::OddFieldCount {
                     fields: 2 * pairs.len() + 1,
-                    name: show_name(name),
+                    name: show::field(name),
                     offset: name_at,
                 });
             }
@@ -147,7 +147,7 @@ pub(crate) fn scgi_warning(scgi: Option<&[u8]>) -> Option<String> {
         Some(b"1") => None,
         Some(other) => Some(format!(
             "SCGI header is {:?}, expected \"1\"; request accepted anyway",
-            show_name(other)
+            show::field(other)
         )),
         None => Some(
             "SCGI header missing (the spec requires SCGI=1; add `scgi_param SCGI 1;` or the like \

@@ -1,5 +1,6 @@
 //! What can be wrong with a uwsgi request head.
 
+use rustgi_model::show;
 use std::fmt;
 
 /// Why a request head was refused.
@@ -97,7 +98,7 @@ impl fmt::Display for UwsgiError {
             ContentLengthNotDigit { byte, offset } => write!(
                 f,
                 "uwsgi CONTENT_LENGTH is not a decimal number: {} at offset {offset}",
-                show_byte(*byte)
+                show::byte(*byte)
             ),
             ContentLengthOverflow { digits, offset } => write!(
                 f,
@@ -111,20 +112,4 @@ impl std::error::Error for UwsgiError {}
 
 fn bytes(n: usize) -> &'static str {
     if n == 1 { "byte" } else { "bytes" }
-}
-
-/// `'G' (0x47)`, `'\x00' (0x00)`: readable and exact.
-fn show_byte(byte: u8) -> String {
-    format!("'{}' (0x{byte:02x})", byte.escape_ascii())
-}
-
-/// A name or value for a message: latin-1, cut at 64 bytes so that a
-/// 64 KiB garbage key does not make a 64 KiB log line.
-pub(crate) fn show_name(name: &[u8]) -> String {
-    const MAX: usize = 64;
-    let mut shown: String = name.iter().take(MAX).map(|&b| char::from(b)).collect();
-    if name.len() > MAX {
-        shown.push('…');
-    }
-    shown
 }

@@ -9,7 +9,7 @@
 
 use rustgi_model::{BodyFraming, Param, Request};
 
-use crate::error::show_name;
+use rustgi_model::show;
 
 const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
 const TRANSFER_ENCODING: &[u8] = b"HTTP_TRANSFER_ENCODING";
@@ -37,7 +37,7 @@ pub(crate) fn warning(params: &[Param]) -> Option<String> {
         .find(|p| p.name.as_ref() == TRANSFER_ENCODING)?;
     Some(format!(
         "HTTP_TRANSFER_ENCODING is {:?}, not chunked, and there is no CONTENT_LENGTH: the body is taken as empty",
-        show_name(&coding.value)
+        show::field(&coding.value)
     ))
 }
 

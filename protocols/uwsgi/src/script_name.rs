@@ -12,7 +12,7 @@
 
 use rustgi_model::Param;
 
-use crate::error::show_name;
+use rustgi_model::show;
 
 /// Cuts SCRIPT_NAME off the front of PATH_INFO in `params` (a zero-copy
 /// slice of the same bytes); returns a warning when it cannot.
@@ -36,8 +36,8 @@ pub(crate) fn strip(params: &mut [Param]) -> Option<String> {
         Some(format!(
             "uwsgi modifier1 30: SCRIPT_NAME {:?} is not a prefix of PATH_INFO {:?} at a path-segment \
              boundary; PATH_INFO is passed on as sent",
-            show_name(&script),
-            show_name(&path.value)
+            show::field(&script),
+            show::field(&path.value)
         ))
     }
 }

@@ -16,7 +16,7 @@ use std::ops::Range;
 use nom::{bytes::streaming::take, number::streaming::le_u16};
 
 use crate::UwsgiError;
-use crate::error::show_name;
+use rustgi_model::show;
 
 const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
 
@@ -75,7 +75,7 @@ pub(crate) fn parse(block: &[u8], size: usize, base: usize) -> Result<Option<Var
         if room < 2 {
             return Err(UwsgiError::ValueLengthCut {
                 offset,
-                key: show_name(key),
+                key: show::field(key),
                 room,
             });
         }
@@ -87,7 +87,7 @@ pub(crate) fn parse(block: &[u8], size: usize, base: usize) -> Result<Option<Var
         if value_len > room {
             return Err(UwsgiError::ValuePastBlock {
                 offset,
-                key: show_name(key),
+                key: show::field(key),
                 len: value_len,
                 room,
             });
