@@ -38,6 +38,17 @@ including the stock /etc/nginx/fastcgi_params as shipped:
 | fcgi-ka       | /        | fcgi-ka    | upstream keepalive 4 + fastcgi_keep_conn on    |
 | fcgi-ka-plain | /        | fcgi-ka    | no keep_conn                                   |
 
+uwsgi (`--proto uwsgi`) likewise, every location including the stock
+/etc/nginx/uwsgi_params as shipped (PATH_INFO = $document_uri, no
+SCRIPT_NAME):
+
+| server | location     | gateway     | notes                                        |
+|--------|--------------|-------------|----------------------------------------------|
+| uwsgi  | /            | uwsgi       | stock params                                 |
+| uwsgi  | /unbuffered/ | uwsgi       | uwsgi_request_buffering off, uwsgi_buffering off |
+| uwsgi  | /app/        | uwsgi-mount | --mount /app                                 |
+| uwsgi  | /par/        | uwsgi-par   | --threads 40                                 |
+
 Tests that stop their gateway, or need one with other flags, start their
 own (`gateways.start(name, args)`, or `gateways.make(name, args, fd0=...)`
 for one that takes its socket on fd 0) and, to reach it through nginx, an
@@ -171,7 +182,7 @@ class Gateways:
 
         With `fd0` (a file descriptor or subprocess.DEVNULL) the gateway gets
         no --socket and `fd0` as its stdin: it must listen on what it finds
-        there. `proto` is its --proto (scgi or fastcgi)."""
+        there. `proto` is its --proto (scgi, fastcgi or uwsgi)."""
         if fd0 is not None:
             assert socket is None, "fd0 and socket exclude each other"
         gw = Gateway(
@@ -278,6 +289,27 @@ def fcgi_quiet_gateway(gateways) -> Gateway:
     )
 
 
+# uwsgi gateways (--proto uwsgi), behind the nginx server `uwsgi`.
+
+
+@pytest.fixture(scope="session")
+def uwsgi_gateway(gateways) -> Gateway:
+    """The conformance app over uwsgi (nginx server `uwsgi`: / and /unbuffered/)."""
+    return gateways.start("uwsgi", ["--app", CONFORMANCE_FILE, "--threads", "8"], proto="uwsgi")
+
+
+@pytest.fixture(scope="session")
+def uwsgi_mount_gateway(gateways) -> Gateway:
+    return gateways.start(
+        "uwsgi-mount", ["--app", CONFORMANCE_FILE, "--mount", "/app", "--threads", "2"], proto="uwsgi"
+    )
+
+
+@pytest.fixture(scope="session")
+def uwsgi_par_gateway(gateways) -> Gateway:
+    return gateways.start("uwsgi-par", ["--app", CONFORMANCE_FILE, "--threads", "40"], proto="uwsgi")
+
+
 # ---------------------------------------------------------------------------
 # nginx
 
@@ -320,6 +352,16 @@ def nginx(nginx_binary, gateways, run_dir, log_dir) -> Nginx:
         "fcgi-quiet": [Location("/", unix("fcgi-quiet"), proto="fastcgi")],
         "fcgi-ka": [Location("/", "fcgi_ka", proto="fastcgi", keep_conn=True)],
         "fcgi-ka-plain": [Location("/", unix("fcgi-ka"), proto="fastcgi")],
+        # uwsgi: every location includes the stock /etc/nginx/uwsgi_params.
+        "uwsgi": [
+            Location("/", unix("uwsgi"), proto="uwsgi"),
+            Location(
+                "/unbuffered/", unix("uwsgi"), proto="uwsgi",
+                request_buffering=False, response_buffering=False,
+            ),
+            Location("/app/", unix("uwsgi-mount"), proto="uwsgi"),
+            Location("/par/", unix("uwsgi-par"), proto="uwsgi"),
+        ],
     }
     upstreams = f"""    upstream fcgi_ka {{
         server {unix("fcgi-ka")};

@@ -1,7 +1,9 @@
 """Apache httpd and lighttpd in front of rustgi-gateway, for the FastCGI tests.
 
 - `FcgiGateway`: a harness `Gateway` started with `--proto fastcgi` (the
-  harness one always says `--proto scgi`).
+  harness one always says `--proto scgi`); `UwsgiGateway` likewise with
+  `--proto uwsgi`, its log read through a descriptor held from the start
+  (`HeldLogFile`).
 - `Apache`: `apache2 -d DIR -f DIR/httpd.conf -DFOREGROUND` with a config of
   its own (only the modules it is told to load), on a free 127.0.0.1 port.
 - `Lighttpd`: `lighttpd -D -f DIR/lighttpd.conf`, likewise.
@@ -34,7 +36,7 @@ import time
 import warnings
 from pathlib import Path
 
-from harness import Gateway, LogFile, _die_with_parent, can_connect_tcp, free_port
+from harness import ANSI, Gateway, LogFile, _die_with_parent, can_connect_tcp, free_port
 
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 
@@ -79,6 +81,73 @@ class FcgiGateway(Gateway):
 
     def __repr__(self):
         return f"<FcgiGateway {self.name} on {self.where}>"
+
+
+class HeldLogFile(LogFile):
+    """A LogFile read through a descriptor opened when its process starts.
+
+    Another pytest session in the same checkout may clear tests/.run/logs/
+    when it starts (conftest's `log_dir`); the process keeps writing to its
+    unlinked file, and this keeps reading it. `fd` is a descriptor of the
+    file (taken over); without it the path is opened. After `close()` the
+    path is read again."""
+
+    def __init__(self, path: Path, fd: int | None = None):
+        super().__init__(path)
+        self.fd = os.open(path, os.O_RDONLY) if fd is None else fd
+
+    def text(self, since: int = 0) -> str:
+        if self.fd is None:
+            return super().text(since)
+        size = os.fstat(self.fd).st_size
+        data = os.pread(self.fd, max(0, size - since), since)
+        return ANSI.sub("", data.decode("utf-8", "replace"))
+
+    def mark(self) -> int:
+        if self.fd is None:
+            return super().mark()
+        return os.fstat(self.fd).st_size
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class UwsgiGateway(Gateway):
+    """A rustgi-gateway speaking uwsgi (`--proto uwsgi`), its log read
+    through a descriptor of the file it really writes to (its own fd 2,
+    opened at spawn: see HeldLogFile). `stop()` fails if SIGTERM does not
+    end it with exit code 0."""
+
+    @property
+    def command(self) -> list[str]:
+        cmd = list(super().command)
+        cmd[cmd.index("--proto") + 1] = "uwsgi"
+        return cmd
+
+    def spawn(self) -> "UwsgiGateway":
+        if isinstance(self.log, HeldLogFile):
+            self.log.close()
+        super().spawn()
+        try:
+            fd = os.open(f"/proc/{self.proc.pid}/fd/2", os.O_RDONLY)
+        except OSError:  # already gone: its file by name
+            fd = None
+        self.log = HeldLogFile(self.log.path, fd)
+        return self
+
+    def stop(self):
+        """SIGTERM (then SIGKILL); closes the held log descriptor."""
+        code = self.terminate(timeout=10)
+        tail = self.log.tail(20)
+        if isinstance(self.log, HeldLogFile):
+            self.log.close()
+        if code != 0:
+            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{tail}")
+
+    def __repr__(self):
+        return f"<UwsgiGateway {self.name} on {self.where}>"
 
 
 class FrontServer:

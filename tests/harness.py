@@ -3,7 +3,8 @@
 - `Gateway`: one rustgi-gateway child process, its stderr log, its RSS.
 - `Nginx`: one nginx in the foreground with a config written for the suite.
 - A raw SCGI client (`scgi_head`, `scgi_exchange`, `scgi_request`) that
-  shares no code with the Rust encoders/decoders, so each checks the other.
+  shares no code with the Rust encoders/decoders, so each checks the other;
+  likewise a raw uwsgi client (`uwsgi_packet`, `uwsgi_request`).
 - HTTP helpers built on http.client and raw sockets, where `requests` would
   hide what we want to see (repeated headers, half-sent bodies).
 - The byte pattern the test apps generate (`pattern_block`), kept in step
@@ -171,7 +172,7 @@ class GatewayExited(AssertionError):
 
 class Gateway:
     """One rustgi-gateway child: `--proto PROTO --socket SOCKET --chmod 666 ARGS`
-    (PROTO is `scgi` unless `proto=` says otherwise).
+    (PROTO is `scgi` unless `proto=` says otherwise: `fastcgi`, `uwsgi`).
 
     stderr and stdout go to `log_path`. `start()` waits until a connect() to
     the socket succeeds and fails with the log if the process exits first.
@@ -313,35 +314,37 @@ class Gateway:
 
 @dataclass
 class Location:
-    """One `location PREFIX { scgi_pass UPSTREAM; ... }` block, or with
+    """One `location PREFIX { scgi_pass UPSTREAM; ... }` block; with
     `proto="fastcgi"` one `location PREFIX { include /etc/nginx/fastcgi_params;
-    PARAMS; fastcgi_pass UPSTREAM; ... }` block (the stock file, as shipped;
-    `params` are extra directives right after it, e.g. `fastcgi_param ...;`)."""
+    PARAMS; fastcgi_pass UPSTREAM; ... }` block, and with `proto="uwsgi"` one
+    `location PREFIX { include /etc/nginx/uwsgi_params; PARAMS; uwsgi_pass
+    UPSTREAM; ... }` block (the stock files, as shipped; `params` are extra
+    directives right after the include, e.g. `fastcgi_param ...;`)."""
 
     prefix: str
     upstream: str  # "unix:/path.sock", "127.0.0.1:PORT" or an upstream{} name
-    request_buffering: bool = True  # off: {scgi,fastcgi}_request_buffering off
-    response_buffering: bool = True  # off: {scgi,fastcgi}_buffering off
+    request_buffering: bool = True  # off: {scgi,fastcgi,uwsgi}_request_buffering off
+    response_buffering: bool = True  # off: {scgi,fastcgi,uwsgi}_buffering off
     extra: str = ""
-    proto: str = "scgi"  # or "fastcgi"
-    params: str = ""  # fastcgi only: directives after `include fastcgi_params;`
+    proto: str = "scgi"  # or "fastcgi" or "uwsgi"
+    params: str = ""  # fastcgi and uwsgi: directives after `include *_params;`
     keep_conn: bool = False  # fastcgi only: fastcgi_keep_conn on
 
     def render(self) -> str:
         if self.proto == "scgi":
-            assert not self.params and not self.keep_conn, "params/keep_conn are for fastcgi"
+            assert not self.params and not self.keep_conn, "params/keep_conn are not for scgi"
             lines = [f"scgi_pass {self.upstream};"]
-            directive = "scgi"
-        elif self.proto == "fastcgi":
-            lines = ["include /etc/nginx/fastcgi_params;"]
+        elif self.proto in ("fastcgi", "uwsgi"):
+            assert not self.keep_conn or self.proto == "fastcgi", "keep_conn is for fastcgi"
+            lines = [f"include /etc/nginx/{self.proto}_params;"]
             if self.params:
                 lines.append(self.params)
-            lines.append(f"fastcgi_pass {self.upstream};")
+            lines.append(f"{self.proto}_pass {self.upstream};")
             if self.keep_conn:
                 lines.append("fastcgi_keep_conn on;")
-            directive = "fastcgi"
         else:
             raise ValueError(f"unknown proto {self.proto!r}")
+        directive = self.proto
         if not self.request_buffering:
             lines.append(f"{directive}_request_buffering off;")
         if not self.response_buffering:
@@ -362,7 +365,7 @@ class Nginx:
     """nginx in the foreground with its own prefix, config and logs.
 
     Uses the stock /etc/nginx/scgi_params (and fastcgi_params in FastCGI
-    locations), as users do.
+    locations, uwsgi_params in uwsgi ones), as users do.
 
     `locations` make the main server (`port`, `url()`). `servers` adds more
     servers, each on a port of its own, by name: {name: [Location, ...]}
@@ -427,6 +430,10 @@ http {{
     fastcgi_send_timeout 10s;
     fastcgi_connect_timeout 5s;
     fastcgi_max_temp_file_size 0;
+    uwsgi_read_timeout 10s;
+    uwsgi_send_timeout 10s;
+    uwsgi_connect_timeout 5s;
+    uwsgi_max_temp_file_size 0;
 {self.upstreams}
     server {{
         listen 127.0.0.1:{self.port};
@@ -709,3 +716,88 @@ def scgi_request(address: str, method: str = "GET", path: str = "/hello", body: 
     """A well-formed SCGI request straight to the gateway."""
     head = scgi_head(scgi_params(method, path, body_len=len(body), query=query, scgi=scgi, extra=extra))
     return parse_cgi_response(scgi_exchange(address, head + body, timeout=timeout))
+
+
+# --------------------------------------------------------------------------
+# raw uwsgi client (written from uWSGI's protocol description; shares nothing
+# with the Rust side)
+
+
+def uwsgi_vars(pairs) -> bytes:
+    """The vars block: `u16le keylen, key, u16le vallen, value` for each pair."""
+    out = b""
+    for k, v in pairs:
+        k, v = _b(k), _b(v)
+        out += len(k).to_bytes(2, "little") + k + len(v).to_bytes(2, "little") + v
+    return out
+
+
+def uwsgi_packet(pairs, modifier1: int = 0, modifier2: int = 0) -> bytes:
+    """The 4-byte header (modifier1, u16le datasize, modifier2) + the vars block."""
+    block = uwsgi_vars(pairs)
+    return bytes([modifier1]) + len(block).to_bytes(2, "little") + bytes([modifier2]) + block
+
+
+def uwsgi_params(method: str = "GET", path: str = "/hello", *, body_len: int = 0, query: str = "",
+                 extra=()) -> list[tuple[bytes, bytes]]:
+    """The vars nginx's stock uwsgi_params would send (PATH_INFO, no SCRIPT_NAME).
+    A name in `extra` replaces the stock var of that name; others are appended."""
+    pairs = [
+        ("QUERY_STRING", query),
+        ("REQUEST_METHOD", method),
+        ("CONTENT_TYPE", ""),
+        ("CONTENT_LENGTH", str(body_len) if body_len else ""),
+        ("REQUEST_URI", path + ("?" + query if query else "")),
+        ("PATH_INFO", path),
+        ("DOCUMENT_ROOT", "/srv"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("REQUEST_SCHEME", "http"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+        ("REMOTE_PORT", "40000"),
+        ("SERVER_PORT", "80"),
+        ("SERVER_NAME", "localhost"),
+        ("HTTP_HOST", "localhost"),
+    ]
+    extra = [(_b(k), _b(v)) for k, v in extra]
+    replaced = {k for k, _ in extra}
+    kept = [(_b(k), _b(v)) for k, v in pairs if _b(k) not in replaced]
+    return kept + extra
+
+
+@dataclass
+class UwsgiResponse:
+    status_line: str  # e.g. "HTTP/1.1 200 OK"
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def status(self) -> int:
+        return int(self.status_line.split()[1])
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+def parse_uwsgi_response(raw: bytes) -> UwsgiResponse:
+    """A uwsgi response: an HTTP status line, headers, blank line, body.
+    Fails if the first line is not an HTTP status line."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    assert sep, f"no end of response head in {raw[:300]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    assert re.fullmatch(r"HTTP/\d\.\d \d{3}( .*)?", lines[0]), f"not an HTTP status line: {lines[0]!r}"
+    headers = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        assert colon, f"bad header line {line!r}"
+        headers.append((name.strip(), value.strip()))
+    return UwsgiResponse(lines[0], headers, body)
+
+
+def uwsgi_request(address: str, method: str = "GET", path: str = "/hello", body: bytes = b"", *,
+                  query: str = "", extra=(), timeout: float = 10.0) -> UwsgiResponse:
+    """A well-formed uwsgi request (nginx's stock vars) straight to the gateway."""
+    head = uwsgi_packet(uwsgi_params(method, path, body_len=len(body), query=query, extra=extra))
+    return parse_uwsgi_response(scgi_exchange(address, head + body, timeout=timeout))

@@ -466,6 +466,48 @@ def conformance_app(environ, start_response):
             start_response, {"thread": threading.get_ident(), "count": THREAD_LOCAL.count}
         )
 
+    if route == "/status":
+        # Answers the status line ?status= (e.g. "299 Custom") as given.
+        status = q.get("status", "200 OK")
+        return text(start_response, f"status {status}", status=status)
+
+    if route == "/cookie-sum":
+        # len(HTTP_COOKIE) and its sha256 (of its latin-1 bytes).
+        cookie = environ.get("HTTP_COOKIE", "")
+        digest = hashlib.sha256(cookie.encode("latin-1")).hexdigest()
+        return text(start_response, f"{len(cookie)} {digest}")
+
+    if route == "/lockstep":
+        # Streams ?blocks= blocks ("block N\n"), each flushed on its own.
+        # Before block N+1 it waits (up to 10 s) until the client has
+        # written N+1 lines to ?path=, i.e. acknowledged block N: a client
+        # that sees every block proves the response was streamed, not
+        # buffered, whatever the timing. A missed ack ends the body with
+        # "no ack for block N".
+        blocks = int(q.get("blocks", 3))
+        ack_path = q["path"]
+
+        def acked():
+            try:
+                with open(ack_path) as f:
+                    return len(f.readlines())
+            except FileNotFoundError:
+                return 0
+
+        def body():
+            for i in range(blocks):
+                if i:
+                    deadline = time.monotonic() + 10
+                    while acked() < i and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    if acked() < i:
+                        yield f"no ack for block {i - 1}\n".encode()
+                        return
+                yield f"block {i}\n".encode()
+
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")])
+        return body()
+
     return text(start_response, f"no route for {route!r}", status="404 Not Found")
 
 

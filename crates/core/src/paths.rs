@@ -9,9 +9,9 @@
 //! 1. With `--mount PREFIX`, the full path is split at PREFIX: SCRIPT_NAME is
 //!    the prefix and PATH_INFO the rest (a path outside the prefix keeps
 //!    SCRIPT_NAME empty and PATH_INFO whole).
-//! 2. Otherwise a split the front server made on purpose is kept: both
-//!    SCRIPT_NAME and PATH_INFO sent and non-empty, adding up to the full
-//!    path, and not from lighttpd. (nginx's `fastcgi_split_path_info`,
+//! 2. Otherwise a split the front server made on purpose is kept: a
+//!    non-empty SCRIPT_NAME and a PATH_INFO (empty for the app's root) both
+//!    sent, adding up to the full path, and not from lighttpd. (nginx's `fastcgi_split_path_info`,
 //!    Apache's `ProxyPass /app` for uwsgi.) lighttpd's split is never taken:
 //!    for a prefix "/" it names the first path segment SCRIPT_NAME, which
 //!    cannot be told from a real mount, so lighttpd users say `--mount`.
@@ -75,7 +75,7 @@ pub fn split_paths<'a>(
 /// The front server's own split, when it is one made on purpose.
 fn deliberate_split<'a>(sent: &SentPaths<'a>, full: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
     let script = sent.script_name.filter(|s| !s.is_empty())?;
-    let path = sent.path_info.filter(|p| !p.is_empty())?;
+    let path = sent.path_info?;
     let from_lighttpd = sent
         .server_software
         .is_some_and(|s| s.starts_with(b"lighttpd"));
@@ -218,6 +218,12 @@ mod tests {
         };
         assert_eq!(split(sent, None), s("/pre|/x/y"));
         assert_eq!(split(sent, Some("/pre/x")), s("/pre/x|/y"));
+        let root_of_the_app = SentPaths {
+            script_name: Some(b"/app"),
+            path_info: Some(b""),
+            ..Default::default()
+        };
+        assert_eq!(split(root_of_the_app, None), s("/app|"));
     }
 
     #[test]
