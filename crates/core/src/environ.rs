@@ -23,6 +23,9 @@ pub struct EnvironSettings {
     pub multithread: bool,
     pub multiprocess: bool,
     pub run_once: bool,
+    /// Take SCRIPT_NAME and PATH_INFO exactly as sent (CGI, where RFC 3875
+    /// makes them the script's own URL and the rest).
+    pub paths_as_sent: bool,
 }
 
 /// Makes a `str` from bytes as latin-1: every byte is one code point.
@@ -160,7 +163,15 @@ impl EnvironBuilder {
             set_or_merge(&environ, &key, &value, name)?;
         }
 
-        let (script_name, path_info) = split_paths(&paths, self.settings.mount.as_ref());
+        let (script_name, path_info) =
+            if self.settings.paths_as_sent && self.settings.mount.is_none() {
+                (
+                    std::borrow::Cow::Borrowed(paths.script_name.unwrap_or(b"")),
+                    std::borrow::Cow::Borrowed(paths.path_info.unwrap_or(b"")),
+                )
+            } else {
+                split_paths(&paths, self.settings.mount.as_ref())
+            };
         let keys = &self.keys;
         environ.set_item(keys.script_name.bind(py), latin1(py, &script_name)?)?;
         environ.set_item(keys.path_info.bind(py), latin1(py, &path_info)?)?;

@@ -3,7 +3,7 @@
 use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
-use rustgi_server::{FastcgiOptions, Protocol, ServerConfig, SocketSpec, Timeouts};
+use rustgi_server::{AllowedPeer, FastcgiOptions, Protocol, ServerConfig, SocketSpec, Timeouts};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +16,10 @@ pub enum Proto {
     /// uWSGI's binary protocol (nginx uwsgi_pass, Apache mod_proxy_uwsgi,
     /// lighttpd scgi.protocol = "uwsgi").
     Uwsgi,
+    /// Each connection's first byte says which of the three it speaks.
+    Auto,
+    /// Run one request as a CGI program (environment + stdin → stdout).
+    Cgi,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -29,14 +33,21 @@ pub enum FastcgiRole {
 #[derive(Debug, Parser)]
 #[command(name = "rustgi-gateway", version)]
 pub struct Cli {
-    /// Wire protocol the front server speaks.
-    #[arg(long, value_enum, default_value = "scgi")]
-    pub proto: Proto,
+    /// Wire protocol the front server speaks. Without it: auto with
+    /// --socket; otherwise decided from how the web server started us
+    /// (listening socket on fd 0: auto; GATEWAY_INTERFACE: cgi).
+    #[arg(long, value_enum)]
+    pub proto: Option<Proto>,
 
     /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
     /// listening socket the front server passed on fd 0 is used.
     #[arg(long)]
     pub socket: Option<String>,
+
+    /// Only serve TCP peers at this address or network (repeatable; e.g.
+    /// 127.0.0.1, 10.0.0.0/8, ::1). FCGI_WEB_SERVER_ADDRS adds to the list.
+    #[arg(long = "allow-from", value_name = "ADDR[/BITS]", value_parser = AllowedPeer::parse)]
+    pub allow_from: Vec<AllowedPeer>,
 
     /// Permissions of a Unix socket we create, in octal.
     #[arg(long, default_value = "660", value_parser = parse_mode)]
@@ -142,11 +153,13 @@ impl Cli {
     pub fn into_config(self) -> Result<ServerConfig, String> {
         let app = self.app.as_deref().map_or(AppSpec::Demo, AppSpec::parse);
         Ok(ServerConfig {
-            protocol: match self.proto {
+            protocol: self.proto.map(|proto| match proto {
                 Proto::Scgi => Protocol::Scgi,
                 Proto::Fastcgi => Protocol::Fastcgi,
                 Proto::Uwsgi => Protocol::Uwsgi,
-            },
+                Proto::Auto => Protocol::Auto,
+                Proto::Cgi => Protocol::Cgi,
+            }),
             fastcgi: FastcgiOptions {
                 roles: self
                     .fastcgi_roles
@@ -161,6 +174,7 @@ impl Cli {
             },
             socket: self.socket.as_deref().map(SocketSpec::parse),
             socket_mode: self.chmod,
+            allow_from: self.allow_from,
             python: PythonSetup {
                 app,
                 venv: self.venv,

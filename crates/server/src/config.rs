@@ -11,6 +11,10 @@ pub enum Protocol {
     Scgi,
     Fastcgi,
     Uwsgi,
+    /// Each connection's first byte picks FastCGI, SCGI or uwsgi.
+    Auto,
+    /// One request from the environment and stdin, then exit.
+    Cgi,
 }
 
 /// What only FastCGI has.
@@ -36,12 +40,15 @@ pub struct Timeouts {
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    pub protocol: Protocol,
+    /// `None`: decided at start (see `server::run`).
+    pub protocol: Option<Protocol>,
     pub fastcgi: FastcgiOptions,
     /// `None`: take the listening socket on fd 0.
     pub socket: Option<SocketSpec>,
     /// Mode of a Unix socket we create.
     pub socket_mode: u32,
+    /// TCP peers allowed to connect (with FCGI_WEB_SERVER_ADDRS); empty: all.
+    pub allow_from: Vec<crate::AllowedPeer>,
     pub python: PythonSetup,
     pub chdir: Option<PathBuf>,
     /// `--env`, set before Python starts.

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
 
 /// A connected stream from one of our listeners.
-pub trait Connection: Send + 'static {
+pub trait Connection: AsyncRead + Unpin + Send + 'static {
     type Reader<'a>: AsyncRead + TryRead + Unpin + Send
     where
         Self: 'a;

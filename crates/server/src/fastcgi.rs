@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -43,7 +42,6 @@ pub struct FastcgiContext {
     pub response_buffer: usize,
     /// Also send `wsgi.errors` lines as FCGI_STDERR.
     pub errors_to_peer: bool,
-    pub next_id: AtomicU64,
     /// Cancelled when the server stops: idle kept connections close at
     /// once, busy ones after their last request.
     pub shutdown: CancellationToken,
@@ -92,7 +90,7 @@ struct Driver<'a> {
 
 /// Serves one FastCGI connection until the front server or the protocol
 /// ends it.
-pub async fn serve<C: Connection>(ctx: &FastcgiContext, mut stream: C, peer: &str) {
+pub async fn serve<C: Connection>(ctx: &FastcgiContext, mut stream: C, buf: BytesMut, peer: &str) {
     let (mut reader, mut writer) = stream.halves();
     let mut driver = Driver {
         ctx,
@@ -104,7 +102,7 @@ pub async fn serve<C: Connection>(ctx: &FastcgiContext, mut stream: C, peer: &st
         out: Vec::new(),
         cut: false,
     };
-    let clean = driver.run(&mut reader, &mut writer).await;
+    let clean = driver.run(&mut reader, &mut writer, buf).await;
     driver.abandon_all();
     if clean {
         let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
@@ -114,13 +112,23 @@ pub async fn serve<C: Connection>(ctx: &FastcgiContext, mut stream: C, peer: &st
 
 impl Driver<'_> {
     /// Returns whether the connection may close cleanly (shutdown + drain).
-    async fn run<R, W>(&mut self, reader: &mut R, writer: &mut W) -> bool
+    async fn run<R, W>(&mut self, reader: &mut R, writer: &mut W, mut buf: BytesMut) -> bool
     where
         R: AsyncRead + TryRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut served_one = false;
+        // Bytes read before the protocol was known (--proto auto).
+        if !buf.is_empty() {
+            let received = self.machine.receive(&mut buf);
+            self.on_events();
+            if let Err(e) = received {
+                tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+                self.machine.take_output(&mut self.out);
+                let _ = self.flush(writer).await;
+                return true;
+            }
+        }
         loop {
             let read_limit = self.read_limit(&buf, served_one);
             let idle = self.active.is_empty() && buf.is_empty();
@@ -260,7 +268,7 @@ impl Driver<'_> {
     }
 
     fn start(&mut self, id: u16, role: Role, content_length: Option<u64>, mut request: Request) {
-        let log_id = self.ctx.next_id.fetch_add(1, Ordering::Relaxed);
+        let log_id = crate::next_request_id();
         for warning in &request.warnings {
             tracing::warn!(peer = %self.peer, request = log_id, "{warning}");
         }

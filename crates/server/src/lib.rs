@@ -2,15 +2,25 @@
 //! WSGI core, limits, and signals. The binary hands a [`ServerConfig`] to
 //! [`run`].
 
+mod allow;
+mod cgi;
 mod config;
+
+/// Request ids for the log, unique across the protocols of one process.
+pub(crate) fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 mod connection;
 mod fastcgi;
 mod listener;
 mod stream;
 
+pub use allow::AllowedPeer;
 pub use config::{FastcgiOptions, Protocol, ServerConfig, Timeouts};
 pub use listener::{BoundSocket, SocketSpec, bind, fd0_is_listening_socket};
 
+use bytes::BytesMut;
 use connection::Connection;
 use fastcgi::FastcgiContext;
 use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
@@ -18,7 +28,6 @@ use rustgi_scgi::Scgi;
 use rustgi_uwsgi::Uwsgi;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use stream::StreamContext;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
@@ -53,7 +62,7 @@ impl From<std::io::Error> for RunError {
 }
 
 /// Starts Python, loads the app, listens, and serves until SIGINT/SIGTERM.
-pub fn run(config: ServerConfig) -> Result<(), RunError> {
+pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
     for (key, value) in &config.env {
         // SAFETY: no other thread exists yet (Python, tokio and the pool
         // all start below), so nothing can read the environment meanwhile.
@@ -63,6 +72,10 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         std::env::set_current_dir(dir)
             .map_err(|e| RunError::Setup(format!("--chdir {}: {e}", dir.display())))?;
     }
+    config.protocol = match how_to_start(config.protocol, config.socket.is_some())? {
+        Start::Cgi => return cgi::run(&config),
+        Start::Serve(protocol) => Some(protocol),
+    };
     let interpreter = Interpreter::start(&config.python).map_err(RunError::Python)?;
     tracing::info!("Python {}", interpreter.description);
     tracing::info!("application: {}", config.python.app);
@@ -75,6 +88,7 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
         multithread: config.threads > 1,
         multiprocess: false,
         run_once: false,
+        paths_as_sent: false,
     };
     let pool = Arc::new(PythonPool::start(
         interpreter.app(),
@@ -102,6 +116,41 @@ pub fn run(config: ServerConfig) -> Result<(), RunError> {
     Ok(())
 }
 
+enum Start {
+    Cgi,
+    Serve(Protocol),
+}
+
+/// How the web server meant us to run. Explicit flags win; without them:
+/// FCGI_FORCE_CGI=Y forces CGI (as for flup); a listening socket on fd 0
+/// means we were spawned (mod_fcgid, lighttpd bin-path, spawn-fcgi) and
+/// serve it, telling the protocol from each connection's first byte; a set
+/// GATEWAY_INTERFACE means CGI (also under mod_cgid, where fd 0 is a
+/// *connected* socket, the case flup gets wrong).
+fn how_to_start(protocol: Option<Protocol>, socket_given: bool) -> Result<Start, RunError> {
+    match protocol {
+        Some(Protocol::Cgi) => return Ok(Start::Cgi),
+        Some(protocol) => return Ok(Start::Serve(protocol)),
+        None if socket_given => return Ok(Start::Serve(Protocol::Auto)),
+        None => {}
+    }
+    if std::env::var_os("FCGI_FORCE_CGI").is_some_and(|v| v.eq_ignore_ascii_case("y")) {
+        return Ok(Start::Cgi);
+    }
+    if fd0_is_listening_socket() {
+        return Ok(Start::Serve(Protocol::Auto));
+    }
+    if std::env::var_os("GATEWAY_INTERFACE").is_some() {
+        return Ok(Start::Cgi);
+    }
+    Err(RunError::Setup(
+        "nothing to serve: fd 0 is not a listening socket and GATEWAY_INTERFACE is not set. \
+         Start it with --socket PATH or --socket HOST:PORT (and --proto fastcgi|scgi|uwsgi, or auto), \
+         or let a web server start it: spawned with a listening socket on fd 0, or as a CGI program"
+            .into(),
+    ))
+}
+
 /// Accepts until a stop signal; returns whether every request finished
 /// within the graceful timeout.
 async fn serve(
@@ -113,6 +162,12 @@ async fn serve(
 ) -> Result<bool, RunError> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut allowed = config.allow_from.clone();
+    allowed.extend(allow::from_environment().map_err(RunError::Setup)?);
+    if !allowed.is_empty() {
+        let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        tracing::info!("TCP peers allowed: {}", list.join(", "));
+    }
     let shutdown = CancellationToken::new();
     let service = Arc::new(Service::new(config, pool, shutdown.clone()));
     let slots = Arc::new(Semaphore::new(service.connection_limit(config)));
@@ -144,6 +199,15 @@ async fn serve(
                 loop {
                     let slot = slots.clone().acquire_owned().await.expect("never closed");
                     match listener.accept().await {
+                        Ok((_, peer))
+                            if !allowed.is_empty()
+                                && !allowed.iter().any(|a| a.contains(peer.ip())) =>
+                        {
+                            tracing::warn!(
+                                "refused a connection from {}: not in --allow-from / FCGI_WEB_SERVER_ADDRS",
+                                peer.ip()
+                            );
+                        }
                         Ok((stream, peer)) => {
                             let _ = stream.set_nodelay(true);
                             let service = service.clone();
@@ -191,51 +255,52 @@ enum Service {
     Scgi(StreamContext<Scgi>),
     Uwsgi(StreamContext<Uwsgi>),
     Fastcgi(FastcgiContext),
+    /// `--proto auto`: each connection's first byte says which.
+    Auto(Box<AutoService>),
+}
+
+struct AutoService {
+    scgi: StreamContext<Scgi>,
+    uwsgi: StreamContext<Uwsgi>,
+    fastcgi: FastcgiContext,
+    header_timeout: std::time::Duration,
+    shutdown: CancellationToken,
 }
 
 impl Service {
     fn new(config: &ServerConfig, pool: Arc<PythonPool>, shutdown: CancellationToken) -> Service {
-        // Requests beyond what the Python threads can take soon wait in
-        // the kernel's listen backlog, not in our memory.
-        let request_limit = config.threads * 2 + 8;
-        match config.protocol {
-            Protocol::Scgi => Service::Scgi(StreamContext::new(
+        let scgi = || {
+            StreamContext::new(
                 Scgi::new(config.max_header_size),
                 config,
-                pool,
-                shutdown,
-            )),
-            // The vars block's size is a u16: 65535 is the most it can say.
-            Protocol::Uwsgi => Service::Uwsgi(StreamContext::new(
-                Uwsgi::new(config.max_header_size.min(usize::from(u16::MAX))),
-                config,
-                pool,
-                shutdown,
-            )),
-            Protocol::Fastcgi => Service::Fastcgi(FastcgiContext {
-                protocol: rustgi_fastcgi::Config {
-                    roles: config.fastcgi.roles,
-                    max_params_size: config.max_header_size,
-                    max_requests_per_connection: request_limit,
-                    max_connections: FASTCGI_MAX_CONNECTIONS,
-                    max_requests: request_limit,
-                    multiplex: true,
-                },
-                pool,
-                timeouts: config.timeouts,
-                spool: config.spool,
-                response_buffer: config.response_buffer,
-                errors_to_peer: config.fastcgi.stderr,
-                next_id: AtomicU64::new(1),
-                shutdown,
-            }),
+                pool.clone(),
+                shutdown.clone(),
+            )
+        };
+        // The vars block's size is a u16: 65535 is the most it can say.
+        let uwsgi = || {
+            let limit = config.max_header_size.min(usize::from(u16::MAX));
+            StreamContext::new(Uwsgi::new(limit), config, pool.clone(), shutdown.clone())
+        };
+        let fastcgi = || fastcgi_context(config, pool.clone(), shutdown.clone());
+        match config.protocol.unwrap_or(Protocol::Auto) {
+            Protocol::Scgi => Service::Scgi(scgi()),
+            Protocol::Uwsgi => Service::Uwsgi(uwsgi()),
+            Protocol::Fastcgi => Service::Fastcgi(fastcgi()),
+            Protocol::Auto | Protocol::Cgi => Service::Auto(Box::new(AutoService {
+                scgi: scgi(),
+                uwsgi: uwsgi(),
+                fastcgi: fastcgi(),
+                header_timeout: config.timeouts.header,
+                shutdown: shutdown.clone(),
+            })),
         }
     }
 
     fn connection_limit(&self, config: &ServerConfig) -> usize {
         match self {
             Service::Scgi(_) | Service::Uwsgi(_) => config.threads * 2 + 8,
-            Service::Fastcgi(_) => FASTCGI_MAX_CONNECTIONS,
+            Service::Fastcgi(_) | Service::Auto(_) => FASTCGI_MAX_CONNECTIONS,
         }
     }
 
@@ -244,14 +309,86 @@ impl Service {
             Service::Scgi(ctx) => rustgi_model::StreamProtocol::name(&ctx.protocol),
             Service::Uwsgi(ctx) => rustgi_model::StreamProtocol::name(&ctx.protocol),
             Service::Fastcgi(_) => "fastcgi",
+            Service::Auto(_) => "auto: fastcgi, scgi or uwsgi by the first byte",
         }
     }
 
     async fn serve<C: Connection>(&self, stream: C, peer: &str) {
         match self {
-            Service::Scgi(ctx) => stream::serve(ctx, stream, peer).await,
-            Service::Uwsgi(ctx) => stream::serve(ctx, stream, peer).await,
-            Service::Fastcgi(ctx) => fastcgi::serve(ctx, stream, peer).await,
+            Service::Scgi(ctx) => stream::serve(ctx, stream, BytesMut::new(), peer).await,
+            Service::Uwsgi(ctx) => stream::serve(ctx, stream, BytesMut::new(), peer).await,
+            Service::Fastcgi(ctx) => fastcgi::serve(ctx, stream, BytesMut::new(), peer).await,
+            Service::Auto(auto) => auto.serve(stream, peer).await,
         }
+    }
+}
+
+impl AutoService {
+    /// Reads the first bytes (which the protocol's driver then takes over,
+    /// so telling protocols apart costs no extra syscall) and dispatches:
+    /// 0x01 is FastCGI's version, an ASCII digit starts an SCGI netstring,
+    /// 0x00 or 30 is a uwsgi modifier1.
+    async fn serve<C: Connection>(&self, mut stream: C, peer: &str) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let read = tokio::select! {
+            read = tokio::time::timeout(self.header_timeout, stream.read_buf(&mut buf)) => read,
+            () = self.shutdown.cancelled() => return,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return,
+            Err(_) => {
+                tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.header_timeout);
+                return;
+            }
+        }
+        match buf[0] {
+            1 => fastcgi::serve(&self.fastcgi, stream, buf, peer).await,
+            b'0'..=b'9' => stream::serve(&self.scgi, stream, buf, peer).await,
+            0 | 30 => stream::serve(&self.uwsgi, stream, buf, peer).await,
+            other => {
+                let start = &buf[..buf.len().min(8)];
+                let hint = if other.is_ascii_uppercase() {
+                    " (an HTTP request? point HTTP clients at the front server)"
+                } else {
+                    ""
+                };
+                tracing::warn!(
+                    %peer,
+                    "unrecognised protocol: first bytes {:?}{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit) or uwsgi (0x00); closing the connection",
+                    String::from_utf8_lossy(start)
+                );
+                let (_, mut writer) = stream.halves();
+                use tokio::io::AsyncWriteExt;
+                let _ = writer.shutdown().await;
+            }
+        }
+    }
+}
+
+fn fastcgi_context(
+    config: &ServerConfig,
+    pool: Arc<PythonPool>,
+    shutdown: CancellationToken,
+) -> FastcgiContext {
+    // Requests beyond what the Python threads can take soon wait in the
+    // kernel's listen backlog, not in our memory.
+    let request_limit = config.threads * 2 + 8;
+    FastcgiContext {
+        protocol: rustgi_fastcgi::Config {
+            roles: config.fastcgi.roles,
+            max_params_size: config.max_header_size,
+            max_requests_per_connection: request_limit,
+            max_connections: FASTCGI_MAX_CONNECTIONS,
+            max_requests: request_limit,
+            multiplex: true,
+        },
+        pool,
+        timeouts: config.timeouts,
+        spool: config.spool,
+        response_buffer: config.response_buffer,
+        errors_to_peer: config.fastcgi.stderr,
+        shutdown,
     }
 }

@@ -14,7 +14,7 @@ use rustgi_model::chunked::{Chunked, ChunkedDecoder};
 use rustgi_model::{BodyFraming, Request, StreamProtocol};
 use std::io::IoSlice;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -39,7 +39,6 @@ pub struct StreamContext<P> {
     pub spool: SpoolLimits,
     /// Bound of the response channel, in bytes.
     pub response_buffer: usize,
-    pub next_id: AtomicU64,
     /// Cancelled when the server stops: a connection still waiting for its
     /// request head closes at once.
     pub shutdown: CancellationToken,
@@ -58,7 +57,6 @@ impl<P> StreamContext<P> {
             timeouts: config.timeouts,
             spool: config.spool,
             response_buffer: config.response_buffer,
-            next_id: AtomicU64::new(1),
             shutdown,
         }
     }
@@ -72,19 +70,18 @@ enum Ending {
 }
 
 /// Serves the single request of one connection.
-pub async fn serve<P, C>(ctx: &StreamContext<P>, mut stream: C, peer: &str)
+pub async fn serve<P, C>(ctx: &StreamContext<P>, mut stream: C, mut buf: BytesMut, peer: &str)
 where
     P: StreamProtocol,
     C: Connection,
 {
     let (mut reader, mut writer) = stream.halves();
-    let mut buf = BytesMut::with_capacity(8 * 1024);
     let Some(request) = read_head(ctx, &mut reader, &mut buf, peer).await else {
         let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
         drain(&mut reader, PeerSending::Done).await;
         return;
     };
-    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = crate::next_request_id();
     for warning in &request.warnings {
         tracing::warn!(%peer, request = id, "{warning}");
     }

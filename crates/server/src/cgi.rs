@@ -1,0 +1,153 @@
+//! `--proto cgi`: one request from the process environment (RFC 3875) and
+//! stdin, the response to stdout, then exit. The response goes through a
+//! private copy of fd 1, and fd 1 (so `sys.stdout`) points at stderr, so an
+//! application's print() cannot corrupt it.
+
+use crate::{RunError, ServerConfig};
+use bytes::Bytes;
+use rustgi_core::{
+    BodyError, BodyWriter, EnvironSettings, Interpreter, Job, PythonPool, ResponseEvent, body_pipe,
+    response_channel,
+};
+use rustgi_model::{Param, Request, StreamProtocol};
+use rustgi_scgi::Scgi;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::sync::Arc;
+
+/// Serves the one request. `Ok` once a response was written, an app error
+/// turned 500 included; an error only when no response could be written.
+pub(crate) fn run(config: &ServerConfig) -> Result<(), RunError> {
+    let mut out = File::from(private_stdout()?);
+    let interpreter = Interpreter::start(&config.python).map_err(RunError::Python)?;
+    tracing::debug!("Python {}", interpreter.description);
+    let settings = EnvironSettings {
+        mount: config.mount.clone(),
+        multithread: false,
+        multiprocess: true,
+        run_once: true,
+        paths_as_sent: true,
+    };
+    let pool = PythonPool::start(interpreter.app(), 1, settings)?;
+    let request = request_from_environment();
+    let length = request.content_length;
+    let (body, body_reader) = body_pipe(Some(length), config.spool);
+    let stdin = std::thread::Builder::new()
+        .name("cgi-stdin".into())
+        .spawn(move || read_stdin(body, length))?;
+    let request = Arc::new(request);
+    let (sender, receiver) = response_channel(config.response_buffer);
+    pool.submit(Job {
+        id: crate::next_request_id(),
+        request: request.clone(),
+        body: body_reader,
+        streams: Vec::new(),
+        response: sender,
+        errors_to_peer: false,
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let written = runtime.block_on(async {
+        let mut events = Vec::new();
+        let mut encoded = Vec::new();
+        loop {
+            events.clear();
+            if receiver.recv(&mut events).await.is_none() {
+                return Err(RunError::Setup("the response was cut short".into()));
+            }
+            for event in events.drain(..) {
+                match event {
+                    ResponseEvent::Head(head) => {
+                        Scgi::default().encode_head(&request, &head, &mut encoded)
+                    }
+                    ResponseEvent::Body(data) => {
+                        out.write_all(&encoded)?;
+                        encoded.clear();
+                        out.write_all(&data)?;
+                    }
+                    ResponseEvent::Stderr(_) => {}
+                    ResponseEvent::End => {
+                        out.write_all(&encoded)?;
+                        out.flush()?;
+                        return Ok(());
+                    }
+                    ResponseEvent::Abort => {
+                        out.write_all(&encoded)?;
+                        return Err(RunError::Setup(
+                            "the application failed after its response head was sent".into(),
+                        ));
+                    }
+                }
+            }
+            out.write_all(&encoded)?;
+            encoded.clear();
+        }
+    });
+    drop(receiver);
+    pool.shutdown();
+    // The stdin thread may still wait on a client that sends no more.
+    drop(stdin);
+    interpreter.finalize();
+    written
+}
+
+/// A private copy of fd 1 for the response; fd 1 itself then points at
+/// stderr, before Python creates `sys.stdout` on it.
+fn private_stdout() -> std::io::Result<OwnedFd> {
+    // SAFETY: fcntl/dup2 on the process's own standard descriptors; the
+    // new descriptor is owned by the returned OwnedFd.
+    unsafe {
+        let copy = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if copy < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(copy))
+    }
+}
+
+/// Every environment variable is a CGI parameter (RFC 3875: the server
+/// passes the request's meta-variables that way).
+fn request_from_environment() -> Request {
+    let params: Vec<Param> = std::env::vars_os()
+        .map(|(name, value)| Param::new(name.into_vec(), value.into_vec()))
+        .collect();
+    let content_length = params
+        .iter()
+        .find(|p| p.name.as_ref() == b"CONTENT_LENGTH")
+        .and_then(|p| std::str::from_utf8(&p.value).ok()?.trim().parse().ok())
+        .unwrap_or(0);
+    Request {
+        params,
+        content_length,
+        warnings: Vec::new(),
+    }
+}
+
+fn read_stdin(body: BodyWriter, length: u64) {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    while body.remaining() > 0 {
+        let want = buf
+            .len()
+            .min(usize::try_from(body.remaining()).unwrap_or(usize::MAX));
+        match stdin.read(&mut buf[..want]) {
+            Ok(0) => {
+                body.fail(BodyError::Truncated {
+                    received: length - body.remaining(),
+                    expected: Some(length),
+                });
+                return;
+            }
+            Ok(n) => body.push(Bytes::copy_from_slice(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                body.fail(BodyError::Disconnected);
+                return;
+            }
+        }
+    }
+}
