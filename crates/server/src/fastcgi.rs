@@ -20,9 +20,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 const READ_SIZE: usize = 64 * 1024;
@@ -86,11 +85,21 @@ struct Driver<'a> {
     /// Close the connection once `out` is written (an error after a
     /// response head, with no other request to spare).
     cut: bool,
+    /// When the request being received must be complete: counted from
+    /// accept for the first request, from its first byte for later ones on
+    /// a kept connection, so a peer trickling bytes cannot hold it open.
+    head_deadline: Option<Instant>,
 }
 
 /// Serves one FastCGI connection until the front server or the protocol
 /// ends it.
-pub async fn serve<C: Connection>(ctx: &FastcgiContext, mut stream: C, buf: BytesMut, peer: &str) {
+pub async fn serve<C: Connection>(
+    ctx: &FastcgiContext,
+    mut stream: C,
+    buf: BytesMut,
+    accepted: Instant,
+    peer: &str,
+) {
     let (mut reader, mut writer) = stream.halves();
     let mut driver = Driver {
         ctx,
@@ -101,6 +110,7 @@ pub async fn serve<C: Connection>(ctx: &FastcgiContext, mut stream: C, buf: Byte
         generation: 0,
         out: Vec::new(),
         cut: false,
+        head_deadline: Some(accepted + ctx.timeouts.header),
     };
     let clean = driver.run(&mut reader, &mut writer, buf).await;
     driver.abandon_all();
@@ -117,7 +127,6 @@ impl Driver<'_> {
         R: AsyncRead + TryRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut served_one = false;
         // Bytes read before the protocol was known (--proto auto).
         if !buf.is_empty() {
             let received = self.machine.receive(&mut buf);
@@ -130,12 +139,14 @@ impl Driver<'_> {
             }
         }
         loop {
-            let read_limit = self.read_limit(&buf, served_one);
+            if self.active.is_empty() && !buf.is_empty() && self.head_deadline.is_none() {
+                self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
+            }
+            let read_limit = self.read_limit();
             let idle = self.active.is_empty() && buf.is_empty();
             tokio::select! {
                 () = self.ctx.shutdown.cancelled(), if idle => return true,
                 Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
-                    served_one = true;
                     self.on_batch(batch);
                 }
                 read = read_some(reader, &mut buf, read_limit) => match read {
@@ -189,18 +200,19 @@ impl Driver<'_> {
     /// or the first request is incomplete, the body timeout while a body is
     /// arriving, and no limit between requests on a kept connection or
     /// while only responses are pending (the front server owns those).
-    fn read_limit(&self, buf: &BytesMut, served_one: bool) -> Option<(Duration, &'static str)> {
-        let timeouts = &self.ctx.timeouts;
+    fn read_limit(&self) -> Option<(Instant, &'static str)> {
         if self.active.values().any(|a| !a.stdin_done) {
             Some((
-                timeouts.body,
+                Instant::now() + self.ctx.timeouts.body,
                 "--body-timeout: no request body bytes arrived",
             ))
-        } else if !buf.is_empty() || (!served_one && self.active.is_empty()) {
-            Some((
-                timeouts.header,
-                "--header-timeout: no complete FastCGI request arrived",
-            ))
+        } else if self.active.is_empty() {
+            self.head_deadline.map(|deadline| {
+                (
+                    deadline,
+                    "--header-timeout: no complete FastCGI request arrived",
+                )
+            })
         } else {
             None
         }
@@ -239,7 +251,10 @@ impl Driver<'_> {
                     content_length,
                     request,
                     ..
-                } => self.start(id, role, content_length, request),
+                } => {
+                    self.head_deadline = None;
+                    self.start(id, role, content_length, request)
+                }
                 Event::Stdin { id, data } => {
                     if let Some(body) = self.active.get(&id).and_then(|a| a.body.as_ref()) {
                         body.push(unpinned(data));
@@ -417,16 +432,16 @@ fn unpinned(data: Bytes) -> Bytes {
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
-    limit: Option<(Duration, &'static str)>,
+    limit: Option<(Instant, &'static str)>,
 ) -> std::io::Result<usize> {
     buf.reserve(READ_SIZE);
     match limit {
         None => reader.read_buf(buf).await,
-        Some((limit, what)) => match timeout(limit, reader.read_buf(buf)).await {
+        Some((deadline, what)) => match timeout_at(deadline, reader.read_buf(buf)).await {
             Ok(read) => read,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("{what} within {limit:?}; closing the connection"),
+                format!("{what} in time; closing the connection"),
             )),
         },
     }

@@ -72,6 +72,10 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         std::env::set_current_dir(dir)
             .map_err(|e| RunError::Setup(format!("--chdir {}: {e}", dir.display())))?;
     }
+    // A bad FCGI_WEB_SERVER_ADDRS is a start-up error, before Python loads.
+    config
+        .allow_from
+        .extend(allow::from_environment().map_err(RunError::Setup)?);
     config.protocol = match how_to_start(config.protocol, config.socket.is_some())? {
         Start::Cgi => return cgi::run(&config),
         Start::Serve(protocol) => Some(protocol),
@@ -162,8 +166,7 @@ async fn serve(
 ) -> Result<bool, RunError> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let mut allowed = config.allow_from.clone();
-    allowed.extend(allow::from_environment().map_err(RunError::Setup)?);
+    let allowed = &config.allow_from;
     if !allowed.is_empty() {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
         tracing::info!("TCP peers allowed: {}", list.join(", "));
@@ -314,11 +317,16 @@ impl Service {
     }
 
     async fn serve<C: Connection>(&self, stream: C, peer: &str) {
+        let accepted = tokio::time::Instant::now();
         match self {
-            Service::Scgi(ctx) => stream::serve(ctx, stream, BytesMut::new(), peer).await,
-            Service::Uwsgi(ctx) => stream::serve(ctx, stream, BytesMut::new(), peer).await,
-            Service::Fastcgi(ctx) => fastcgi::serve(ctx, stream, BytesMut::new(), peer).await,
-            Service::Auto(auto) => auto.serve(stream, peer).await,
+            Service::Scgi(ctx) => stream::serve(ctx, stream, BytesMut::new(), accepted, peer).await,
+            Service::Uwsgi(ctx) => {
+                stream::serve(ctx, stream, BytesMut::new(), accepted, peer).await
+            }
+            Service::Fastcgi(ctx) => {
+                fastcgi::serve(ctx, stream, BytesMut::new(), accepted, peer).await
+            }
+            Service::Auto(auto) => auto.serve(stream, accepted, peer).await,
         }
     }
 }
@@ -328,11 +336,17 @@ impl AutoService {
     /// so telling protocols apart costs no extra syscall) and dispatches:
     /// 0x01 is FastCGI's version, an ASCII digit starts an SCGI netstring,
     /// 0x00 or 30 is a uwsgi modifier1.
-    async fn serve<C: Connection>(&self, mut stream: C, peer: &str) {
+    async fn serve<C: Connection>(
+        &self,
+        mut stream: C,
+        accepted: tokio::time::Instant,
+        peer: &str,
+    ) {
         use tokio::io::AsyncReadExt;
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        let deadline = accepted + self.header_timeout;
         let read = tokio::select! {
-            read = tokio::time::timeout(self.header_timeout, stream.read_buf(&mut buf)) => read,
+            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
             () = self.shutdown.cancelled() => return,
         };
         match read {
@@ -344,20 +358,20 @@ impl AutoService {
             }
         }
         match buf[0] {
-            1 => fastcgi::serve(&self.fastcgi, stream, buf, peer).await,
-            b'0'..=b'9' => stream::serve(&self.scgi, stream, buf, peer).await,
-            0 | 30 => stream::serve(&self.uwsgi, stream, buf, peer).await,
+            1 => fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer).await,
+            b'0'..=b'9' => stream::serve(&self.scgi, stream, buf, accepted, peer).await,
+            0 | 30 => stream::serve(&self.uwsgi, stream, buf, accepted, peer).await,
             other => {
                 let start = &buf[..buf.len().min(8)];
-                let hint = if other.is_ascii_uppercase() {
-                    " (an HTTP request? point HTTP clients at the front server)"
-                } else {
-                    ""
+                let hint = match other {
+                    b'A'..=b'Z' => " (an HTTP request? point HTTP clients at the front server)",
+                    0x16 => " (a TLS handshake? front servers speak to rustgi in the clear)",
+                    _ => "",
                 };
                 tracing::warn!(
                     %peer,
-                    "unrecognised protocol: first bytes {:?}{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit) or uwsgi (0x00); closing the connection",
-                    String::from_utf8_lossy(start)
+                    "unrecognised protocol: first bytes \"{}\"{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit) or uwsgi (0x00); closing the connection",
+                    start.escape_ascii()
                 );
                 let (_, mut writer) = stream.halves();
                 use tokio::io::AsyncWriteExt;

@@ -70,13 +70,18 @@ enum Ending {
 }
 
 /// Serves the single request of one connection.
-pub async fn serve<P, C>(ctx: &StreamContext<P>, mut stream: C, mut buf: BytesMut, peer: &str)
-where
+pub async fn serve<P, C>(
+    ctx: &StreamContext<P>,
+    mut stream: C,
+    mut buf: BytesMut,
+    accepted: Instant,
+    peer: &str,
+) where
     P: StreamProtocol,
     C: Connection,
 {
     let (mut reader, mut writer) = stream.halves();
-    let Some(request) = read_head(ctx, &mut reader, &mut buf, peer).await else {
+    let Some(request) = read_head(ctx, &mut reader, &mut buf, accepted, peer).await else {
         let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
         drain(&mut reader, PeerSending::Done).await;
         return;
@@ -164,13 +169,14 @@ async fn read_head<P, R>(
     ctx: &StreamContext<P>,
     reader: &mut R,
     buf: &mut BytesMut,
+    accepted: Instant,
     peer: &str,
 ) -> Option<Request>
 where
     P: StreamProtocol,
     R: AsyncRead + Unpin,
 {
-    let deadline = Instant::now() + ctx.timeouts.header;
+    let deadline = accepted + ctx.timeouts.header;
     let name = ctx.protocol.name();
     loop {
         match ctx.protocol.decode_head(buf) {
