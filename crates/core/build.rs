@@ -11,5 +11,16 @@ fn main() {
         "cargo:rustc-env=RUSTGI_BUILD_PYTHON_VERSION={}.{}",
         version.major, version.minor
     );
+    // The prefix of the Python built against, to tell at run time whether
+    // the loader found that libpython or another one with the same soname.
+    if let Some(executable) = config.executable()
+        && let Ok(out) = std::process::Command::new(executable)
+            .args(["-c", "import sys; print(sys.base_prefix)"])
+            .output()
+        && out.status.success()
+    {
+        let prefix = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        println!("cargo:rustc-env=RUSTGI_BUILD_PYTHON_PREFIX={prefix}");
+    }
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
 }

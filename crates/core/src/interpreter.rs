@@ -91,6 +91,19 @@ impl Interpreter {
                 .getattr("prefix")
                 .and_then(|v| v.extract())
                 .map_err(fail)?;
+            let base: String = sys
+                .getattr("base_prefix")
+                .and_then(|v| v.extract())
+                .map_err(fail)?;
+            if let Some(built) = option_env!("RUSTGI_BUILD_PYTHON_PREFIX")
+                && built != base
+            {
+                tracing::warn!(
+                    "this is the Python at {base}, not the one rustgi-gateway was built against ({built}): \
+                     the loader could not use the recorded library path (is {built}/lib readable by this user?) \
+                     and found another libpython with the same name"
+                );
+            }
             Ok((
                 app.unbind(),
                 format!("{} (prefix {prefix})", version.replace('\n', " ")),
