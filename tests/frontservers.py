@@ -13,6 +13,11 @@
 - `Processes`: everything a test started, stopped in reverse order whatever
   happens (a fixture calls `stop_all()` in its teardown; an atexit hook is
   the last resort).
+- `StrayProcesses`: processes another program started (lighttpd's bin-path,
+  spawn-fcgi), found by a path in their command line, killed and reported
+  if they outlive the test.
+- /proc helpers: `proc_stat`, `process_gone`, `listening_unix_sockets`
+  (inode -> path), `socket_inodes` (a process's fd -> inode).
 
 Each server's files live in its own directory under the run dir; its logs
 (error log, stderr, access log) under the log dir, kept after the run.
@@ -533,3 +538,74 @@ class Processes:
                     warnings.warn(f"{thing.kind} {thing.name} ({thing.error_log.path}): {line}")
         self.things.clear()
         return problems
+
+
+class StrayProcesses:
+    """Processes whose command line contains `needle` (a path unique to one
+    test, such as its rendered app file): gateways that something else
+    started (lighttpd's bin-path, spawn-fcgi's forked children), which are
+    not our children. Add it to `Processes` first so that it stops last:
+    by then whatever started them should have stopped them; any left is
+    SIGKILLed and reported."""
+
+    def __init__(self, needle: str):
+        self.needle = needle
+
+    def pids(self) -> list[int]:
+        return _pids_with_arg(self.needle)
+
+    def stop(self):
+        left = self.pids()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if left:
+            raise AssertionError(f"processes running {self.needle} outlived the test: {left}")
+
+    def __repr__(self):
+        return f"<StrayProcesses {self.needle}>"
+
+
+# --------------------------------------------------------------------------
+# /proc
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: [state, ppid, ...]."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        return proc_stat(pid)[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def listening_unix_sockets() -> dict[int, str]:
+    """inode -> path of the listening Unix stream sockets (/proc/net/unix:
+    flag __SO_ACCEPTCON 0x10000)."""
+    found = {}
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and int(fields[3], 16) & 0x10000:
+                found[int(fields[6])] = fields[7]
+    return found
+
+
+def socket_inodes(pid: int) -> dict[int, int]:
+    """fd -> inode of each socket the process holds."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:[") and target.endswith("]"):
+            out[int(fd)] = int(target[len("socket:["):-1])
+    return out

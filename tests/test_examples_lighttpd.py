@@ -1,0 +1,475 @@
+"""The lighttpd examples (examples/lighttpd-*.conf), used as written: only
+their placeholders are replaced (the site's `$SERVER["socket"] == ":8080"`,
+the daemon's socket /run/rustgi/app.sock, the spawned gateways' socket
+/run/lighttpd/rustgi.sock, the binary /usr/local/bin/rustgi-gateway and the
+app /srv/app/app.py), each asserted to occur as often as expected, so a
+changed example fails here instead of testing something else.
+
+Each rendered example is included the way Debian's lighttpd.conf includes
+conf-enabled/*.conf, from a copy of that very file (/etc/lighttpd/lighttpd.conf
+as shipped, with its paths and port moved into the test's directories): so
+lighttpd runs as www-data, with Debian's modules and options around the
+example, and the example must load its own module. The app is
+tests/apps/example_app.py (validator-wrapped), copied to the rendered
+/srv/app/app.py.
+
+- lighttpd-fastcgi.conf, lighttpd-scgi.conf, lighttpd-uwsgi.conf: the gateway
+  is a daemon started with the command line the example's comment gives
+  (`#   rustgi-gateway ...`); GET, POST with a body, a form and the
+  Authorization header reach the app, whose PATH_INFO is the request path.
+- lighttpd-spawn-fastcgi.conf, lighttpd-spawn-scgi.conf: lighttpd starts
+  the gateways itself (bin-path, max-procs 2, no --socket and no --proto):
+  two rustgi-gateway processes, children of lighttpd, each serving the
+  listening socket lighttpd made for it; requests are answered over FastCGI
+  and over SCGI respectively, by both; stopping lighttpd stops them.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shlex
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from frontservers import (
+    Lighttpd,
+    Processes,
+    StrayProcesses,
+    listening_unix_sockets,
+    proc_stat,
+    process_gone,
+    socket_inodes,
+    which,
+)
+from harness import APPS, REPO, Gateway, free_port, wait_until
+
+EXAMPLES = REPO / "examples"
+APP_SOURCE = APPS / "example_app.py"
+DEBIAN_CONF = Path("/etc/lighttpd/lighttpd.conf")
+DEBIAN_FASTCGI_CONF = Path("/etc/lighttpd/conf-available/10-fastcgi.conf")
+
+# Placeholders of the examples, replaced by the tests.
+SITE = '$SERVER["socket"] == ":8080"'
+SOCKET = "/run/rustgi/app.sock"  # the daemon's socket
+SPAWN_SOCKET = "/run/lighttpd/rustgi.sock"  # the socket lighttpd makes for bin-path
+APP_FILE = "/srv/app/app.py"
+BINARY = "/usr/local/bin/rustgi-gateway"
+
+AS_ROOT = os.geteuid() == 0
+WWW_DATA = "www-data"
+
+
+def directives(text: str) -> str:
+    """The lines that are not comments."""
+    return "".join(line for line in text.splitlines(True) if not line.lstrip().startswith("#"))
+
+
+def render(path: Path, replacements: dict[str, tuple[str, int]]) -> str:
+    """The file with each placeholder replaced everywhere (comments too);
+    each must occur exactly `count` times outside comments, and none of the
+    placeholders (nor the port) may be left outside comments."""
+    text = path.read_text()
+    for needle, (_, count) in replacements.items():
+        found = directives(text).count(needle)
+        assert found == count, f"{path} should contain {needle!r} {count} time(s) outside comments, has {found}"
+    for needle, (value, _) in replacements.items():
+        text = text.replace(needle, value)
+    for leftover in ("8080", SOCKET, SPAWN_SOCKET, "/srv/app", BINARY):
+        assert leftover not in directives(text), f"{path}: {leftover!r} left after rendering"
+    return text
+
+
+def gateway_command(text: str) -> str:
+    """The one `#   rustgi-gateway ...` line of an example's comment."""
+    lines = re.findall(r"^#\s+(rustgi-gateway\s.*)$", text, re.M)
+    assert len(lines) == 1, f"expected one rustgi-gateway command line in the comment, got {lines}"
+    return lines[0]
+
+
+def give_to_www_data(path: Path, mode: int = 0o750):
+    """Debian's tmpfiles.d gives lighttpd's own directories to www-data, 0750."""
+    os.chmod(path, mode)
+    if AS_ROOT:
+        shutil.chown(path, WWW_DATA, WWW_DATA)
+
+
+# ---------------------------------------------------------------------------
+# lighttpd with Debian's lighttpd.conf around one rendered example
+
+
+class DebianLighttpd(Lighttpd):
+    """lighttpd running a copy of Debian's /etc/lighttpd/lighttpd.conf in
+    which only paths and the port are changed, and whose `include
+    "/etc/lighttpd/conf-enabled/*.conf"` includes `includes` (stock
+    conf-available files) and the rendered example instead. `self.port` is
+    the example's site (its `$SERVER["socket"]`); lighttpd's own
+    `server.port` is another free port. As root it runs as www-data, as on
+    Debian: its error log and upload directory belong to www-data."""
+
+    kind = "lighttpd"
+
+    def __init__(self, binary, run_dir, log_dir, name, example: Path, replacements: dict,
+                 includes=()):
+        super().__init__(binary, run_dir, log_dir, name, body="", modules=())
+        self.main_port = free_port()
+        self.example = example
+        self.includes = [Path(p) for p in includes]
+        self.uploads = self.dir / "uploads"
+        self.uploads.mkdir(exist_ok=True)
+        give_to_www_data(self.uploads)
+        give_to_www_data(self.log_dir, 0o755)
+        self.site = self.dir / ("50-" + example.name)
+        self.site.write_text(render(example, {
+            SITE: (f'$SERVER["socket"] == "127.0.0.1:{self.port}"', 1),
+            **replacements,
+        }))
+
+    def start(self, timeout: float = 20.0):
+        self.marks = (self.stderr_log.mark(), self.error_log.mark())
+        return super().start(timeout)
+
+    def output(self) -> str:
+        """What lighttpd and the gateways it started wrote to its stderr
+        and error log since `start()` (rustgi logs to its stderr)."""
+        return self.stderr_log.text(self.marks[0]) + self.error_log.text(self.marks[1])
+
+    def config(self) -> str:
+        text = DEBIAN_CONF.read_text()
+
+        def swap(pattern: str, new: str):
+            nonlocal text
+            found = re.findall(pattern, text, re.M)
+            assert len(found) == 1, f"{DEBIAN_CONF}: expected one line matching {pattern!r}, got {found}"
+            text = re.sub(pattern, lambda _: new, text, flags=re.M)
+
+        swap(r'^server\.document-root\s*=.*$', f'server.document-root = "{self.docroot}"')
+        swap(r'^server\.upload-dirs\s*=.*$', f'server.upload-dirs = ( "{self.uploads}" )')
+        swap(r'^server\.errorlog\s*=.*$', f'server.errorlog = "{self.error_log.path}"')
+        swap(r'^server\.pid-file\s*=.*$', f'server.pid-file = "{self.dir}/lighttpd.pid"')
+        swap(r'^server\.port\s*=\s*80\s*$', f'server.port = {self.main_port}\nserver.bind = "127.0.0.1"')
+        # it would listen on [::]:port of every interface
+        swap(r'^include_shell "/usr/share/lighttpd/use-ipv6\.pl.*$', "# (use-ipv6.pl left out)")
+        includes = "\n".join(f'include "{p}"' for p in self.includes + [self.site])
+        swap(r'^include "/etc/lighttpd/conf-enabled/\*\.conf"$', includes)
+        if not AS_ROOT:
+            swap(r'^server\.username\s*=.*$', "")
+            swap(r'^server\.groupname\s*=.*$', "")
+        return text
+
+
+class CommandGateway(Gateway):
+    """The gateway started with the command line an example's comment gives,
+    rendered, with our binary in place of `rustgi-gateway`."""
+
+    def __init__(self, name, argv: list[str], socket_path: str, log_path: Path, binary: Path):
+        super().__init__(name, socket_path, [], log_path, binary=binary)
+        self.argv = [str(binary)] + argv[1:]
+
+    @property
+    def command(self) -> list[str]:
+        return self.argv
+
+    def stop(self):
+        code = self.terminate(timeout=10)
+        if code != 0:
+            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{self.log.tail(20)}")
+
+    def __repr__(self):
+        return f"<CommandGateway {self.name} on {self.socket}>"
+
+
+# ---------------------------------------------------------------------------
+# /proc
+
+
+def children_running(parent: int, exe: Path) -> list[int]:
+    """Live processes whose parent is `parent` and whose executable is `exe`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = proc_stat(int(entry))
+            if int(stat[1]) != parent or stat[0] == "Z":
+                continue
+            if os.path.realpath(f"/proc/{entry}/exe") == os.path.realpath(exe):
+                found.append(int(entry))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return sorted(found)
+
+
+def uid_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+# ---------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def lighttpd_binary() -> str:
+    found = which("lighttpd")
+    if not found:
+        pytest.fail("lighttpd is not installed: run the suite through tests/run, which installs it")
+    if not DEBIAN_CONF.exists():
+        pytest.fail(f"{DEBIAN_CONF} (Debian's stock lighttpd.conf) is missing: reinstall lighttpd")
+    return found
+
+
+@pytest.fixture
+def procs():
+    """The processes this test starts; all stopped at its end, whatever
+    happened. A process that does not stop fails the test."""
+    p = Processes()
+    yield p
+    problems = p.stop_all()
+    assert not problems, "cleanup failed:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def site_dir(request, run_dir) -> Path:
+    """A fresh directory (0755) for this test: the rendered /srv/app, the
+    sockets, lighttpd's files."""
+    # short (socket paths have a limit of 107 bytes): the example's name
+    example = request.node.callspec.params["example"]
+    name = "lt-" + example.removeprefix("lighttpd-").removesuffix(".conf")
+    d = run_dir / f"{name}-{os.getpid()}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(mode=0o755)
+    os.chmod(d, 0o755)
+    return d
+
+
+@pytest.fixture
+def app_file(site_dir) -> Path:
+    """The rendered /srv/app/app.py, readable by www-data."""
+    d = site_dir / "srv-app"
+    d.mkdir(mode=0o755)
+    path = d / "app.py"
+    shutil.copy(APP_SOURCE, path)
+    os.chmod(path, 0o644)
+    return path
+
+
+def start_lighttpd(procs, binary, log_dir, site_dir, example: str, replacements: dict,
+                   includes=()) -> DebianLighttpd:
+    name = site_dir.name + "-lighttpd"
+    server = DebianLighttpd(binary, site_dir / "lighttpd", log_dir / name, name,
+                            EXAMPLES / example, replacements, includes)
+    procs.add(server)
+    return server.start()
+
+
+def explain(*things) -> str:
+    out = []
+    for t in things:
+        if isinstance(t, Gateway):
+            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
+        elif hasattr(t, "logs"):
+            out.append(t.logs())
+    return "\n".join(out)
+
+
+def answer(resp: requests.Response, *things) -> dict:
+    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}\n{explain(*things)}"
+    assert resp.headers.get("Content-Type") == "application/json", resp.headers
+    return resp.json()
+
+
+PATHS = ["/", "/a", "/a/b/c", "/a/b/", "/caf%C3%A9", "/x%20y/z.txt", "/deep/er/file.py/more"]
+
+
+def latin1_path(url_path: str) -> str:
+    """The percent-decoded path as PEP 3333 bytes-as-str."""
+    from urllib.parse import unquote_to_bytes
+
+    return unquote_to_bytes(url_path).decode("latin-1")
+
+
+def check_requests(server, *things, s: requests.Session | None = None) -> list[dict]:
+    """GET with a query, a binary POST of 300,000 bytes, a form, the
+    Authorization header, PATH_INFO for PATHS; returns every answer."""
+    s = s or requests.Session()
+    answers = []
+    got = answer(s.get(server.url("/hello?x=1&y=%C3%A9")), server, *things)
+    answers.append(got)
+    env = got["environ"]
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/hello"), env
+    assert env["SERVER_SOFTWARE"].startswith("lighttpd/"), env["SERVER_SOFTWARE"]
+    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
+
+    body = (bytes(range(256)) * 1200)[:300_000]  # every byte value
+    r = s.post(server.url("/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
+    posted = answer(r, server, *things)
+    answers.append(posted)
+    assert posted["environ"]["REQUEST_METHOD"] == "POST"
+    assert posted["environ"]["PATH_INFO"] == "/submit"
+    assert posted["environ"]["CONTENT_LENGTH"] == str(len(body))
+    assert posted["environ"]["CONTENT_TYPE"] == "application/octet-stream"
+    assert posted["body"].encode("latin-1") == body
+
+    form = answer(s.post(server.url("/form"), data={"a": "1", "b": "two"}), server, *things)
+    answers.append(form)
+    assert form["body"] == "a=1&b=two"
+    assert form["environ"]["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+
+    auth = answer(s.get(server.url("/auth"), headers={"Authorization": "Bearer xyz"}), server, *things)
+    answers.append(auth)
+    assert auth["environ"].get("HTTP_AUTHORIZATION") == "Bearer xyz", sorted(auth["environ"])
+
+    for path in PATHS:
+        got = answer(s.get(server.url(path)), server, *things)
+        answers.append(got)
+        assert (got["environ"]["SCRIPT_NAME"], got["environ"]["PATH_INFO"]) == ("", latin1_path(path)), (
+            path, got["environ"])
+    assert s.get(server.url("/x/status/418")).status_code == 418
+    return answers
+
+
+# ---------------------------------------------------------------------------
+# 1. lighttpd in front of a rustgi daemon: FastCGI, SCGI, uwsgi
+
+
+DAEMON_EXAMPLES = {
+    # example: (--proto of its command line, what only that protocol's
+    # requests carry: {environ key: value or None for "absent"}, extra
+    # stock conf-available files enabled next to it)
+    "lighttpd-fastcgi.conf": ("fastcgi", {"FCGI_ROLE": "RESPONDER", "SCGI": None}, [DEBIAN_FASTCGI_CONF]),
+    "lighttpd-scgi.conf": ("scgi", {"SCGI": "1", "FCGI_ROLE": None}, []),
+    "lighttpd-uwsgi.conf": ("uwsgi", {"SCGI": None, "FCGI_ROLE": None}, []),
+}
+
+
+@pytest.mark.parametrize("example", list(DAEMON_EXAMPLES))
+def test_daemon_example_get_post_and_path_info(example, procs, lighttpd_binary, gateway_bin, log_dir,
+                                               site_dir, app_file):
+    proto, markers, includes = DAEMON_EXAMPLES[example]
+    text = (EXAMPLES / example).read_text()
+    line = gateway_command(text)
+    assert line.count(SOCKET) == 1 and line.count(APP_FILE) == 1, line
+    argv = shlex.split(line)
+    assert argv[argv.index("--proto") + 1] == proto, line
+
+    sock_dir = site_dir / "run-rustgi"  # /run/rustgi
+    sock_dir.mkdir(mode=0o755)
+    sock = str(sock_dir / "app.sock")
+    argv = shlex.split(line.replace(SOCKET, sock).replace(APP_FILE, str(app_file)))
+    name = site_dir.name + "-gw"
+    gw = procs.add(CommandGateway(name, argv, sock, log_dir / f"{name}.log", gateway_bin)).start()
+
+    # Debian's 10-fastcgi.conf enabled too: the example loads mod_fastcgi again
+    server = start_lighttpd(procs, lighttpd_binary, log_dir, site_dir, example,
+                            {SOCKET: (sock, 1)}, includes)
+    answers = check_requests(server, gw)
+    for got in answers:
+        assert got["pid"] == gw.pid, "answered by another process than the example's gateway"
+        for key, value in markers.items():
+            assert got["environ"].get(key) == value, (key, got["environ"])
+    assert answers[0]["run_once"] is False and answers[0]["multithread"] is True
+    assert not server.error_log.lines_matching(r"\((gw_backend|mod_fastcgi|mod_scgi)\.c"), server.logs()
+    if AS_ROOT:
+        # lighttpd talked to the socket as www-data: the comment's --chmod 666 is needed
+        assert oct(os.stat(sock).st_mode & 0o777) == "0o666"
+        assert pwd.getpwuid(uid_of(server.proc.pid)).pw_name == WWW_DATA
+
+
+# ---------------------------------------------------------------------------
+# 2. lighttpd starts the gateways itself (bin-path)
+
+
+SPAWN_EXAMPLES = {
+    # example: environ entries only that protocol's requests carry
+    "lighttpd-spawn-fastcgi.conf": {"FCGI_ROLE": "RESPONDER", "SCGI": None},
+    "lighttpd-spawn-scgi.conf": {"SCGI": "1", "FCGI_ROLE": None},
+}
+
+
+@pytest.mark.parametrize("example", list(SPAWN_EXAMPLES))
+def test_spawn_example_lighttpd_starts_serves_and_stops_the_gateways(
+        example, procs, lighttpd_binary, gateway_bin, log_dir, site_dir, app_file):
+    markers = SPAWN_EXAMPLES[example]
+    procs.add(StrayProcesses(str(app_file)))
+    sock_dir = site_dir / "run-lighttpd"  # Debian's /run/lighttpd: www-data's, 0750
+    sock_dir.mkdir()
+    give_to_www_data(sock_dir)
+    sock = str(sock_dir / "rustgi.sock")
+    server = start_lighttpd(procs, lighttpd_binary, log_dir, site_dir, example, {
+        SPAWN_SOCKET: (sock, 1),
+        BINARY: (str(gateway_bin), 1),
+        APP_FILE: (str(app_file), 1),
+    })
+    bin_path = re.search(r'"bin-path" => "([^"]*)"', server.site.read_text()).group(1)
+    assert "--socket" not in bin_path and "--proto" not in bin_path, bin_path
+
+    # Two gateways, children of lighttpd, started with the bin-path command line
+    def two_gateways():
+        found = children_running(server.proc.pid, gateway_bin)
+        return found if len(found) == 2 else None
+
+    gws = wait_until(two_gateways, 10)
+    assert gws, (f"expected 2 rustgi-gateway children of lighttpd {server.proc.pid}, found "
+                 f"{children_running(server.proc.pid, gateway_bin)}\n{server.logs()}")
+    started = wait_until(
+        lambda: len(re.findall(r"listening on an inherited unix socket", server.output())) == 2, 30)
+    assert started, "no start-up line from both gateways:\n" + server.logs()
+    listening = listening_unix_sockets()
+    held = {}
+    for pid in gws:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[:-1] == [a.encode() for a in shlex.split(bin_path)]
+        # the listening socket lighttpd made for it (path-0, path-1), which
+        # lighttpd put on its fd 0; rustgi moved it off fd 0 and put /dev/null there
+        theirs = {fd: listening[ino] for fd, ino in socket_inodes(pid).items() if ino in listening}
+        assert len(theirs) == 1, f"gateway {pid} listens on {theirs}"
+        held[pid] = next(iter(theirs.values()))
+        assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
+        if AS_ROOT:
+            assert pwd.getpwuid(uid_of(pid)).pw_name == WWW_DATA, "not started as lighttpd's user"
+    assert sorted(held.values()) == [sock + "-0", sock + "-1"], held
+
+    # Requests: answered by those gateways, over the example's protocol
+    answers = check_requests(server)
+    for got in answers:
+        assert got["pid"] in gws, (got["pid"], gws)
+        assert got["ppid"] == server.proc.pid
+        for key, value in markers.items():
+            assert got["environ"].get(key) == value, (key, got["environ"])
+    # concurrent requests: lighttpd spreads them over both gateways
+    seen, errors = [], []
+
+    def slow(i):
+        try:
+            r = requests.get(server.url(f"/sleep/0.5?{i}"), timeout=20)
+            seen.append(answer(r, server)["pid"])
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert len(seen) == 6 and set(seen) <= set(gws), (seen, gws)
+    print(f"{example}: gateways {gws} on {held}; concurrent requests answered by {sorted(set(seen))}")
+    assert set(seen) == set(gws), f"max-procs 2, but only {set(seen)} of {gws} answered"
+
+    # Stopping lighttpd stops them (SIGTERM: rustgi stops gracefully)
+    server.stop()
+    left = [p for p in gws if not wait_until(lambda p=p: process_gone(p), 15)]
+    assert not left, f"gateways {left} outlived lighttpd"
+    assert len(re.findall(r"rustgi_server: stopped", server.output())) == 2, server.logs()
+    assert not os.path.exists(sock + "-0") and not os.path.exists(sock + "-1"), "lighttpd's sockets left"

@@ -1,0 +1,535 @@
+"""rustgi-gateway started by a process manager instead of a front server:
+spawn-fcgi, and systemd with examples/rustgi.service.
+
+spawn-fcgi (Debian: spawn-fcgi) binds the socket itself and execs the
+program with the listening socket on fd 0: rustgi is given no --socket and no
+--proto, serves FastCGI there (detected per connection), and, the socket
+being spawn-fcgi's, never removes it, not even on SIGTERM.
+
+- `-s SOCK -n`: spawn-fcgi becomes the gateway (same pid); cgi-fcgi and a raw
+  FastCGI client (tests/fcgi_client.py) are answered; after SIGTERM (exit 0)
+  the socket file is still there, and a new spawn-fcgi can take its place.
+- `-a 127.0.0.1 -p PORT -n`: the same over TCP.
+- `-s SOCK -F 2 -P PIDFILE`: spawn-fcgi forks two gateways on one socket and
+  exits; both serve it; SIGTERM stops them, the socket stays.
+
+examples/rustgi.service: `systemd-analyze verify` accepts the rendered unit
+(placeholders /usr/local/bin/rustgi-gateway, /run/rustgi/app.sock and
+/srv/app replaced, each asserted present) without a warning; a copy with a
+mistyped key is not accepted silently, so the check means something. systemd
+itself cannot run units in this container (it is not PID 1), so the unit's
+promises are checked by doing what systemd would: its ExecStart, rendered, is
+run as is (as `User=`, or `nobody` when that user does not exist here, with
+`Group=`, in `WorkingDirectory=`, with systemd's minimal environment, in a
+fresh RuntimeDirectory) and serves FastCGI, SCGI and uwsgi on its socket,
+which only its group can use; KillSignal during a request lets the request
+finish, and the gateway exits 0 within TimeoutStopSec, its socket removed.
+
+The app is tests/apps/example_app.py (validator-wrapped), copied to the
+rendered /srv/app/app.py.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import fcgi_client as fc
+from frontservers import Processes, StrayProcesses, process_gone, which
+from harness import (
+    APPS,
+    REPO,
+    LogFile,
+    _die_with_parent,
+    can_connect_tcp,
+    can_connect_unix,
+    free_port,
+    parse_cgi_response,
+    scgi_request,
+    stop_process,
+    unix_connections,
+    uwsgi_request,
+    wait_until,
+)
+
+EXAMPLES = REPO / "examples"
+APP_SOURCE = APPS / "example_app.py"
+AS_ROOT = os.geteuid() == 0
+
+
+# ---------------------------------------------------------------------------
+# fixtures and helpers
+
+
+@pytest.fixture(scope="session")
+def spawn_fcgi() -> str:
+    found = which("spawn-fcgi")
+    if not found:
+        pytest.fail("spawn-fcgi is not installed (Debian: spawn-fcgi): run the suite through tests/run")
+    return found
+
+
+@pytest.fixture(scope="session")
+def cgi_fcgi() -> str:
+    found = which("cgi-fcgi")
+    if not found:
+        pytest.fail("cgi-fcgi is not installed (Debian: libfcgi-bin): run the suite through tests/run")
+    return found
+
+
+@pytest.fixture(scope="session")
+def systemd_analyze() -> str:
+    found = which("systemd-analyze")
+    if not found:
+        pytest.fail("systemd-analyze is not installed (Debian: systemd): run the suite through tests/run")
+    return found
+
+
+@pytest.fixture
+def procs():
+    """The processes this test starts; all stopped at its end, whatever
+    happened. A process that does not stop fails the test."""
+    p = Processes()
+    yield p
+    problems = p.stop_all()
+    assert not problems, "cleanup failed:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def site_dir(request, run_dir) -> Path:
+    """A fresh, short-named directory (0755) for this test (socket paths
+    have a limit of 107 bytes)."""
+    name = "sp-" + re.sub(r"[^A-Za-z0-9]+", "-", request.node.name.removeprefix("test_"))[:28]
+    d = run_dir / f"{name}-{os.getpid()}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(mode=0o755)
+    os.chmod(d, 0o755)
+    return d
+
+
+@pytest.fixture
+def app_file(site_dir) -> Path:
+    """The app (the rendered /srv/app/app.py), readable by everyone."""
+    d = site_dir / "srv-app"
+    d.mkdir(mode=0o755)
+    path = d / "app.py"
+    shutil.copy(APP_SOURCE, path)
+    os.chmod(path, 0o644)
+    return path
+
+
+class Child:
+    """A process we start (spawn-fcgi, or the service's ExecStart), its
+    stdout and stderr in `log`. `stop()` sends SIGTERM and fails unless it
+    exits 0."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, *, env=None, cwd=None,
+                 user=None, group=None, extra_groups=None):
+        self.name = name
+        self.argv = argv
+        self.log = LogFile(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            out.write(f"\n##### {shlex.join(argv)}\n".encode())
+            out.flush()
+            self.output_start = out.tell()
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=cwd,
+                user=user, group=group, extra_groups=extra_groups, preexec_fn=_die_with_parent,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.text(self.output_start)
+
+    def describe(self) -> str:
+        state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+        return f"[{self.name}: {state}; log {self.log.path}]\n" + "\n".join(self.output().splitlines()[-30:])
+
+    def stop(self):
+        code = stop_process(self.proc, signal.SIGTERM, timeout=15)
+        if code != 0:
+            raise AssertionError(f"{self.name} exited {code} on SIGTERM:\n{self.describe()}")
+
+    def __repr__(self):
+        return f"<Child {self.name} pid {self.proc.pid}>"
+
+
+def wait_started(child: Child, pattern: str, timeout: float = 30.0):
+    """Waits for the gateway's `listening on` line (matching `pattern`)."""
+    def ready():
+        if child.proc.poll() is not None:
+            raise AssertionError(f"{child.name} exited before listening:\n{child.describe()}")
+        return re.search(pattern, child.output())
+
+    assert wait_until(ready, timeout), f"{child.name} not listening after {timeout}s:\n{child.describe()}"
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [a.decode() for a in f.read().split(b"\0")[:-1]]
+
+
+def cgi_env(method: str, path: str, query: str = "", body: bytes | None = None) -> dict:
+    env = {
+        "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method, "SCRIPT_NAME": "",
+        "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_URI": path + ("?" + query if query else ""),
+        "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_SOFTWARE": "cgi-fcgi", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "localhost",
+    }
+    if body is not None:
+        env["CONTENT_LENGTH"] = str(len(body))
+        env["CONTENT_TYPE"] = "application/octet-stream"
+    return env
+
+
+def via_cgi_fcgi(binary: str, where: str, method: str, path: str, body: bytes | None = None,
+                 query: str = "") -> dict:
+    """One request through libfcgi's cgi-fcgi; the app's JSON answer."""
+    done = subprocess.run([binary, "-bind", "-connect", where], input=body or b"",
+                          env=cgi_env(method, path, query, body), capture_output=True, timeout=30)
+    assert done.returncode == 0, (done.returncode, done.stderr, done.stdout[:300])
+    response = parse_cgi_response(done.stdout)
+    assert response.status == 200, (response.status, response.body[:300])
+    return json.loads(response.body)
+
+
+def via_raw_fastcgi(path_: str, method: str, path: str, body: bytes = b"") -> dict:
+    """One request through tests/fcgi_client.py (keep-conn off); the app's JSON."""
+    with fc.FcgiConnection(path_) as conn:
+        conn.request(1, fc.responder_params(method, path, body_len=len(body)), body, keep_conn=False)
+        reply = conn.read_end(1)
+    assert reply.protocol_status == fc.REQUEST_COMPLETE, reply
+    response = reply.response()
+    assert response.status == 200, (response.status, response.body[:300])
+    return json.loads(response.body)
+
+
+BODY = (bytes(range(256)) * 800)[:200_000]  # every byte value
+
+
+def check_fastcgi_served(where: str, cgi_fcgi: str, pids, unix: bool = True) -> list[dict]:
+    """GET and POST (with a body) through cgi-fcgi, and through the raw
+    client on a Unix socket; each answered by one of `pids`."""
+    answers = []
+    got = via_cgi_fcgi(cgi_fcgi, where, "GET", "/hello/world", query="x=1")
+    assert (got["environ"]["SCRIPT_NAME"], got["environ"]["PATH_INFO"]) == ("", "/hello/world")
+    assert got["environ"]["QUERY_STRING"] == "x=1"
+    assert got["environ"]["FCGI_ROLE"] == "RESPONDER"
+    answers.append(got)
+    got = via_cgi_fcgi(cgi_fcgi, where, "POST", "/upload", body=BODY)
+    assert got["environ"]["CONTENT_LENGTH"] == str(len(BODY))
+    assert got["body"].encode("latin-1") == BODY
+    answers.append(got)
+    if unix:
+        got = via_raw_fastcgi(where, "POST", "/raw", BODY)
+        assert got["environ"]["PATH_INFO"] == "/raw"
+        assert got["body"].encode("latin-1") == BODY
+        answers.append(got)
+    for a in answers:
+        assert a["pid"] in pids, (a["pid"], pids)
+        assert a["run_once"] is False
+    return answers
+
+
+# ---------------------------------------------------------------------------
+# 1. spawn-fcgi
+
+
+def test_spawn_fcgi_unix_socket_is_served_and_left_in_place(procs, spawn_fcgi, cgi_fcgi, gateway_bin,
+                                                            log_dir, site_dir, app_file):
+    sock = site_dir / "app.sock"
+    argv = [spawn_fcgi, "-s", str(sock), "-n", "--", str(gateway_bin), "--app", str(app_file)]
+    child = procs.add(Child(site_dir.name, argv, log_dir / f"{site_dir.name}.log"))
+    wait_started(child, r"listening on an inherited unix socket")
+    # -n: spawn-fcgi exec'd the gateway: same process, no --socket, no --proto
+    assert cmdline(child.pid) == [str(gateway_bin), "--app", str(app_file)]
+    assert os.path.realpath(f"/proc/{child.pid}/exe") == os.path.realpath(gateway_bin)
+    check_fastcgi_served(str(sock), cgi_fcgi, {child.pid})
+
+    child.stop()  # SIGTERM, exit 0
+    assert "stopped" in child.output(), child.describe()
+    assert sock.is_socket(), "rustgi removed the socket spawn-fcgi created"
+    assert not can_connect_unix(sock)  # nobody listens: a stale socket file
+
+    # spawn-fcgi replaces the stale socket file: the same command starts again
+    again = procs.add(Child(site_dir.name + "-again", argv, log_dir / f"{site_dir.name}-again.log"))
+    wait_started(again, r"listening on an inherited unix socket")
+    check_fastcgi_served(str(sock), cgi_fcgi, {again.pid})
+    again.stop()
+    assert sock.is_socket()
+    sock.unlink()
+
+
+def test_spawn_fcgi_tcp_port_is_served(procs, spawn_fcgi, cgi_fcgi, gateway_bin, log_dir, site_dir,
+                                       app_file):
+    port = free_port()
+    argv = [spawn_fcgi, "-a", "127.0.0.1", "-p", str(port), "-n", "--", str(gateway_bin),
+            "--app", str(app_file)]
+    child = procs.add(Child(site_dir.name, argv, log_dir / f"{site_dir.name}.log"))
+    wait_started(child, rf"listening on tcp:127\.0\.0\.1:{port}\b")
+    check_fastcgi_served(f"127.0.0.1:{port}", cgi_fcgi, {child.pid}, unix=False)
+    child.stop()
+    assert not can_connect_tcp("127.0.0.1", port)
+
+
+def test_spawn_fcgi_forked_children_share_the_socket(procs, spawn_fcgi, cgi_fcgi, gateway_bin, log_dir,
+                                                     site_dir, app_file):
+    procs.add(StrayProcesses(str(app_file)))
+    sock = site_dir / "app.sock"
+    pidfile = site_dir / "spawn-fcgi.pid"
+    done = subprocess.run(
+        [spawn_fcgi, "-s", str(sock), "-F", "2", "-P", str(pidfile), "--", str(gateway_bin),
+         "--app", str(app_file)],
+        capture_output=True, timeout=30,
+    )
+    assert done.returncode == 0, done
+    pids = [int(p) for p in pidfile.read_text().split()]
+    assert len(pids) == 2, pidfile.read_text()
+    for pid in pids:
+        assert cmdline(pid) == [str(gateway_bin), "--app", str(app_file)]
+    # the children's output goes to /dev/null: wait for the socket to answer
+    assert wait_until(lambda: can_connect_unix(sock), 30)
+    check_fastcgi_served(str(sock), cgi_fcgi, set(pids))
+
+    # both accept on the one socket: concurrent slow requests reach both
+    seen, errors = [], []
+
+    def slow():
+        try:
+            seen.append(via_raw_fastcgi(str(sock), "GET", "/sleep/0.5")["pid"])
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=slow) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(seen) == 8, errors
+    print(f"spawn-fcgi -F 2: gateways {pids}; concurrent requests answered by {sorted(set(seen))}")
+    assert set(seen) <= set(pids)
+
+    # one of them stops (SIGTERM): the socket stays, and the other one
+    # answers on it
+    first = seen[0]
+    (other,) = set(pids) - {first}
+    os.kill(first, signal.SIGTERM)
+    assert wait_until(lambda: process_gone(first), 15), f"gateway {first} still running 15 s after SIGTERM"
+    assert sock.is_socket(), "rustgi removed the socket spawn-fcgi created (and its sibling still serves)"
+    check_fastcgi_served(str(sock), cgi_fcgi, {other})
+
+    os.kill(other, signal.SIGTERM)
+    assert wait_until(lambda: process_gone(other), 15), f"gateway {other} still running 15 s after SIGTERM"
+    assert sock.is_socket(), "rustgi removed the socket spawn-fcgi created"
+    sock.unlink()
+
+
+# ---------------------------------------------------------------------------
+# 2. examples/rustgi.service
+
+
+UNIT = EXAMPLES / "rustgi.service"
+BINARY = "/usr/local/bin/rustgi-gateway"
+SOCKET = "/run/rustgi/app.sock"
+APP_DIR = "/srv/app"
+
+
+def unit_directives(text: str) -> dict[str, dict[str, list[str]]]:
+    """section -> key -> values (in order), as systemd reads a unit file:
+    `#` and `;` comments, a trailing backslash continues the line."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    logical = re.sub(r"\\\n", " ", text)
+    for raw in logical.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        m = re.fullmatch(r"\[(.+)\]", line)
+        if m:
+            current = sections.setdefault(m.group(1), {})
+            continue
+        assert current is not None, f"{line!r} outside a section"
+        key, eq, value = line.partition("=")
+        assert eq, f"not a key=value line: {line!r}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def render_unit(binary: Path, sock: str, app_dir: Path) -> str:
+    """The unit with its placeholders replaced, each asserted present
+    (counted outside comments)."""
+    text = UNIT.read_text()
+    directives = "".join(line for line in text.splitlines(True) if not line.lstrip().startswith(("#", ";")))
+    for needle, count in ((BINARY, 1), (SOCKET, 1), (APP_DIR + "/app.py", 2), (APP_DIR, 3)):
+        found = directives.count(needle)
+        assert found == count, f"{UNIT} should contain {needle!r} {count} time(s) outside comments, has {found}"
+    return text.replace(BINARY, str(binary)).replace(SOCKET, sock).replace(APP_DIR, str(app_dir))
+
+
+def one(section: dict, key: str) -> str:
+    values = section.get(key, [])
+    assert len(values) == 1, f"expected one {key}=, got {values}"
+    return values[0]
+
+
+def test_rustgi_service_passes_systemd_analyze_verify(systemd_analyze, gateway_bin, site_dir, app_file):
+    unit_dir = site_dir / "units"
+    unit_dir.mkdir()
+    rendered = unit_dir / "rustgi.service"
+    sock = str(site_dir / "run" / "rustgi" / "app.sock")
+    rendered.write_text(render_unit(gateway_bin, sock, app_file.parent))
+    done = subprocess.run([systemd_analyze, "verify", str(rendered)], capture_output=True, text=True,
+                          timeout=60)
+    said = done.stdout + done.stderr
+    print(f"systemd-analyze verify {rendered}: exit {done.returncode}, output {said!r}")
+    assert done.returncode == 0, done
+    assert not said.strip(), f"systemd-analyze has something to say:\n{said}"
+
+    # the check is not vacuous: a mistyped key and a missing binary are reported
+    broken = unit_dir / "broken.service"
+    broken.write_text(rendered.read_text().replace("KillSignal=", "KilSignal=")
+                      .replace(str(gateway_bin), "/nonexistent/rustgi-gateway"))
+    bad = subprocess.run([systemd_analyze, "verify", str(broken)], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode != 0, bad
+    assert "KilSignal" in bad.stderr and "/nonexistent/rustgi-gateway" in bad.stderr, bad.stderr
+
+
+def test_rustgi_service_unit_settings():
+    service = unit_directives(UNIT.read_text())["Service"]
+    argv = shlex.split(one(service, "ExecStart"))
+    assert argv[0] == BINARY
+    assert argv[argv.index("--socket") + 1] == SOCKET
+    assert "--proto" not in argv, "no --proto: one unit for FastCGI, SCGI and uwsgi"
+    # the socket lives in the RuntimeDirectory systemd creates
+    assert Path(SOCKET).parent == Path("/run") / one(service, "RuntimeDirectory")
+    assert one(service, "User") not in ("root", "0", "www-data"), "a dedicated user"
+    assert one(service, "Restart") == "on-failure"
+    assert one(service, "KillSignal") == "SIGTERM"
+    graceful = float(argv[argv.index("--graceful-timeout") + 1]) if "--graceful-timeout" in argv else 30.0
+    stop = float(one(service, "TimeoutStopSec"))
+    assert graceful < stop <= graceful + 30, (graceful, stop)
+
+
+SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def connects_as(user: str, sock: str) -> bool:
+    """Whether `user` (with its own groups) can connect to the Unix socket."""
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c",
+         "import socket, sys; s = socket.socket(socket.AF_UNIX)\n"
+         "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(3)\n", sock],
+        user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[], capture_output=True, timeout=20,
+    )
+    assert done.returncode in (0, 3), done
+    return done.returncode == 0
+
+
+def test_rustgi_service_exec_start_serves_and_stops_on_kill_signal(procs, gateway_bin, log_dir,
+                                                                   site_dir, app_file):
+    """What systemd would do with the unit, done by hand: ExecStart, rendered,
+    run as User:Group in WorkingDirectory with a fresh RuntimeDirectory, then
+    KillSignal with a request in flight."""
+    run = site_dir / "run"
+    run.mkdir(mode=0o755)
+    sock = str(run / "rustgi" / "app.sock")
+    service = unit_directives(render_unit(gateway_bin, sock, app_file.parent))["Service"]
+    exec_start = one(service, "ExecStart")
+    assert not re.search(r"[%$]|^[-@:+!]", exec_start), f"specifiers, variables or prefixes: {exec_start}"
+    argv = shlex.split(exec_start)
+    assert argv[0] == str(gateway_bin)
+
+    user = one(service, "User")
+    group = one(service, "Group")
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        pw = pwd.getpwnam("nobody")  # the unit's user does not exist on this machine
+    gid = grp.getgrnam(group).gr_gid
+    runtime = run / one(service, "RuntimeDirectory")
+    runtime.mkdir(mode=0o755)  # systemd: owned by User:Group, RuntimeDirectoryMode 0755
+    if AS_ROOT:
+        os.chown(runtime, pw.pw_uid, gid)
+    env = {"PATH": SYSTEMD_PATH, "LANG": "C.UTF-8", "HOME": pw.pw_dir, "USER": pw.pw_name,
+           "LOGNAME": pw.pw_name, "SHELL": pw.pw_shell, "RUNTIME_DIRECTORY": str(runtime)}
+    for assignment in service.get("Environment", []):
+        for word in shlex.split(assignment):
+            key, _, value = word.partition("=")
+            env[key] = value
+    who = dict(user=pw.pw_uid, group=gid, extra_groups=[]) if AS_ROOT else {}
+    child = procs.add(Child(site_dir.name, argv, log_dir / f"{site_dir.name}.log", env=env,
+                            cwd=one(service, "WorkingDirectory"), **who))
+    wait_until(lambda: can_connect_unix(sock) or child.proc.poll() is not None, 30)
+    assert child.proc.poll() is None and can_connect_unix(sock), child.describe()
+
+    # the socket: mode 660, the unit's group; its group can connect, others cannot
+    st = os.stat(sock)
+    assert oct(st.st_mode & 0o777) == "0o660", oct(st.st_mode)
+    if AS_ROOT:
+        assert st.st_gid == gid, (st.st_gid, gid)
+        assert st.st_uid == pw.pw_uid
+        assert connects_as("www-data", sock), "the front server's user cannot connect"
+        assert not connects_as("daemon", sock), "a user outside the unit's group can connect"
+
+    # no --proto: FastCGI, SCGI and uwsgi on the one socket
+    got = via_raw_fastcgi(sock, "POST", "/over/fastcgi", BODY)
+    assert got["environ"]["FCGI_ROLE"] == "RESPONDER" and got["body"].encode("latin-1") == BODY
+    assert got["pid"] == child.pid and got["environ"]["PATH_INFO"] == "/over/fastcgi"
+    r = scgi_request(sock, "POST", "/over/scgi", b"scgi body")
+    assert r.status == 200, child.describe()
+    got = json.loads(r.body)
+    assert got["environ"]["SCGI"] == "1" and got["body"] == "scgi body"
+    r = uwsgi_request(sock, "GET", "/over/uwsgi")
+    assert r.status == 200, child.describe()
+    assert json.loads(r.body)["environ"]["PATH_INFO"] == "/over/uwsgi"
+
+    # KillSignal with a request in flight: it finishes, the socket goes at once,
+    # the gateway exits 0 well within TimeoutStopSec
+    in_flight = {}
+
+    def slow():
+        try:
+            in_flight["answer"] = via_raw_fastcgi(sock, "GET", "/sleep/2")
+        except Exception as e:  # reported below
+            in_flight["error"] = repr(e)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    assert wait_until(lambda: unix_connections(sock), 5), "the slow request never connected"
+    time.sleep(0.5)  # it reached the app, which sleeps 2 s
+    kill_signal = signal.Signals[one(service, "KillSignal")]
+    timeout_stop = float(one(service, "TimeoutStopSec"))
+    started = time.monotonic()
+    child.proc.send_signal(kill_signal)
+    assert wait_until(lambda: not os.path.exists(sock), 5), "the socket is still there after KillSignal"
+    try:
+        code = child.proc.wait(timeout=timeout_stop)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running {timeout_stop}s (TimeoutStopSec) after {kill_signal.name}:\n"
+                             f"{child.describe()}")
+    took = time.monotonic() - started
+    t.join(10)
+    print(f"{kill_signal.name} with a 2 s request in flight: exit {code} after {took:.2f}s")
+    assert code == 0, child.describe()
+    assert "answer" in in_flight, f"the request in flight failed: {in_flight}\n{child.describe()}"
+    assert in_flight["answer"]["environ"]["PATH_INFO"] == "/sleep/2"
+    assert 1.0 <= took < timeout_stop, took
+    assert not os.path.exists(sock)
+    assert runtime.is_dir() and not any(runtime.iterdir()), list(runtime.iterdir())
