@@ -62,25 +62,25 @@ pub(crate) fn run(config: &ServerConfig) -> Result<(), RunError> {
                         Scgi::default().encode_head(&request, &head, &mut encoded)
                     }
                     ResponseEvent::Body(data) => {
-                        out.write_all(&encoded)?;
+                        out.write_all(&encoded).map_err(unwritten)?;
                         encoded.clear();
-                        out.write_all(&data)?;
+                        out.write_all(&data).map_err(unwritten)?;
                     }
                     ResponseEvent::Stderr(_) => {}
                     ResponseEvent::End => {
-                        out.write_all(&encoded)?;
-                        out.flush()?;
+                        out.write_all(&encoded).map_err(unwritten)?;
+                        out.flush().map_err(unwritten)?;
                         return Ok(());
                     }
                     ResponseEvent::Abort => {
-                        out.write_all(&encoded)?;
+                        out.write_all(&encoded).map_err(unwritten)?;
                         return Err(RunError::Setup(
                             "the application failed after its response head was sent".into(),
                         ));
                     }
                 }
             }
-            out.write_all(&encoded)?;
+            out.write_all(&encoded).map_err(unwritten)?;
             encoded.clear();
         }
     });
@@ -93,6 +93,11 @@ pub(crate) fn run(config: &ServerConfig) -> Result<(), RunError> {
     drop(stdin);
     interpreter.finalize();
     written
+}
+
+/// The one failure CGI mode exits non-zero for.
+fn unwritten(e: std::io::Error) -> RunError {
+    RunError::Setup(format!("could not write the response to stdout: {e}"))
 }
 
 /// A private copy of fd 1 for the response; fd 1 itself then points at
