@@ -8,7 +8,9 @@ use crate::body::BodyReader;
 use crate::environ::EnvironBuilder;
 use crate::errors::{RequestTag, WsgiErrors};
 use crate::input::WsgiInput;
-use crate::response::{Disconnected, ResponseEvent, ResponseSender, TrySend};
+use crate::response::{
+    DirectResponse, Disconnected, ResponseEvent, ResponseSender, ResponseTarget, TrySend,
+};
 use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -27,7 +29,7 @@ pub struct Job {
     /// More input streams, offered under these environ keys (FastCGI
     /// FILTER's `fastcgi.data`).
     pub streams: Vec<(&'static str, BodyReader)>,
-    pub response: ResponseSender,
+    pub response: ResponseTarget,
     /// Also send `wsgi.errors` lines to the front server (FCGI_STDERR).
     pub errors_to_peer: bool,
 }
@@ -58,36 +60,82 @@ struct HeadState {
     /// The application's Content-Length: body bytes past it are not sent.
     content_length: Option<u64>,
     body_sent: u64,
+    /// `End` went out (with the block that reached the Content-Length).
+    ended: bool,
 }
 
 /// The response side of one request, shared by `start_response`, `write()`
 /// and the iteration.
 pub(crate) struct Responder {
-    sender: ResponseSender,
+    target: Target,
     state: Mutex<HeadState>,
 }
 
+enum Target {
+    Channel(ResponseSender),
+    /// `None` once the request is over: an application that kept
+    /// `start_response` must not keep the connection open.
+    Direct(Mutex<Option<Box<dyn DirectResponse>>>),
+}
+
 impl Responder {
+    fn new(target: ResponseTarget) -> Self {
+        let target = match target {
+            ResponseTarget::Channel(sender) => Target::Channel(sender),
+            ResponseTarget::Direct(direct) => Target::Direct(Mutex::new(Some(direct))),
+        };
+        Responder {
+            target,
+            state: Mutex::new(HeadState::default()),
+        }
+    }
+
     /// Passes a `wsgi.errors` line on to the front server.
     pub(crate) fn send_stderr(&self, py: Python<'_>, line: Bytes) {
+        if let Target::Direct(direct) = &self.target {
+            // Another thread of the app logging while the response waits
+            // for the socket: waiting here with the GIL could deadlock, and
+            // the line is in our log anyway.
+            if let Ok(mut direct) = direct.try_lock() {
+                let _gone_is_fine = push_direct(py, &mut direct, vec![ResponseEvent::Stderr(line)]);
+            }
+            return;
+        }
         let _gone_is_fine = self.push(py, vec![ResponseEvent::Stderr(line)]);
     }
 
     fn push(&self, py: Python<'_>, mut events: Vec<ResponseEvent>) -> Result<(), Stop> {
-        loop {
-            match self.sender.try_send(&mut events)? {
-                TrySend::Sent => return Ok(()),
-                TrySend::Full => py.detach(|| self.sender.wait_for_room()),
-            }
+        match &self.target {
+            Target::Channel(sender) => loop {
+                match sender.try_send(&mut events)? {
+                    TrySend::Sent => return Ok(()),
+                    TrySend::Full => py.detach(|| sender.wait_for_room()),
+                }
+            },
+            Target::Direct(direct) => push_direct(py, &mut direct.lock().unwrap(), events),
+        }
+    }
+
+    /// Closes a direct connection (the response is over).
+    fn release(&self) {
+        if let Target::Direct(direct) = &self.target {
+            direct.lock().unwrap().take();
         }
     }
 
     /// Sends body bytes (and `End` when `end`), preceded by the head the
-    /// first time. Returns whether the Content-Length is now reached.
+    /// first time. Returns whether the Content-Length is now reached: then
+    /// `End` goes with this block, so that the front server never has the
+    /// whole body without the end of the response (nginx may close a
+    /// FastCGI connection as soon as it has Content-Length bytes, and the
+    /// end record would meet a closed socket).
     fn send(&self, py: Python<'_>, mut data: Bytes, end: bool) -> Result<bool, Stop> {
         let mut events = Vec::with_capacity(3);
         let complete = {
             let mut state = self.state.lock().unwrap();
+            if state.ended {
+                return Ok(true);
+            }
             if !state.sent {
                 let head = state.pending.take().ok_or_else(|| {
                     PyRuntimeError::new_err(
@@ -108,10 +156,12 @@ impl Responder {
             if !data.is_empty() {
                 events.push(ResponseEvent::Body(data));
             }
-            if end {
+            let complete = state.content_length.is_some_and(|l| state.body_sent >= l);
+            if end || complete {
                 events.push(ResponseEvent::End);
+                state.ended = true;
             }
-            state.content_length.is_some_and(|l| state.body_sent >= l)
+            complete
         };
         if !events.is_empty() {
             self.push(py, events)?;
@@ -126,6 +176,10 @@ impl Responder {
     /// Ends a failed response: a 500 while the head is still ours,
     /// otherwise an abort (the connection is cut, never passed off as whole).
     fn fail(&self, py: Python<'_>) {
+        if self.state.lock().unwrap().ended {
+            // The response is whole (a close() that failed): keep it.
+            return;
+        }
         let events = if self.head_sent() {
             vec![ResponseEvent::Abort]
         } else {
@@ -152,6 +206,20 @@ impl Responder {
         };
         let _gone_is_fine = self.push(py, events);
     }
+}
+
+fn push_direct(
+    py: Python<'_>,
+    direct: &mut Option<Box<dyn DirectResponse>>,
+    mut events: Vec<ResponseEvent>,
+) -> Result<(), Stop> {
+    let direct = direct.as_mut().ok_or(Stop::Gone)?;
+    let mut flushed = direct.send(&mut events)?;
+    while !flushed {
+        py.detach(|| direct.wait_writable())?;
+        flushed = direct.send(&mut events)?;
+    }
+    Ok(())
 }
 
 /// The `start_response` callable; its `write` method is the PEP 3333
@@ -263,10 +331,7 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
-    let responder = Arc::new(Responder {
-        sender: response,
-        state: Mutex::new(HeadState::default()),
-    });
+    let responder = Arc::new(Responder::new(response));
     let outcome = (|| -> Result<(), Stop> {
         let input = Bound::new(py, WsgiInput::new(body))?.into_any();
         let peer = errors_to_peer.then(|| responder.clone());
@@ -303,6 +368,7 @@ pub(crate) fn serve(
             responder.fail(py);
         }
     }
+    responder.release();
 }
 
 fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> Result<(), Stop> {

@@ -21,11 +21,15 @@ mod response;
 pub use app::AppSpec;
 pub use body::{BodyError, BodyReader, BodyWriter, SpoolLimits, body_pipe};
 pub use call::Job;
+/// For `benches/environ.rs` only: not part of the crate's API.
+#[doc(hidden)]
+pub use environ::EnvironBuilder;
 pub use environ::EnvironSettings;
 pub use file_wrapper::FileWrapper;
 pub use interpreter::{BUILD_PYTHON_VERSION, Interpreter, PythonSetup, StartError};
 pub use paths::Mount;
-pub use pool::PythonPool;
+pub use pool::{Intake, PythonPool};
 pub use response::{
-    ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender, response_channel,
+    DirectResponse, Disconnected, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender,
+    ResponseTarget, response_channel,
 };

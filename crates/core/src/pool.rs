@@ -14,10 +14,31 @@ use std::thread::JoinHandle;
 /// Python frames are deep: give each thread room beyond Rust's default.
 const THREAD_STACK: usize = 8 << 20;
 
+/// A source of whole requests that an idle Python thread takes itself (the
+/// server's listener): under load a thread goes from one request to the
+/// next with no hand-off and no wake-up (DESIGN.md, "Hot path budget").
+/// One idle thread at a time waits on it (the leader); the others wait for
+/// queued jobs, so a new connection wakes one thread, not all.
+pub trait Intake: Send + Sync {
+    /// A whole request that can be served now, if there is one. Must not
+    /// block: it runs with the GIL held.
+    fn try_take(&self) -> Option<Job>;
+    /// Blocks (without the GIL) until `try_take` may succeed or
+    /// [`wake`](Self::wake) is called.
+    fn wait(&self);
+    /// Ends a [`wait`](Self::wait) early.
+    fn wake(&self);
+}
+
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
     closed: bool,
+    intake: Option<Arc<dyn Intake>>,
+    /// A thread is in `Intake::wait`.
+    leader: bool,
+    /// Threads waiting on the condition variable.
+    followers: usize,
 }
 
 #[derive(Default)]
@@ -26,26 +47,91 @@ struct JobQueue {
     ready: Condvar,
 }
 
+/// What an idle thread found.
+enum Wait {
+    /// Look again: a job was queued, or the intake may have a request.
+    Again,
+    Closed,
+}
+
 impl JobQueue {
-    fn try_pop(&self) -> Option<Job> {
-        self.queue.lock().unwrap().jobs.pop_front()
+    /// A job or a request from the intake, without blocking.
+    fn next(&self) -> Option<Job> {
+        let intake = {
+            let mut queue = self.queue.lock().unwrap();
+            if let Some(job) = queue.jobs.pop_front() {
+                return Some(job);
+            }
+            queue.intake.clone()?
+        };
+        intake.try_take()
     }
 
-    /// Waits for a job; `None` once the queue is closed and empty.
-    fn pop(&self) -> Option<Job> {
-        let queue = self.queue.lock().unwrap();
-        let mut queue = self
-            .ready
-            .wait_while(queue, |q| q.jobs.is_empty() && !q.closed)
-            .unwrap();
-        queue.jobs.pop_front()
+    /// Waits until there may be work; called without the GIL.
+    fn wait(&self) -> Wait {
+        let mut queue = self.queue.lock().unwrap();
+        loop {
+            if !queue.jobs.is_empty() {
+                return Wait::Again;
+            }
+            if queue.closed {
+                return Wait::Closed;
+            }
+            if let Some(intake) = queue.intake.clone()
+                && !queue.leader
+            {
+                queue.leader = true;
+                drop(queue);
+                intake.wait();
+                let mut queue = self.queue.lock().unwrap();
+                queue.leader = false;
+                // Someone else waits on the intake while this one serves.
+                if queue.followers > 0 {
+                    self.ready.notify_one();
+                }
+                return Wait::Again;
+            }
+            queue.followers += 1;
+            queue = self.ready.wait(queue).unwrap();
+            queue.followers -= 1;
+        }
+    }
+
+    fn push(&self, job: Job) {
+        let mut queue = self.queue.lock().unwrap();
+        queue.jobs.push_back(job);
+        if queue.followers > 0 {
+            self.ready.notify_one();
+        } else if queue.leader
+            && let Some(intake) = &queue.intake
+        {
+            intake.wake();
+        }
+    }
+
+    fn set_intake(&self, intake: Option<Arc<dyn Intake>>) {
+        let mut queue = self.queue.lock().unwrap();
+        let old = std::mem::replace(&mut queue.intake, intake);
+        if let Some(old) = old {
+            old.wake();
+        }
+        self.ready.notify_all();
+    }
+
+    fn close(&self) {
+        let mut queue = self.queue.lock().unwrap();
+        queue.closed = true;
+        if let Some(intake) = queue.intake.take() {
+            intake.wake();
+        }
+        self.ready.notify_all();
     }
 }
 
 /// A fixed set of Python threads running one application.
 pub struct PythonPool {
     queue: Arc<JobQueue>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl PythonPool {
@@ -69,21 +155,26 @@ impl PythonPool {
         }
         Ok(PythonPool {
             queue,
-            threads: handles,
+            threads: Mutex::new(handles),
         })
     }
 
     /// Queues a request; a free thread picks it up.
     pub fn submit(&self, job: Job) {
-        self.queue.queue.lock().unwrap().jobs.push_back(job);
-        self.queue.ready.notify_one();
+        self.queue.push(job);
+    }
+
+    /// Lets idle threads take requests from `intake` themselves; `None`
+    /// stops that (the listener is closing).
+    pub fn set_intake(&self, intake: Option<Arc<dyn Intake>>) {
+        self.queue.set_intake(intake);
     }
 
     /// Lets the threads finish what is queued, then joins them.
-    pub fn shutdown(self) {
-        self.queue.queue.lock().unwrap().closed = true;
-        self.queue.ready.notify_all();
-        for handle in self.threads {
+    pub fn shutdown(&self) {
+        self.queue.close();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap());
+        for handle in threads {
             let _ = handle.join();
         }
     }
@@ -100,14 +191,13 @@ fn run_thread(app: Py<PyAny>, queue: &JobQueue, settings: EnvironSettings) {
             }
         };
         loop {
-            let job = match queue.try_pop() {
-                Some(job) => job,
-                None => match py.detach(|| queue.pop()) {
-                    Some(job) => job,
-                    None => break,
-                },
-            };
-            serve(py, &app, &mut environ, job);
+            if let Some(job) = queue.next() {
+                serve(py, &app, &mut environ, job);
+                continue;
+            }
+            if let Wait::Closed = py.detach(|| queue.wait()) {
+                break;
+            }
         }
     });
 }

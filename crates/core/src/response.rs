@@ -37,6 +37,30 @@ impl ResponseEvent {
     }
 }
 
+/// Where a request's response goes: through the channel to the I/O thread,
+/// or straight to the connection from the Python thread.
+pub enum ResponseTarget {
+    Channel(ResponseSender),
+    Direct(Box<dyn DirectResponse>),
+}
+
+/// A response the Python thread writes to the connection itself. For a
+/// request that arrived whole this spares the hand-off back to the I/O
+/// thread: the wake-up that costs more than the rest of a small request
+/// (DESIGN.md, "Hot path budget"). The implementation (in the server)
+/// encodes the events in its protocol and closes the connection when it is
+/// dropped: gracefully after `End`, cut otherwise.
+pub trait DirectResponse: Send + Sync {
+    /// Encodes `events` and writes what the connection takes now, without
+    /// blocking. `Ok(true)`: nothing is pending; `Ok(false)`: call
+    /// [`wait_writable`](Self::wait_writable) without the GIL, then `send`
+    /// again (with no events) to go on.
+    fn send(&mut self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected>;
+    /// Waits until the connection takes more bytes; `Err` when it is gone
+    /// or stalled beyond the write timeout.
+    fn wait_writable(&self) -> Result<(), Disconnected>;
+}
+
 /// The connection is gone; nothing more will be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Disconnected;

@@ -6,8 +6,8 @@
 use crate::{RunError, ServerConfig};
 use bytes::Bytes;
 use rustgi_core::{
-    BodyError, BodyWriter, EnvironSettings, Interpreter, Job, PythonPool, ResponseEvent, body_pipe,
-    response_channel,
+    BodyError, BodyWriter, EnvironSettings, Interpreter, Job, PythonPool, ResponseEvent,
+    ResponseTarget, body_pipe, response_channel,
 };
 use rustgi_model::{Param, Request, StreamProtocol};
 use rustgi_scgi::Scgi;
@@ -44,7 +44,7 @@ pub(crate) fn run(config: &ServerConfig) -> Result<(), RunError> {
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),
-        response: sender,
+        response: ResponseTarget::Channel(sender),
         errors_to_peer: false,
     });
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;

@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rustgi_core::{
-    BodyWriter, Job, PythonPool, ResponseCloser, ResponseEvent, ResponseReceiver, SpoolLimits,
-    body_pipe, response_channel,
+    BodyWriter, Job, PythonPool, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseTarget,
+    SpoolLimits, body_pipe, response_channel,
 };
 use rustgi_fastcgi::{self as fcgi, Event, Role, encode_response_head, encode_stdout};
 use rustgi_model::{Param, Request};
@@ -127,59 +127,51 @@ impl Driver<'_> {
         R: AsyncRead + TryRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        // Bytes read before the protocol was known (--proto auto).
-        if !buf.is_empty() {
-            let received = self.machine.receive(&mut buf);
-            self.on_events();
-            if let Err(e) = received {
-                tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
-                self.machine.take_output(&mut self.out);
-                let _ = self.flush(writer).await;
-                return true;
-            }
-        }
+        // Bytes read when the connection was accepted.
+        let mut unread = !buf.is_empty();
         loop {
             if self.active.is_empty() && !buf.is_empty() && self.head_deadline.is_none() {
                 self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
             }
             let read_limit = self.read_limit();
             let idle = self.active.is_empty() && buf.is_empty();
-            tokio::select! {
-                () = self.ctx.shutdown.cancelled(), if idle => return true,
-                Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
-                    self.on_batch(batch);
+            if std::mem::take(&mut unread) {
+                if !self.receive(writer, &mut buf).await {
+                    return true;
                 }
-                read = read_some(reader, &mut buf, read_limit) => match read {
-                    Ok(0) => {
-                        if let Err(e) = self.machine.receive_eof(&buf) {
-                            tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
-                        } else if !self.active.is_empty() {
-                            tracing::info!(
-                                peer = %self.peer,
-                                "the front server closed the connection with {} request(s) active",
-                                self.active.len()
-                            );
-                        }
-                        return false;
+            } else {
+                tokio::select! {
+                    () = self.ctx.shutdown.cancelled(), if idle => return true,
+                    Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
+                        self.on_batch(batch);
                     }
-                    Ok(_) => {
-                        let received = self.machine.receive(&mut buf);
-                        self.on_events();
-                        if let Err(e) = received {
-                            tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
-                            self.machine.take_output(&mut self.out);
-                            let _ = self.flush(writer).await;
-                            return true;
+                    read = read_some(reader, &mut buf, read_limit) => match read {
+                        Ok(0) => {
+                            if let Err(e) = self.machine.receive_eof(&buf) {
+                                tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+                            } else if !self.active.is_empty() {
+                                tracing::info!(
+                                    peer = %self.peer,
+                                    "the front server closed the connection with {} request(s) active",
+                                    self.active.len()
+                                );
+                            }
+                            return false;
                         }
-                    }
-                    Err(e) => {
-                        match e.kind() {
-                            std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
-                            _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
+                        Ok(_) => {
+                            if !self.receive(writer, &mut buf).await {
+                                return true;
+                            }
                         }
-                        return false;
-                    }
-                },
+                        Err(e) => {
+                            match e.kind() {
+                                std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
+                                _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
+                            }
+                            return false;
+                        }
+                    },
+                }
             }
             self.machine.take_output(&mut self.out);
             if self.flush(writer).await.is_err() {
@@ -194,6 +186,20 @@ impl Driver<'_> {
                 return true;
             }
         }
+    }
+
+    /// Feeds received bytes to the state machine; false after bad input
+    /// (the connection is then to be closed, with what was answered sent).
+    async fn receive<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, buf: &mut BytesMut) -> bool {
+        let received = self.machine.receive(buf);
+        self.on_events();
+        if let Err(e) = received {
+            tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+            self.machine.take_output(&mut self.out);
+            let _ = self.flush(writer).await;
+            return false;
+        }
+        true
     }
 
     /// How long the next read may take: the header timeout while a record
@@ -320,7 +326,7 @@ impl Driver<'_> {
             request: Arc::new(request),
             body: body_reader,
             streams,
-            response: sender,
+            response: ResponseTarget::Channel(sender),
             errors_to_peer: self.ctx.errors_to_peer,
         });
     }

@@ -12,7 +12,9 @@ pub(crate) fn next_request_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 mod connection;
+mod direct;
 mod fastcgi;
+mod intake;
 mod listener;
 mod stream;
 
@@ -29,9 +31,7 @@ use rustgi_uwsgi::Uwsgi;
 use std::fmt;
 use std::sync::Arc;
 use stream::StreamContext;
-use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -111,10 +111,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         );
         return Ok(());
     }
-    match Arc::try_unwrap(pool) {
-        Ok(pool) => pool.shutdown(),
-        Err(_) => unreachable!("every connection task has finished"),
-    }
+    pool.shutdown();
     interpreter.finalize();
     tracing::info!("stopped");
     Ok(())
@@ -155,8 +152,9 @@ fn how_to_start(protocol: Option<Protocol>, socket_given: bool) -> Result<Start,
     ))
 }
 
-/// Accepts until a stop signal; returns whether every request finished
-/// within the graceful timeout.
+/// Serves until a stop signal; returns whether every request finished
+/// within the graceful timeout. The Python threads accept (see `intake`);
+/// this loop serves the connections they pass on.
 async fn serve(
     config: &ServerConfig,
     socket: BoundSocket,
@@ -172,67 +170,36 @@ async fn serve(
         tracing::info!("TCP peers allowed: {}", list.join(", "));
     }
     let shutdown = CancellationToken::new();
-    let service = Arc::new(Service::new(config, pool, shutdown.clone()));
-    let slots = Arc::new(Semaphore::new(service.connection_limit(config)));
+    let service = Arc::new(Service::new(config, pool.clone(), shutdown.clone()));
     let tracker = TaskTracker::new();
-    let accept = async {
-        match socket {
-            BoundSocket::Unix { listener, .. } => {
-                listener.set_nonblocking(true)?;
-                let listener = UnixListener::from_std(listener)?;
-                tracing::info!("listening on {describe} ({})", service.name());
-                loop {
-                    let slot = slots.clone().acquire_owned().await.expect("never closed");
-                    match listener.accept().await {
-                        Ok((stream, _)) => {
-                            let service = service.clone();
-                            tracker.spawn(async move {
-                                service.serve(stream, "unix").await;
-                                drop(slot);
-                            });
-                        }
-                        Err(e) => accept_failed(e).await,
-                    }
-                }
-            }
-            BoundSocket::Tcp(listener) => {
-                listener.set_nonblocking(true)?;
-                let listener = TcpListener::from_std(listener)?;
-                tracing::info!("listening on {describe} ({})", service.name());
-                loop {
-                    let slot = slots.clone().acquire_owned().await.expect("never closed");
-                    match listener.accept().await {
-                        Ok((_, peer))
-                            if !allowed.is_empty()
-                                && !allowed.iter().any(|a| a.contains(peer.ip())) =>
-                        {
-                            tracing::warn!(
-                                "refused a connection from {}: not in --allow-from / FCGI_WEB_SERVER_ADDRS",
-                                peer.ip()
-                            );
-                        }
-                        Ok((stream, peer)) => {
-                            let _ = stream.set_nodelay(true);
-                            let service = service.clone();
-                            tracker.spawn(async move {
-                                service.serve(stream, &peer.to_string()).await;
-                                drop(slot);
-                            });
-                        }
-                        Err(e) => accept_failed(e).await,
-                    }
-                }
-            }
+    let listener = match socket {
+        BoundSocket::Unix { listener, .. } => intake::Listener::Unix(listener),
+        BoundSocket::Tcp(listener) => intake::Listener::Tcp(listener),
+    };
+    let (to_loop, mut handoffs) = tokio::sync::mpsc::unbounded_channel();
+    let intake = Arc::new(intake::ListenerIntake::new(
+        listener,
+        service.clone(),
+        to_loop,
+        tracker.clone(),
+        allowed.clone(),
+        service.connection_limit(config),
+    )?);
+    pool.set_intake(Some(intake.clone()));
+    tracing::info!("listening on {describe} ({})", service.name());
+    let serve_handoffs = async {
+        while let Some(handoff) = handoffs.recv().await {
+            service.spawn(handoff, &tracker);
         }
-        #[allow(unreachable_code)]
-        Ok::<(), std::io::Error>(())
     };
     tokio::select! {
-        result = accept => result?,
+        () = serve_handoffs => {}
         _ = sigterm.recv() => tracing::info!("SIGTERM: stopping gracefully"),
         _ = sigint.recv() => tracing::info!("SIGINT: stopping gracefully"),
     }
-    // The listener is dropped: new connections are refused from here on.
+    // New connections are refused from here on.
+    pool.set_intake(None);
+    intake.close();
     drop(socket_file);
     shutdown.cancel();
     tracker.close();
@@ -240,12 +207,6 @@ async fn serve(
         .await
         .is_ok();
     Ok(drained)
-}
-
-/// EMFILE and friends: log, pause, and keep serving.
-async fn accept_failed(e: std::io::Error) {
-    tracing::warn!("accept failed: {e}");
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
 /// Most FastCGI connections a process keeps open (reported as
@@ -316,17 +277,96 @@ impl Service {
         }
     }
 
-    async fn serve<C: Connection>(&self, stream: C, peer: &str) {
-        let accepted = tokio::time::Instant::now();
-        match self {
-            Service::Scgi(ctx) => stream::serve(ctx, stream, BytesMut::new(), accepted, peer).await,
-            Service::Uwsgi(ctx) => {
-                stream::serve(ctx, stream, BytesMut::new(), accepted, peer).await
+    /// Where a connection that brought `buf` goes: a whole request on a
+    /// connection that carries only it is answered by the Python thread that
+    /// accepted it.
+    fn lane(
+        &self,
+        socket: direct::Socket,
+        buf: BytesMut,
+        maybe_more: bool,
+        peer: &str,
+        tracker: &TaskTracker,
+    ) -> direct::Lane {
+        match (self, buf.first()) {
+            (Service::Scgi(ctx), _) => direct::start(ctx, socket, buf, maybe_more, peer, tracker),
+            (Service::Uwsgi(ctx), _) => direct::start(ctx, socket, buf, maybe_more, peer, tracker),
+            (Service::Auto(auto), Some(b'0'..=b'9')) => {
+                direct::start(&auto.scgi, socket, buf, maybe_more, peer, tracker)
             }
-            Service::Fastcgi(ctx) => {
-                fastcgi::serve(ctx, stream, BytesMut::new(), accepted, peer).await
+            (Service::Auto(auto), Some(0 | 30)) => {
+                direct::start(&auto.uwsgi, socket, buf, maybe_more, peer, tracker)
             }
-            Service::Auto(auto) => auto.serve(stream, accepted, peer).await,
+            (Service::Fastcgi(ctx), _) => {
+                direct::start_fastcgi(ctx, socket, buf, maybe_more, peer, tracker)
+            }
+            (Service::Auto(auto), Some(1)) => {
+                direct::start_fastcgi(&auto.fastcgi, socket, buf, maybe_more, peer, tracker)
+            }
+            _ => direct::Lane::Async {
+                socket,
+                buf,
+                head: None,
+            },
+        }
+    }
+
+    /// Serves a connection the intake passed on, on the I/O loop.
+    fn spawn(self: &Arc<Self>, handoff: intake::Handoff, tracker: &TaskTracker) {
+        let intake::Handoff {
+            socket,
+            buf,
+            head,
+            peer,
+            accepted,
+            counted,
+        } = handoff;
+        let service = self.clone();
+        match socket {
+            direct::Socket::Unix(stream) => match tokio::net::UnixStream::from_std(stream) {
+                Ok(stream) => {
+                    tracker.spawn(async move {
+                        service.serve(stream, buf, head, accepted, &peer).await;
+                        drop(counted);
+                    });
+                }
+                Err(e) => tracing::warn!("registering a connection failed: {e}"),
+            },
+            direct::Socket::Tcp(stream) => match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    tracker.spawn(async move {
+                        service.serve(stream, buf, head, accepted, &peer).await;
+                        drop(counted);
+                    });
+                }
+                Err(e) => tracing::warn!("registering a connection failed: {e}"),
+            },
+        }
+    }
+
+    async fn serve<C: Connection>(
+        &self,
+        stream: C,
+        buf: BytesMut,
+        head: Option<direct::Decoded>,
+        accepted: tokio::time::Instant,
+        peer: &str,
+    ) {
+        match (self, head) {
+            (Service::Scgi(ctx), head) => {
+                stream::serve(ctx, stream, buf, head, accepted, peer).await
+            }
+            (Service::Uwsgi(ctx), head) => {
+                stream::serve(ctx, stream, buf, head, accepted, peer).await
+            }
+            (Service::Auto(auto), Some(head)) if head.protocol == "scgi" => {
+                stream::serve(&auto.scgi, stream, buf, Some(head), accepted, peer).await
+            }
+            (Service::Auto(auto), Some(head)) => {
+                stream::serve(&auto.uwsgi, stream, buf, Some(head), accepted, peer).await
+            }
+            (Service::Fastcgi(ctx), _) => fastcgi::serve(ctx, stream, buf, accepted, peer).await,
+            (Service::Auto(auto), None) => auto.serve(stream, buf, accepted, peer).await,
         }
     }
 }
@@ -339,28 +379,30 @@ impl AutoService {
     async fn serve<C: Connection>(
         &self,
         mut stream: C,
+        mut buf: BytesMut,
         accepted: tokio::time::Instant,
         peer: &str,
     ) {
         use tokio::io::AsyncReadExt;
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        let deadline = accepted + self.header_timeout;
-        let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
-            () = self.shutdown.cancelled() => return,
-        };
-        match read {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return,
-            Err(_) => {
-                tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.header_timeout);
-                return;
+        if buf.is_empty() {
+            let deadline = accepted + self.header_timeout;
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
+                () = self.shutdown.cancelled() => return,
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.header_timeout);
+                    return;
+                }
             }
         }
         match buf[0] {
             1 => fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer).await,
-            b'0'..=b'9' => stream::serve(&self.scgi, stream, buf, accepted, peer).await,
-            0 | 30 => stream::serve(&self.uwsgi, stream, buf, accepted, peer).await,
+            b'0'..=b'9' => stream::serve(&self.scgi, stream, buf, None, accepted, peer).await,
+            0 | 30 => stream::serve(&self.uwsgi, stream, buf, None, accepted, peer).await,
             other => {
                 let start = &buf[..buf.len().min(8)];
                 let hint = match other {

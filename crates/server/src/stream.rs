@@ -7,8 +7,8 @@ use crate::config::Timeouts;
 use crate::connection::{Connection, TryRead};
 use bytes::{Bytes, BytesMut};
 use rustgi_core::{
-    BodyError, BodyWriter, Job, PythonPool, ResponseEvent, ResponseReceiver, SpoolLimits,
-    body_pipe, response_channel,
+    BodyError, BodyWriter, Job, PythonPool, ResponseEvent, ResponseReceiver, ResponseTarget,
+    SpoolLimits, body_pipe, response_channel,
 };
 use rustgi_model::chunked::{Chunked, ChunkedDecoder};
 use rustgi_model::{BodyFraming, Request, StreamProtocol};
@@ -74,6 +74,7 @@ pub async fn serve<P, C>(
     ctx: &StreamContext<P>,
     mut stream: C,
     mut buf: BytesMut,
+    head: Option<crate::direct::Decoded>,
     accepted: Instant,
     peer: &str,
 ) where
@@ -81,10 +82,16 @@ pub async fn serve<P, C>(
     C: Connection,
 {
     let (mut reader, mut writer) = stream.halves();
-    let Some(request) = read_head(ctx, &mut reader, &mut buf, accepted, peer).await else {
-        let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
-        drain(&mut reader, PeerSending::Done).await;
-        return;
+    let request = match head {
+        Some(head) => head.request,
+        None => match read_head(ctx, &mut reader, &mut buf, accepted, peer).await {
+            Some(request) => request,
+            None => {
+                let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
+                drain(&mut reader, PeerSending::Done).await;
+                return;
+            }
+        },
     };
     let id = crate::next_request_id();
     for warning in &request.warnings {
@@ -102,7 +109,7 @@ pub async fn serve<P, C>(
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),
-        response: sender,
+        response: ResponseTarget::Channel(sender),
         errors_to_peer: false,
     });
 

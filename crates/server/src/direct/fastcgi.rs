@@ -1,0 +1,137 @@
+//! FastCGI in the fast lane: a connection that carries one request (no
+//! FCGI_KEEP_CONN) which arrived whole: BEGIN_REQUEST, PARAMS and STDIN to
+//! its end. The encoding is the state machine's, as on the I/O loop.
+
+use super::writer::{COALESCE_LIMIT, DirectWriter, Encoder, Outgoing, Settings};
+use super::{Lane, Socket};
+use crate::fastcgi::FastcgiContext;
+use bytes::BytesMut;
+use rustgi_core::{Job, ResponseEvent, ResponseTarget, body_pipe};
+use rustgi_fastcgi::{self as fcgi, Event, Role, encode_response_head, encode_stdout};
+use rustgi_model::Param;
+use std::borrow::Cow;
+use std::sync::Arc;
+use tokio_util::task::TaskTracker;
+
+struct FastcgiEncoder {
+    machine: fcgi::Connection,
+    id: u16,
+    /// STDOUT content of this batch: the head shares its record with the
+    /// body that follows it, as on the I/O loop.
+    stdout: Vec<u8>,
+}
+
+impl FastcgiEncoder {
+    fn flush(&mut self, out: &mut Outgoing) {
+        encode_stdout(self.id, &self.stdout, out.small());
+        self.stdout.clear();
+    }
+}
+
+impl Encoder for FastcgiEncoder {
+    fn encode(&mut self, event: ResponseEvent, out: &mut Outgoing) {
+        match event {
+            ResponseEvent::Head(head) => encode_response_head(&head, &mut self.stdout),
+            ResponseEvent::Body(data) if self.stdout.is_empty() && data.len() > COALESCE_LIMIT => {
+                encode_stdout(self.id, &data, out.small())
+            }
+            ResponseEvent::Body(data) => self.stdout.extend_from_slice(&data),
+            ResponseEvent::Stderr(line) => {
+                self.flush(out);
+                self.machine.write_stderr(self.id, &line, out.small());
+            }
+            ResponseEvent::End => {
+                self.flush(out);
+                self.machine.end_request(self.id, 0, out.small());
+            }
+            // Closing is how a front server learns the response is not whole.
+            ResponseEvent::Abort => self.flush(out),
+        }
+    }
+
+    fn end_batch(&mut self, out: &mut Outgoing) {
+        self.flush(out);
+    }
+}
+
+/// A job answered straight on the connection if `buf` holds exactly one
+/// whole RESPONDER request without FCGI_KEEP_CONN; anything else (kept
+/// connections, other roles, management records, errors) is the I/O
+/// loop's, from the same bytes.
+pub(crate) fn start(
+    ctx: &FastcgiContext,
+    socket: Socket,
+    buf: BytesMut,
+    maybe_more: bool,
+    peer: &str,
+    tracker: &TaskTracker,
+) -> Lane {
+    let mut machine = fcgi::Connection::new(ctx.protocol.clone());
+    let mut rest = buf.clone();
+    let received = machine.receive(&mut rest);
+    let mut events = std::iter::from_fn(|| machine.poll_event()).collect::<Vec<_>>();
+    let whole = received.is_ok()
+        && rest.is_empty()
+        && !machine.has_output()
+        && matches!(
+            events.first(),
+            Some(Event::Request {
+                role: Role::Responder,
+                keep_conn: false,
+                ..
+            })
+        )
+        && matches!(events.last(), Some(Event::StdinEnd { .. }))
+        && events[1..events.len() - 1]
+            .iter()
+            .all(|e| matches!(e, Event::Stdin { .. }));
+    if !whole {
+        return Lane::Async {
+            socket,
+            buf,
+            head: None,
+        };
+    }
+    let Event::Request {
+        id: fcgi_id,
+        role,
+        content_length,
+        mut request,
+        ..
+    } = events.remove(0)
+    else {
+        unreachable!("checked above");
+    };
+    let id = crate::next_request_id();
+    for warning in &request.warnings {
+        tracing::warn!(%peer, request = id, "{warning}");
+    }
+    request.params.push(Param::new("FCGI_ROLE", role.name()));
+    let (body, body_reader) = body_pipe(content_length, ctx.spool);
+    for event in events {
+        match event {
+            Event::Stdin { data, .. } => body.push(data),
+            _ => body.finish(),
+        }
+    }
+    let encoder = FastcgiEncoder {
+        machine,
+        id: fcgi_id,
+        stdout: Vec::new(),
+    };
+    let settings = Settings {
+        write_timeout: ctx.timeouts.write,
+        drain: maybe_more,
+        peer: Cow::Owned(peer.to_owned()),
+        id,
+        tracked: tracker.token(),
+    };
+    Lane::Direct(Job {
+        id,
+        request: Arc::new(request),
+        body: body_reader,
+        streams: Vec::new(),
+        response: ResponseTarget::Direct(Box::new(DirectWriter::new(socket, encoder, settings))),
+        errors_to_peer: ctx.errors_to_peer,
+    })
+}

@@ -1,0 +1,322 @@
+//! The listener, seen from the Python threads: an idle thread accepts the
+//! next connection itself, reads what it brought, and serves it at once if
+//! it is a whole request (`direct`). Under load a thread goes from one
+//! request to the next with four syscalls (accept, read, write, close) and
+//! no hand-off; a connection that needs waiting (a partial head, a body on
+//! its way, a FastCGI connection kept for more requests) goes to the I/O
+//! loop with the bytes already read.
+//!
+//! When every Python thread is busy nobody accepts: connections wait in the
+//! kernel's listen backlog, not in our memory.
+
+use crate::AllowedPeer;
+use crate::direct::{self, Lane, Socket};
+use bytes::BytesMut;
+use rustgi_core::Job;
+use std::borrow::Cow;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How long to stop accepting after EMFILE and friends.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// A listening socket the intake accepts on.
+pub(crate) enum Listener {
+    Unix(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+}
+
+impl Listener {
+    fn fd(&self) -> RawFd {
+        match self {
+            Listener::Unix(l) => l.as_raw_fd(),
+            Listener::Tcp(l) => l.as_raw_fd(),
+        }
+    }
+
+    /// accept4 without waiting, the new socket already non-blocking.
+    fn try_accept(&self) -> io::Result<(Socket, Cow<'static, str>)> {
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: addr/len describe a valid buffer; the returned descriptor
+        // is new and owned by us.
+        let fd = unsafe {
+            libc::accept4(
+                self.fd(),
+                (&raw mut addr).cast(),
+                &mut len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by accept4.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(match self {
+            Listener::Unix(_) => (Socket::Unix(UnixStream::from(owned)), Cow::Borrowed("unix")),
+            Listener::Tcp(_) => {
+                let stream = std::net::TcpStream::from(owned);
+                let _ = stream.set_nodelay(true);
+                let peer = stream
+                    .peer_addr()
+                    .map_or(Cow::Borrowed("tcp"), |a| Cow::Owned(a.to_string()));
+                (Socket::Tcp(stream), peer)
+            }
+        })
+    }
+}
+
+/// A connection passed to the I/O loop.
+pub(crate) struct Handoff {
+    pub(crate) socket: Socket,
+    pub(crate) buf: BytesMut,
+    pub(crate) head: Option<direct::Decoded>,
+    pub(crate) peer: Cow<'static, str>,
+    pub(crate) accepted: tokio::time::Instant,
+    /// Counts the connection against the limit until dropped.
+    pub(crate) counted: OnLoop,
+}
+
+/// One connection on the I/O loop; dropping it may let the intake accept
+/// again.
+pub(crate) struct OnLoop(Arc<Shared>);
+
+impl Drop for OnLoop {
+    fn drop(&mut self) {
+        if self.0.on_loop.fetch_sub(1, Ordering::AcqRel) == self.0.limit {
+            self.0.wake.signal();
+        }
+    }
+}
+
+struct Shared {
+    wake: WakeFd,
+    on_loop: AtomicUsize,
+    limit: usize,
+}
+
+/// Accepts for the Python threads; see the module comment.
+pub(crate) struct ListenerIntake {
+    listener: RwLock<Option<Listener>>,
+    shared: Arc<Shared>,
+    service: Arc<crate::Service>,
+    to_loop: UnboundedSender<Handoff>,
+    tracker: tokio_util::task::TaskTracker,
+    allowed: Vec<AllowedPeer>,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl ListenerIntake {
+    pub(crate) fn new(
+        listener: Listener,
+        service: Arc<crate::Service>,
+        to_loop: UnboundedSender<Handoff>,
+        tracker: tokio_util::task::TaskTracker,
+        allowed: Vec<AllowedPeer>,
+        limit: usize,
+    ) -> io::Result<Self> {
+        // Python threads accept with the GIL held: accept must never wait.
+        match &listener {
+            Listener::Unix(l) => l.set_nonblocking(true)?,
+            Listener::Tcp(l) => l.set_nonblocking(true)?,
+        }
+        Ok(ListenerIntake {
+            listener: RwLock::new(Some(listener)),
+            shared: Arc::new(Shared {
+                wake: WakeFd::new()?,
+                on_loop: AtomicUsize::new(0),
+                limit,
+            }),
+            service,
+            to_loop,
+            tracker,
+            allowed,
+            paused_until: Mutex::new(None),
+        })
+    }
+
+    /// Closes the listening socket: new connections are refused from here.
+    /// Call after the pool has stopped using the intake (a thread in
+    /// `wait` is woken first: it holds the listener while it polls).
+    pub(crate) fn close(&self) {
+        self.shared.wake.signal();
+        self.listener.write().unwrap().take();
+    }
+
+    fn paused(&self) -> Option<Duration> {
+        let mut paused = self.paused_until.lock().unwrap();
+        let until = (*paused)?;
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            *paused = None;
+            return None;
+        }
+        Some(left)
+    }
+
+    fn may_accept(&self) -> bool {
+        self.shared.on_loop.load(Ordering::Acquire) < self.shared.limit && self.paused().is_none()
+    }
+
+    /// Accepts one connection; `Ok(None)` when none is waiting.
+    fn accept(&self) -> Option<(Socket, Cow<'static, str>)> {
+        let listener = self.listener.read().unwrap();
+        let result = listener.as_ref()?.try_accept();
+        drop(listener);
+        match result {
+            Ok(accepted) => Some(accepted),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            // The peer gave up while in the backlog: nothing to serve.
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => None,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}; pausing for {ACCEPT_PAUSE:?}");
+                *self.paused_until.lock().unwrap() = Some(Instant::now() + ACCEPT_PAUSE);
+                None
+            }
+        }
+    }
+
+    fn refused(&self, peer: &Socket) -> bool {
+        let Socket::Tcp(stream) = peer else {
+            return false;
+        };
+        if self.allowed.is_empty() {
+            return false;
+        }
+        let Ok(addr) = stream.peer_addr() else {
+            return true;
+        };
+        if self.allowed.iter().any(|a| a.contains(addr.ip())) {
+            return false;
+        }
+        tracing::warn!(
+            "refused a connection from {}: not in --allow-from / FCGI_WEB_SERVER_ADDRS",
+            addr.ip()
+        );
+        true
+    }
+}
+
+impl rustgi_core::Intake for ListenerIntake {
+    fn try_take(&self) -> Option<Job> {
+        while self.may_accept() {
+            let (socket, peer) = self.accept()?;
+            if self.refused(&socket) {
+                continue;
+            }
+            let accepted = tokio::time::Instant::now();
+            let mut buf = BytesMut::with_capacity(16 * 1024);
+            match socket.try_read_into(&mut buf) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::debug!(%peer, "reading a new connection failed: {e}");
+                    continue;
+                }
+            }
+            let maybe_more = buf.len() == buf.capacity();
+            match self
+                .service
+                .lane(socket, buf, maybe_more, &peer, &self.tracker)
+            {
+                Lane::Direct(job) => return Some(job),
+                Lane::Async { socket, buf, head } => {
+                    self.shared.on_loop.fetch_add(1, Ordering::AcqRel);
+                    let handoff = Handoff {
+                        socket,
+                        buf,
+                        head,
+                        peer,
+                        accepted,
+                        counted: OnLoop(self.shared.clone()),
+                    };
+                    // Fails only once the loop has stopped: then the
+                    // connection is dropped, as the listener will be.
+                    let _ = self.to_loop.send(handoff);
+                }
+            }
+        }
+        None
+    }
+
+    fn wait(&self) {
+        let listener = self.listener.read().unwrap();
+        let mut fds = [
+            libc::pollfd {
+                fd: self.shared.wake.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: -1,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        if let Some(l) = listener.as_ref()
+            && self.may_accept()
+        {
+            fds[1].fd = l.fd();
+        }
+        let timeout = self
+            .paused()
+            .map_or(-1, |d| i32::try_from(d.as_millis() + 1).unwrap_or(i32::MAX));
+        // The listener stays open while we poll it (close() waits for the
+        // read lock): its descriptor cannot be reused under us.
+        // SAFETY: two valid pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        drop(listener);
+        if fds[0].revents != 0 {
+            self.shared.wake.clear();
+        }
+    }
+
+    fn wake(&self) {
+        self.shared.wake.signal();
+    }
+}
+
+/// An eventfd: how a thread waiting in poll() is woken.
+struct WakeFd(OwnedFd);
+
+impl WakeFd {
+    fn new() -> io::Result<Self> {
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is new and ours.
+        Ok(WakeFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64.
+        unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) };
+    }
+
+    fn clear(&self) {
+        let mut count: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64.
+        unsafe { libc::read(self.fd(), (&raw mut count).cast(), 8) };
+    }
+}
