@@ -11,6 +11,7 @@ use crate::input::WsgiInput;
 use crate::response::{
     DirectResponse, Disconnected, ResponseEvent, ResponseSender, ResponseTarget, TrySend,
 };
+use crate::running::{ThreadSlot, TimeoutAnswer};
 use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -116,6 +117,41 @@ impl Responder {
         }
     }
 
+    /// `--timeout`: ends the response now, without the application: a 504
+    /// while the head is still ours, a cut connection otherwise. What the
+    /// application sends afterwards is dropped. Needs no GIL.
+    pub(crate) fn time_out(&self) -> TimeoutAnswer {
+        let (answer, mut events) = {
+            let mut state = self.state.lock().unwrap();
+            if state.ended {
+                return TimeoutAnswer::Complete;
+            }
+            state.ended = true;
+            if state.sent {
+                (TimeoutAnswer::Cut, vec![ResponseEvent::Abort])
+            } else {
+                state.sent = true;
+                (
+                    TimeoutAnswer::GatewayTimeout,
+                    fixed_response(b"504 Gateway Timeout", b"Gateway Timeout\n"),
+                )
+            }
+        };
+        match &self.target {
+            Target::Channel(sender) => sender.send_now(events),
+            // Busy only while the application's thread waits for the socket:
+            // the write timeout ends that.
+            Target::Direct(direct) => {
+                if let Ok(mut direct) = direct.try_lock()
+                    && let Some(mut sink) = direct.take()
+                {
+                    let _sent_or_cut = sink.send(&mut events);
+                }
+            }
+        }
+        answer
+    }
+
     /// Closes a direct connection (the response is over).
     fn release(&self) {
         if let Target::Direct(direct) = &self.target {
@@ -183,29 +219,34 @@ impl Responder {
         let events = if self.head_sent() {
             vec![ResponseEvent::Abort]
         } else {
-            let body = Bytes::from_static(b"Internal Server Error\n");
-            let head = ResponseHead::new(
-                Bytes::from_static(b"500 Internal Server Error"),
-                vec![
-                    (
-                        Bytes::from_static(b"Content-Type"),
-                        Bytes::from_static(b"text/plain"),
-                    ),
-                    (
-                        Bytes::from_static(b"Content-Length"),
-                        Bytes::from(body.len().to_string()),
-                    ),
-                ],
-            )
-            .expect("a valid fixed head");
-            vec![
-                ResponseEvent::Head(head),
-                ResponseEvent::Body(body),
-                ResponseEvent::End,
-            ]
+            fixed_response(b"500 Internal Server Error", b"Internal Server Error\n")
         };
         let _gone_is_fine = self.push(py, events);
     }
+}
+
+/// A plain-text response of our own (500, 504), whole.
+fn fixed_response(status: &'static [u8], body: &'static [u8]) -> Vec<ResponseEvent> {
+    let body = Bytes::from_static(body);
+    let head = ResponseHead::new(
+        Bytes::from_static(status),
+        vec![
+            (
+                Bytes::from_static(b"Content-Type"),
+                Bytes::from_static(b"text/plain"),
+            ),
+            (
+                Bytes::from_static(b"Content-Length"),
+                Bytes::from(body.len().to_string()),
+            ),
+        ],
+    )
+    .expect("a valid fixed head");
+    vec![
+        ResponseEvent::Head(head),
+        ResponseEvent::Body(body),
+        ResponseEvent::End,
+    ]
 }
 
 fn push_direct(
@@ -309,6 +350,7 @@ pub(crate) fn serve(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
     environ: &mut EnvironBuilder,
+    slot: &ThreadSlot,
     job: Job,
 ) {
     let Job {
@@ -332,6 +374,7 @@ pub(crate) fn serve(
             .unwrap_or_default(),
     };
     let responder = Arc::new(Responder::new(response));
+    slot.begin(tag.clone(), responder.clone());
     let outcome = (|| -> Result<(), Stop> {
         let input = Bound::new(py, WsgiInput::new(body))?.into_any();
         let peer = errors_to_peer.then(|| responder.clone());
@@ -368,6 +411,7 @@ pub(crate) fn serve(
             responder.fail(py);
         }
     }
+    slot.end();
     responder.release();
 }
 

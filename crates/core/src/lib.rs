@@ -17,6 +17,7 @@ mod interpreter;
 mod paths;
 mod pool;
 mod response;
+mod running;
 
 pub use app::AppSpec;
 pub use body::{BodyError, BodyReader, BodyWriter, SpoolLimits, body_pipe};
@@ -33,3 +34,4 @@ pub use response::{
     DirectResponse, Disconnected, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender,
     ResponseTarget, response_channel,
 };
+pub use running::{Overdue, TimeoutAnswer};

@@ -6,6 +6,7 @@
 
 use crate::call::{Job, serve};
 use crate::environ::{EnvironBuilder, EnvironSettings};
+use crate::running::{Overdue, Running, ThreadSlot};
 use pyo3::prelude::*;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -131,6 +132,7 @@ impl JobQueue {
 /// A fixed set of Python threads running one application.
 pub struct PythonPool {
     queue: Arc<JobQueue>,
+    running: Arc<Running>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -141,20 +143,24 @@ impl PythonPool {
         threads: usize,
         settings: EnvironSettings,
     ) -> std::io::Result<PythonPool> {
+        let threads = threads.max(1);
         let queue = Arc::new(JobQueue::default());
+        let running = Arc::new(Running::new(threads));
         let mut handles = Vec::with_capacity(threads);
-        for index in 0..threads.max(1) {
+        for index in 0..threads {
             let app = Python::attach(|py| app.clone_ref(py));
             let queue = queue.clone();
             let settings = settings.clone();
+            let running = running.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("python-{index}"))
                 .stack_size(THREAD_STACK)
-                .spawn(move || run_thread(app, &queue, settings))?;
+                .spawn(move || run_thread(app, &queue, settings, running, index))?;
             handles.push(handle);
         }
         Ok(PythonPool {
             queue,
+            running,
             threads: Mutex::new(handles),
         })
     }
@@ -170,6 +176,12 @@ impl PythonPool {
         self.queue.set_intake(intake);
     }
 
+    /// Answers the requests running longer than `limit` (see
+    /// [`Overdue`]); each is reported once.
+    pub fn expire(&self, limit: std::time::Duration) -> Vec<Overdue> {
+        self.running.expire(limit)
+    }
+
     /// Lets the threads finish what is queued, then joins them.
     pub fn shutdown(&self) {
         self.queue.close();
@@ -180,8 +192,21 @@ impl PythonPool {
     }
 }
 
-fn run_thread(app: Py<PyAny>, queue: &JobQueue, settings: EnvironSettings) {
+fn run_thread(
+    app: Py<PyAny>,
+    queue: &JobQueue,
+    settings: EnvironSettings,
+    running: Arc<Running>,
+    index: usize,
+) {
     Python::attach(|py| {
+        // SAFETY: a plain query of the current thread's identifier.
+        let thread: u64 = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+        let slot = ThreadSlot {
+            running,
+            index,
+            thread,
+        };
         let app = app.into_bound(py);
         let mut environ = match EnvironBuilder::new(py, settings) {
             Ok(builder) => builder,
@@ -192,7 +217,7 @@ fn run_thread(app: Py<PyAny>, queue: &JobQueue, settings: EnvironSettings) {
         };
         loop {
             if let Some(job) = queue.next() {
-                serve(py, &app, &mut environ, job);
+                serve(py, &app, &mut environ, &slot, job);
                 continue;
             }
             if let Wait::Closed = py.detach(|| queue.wait()) {

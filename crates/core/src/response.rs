@@ -135,6 +135,22 @@ impl ResponseSender {
         Ok(TrySend::Sent)
     }
 
+    /// Queues `events` whatever the bound (a few small events of our own,
+    /// sent without the application: `--timeout`'s 504).
+    pub fn send_now(&self, events: Vec<ResponseEvent>) {
+        let mut state = self.shared.state.lock().unwrap();
+        if state.receiver_gone {
+            return;
+        }
+        state.queued_bytes += events.iter().map(ResponseEvent::weight).sum::<usize>();
+        state.queue.extend(events);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     /// Blocks until the connection has taken what was queued, or is gone.
     pub fn wait_for_room(&self) {
         let state = self.shared.state.lock().unwrap();

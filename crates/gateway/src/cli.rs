@@ -101,6 +101,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub write_timeout: f64,
 
+    /// Seconds a request may run: then it gets a 504, its thread's Python
+    /// stack is logged and interrupted, and its worker is replaced (default: no limit).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+
     /// Seconds SIGTERM/SIGINT wait for requests in flight.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub graceful_timeout: f64,
@@ -190,6 +195,7 @@ impl Cli {
                 body: seconds("body-timeout", self.body_timeout)?,
                 write: seconds("write-timeout", self.write_timeout)?,
             },
+            request_timeout: self.timeout.map(|t| seconds("timeout", t)).transpose()?,
             graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
             spool: SpoolLimits {
                 memory_limit: self.spool_memory,

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub mount: Option<Mount>,
     pub max_header_size: usize,
     pub timeouts: Timeouts,
+    /// `--timeout`: the longest a request may run (see timeout.rs).
+    pub request_timeout: Option<Duration>,
     /// How long SIGTERM waits for requests in flight.
     pub graceful_timeout: Duration,
     pub spool: SpoolLimits,

@@ -17,6 +17,7 @@ mod fastcgi;
 mod intake;
 mod listener;
 mod stream;
+mod timeout;
 
 pub use allow::AllowedPeer;
 pub use config::{FastcgiOptions, Protocol, ServerConfig, Timeouts};
@@ -99,6 +100,10 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         config.threads,
         settings,
     )?);
+    if let Some(limit) = config.request_timeout {
+        // One process, no master to replace it: answer, log and interrupt.
+        timeout::watch(&pool, limit, |_| {})?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -1,0 +1,53 @@
+//! `--timeout`: a request that runs longer is answered at once (504, or its
+//! connection cut once the head is out) and logged with the Python stack of
+//! its thread, which is interrupted. Code stuck in a C call (a sleep, a
+//! socket read) does not see the interruption until the call returns, so
+//! the worker then retires: it stops accepting, lets its other requests
+//! finish, and the master starts a fresh one.
+
+use rustgi_core::{PythonPool, TimeoutAnswer};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Watches `pool` on a thread of its own (taking the GIL for a stack must
+/// never hold up anything else); calls `retire` after a timeout. Ends when
+/// the pool is gone.
+pub(crate) fn watch(
+    pool: &Arc<PythonPool>,
+    limit: Duration,
+    retire: impl Fn(&str) + Send + 'static,
+) -> std::io::Result<()> {
+    let pool: Weak<PythonPool> = Arc::downgrade(pool);
+    let tick = (limit / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+    std::thread::Builder::new()
+        .name("timeout-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                let overdue = pool.expire(limit);
+                drop(pool);
+                if overdue.is_empty() {
+                    continue;
+                }
+                retire("a request ran past --timeout");
+                for request in overdue {
+                    let answer = match request.answer {
+                        TimeoutAnswer::GatewayTimeout => "answered 504",
+                        TimeoutAnswer::Cut => "its response had started: connection cut",
+                        TimeoutAnswer::Complete => "its response was complete",
+                    };
+                    tracing::error!(
+                        "request {} ran {:.1?}, past --timeout {limit:?}: {answer}; \
+                         interrupting its thread (TimeoutError), whose Python stack was:\n{}",
+                        request.request,
+                        request.elapsed,
+                        request.stack_and_interrupt()
+                    );
+                }
+            }
+        })?;
+    Ok(())
+}
