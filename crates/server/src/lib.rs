@@ -15,6 +15,7 @@ mod connection;
 mod fastcgi;
 mod listener;
 mod stream;
+pub(crate) mod systemd;
 
 pub use allow::AllowedPeer;
 pub use config::{FastcgiOptions, Protocol, ServerConfig, Timeouts};
