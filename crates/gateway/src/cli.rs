@@ -3,7 +3,9 @@
 use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
-use rustgi_server::{AllowedPeer, FastcgiOptions, Protocol, ServerConfig, SocketSpec, Timeouts};
+use rustgi_server::{
+    AllowedPeer, FastcgiOptions, Privileges, Protocol, ServerConfig, SocketSpec, Timeouts,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,6 +54,25 @@ pub struct Cli {
     /// Permissions of a Unix socket we create, in octal.
     #[arg(long, default_value = "660", value_parser = parse_mode)]
     pub chmod: u32,
+
+    /// Owner of the Unix socket file we create: USER[:GROUP] (names or ids).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub chown: Option<String>,
+
+    /// Become this user (name or uid) after binding, before Python starts.
+    /// Needs root. Without --group, the user's primary group.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Become this group (name or gid) after binding (with --user: instead
+    /// of the user's primary group).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Write the server's pid here after binding; removed at exit. Refused
+    /// while it names a running rustgi-gateway.
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
 
     /// The WSGI application: MODULE[:CALLABLE] or path/to/file.py[:CALLABLE]
     /// (CALLABLE defaults to `application`; `name()` calls a factory).
@@ -195,6 +216,12 @@ impl Cli {
                 memory_limit: self.spool_memory,
             },
             response_buffer: 256 * 1024,
+            privileges: Privileges {
+                user: self.user,
+                group: self.group,
+                socket_owner: self.chown,
+            },
+            pidfile: self.pidfile,
         })
     }
 }

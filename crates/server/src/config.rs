@@ -62,4 +62,8 @@ pub struct ServerConfig {
     pub spool: SpoolLimits,
     /// Bound of each response channel, in bytes.
     pub response_buffer: usize,
+    /// `--user`, `--group`, `--chown` (see `privileges.rs`).
+    pub privileges: crate::Privileges,
+    /// `--pidfile`, written after binding (see `pidfile.rs`).
+    pub pidfile: Option<PathBuf>,
 }

@@ -14,12 +14,19 @@ pub(crate) fn next_request_id() -> u64 {
 mod connection;
 mod fastcgi;
 mod listener;
+mod pidfile;
+mod privileges;
 mod stream;
 pub(crate) mod systemd;
 
 pub use allow::AllowedPeer;
 pub use config::{FastcgiOptions, Protocol, ServerConfig, Timeouts};
-pub use listener::{BoundSocket, SocketSpec, bind, fd0_is_listening_socket};
+pub use listener::{
+    BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, activation_present, bind,
+    fd0_is_listening_socket,
+};
+pub use pidfile::Pidfile;
+pub use privileges::{Privileges, after_bind, drop_privileges};
 
 use bytes::BytesMut;
 use connection::Connection;
@@ -64,6 +71,8 @@ impl From<std::io::Error> for RunError {
 
 /// Starts Python, loads the app, listens, and serves until SIGINT/SIGTERM.
 pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
+    // Before any thread: takes LISTEN_FDS out of the environment.
+    let activated = activation_present()?;
     for (key, value) in &config.env {
         // SAFETY: no other thread exists yet (Python, tokio and the pool
         // all start below), so nothing can read the environment meanwhile.
@@ -77,17 +86,23 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
     config
         .allow_from
         .extend(allow::from_environment().map_err(RunError::Setup)?);
-    config.protocol = match how_to_start(config.protocol, config.socket.is_some())? {
-        Start::Cgi => return cgi::run(&config),
+    config.protocol = match how_to_start(config.protocol, config.socket.is_some() || activated)? {
+        Start::Cgi => {
+            drop_privileges(&config.privileges).map_err(RunError::Setup)?;
+            return cgi::run(&config);
+        }
         Start::Serve(protocol) => Some(protocol),
     };
-    let interpreter = Interpreter::start(&config.python).map_err(RunError::Python)?;
-    tracing::info!("Python {}", interpreter.description);
-    tracing::info!("application: {}", config.python.app);
-
+    // Bound (not yet listening) before Python starts, so that privileges
+    // can be dropped first: the app never runs as root.
     let mut socket = bind(config.socket.as_ref(), config.socket_mode)?;
     let describe = socket.describe();
     let socket_file = socket.socket_file_guard();
+    let _pidfile = after_bind(&config.privileges, config.pidfile.as_deref(), &socket)
+        .map_err(RunError::Setup)?;
+    let interpreter = Interpreter::start(&config.python).map_err(|e| python_failed(e, &config))?;
+    tracing::info!("Python {}", interpreter.description);
+    tracing::info!("application: {}", config.python.app);
     let settings = EnvironSettings {
         mount: config.mount.clone(),
         multithread: config.threads > 1,
@@ -119,6 +134,18 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
     interpreter.finalize();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// An interpreter that cannot start after `--user` usually cannot read its
+/// own installation: say so.
+fn python_failed(e: rustgi_core::StartError, config: &ServerConfig) -> RunError {
+    match (&e, &config.privileges.user) {
+        (rustgi_core::StartError::Init(_), Some(user)) => RunError::Setup(format!(
+            "{e}\n(Python starts after the switch to --user {user}: that user must be able to \
+             read the Python installation and its standard library; a Python under /root is not readable by others)"
+        )),
+        _ => RunError::Python(e),
+    }
 }
 
 enum Start {
@@ -176,6 +203,8 @@ async fn serve(
     let service = Arc::new(Service::new(config, pool, shutdown.clone()));
     let slots = Arc::new(Semaphore::new(service.connection_limit(config)));
     let tracker = TaskTracker::new();
+    socket.listen()?;
+    systemd::notify(&format!("READY=1\nSTATUS=serving on {describe}"));
     let accept = async {
         match socket {
             BoundSocket::Unix { listener, .. } => {
@@ -233,6 +262,7 @@ async fn serve(
         _ = sigterm.recv() => tracing::info!("SIGTERM: stopping gracefully"),
         _ = sigint.recv() => tracing::info!("SIGINT: stopping gracefully"),
     }
+    systemd::notify("STOPPING=1");
     // The listener is dropped: new connections are refused from here on.
     drop(socket_file);
     shutdown.cancel();
