@@ -67,7 +67,7 @@ impl BoundSocket {
                 .ok()
                 .and_then(|a| a.as_pathname().map(Path::to_path_buf))
             {
-                Some(path) => format!("an inherited unix socket ({})", path.display()),
+                Some(path) => format!("an inherited unix socket at {}", path.display()),
                 None => "an inherited unix socket".into(),
             },
             BoundSocket::Tcp(l) => match l.local_addr() {
@@ -122,10 +122,11 @@ impl Drop for SocketFileGuard {
 }
 
 impl BoundSocket {
-    /// Takes the file-removal duty out, so it outlives the listener.
+    /// The file-removal duty, to outlive the listener (the path stays
+    /// readable through [`BoundSocket::created_path`]).
     pub fn socket_file_guard(&mut self) -> SocketFileGuard {
         let path = match self {
-            BoundSocket::Unix { created, .. } => created.take(),
+            BoundSocket::Unix { created, .. } => created.clone(),
             BoundSocket::Tcp(_) => None,
         };
         SocketFileGuard {
