@@ -25,7 +25,7 @@ pub use environ::EnvironSettings;
 pub use file_wrapper::FileWrapper;
 pub use interpreter::{BUILD_PYTHON_VERSION, Interpreter, PythonSetup, StartError};
 pub use paths::Mount;
-pub use pool::PythonPool;
+pub use pool::{PythonPool, SubmitHook};
 pub use response::{
     ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender, response_channel,
 };

@@ -42,10 +42,14 @@ impl JobQueue {
     }
 }
 
+/// Called with each request as it is queued (see [`PythonPool::on_submit`]).
+pub type SubmitHook = Box<dyn Fn() + Send + Sync>;
+
 /// A fixed set of Python threads running one application.
 pub struct PythonPool {
     queue: Arc<JobQueue>,
     threads: Vec<JoinHandle<()>>,
+    on_submit: Option<SubmitHook>,
 }
 
 impl PythonPool {
@@ -70,11 +74,21 @@ impl PythonPool {
         Ok(PythonPool {
             queue,
             threads: handles,
+            on_submit: None,
         })
+    }
+
+    /// Runs `hook` each time a request is queued, on the submitting thread
+    /// (a worker process counts its requests with it, for --max-requests).
+    pub fn on_submit(&mut self, hook: SubmitHook) {
+        self.on_submit = Some(hook);
     }
 
     /// Queues a request; a free thread picks it up.
     pub fn submit(&self, job: Job) {
+        if let Some(hook) = &self.on_submit {
+            hook();
+        }
         self.queue.queue.lock().unwrap().jobs.push_back(job);
         self.queue.ready.notify_one();
     }

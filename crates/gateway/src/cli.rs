@@ -4,7 +4,8 @@ use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
 use rustgi_server::{
-    AllowedPeer, FastcgiOptions, Privileges, Protocol, ServerConfig, SocketSpec, Timeouts,
+    AllowedPeer, FastcgiOptions, Privileges, ProcessOptions, Protocol, ServerConfig, SocketSpec,
+    Timeouts,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -126,6 +127,34 @@ pub struct Cli {
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub graceful_timeout: f64,
 
+    /// Worker processes, forked by a master that replaces any that dies
+    /// (daemon mode; a CGI request is always one process).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub processes: u16,
+
+    /// Import the application once in the master, then fork the workers
+    /// (shared memory, fast start; a reload re-executes the master).
+    #[arg(long)]
+    pub preload: bool,
+
+    /// A worker retires after this many requests (it finishes them, and a
+    /// fresh one replaces it). 0: never.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_requests: u64,
+
+    /// Each worker adds its own random 0..=J to --max-requests, so that
+    /// workers do not all retire at once.
+    #[arg(long, default_value_t = 0, value_name = "J")]
+    pub max_requests_jitter: u64,
+
+    /// A worker whose resident memory exceeds this many MiB retires.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub reload_on_rss: Option<u64>,
+
+    /// Reload (as SIGHUP does) when this file's modification time changes.
+    #[arg(long, value_name = "FILE")]
+    pub touch_reload: Option<PathBuf>,
+
     /// Bytes of each request body kept in memory before it spills to a temp file.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub spool_memory: usize,
@@ -222,6 +251,14 @@ impl Cli {
                 socket_owner: self.chown,
             },
             pidfile: self.pidfile,
+            processes: ProcessOptions {
+                count: usize::from(self.processes),
+                preload: self.preload,
+                max_requests: (self.max_requests > 0).then_some(self.max_requests),
+                max_requests_jitter: self.max_requests_jitter,
+                reload_on_rss_mib: self.reload_on_rss,
+                touch_reload: self.touch_reload,
+            },
         })
     }
 }

@@ -14,13 +14,16 @@ pub(crate) fn next_request_id() -> u64 {
 mod connection;
 mod fastcgi;
 mod listener;
+mod master;
 mod pidfile;
 mod privileges;
+mod proc;
 mod stream;
 pub(crate) mod systemd;
+mod worker;
 
 pub use allow::AllowedPeer;
-pub use config::{FastcgiOptions, Protocol, ServerConfig, Timeouts};
+pub use config::{FastcgiOptions, ProcessOptions, Protocol, ServerConfig, Timeouts};
 pub use listener::{
     BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, activation_present, bind,
     fd0_is_listening_socket,
@@ -31,14 +34,13 @@ pub use privileges::{Privileges, after_bind, drop_privileges};
 use bytes::BytesMut;
 use connection::Connection;
 use fastcgi::FastcgiContext;
-use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
+use rustgi_core::PythonPool;
 use rustgi_scgi::Scgi;
 use rustgi_uwsgi::Uwsgi;
 use std::fmt;
 use std::sync::Arc;
 use stream::StreamContext;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -71,6 +73,9 @@ impl From<std::io::Error> for RunError {
 
 /// Starts Python, loads the app, listens, and serves until SIGINT/SIGTERM.
 pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
+    // Before anything changes them: argv and the working directory, which
+    // a --preload reload re-executes with.
+    master::remember_start();
     // Before any thread: takes LISTEN_FDS out of the environment.
     let activated = activation_present()?;
     for (key, value) in &config.env {
@@ -95,45 +100,11 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
     };
     // Bound (not yet listening) before Python starts, so that privileges
     // can be dropped first: the app never runs as root.
-    let mut socket = bind(config.socket.as_ref(), config.socket_mode)?;
-    let describe = socket.describe();
-    let socket_file = socket.socket_file_guard();
+    let socket = bind(config.socket.as_ref(), config.socket_mode)?;
     let _pidfile = after_bind(&config.privileges, config.pidfile.as_deref(), &socket)
         .map_err(RunError::Setup)?;
-    let interpreter = Interpreter::start(&config.python).map_err(|e| python_failed(e, &config))?;
-    tracing::info!("Python {}", interpreter.description);
-    tracing::info!("application: {}", config.python.app);
-    let settings = EnvironSettings {
-        mount: config.mount.clone(),
-        multithread: config.threads > 1,
-        multiprocess: false,
-        run_once: false,
-        paths_as_sent: false,
-    };
-    let pool = Arc::new(PythonPool::start(
-        interpreter.app(),
-        config.threads,
-        settings,
-    )?);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let drained = runtime.block_on(serve(&config, socket, &describe, socket_file, pool.clone()))?;
-    drop(runtime);
-    if !drained {
-        tracing::warn!(
-            "requests still running after --graceful-timeout {:?}; exiting without waiting for them",
-            config.graceful_timeout
-        );
-        return Ok(());
-    }
-    match Arc::try_unwrap(pool) {
-        Ok(pool) => pool.shutdown(),
-        Err(_) => unreachable!("every connection task has finished"),
-    }
-    interpreter.finalize();
-    tracing::info!("stopped");
-    Ok(())
+    // A master forks the workers, which load the app (master.rs).
+    master::run(&config, socket)
 }
 
 /// An interpreter that cannot start after `--user` usually cannot read its
@@ -183,17 +154,19 @@ fn how_to_start(protocol: Option<Protocol>, socket_given: bool) -> Result<Start,
     ))
 }
 
-/// Accepts until a stop signal; returns whether every request finished
-/// within the graceful timeout.
+/// Accepts until `stop` resolves (a worker's stop signal or retirement,
+/// worker.rs); then closes this process's listener first and serves the
+/// connections it already accepted (each still with its header deadline:
+/// the front server may have sent a request on it already), closing only
+/// idle FastCGI kept connections between requests. Returns whether every
+/// request finished within the graceful timeout.
 async fn serve(
     config: &ServerConfig,
     socket: BoundSocket,
     describe: &str,
-    socket_file: listener::SocketFileGuard,
     pool: Arc<PythonPool>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<bool, RunError> {
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     let allowed = &config.allow_from;
     if !allowed.is_empty() {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
@@ -203,8 +176,9 @@ async fn serve(
     let service = Arc::new(Service::new(config, pool, shutdown.clone()));
     let slots = Arc::new(Semaphore::new(service.connection_limit(config)));
     let tracker = TaskTracker::new();
+    // The first worker ready makes the shared socket listen; the master
+    // tells systemd when all are (master.rs).
     socket.listen()?;
-    systemd::notify(&format!("READY=1\nSTATUS=serving on {describe}"));
     let accept = async {
         match socket {
             BoundSocket::Unix { listener, .. } => {
@@ -258,13 +232,12 @@ async fn serve(
         Ok::<(), std::io::Error>(())
     };
     tokio::select! {
+        biased;
+        () = stop => {}
         result = accept => result?,
-        _ = sigterm.recv() => tracing::info!("SIGTERM: stopping gracefully"),
-        _ = sigint.recv() => tracing::info!("SIGINT: stopping gracefully"),
     }
-    systemd::notify("STOPPING=1");
-    // The listener is dropped: new connections are refused from here on.
-    drop(socket_file);
+    // This process's listener is dropped with `accept`: what it accepted
+    // is served, the other workers (or none) take the next connections.
     shutdown.cancel();
     tracker.close();
     let drained = tokio::time::timeout(config.graceful_timeout, tracker.wait())
@@ -298,23 +271,15 @@ struct AutoService {
     uwsgi: StreamContext<Uwsgi>,
     fastcgi: FastcgiContext,
     header_timeout: std::time::Duration,
-    shutdown: CancellationToken,
 }
 
 impl Service {
     fn new(config: &ServerConfig, pool: Arc<PythonPool>, shutdown: CancellationToken) -> Service {
-        let scgi = || {
-            StreamContext::new(
-                Scgi::new(config.max_header_size),
-                config,
-                pool.clone(),
-                shutdown.clone(),
-            )
-        };
+        let scgi = || StreamContext::new(Scgi::new(config.max_header_size), config, pool.clone());
         // The vars block's size is a u16: 65535 is the most it can say.
         let uwsgi = || {
             let limit = config.max_header_size.min(usize::from(u16::MAX));
-            StreamContext::new(Uwsgi::new(limit), config, pool.clone(), shutdown.clone())
+            StreamContext::new(Uwsgi::new(limit), config, pool.clone())
         };
         let fastcgi = || fastcgi_context(config, pool.clone(), shutdown.clone());
         match config.protocol.unwrap_or(Protocol::Auto) {
@@ -326,7 +291,6 @@ impl Service {
                 uwsgi: uwsgi(),
                 fastcgi: fastcgi(),
                 header_timeout: config.timeouts.header,
-                shutdown: shutdown.clone(),
             })),
         }
     }
@@ -376,11 +340,8 @@ impl AutoService {
         use tokio::io::AsyncReadExt;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let deadline = accepted + self.header_timeout;
-        let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
-            () = self.shutdown.cancelled() => return,
-        };
-        match read {
+        // Also while the worker stops: the first byte may be on its way.
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             Ok(_) => return,
             Err(_) => {
