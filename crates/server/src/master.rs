@@ -221,15 +221,15 @@ pub(crate) fn run(config: &ServerConfig, mut socket: BoundSocket) -> Result<(), 
         fatal: None,
         touch,
     };
-    if !old_workers.is_empty() {
-        master.adopt(old_workers);
-    }
     tracing::info!(
         "master {pid}: {} worker(s), {} thread(s) each{}",
         master.target,
         config.threads,
         if preload { ", app preloaded" } else { "" }
     );
+    if !old_workers.is_empty() {
+        master.adopt(old_workers);
+    }
     master.supervise()
 }
 

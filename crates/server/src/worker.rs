@@ -54,6 +54,8 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         status,
         multiprocess,
     } = launch;
+    // Lines this process logs from its main thread name it.
+    let _span = tracing::info_span!("worker", pid = std::process::id()).entered();
     let interpreter = match interpreter {
         Some(interpreter) => interpreter,
         None => match Interpreter::start(&config.python) {
@@ -197,7 +199,7 @@ impl Retirement {
             .max_requests
             .map(|n| n.saturating_add(jitter(limits.max_requests_jitter)));
         if let Some(n) = max_requests {
-            tracing::debug!("this worker retires after {n} requests");
+            tracing::info!("this worker retires after {n} requests (--max-requests)");
         }
         let max_rss = limits.reload_on_rss_mib.map(|mib| mib << 20);
         Retirement {
