@@ -141,11 +141,32 @@ fn socket_owner(spec: &str) -> Result<(Option<libc::uid_t>, Option<libc::gid_t>)
     Ok((user.map(|u| u.uid), gid))
 }
 
+fn owned_by(path: &std::path::Path, uid: Option<libc::uid_t>, gid: Option<libc::gid_t>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .is_ok_and(|m| uid.is_none_or(|uid| m.uid() == uid) && gid.is_none_or(|gid| m.gid() == gid))
+}
+
 /// Everything between binding and starting Python: chown the socket file
 /// we created, write the pidfile, drop privileges. Call it right after
 /// [`crate::bind`], before Python starts and before any worker is forked.
 /// The returned pidfile removes itself at exit (in this process only).
+/// On an error, the socket file we created is removed before returning.
 pub fn after_bind(
+    privileges: &Privileges,
+    pidfile: Option<&std::path::Path>,
+    socket: &BoundSocket,
+) -> Result<Option<Pidfile>, String> {
+    let result = settle(privileges, pidfile, socket);
+    if result.is_err()
+        && let Some(path) = socket.created_path()
+    {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+fn settle(
     privileges: &Privileges,
     pidfile: Option<&std::path::Path>,
     socket: &BoundSocket,
@@ -153,6 +174,8 @@ pub fn after_bind(
     if let Some(spec) = &privileges.socket_owner {
         let (uid, gid) = socket_owner(spec)?;
         match socket.created_path() {
+            // Already so after a re-exec, which may no longer be root.
+            Some(path) if owned_by(path, uid, gid) => {}
             Some(path) => std::os::unix::fs::chown(path, uid, gid)
                 .map_err(|e| format!("--chown {spec}: {}: {e}", path.display()))?,
             None => tracing::warn!(
