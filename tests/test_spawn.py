@@ -249,7 +249,7 @@ def check_fastcgi_served(where: str, cgi_fcgi: str, pids, unix: bool = True) -> 
         assert got["body"].encode("latin-1") == BODY
         answers.append(got)
     for a in answers:
-        assert a["pid"] in pids, (a["pid"], pids)
+        assert a["ppid"] in pids, (a["ppid"], pids)  # a worker of one of the gateways
         assert a["run_once"] is False
     return answers
 
@@ -319,7 +319,7 @@ def test_spawn_fcgi_forked_children_share_the_socket(procs, spawn_fcgi, cgi_fcgi
 
     def slow():
         try:
-            seen.append(via_raw_fastcgi(str(sock), "GET", "/sleep/0.5")["pid"])
+            seen.append(via_raw_fastcgi(str(sock), "GET", "/sleep/0.5")["ppid"])  # its master
         except Exception as e:  # reported below
             errors.append(repr(e))
 
@@ -538,7 +538,7 @@ def test_rustgi_service_exec_start_serves_and_stops_on_kill_signal(procs, gatewa
     # no --proto: FastCGI, SCGI and uwsgi on the one socket
     got = via_raw_fastcgi(sock, "POST", "/over/fastcgi", BODY)
     assert got["environ"]["FCGI_ROLE"] == "RESPONDER" and got["body"].encode("latin-1") == BODY
-    assert got["pid"] == child.pid and got["environ"]["PATH_INFO"] == "/over/fastcgi"
+    assert got["ppid"] == child.pid and got["environ"]["PATH_INFO"] == "/over/fastcgi"
     r = scgi_request(sock, "POST", "/over/scgi", b"scgi body")
     assert r.status == 200, child.describe()
     got = json.loads(r.body)

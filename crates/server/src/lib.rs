@@ -100,11 +100,12 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
     };
     // Bound (not yet listening) before Python starts, so that privileges
     // can be dropped first: the app never runs as root.
-    let socket = bind(config.socket.as_ref(), config.socket_mode)?;
+    let mut socket = bind(config.socket.as_ref(), config.socket_mode)?;
+    let socket_file = socket.socket_file_guard();
     let _pidfile = after_bind(&config.privileges, config.pidfile.as_deref(), &socket)
         .map_err(RunError::Setup)?;
     // A master forks the workers, which load the app (master.rs).
-    master::run(&config, socket)
+    master::run(&config, socket, socket_file)
 }
 
 /// An interpreter that cannot start after `--user` usually cannot read its

@@ -143,7 +143,11 @@ struct Master<'a> {
 }
 
 /// Serves `socket` with `--processes` workers until a stop signal.
-pub(crate) fn run(config: &ServerConfig, mut socket: BoundSocket) -> Result<(), RunError> {
+pub(crate) fn run(
+    config: &ServerConfig,
+    socket: BoundSocket,
+    socket_file: SocketFileGuard,
+) -> Result<(), RunError> {
     remember_start();
     // First: from here on no signal can kill the master by its default
     // action, not even during a long --preload import.
@@ -151,7 +155,6 @@ pub(crate) fn run(config: &ServerConfig, mut socket: BoundSocket) -> Result<(), 
     let start = START.get().expect("remembered above");
     let owned_file = socket.created_path().map(PathBuf::from);
     let describe = socket.describe();
-    let socket_file = socket.socket_file_guard();
     let pid = std::process::id() as libc::pid_t;
     let old_workers: Vec<libc::pid_t> = start
         .old_workers

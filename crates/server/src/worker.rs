@@ -101,6 +101,13 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
             return 1;
         }
     };
+    // Listening before saying ready: the master's READY=1 (sd_notify) must
+    // not come before connections are accepted (listener.rs binds without
+    // listening until an app is loaded).
+    if let Err(e) = socket.listen() {
+        tracing::error!("could not listen: {e}");
+        return 1;
+    }
     // Ready: the master may now stop the workers this one replaces.
     let _ = status.write_all(b"R");
     let served = runtime.block_on(async {
