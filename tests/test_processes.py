@@ -30,7 +30,18 @@ from pathlib import Path
 
 import pytest
 
-from harness import APPS, child_pids, http_request, scgi_exchange, scgi_head, scgi_params, scgi_request, wait_until
+from harness import (
+    APPS,
+    Location,
+    Nginx,
+    child_pids,
+    http_request,
+    scgi_exchange,
+    scgi_head,
+    scgi_params,
+    scgi_request,
+    wait_until,
+)
 
 APP = APPS / "processes_app.py"
 APP_SOURCE = APP.read_text()
@@ -50,11 +61,12 @@ def write_app(path: Path, version: str, broken: bool = False):
     os.replace(tmp, path)
 
 
-def start(gateways, name, app=APP, *args, processes=2, threads=4):
+def start(gateways, name, app=APP, *args, processes=2, threads=4, proto="scgi"):
     gw = gateways.start(
         name,
         ["--app", str(app), "--processes", str(processes), "--threads", str(threads), *args],
         env=ENV,
+        proto=proto,
     )
     assert wait_until(lambda: len(gw.workers()) == processes, 15), gw.describe()
     return gw
@@ -238,6 +250,42 @@ def test_three_sighup_reloads_under_load_fail_no_request_and_serve_the_new_code(
     assert wait_until(lambda: len(gw.workers()) == 2, 10), gw.workers()
     if preload:
         assert len(gw.log.lines_matching(r"re-executing the master")) == 3
+
+
+def test_reloads_with_fastcgi_kept_connections_fail_no_request(gateways, nginx_binary, run_dir, log_dir,
+                                                               scratch):
+    """nginx keeps FastCGI connections open between requests (upstream
+    keepalive + fastcgi_keep_conn): an old worker closes them only while
+    idle, and nginx sends the next request on a new connection."""
+    app = scratch / "ka_app.py"
+    write_app(app, "v0")
+    gw = start(gateways, "p-reload-ka", app, processes=2, threads=4, proto="fastcgi")
+    own = run_dir / "nginx-p-reload-ka"
+    own.mkdir(mode=0o755, exist_ok=True)
+    front = Nginx(
+        nginx_binary, own, log_dir / "nginx-p-reload-ka",
+        [Location("/", "rustgi_ka", proto="fastcgi", keep_conn=True)],
+        upstreams=f"    upstream rustgi_ka {{\n        server unix:{gw.socket};\n        keepalive 8;\n    }}",
+    ).start()
+    try:
+        load = Load(front.port, clients=4).start()
+        for n in (1, 2):
+            time.sleep(2.0)
+            write_app(app, f"v{n}")
+            mark = gw.log.mark()
+            gw.send_signal(signal.SIGHUP)
+            assert gw.log.wait_for(r"reloaded: generation \d+ is serving", since=mark, timeout=20), (
+                gw.describe(mark)
+            )
+            assert wait_until(lambda: answer(front.port)["version"] == f"v{n}", 5), gw.describe(mark)
+        time.sleep(1.0)
+        results = load.stop()
+    finally:
+        front.stop()
+    failed = failures(results)
+    print(f"FastCGI keep-conn: {len(results)} requests, {len(failed)} failed")
+    assert not failed, f"{len(failed)} of {len(results)} failed: {failed[:5]}\n{front.error_log.tail(20)}"
+    assert len(results) > 100
 
 
 def test_sigterm_lets_20_slow_requests_finish_then_exits_0_and_removes_the_socket(

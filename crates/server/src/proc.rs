@@ -291,3 +291,53 @@ extern "C" fn on_fault(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_statuses_are_told_apart() {
+        assert_eq!(describe_wait_status(3 << 8), "exited with code 3");
+        assert_eq!(exit_code(3 << 8), Some(3));
+        assert_eq!(
+            describe_wait_status(libc::SIGSEGV | 0x80),
+            "killed by signal 11 (SIGSEGV, a segmentation fault; core dumped)"
+        );
+        assert_eq!(exit_code(libc::SIGSEGV), None);
+        assert_eq!(
+            describe_wait_status(libc::SIGKILL),
+            "killed by signal 9 (SIGKILL: kill -9, or the kernel's OOM killer)"
+        );
+    }
+
+    #[test]
+    fn a_forked_child_is_reaped_with_its_status() {
+        let pid = fork().unwrap();
+        if pid == 0 {
+            // SAFETY: the child leaves at once, running nothing of the test harness.
+            unsafe { libc::_exit(7) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert_eq!(exit_code(status), Some(7));
+    }
+
+    #[test]
+    fn status_pipe_reads_without_blocking() {
+        let (read, write) = pipe().unwrap();
+        set_nonblocking(read.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(read_available(&read, &mut buf).unwrap(), Some(0));
+        // SAFETY: writing one byte from a valid buffer.
+        assert_eq!(
+            unsafe { libc::write(write.as_raw_fd(), b"R".as_ptr().cast(), 1) },
+            1
+        );
+        assert_eq!(read_available(&read, &mut buf).unwrap(), Some(1));
+        assert_eq!(buf[0], b'R');
+        drop(write);
+        assert_eq!(read_available(&read, &mut buf).unwrap(), None);
+    }
+}
