@@ -102,7 +102,11 @@ impl Drop for SocketFileGuard {
         if std::process::id() != self.pid {
             return;
         }
-        if file_identity(&path) != self.identity {
+        let now = file_identity(&path);
+        if now.is_none() {
+            return; // already gone (removed after a failed start)
+        }
+        if now != self.identity {
             tracing::warn!(
                 "{} is no longer the socket file rustgi created (replaced by another server?): left in place",
                 path.display()
