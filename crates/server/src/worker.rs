@@ -70,7 +70,7 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
             }
         },
     };
-    let mut status = std::fs::File::from(status);
+    let status = std::fs::File::from(status);
     let retirement = Arc::new(Retirement::new(config));
     let settings = EnvironSettings {
         mount: config.mount.clone(),
@@ -108,8 +108,6 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         tracing::error!("could not listen: {e}");
         return 1;
     }
-    // Ready: the master may now stop the workers this one replaces.
-    let _ = status.write_all(b"R");
     let served = runtime.block_on(async {
         let stop = stop_signal(retirement.clone(), status)?;
         serve(config, socket, &describe, pool.clone(), stop).await
@@ -154,6 +152,9 @@ fn stop_signal(
         .map(|s| signal(SignalKind::from_raw(s)))
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
+    // Ready, with the signals handled: the master may now stop the workers
+    // this one replaces (or this one, with SIGTERM).
+    let _ = status.write_all(b"R");
     tokio::spawn(async move {
         sigquit.recv().await;
         tracing::info!("SIGQUIT: exiting at once");
