@@ -166,6 +166,31 @@ def unix_connections(path: str | Path) -> set[int]:
     return found
 
 
+def child_pids(parent: int) -> list[int]:
+    """Live (not zombie) processes whose parent is `parent`, sorted."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of one process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
 class GatewayExited(AssertionError):
     pass
 
@@ -295,13 +320,13 @@ class Gateway:
             return 0
         return stop_process(self.proc, signal.SIGTERM, timeout)
 
+    def workers(self) -> list[int]:
+        """The pids of the master's live worker processes."""
+        return child_pids(self.pid)
+
     def rss_kib(self) -> int:
-        """VmRSS of the gateway process, in KiB."""
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS in /proc/PID/status")
+        """VmRSS of the gateway, in KiB: its master and its workers."""
+        return sum(rss_kib(pid) for pid in [self.pid, *self.workers()])
 
     def describe(self, since: int = 0) -> str:
         state = "running" if self.alive() else f"exited {self.proc.returncode}"

@@ -13,17 +13,23 @@ being spawn-fcgi's, never removes it, not even on SIGTERM.
 - `-s SOCK -F 2 -P PIDFILE`: spawn-fcgi forks two gateways on one socket and
   exits; both serve it; SIGTERM stops them, the socket stays.
 
-examples/rustgi.service: `systemd-analyze verify` accepts the rendered unit
-(placeholders /usr/local/bin/rustgi-gateway, /run/rustgi/app.sock and
-/srv/app replaced, each asserted present) without a warning; a copy with a
-mistyped key is not accepted silently, so the check means something. systemd
-itself cannot run units in this container (it is not PID 1), so the unit's
-promises are checked by doing what systemd would: its ExecStart, rendered, is
-run as is (as `User=`, or `nobody` when that user does not exist here, with
-`Group=`, in `WorkingDirectory=`, with systemd's minimal environment, in a
-fresh RuntimeDirectory) and serves FastCGI, SCGI and uwsgi on its socket,
-which only its group can use; KillSignal during a request lets the request
-finish, and the gateway exits 0 within TimeoutStopSec, its socket removed.
+examples/rustgi.service and examples/rustgi.socket: `systemd-analyze
+verify` accepts the rendered units (placeholders /usr/local/bin/rustgi-gateway,
+/run/rustgi/app.sock and /srv/app replaced, each asserted present) without a
+warning; a copy with a mistyped key is not accepted silently, and the service
+alone (without the socket unit it requires) is refused, so the check means
+something. The settings that matter are asserted (Type=notify, the socket
+unit's ListenStream= is the service's --socket, no RuntimeDirectory= that
+would delete the socket at stop). systemd itself cannot run units in this
+container (it is not PID 1), so the service's promises are checked by doing
+what systemd would: its ExecStart, rendered, is run as is (as `User=`, or
+`nobody` when that user does not exist here, with `Group=`, in
+`WorkingDirectory=`, with systemd's minimal environment, without the socket
+unit, in a fresh directory for the socket) and serves FastCGI, SCGI and uwsgi
+on its socket, which only its group can use; KillSignal during a request lets
+the request finish, and the gateway exits 0 within TimeoutStopSec, its socket
+removed. tests/test_systemd.py runs the two units together, with socket
+activation.
 
 The app is tests/apps/example_app.py (validator-wrapped), copied to the
 rendered /srv/app/app.py.
@@ -136,7 +142,7 @@ class Child:
     exits 0."""
 
     def __init__(self, name: str, argv: list[str], log_path: Path, *, env=None, cwd=None,
-                 user=None, group=None, extra_groups=None):
+                 user=None, group=None, extra_groups=None, pass_fds=()):
         self.name = name
         self.argv = argv
         self.log = LogFile(log_path)
@@ -148,6 +154,7 @@ class Child:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=cwd,
                 user=user, group=group, extra_groups=extra_groups, preexec_fn=_die_with_parent,
+                pass_fds=pass_fds,
             )
 
     @property
@@ -242,7 +249,7 @@ def check_fastcgi_served(where: str, cgi_fcgi: str, pids, unix: bool = True) -> 
         assert got["body"].encode("latin-1") == BODY
         answers.append(got)
     for a in answers:
-        assert a["pid"] in pids, (a["pid"], pids)
+        assert a["ppid"] in pids, (a["ppid"], pids)  # a worker of one of the gateways
         assert a["run_once"] is False
     return answers
 
@@ -312,7 +319,7 @@ def test_spawn_fcgi_forked_children_share_the_socket(procs, spawn_fcgi, cgi_fcgi
 
     def slow():
         try:
-            seen.append(via_raw_fastcgi(str(sock), "GET", "/sleep/0.5")["pid"])
+            seen.append(via_raw_fastcgi(str(sock), "GET", "/sleep/0.5")["ppid"])  # its master
         except Exception as e:  # reported below
             errors.append(repr(e))
 
@@ -345,6 +352,7 @@ def test_spawn_fcgi_forked_children_share_the_socket(procs, spawn_fcgi, cgi_fcgi
 
 
 UNIT = EXAMPLES / "rustgi.service"
+SOCKET_UNIT = EXAMPLES / "rustgi.socket"
 BINARY = "/usr/local/bin/rustgi-gateway"
 SOCKET = "/run/rustgi/app.sock"
 APP_DIR = "/srv/app"
@@ -382,6 +390,15 @@ def render_unit(binary: Path, sock: str, app_dir: Path) -> str:
     return text.replace(BINARY, str(binary)).replace(SOCKET, sock).replace(APP_DIR, str(app_dir))
 
 
+def render_socket_unit(sock: str) -> str:
+    """rustgi.socket with its ListenStream= path replaced (asserted present)."""
+    text = SOCKET_UNIT.read_text()
+    directives = "".join(line for line in text.splitlines(True) if not line.lstrip().startswith(("#", ";")))
+    found = directives.count(SOCKET)
+    assert found == 1, f"{SOCKET_UNIT} should contain {SOCKET!r} once outside comments, has {found}"
+    return text.replace(SOCKET, sock)
+
+
 def one(section: dict, key: str) -> str:
     values = section.get(key, [])
     assert len(values) == 1, f"expected one {key}=, got {values}"
@@ -392,39 +409,67 @@ def test_rustgi_service_passes_systemd_analyze_verify(systemd_analyze, gateway_b
     unit_dir = site_dir / "units"
     unit_dir.mkdir()
     rendered = unit_dir / "rustgi.service"
+    rendered_socket = unit_dir / "rustgi.socket"
     sock = str(site_dir / "run" / "rustgi" / "app.sock")
     rendered.write_text(render_unit(gateway_bin, sock, app_file.parent))
-    done = subprocess.run([systemd_analyze, "verify", str(rendered)], capture_output=True, text=True,
-                          timeout=60)
+    rendered_socket.write_text(render_socket_unit(sock))
+    done = subprocess.run([systemd_analyze, "verify", str(rendered_socket), str(rendered)],
+                          capture_output=True, text=True, timeout=60)
     said = done.stdout + done.stderr
-    print(f"systemd-analyze verify {rendered}: exit {done.returncode}, output {said!r}")
+    print(f"systemd-analyze verify {rendered_socket} {rendered}: exit {done.returncode}, output {said!r}")
     assert done.returncode == 0, done
     assert not said.strip(), f"systemd-analyze has something to say:\n{said}"
+
+    # the service requires its socket unit: alone, it is refused
+    alone = site_dir / "alone"
+    alone.mkdir()
+    shutil.copy(rendered, alone / "rustgi.service")
+    bad = subprocess.run([systemd_analyze, "verify", str(alone / "rustgi.service")], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0 and "rustgi.socket" in bad.stderr, bad
 
     # the check is not vacuous: a mistyped key and a missing binary are reported
     broken = unit_dir / "broken.service"
     broken.write_text(rendered.read_text().replace("KillSignal=", "KilSignal=")
-                      .replace(str(gateway_bin), "/nonexistent/rustgi-gateway"))
-    bad = subprocess.run([systemd_analyze, "verify", str(broken)], capture_output=True, text=True,
-                         timeout=60)
+                      .replace(str(gateway_bin), "/nonexistent/rustgi-gateway")
+                      .replace("Requires=rustgi.socket", "Requires=broken.socket"))
+    broken_socket = unit_dir / "broken.socket"
+    broken_socket.write_text(rendered_socket.read_text().replace("SocketMode=", "SockMode="))
+    bad = subprocess.run([systemd_analyze, "verify", str(broken_socket), str(broken)], capture_output=True,
+                         text=True, timeout=60)
     assert bad.returncode != 0, bad
-    assert "KilSignal" in bad.stderr and "/nonexistent/rustgi-gateway" in bad.stderr, bad.stderr
+    for mistake in ("KilSignal", "/nonexistent/rustgi-gateway", "SockMode"):
+        assert mistake in bad.stderr, (mistake, bad.stderr)
 
 
 def test_rustgi_service_unit_settings():
-    service = unit_directives(UNIT.read_text())["Service"]
+    units = unit_directives(UNIT.read_text())
+    unit, service = units["Unit"], units["Service"]
     argv = shlex.split(one(service, "ExecStart"))
     assert argv[0] == BINARY
     assert argv[argv.index("--socket") + 1] == SOCKET
     assert "--proto" not in argv, "no --proto: one unit for FastCGI, SCGI and uwsgi"
-    # the socket lives in the RuntimeDirectory systemd creates
-    assert Path(SOCKET).parent == Path("/run") / one(service, "RuntimeDirectory")
+    assert "--user" not in argv, "systemd's User= does it"
     assert one(service, "User") not in ("root", "0", "www-data"), "a dedicated user"
     assert one(service, "Restart") == "on-failure"
     assert one(service, "KillSignal") == "SIGTERM"
     graceful = float(argv[argv.index("--graceful-timeout") + 1]) if "--graceful-timeout" in argv else 30.0
     stop = float(one(service, "TimeoutStopSec"))
     assert graceful < stop <= graceful + 30, (graceful, stop)
+    # readiness from rustgi itself, the main process only
+    assert one(service, "Type") == "notify"
+    assert one(service, "NotifyAccess") == "main"
+    assert shlex.split(one(service, "ExecReload")) == ["/bin/kill", "-HUP", "$MAINPID"]
+    # the socket unit holds the socket: required, ordered before, same path
+    assert "rustgi.socket" in one(unit, "Requires").split()
+    assert "rustgi.socket" in " ".join(unit.get("After", [])).split()
+    assert "RuntimeDirectory" not in service, "it would delete the socket unit's socket at every stop"
+    socket = unit_directives(SOCKET_UNIT.read_text())["Socket"]
+    assert one(socket, "ListenStream") == SOCKET
+    assert socket.get("Accept", ["no"]) == ["no"], "rustgi takes a listening socket, not one per connection"
+    # only the front server's user connects
+    assert (one(socket, "SocketUser"), one(socket, "SocketGroup")) == ("www-data", "www-data")
+    assert one(socket, "SocketMode") == "0660"
 
 
 SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -463,12 +508,14 @@ def test_rustgi_service_exec_start_serves_and_stops_on_kill_signal(procs, gatewa
     except KeyError:
         pw = pwd.getpwnam("nobody")  # the unit's user does not exist on this machine
     gid = grp.getgrnam(group).gr_gid
-    runtime = run / one(service, "RuntimeDirectory")
-    runtime.mkdir(mode=0o755)  # systemd: owned by User:Group, RuntimeDirectoryMode 0755
+    # Without the socket unit rustgi creates the socket itself, in a
+    # directory its user can write (as a RuntimeDirectory= would be).
+    runtime = Path(sock).parent
+    runtime.mkdir(mode=0o755)
     if AS_ROOT:
         os.chown(runtime, pw.pw_uid, gid)
     env = {"PATH": SYSTEMD_PATH, "LANG": "C.UTF-8", "HOME": pw.pw_dir, "USER": pw.pw_name,
-           "LOGNAME": pw.pw_name, "SHELL": pw.pw_shell, "RUNTIME_DIRECTORY": str(runtime)}
+           "LOGNAME": pw.pw_name, "SHELL": pw.pw_shell}
     for assignment in service.get("Environment", []):
         for word in shlex.split(assignment):
             key, _, value = word.partition("=")
@@ -491,7 +538,7 @@ def test_rustgi_service_exec_start_serves_and_stops_on_kill_signal(procs, gatewa
     # no --proto: FastCGI, SCGI and uwsgi on the one socket
     got = via_raw_fastcgi(sock, "POST", "/over/fastcgi", BODY)
     assert got["environ"]["FCGI_ROLE"] == "RESPONDER" and got["body"].encode("latin-1") == BODY
-    assert got["pid"] == child.pid and got["environ"]["PATH_INFO"] == "/over/fastcgi"
+    assert got["ppid"] == child.pid and got["environ"]["PATH_INFO"] == "/over/fastcgi"
     r = scgi_request(sock, "POST", "/over/scgi", b"scgi body")
     assert r.status == 200, child.describe()
     got = json.loads(r.body)

@@ -127,6 +127,45 @@ impl Interpreter {
         })
     }
 
+    /// `gc.freeze()`: moves every object the import made into the permanent
+    /// generation, so that the collector never writes to them and the pages
+    /// a forked worker shares with the master stay shared (copy-on-write).
+    pub fn freeze_gc(&self) -> Result<(), String> {
+        Python::attach(|py| {
+            py.import("gc")
+                .and_then(|gc| gc.call_method0("freeze"))
+                .map(drop)
+                .map_err(|e| format_traceback(py, &e))
+        })
+    }
+
+    /// Forks the process through CPython's hooks (`PyOS_BeforeFork`,
+    /// `PyOS_AfterFork_Parent`, `PyOS_AfterFork_Child`), as `os.fork()`
+    /// does: the import lock and other interpreter locks are taken across
+    /// the fork, `os.register_at_fork` callbacks run, and the child's
+    /// interpreter forgets the parent's other threads. Returns what fork()
+    /// returns: 0 in the child, the child's pid in the parent.
+    ///
+    /// Call it only from the thread that started the interpreter, with no
+    /// other thread running Python (the caller's process is single-threaded).
+    pub fn fork(&self) -> std::io::Result<libc::pid_t> {
+        Python::attach(|_py| {
+            // SAFETY: the GIL is held, as these functions require; fork()
+            // is called between them exactly as in CPython's os.fork().
+            unsafe {
+                ffi::PyOS_BeforeFork();
+                let pid = libc::fork();
+                let error = std::io::Error::last_os_error();
+                if pid == 0 {
+                    ffi::PyOS_AfterFork_Child();
+                } else {
+                    ffi::PyOS_AfterFork_Parent();
+                }
+                if pid < 0 { Err(error) } else { Ok(pid) }
+            }
+        })
+    }
+
     /// The application callable.
     pub fn app(&self) -> &Py<PyAny> {
         self.app.as_ref().expect("present until finalize")

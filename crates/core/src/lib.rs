@@ -29,7 +29,7 @@ pub use environ::EnvironSettings;
 pub use file_wrapper::FileWrapper;
 pub use interpreter::{BUILD_PYTHON_VERSION, Interpreter, PythonSetup, StartError};
 pub use paths::Mount;
-pub use pool::{Intake, PythonPool};
+pub use pool::{Intake, PythonPool, RequestHook};
 pub use response::{
     DirectResponse, Disconnected, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender,
     ResponseTarget, response_channel,

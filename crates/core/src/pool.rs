@@ -40,6 +40,7 @@ struct Queue {
     leader: bool,
     /// Threads waiting on the condition variable.
     followers: usize,
+    on_request: Option<RequestHook>,
 }
 
 #[derive(Default)]
@@ -58,14 +59,25 @@ enum Wait {
 impl JobQueue {
     /// A job or a request from the intake, without blocking.
     fn next(&self) -> Option<Job> {
-        let intake = {
+        let (intake, hook) = {
             let mut queue = self.queue.lock().unwrap();
-            if let Some(job) = queue.jobs.pop_front() {
-                return Some(job);
+            let hook = queue.on_request.clone();
+            match queue.jobs.pop_front() {
+                Some(job) => {
+                    drop(queue);
+                    if let Some(hook) = hook {
+                        hook();
+                    }
+                    return Some(job);
+                }
+                None => (queue.intake.clone()?, hook),
             }
-            queue.intake.clone()?
         };
-        intake.try_take()
+        let job = intake.try_take()?;
+        if let Some(hook) = hook {
+            hook();
+        }
+        Some(job)
     }
 
     /// Waits until there may be work; called without the GIL.
@@ -129,6 +141,10 @@ impl JobQueue {
     }
 }
 
+/// Called on a Python thread as it starts each request (see
+/// [`PythonPool::on_request`]).
+pub type RequestHook = Arc<dyn Fn() + Send + Sync>;
+
 /// A fixed set of Python threads running one application.
 pub struct PythonPool {
     queue: Arc<JobQueue>,
@@ -165,6 +181,13 @@ impl PythonPool {
         })
     }
 
+    /// Runs `hook` as each request starts, on its Python thread, whether
+    /// it was queued or taken from the intake (a worker process counts its
+    /// requests with it, for --max-requests).
+    pub fn on_request(&self, hook: RequestHook) {
+        self.queue.queue.lock().unwrap().on_request = Some(hook);
+    }
+
     /// Queues a request; a free thread picks it up.
     pub fn submit(&self, job: Job) {
         self.queue.push(job);
@@ -180,6 +203,12 @@ impl PythonPool {
     /// [`Overdue`]); each is reported once.
     pub fn expire(&self, limit: std::time::Duration) -> Vec<Overdue> {
         self.running.expire(limit)
+    }
+
+    /// Threads still running a request that timed out (`expire`): joining
+    /// them could wait for ever.
+    pub fn stuck_threads(&self) -> usize {
+        self.running.stuck()
     }
 
     /// Lets the threads finish what is queued, then joins them.

@@ -50,6 +50,17 @@ impl Running {
         self.slots.lock().unwrap()[slot] = None;
     }
 
+    /// Requests that timed out and still hold their thread.
+    pub(crate) fn stuck(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .filter(|e| e.expired)
+            .count()
+    }
+
     /// Answers every request running longer than `limit` (504, or a cut
     /// connection once its head is out), once each. Needs no GIL.
     pub(crate) fn expire(&self, limit: Duration) -> Vec<Overdue> {

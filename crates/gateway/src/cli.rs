@@ -3,7 +3,10 @@
 use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
-use rustgi_server::{AllowedPeer, FastcgiOptions, Protocol, ServerConfig, SocketSpec, Timeouts};
+use rustgi_server::{
+    AllowedPeer, FastcgiOptions, Privileges, ProcessOptions, Protocol, ServerConfig, SocketSpec,
+    Timeouts,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,6 +55,25 @@ pub struct Cli {
     /// Permissions of a Unix socket we create, in octal.
     #[arg(long, default_value = "660", value_parser = parse_mode)]
     pub chmod: u32,
+
+    /// Owner of the Unix socket file we create: USER[:GROUP] (names or ids).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub chown: Option<String>,
+
+    /// Become this user (name or uid) after binding, before Python starts.
+    /// Needs root. Without --group, the user's primary group.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Become this group (name or gid) after binding (with --user: instead
+    /// of the user's primary group).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Write the server's pid here after binding; removed at exit. Refused
+    /// while it names a running rustgi-gateway.
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
 
     /// The WSGI application: MODULE[:CALLABLE] or path/to/file.py[:CALLABLE]
     /// (CALLABLE defaults to `application`; `name()` calls a factory).
@@ -109,6 +131,34 @@ pub struct Cli {
     /// Seconds SIGTERM/SIGINT wait for requests in flight.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub graceful_timeout: f64,
+
+    /// Worker processes, forked by a master that replaces any that dies
+    /// (daemon mode; a CGI request is always one process).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub processes: u16,
+
+    /// Import the application once in the master, then fork the workers
+    /// (shared memory, fast start; a reload re-executes the master).
+    #[arg(long)]
+    pub preload: bool,
+
+    /// A worker retires after this many requests (it finishes them, and a
+    /// fresh one replaces it). 0: never.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_requests: u64,
+
+    /// Each worker adds its own random 0..=J to --max-requests, so that
+    /// workers do not all retire at once.
+    #[arg(long, default_value_t = 0, value_name = "J")]
+    pub max_requests_jitter: u64,
+
+    /// A worker whose resident memory exceeds this many MiB retires.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub reload_on_rss: Option<u64>,
+
+    /// Reload (as SIGHUP does) when this file's modification time changes.
+    #[arg(long, value_name = "FILE")]
+    pub touch_reload: Option<PathBuf>,
 
     /// Bytes of each request body kept in memory before it spills to a temp file.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
@@ -201,6 +251,20 @@ impl Cli {
                 memory_limit: self.spool_memory,
             },
             response_buffer: 256 * 1024,
+            privileges: Privileges {
+                user: self.user,
+                group: self.group,
+                socket_owner: self.chown,
+            },
+            pidfile: self.pidfile,
+            processes: ProcessOptions {
+                count: usize::from(self.processes),
+                preload: self.preload,
+                max_requests: (self.max_requests > 0).then_some(self.max_requests),
+                max_requests_jitter: self.max_requests_jitter,
+                reload_on_rss_mib: self.reload_on_rss,
+                touch_reload: self.touch_reload,
+            },
         })
     }
 }

@@ -64,4 +64,40 @@ pub struct ServerConfig {
     pub spool: SpoolLimits,
     /// Bound of each response channel, in bytes.
     pub response_buffer: usize,
+    /// `--processes` and what makes a worker retire (see master.rs).
+    pub processes: ProcessOptions,
+    /// `--user`, `--group`, `--chown` (see `privileges.rs`).
+    pub privileges: crate::Privileges,
+    /// `--pidfile`, written after binding (see `pidfile.rs`).
+    pub pidfile: Option<PathBuf>,
+}
+
+/// The worker processes (master.rs, worker.rs).
+#[derive(Clone, Debug)]
+pub struct ProcessOptions {
+    /// `--processes`: workers forked by the master.
+    pub count: usize,
+    /// `--preload`: import the app once in the master, before forking.
+    pub preload: bool,
+    /// `--max-requests`: a worker retires after this many requests...
+    pub max_requests: Option<u64>,
+    /// ...plus a number in 0..=`--max-requests-jitter`, its own.
+    pub max_requests_jitter: u64,
+    /// `--reload-on-rss`: a worker whose RSS exceeds this retires.
+    pub reload_on_rss_mib: Option<u64>,
+    /// `--touch-reload`: reload when this file's mtime changes.
+    pub touch_reload: Option<PathBuf>,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            count: 1,
+            preload: false,
+            max_requests: None,
+            max_requests_jitter: 0,
+            reload_on_rss_mib: None,
+            touch_reload: None,
+        }
+    }
 }

@@ -41,8 +41,9 @@ pub struct FastcgiContext {
     pub response_buffer: usize,
     /// Also send `wsgi.errors` lines as FCGI_STDERR.
     pub errors_to_peer: bool,
-    /// Cancelled when the server stops: idle kept connections close at
-    /// once, busy ones after their last request.
+    /// Cancelled when the worker stops: kept connections close once idle
+    /// between requests (a new one, or one with a request begun, is still
+    /// served).
     pub shutdown: CancellationToken,
 }
 
@@ -134,7 +135,7 @@ impl Driver<'_> {
                 self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
             }
             let read_limit = self.read_limit();
-            let idle = self.active.is_empty() && buf.is_empty();
+            let idle = self.between_requests(&buf);
             if std::mem::take(&mut unread) {
                 if !self.receive(writer, &mut buf).await {
                     return true;
@@ -181,7 +182,7 @@ impl Driver<'_> {
                 return false;
             }
             if self.machine.should_close()
-                || (self.ctx.shutdown.is_cancelled() && self.active.is_empty() && buf.is_empty())
+                || (self.ctx.shutdown.is_cancelled() && self.between_requests(&buf))
             {
                 return true;
             }
@@ -200,6 +201,13 @@ impl Driver<'_> {
             return false;
         }
         true
+    }
+
+    /// A kept connection with nothing in progress: it has served a request,
+    /// and no byte of the next one has arrived (`head_deadline` is set again
+    /// by the first one, and BEGIN_REQUEST makes the request active).
+    fn between_requests(&self, buf: &BytesMut) -> bool {
+        self.head_deadline.is_none() && self.machine.active_requests() == 0 && buf.is_empty()
     }
 
     /// How long the next read may take: the header timeout while a record

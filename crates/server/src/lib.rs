@@ -16,23 +16,33 @@ mod direct;
 mod fastcgi;
 mod intake;
 mod listener;
+mod master;
+mod pidfile;
+mod privileges;
+mod proc;
 mod stream;
+pub(crate) mod systemd;
 mod timeout;
+mod worker;
 
 pub use allow::AllowedPeer;
-pub use config::{FastcgiOptions, Protocol, ServerConfig, Timeouts};
-pub use listener::{BoundSocket, SocketSpec, bind, fd0_is_listening_socket};
+pub use config::{FastcgiOptions, ProcessOptions, Protocol, ServerConfig, Timeouts};
+pub use listener::{
+    BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, activation_present, bind,
+    fd0_is_listening_socket,
+};
+pub use pidfile::Pidfile;
+pub use privileges::{Privileges, after_bind, drop_privileges};
 
 use bytes::BytesMut;
 use connection::Connection;
 use fastcgi::FastcgiContext;
-use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
+use rustgi_core::PythonPool;
 use rustgi_scgi::Scgi;
 use rustgi_uwsgi::Uwsgi;
 use std::fmt;
 use std::sync::Arc;
 use stream::StreamContext;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -64,6 +74,11 @@ impl From<std::io::Error> for RunError {
 
 /// Starts Python, loads the app, listens, and serves until SIGINT/SIGTERM.
 pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
+    // Before anything changes them: argv and the working directory, which
+    // a --preload reload re-executes with.
+    master::remember_start();
+    // Before any thread: takes LISTEN_FDS out of the environment.
+    let activated = activation_present()?;
     for (key, value) in &config.env {
         // SAFETY: no other thread exists yet (Python, tokio and the pool
         // all start below), so nothing can read the environment meanwhile.
@@ -77,49 +92,33 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
     config
         .allow_from
         .extend(allow::from_environment().map_err(RunError::Setup)?);
-    config.protocol = match how_to_start(config.protocol, config.socket.is_some())? {
-        Start::Cgi => return cgi::run(&config),
+    config.protocol = match how_to_start(config.protocol, config.socket.is_some() || activated)? {
+        Start::Cgi => {
+            drop_privileges(&config.privileges).map_err(RunError::Setup)?;
+            return cgi::run(&config);
+        }
         Start::Serve(protocol) => Some(protocol),
     };
-    let interpreter = Interpreter::start(&config.python).map_err(RunError::Python)?;
-    tracing::info!("Python {}", interpreter.description);
-    tracing::info!("application: {}", config.python.app);
-
+    // Bound (not yet listening) before Python starts, so that privileges
+    // can be dropped first: the app never runs as root.
     let mut socket = bind(config.socket.as_ref(), config.socket_mode)?;
-    let describe = socket.describe();
     let socket_file = socket.socket_file_guard();
-    let settings = EnvironSettings {
-        mount: config.mount.clone(),
-        multithread: config.threads > 1,
-        multiprocess: false,
-        run_once: false,
-        paths_as_sent: false,
-    };
-    let pool = Arc::new(PythonPool::start(
-        interpreter.app(),
-        config.threads,
-        settings,
-    )?);
-    if let Some(limit) = config.request_timeout {
-        // One process, no master to replace it: answer, log and interrupt.
-        timeout::watch(&pool, limit, |_| {})?;
+    let _pidfile = after_bind(&config.privileges, config.pidfile.as_deref(), &socket)
+        .map_err(RunError::Setup)?;
+    // A master forks the workers, which load the app (master.rs).
+    master::run(&config, socket, socket_file)
+}
+
+/// An interpreter that cannot start after `--user` usually cannot read its
+/// own installation: say so.
+fn python_failed(e: rustgi_core::StartError, config: &ServerConfig) -> RunError {
+    match (&e, &config.privileges.user) {
+        (rustgi_core::StartError::Init(_), Some(user)) => RunError::Setup(format!(
+            "{e}\n(Python starts after the switch to --user {user}: that user must be able to \
+             read the Python installation and its standard library; a Python under /root is not readable by others)"
+        )),
+        _ => RunError::Python(e),
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let drained = runtime.block_on(serve(&config, socket, &describe, socket_file, pool.clone()))?;
-    drop(runtime);
-    if !drained {
-        tracing::warn!(
-            "requests still running after --graceful-timeout {:?}; exiting without waiting for them",
-            config.graceful_timeout
-        );
-        return Ok(());
-    }
-    pool.shutdown();
-    interpreter.finalize();
-    tracing::info!("stopped");
-    Ok(())
 }
 
 enum Start {
@@ -157,18 +156,19 @@ fn how_to_start(protocol: Option<Protocol>, socket_given: bool) -> Result<Start,
     ))
 }
 
-/// Serves until a stop signal; returns whether every request finished
-/// within the graceful timeout. The Python threads accept (see `intake`);
-/// this loop serves the connections they pass on.
+/// Accepts until `stop` resolves (a worker's stop signal or retirement,
+/// worker.rs); then closes this process's listener first and serves the
+/// connections it already accepted (each still with its header deadline:
+/// the front server may have sent a request on it already), closing only
+/// idle FastCGI kept connections between requests. Returns whether every
+/// request finished within the graceful timeout.
 async fn serve(
     config: &ServerConfig,
     socket: BoundSocket,
     describe: &str,
-    socket_file: listener::SocketFileGuard,
     pool: Arc<PythonPool>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<bool, RunError> {
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     let allowed = &config.allow_from;
     if !allowed.is_empty() {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
@@ -177,6 +177,9 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let service = Arc::new(Service::new(config, pool.clone(), shutdown.clone()));
     let tracker = TaskTracker::new();
+    // The first worker ready makes the shared socket listen; the master
+    // tells systemd when all are (master.rs).
+    socket.listen()?;
     let listener = match socket {
         BoundSocket::Unix { listener, .. } => intake::Listener::Unix(listener),
         BoundSocket::Tcp(listener) => intake::Listener::Tcp(listener),
@@ -198,14 +201,18 @@ async fn serve(
         }
     };
     tokio::select! {
+        biased;
+        () = stop => {}
         () = serve_handoffs => {}
-        _ = sigterm.recv() => tracing::info!("SIGTERM: stopping gracefully"),
-        _ = sigint.recv() => tracing::info!("SIGINT: stopping gracefully"),
     }
-    // New connections are refused from here on.
+    // This process's listener closes: what it accepted is served, the
+    // other workers (or none) take the next connections.
     pool.set_intake(None);
     intake.close();
-    drop(socket_file);
+    // Connections passed on just before the intake stopped.
+    while let Ok(handoff) = handoffs.try_recv() {
+        service.spawn(handoff, &tracker);
+    }
     shutdown.cancel();
     tracker.close();
     let drained = tokio::time::timeout(config.graceful_timeout, tracker.wait())
@@ -233,23 +240,15 @@ struct AutoService {
     uwsgi: StreamContext<Uwsgi>,
     fastcgi: FastcgiContext,
     header_timeout: std::time::Duration,
-    shutdown: CancellationToken,
 }
 
 impl Service {
     fn new(config: &ServerConfig, pool: Arc<PythonPool>, shutdown: CancellationToken) -> Service {
-        let scgi = || {
-            StreamContext::new(
-                Scgi::new(config.max_header_size),
-                config,
-                pool.clone(),
-                shutdown.clone(),
-            )
-        };
+        let scgi = || StreamContext::new(Scgi::new(config.max_header_size), config, pool.clone());
         // The vars block's size is a u16: 65535 is the most it can say.
         let uwsgi = || {
             let limit = config.max_header_size.min(usize::from(u16::MAX));
-            StreamContext::new(Uwsgi::new(limit), config, pool.clone(), shutdown.clone())
+            StreamContext::new(Uwsgi::new(limit), config, pool.clone())
         };
         let fastcgi = || fastcgi_context(config, pool.clone(), shutdown.clone());
         match config.protocol.unwrap_or(Protocol::Auto) {
@@ -261,7 +260,6 @@ impl Service {
                 uwsgi: uwsgi(),
                 fastcgi: fastcgi(),
                 header_timeout: config.timeouts.header,
-                shutdown: shutdown.clone(),
             })),
         }
     }
@@ -391,11 +389,8 @@ impl AutoService {
         use tokio::io::AsyncReadExt;
         if buf.is_empty() {
             let deadline = accepted + self.header_timeout;
-            let read = tokio::select! {
-                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
-                () = self.shutdown.cancelled() => return,
-            };
-            match read {
+            // Also while the worker stops: the first byte may be on its way.
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return,
                 Err(_) => {

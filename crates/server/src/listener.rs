@@ -1,5 +1,11 @@
-//! Where connections come from: a Unix socket we create, a TCP address, or
-//! a listening socket the front server handed us on fd 0.
+//! Where connections come from: a Unix socket we create, a TCP address, a
+//! socket systemd passed (socket activation, `LISTEN_FDS`), or a listening
+//! socket the front server handed us on fd 0.
+//!
+//! A socket we create is bound at once (so that it can be chowned and
+//! privileges dropped before Python starts) but only listens once the
+//! application is loaded ([`BoundSocket::listen`]): until then a connect is
+//! refused, so "accepts connections" still means "ready to serve".
 
 use std::fmt;
 use std::io;
@@ -53,7 +59,17 @@ impl BoundSocket {
                 created: Some(path),
                 ..
             } => format!("unix:{}", path.display()),
-            BoundSocket::Unix { created: None, .. } => "an inherited unix socket".into(),
+            BoundSocket::Unix {
+                created: None,
+                listener,
+            } => match listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
+                Some(path) => format!("an inherited unix socket at {}", path.display()),
+                None => "an inherited unix socket".into(),
+            },
             BoundSocket::Tcp(l) => match l.local_addr() {
                 Ok(addr) => format!("tcp:{addr}"),
                 Err(_) => "tcp".into(),
@@ -62,37 +78,338 @@ impl BoundSocket {
     }
 }
 
-/// Removes the socket file we created, however the server stops.
-pub struct SocketFileGuard(Option<PathBuf>);
+/// Removes the socket file we created, however the server stops; only in
+/// the process that created it (a forked worker dropping its copy does
+/// nothing).
+pub struct SocketFileGuard {
+    path: Option<PathBuf>,
+    pid: u32,
+    /// The file's (device, inode) when we took it over: a file someone put
+    /// at the path since is not ours to remove.
+    identity: Option<(u64, u64)>,
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
 
 impl Drop for SocketFileGuard {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
+        let Some(path) = self.path.take() else { return };
+        if std::process::id() != self.pid {
+            return;
+        }
+        let now = file_identity(&path);
+        if now.is_none() {
+            return; // already gone (removed after a failed start)
+        }
+        if now != self.identity {
+            tracing::warn!(
+                "{} is no longer the socket file rustgi created (replaced by another server?): left in place",
+                path.display()
+            );
+            return;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                "could not remove the socket file {}: {e} (with --user, its directory must be writable by that user; \
+                 the stale file is replaced at the next start)",
+                path.display()
+            ),
         }
     }
 }
 
 impl BoundSocket {
-    /// Takes the file-removal duty out, so it outlives the listener.
+    /// The file-removal duty, to outlive the listener (the path stays
+    /// readable through [`BoundSocket::created_path`]).
     pub fn socket_file_guard(&mut self) -> SocketFileGuard {
+        let path = match self {
+            BoundSocket::Unix { created, .. } => created.clone(),
+            BoundSocket::Tcp(_) => None,
+        };
+        SocketFileGuard {
+            identity: path.as_deref().and_then(file_identity),
+            path,
+            pid: std::process::id(),
+        }
+    }
+
+    /// Starts listening, if the socket does not already (one we bound;
+    /// inherited and activated sockets listen already, and their backlog is
+    /// left as their owner set it). Safe to call more than once, from any
+    /// process sharing the socket.
+    pub fn listen(&self) -> io::Result<()> {
+        let fd = self.as_raw_fd();
+        if is_listening(fd) {
+            return Ok(());
+        }
+        // SAFETY: listen on a socket descriptor we own.
+        if unsafe { libc::listen(fd, libc::SOMAXCONN) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The Unix socket file rustgi created, if any (for `--chown`).
+    pub fn created_path(&self) -> Option<&Path> {
         match self {
-            BoundSocket::Unix { created, .. } => SocketFileGuard(created.take()),
-            BoundSocket::Tcp(_) => SocketFileGuard(None),
+            BoundSocket::Unix { created, .. } => created.as_deref(),
+            BoundSocket::Tcp(_) => None,
         }
     }
 }
 
-/// Binds `--socket`, or takes fd 0 when none was given.
+impl AsRawFd for BoundSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            BoundSocket::Unix { listener, .. } => listener.as_raw_fd(),
+            BoundSocket::Tcp(listener) => listener.as_raw_fd(),
+        }
+    }
+}
+
+/// Binds `--socket`; or takes the socket systemd passed (socket
+/// activation, or our own re-exec), the one `--socket` names when there
+/// are several; or takes fd 0 when neither was given. A socket we bind here
+/// does not listen yet: call [`BoundSocket::listen`] when ready to serve.
 pub fn bind(spec: Option<&SocketSpec>, mode: u32) -> io::Result<BoundSocket> {
+    let activated = take_activation()?;
+    if !activated.is_empty() {
+        return from_activation(spec, activated);
+    }
     match spec {
         Some(SocketSpec::Unix(path)) => bind_unix(path, mode),
-        Some(SocketSpec::Tcp(addr)) => Ok(BoundSocket::Tcp(
-            StdTcpListener::bind(addr.as_str())
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?,
-        )),
+        Some(SocketSpec::Tcp(addr)) => bind_tcp(addr),
         None => inherit_fd0(),
     }
+}
+
+/// `RUSTGI_SOCKET_FILE_OWNED=PATH`, set by a rustgi that re-execs itself
+/// with its listening socket passed as `LISTEN_FDS=1`: the new image
+/// created (and must remove at exit) the Unix socket file at PATH. Read
+/// only together with `LISTEN_FDS` for our pid, and always removed from
+/// the environment.
+pub const SOCKET_FILE_OWNED_ENV: &str = "RUSTGI_SOCKET_FILE_OWNED";
+
+/// The activation sockets, taken from the environment on the first call
+/// (which must come before any thread starts: it changes the
+/// environment) and handed out once.
+static ACTIVATION: std::sync::Mutex<Option<Activation>> = std::sync::Mutex::new(None);
+
+struct Activation {
+    fds: Vec<crate::systemd::ActivatedFd>,
+    owned_file: Option<PathBuf>,
+}
+
+/// Takes `LISTEN_FDS` (and `RUSTGI_SOCKET_FILE_OWNED`) out of the
+/// environment, if not done yet, and says whether sockets were passed.
+/// Call it before any thread starts; [`bind`] uses what it found.
+pub fn activation_present() -> io::Result<bool> {
+    let mut guard = ACTIVATION.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        let owned_file = std::env::var_os(SOCKET_FILE_OWNED_ENV).map(PathBuf::from);
+        // SAFETY: no other thread exists yet (documented above).
+        unsafe { std::env::remove_var(SOCKET_FILE_OWNED_ENV) };
+        let fds = crate::systemd::listen_fds()?;
+        let owned_file = owned_file.filter(|_| !fds.is_empty());
+        *guard = Some(Activation { fds, owned_file });
+    }
+    Ok(guard.as_ref().is_some_and(|a| !a.fds.is_empty()))
+}
+
+fn take_activation() -> io::Result<Vec<(crate::systemd::ActivatedFd, Option<PathBuf>)>> {
+    activation_present()?;
+    let mut guard = ACTIVATION.lock().unwrap_or_else(|e| e.into_inner());
+    let activation = guard.as_mut().expect("filled above");
+    let owned = activation.owned_file.take();
+    Ok(std::mem::take(&mut activation.fds)
+        .into_iter()
+        .map(|fd| (fd, owned.clone()))
+        .collect())
+}
+
+/// What an activated descriptor is, for matching it with `--socket`.
+enum Passed {
+    Unix(StdUnixListener, Option<PathBuf>),
+    Tcp(StdTcpListener, Option<std::net::SocketAddr>),
+}
+
+impl Passed {
+    fn describe(&self) -> String {
+        match self {
+            Passed::Unix(_, Some(path)) => format!("unix:{}", path.display()),
+            Passed::Unix(l, None) => match l.local_addr() {
+                Ok(addr) => {
+                    use std::os::linux::net::SocketAddrExt;
+                    match addr.as_abstract_name() {
+                        Some(name) => format!("unix:@{}", name.escape_ascii()),
+                        None => "an unnamed unix socket".into(),
+                    }
+                }
+                Err(_) => "a unix socket".into(),
+            },
+            Passed::Tcp(_, Some(addr)) => format!("tcp:{addr}"),
+            Passed::Tcp(_, None) => "tcp".into(),
+        }
+    }
+
+    fn matches(&self, spec: &SocketSpec) -> bool {
+        match (self, spec) {
+            (Passed::Unix(_, Some(have)), SocketSpec::Unix(want)) => {
+                have == want
+                    || matches!(
+                        (std::fs::canonicalize(have), std::fs::canonicalize(want)),
+                        (Ok(a), Ok(b)) if a == b
+                    )
+            }
+            (Passed::Tcp(_, Some(have)), SocketSpec::Tcp(want)) => {
+                use std::net::ToSocketAddrs;
+                want.as_str()
+                    .to_socket_addrs()
+                    .is_ok_and(|mut addrs| addrs.any(|a| a == *have))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Checks a passed descriptor: a listening stream socket, Unix or TCP.
+fn classify(activated: crate::systemd::ActivatedFd) -> io::Result<Passed> {
+    let raw = activated.fd.as_raw_fd();
+    let what = format!("fd {raw} (\"{}\")", activated.name);
+    if sockopt(raw, libc::SO_TYPE)? != libc::SOCK_STREAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "socket activation: {what} is not a stream socket; use ListenStream= in the .socket unit"
+            ),
+        ));
+    }
+    if !is_listening(raw) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "socket activation: {what} is not a listening socket; use Accept=no (the default) in the .socket unit"
+            ),
+        ));
+    }
+    let family = socket_family(raw)?;
+    let raw = fd_into_raw(activated.fd);
+    // SAFETY: `raw` is a listening stream socket we own exclusively now.
+    Ok(match family {
+        libc::AF_UNIX => {
+            let listener = unsafe { StdUnixListener::from_raw_fd(raw) };
+            let path = listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+            Passed::Unix(listener, path)
+        }
+        libc::AF_INET | libc::AF_INET6 => {
+            let listener = unsafe { StdTcpListener::from_raw_fd(raw) };
+            let addr = listener.local_addr().ok();
+            Passed::Tcp(listener, addr)
+        }
+        other => {
+            // SAFETY: we own `raw`; close it rather than leak it.
+            drop(unsafe { OwnedFd::from_raw_fd(raw) });
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "socket activation: {what} is of address family {other}, neither Unix nor TCP"
+                ),
+            ));
+        }
+    })
+}
+
+/// Picks the activated socket to serve: the only one, or the one
+/// `--socket` names. The others are closed.
+fn from_activation(
+    spec: Option<&SocketSpec>,
+    activated: Vec<(crate::systemd::ActivatedFd, Option<PathBuf>)>,
+) -> io::Result<BoundSocket> {
+    let mut owned_file = None;
+    let mut passed = Vec::with_capacity(activated.len());
+    for (fd, owned) in activated {
+        owned_file = owned;
+        passed.push(classify(fd)?);
+    }
+    let list = || {
+        passed
+            .iter()
+            .map(Passed::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let index = match spec {
+        Some(spec) => passed.iter().position(|p| p.matches(spec)).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--socket {spec} is not among the sockets passed by socket activation ({}); \
+                     drop --socket to serve the passed socket, or make them agree",
+                    list()
+                ),
+            )
+        })?,
+        None if passed.len() == 1 => 0,
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "socket activation passed {} sockets ({}); name the one to serve with --socket",
+                    passed.len(),
+                    list()
+                ),
+            ));
+        }
+    };
+    let chosen = passed.swap_remove(index);
+    tracing::info!("socket activation: serving {}", chosen.describe());
+    Ok(match chosen {
+        Passed::Unix(listener, path) => {
+            // Only our own re-exec hands the file's removal on; a socket
+            // from systemd belongs to systemd.
+            let created = match (path, owned_file) {
+                (Some(path), Some(owned)) if path == owned => Some(path),
+                _ => None,
+            };
+            BoundSocket::Unix { listener, created }
+        }
+        Passed::Tcp(listener, _) => BoundSocket::Tcp(listener),
+    })
+}
+
+fn bind_tcp(addr: &str) -> io::Result<BoundSocket> {
+    use std::net::ToSocketAddrs;
+    let fail = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address");
+    for candidate in addr.to_socket_addrs().map_err(fail)? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(candidate),
+            socket2::Type::STREAM,
+            None,
+        )
+        .map_err(fail)?;
+        // As std's TcpListener::bind: a restart does not wait for TIME_WAIT.
+        socket.set_reuse_address(true).map_err(fail)?;
+        match socket.bind(&candidate.into()) {
+            Ok(()) => {
+                return Ok(BoundSocket::Tcp(StdTcpListener::from(OwnedFd::from(
+                    socket,
+                ))));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(fail(last))
 }
 
 fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
@@ -119,13 +436,22 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = StdUnixListener::bind(path).map_err(|e| {
+    let fail = |e: io::Error| {
         io::Error::new(
             e.kind(),
             format!("cannot listen on {}: {e}", path.display()),
         )
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    };
+    let socket =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).map_err(fail)?;
+    socket
+        .bind(&socket2::SockAddr::unix(path).map_err(fail)?)
+        .map_err(fail)?;
+    let listener = StdUnixListener::from(OwnedFd::from(socket));
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
     Ok(BoundSocket::Unix {
         listener,
         created: Some(path.to_path_buf()),
@@ -134,19 +460,30 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
 
 /// True when fd 0 is a listening socket (spawned by a front server).
 pub fn fd0_is_listening_socket() -> bool {
-    let mut accepting: libc::c_int = 0;
+    is_listening(0)
+}
+
+fn is_listening(fd: RawFd) -> bool {
+    sockopt(fd, libc::SO_ACCEPTCONN).is_ok_and(|v| v == 1)
+}
+
+fn sockopt(fd: RawFd, option: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `accepting`.
+    // SAFETY: getsockopt writes at most `len` bytes into `value`.
     let rc = unsafe {
         libc::getsockopt(
-            0,
+            fd,
             libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&raw mut accepting).cast(),
+            option,
+            (&raw mut value).cast(),
             &mut len,
         )
     };
-    rc == 0 && accepting == 1
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
 }
 
 fn inherit_fd0() -> io::Result<BoundSocket> {
@@ -245,6 +582,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         let live = bind_unix(&path, 0o600).unwrap();
+        live.listen().unwrap();
         assert!(bind_unix(&path, 0o600).is_err());
         drop(live); // the file stays behind: stale
         assert!(path.exists());
@@ -252,6 +590,47 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
         drop(again);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn only_the_file_we_created_is_removed() {
+        let dir = std::env::temp_dir().join(format!("rustgi-listener-own-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let mut first = bind_unix(&path, 0o600).unwrap();
+        let guard = first.socket_file_guard();
+        // Another server replaced the file meanwhile: it stays.
+        std::fs::remove_file(&path).unwrap();
+        let mut second = bind_unix(&path, 0o600).unwrap();
+        drop(guard);
+        assert!(path.exists());
+        drop(second.socket_file_guard());
+        assert!(!path.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_bound_socket_listens_only_when_told() {
+        let dir = std::env::temp_dir().join(format!("rustgi-listener-late-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let socket = bind_unix(&path, 0o600).unwrap();
+        assert!(
+            StdUnixStream::connect(&path).is_err(),
+            "refused until ready"
+        );
+        socket.listen().unwrap();
+        socket.listen().unwrap(); // twice is fine
+        assert!(StdUnixStream::connect(&path).is_ok());
+        let tcp = bind_tcp("127.0.0.1:0").unwrap();
+        let BoundSocket::Tcp(listener) = &tcp else {
+            panic!("tcp")
+        };
+        let addr = listener.local_addr().unwrap();
+        assert!(std::net::TcpStream::connect(addr).is_err());
+        tcp.listen().unwrap();
+        assert!(std::net::TcpStream::connect(addr).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

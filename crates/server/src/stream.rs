@@ -19,7 +19,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout, timeout_at};
-use tokio_util::sync::CancellationToken;
 
 /// Bytes read from the socket at a time (DESIGN.md: read ahead ~64 KiB).
 const READ_SIZE: usize = 64 * 1024;
@@ -39,25 +38,16 @@ pub struct StreamContext<P> {
     pub spool: SpoolLimits,
     /// Bound of the response channel, in bytes.
     pub response_buffer: usize,
-    /// Cancelled when the server stops: a connection still waiting for its
-    /// request head closes at once.
-    pub shutdown: CancellationToken,
 }
 
 impl<P> StreamContext<P> {
-    pub fn new(
-        protocol: P,
-        config: &crate::ServerConfig,
-        pool: Arc<PythonPool>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(protocol: P, config: &crate::ServerConfig, pool: Arc<PythonPool>) -> Self {
         StreamContext {
             protocol,
             pool,
             timeouts: config.timeouts,
             spool: config.spool,
             response_buffer: config.response_buffer,
-            shutdown,
         }
     }
 }
@@ -195,11 +185,9 @@ where
             }
         }
         buf.reserve(8 * 1024);
-        let read = tokio::select! {
-            read = timeout_at(deadline, reader.read_buf(buf)) => read,
-            () = ctx.shutdown.cancelled(), if buf.is_empty() => return None,
-        };
-        match read {
+        // Also while the worker stops: the front server may have sent this
+        // request already (a reload must not fail it).
+        match timeout_at(deadline, reader.read_buf(buf)).await {
             Ok(Ok(0)) => {
                 if !buf.is_empty() {
                     tracing::warn!(

@@ -5,7 +5,7 @@
 //! the worker then retires: it stops accepting, lets its other requests
 //! finish, and the master starts a fresh one.
 
-use rustgi_core::{PythonPool, TimeoutAnswer};
+use rustgi_core::{Overdue, PythonPool, TimeoutAnswer};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -32,22 +32,33 @@ pub(crate) fn watch(
                 if overdue.is_empty() {
                     continue;
                 }
+                // The stack needs the GIL, which code stuck in C may hold:
+                // retire after a second whether or not it was logged.
+                let (logged, done) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    for request in overdue {
+                        log(&request, limit);
+                    }
+                    let _ = logged.send(());
+                });
+                let _ = done.recv_timeout(Duration::from_secs(1));
                 retire("a request ran past --timeout");
-                for request in overdue {
-                    let answer = match request.answer {
-                        TimeoutAnswer::GatewayTimeout => "answered 504",
-                        TimeoutAnswer::Cut => "its response had started: connection cut",
-                        TimeoutAnswer::Complete => "its response was complete",
-                    };
-                    tracing::error!(
-                        "request {} ran {:.1?}, past --timeout {limit:?}: {answer}; \
-                         interrupting its thread (TimeoutError), whose Python stack was:\n{}",
-                        request.request,
-                        request.elapsed,
-                        request.stack_and_interrupt()
-                    );
-                }
             }
         })?;
     Ok(())
+}
+
+fn log(request: &Overdue, limit: Duration) {
+    let answer = match request.answer {
+        TimeoutAnswer::GatewayTimeout => "answered 504",
+        TimeoutAnswer::Cut => "its response had started: connection cut",
+        TimeoutAnswer::Complete => "its response was complete",
+    };
+    tracing::error!(
+        "request {} ran {:.1?}, past --timeout {limit:?}: {answer}; \
+         interrupting its thread (TimeoutError), whose Python stack was:\n{}",
+        request.request,
+        request.elapsed,
+        request.stack_and_interrupt()
+    );
 }

@@ -1,0 +1,322 @@
+//! One worker process: forked by the master (master.rs), it has its own
+//! interpreter (imported after the fork, or the master's preloaded one),
+//! its own Python threads and its own tokio runtime, and accepts on the
+//! listening socket it shares with the other workers.
+//!
+//! It tells the master two things through a pipe: `R` once the app is
+//! loaded and it is about to accept, and `r` when it retires on its own
+//! (--max-requests, --reload-on-rss; [`Retirement::retire`] is the one way
+//! in, for any future reason), so that the master starts its replacement
+//! at once. Retiring, SIGTERM and SIGINT all stop it the same way: close
+//! its listener, finish what it accepted, exit 0.
+
+use crate::config::ServerConfig;
+use crate::listener::BoundSocket;
+use crate::{RunError, serve};
+use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+/// A worker that could not start Python or load the application exits with
+/// this code (gunicorn's APP_LOAD_ERROR): the master then stops trying when
+/// it is a first start, and keeps the old workers when it is a reload.
+pub(crate) const EXIT_APP_LOAD: i32 = 4;
+/// A worker that panicked.
+pub(crate) const EXIT_PANIC: i32 = 70;
+
+/// What the master hands a worker it has just forked.
+pub(crate) struct Launch<'a> {
+    pub config: &'a ServerConfig,
+    pub socket: BoundSocket,
+    pub describe: String,
+    /// The master's interpreter with the app loaded (--preload), else None:
+    /// the worker starts its own.
+    pub interpreter: Option<Interpreter>,
+    /// The write end of the status pipe to the master.
+    pub status: OwnedFd,
+    /// `wsgi.multiprocess`.
+    pub multiprocess: bool,
+}
+
+/// Runs the worker; returns its exit code.
+pub(crate) fn run(launch: Launch<'_>) -> i32 {
+    let Launch {
+        config,
+        socket,
+        describe,
+        interpreter,
+        status,
+        multiprocess,
+    } = launch;
+    // Lines this process logs from its main thread name it.
+    let _span = tracing::info_span!("worker", pid = std::process::id()).entered();
+    let interpreter = match interpreter {
+        Some(interpreter) => interpreter,
+        None => match Interpreter::start(&config.python) {
+            Ok(interpreter) => {
+                tracing::info!("Python {}", interpreter.description);
+                tracing::info!("application: {}", config.python.app);
+                interpreter
+            }
+            Err(e) => {
+                eprintln!("rustgi-gateway: {}", crate::python_failed(e, config));
+                return EXIT_APP_LOAD;
+            }
+        },
+    };
+    let status = std::fs::File::from(status);
+    let retirement = Arc::new(Retirement::new(config));
+    let settings = EnvironSettings {
+        mount: config.mount.clone(),
+        multithread: config.threads > 1,
+        multiprocess,
+        run_once: false,
+        paths_as_sent: false,
+    };
+    let pool = match PythonPool::start(interpreter.app(), config.threads, settings) {
+        Ok(pool) => pool,
+        Err(e) => {
+            tracing::error!("could not start the Python threads: {e}");
+            return 1;
+        }
+    };
+    if retirement.has_limits() {
+        let retirement = retirement.clone();
+        pool.on_request(Arc::new(move || retirement.on_request()));
+    }
+    let pool = Arc::new(pool);
+    if let Some(limit) = config.request_timeout {
+        let retirement = retirement.clone();
+        if let Err(e) =
+            crate::timeout::watch(&pool, limit, move |why| retirement.retire(why.into()))
+        {
+            tracing::error!("could not start the --timeout watch: {e}");
+            return 1;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("could not start the I/O runtime: {e}");
+            return 1;
+        }
+    };
+    // Listening before saying ready: the master's READY=1 (sd_notify) must
+    // not come before connections are accepted (listener.rs binds without
+    // listening until an app is loaded).
+    if let Err(e) = socket.listen() {
+        tracing::error!("could not listen: {e}");
+        return 1;
+    }
+    let served = runtime.block_on(async {
+        let stop = stop_signal(retirement.clone(), status)?;
+        serve(config, socket, &describe, pool.clone(), stop).await
+    });
+    drop(runtime);
+    let drained = match served {
+        Ok(drained) => drained,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    if !drained {
+        tracing::warn!(
+            "requests still running after --graceful-timeout {:?}; exiting without waiting for them",
+            config.graceful_timeout
+        );
+        return 0;
+    }
+    let stuck = pool.stuck_threads();
+    if stuck > 0 {
+        tracing::warn!(
+            "{stuck} Python thread(s) still run a request that timed out; exiting without waiting for them"
+        );
+        return 0;
+    }
+    pool.shutdown();
+    interpreter.finalize();
+    tracing::info!("stopped");
+    0
+}
+
+/// Resolves when the worker should stop accepting: SIGTERM or SIGINT (from
+/// the master, or the master's death), or its own retirement, which it
+/// announces to the master. SIGQUIT exits at once. The master's other
+/// signals are caught and ignored, so that one sent to the whole process
+/// group (a terminal's hangup, SIGTTIN/SIGTTOU) never stops a worker.
+fn stop_signal(
+    retirement: Arc<Retirement>,
+    mut status: std::fs::File,
+) -> Result<impl std::future::Future<Output = ()>, RunError> {
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigquit = signal(SignalKind::quit())?;
+    let ignored = [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU]
+        .map(|s| signal(SignalKind::from_raw(s)))
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Ready, with the signals handled: the master may now stop the workers
+    // this one replaces (or this one, with SIGTERM).
+    let _ = status.write_all(b"R");
+    tokio::spawn(async move {
+        sigquit.recv().await;
+        tracing::info!("SIGQUIT: exiting at once");
+        // SAFETY: _exit ends the process without running anything else.
+        unsafe { libc::_exit(0) };
+    });
+    if retirement.max_rss.is_some() {
+        // Also between requests: a long request can grow it too.
+        let retirement = retirement.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                retirement.check_rss();
+            }
+        });
+    }
+    Ok(async move {
+        let _ignored = ignored;
+        tokio::select! {
+            _ = sigterm.recv() => tracing::info!("SIGTERM: stopping gracefully"),
+            _ = sigint.recv() => tracing::info!("SIGINT: stopping gracefully"),
+            () = retirement.token.cancelled() => {
+                let reason = retirement.reason.get().map_or("", String::as_str);
+                tracing::info!("retiring: {reason}; finishing the requests in flight");
+                // The master starts the replacement now; it may be gone
+                // (re-executed), which is no error.
+                let _ = status.write_all(b"r");
+            }
+        }
+    })
+}
+
+/// When a worker retires on its own.
+pub(crate) struct Retirement {
+    served: AtomicU64,
+    /// --max-requests plus this worker's share of --max-requests-jitter.
+    max_requests: Option<u64>,
+    /// --reload-on-rss, in bytes.
+    max_rss: Option<u64>,
+    statm: Option<std::fs::File>,
+    token: CancellationToken,
+    reason: OnceLock<String>,
+}
+
+impl Retirement {
+    fn new(config: &ServerConfig) -> Retirement {
+        let limits = &config.processes;
+        let max_requests = limits
+            .max_requests
+            .map(|n| n.saturating_add(jitter(limits.max_requests_jitter)));
+        if let Some(n) = max_requests {
+            tracing::info!("this worker retires after {n} requests (--max-requests)");
+        }
+        let max_rss = limits.reload_on_rss_mib.map(|mib| mib << 20);
+        Retirement {
+            served: AtomicU64::new(0),
+            max_requests,
+            max_rss,
+            statm: max_rss.and_then(|_| std::fs::File::open("/proc/self/statm").ok()),
+            token: CancellationToken::new(),
+            reason: OnceLock::new(),
+        }
+    }
+
+    fn has_limits(&self) -> bool {
+        self.max_requests.is_some() || self.max_rss.is_some()
+    }
+
+    /// Stops accepting, finishes the requests in flight, exits 0; the
+    /// master starts a replacement as soon as it hears of it. The first
+    /// reason given is the one logged.
+    pub(crate) fn retire(&self, reason: String) {
+        if self.reason.set(reason).is_ok() {
+            self.token.cancel();
+        }
+    }
+
+    /// Each request, as a Python thread starts it.
+    fn on_request(&self) {
+        let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_requests == Some(served) {
+            self.retire(format!("served {served} requests (--max-requests)"));
+        }
+        self.check_rss();
+    }
+
+    fn check_rss(&self) {
+        let (Some(limit), Some(statm)) = (self.max_rss, &self.statm) else {
+            return;
+        };
+        if self.token.is_cancelled() {
+            return;
+        }
+        if let Some(rss) = rss_bytes(statm)
+            && rss > limit
+        {
+            self.retire(format!(
+                "RSS {} MiB is above --reload-on-rss {} MiB",
+                rss >> 20,
+                limit >> 20
+            ));
+        }
+    }
+}
+
+/// The resident set size, from /proc/self/statm (kept open: one pread).
+fn rss_bytes(statm: &std::fs::File) -> Option<u64> {
+    let mut buf = [0u8; 128];
+    let n = statm.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).unwrap_or(4096))
+}
+
+/// A number in 0..=max, different in each worker.
+fn jitter(max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id())).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64's finaliser: spreads the bits of a poor seed.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    x % (max + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_range() {
+        assert_eq!(jitter(0), 0);
+        for _ in 0..1000 {
+            assert!(jitter(7) <= 7);
+        }
+    }
+
+    #[test]
+    fn rss_is_read_from_statm() {
+        let statm = std::fs::File::open("/proc/self/statm").unwrap();
+        let rss = rss_bytes(&statm).unwrap();
+        assert!(rss > 1 << 20, "{rss}");
+    }
+}
