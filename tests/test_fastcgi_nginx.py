@@ -431,15 +431,21 @@ def test_without_keep_conn_connections_are_not_kept(nginx, fcgi_ka_gateway):
     # tests) are left out by taking them as a baseline.
     sock = fcgi_ka_gateway.socket
     before = unix_connections(sock)
+    port = nginx.server_port("fcgi-ka-plain")
     with ConnectionSampler(sock) as sampler:
-        failures = hammer(nginx.server_port("fcgi-ka-plain"), threads=4, per_thread=100)
+        failures = hammer(port, threads=4, per_thread=100)
+        # A fast request's connection lives for microseconds; these last
+        # long enough (50 ms) for the sampler to see each one.
+        for _ in range(12):
+            r = requests.get(f"http://127.0.0.1:{port}/slow?seconds=0.05&bytes=10", timeout=10)
+            assert r.status_code == 200
     assert not failures, failures[:5]
     assert wait_until(lambda: not (unix_connections(sock) - before), timeout=5), (
         f"{len(unix_connections(sock) - before)} connections still open"
     )
     # One connection per request: the sampler sees many of them go by.
     assert len(sampler.seen - before) > 8, (
-        f"only {len(sampler.seen - before)} connections seen for 400 requests"
+        f"only {len(sampler.seen - before)} connections seen for 412 requests"
     )
 
 

@@ -69,6 +69,8 @@ def start(gateways, name, app=APP, *args, processes=2, threads=4, proto="scgi"):
         proto=proto,
     )
     assert wait_until(lambda: len(gw.workers()) == processes, 15), gw.describe()
+    # Ready: each has loaded the app and set up its signal handlers.
+    assert gw.log.wait_for(rf"\b{processes} worker\(s\) ready", timeout=15), gw.describe()
     return gw
 
 

@@ -38,8 +38,13 @@ struct Queue {
     intake: Option<Arc<dyn Intake>>,
     /// A thread is in `Intake::wait`.
     leader: bool,
-    /// Threads waiting on the condition variable.
+    /// Threads waiting on the condition variable and not yet woken: a
+    /// waker counts its wake-up off here at once, so that wake-ups sent
+    /// faster than the woken threads run are never lost (a count the woken
+    /// thread lowered itself would still include threads already woken).
     followers: usize,
+    /// Wake-ups sent and not yet taken by a woken thread.
+    wakeups: usize,
     on_request: Option<RequestHook>,
 }
 
@@ -99,23 +104,41 @@ impl JobQueue {
                 let mut queue = self.queue.lock().unwrap();
                 queue.leader = false;
                 // Someone else waits on the intake while this one serves.
-                if queue.followers > 0 {
-                    self.ready.notify_one();
-                }
+                self.wake_one(&mut queue);
                 return Wait::Again;
             }
             queue.followers += 1;
             queue = self.ready.wait(queue).unwrap();
-            queue.followers -= 1;
+            if queue.wakeups > 0 {
+                queue.wakeups -= 1;
+            } else {
+                // A spurious wake-up: nobody counted this one off.
+                queue.followers -= 1;
+            }
         }
+    }
+
+    fn wake_all(&self, queue: &mut Queue) {
+        queue.wakeups += std::mem::take(&mut queue.followers);
+        self.ready.notify_all();
+    }
+
+    /// Wakes one waiting thread, if there is one; false if none.
+    fn wake_one(&self, queue: &mut Queue) -> bool {
+        if queue.followers == 0 {
+            return false;
+        }
+        queue.followers -= 1;
+        queue.wakeups += 1;
+        self.ready.notify_one();
+        true
     }
 
     fn push(&self, job: Job) {
         let mut queue = self.queue.lock().unwrap();
         queue.jobs.push_back(job);
-        if queue.followers > 0 {
-            self.ready.notify_one();
-        } else if queue.leader
+        if !self.wake_one(&mut queue)
+            && queue.leader
             && let Some(intake) = &queue.intake
         {
             intake.wake();
@@ -128,7 +151,7 @@ impl JobQueue {
         if let Some(old) = old {
             old.wake();
         }
-        self.ready.notify_all();
+        self.wake_all(&mut queue);
     }
 
     fn close(&self) {
@@ -137,7 +160,7 @@ impl JobQueue {
         if let Some(intake) = queue.intake.take() {
             intake.wake();
         }
-        self.ready.notify_all();
+        self.wake_all(&mut queue);
     }
 }
 
