@@ -1,0 +1,801 @@
+#!/usr/bin/env python3
+"""rustgi against uWSGI and flup, behind one nginx and straight to the socket.
+
+Run through bench/run, which installs and builds what this needs first.
+Standard library only.
+
+For every target (a server on a protocol) and scenario (an app route) it
+measures, in interleaved rounds (every cell once per round, then again):
+
+1. behind nginx: wrk's req/s and p99 latency, the backend's peak RSS (sum
+   of VmHWM over its process tree), and
+2. the backend's CPU per request over the wrk run (utime+stime of its
+   process tree from /proc, divided by wrk's request count);
+3. direct capacity: rustgi-loadgen speaks the protocol straight to the
+   backend's socket, pinned to core 1, with the backend started on core 0:
+   req/s and CPU per request with nginx out of the way.
+
+It prints the medians and the rustgi/uWSGI ratios with their targets, and
+writes results.md (tables to paste into docs/benchmarks.md) and
+results.json into the run directory.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import random
+import resource
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+VENV = BENCH / ".venv"
+sys.path.insert(0, str(BENCH))
+import app  # noqa: E402  (the app the servers run: expected bodies come from it)
+
+UPLOAD_SIZE = 1 << 20
+
+
+# --- what is measured ---------------------------------------------------------
+
+@dataclasses.dataclass
+class Scenario:
+    name: str
+    path: str
+    threads: int  # Python threads per backend (rustgi --threads, uWSGI --threads)
+    expected: bytes  # the exact response body
+    upload: bytes = b""  # POST body, if any
+    direct: bool = True  # also measure with rustgi-loadgen
+    nginx_alone: str | None = None  # how nginx serves it alone: "return" or "file"
+    note: str = ""
+
+
+def scenarios() -> list[Scenario]:
+    upload = random.Random(6).randbytes(UPLOAD_SIZE)
+    big = app.CHUNK * app.BIG_CHUNKS
+    # A later "cpu" scenario (/cpu, about 2 ms of Python per request)
+    # comparing rustgi --processes 1 and 2 goes here, with a field saying
+    # how many processes each server gets.
+    return [
+        Scenario("hello", "/hello", 1, app.HELLO, nginx_alone="return",
+                 note="14-byte body"),
+        Scenario("64k", "/64k", 1, app.CHUNK, nginx_alone="file", note="64 KiB body"),
+        Scenario("8m", "/8m", 1, big, direct=False, nginx_alone="file",
+                 note="8 MiB from a generator in 64 KiB chunks"),
+        Scenario("upload", "/upload", 1, app.upload_answer(upload), upload=upload,
+                 note="1 MiB POST read whole, answered with its Adler-32"),
+        Scenario("slow", "/slow", 8, app.HELLO,
+                 note="10 ms sleep, 8 threads (flup: its default pool)"),
+    ]
+
+
+@dataclasses.dataclass
+class Target:
+    name: str
+    server: str  # rustgi, uwsgi, flup, nginx
+    proto: str  # scgi, fastcgi, fastcgi-keep, uwsgi (rustgi-loadgen's --proto); http
+    default: bool = True  # measured unless --only says otherwise
+
+    @property
+    def pass_proto(self) -> str:  # the nginx module: scgi, fastcgi, uwsgi
+        return self.proto.removesuffix("-keep")
+
+
+# Grouped so that the servers compared on one protocol run one after the
+# other: a burst of load from elsewhere on the machine then hits both.
+TARGETS = [
+    Target("rustgi-scgi", "rustgi", "scgi"),
+    Target("uwsgi-scgi", "uwsgi", "scgi"),
+    Target("flup-scgi", "flup", "scgi"),
+    Target("rustgi-fastcgi", "rustgi", "fastcgi"),
+    Target("uwsgi-fastcgi", "uwsgi", "fastcgi"),
+    Target("flup-fastcgi", "flup", "fastcgi"),
+    Target("rustgi-fastcgi-keep", "rustgi", "fastcgi-keep"),
+    # uWSGI ignores FCGI_KEEP_CONN and closes every connection: nginx then
+    # writes the next request into a closed socket, logs it, and retries it,
+    # but a retried request can still fail (a 502). So by default rustgi's
+    # keep-conn is compared with uWSGI's plain FastCGI, the best it offers.
+    Target("uwsgi-fastcgi-keep", "uwsgi", "fastcgi-keep", default=False),
+    Target("rustgi-uwsgi", "rustgi", "uwsgi"),
+    Target("uwsgi-uwsgi", "uwsgi", "uwsgi"),
+    Target("nginx", "nginx", "http"),
+]
+
+# The goals of issue 6: (label, measure, how the ratio is taken, goal, holds if)
+RATIO_GOALS = [
+    ("CPU/req uWSGI ÷ rustgi", "cpu_us", "them/us", 2.0, ">="),
+    ("direct req/s rustgi ÷ uWSGI", "direct_rps", "us/them", 1.5, ">="),
+    ("req/s rustgi ÷ uWSGI", "rps", "us/them", 0.95, ">="),
+    ("p99 rustgi ÷ uWSGI", "p99_ms", "us/them", 1.05, "<="),
+    ("RSS rustgi ÷ uWSGI", "rss_mib", "us/them", 1.0, "<="),
+]
+FLUP_GOAL = 10.0
+
+
+# --- processes and /proc ------------------------------------------------------
+
+def tree(pid: int) -> list[int]:
+    """pid and all its descendants (through every thread's children list)."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        try:
+            for task in os.listdir(f"/proc/{pids[i]}/task"):
+                with open(f"/proc/{pids[i]}/task/{task}/children") as f:
+                    pids.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+        i += 1
+    return pids
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of the process tree (all threads, live and exited)."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores spent busy (steal included) since boot."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def children_cpu() -> float:
+    """CPU seconds of our waited-for children (wrk, rustgi-loadgen)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+class Window:
+    """Measures one load window: the backend's CPU, and how much CPU the
+    rest of the machine (other users of this noisy box) took meanwhile."""
+
+    def __init__(self, backend_pid: int | None, nginx_pid: int):
+        self.pids = [p for p in (backend_pid, nginx_pid) if p]
+        self.backend_pid = backend_pid
+
+    def __enter__(self):
+        self.t0, self.machine0, self.kids0 = time.monotonic(), machine_busy(), children_cpu()
+        self.own0 = [cpu_seconds(p) for p in self.pids]
+        return self
+
+    def __exit__(self, *exc):
+        own = [cpu_seconds(p) - c0 for p, c0 in zip(self.pids, self.own0)]
+        self.wall = time.monotonic() - self.t0
+        self.backend_cpu = own[0] if self.backend_pid else 0.0
+        ours = sum(own) + children_cpu() - self.kids0
+        self.others = max(0.0, machine_busy() - self.machine0 - ours) / (self.wall * os.cpu_count())
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Sum of VmHWM over the process tree."""
+    kib = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                kib += next((int(l.split()[1]) for l in f if l.startswith("VmHWM:")), 0)
+        except OSError:
+            continue
+    return kib / 1024
+
+
+class Procs:
+    """Every process we start, so that all are stopped on any exit."""
+
+    def __init__(self):
+        self.live: list[subprocess.Popen] = []
+
+    def start(self, argv, log: Path, pin: str | None = None) -> subprocess.Popen:
+        if pin is not None:
+            argv = ["taskset", "-c", pin, *argv]  # taskset execs: the pid is the server's
+        with open(log, "ab") as out:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                 cwd=REPO, start_new_session=True)
+        self.live.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen, sig=signal.SIGTERM, wait=5.0):
+        """Signals the process's group (each started one leads its own
+        session, so that nginx's workers go with their master)."""
+        if p.poll() is None:
+            os.killpg(p.pid, sig)
+            try:
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # anything left in the group
+        except ProcessLookupError:
+            pass
+        p.wait()
+        self.live.remove(p)
+
+    def stop_all(self):
+        for p in list(self.live):
+            self.stop(p, signal.SIGTERM, wait=2.0)
+
+
+def wait_for_socket(path: Path, proc: subprocess.Popen, log: Path, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {log}:\n"
+                               + log.read_text(errors="replace")[-2000:])
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(path))
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{path} not ready after {timeout} s; see {log}")
+
+
+# --- the servers --------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args, run: Path):
+        self.args = args
+        self.run = run
+        self.procs = Procs()
+        self.scenarios = {s.name: s for s in scenarios()}
+        self.targets = {t.name: t for t in TARGETS}
+        self.port = {t.name: args.port_base + i for i, t in enumerate(TARGETS)}
+        self.nginx = None
+
+    def sock(self, target: Target) -> Path:
+        return self.run / f"{target.name}.sock"
+
+    def backend_argv(self, t: Target, sc: Scenario) -> tuple[list[str], int]:
+        """The command line, and the signal that stops it."""
+        sock = str(self.sock(t))
+        appfile = str(BENCH / "app.py")
+        if t.server == "rustgi":
+            return [self.args.rustgi_binary, "--proto", t.pass_proto, "--socket", sock,
+                    "--chmod", "666", "--app", appfile, "--threads", str(sc.threads)], signal.SIGTERM
+        if t.server == "uwsgi":
+            flag = {"scgi": "--scgi-socket", "fastcgi": "--fastcgi-socket", "uwsgi": "--socket"}
+            argv = [str(VENV / "bin" / "uwsgi"), flag[t.pass_proto], sock, "--chmod-socket=666",
+                    "--wsgi-file", appfile, "--need-app", "--disable-logging"]
+            if sc.threads > 1:
+                argv += ["--threads", str(sc.threads)]
+            return argv, signal.SIGINT  # without --master, SIGINT ends it at once
+        if t.server == "flup":
+            return [str(VENV / "bin" / "python"), str(BENCH / "flup_server.py"),
+                    "scgi" if t.proto == "scgi" else "fcgi", sock], signal.SIGKILL
+        raise ValueError(t.server)
+
+    def start_backend(self, t: Target, sc: Scenario, pin: str | None):
+        sock = self.sock(t)
+        sock.unlink(missing_ok=True)
+        argv, sig = self.backend_argv(t, sc)
+        log = self.run / "logs" / f"{t.name}.log"
+        p = self.procs.start(argv, log, pin)
+        wait_for_socket(sock, p, log)
+        return p, sig
+
+    # --- nginx ---------------------------------------------------------------
+
+    def nginx_conf(self) -> str:
+        r = self.run
+        servers = []
+        upstreams = []
+        for t in TARGETS:
+            port = self.port[t.name]
+            if t.server == "nginx":
+                body = app.HELLO.decode().replace("\n", "\\n")
+                loc = (f'        location = /hello {{ default_type text/plain; return 200 "{body}"; }}\n'
+                       f"        location = /64k {{ alias {r}/static/64k; }}\n"
+                       f"        location = /8m {{ alias {r}/static/8m; }}\n")
+            else:
+                m = t.pass_proto
+                if t.proto == "fastcgi-keep":
+                    upstreams.append(f"    upstream {t.name} {{\n"
+                                     f"        server unix:{self.sock(t)};\n"
+                                     f"        keepalive {self.args.connections * 2};\n    }}\n")
+                    dest, extra = t.name, "            fastcgi_keep_conn on;\n"
+                else:
+                    dest, extra = f"unix:{self.sock(t)}", ""
+                loc = (f"        location / {{\n"
+                       f"            include /etc/nginx/{m}_params;\n"
+                       f"            {m}_pass {dest};\n{extra}"
+                       f"            {m}_max_temp_file_size 0;\n"
+                       f"        }}\n")
+            servers.append(f"    server {{  # {t.name}\n        listen 127.0.0.1:{port};\n{loc}    }}\n")
+        return f"""# written by bench/bench.py
+user root;
+worker_processes 1;
+daemon off;
+pid {r}/nginx.pid;
+error_log {r}/logs/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;  # the backends write no access log either
+    client_body_temp_path {r}/tmp/body;
+    fastcgi_temp_path {r}/tmp/fastcgi;
+    scgi_temp_path {r}/tmp/scgi;
+    uwsgi_temp_path {r}/tmp/uwsgi;
+    proxy_temp_path {r}/tmp/proxy;
+    keepalive_requests 1000000;
+    client_max_body_size 2m;
+    client_body_buffer_size 2m;  # keep the 1 MiB uploads in memory, not in temp files
+    default_type application/octet-stream;
+{"".join(upstreams)}{"".join(servers)}}}
+"""
+
+    def start_nginx(self):
+        for t in TARGETS:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx does
+                try:
+                    s.bind(("127.0.0.1", self.port[t.name]))
+                except OSError as e:
+                    raise RuntimeError(f"port {self.port[t.name]} is taken ({e}): "
+                                       "pick others with --port-base")
+        for d in ("tmp", "logs", "static"):
+            (self.run / d).mkdir(exist_ok=True)
+        (self.run / "static" / "64k").write_bytes(app.CHUNK)
+        (self.run / "static" / "8m").write_bytes(app.CHUNK * app.BIG_CHUNKS)
+        conf = self.run / "nginx.conf"
+        conf.write_text(self.nginx_conf())
+        self.nginx = self.procs.start(["nginx", "-p", str(self.run), "-c", str(conf)],
+                                      self.run / "logs" / "nginx.log")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.nginx.poll() is not None:
+                raise RuntimeError("nginx exited:\n" + (self.run / "logs" / "nginx.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", self.port["nginx"]), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not listen")
+
+    def nginx_errors(self) -> int:
+        try:
+            return (self.run / "logs" / "nginx-error.log").read_text(errors="replace").count("[error]")
+        except FileNotFoundError:
+            return 0
+
+    # --- the load -------------------------------------------------------------
+
+    def files_for(self, sc: Scenario) -> tuple[Path, Path | None, Path]:
+        """(expected body file, upload body file, wrk Lua script)."""
+        expect = self.run / "data" / f"{sc.name}.expect"
+        lua = self.run / "data" / f"{sc.name}.lua"
+        upload = self.run / "data" / f"{sc.name}.upload" if sc.upload else None
+        if not expect.exists():
+            expect.parent.mkdir(exist_ok=True)
+            expect.write_bytes(sc.expected)
+            # The same browser-like headers rustgi-loadgen sends.
+            script = ['wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) '
+                      'Gecko/20100101 Firefox/128.0"',
+                      'wrk.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;'
+                      'q=0.9,*/*;q=0.8"',
+                      'wrk.headers["Accept-Language"] = "en-US,en;q=0.5"',
+                      'wrk.headers["Accept-Encoding"] = "gzip, deflate, br"']
+            if upload:
+                upload.write_bytes(sc.upload)
+                script += ['wrk.method = "POST"',
+                           'wrk.headers["Content-Type"] = "application/octet-stream"',
+                           f'local f = assert(io.open("{upload}", "rb"))',
+                           'wrk.body = f:read("*a")', "f:close()"]
+            lua.write_text("\n".join(script) + "\n")
+        return expect, upload, lua
+
+    def check_via_nginx(self, t: Target, sc: Scenario):
+        """One request through nginx, its body compared with the expected one."""
+        url = f"http://127.0.0.1:{self.port[t.name]}{sc.path}"
+        req = urllib.request.Request(url, data=sc.upload or None,
+                                     headers={"Content-Type": "application/octet-stream"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        except OSError as e:
+            raise RuntimeError(f"{t.name} {sc.name}: via nginx: {e}")
+        if status != 200 or body != sc.expected:
+            raise RuntimeError(f"{t.name} {sc.name}: via nginx got {status} with "
+                               f"{len(body)} bytes {body[:100]!r}, want {len(sc.expected)} bytes "
+                               f"{sc.expected[:40]!r}")
+
+    def wrk(self, t: Target, sc: Scenario, seconds: int) -> dict:
+        _, _, lua = self.files_for(sc)
+        url = f"http://127.0.0.1:{self.port[t.name]}{sc.path}"
+        argv = ["wrk", "-t1", f"-c{self.args.connections}", f"-d{seconds}s", "--latency",
+                "--timeout", "10s", "-s", str(lua), url]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return parse_wrk(out)
+
+    def loadgen(self, t: Target, sc: Scenario, seconds: float) -> dict:
+        expect, upload, _ = self.files_for(sc)
+        argv = ["taskset", "-c", "1", self.args.loadgen_binary, "--proto", t.proto,
+                "--socket", str(self.sock(t)), "-c", str(self.args.connections),
+                "-d", str(seconds), "--warmup", "0", "--path", sc.path,
+                "--expect-body-file", str(expect)]
+        if upload:
+            argv += ["--body-file", str(upload)]
+        p = subprocess.run(argv, capture_output=True, text=True)
+        try:
+            return json.loads(p.stdout)
+        except json.JSONDecodeError:
+            raise RuntimeError(f"rustgi-loadgen failed ({p.returncode}): {p.stdout}{p.stderr}")
+
+    # --- one cell: a target on a scenario, once --------------------------------
+
+    def measure(self, t: Target, sc: Scenario) -> dict:
+        a = self.args
+        res: dict = {"errors": 0, "error_notes": []}
+        backend = None
+        if t.server != "nginx":
+            backend, sig = self.start_backend(t, sc, pin=None)
+        try:
+            self.check_via_nginx(t, sc)
+            log_before = self.nginx_errors()
+            self.wrk(t, sc, a.warmup_wrk)
+            with Window(backend and backend.pid, self.nginx.pid) as win:
+                w = self.wrk(t, sc, a.duration_wrk)
+            res.update(rps=w["rps"], p99_ms=w["p99_ms"], p50_ms=w["p50_ms"],
+                       wrk_requests=w["requests"], others=win.others)
+            if w["errors"]:
+                res["errors"] += w["errors"]
+                res["error_notes"].append(f"wrk: {w['error_text']}")
+            if backend:
+                res["cpu_us"] = win.backend_cpu * 1e6 / max(w["requests"], 1)
+                res["rss_mib"] = peak_rss_mib(backend.pid)
+            # wrk leaves requests in flight when it stops: let nginx finish
+            # them before the backend goes, or they show up as errors.
+            time.sleep(0.25)
+            # Errors nginx logged but recovered from (a kept upstream
+            # connection the backend had closed is retried): the client saw
+            # none, so they are reported, not counted as failures.
+            res["nginx_log_errors"] = self.nginx_errors() - log_before
+        finally:
+            if backend:
+                self.procs.stop(backend, sig)
+        if backend and sc.direct and not a.no_direct:
+            backend, sig = self.start_backend(t, sc, pin="0")
+            try:
+                self.loadgen(t, sc, a.warmup_direct)
+                with Window(backend.pid, self.nginx.pid) as win:
+                    g = self.loadgen(t, sc, a.duration_direct)
+            finally:
+                self.procs.stop(backend, sig)
+            res.update(direct_rps=g["rps"], direct_p99_ms=g["latency_us"]["p99"] / 1000,
+                       direct_cpu_us=win.backend_cpu * 1e6 / max(g["requests_total"], 1),
+                       backend_busy=win.backend_cpu / win.wall,
+                       loadgen_busy=g["cpu_s"] / g["wall_s"],
+                       loadgen_cpu_us=g["cpu_us_per_request"], direct_others=win.others)
+            if g["errors"]:
+                res["errors"] += g["errors"]
+                res["error_notes"].append(f"rustgi-loadgen: {g['first_error']}")
+        return res
+
+
+def parse_wrk(out: str) -> dict:
+    def duration_ms(text: str) -> float:
+        m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    m = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not (m and rps and "99" in pct):
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    errors, notes = 0, []
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+        notes.append(non2xx.group(0))
+    sock = re.search(r"Socket errors: (.*)", out)
+    if sock:
+        errors += sum(int(n) for n in re.findall(r"\d+", sock.group(1)))
+        notes.append(sock.group(0))
+    return {"requests": int(m.group(1)), "rps": float(rps.group(1)),
+            "p50_ms": duration_ms(pct["50"]), "p99_ms": duration_ms(pct["99"]),
+            "errors": errors, "error_text": "; ".join(notes)}
+
+
+# --- summary ------------------------------------------------------------------
+
+# key, column title, format; the first table is behind nginx, the second direct.
+NGINX_MEASURES = [
+    ("rps", "req/s", "{:.0f}"),
+    ("p99_ms", "p99 ms", "{:.2f}"),
+    ("cpu_us", "backend CPU µs/req", "{:.1f}"),
+    ("rss_mib", "peak RSS MiB", "{:.1f}"),
+    ("others", "other processes' CPU", "{:.0%}"),
+]
+DIRECT_MEASURES = [
+    ("direct_rps", "req/s", "{:.0f}"),
+    ("direct_p99_ms", "p99 ms", "{:.2f}"),
+    ("direct_cpu_us", "backend CPU µs/req", "{:.1f}"),
+    ("backend_busy", "backend core busy", "{:.0%}"),
+    ("loadgen_busy", "loadgen core busy", "{:.0%}"),
+    ("loadgen_cpu_us", "loadgen CPU µs/req", "{:.1f}"),
+    ("direct_others", "other processes' CPU", "{:.0%}"),
+]
+
+
+def medians(cells: list[dict]) -> dict:
+    out = {}
+    for key, _, _ in NGINX_MEASURES + DIRECT_MEASURES:
+        values = [c[key] for c in cells if key in c]
+        if values:
+            out[key] = statistics.median(values)
+    out["errors"] = sum(c["errors"] for c in cells)
+    out["nginx_log_errors"] = sum(c.get("nginx_log_errors", 0) for c in cells)
+    return out
+
+
+def fmt(fmt_: str, value) -> str:
+    return "–" if value is None else fmt_.format(value)
+
+
+BUSY_MACHINE = 0.15  # other processes' share of all cores that marks a window
+
+
+def disturbed(m: dict, direct: bool) -> bool:
+    """Whether other processes took a noticeable share of the machine
+    during this cell's (median) window."""
+    return m.get("direct_others" if direct else "others", 0) > BUSY_MACHINE
+
+
+def loadgen_bound(m: dict) -> bool:
+    """Whether the load generator's CPU per request is close to the
+    backend's: with one core each, it then limits the direct req/s."""
+    return "loadgen_cpu_us" in m and m["loadgen_cpu_us"] > 0.8 * m["direct_cpu_us"]
+
+
+BUSY_NOTE = (f"† other processes took over {BUSY_MACHINE:.0%} of the machine's CPU during "
+             "the median window: the figure is less reliable (repeat, or add --rounds).")
+LOADGEN_NOTE = ("‡ rustgi-loadgen spent over 0.8× the backend's CPU per request: with one core "
+                "each, the load generator rather than the backend limits this req/s (a new "
+                "connection per request costs the client's kernel about as much as the server's).")
+
+
+def measure_table(med: dict, scs, tgs, measures, errors: bool) -> list[str]:
+    lines = ["| target | scenario | " + " | ".join(t for _, t, _ in measures)
+             + (" | errors | nginx error-log lines |" if errors else " |"),
+             "|---|---|" + "---:|" * (len(measures) + 2 * errors)]
+    for sc in scs:
+        for tg in tgs:
+            m = med.get((tg, sc))
+            if m is None or not any(k in m for k, _, _ in measures):
+                continue
+            cells = [fmt(f, m.get(k)) for k, _, f in measures]
+            direct = measures is DIRECT_MEASURES
+            if direct and loadgen_bound(m):
+                cells[0] += " ‡"
+            if disturbed(m, direct):
+                cells[0] += " †"
+            lines.append(f"| {tg} | {sc} | " + " | ".join(cells)
+                         + (f" | {m['errors']} | {m['nginx_log_errors']} |" if errors else " |"))
+    return lines
+
+
+def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
+    """The markdown tables, and (goals held, goals checked)."""
+    lines = (["Behind nginx (wrk; CPU and RSS of the backend's process tree):", ""]
+             + measure_table(med, scs, tgs, NGINX_MEASURES, errors=True)
+             + ["", "Direct (rustgi-loadgen on core 1 speaks the protocol to the backend "
+                    "on core 0):", ""]
+             + measure_table(med, scs, tgs, DIRECT_MEASURES, errors=False))
+    held = checked = 0
+    ratio_lines = ["| scenario | protocol | " + " | ".join(f"{l} (goal {op} {g})"
+                                                          for l, _, _, g, op in RATIO_GOALS) + " |",
+                   "|---|---|" + "---:|" * len(RATIO_GOALS)]
+    flup_lines = [f"| scenario | protocol | CPU/req flup ÷ rustgi (goal >= {FLUP_GOAL:g}) |",
+                  "|---|---|---:|"]
+    for sc in scs:
+        for proto in ("scgi", "fastcgi", "fastcgi-keep", "uwsgi"):
+            us = med.get((f"rustgi-{proto}", sc))
+            them = med.get((f"uwsgi-{proto}", sc))
+            label = proto
+            if them is None and proto == "fastcgi-keep":
+                them = med.get(("uwsgi-fastcgi", sc))
+                label = "fastcgi-keep (uWSGI: fastcgi)"
+            if us and them:
+                cells = []
+                for _, key, how, goal, op in RATIO_GOALS:
+                    if us.get(key) and them.get(key):
+                        r = them[key] / us[key] if how == "them/us" else us[key] / them[key]
+                        ok = r >= goal if op == ">=" else r <= goal
+                        held += ok
+                        checked += 1
+                        direct = key.startswith("direct")
+                        marks = ""
+                        if direct and (loadgen_bound(us) or loadgen_bound(them)):
+                            marks += " ‡"
+                        if key != "rss_mib" and (disturbed(us, direct) or disturbed(them, direct)):
+                            marks += " †"
+                        cells.append(f"{r:.2f} {'✓' if ok else '✗'}{marks}")
+                    else:
+                        cells.append("–")
+                ratio_lines.append(f"| {sc} | {label} | " + " | ".join(cells) + " |")
+            flup = med.get((f"flup-{proto}", sc))
+            if us and flup and us.get("cpu_us") and flup.get("cpu_us"):
+                r = flup["cpu_us"] / us["cpu_us"]
+                ok = r >= FLUP_GOAL
+                held += ok
+                checked += 1
+                flup_lines.append(f"| {sc} | {proto} | {r:.2f} {'✓' if ok else '✗'} |")
+    md = ("\n".join(lines) + "\n\n" + LOADGEN_NOTE + "\n\n" + BUSY_NOTE
+          + "\n\nrustgi ÷ uWSGI, same protocol and scenario:\n\n" + "\n".join(ratio_lines))
+    if len(flup_lines) > 2:
+        md += "\n\nflup ÷ rustgi:\n\n" + "\n".join(flup_lines)
+    return md + "\n", held, checked
+
+
+def round_line(r: dict) -> str:
+    out = f"nginx {r['rps']:7.0f}/s p99 {r['p99_ms']:6.2f} ms"
+    if "cpu_us" in r:
+        out += f" {r['cpu_us']:6.1f} µs/req {r['rss_mib']:5.1f} MiB"
+    out += f" (others {r['others']:.0%})"
+    if r.get("nginx_log_errors"):
+        out += f" [{r['nginx_log_errors']} nginx error-log lines]"
+    if "direct_rps" in r:
+        out += (f" | direct {r['direct_rps']:6.0f}/s {r['direct_cpu_us']:6.1f} µs/req, busy "
+                f"backend {r['backend_busy']:.0%} loadgen {r['loadgen_busy']:.0%} "
+                f"({r['loadgen_cpu_us']:.1f} µs/req), others {r['direct_others']:.0%}")
+    if r["errors"]:
+        out += f"  ERRORS: {'; '.join(r['error_notes'])}"
+    return out
+
+
+def versions(args) -> dict:
+    def out(argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), platform.processor())
+    git = out(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
+    return {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}",
+        "rustgi": f"{args.rustgi_binary} (git {git})",
+        "uwsgi": out([str(VENV / "bin" / "uwsgi"), "--version"]),
+        "flup": out([str(VENV / "bin" / "python"), "-c",
+                     "import importlib.metadata as m; print(m.version('flup'))"]),
+        "python": out([str(VENV / "bin" / "python"), "--version"]),
+        "nginx": out(["nginx", "-v"]),
+        "wrk": out(["wrk", "-v"]),
+    }
+
+
+# --- main ---------------------------------------------------------------------
+
+def main():
+    all_scenarios = [s.name for s in scenarios()]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="targets: " + ", ".join(t.name + ("" if t.default else " (only with --only)")
+                                                                for t in TARGETS)
+                                 + "\nscenarios: " + ", ".join(all_scenarios))
+    ap.add_argument("--short", action="store_true",
+                    help="quick run: hello only (unless --scenarios), 2 s windows, 3 rounds")
+    ap.add_argument("--only", help="comma-separated targets (default: all but "
+                    "uwsgi-fastcgi-keep)")
+    ap.add_argument("--scenarios", help="comma-separated scenarios (default: all; --short: hello)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
+    ap.add_argument("--duration", type=int, help="seconds of each measured window "
+                    "(default 4; --short 2)")
+    ap.add_argument("-c", "--connections", type=int, default=16,
+                    help="concurrent connections, wrk and rustgi-loadgen (default 16)")
+    ap.add_argument("--no-direct", action="store_true", help="skip the direct measures")
+    ap.add_argument("--rustgi-binary", default=str(REPO / "target/release/rustgi-gateway"),
+                    help="the rustgi-gateway to measure (default: target/release's)")
+    ap.add_argument("--loadgen-binary", default=str(REPO / "target/release/rustgi-loadgen"))
+    ap.add_argument("--run-dir", help="default: a new /tmp/rustgi-bench-*")
+    ap.add_argument("--port-base", type=int, default=28480,
+                    help="nginx listens on this port and the next ones, one per target")
+    args = ap.parse_args()
+    args.rounds = args.rounds or 3
+    duration = args.duration or (2 if args.short else 4)
+    args.duration_wrk = args.duration_direct = duration
+    args.warmup_wrk, args.warmup_direct = 1, (0.5 if args.short else 1)
+    scs = (args.scenarios or ("hello" if args.short else ",".join(all_scenarios))).split(",")
+    tgs = (args.only or ",".join(t.name for t in TARGETS if t.default)).split(",")
+    for name, known in ((scs, all_scenarios), (tgs, [t.name for t in TARGETS])):
+        bad = [n for n in name if n not in known]
+        if bad:
+            ap.error(f"unknown {', '.join(bad)}; choose from {', '.join(known)}")
+    for binary in (args.rustgi_binary, args.loadgen_binary):
+        if not os.access(binary, os.X_OK):
+            ap.error(f"no {binary}: build it first (bench/run does)")
+    args.rustgi_binary = str(Path(args.rustgi_binary).resolve())
+
+    if args.run_dir:
+        run = Path(args.run_dir).resolve()
+        run.mkdir(parents=True, exist_ok=True)
+    else:
+        run = Path(f"/tmp/rustgi-bench-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        run.mkdir()
+    run.chmod(0o755)  # nginx's workers must reach the sockets in it
+    bench = Bench(args, run)
+    info = versions(args)
+    command = "bench/run " + " ".join(sys.argv[1:])
+    print(f"run dir: {run}\n" + "".join(f"{k}: {v}\n" for k, v in info.items()), flush=True)
+
+    cells = [(tg, sc) for sc in scs for tg in tgs
+             if not (tg == "nginx" and bench.scenarios[sc].nginx_alone is None)]
+    results: dict = {cell: [] for cell in cells}
+    started = time.monotonic()
+    failed = False
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        bench.start_nginx()
+        for rnd in range(1, args.rounds + 1):
+            for tg, sc in cells:
+                try:
+                    r = bench.measure(bench.targets[tg], bench.scenarios[sc])
+                except (RuntimeError, subprocess.CalledProcessError) as e:
+                    print(f"round {rnd} {tg:20} {sc:7} FAILED: {e}", flush=True)
+                    failed = True
+                    continue
+                results[(tg, sc)].append(r)
+                failed |= r["errors"] > 0
+                print(f"round {rnd} {tg:20} {sc:7} {round_line(r)}", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        failed = True
+    except RuntimeError as e:  # nginx could not start
+        sys.exit(f"bench: {e}")
+    finally:
+        bench.procs.stop_all()
+    elapsed = time.monotonic() - started
+
+    med = {cell: medians(rs) for cell, rs in results.items() if rs}
+    md, held, checked = tables(med, scs, tgs)
+    head = (f"{info['date']}, {info['machine']}; `{command}`: {args.rounds} interleaved rounds, "
+            f"{duration} s windows, {args.connections} connections, medians; took {elapsed:.0f} s.\n"
+            f"{info['rustgi']}; {info['uwsgi'] and 'uWSGI ' + info['uwsgi']}; flup {info['flup']}; "
+            f"{info['python']}; {info['nginx']}.\n\n")
+    text = head + md + f"\nGoals held: {held} of {checked}.\n"
+    (run / "results.md").write_text(text)
+    (run / "results.json").write_text(json.dumps({
+        "info": info, "command": command, "elapsed_s": elapsed,
+        "cells": [{"target": tg, "scenario": sc, "rounds": rs, "median": med.get((tg, sc))}
+                  for (tg, sc), rs in results.items()],
+    }, indent=1))
+    print("\n" + text)
+    print(f"written: {run / 'results.md'}, {run / 'results.json'}")
+    if failed:
+        print("some measurements had errors (see above and the logs in "
+              f"{run / 'logs'})", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
