@@ -34,6 +34,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import threading
 import sys
 import time
 import urllib.error
@@ -61,14 +62,14 @@ class Scenario:
     direct: bool = True  # also measure with rustgi-loadgen
     nginx_alone: str | None = None  # how nginx serves it alone: "return" or "file"
     note: str = ""
+    processes: int = 1  # worker processes per backend (--processes)
+    only: tuple[str, ...] = ()  # if set, the only targets it runs on
 
 
 def scenarios() -> list[Scenario]:
     upload = random.Random(6).randbytes(UPLOAD_SIZE)
     big = app.CHUNK * app.BIG_CHUNKS
-    # A later "cpu" scenario (/cpu, about 2 ms of Python per request)
-    # comparing rustgi --processes 1 and 2 goes here, with a field saying
-    # how many processes each server gets.
+    cpu = app.cpu_work()
     return [
         Scenario("hello", "/hello", 1, app.HELLO, nginx_alone="return",
                  note="14-byte body"),
@@ -79,6 +80,13 @@ def scenarios() -> list[Scenario]:
                  note="1 MiB POST read whole, answered with its Adler-32"),
         Scenario("slow", "/slow", 8, app.HELLO,
                  note="10 ms sleep, 8 threads (flup: its default pool)"),
+        # Python-bound: one core per process is the most a process gets.
+        Scenario("cpu-p1", "/cpu", 1, cpu, direct=False,
+                 note="about 2 ms of pure-Python work, 1 worker process",
+                 only=("rustgi-scgi", "uwsgi-scgi")),
+        Scenario("cpu-p2", "/cpu", 1, cpu, direct=False,
+                 note="the same, 2 worker processes", processes=2,
+                 only=("rustgi-scgi", "uwsgi-scgi")),
     ]
 
 
@@ -121,6 +129,7 @@ RATIO_GOALS = [
     ("req/s rustgi ÷ uWSGI", "rps", "us/them", 0.95, ">="),
     ("p99 rustgi ÷ uWSGI", "p99_ms", "us/them", 1.05, "<="),
     ("RSS rustgi ÷ uWSGI", "rss_mib", "us/them", 1.0, "<="),
+    ("PSS rustgi ÷ uWSGI", "pss_mib", "us/them", 1.0, "<="),
 ]
 FLUP_GOAL = 10.0
 
@@ -203,6 +212,46 @@ def peak_rss_mib(pid: int) -> float:
     return kib / 1024
 
 
+def pss_mib(pid: int) -> float:
+    """Sum of Pss over the process tree: memory shared between a master and
+    its workers (copy-on-write, libraries) counted once, not once per
+    process as a sum of RSS does."""
+    kib = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                kib += next((int(l.split()[1]) for l in f if l.startswith("Pss:")), 0)
+        except OSError:
+            continue
+    return kib / 1024
+
+
+class PeakPss:
+    """Samples `pss_mib` every 0.2 s in a thread; `peak` is the largest."""
+
+    def __init__(self, pid: int | None):
+        self.pid = pid
+        self.peak = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while True:
+            self.peak = max(self.peak, pss_mib(self.pid))
+            if self.stop.wait(0.2):
+                return
+
+    def __enter__(self):
+        if self.pid:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.pid:
+            self.thread.join()
+
+
 class Procs:
     """Every process we start, so that all are stopped on any exit."""
 
@@ -275,14 +324,18 @@ class Bench:
         appfile = str(BENCH / "app.py")
         if t.server == "rustgi":
             return [self.args.rustgi_binary, "--proto", t.pass_proto, "--socket", sock,
-                    "--chmod", "666", "--app", appfile, "--threads", str(sc.threads)], signal.SIGTERM
+                    "--chmod", "666", "--app", appfile, "--threads", str(sc.threads),
+                    "--processes", str(sc.processes)], signal.SIGTERM
         if t.server == "uwsgi":
             flag = {"scgi": "--scgi-socket", "fastcgi": "--fastcgi-socket", "uwsgi": "--socket"}
+            # A master and one worker, as rustgi runs as a daemon (and as
+            # uWSGI is run in production: --master is what respawns).
             argv = [str(VENV / "bin" / "uwsgi"), flag[t.pass_proto], sock, "--chmod-socket=666",
-                    "--wsgi-file", appfile, "--need-app", "--disable-logging"]
+                    "--wsgi-file", appfile, "--need-app", "--disable-logging",
+                    "--master", "--processes", str(sc.processes)]
             if sc.threads > 1:
                 argv += ["--threads", str(sc.threads)]
-            return argv, signal.SIGINT  # without --master, SIGINT ends it at once
+            return argv, signal.SIGINT  # SIGINT stops uWSGI's master and workers at once
         if t.server == "flup":
             return [str(VENV / "bin" / "python"), str(BENCH / "flup_server.py"),
                     "scgi" if t.proto == "scgi" else "fcgi", sock], signal.SIGKILL
@@ -457,7 +510,8 @@ http {{
             self.check_via_nginx(t, sc)
             log_before = self.nginx_errors()
             self.wrk(t, sc, a.warmup_wrk)
-            with Window(backend and backend.pid, self.nginx.pid) as win:
+            with Window(backend and backend.pid, self.nginx.pid) as win, \
+                    PeakPss(backend and backend.pid) as pss:
                 w = self.wrk(t, sc, a.duration_wrk)
             res.update(rps=w["rps"], p99_ms=w["p99_ms"], p50_ms=w["p50_ms"],
                        wrk_requests=w["requests"], others=win.others)
@@ -467,6 +521,7 @@ http {{
             if backend:
                 res["cpu_us"] = win.backend_cpu * 1e6 / max(w["requests"], 1)
                 res["rss_mib"] = peak_rss_mib(backend.pid)
+                res["pss_mib"] = pss.peak
             # wrk leaves requests in flight when it stops: let nginx finish
             # them before the backend goes, or they show up as errors.
             time.sleep(0.25)
@@ -529,6 +584,7 @@ NGINX_MEASURES = [
     ("p99_ms", "p99 ms", "{:.2f}"),
     ("cpu_us", "backend CPU µs/req", "{:.1f}"),
     ("rss_mib", "peak RSS MiB", "{:.1f}"),
+    ("pss_mib", "peak PSS MiB", "{:.1f}"),
     ("others", "other processes' CPU", "{:.0%}"),
 ]
 DIRECT_MEASURES = [
@@ -632,7 +688,7 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
                         marks = ""
                         if direct and (loadgen_bound(us) or loadgen_bound(them)):
                             marks += " ‡"
-                        if key != "rss_mib" and (disturbed(us, direct) or disturbed(them, direct)):
+                        if key not in ("rss_mib", "pss_mib") and (disturbed(us, direct) or disturbed(them, direct)):
                             marks += " †"
                         cells.append(f"{r:.2f} {'✓' if ok else '✗'}{marks}")
                     else:
@@ -652,10 +708,27 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
     return md + "\n", held, checked
 
 
+def scaling(med: dict, tgs: list[str]) -> str:
+    """req/s with 2 worker processes ÷ with 1, on the Python-bound
+    scenario (issue 7's goal for rustgi: >= 1.6 on 2 cores)."""
+    lines = []
+    for tg in tgs:
+        one, two = med.get((tg, "cpu-p1")), med.get((tg, "cpu-p2"))
+        if one and two and one.get("rps"):
+            ratio = two["rps"] / one["rps"]
+            mark = (" ✓" if ratio >= 1.6 else " ✗") if tg.startswith("rustgi") else ""
+            lines.append(f"| {tg} | {one['rps']:.0f} | {two['rps']:.0f} | {ratio:.2f}{mark} |")
+    if not lines:
+        return ""
+    return ("\n\n--processes 2 ÷ --processes 1 on cpu (about 2 ms of Python per request):\n\n"
+            "| target | req/s, 1 process | req/s, 2 processes | ratio (goal for rustgi >= 1.6) |\n"
+            "|---|---:|---:|---:|\n" + "\n".join(lines) + "\n")
+
+
 def round_line(r: dict) -> str:
     out = f"nginx {r['rps']:7.0f}/s p99 {r['p99_ms']:6.2f} ms"
     if "cpu_us" in r:
-        out += f" {r['cpu_us']:6.1f} µs/req {r['rss_mib']:5.1f} MiB"
+        out += f" {r['cpu_us']:6.1f} µs/req {r['rss_mib']:5.1f} MiB (PSS {r['pss_mib']:5.1f})"
     out += f" (others {r['others']:.0%})"
     if r.get("nginx_log_errors"):
         out += f" [{r['nginx_log_errors']} nginx error-log lines]"
@@ -746,7 +819,8 @@ def main():
     print(f"run dir: {run}\n" + "".join(f"{k}: {v}\n" for k, v in info.items()), flush=True)
 
     cells = [(tg, sc) for sc in scs for tg in tgs
-             if not (tg == "nginx" and bench.scenarios[sc].nginx_alone is None)]
+             if not (tg == "nginx" and bench.scenarios[sc].nginx_alone is None)
+             and (not bench.scenarios[sc].only or tg in bench.scenarios[sc].only)]
     results: dict = {cell: [] for cell in cells}
     started = time.monotonic()
     failed = False
@@ -782,6 +856,7 @@ def main():
             f"{duration} s windows, {args.connections} connections, medians; took {elapsed:.0f} s.\n"
             f"{info['rustgi']}; {info['uwsgi'] and 'uWSGI ' + info['uwsgi']}; flup {info['flup']}; "
             f"{info['python']}; {info['nginx']}.\n\n")
+    md += scaling(med, tgs)
     text = head + md + f"\nGoals held: {held} of {checked}.\n"
     (run / "results.md").write_text(text)
     (run / "results.json").write_text(json.dumps({
