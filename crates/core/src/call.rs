@@ -165,7 +165,10 @@ impl Responder {
     /// whole body without the end of the response (nginx may close a
     /// FastCGI connection as soon as it has Content-Length bytes, and the
     /// end record would meet a closed socket).
-    fn send(&self, py: Python<'_>, mut data: Bytes, end: bool) -> Result<bool, Stop> {
+    ///
+    /// `data` is the application's block, borrowed: the channel gets a copy,
+    /// a direct connection is written from it (see [`Responder::body`]).
+    fn send(&self, py: Python<'_>, mut data: &[u8], end: bool) -> Result<bool, Stop> {
         let mut events = Vec::with_capacity(3);
         let complete = {
             let mut state = self.state.lock().unwrap();
@@ -186,11 +189,13 @@ impl Responder {
             }
             if let Some(limit) = state.content_length {
                 let room = limit.saturating_sub(state.body_sent);
-                data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
             }
             state.body_sent += data.len() as u64;
             if !data.is_empty() {
-                events.push(ResponseEvent::Body(data));
+                // SAFETY: `push` below is the only use of these events, and
+                // it returns only once nothing refers to `data` any more.
+                events.push(ResponseEvent::Body(unsafe { self.body(data) }));
             }
             let complete = state.content_length.is_some_and(|l| state.body_sent >= l);
             if end || complete {
@@ -203,6 +208,27 @@ impl Responder {
             self.push(py, events)?;
         }
         Ok(complete)
+    }
+
+    /// A body block as the target takes it. The channel's I/O thread
+    /// outlives the block: it gets a copy. A direct connection is written
+    /// from the Python thread before `push` returns, so it gets the
+    /// application's bytes themselves, without a copy (an 8 MiB response
+    /// would otherwise be copied 8 MiB at a time).
+    ///
+    /// # Safety
+    /// For a direct target the returned `Bytes` borrows `data`: it must be
+    /// written or dropped before `data` is freed, which `push_direct`
+    /// guarantees (it returns once the writer holds nothing more, and
+    /// drops the writer when it fails).
+    unsafe fn body(&self, data: &[u8]) -> Bytes {
+        match &self.target {
+            Target::Channel(_) => Bytes::copy_from_slice(data),
+            // SAFETY: see the function's contract.
+            Target::Direct(_) => {
+                Bytes::from_static(unsafe { std::mem::transmute::<&[u8], &'static [u8]>(data) })
+            }
+        }
     }
 
     fn head_sent(&self) -> bool {
@@ -249,17 +275,27 @@ fn fixed_response(status: &'static [u8], body: &'static [u8]) -> Vec<ResponseEve
     ]
 }
 
+/// Writes `events` on the connection, waiting (without the GIL) while it
+/// is full. Returns only once the writer holds none of the events' bytes
+/// (which may borrow the application's block, see [`Responder::body`]):
+/// all written, or the writer dropped, which closes the connection.
 fn push_direct(
     py: Python<'_>,
-    direct: &mut Option<Box<dyn DirectResponse>>,
+    slot: &mut Option<Box<dyn DirectResponse>>,
     mut events: Vec<ResponseEvent>,
 ) -> Result<(), Stop> {
-    let direct = direct.as_mut().ok_or(Stop::Gone)?;
-    let mut flushed = direct.send(&mut events)?;
-    while !flushed {
-        py.detach(|| direct.wait_writable())?;
-        flushed = direct.send(&mut events)?;
+    let direct = slot.as_mut().ok_or(Stop::Gone)?;
+    let mut written = direct.send(&mut events);
+    while let Ok(false) = written {
+        written = match py.detach(|| direct.wait_writable()) {
+            Ok(()) => direct.send(&mut events),
+            Err(gone) => Err(gone),
+        };
     }
+    if written.is_err() {
+        slot.take();
+    }
+    written?;
     Ok(())
 }
 
@@ -304,10 +340,7 @@ impl StartResponse {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
-        match self
-            .responder
-            .send(py, Bytes::copy_from_slice(data.as_bytes()), false)
-        {
+        match self.responder.send(py, data.as_bytes(), false) {
             Ok(_) => Ok(()),
             Err(Stop::App(e)) => Err(e),
             Err(Stop::Gone) => Err(PyOSError::new_err("the client has disconnected")),
@@ -420,7 +453,7 @@ fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> 
         && list.len() == 1
         && let Ok(block) = list.get_item(0)?.cast_into::<PyBytes>()
     {
-        responder.send(py, Bytes::copy_from_slice(block.as_bytes()), true)?;
+        responder.send(py, block.as_bytes(), true)?;
         return Ok(());
     }
     for block in result.try_iter()? {
@@ -437,11 +470,11 @@ fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> 
         if data.is_empty() {
             continue;
         }
-        if responder.send(py, Bytes::copy_from_slice(data), false)? {
+        if responder.send(py, data, false)? {
             break;
         }
     }
-    responder.send(py, Bytes::new(), true)?;
+    responder.send(py, &[], true)?;
     Ok(())
 }
 

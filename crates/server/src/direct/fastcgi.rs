@@ -7,7 +7,10 @@ use super::{Lane, Socket};
 use crate::fastcgi::FastcgiContext;
 use bytes::BytesMut;
 use rustgi_core::{Job, ResponseEvent, ResponseTarget, body_pipe};
-use rustgi_fastcgi::{self as fcgi, Event, Role, encode_response_head, encode_stdout};
+use rustgi_fastcgi::{
+    self as fcgi, Event, MAX_STDOUT_CONTENT, RecordType, Role, encode_response_head, encode_stdout,
+    padding, record_header,
+};
 use rustgi_model::Param;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,8 +19,9 @@ use tokio_util::task::TaskTracker;
 struct FastcgiEncoder {
     machine: fcgi::Connection,
     id: u16,
-    /// STDOUT content of this batch: the head shares its record with the
-    /// body that follows it, as on the I/O loop.
+    /// STDOUT content of this batch: the head shares its record with a
+    /// small body that follows it, as on the I/O loop (Apache's
+    /// mod_authnz_fcgi keeps only the body bytes in the head's record).
     stdout: Vec<u8>,
 }
 
@@ -32,8 +36,19 @@ impl Encoder for FastcgiEncoder {
     fn encode(&mut self, event: ResponseEvent, out: &mut Outgoing) {
         match event {
             ResponseEvent::Head(head) => encode_response_head(&head, &mut self.stdout),
-            ResponseEvent::Body(data) if self.stdout.is_empty() && data.len() > COALESCE_LIMIT => {
-                encode_stdout(self.id, &data, out.small())
+            // Large blocks go out from where they are, in records of their
+            // own (header, the block's bytes, padding): no copy.
+            ResponseEvent::Body(data) if data.len() > COALESCE_LIMIT => {
+                self.flush(out);
+                for start in (0..data.len()).step_by(MAX_STDOUT_CONTENT) {
+                    let piece = data.slice(start..data.len().min(start + MAX_STDOUT_CONTENT));
+                    let len = u16::try_from(piece.len()).expect("at most MAX_STDOUT_CONTENT");
+                    out.small()
+                        .extend_from_slice(&record_header(RecordType::Stdout, self.id, len));
+                    let padding = padding(piece.len());
+                    out.push(piece);
+                    out.small().extend_from_slice(padding);
+                }
             }
             ResponseEvent::Body(data) => self.stdout.extend_from_slice(&data),
             ResponseEvent::Stderr(line) => {
