@@ -110,6 +110,9 @@ pub(crate) struct ListenerIntake {
     tracker: tokio_util::task::TaskTracker,
     allowed: Vec<AllowedPeer>,
     paused_until: Mutex<Option<Instant>>,
+    /// Threads inside `try_take`: one may have accepted a connection it
+    /// has yet to pass on (see [`ListenerIntake::settled`]).
+    taking: AtomicUsize,
 }
 
 impl ListenerIntake {
@@ -138,6 +141,7 @@ impl ListenerIntake {
             tracker,
             allowed,
             paused_until: Mutex::new(None),
+            taking: AtomicUsize::new(0),
         })
     }
 
@@ -147,6 +151,13 @@ impl ListenerIntake {
     pub(crate) fn close(&self) {
         self.shared.wake.signal();
         self.listener.write().unwrap().take();
+    }
+
+    /// After `close`: true once no thread can still pass a connection on,
+    /// so that the loop can take the last ones before it stops listening
+    /// for them (a stopping worker serves every connection it accepted).
+    pub(crate) fn settled(&self) -> bool {
+        self.taking.load(Ordering::Acquire) == 0
     }
 
     fn paused(&self) -> Option<Duration> {
@@ -189,29 +200,9 @@ impl ListenerIntake {
         }
     }
 
-    fn refused(&self, peer: &Socket) -> bool {
-        let Socket::Tcp(stream) = peer else {
-            return false;
-        };
-        if self.allowed.is_empty() {
-            return false;
-        }
-        let Ok(addr) = stream.peer_addr() else {
-            return true;
-        };
-        if self.allowed.iter().any(|a| a.contains(addr.ip())) {
-            return false;
-        }
-        tracing::warn!(
-            "refused a connection from {}: not in --allow-from / FCGI_WEB_SERVER_ADDRS",
-            addr.ip()
-        );
-        true
-    }
-}
-
-impl rustgi_core::Intake for ListenerIntake {
-    fn try_take(&self) -> Option<Job> {
+    /// Accepts until a whole request turns up (served by the calling
+    /// thread) or no connection is waiting.
+    fn take(&self) -> Option<Job> {
         while self.may_accept() {
             let (socket, peer) = self.accept()?;
             if self.refused(&socket) {
@@ -251,6 +242,35 @@ impl rustgi_core::Intake for ListenerIntake {
             }
         }
         None
+    }
+
+    fn refused(&self, peer: &Socket) -> bool {
+        let Socket::Tcp(stream) = peer else {
+            return false;
+        };
+        if self.allowed.is_empty() {
+            return false;
+        }
+        let Ok(addr) = stream.peer_addr() else {
+            return true;
+        };
+        if self.allowed.iter().any(|a| a.contains(addr.ip())) {
+            return false;
+        }
+        tracing::warn!(
+            "refused a connection from {}: not in --allow-from / FCGI_WEB_SERVER_ADDRS",
+            addr.ip()
+        );
+        true
+    }
+}
+
+impl rustgi_core::Intake for ListenerIntake {
+    fn try_take(&self) -> Option<Job> {
+        self.taking.fetch_add(1, Ordering::AcqRel);
+        let job = self.take();
+        self.taking.fetch_sub(1, Ordering::AcqRel);
+        job
     }
 
     fn wait(&self) {

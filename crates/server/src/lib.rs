@@ -209,7 +209,11 @@ async fn serve(
     // other workers (or none) take the next connections.
     pool.set_intake(None);
     intake.close();
-    // Connections passed on just before the intake stopped.
+    // Connections passed on as the intake stopped: every one accepted is
+    // served.
+    while !intake.settled() {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     while let Ok(handoff) = handoffs.try_recv() {
         service.spawn(handoff, &tracker);
     }
