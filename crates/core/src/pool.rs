@@ -90,6 +90,12 @@ impl JobQueue {
         let mut queue = self.queue.lock().unwrap();
         loop {
             if !queue.jobs.is_empty() {
+                // This thread goes to work. If it was woken to take over
+                // the intake, someone else must: otherwise connections
+                // wait in the backlog while threads sleep.
+                if queue.intake.is_some() && !queue.leader {
+                    self.wake_one(&mut queue);
+                }
                 return Wait::Again;
             }
             if queue.closed {
