@@ -117,12 +117,29 @@ pub enum TrySend {
 impl ResponseSender {
     /// Queues `events` as one unit if there is room.
     pub fn try_send(&self, events: &mut Vec<ResponseEvent>) -> Result<TrySend, Disconnected> {
+        self.enqueue(events, true)
+    }
+
+    /// Queues `events` whatever the bound (a few small events of our own,
+    /// sent without the application: `--timeout`'s 504).
+    pub fn send_now(&self, mut events: Vec<ResponseEvent>) {
+        let _gone_is_fine = self.enqueue(&mut events, false);
+    }
+
+    /// Takes `events` (leaving it empty) unless the channel is gone, or
+    /// full and `bounded` (leaving it as it was).
+    fn enqueue(
+        &self,
+        events: &mut Vec<ResponseEvent>,
+        bounded: bool,
+    ) -> Result<TrySend, Disconnected> {
         let weight: usize = events.iter().map(ResponseEvent::weight).sum();
         let mut state = self.shared.state.lock().unwrap();
         if state.receiver_gone {
             return Err(Disconnected);
         }
-        if state.queued_bytes > 0 && state.queued_bytes + weight > self.shared.max_bytes {
+        if bounded && state.queued_bytes > 0 && state.queued_bytes + weight > self.shared.max_bytes
+        {
             return Ok(TrySend::Full);
         }
         state.queued_bytes += weight;
@@ -133,22 +150,6 @@ impl ResponseSender {
             waker.wake();
         }
         Ok(TrySend::Sent)
-    }
-
-    /// Queues `events` whatever the bound (a few small events of our own,
-    /// sent without the application: `--timeout`'s 504).
-    pub fn send_now(&self, events: Vec<ResponseEvent>) {
-        let mut state = self.shared.state.lock().unwrap();
-        if state.receiver_gone {
-            return;
-        }
-        state.queued_bytes += events.iter().map(ResponseEvent::weight).sum::<usize>();
-        state.queue.extend(events);
-        let waker = state.waker.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
     }
 
     /// Blocks until the connection has taken what was queued, or is gone.

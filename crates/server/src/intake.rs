@@ -10,7 +10,7 @@
 //! kernel's listen backlog, not in our memory.
 
 use crate::AllowedPeer;
-use crate::direct::{self, Lane, Socket};
+use crate::direct::{self, Accepted, Lane, Socket};
 use bytes::BytesMut;
 use rustgi_core::Job;
 use std::borrow::Cow;
@@ -74,10 +74,8 @@ impl Listener {
 
 /// A connection passed to the I/O loop.
 pub(crate) struct Handoff {
-    pub(crate) socket: Socket,
-    pub(crate) buf: BytesMut,
+    pub(crate) conn: direct::Accepted,
     pub(crate) head: Option<direct::Decoded>,
-    pub(crate) peer: Cow<'static, str>,
     pub(crate) accepted: tokio::time::Instant,
     /// Counts the connection against the limit until dropped.
     pub(crate) counted: OnLoop,
@@ -219,19 +217,19 @@ impl ListenerIntake {
                     continue;
                 }
             }
-            let maybe_more = buf.len() == buf.capacity();
-            match self
-                .service
-                .lane(socket, buf, maybe_more, &peer, &self.tracker)
-            {
+            let conn = Accepted {
+                maybe_more: buf.len() == buf.capacity(),
+                socket,
+                buf,
+                peer,
+            };
+            match self.service.lane(conn, &self.tracker) {
                 Lane::Direct(job) => return Some(job),
-                Lane::Async { socket, buf, head } => {
+                Lane::Async { conn, head } => {
                     self.shared.on_loop.fetch_add(1, Ordering::AcqRel);
                     let handoff = Handoff {
-                        socket,
-                        buf,
+                        conn,
                         head,
-                        peer,
                         accepted,
                         counted: OnLoop(self.shared.clone()),
                     };

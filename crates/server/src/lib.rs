@@ -287,47 +287,29 @@ impl Service {
     /// Where a connection that brought `buf` goes: a whole request on a
     /// connection that carries only it is answered by the Python thread that
     /// accepted it.
-    fn lane(
-        &self,
-        socket: direct::Socket,
-        buf: BytesMut,
-        maybe_more: bool,
-        peer: &str,
-        tracker: &TaskTracker,
-    ) -> direct::Lane {
-        match (self, buf.first()) {
-            (Service::Scgi(ctx), _) => direct::start(ctx, socket, buf, maybe_more, peer, tracker),
-            (Service::Uwsgi(ctx), _) => direct::start(ctx, socket, buf, maybe_more, peer, tracker),
-            (Service::Auto(auto), Some(b'0'..=b'9')) => {
-                direct::start(&auto.scgi, socket, buf, maybe_more, peer, tracker)
-            }
-            (Service::Auto(auto), Some(0 | 30)) => {
-                direct::start(&auto.uwsgi, socket, buf, maybe_more, peer, tracker)
-            }
-            (Service::Fastcgi(ctx), _) => {
-                direct::start_fastcgi(ctx, socket, buf, maybe_more, peer, tracker)
-            }
-            (Service::Auto(auto), Some(1)) => {
-                direct::start_fastcgi(&auto.fastcgi, socket, buf, maybe_more, peer, tracker)
-            }
-            _ => direct::Lane::Async {
-                socket,
-                buf,
-                head: None,
-            },
+    fn lane(&self, conn: direct::Accepted, tracker: &TaskTracker) -> direct::Lane {
+        match (self, conn.buf.first()) {
+            (Service::Scgi(ctx), _) => direct::start(ctx, conn, tracker),
+            (Service::Uwsgi(ctx), _) => direct::start(ctx, conn, tracker),
+            (Service::Auto(auto), Some(b'0'..=b'9')) => direct::start(&auto.scgi, conn, tracker),
+            (Service::Auto(auto), Some(0 | 30)) => direct::start(&auto.uwsgi, conn, tracker),
+            (Service::Fastcgi(ctx), _) => direct::start_fastcgi(ctx, conn, tracker),
+            (Service::Auto(auto), Some(1)) => direct::start_fastcgi(&auto.fastcgi, conn, tracker),
+            _ => direct::Lane::Async { conn, head: None },
         }
     }
 
     /// Serves a connection the intake passed on, on the I/O loop.
     fn spawn(self: &Arc<Self>, handoff: intake::Handoff, tracker: &TaskTracker) {
         let intake::Handoff {
-            socket,
-            buf,
+            conn,
             head,
-            peer,
             accepted,
             counted,
         } = handoff;
+        let direct::Accepted {
+            socket, buf, peer, ..
+        } = conn;
         let service = self.clone();
         match socket {
             direct::Socket::Unix(stream) => match tokio::net::UnixStream::from_std(stream) {

@@ -2,17 +2,15 @@
 //! FCGI_KEEP_CONN) which arrived whole: BEGIN_REQUEST, PARAMS and STDIN to
 //! its end. The encoding is the state machine's, as on the I/O loop.
 
-use super::writer::{COALESCE_LIMIT, DirectWriter, Encoder, Outgoing, Settings};
-use super::{Lane, Socket};
+use super::writer::{COALESCE_LIMIT, Encoder, Outgoing};
+use super::{Accepted, Answer, Lane, direct_job};
 use crate::fastcgi::FastcgiContext;
-use bytes::BytesMut;
-use rustgi_core::{Job, ResponseEvent, ResponseTarget, body_pipe};
+use rustgi_core::{ResponseEvent, body_pipe};
 use rustgi_fastcgi::{
     self as fcgi, Event, MAX_STDOUT_CONTENT, RecordType, Role, encode_response_head, encode_stdout,
     padding, record_header,
 };
 use rustgi_model::Param;
-use std::borrow::Cow;
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
@@ -69,20 +67,15 @@ impl Encoder for FastcgiEncoder {
     }
 }
 
-/// A job answered straight on the connection if `buf` holds exactly one
-/// whole RESPONDER request without FCGI_KEEP_CONN; anything else (kept
+/// A job answered straight on the connection if `conn.buf` holds exactly
+/// one whole RESPONDER request without FCGI_KEEP_CONN; anything else (kept
 /// connections, other roles, management records, errors) is the I/O
 /// loop's, from the same bytes.
-pub(crate) fn start(
-    ctx: &FastcgiContext,
-    socket: Socket,
-    buf: BytesMut,
-    maybe_more: bool,
-    peer: &str,
-    tracker: &TaskTracker,
-) -> Lane {
+pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker) -> Lane {
     let mut machine = fcgi::Connection::new(ctx.protocol.clone());
-    let mut rest = buf.clone();
+    // A copy: the I/O loop needs the bytes as they came if this is not a
+    // request for the fast lane.
+    let mut rest = conn.buf.clone();
     let received = machine.receive(&mut rest);
     let mut events = std::iter::from_fn(|| machine.poll_event()).collect::<Vec<_>>();
     let whole = received.is_ok()
@@ -101,11 +94,7 @@ pub(crate) fn start(
             .iter()
             .all(|e| matches!(e, Event::Stdin { .. }));
     if !whole {
-        return Lane::Async {
-            socket,
-            buf,
-            head: None,
-        };
+        return Lane::Async { conn, head: None };
     }
     let Event::Request {
         id: fcgi_id,
@@ -117,10 +106,6 @@ pub(crate) fn start(
     else {
         unreachable!("checked above");
     };
-    let id = crate::next_request_id();
-    for warning in &request.warnings {
-        tracing::warn!(%peer, request = id, "{warning}");
-    }
     request.params.push(Param::new("FCGI_ROLE", role.name()));
     let (body, body_reader) = body_pipe(content_length, ctx.spool);
     for event in events {
@@ -129,24 +114,15 @@ pub(crate) fn start(
             _ => body.finish(),
         }
     }
-    let encoder = FastcgiEncoder {
-        machine,
-        id: fcgi_id,
-        stdout: Vec::new(),
-    };
-    let settings = Settings {
-        write_timeout: ctx.timeouts.write,
-        drain: maybe_more,
-        peer: Cow::Owned(peer.to_owned()),
-        id,
-        tracked: tracker.token(),
-    };
-    Lane::Direct(Job {
-        id,
-        request: Arc::new(request),
+    let answer = Answer {
         body: body_reader,
-        streams: Vec::new(),
-        response: ResponseTarget::Direct(Box::new(DirectWriter::new(socket, encoder, settings))),
+        encoder: FastcgiEncoder {
+            machine,
+            id: fcgi_id,
+            stdout: Vec::new(),
+        },
+        write_timeout: ctx.timeouts.write,
         errors_to_peer: ctx.errors_to_peer,
-    })
+    };
+    direct_job(conn, Arc::new(request), answer, tracker)
 }
