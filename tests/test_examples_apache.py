@@ -420,7 +420,7 @@ def test_fcgid_spawns_the_gateway_which_serves_and_is_stopped_by_apache(fcgid_ap
     left = [p for p in pids if not wait_until(lambda p=p: process_gone(p), 15)]
     assert not left, f"gateways {left} outlived Apache"
     # and it was a clean stop (SIGTERM, requests drained), not a kill
-    assert server.error_log.wait_for(r"rustgi_server::master: stopped$", since=log_mark, timeout=5), (
+    assert server.error_log.wait_for(r"rustgi_supervisor::master: stopped$", since=log_mark, timeout=5), (
         server.error_log.tail(20, since=log_mark)
     )
     tail = server.error_log.text(log_mark)

@@ -471,5 +471,5 @@ def test_spawn_example_lighttpd_starts_serves_and_stops_the_gateways(
     server.stop()
     left = [p for p in gws if not wait_until(lambda p=p: process_gone(p), 15)]
     assert not left, f"gateways {left} outlived lighttpd"
-    assert len(re.findall(r"rustgi_server::master: stopped", server.output())) == 2, server.logs()
+    assert len(re.findall(r"rustgi_supervisor::master: stopped", server.output())) == 2, server.logs()
     assert not os.path.exists(sock + "-0") and not os.path.exists(sock + "-1"), "lighttpd's sockets left"

@@ -3,9 +3,9 @@
 use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
-use rustgi_server::{
-    AllowedPeer, FastcgiOptions, Privileges, ProcessOptions, Protocol, ServerConfig, SocketSpec,
-    Timeouts,
+use rustgi_supervisor::{
+    AllowedPeer, FastcgiOptions, Privileges, ProcessOptions, Protocol, ServeConfig, ServerConfig,
+    SocketSpec, Timeouts,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -207,7 +207,7 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 impl Cli {
     pub fn into_config(self) -> Result<ServerConfig, String> {
         let app = self.app.as_deref().map_or(AppSpec::Demo, AppSpec::parse);
-        Ok(ServerConfig {
+        let serve = ServeConfig {
             protocol: self.proto.map(|proto| match proto {
                 Proto::Scgi => Protocol::Scgi,
                 Proto::Fastcgi => Protocol::Fastcgi,
@@ -227,9 +227,24 @@ impl Cli {
                     .fold(Roles::NONE, |all, role| all | role),
                 stderr: !self.no_fastcgi_stderr,
             },
+            allow_from: self.allow_from,
+            threads: usize::from(self.threads),
+            max_header_size: self.max_header_size,
+            timeouts: Timeouts {
+                header: seconds("header-timeout", self.header_timeout)?,
+                body: seconds("body-timeout", self.body_timeout)?,
+                write: seconds("write-timeout", self.write_timeout)?,
+            },
+            graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
+            spool: SpoolLimits {
+                memory_limit: self.spool_memory,
+            },
+            response_buffer: 256 * 1024,
+        };
+        Ok(ServerConfig {
+            serve,
             socket: self.socket.as_deref().map(SocketSpec::parse),
             socket_mode: self.chmod,
-            allow_from: self.allow_from,
             python: PythonSetup {
                 app,
                 venv: self.venv,
@@ -237,20 +252,8 @@ impl Cli {
             },
             chdir: self.chdir,
             env: self.env,
-            threads: usize::from(self.threads),
             mount: self.mount.as_deref().map(Mount::new),
-            max_header_size: self.max_header_size,
-            timeouts: Timeouts {
-                header: seconds("header-timeout", self.header_timeout)?,
-                body: seconds("body-timeout", self.body_timeout)?,
-                write: seconds("write-timeout", self.write_timeout)?,
-            },
             request_timeout: self.timeout.map(|t| seconds("timeout", t)).transpose()?,
-            graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
-            spool: SpoolLimits {
-                memory_limit: self.spool_memory,
-            },
-            response_buffer: 256 * 1024,
             privileges: Privileges {
                 user: self.user,
                 group: self.group,

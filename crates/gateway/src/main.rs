@@ -1,4 +1,4 @@
-//! `rustgi-gateway`: flags in, `rustgi_server::run` out.
+//! `rustgi-gateway`: flags in, `rustgi_supervisor::run` out.
 
 mod cli;
 
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rustgi_server::run(config) {
+    match rustgi_supervisor::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rustgi-gateway: {e}");

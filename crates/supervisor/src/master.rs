@@ -227,7 +227,7 @@ pub(crate) fn run(
     tracing::info!(
         "master {pid}: {} worker(s), {} thread(s) each{}",
         master.target,
-        config.threads,
+        config.serve.threads,
         if preload { ", app preloaded" } else { "" }
     );
     if !old_workers.is_empty() {
@@ -414,7 +414,7 @@ impl Master<'_> {
                 b'r' if worker.state != State::Stopping => {
                     worker.state = State::Stopping;
                     worker.kill_at =
-                        Some(Instant::now() + self.config.graceful_timeout + EXIT_MARGIN);
+                        Some(Instant::now() + self.config.serve.graceful_timeout + EXIT_MARGIN);
                     tracing::info!("worker {pid} is retiring; starting its replacement");
                 }
                 _ => {}
@@ -638,7 +638,8 @@ impl Master<'_> {
         proc::kill(pid, signal);
         worker.state = State::Stopping;
         if worker.kill_at.is_none() || signal == libc::SIGKILL {
-            worker.kill_at = Some(Instant::now() + self.config.graceful_timeout + EXIT_MARGIN);
+            worker.kill_at =
+                Some(Instant::now() + self.config.serve.graceful_timeout + EXIT_MARGIN);
         }
     }
 
@@ -655,7 +656,7 @@ impl Master<'_> {
             if worker.kill_at.is_some_and(|at| at <= now) {
                 tracing::warn!(
                     "worker {pid} still running {:?} after it was told to stop; killing it",
-                    self.config.graceful_timeout + EXIT_MARGIN
+                    self.config.serve.graceful_timeout + EXIT_MARGIN
                 );
                 proc::kill(*pid, libc::SIGKILL);
                 worker.kill_at = None;

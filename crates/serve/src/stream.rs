@@ -41,7 +41,7 @@ pub struct StreamContext<P> {
 }
 
 impl<P> StreamContext<P> {
-    pub fn new(protocol: P, config: &crate::ServerConfig, pool: Arc<PythonPool>) -> Self {
+    pub fn new(protocol: P, config: &crate::ServeConfig, pool: Arc<PythonPool>) -> Self {
         StreamContext {
             protocol,
             pool,

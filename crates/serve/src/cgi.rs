@@ -3,12 +3,13 @@
 //! private copy of fd 1, and fd 1 (so `sys.stdout`) points at stderr, so an
 //! application's print() cannot corrupt it.
 
-use crate::{RunError, ServerConfig};
+use crate::{RunError, ServeConfig};
 use bytes::Bytes;
 use rustgi_core::{
     BodyError, BodyWriter, EnvironSettings, Interpreter, Job, PythonPool, ResponseEvent,
     ResponseTarget, body_pipe, response_channel,
 };
+use rustgi_core::{Mount, PythonSetup};
 use rustgi_model::{Param, Request, StreamProtocol};
 use rustgi_scgi::Scgi;
 use std::fs::File;
@@ -19,12 +20,16 @@ use std::sync::Arc;
 
 /// Serves the one request. `Ok` once a response was written, an app error
 /// turned 500 included; an error only when no response could be written.
-pub(crate) fn run(config: &ServerConfig) -> Result<(), RunError> {
+pub fn run(
+    config: &ServeConfig,
+    python: &PythonSetup,
+    mount: Option<Mount>,
+) -> Result<(), RunError> {
     let mut out = File::from(private_stdout()?);
-    let interpreter = Interpreter::start(&config.python).map_err(RunError::Python)?;
+    let interpreter = Interpreter::start(python).map_err(RunError::Python)?;
     tracing::debug!("Python {}", interpreter.description);
     let settings = EnvironSettings {
-        mount: config.mount.clone(),
+        mount,
         multithread: false,
         multiprocess: true,
         run_once: true,

@@ -53,6 +53,14 @@ pub enum BoundSocket {
 }
 
 impl BoundSocket {
+    /// The listener a worker serves (once it listens).
+    pub fn into_listener(self) -> rustgi_serve::Listener {
+        match self {
+            BoundSocket::Unix { listener, .. } => rustgi_serve::Listener::Unix(listener),
+            BoundSocket::Tcp(listener) => rustgi_serve::Listener::Tcp(listener),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             BoundSocket::Unix {

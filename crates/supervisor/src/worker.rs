@@ -10,10 +10,11 @@
 //! at once. Retiring, SIGTERM and SIGINT all stop it the same way: close
 //! its listener, finish what it accepted, exit 0.
 
+use crate::RunError;
 use crate::config::ServerConfig;
 use crate::listener::BoundSocket;
-use crate::{RunError, serve};
 use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
+use rustgi_serve::serve;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
@@ -74,12 +75,12 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
     let retirement = Arc::new(Retirement::new(config));
     let settings = EnvironSettings {
         mount: config.mount.clone(),
-        multithread: config.threads > 1,
+        multithread: config.serve.threads > 1,
         multiprocess,
         run_once: false,
         paths_as_sent: false,
     };
-    let pool = match PythonPool::start(interpreter.app(), config.threads, settings) {
+    let pool = match PythonPool::start(interpreter.app(), config.serve.threads, settings) {
         Ok(pool) => pool,
         Err(e) => {
             tracing::error!("could not start the Python threads: {e}");
@@ -119,7 +120,14 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
     }
     let served = runtime.block_on(async {
         let stop = stop_signal(retirement.clone(), status)?;
-        serve(config, socket, &describe, pool.clone(), stop).await
+        serve(
+            &config.serve,
+            socket.into_listener(),
+            &describe,
+            pool.clone(),
+            stop,
+        )
+        .await
     });
     drop(runtime);
     let drained = match served {
@@ -132,7 +140,7 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
     if !drained {
         tracing::warn!(
             "requests still running after --graceful-timeout {:?}; exiting without waiting for them",
-            config.graceful_timeout
+            config.serve.graceful_timeout
         );
         return 0;
     }

@@ -1,9 +1,10 @@
-//! Serving: listeners, the connection driver that joins a protocol to the
-//! WSGI core, limits, and signals. The binary hands a [`ServerConfig`] to
-//! [`run`].
+//! Serving: the intake (idle Python threads accepting), the protocol
+//! drivers that join a connection to the WSGI core, and CGI mode. The
+//! supervisor (`rustgi-supervisor`) hands each worker's listener to
+//! [`serve`].
 
 mod allow;
-mod cgi;
+pub mod cgi;
 mod config;
 
 /// Request ids for the log, unique across the protocols of one process.
@@ -15,24 +16,11 @@ mod connection;
 mod direct;
 mod fastcgi;
 mod intake;
-mod listener;
-mod master;
-mod pidfile;
-mod privileges;
-mod proc;
 mod stream;
-pub(crate) mod systemd;
-mod timeout;
-mod worker;
 
-pub use allow::AllowedPeer;
-pub use config::{FastcgiOptions, ProcessOptions, Protocol, ServerConfig, Timeouts};
-pub use listener::{
-    BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, activation_present, bind,
-    fd0_is_listening_socket,
-};
-pub use pidfile::Pidfile;
-pub use privileges::{Privileges, after_bind, drop_privileges};
+pub use allow::{AllowedPeer, from_environment as allowed_from_environment};
+pub use config::{FastcgiOptions, Protocol, ServeConfig, Timeouts};
+pub use intake::Listener;
 
 use bytes::BytesMut;
 use connection::Connection;
@@ -72,99 +60,15 @@ impl From<std::io::Error> for RunError {
     }
 }
 
-/// Starts Python, loads the app, listens, and serves until SIGINT/SIGTERM.
-pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
-    // Before anything changes them: argv and the working directory, which
-    // a --preload reload re-executes with.
-    master::remember_start();
-    // Before any thread: takes LISTEN_FDS out of the environment.
-    let activated = activation_present()?;
-    for (key, value) in &config.env {
-        // SAFETY: no other thread exists yet (Python, tokio and the pool
-        // all start below), so nothing can read the environment meanwhile.
-        unsafe { std::env::set_var(key, value) };
-    }
-    if let Some(dir) = &config.chdir {
-        std::env::set_current_dir(dir)
-            .map_err(|e| RunError::Setup(format!("--chdir {}: {e}", dir.display())))?;
-    }
-    // A bad FCGI_WEB_SERVER_ADDRS is a start-up error, before Python loads.
-    config
-        .allow_from
-        .extend(allow::from_environment().map_err(RunError::Setup)?);
-    config.protocol = match how_to_start(config.protocol, config.socket.is_some() || activated)? {
-        Start::Cgi => {
-            drop_privileges(&config.privileges).map_err(RunError::Setup)?;
-            return cgi::run(&config);
-        }
-        Start::Serve(protocol) => Some(protocol),
-    };
-    // Bound (not yet listening) before Python starts, so that privileges
-    // can be dropped first: the app never runs as root.
-    let mut socket = bind(config.socket.as_ref(), config.socket_mode)?;
-    let socket_file = socket.socket_file_guard();
-    let _pidfile = after_bind(&config.privileges, config.pidfile.as_deref(), &socket)
-        .map_err(RunError::Setup)?;
-    // A master forks the workers, which load the app (master.rs).
-    master::run(&config, socket, socket_file)
-}
-
-/// An interpreter that cannot start after `--user` usually cannot read its
-/// own installation: say so.
-fn python_failed(e: rustgi_core::StartError, config: &ServerConfig) -> RunError {
-    match (&e, &config.privileges.user) {
-        (rustgi_core::StartError::Init(_), Some(user)) => RunError::Setup(format!(
-            "{e}\n(Python starts after the switch to --user {user}: that user must be able to \
-             read the Python installation and its standard library; a Python under /root is not readable by others)"
-        )),
-        _ => RunError::Python(e),
-    }
-}
-
-enum Start {
-    Cgi,
-    Serve(Protocol),
-}
-
-/// How the web server meant us to run. Explicit flags win; without them:
-/// FCGI_FORCE_CGI=Y forces CGI (as for flup); a listening socket on fd 0
-/// means we were spawned (mod_fcgid, lighttpd bin-path, spawn-fcgi) and
-/// serve it, telling the protocol from each connection's first byte; a set
-/// GATEWAY_INTERFACE means CGI (also under mod_cgid, where fd 0 is a
-/// *connected* socket, the case flup gets wrong).
-fn how_to_start(protocol: Option<Protocol>, socket_given: bool) -> Result<Start, RunError> {
-    match protocol {
-        Some(Protocol::Cgi) => return Ok(Start::Cgi),
-        Some(protocol) => return Ok(Start::Serve(protocol)),
-        None if socket_given => return Ok(Start::Serve(Protocol::Auto)),
-        None => {}
-    }
-    if std::env::var_os("FCGI_FORCE_CGI").is_some_and(|v| v.eq_ignore_ascii_case("y")) {
-        return Ok(Start::Cgi);
-    }
-    if fd0_is_listening_socket() {
-        return Ok(Start::Serve(Protocol::Auto));
-    }
-    if std::env::var_os("GATEWAY_INTERFACE").is_some() {
-        return Ok(Start::Cgi);
-    }
-    Err(RunError::Setup(
-        "nothing to serve: fd 0 is not a listening socket and GATEWAY_INTERFACE is not set. \
-         Start it with --socket PATH or --socket HOST:PORT (and --proto fastcgi|scgi|uwsgi, or auto), \
-         or let a web server start it: spawned with a listening socket on fd 0, or as a CGI program"
-            .into(),
-    ))
-}
-
 /// Accepts until `stop` resolves (a worker's stop signal or retirement,
 /// worker.rs); then closes this process's listener first and serves the
 /// connections it already accepted (each still with its header deadline:
 /// the front server may have sent a request on it already), closing only
 /// idle FastCGI kept connections between requests. Returns whether every
 /// request finished within the graceful timeout.
-async fn serve(
-    config: &ServerConfig,
-    socket: BoundSocket,
+pub async fn serve(
+    config: &ServeConfig,
+    listener: Listener,
     describe: &str,
     pool: Arc<PythonPool>,
     stop: impl std::future::Future<Output = ()>,
@@ -177,13 +81,6 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let service = Arc::new(Service::new(config, pool.clone(), shutdown.clone()));
     let tracker = TaskTracker::new();
-    // The first worker ready makes the shared socket listen; the master
-    // tells systemd when all are (master.rs).
-    socket.listen()?;
-    let listener = match socket {
-        BoundSocket::Unix { listener, .. } => intake::Listener::Unix(listener),
-        BoundSocket::Tcp(listener) => intake::Listener::Tcp(listener),
-    };
     let (to_loop, mut handoffs) = tokio::sync::mpsc::unbounded_channel();
     let intake = Arc::new(intake::ListenerIntake::new(
         listener,
@@ -247,7 +144,7 @@ struct AutoService {
 }
 
 impl Service {
-    fn new(config: &ServerConfig, pool: Arc<PythonPool>, shutdown: CancellationToken) -> Service {
+    fn new(config: &ServeConfig, pool: Arc<PythonPool>, shutdown: CancellationToken) -> Service {
         let scgi = || StreamContext::new(Scgi::new(config.max_header_size), config, pool.clone());
         // The vars block's size is a u16: 65535 is the most it can say.
         let uwsgi = || {
@@ -268,7 +165,7 @@ impl Service {
         }
     }
 
-    fn connection_limit(&self, config: &ServerConfig) -> usize {
+    fn connection_limit(&self, config: &ServeConfig) -> usize {
         match self {
             Service::Scgi(_) | Service::Uwsgi(_) => config.threads * 2 + 8,
             Service::Fastcgi(_) | Service::Auto(_) => FASTCGI_MAX_CONNECTIONS,
@@ -410,7 +307,7 @@ impl AutoService {
 }
 
 fn fastcgi_context(
-    config: &ServerConfig,
+    config: &ServeConfig,
     pool: Arc<PythonPool>,
     shutdown: CancellationToken,
 ) -> FastcgiContext {

@@ -26,7 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A listening socket the intake accepts on.
-pub(crate) enum Listener {
+pub enum Listener {
     Unix(std::os::unix::net::UnixListener),
     Tcp(std::net::TcpListener),
 }

@@ -1,0 +1,58 @@
+//! What the server is told to do, as the binary's flags decide it.
+
+use rustgi_core::SpoolLimits;
+use std::time::Duration;
+
+/// The wire protocol spoken on the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Scgi,
+    Fastcgi,
+    Uwsgi,
+    /// Each connection's first byte picks FastCGI, SCGI or uwsgi.
+    Auto,
+    /// One request from the environment and stdin, then exit.
+    Cgi,
+}
+
+/// What only FastCGI has.
+#[derive(Clone, Copy, Debug)]
+pub struct FastcgiOptions {
+    /// Roles accepted; others get END_REQUEST/UNKNOWN_ROLE.
+    pub roles: rustgi_fastcgi::Roles,
+    /// Send `wsgi.errors` lines as FCGI_STDERR too (the front server's log).
+    pub stderr: bool,
+}
+
+/// Each stage of a connection has its own limit, so a stalled front-server
+/// connection never pins a Python thread.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// From accept to a complete request head.
+    pub header: Duration,
+    /// Longest wait for the next body bytes.
+    pub body: Duration,
+    /// Longest a write may make no progress.
+    pub write: Duration,
+}
+
+/// What serving needs to know: the protocol, the limits, the timeouts.
+/// The supervisor's `ServerConfig` carries it with what only processes
+/// need (sockets, privileges, worker counts).
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// `None`: decided at start (see `rustgi_supervisor::run`).
+    pub protocol: Option<Protocol>,
+    pub fastcgi: FastcgiOptions,
+    /// TCP peers allowed to connect (with FCGI_WEB_SERVER_ADDRS); empty: all.
+    pub allow_from: Vec<crate::AllowedPeer>,
+    /// Python threads per process.
+    pub threads: usize,
+    pub max_header_size: usize,
+    pub timeouts: Timeouts,
+    /// How long a stop waits for requests in flight.
+    pub graceful_timeout: Duration,
+    pub spool: SpoolLimits,
+    /// Bound of each response channel, in bytes.
+    pub response_buffer: usize,
+}

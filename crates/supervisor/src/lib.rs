@@ -1,0 +1,109 @@
+//! Supervision: the listening socket (Unix, TCP, fd 0, systemd), the
+//! master process and its workers, privileges, the pidfile and sd_notify.
+//! The binary hands a [`ServerConfig`] to [`run`]; each worker serves its
+//! copy of the listener with `rustgi_serve::serve`.
+
+mod config;
+mod listener;
+mod master;
+mod pidfile;
+mod privileges;
+mod proc;
+pub(crate) mod systemd;
+mod timeout;
+mod worker;
+
+pub use config::{ProcessOptions, ServerConfig};
+pub use listener::{
+    BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, activation_present, bind,
+    fd0_is_listening_socket,
+};
+pub use pidfile::Pidfile;
+pub use privileges::{Privileges, after_bind, drop_privileges};
+pub use rustgi_serve::{AllowedPeer, FastcgiOptions, Protocol, RunError, ServeConfig, Timeouts};
+
+/// Starts Python, loads the app, listens, and serves until SIGINT/SIGTERM.
+pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
+    // Before anything changes them: argv and the working directory, which
+    // a --preload reload re-executes with.
+    master::remember_start();
+    // Before any thread: takes LISTEN_FDS out of the environment.
+    let activated = activation_present()?;
+    for (key, value) in &config.env {
+        // SAFETY: no other thread exists yet (Python, tokio and the pool
+        // all start below), so nothing can read the environment meanwhile.
+        unsafe { std::env::set_var(key, value) };
+    }
+    if let Some(dir) = &config.chdir {
+        std::env::set_current_dir(dir)
+            .map_err(|e| RunError::Setup(format!("--chdir {}: {e}", dir.display())))?;
+    }
+    // A bad FCGI_WEB_SERVER_ADDRS is a start-up error, before Python loads.
+    config
+        .serve
+        .allow_from
+        .extend(rustgi_serve::allowed_from_environment().map_err(RunError::Setup)?);
+    let socket_given = config.socket.is_some() || activated;
+    config.serve.protocol = match how_to_start(config.serve.protocol, socket_given)? {
+        Start::Cgi => {
+            drop_privileges(&config.privileges).map_err(RunError::Setup)?;
+            return rustgi_serve::cgi::run(&config.serve, &config.python, config.mount.clone());
+        }
+        Start::Serve(protocol) => Some(protocol),
+    };
+    // Bound (not yet listening) before Python starts, so that privileges
+    // can be dropped first: the app never runs as root.
+    let mut socket = bind(config.socket.as_ref(), config.socket_mode)?;
+    let socket_file = socket.socket_file_guard();
+    let _pidfile = after_bind(&config.privileges, config.pidfile.as_deref(), &socket)
+        .map_err(RunError::Setup)?;
+    // A master forks the workers, which load the app (master.rs).
+    master::run(&config, socket, socket_file)
+}
+
+/// An interpreter that cannot start after `--user` usually cannot read its
+/// own installation: say so.
+fn python_failed(e: rustgi_core::StartError, config: &ServerConfig) -> RunError {
+    match (&e, &config.privileges.user) {
+        (rustgi_core::StartError::Init(_), Some(user)) => RunError::Setup(format!(
+            "{e}\n(Python starts after the switch to --user {user}: that user must be able to \
+             read the Python installation and its standard library; a Python under /root is not readable by others)"
+        )),
+        _ => RunError::Python(e),
+    }
+}
+
+enum Start {
+    Cgi,
+    Serve(Protocol),
+}
+
+/// How the web server meant us to run. Explicit flags win; without them:
+/// FCGI_FORCE_CGI=Y forces CGI (as for flup); a listening socket on fd 0
+/// means we were spawned (mod_fcgid, lighttpd bin-path, spawn-fcgi) and
+/// serve it, telling the protocol from each connection's first byte; a set
+/// GATEWAY_INTERFACE means CGI (also under mod_cgid, where fd 0 is a
+/// *connected* socket, the case flup gets wrong).
+fn how_to_start(protocol: Option<Protocol>, socket_given: bool) -> Result<Start, RunError> {
+    match protocol {
+        Some(Protocol::Cgi) => return Ok(Start::Cgi),
+        Some(protocol) => return Ok(Start::Serve(protocol)),
+        None if socket_given => return Ok(Start::Serve(Protocol::Auto)),
+        None => {}
+    }
+    if std::env::var_os("FCGI_FORCE_CGI").is_some_and(|v| v.eq_ignore_ascii_case("y")) {
+        return Ok(Start::Cgi);
+    }
+    if fd0_is_listening_socket() {
+        return Ok(Start::Serve(Protocol::Auto));
+    }
+    if std::env::var_os("GATEWAY_INTERFACE").is_some() {
+        return Ok(Start::Cgi);
+    }
+    Err(RunError::Setup(
+        "nothing to serve: fd 0 is not a listening socket and GATEWAY_INTERFACE is not set. \
+         Start it with --socket PATH or --socket HOST:PORT (and --proto fastcgi|scgi|uwsgi, or auto), \
+         or let a web server start it: spawned with a listening socket on fd 0, or as a CGI program"
+            .into(),
+    ))
+}
