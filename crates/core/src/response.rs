@@ -6,36 +6,12 @@
 //! connection side is async and takes everything queued at once, so what is
 //! already waiting goes out in one write without delaying any block.
 
-use bytes::Bytes;
-use rustgi_model::ResponseHead;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Poll, Waker};
 
-/// One step of a response, in order.
-#[derive(Debug)]
-pub enum ResponseEvent {
-    Head(ResponseHead),
-    Body(Bytes),
-    /// A `wsgi.errors` line for the front server's error log (FastCGI's
-    /// STDERR stream), when the connection asked for them.
-    Stderr(Bytes),
-    /// The response is complete.
-    End,
-    /// The response cannot be completed (an error after the head was sent):
-    /// the connection must be closed without pretending it ended well.
-    Abort,
-}
-
-impl ResponseEvent {
-    fn weight(&self) -> usize {
-        match self {
-            ResponseEvent::Body(b) | ResponseEvent::Stderr(b) => b.len(),
-            _ => 0,
-        }
-    }
-}
+pub use rustgi_model::ResponseEvent;
 
 /// Where a request's response goes: through the channel to the I/O thread,
 /// or straight to the connection from the Python thread.

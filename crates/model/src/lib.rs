@@ -8,9 +8,11 @@ pub mod chunked;
 mod codec;
 mod request;
 mod response;
+mod segments;
 pub mod show;
 
 pub use chunked::{Chunked, ChunkedDecoder, ChunkedError};
 pub use codec::{BodyFraming, StreamProtocol};
 pub use request::{Param, Request};
 pub use response::{HeaderError, ResponseHead};
+pub use segments::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, Segments};

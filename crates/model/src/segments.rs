@@ -1,0 +1,213 @@
+//! The response side every protocol shares: the events a response is made
+//! of, and the bytes they become on their way to the connection.
+//!
+//! A protocol's encoder turns [`ResponseEvent`]s into [`Segments`]; the
+//! per-request flow (in `rustgi-serve`) writes the segments, blocking on a
+//! Python thread or asynchronously under tokio. Small pieces are copied
+//! into one buffer so a small response is one write; a large application
+//! block is referenced where it is, never copied.
+
+use crate::ResponseHead;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+/// Body blocks up to this size are copied next to what precedes them (one
+/// write); larger ones are written from where they are.
+pub const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// One step of a response, in order.
+#[derive(Debug)]
+pub enum ResponseEvent {
+    Head(ResponseHead),
+    Body(Bytes),
+    /// A `wsgi.errors` line for the front server's error log (FastCGI's
+    /// STDERR stream), when the connection asked for them.
+    Stderr(Bytes),
+    /// The response is complete.
+    End,
+    /// The response cannot be completed (an error after the head was sent):
+    /// the connection must be closed without pretending it ended well.
+    Abort,
+}
+
+impl ResponseEvent {
+    /// The bytes this event carries, for bounding buffers.
+    pub fn weight(&self) -> usize {
+        match self {
+            ResponseEvent::Body(b) | ResponseEvent::Stderr(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// A protocol's response encoder: events in, bytes out, no I/O.
+pub trait ResponseEncoder: Send + 'static {
+    /// Encodes one event into `out`.
+    fn encode(&mut self, event: ResponseEvent, out: &mut Segments);
+    /// After a batch of events: flush what the encoder holds back to join
+    /// it with what follows (FastCGI's STDOUT record content).
+    fn end_batch(&mut self, _out: &mut Segments) {}
+}
+
+/// Bytes waiting for the connection, in order.
+#[derive(Default, Debug)]
+pub struct Segments {
+    sealed: VecDeque<Bytes>,
+    small: Vec<u8>,
+    /// Bytes of `sealed[0]` already written.
+    written: usize,
+    /// Unwritten bytes in `sealed`.
+    sealed_len: usize,
+}
+
+impl Segments {
+    /// Where small pieces are appended (copied).
+    pub fn small(&mut self) -> &mut Vec<u8> {
+        &mut self.small
+    }
+
+    /// A large piece, written from where it is.
+    pub fn push(&mut self, data: Bytes) {
+        self.seal();
+        if !data.is_empty() {
+            self.sealed_len += data.len();
+            self.sealed.push_back(data);
+        }
+    }
+
+    /// Appends all of `other`'s unwritten bytes, leaving it empty.
+    pub fn append(&mut self, other: &mut Segments) {
+        other.seal();
+        if other.written > 0
+            && let Some(first) = other.sealed.pop_front()
+        {
+            let rest = first.slice(other.written..);
+            other.sealed_len -= other.written;
+            other.sealed.push_front(rest);
+            other.written = 0;
+        }
+        self.seal();
+        self.sealed_len += other.sealed_len;
+        self.sealed.append(&mut other.sealed);
+        other.sealed_len = 0;
+    }
+
+    /// Unwritten bytes.
+    pub fn len(&self) -> usize {
+        self.sealed_len - self.written + self.small.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `max` slices of what is unwritten, in order, for a vectored
+    /// write; [`advance`](Self::advance) by what was written.
+    pub fn io_slices(&mut self, max: usize) -> Vec<IoSlice<'_>> {
+        self.seal();
+        let mut slices = Vec::with_capacity(self.sealed.len().min(max));
+        for (i, segment) in self.sealed.iter().take(max).enumerate() {
+            let start = if i == 0 { self.written } else { 0 };
+            slices.push(IoSlice::new(&segment[start..]));
+        }
+        slices
+    }
+
+    /// Marks `n` bytes as written.
+    pub fn advance(&mut self, mut n: usize) {
+        self.seal();
+        assert!(n <= self.len(), "advanced past the pending bytes");
+        while n > 0 {
+            let first = self.sealed[0].len() - self.written;
+            if n < first {
+                self.written += n;
+                return;
+            }
+            n -= first;
+            self.sealed_len -= self.sealed[0].len();
+            self.sealed.pop_front();
+            self.written = 0;
+        }
+    }
+
+    /// Forgets what is unwritten (the connection is gone).
+    pub fn clear(&mut self) {
+        *self = Segments::default();
+    }
+
+    /// Everything unwritten, joined (for tests and for sinks that take one
+    /// buffer).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.len());
+        for (i, segment) in self.sealed.iter().enumerate() {
+            let start = if i == 0 { self.written } else { 0 };
+            all.extend_from_slice(&segment[start..]);
+        }
+        all.extend_from_slice(&self.small);
+        all
+    }
+
+    /// Turns the small pieces gathered so far into a segment of their own.
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            let small = Bytes::from(std::mem::take(&mut self.small));
+            self.sealed_len += small.len();
+            self.sealed.push_back(small);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_pieces_join_and_large_ones_stay_apart() {
+        let mut out = Segments::default();
+        out.small().extend_from_slice(b"head ");
+        out.small().extend_from_slice(b"small ");
+        let large = Bytes::from(vec![b'x'; 20]);
+        out.push(large.clone());
+        out.small().extend_from_slice(b" tail");
+        assert_eq!(out.len(), 5 + 6 + 20 + 5);
+        let slices = out.io_slices(8);
+        assert_eq!(slices.len(), 3);
+        assert_eq!(&*slices[0], b"head small ");
+        assert_eq!(
+            slices[1].as_ptr(),
+            large.as_ptr(),
+            "large blocks are not copied"
+        );
+    }
+
+    #[test]
+    fn advancing_walks_across_segments() {
+        let mut out = Segments::default();
+        out.small().extend_from_slice(b"abc");
+        out.push(Bytes::from_static(b"defgh"));
+        out.small().extend_from_slice(b"ij");
+        out.advance(4);
+        assert_eq!(out.to_vec(), b"efghij");
+        assert_eq!(&*out.io_slices(1)[0], b"efgh");
+        out.advance(4);
+        assert_eq!(out.to_vec(), b"ij");
+        out.advance(2);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn append_takes_the_unwritten_rest() {
+        let mut held = Segments::default();
+        held.small().extend_from_slice(b"0123");
+        held.push(Bytes::from_static(b"456789"));
+        held.advance(6);
+        let mut out = Segments::default();
+        out.small().extend_from_slice(b"<");
+        out.append(&mut held);
+        out.small().extend_from_slice(b">");
+        assert!(held.is_empty());
+        assert_eq!(out.to_vec(), b"<6789>");
+        assert_eq!(out.len(), 6);
+    }
+}
