@@ -42,7 +42,7 @@ impl ResponseEvent {
 }
 
 /// A protocol's response encoder: events in, bytes out, no I/O.
-pub trait ResponseEncoder: Send + 'static {
+pub trait ResponseEncoder {
     /// Encodes one event into `out`.
     fn encode(&mut self, event: ResponseEvent, out: &mut Segments);
     /// After a batch of events: flush what the encoder holds back to join

@@ -3,17 +3,20 @@
 //! private copy of fd 1, and fd 1 (so `sys.stdout`) points at stderr, so an
 //! application's print() cannot corrupt it.
 
+use crate::encoders::StreamEncoder;
+use crate::flow::{Ending, ResponseFlow};
+use crate::sink::WriteError;
+use crate::sink::blocking::BlockingSink;
 use crate::{RunError, ServeConfig};
 use bytes::Bytes;
 use rustgi_core::{
-    BodyError, BodyWriter, EnvironSettings, Interpreter, Job, PythonPool, ResponseEvent,
+    BodyError, BodyWriter, EnvironSettings, Interpreter, Job, Mount, PythonPool, PythonSetup,
     ResponseTarget, body_pipe, response_channel,
 };
-use rustgi_core::{Mount, PythonSetup};
-use rustgi_model::{Param, Request, StreamProtocol};
+use rustgi_model::{Param, Request};
 use rustgi_scgi::Scgi;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ pub fn run(
     python: &PythonSetup,
     mount: Option<Mount>,
 ) -> Result<(), RunError> {
-    let mut out = File::from(private_stdout()?);
+    let out = File::from(private_stdout()?);
     let interpreter = Interpreter::start(python).map_err(RunError::Python)?;
     tracing::debug!("Python {}", interpreter.description);
     let settings = EnvironSettings {
@@ -53,46 +56,37 @@ pub fn run(
         errors_to_peer: false,
     });
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut sink = BlockingSink::new(out, config.timeouts.write);
     let written = runtime.block_on(async {
+        let mut flow = ResponseFlow::new(true);
+        let mut encoder = StreamEncoder {
+            protocol: Scgi::default(),
+            request,
+        };
         let mut events = Vec::new();
-        let mut encoded = Vec::new();
         loop {
             events.clear();
             if receiver.recv(&mut events).await.is_none() {
                 return Err(RunError::Setup("the response was cut short".into()));
             }
-            for event in events.drain(..) {
-                match event {
-                    ResponseEvent::Head(head) => {
-                        Scgi::default().encode_head(&request, &head, &mut encoded)
-                    }
-                    ResponseEvent::Body(data) => {
-                        out.write_all(&encoded).map_err(unwritten)?;
-                        encoded.clear();
-                        out.write_all(&data).map_err(unwritten)?;
-                    }
-                    ResponseEvent::Stderr(_) => {}
-                    ResponseEvent::End => {
-                        out.write_all(&encoded).map_err(unwritten)?;
-                        out.flush().map_err(unwritten)?;
-                        return Ok(());
-                    }
-                    ResponseEvent::Abort => {
-                        out.write_all(&encoded).map_err(unwritten)?;
-                        return Err(RunError::Setup(
-                            "the application failed after its response head was sent".into(),
-                        ));
-                    }
+            flow.encode(&mut encoder, events.drain(..));
+            let out = flow.writable().expect("nothing is held back");
+            sink.write_all(out).map_err(unwritten)?;
+            match flow.ending() {
+                None => {}
+                Some(Ending::Complete) => return Ok(()),
+                Some(Ending::Aborted) => {
+                    return Err(RunError::Setup(
+                        "the application failed after its response head was sent".into(),
+                    ));
                 }
             }
-            out.write_all(&encoded).map_err(unwritten)?;
-            encoded.clear();
         }
     });
     drop(receiver);
     // Close the response now: the web server waits for EOF, and Python's
     // shutdown below would otherwise add milliseconds to every request.
-    drop(out);
+    drop(sink);
     pool.shutdown();
     // The stdin thread may still wait on a client that sends no more.
     drop(stdin);
@@ -101,8 +95,12 @@ pub fn run(
 }
 
 /// The one failure CGI mode exits non-zero for.
-fn unwritten(e: std::io::Error) -> RunError {
-    RunError::Setup(format!("could not write the response to stdout: {e}"))
+fn unwritten(e: WriteError) -> RunError {
+    let why = match e {
+        WriteError::Failed(e) => e.to_string(),
+        WriteError::Stalled(limit) => format!("nothing was taken for {limit:?} (--write-timeout)"),
+    };
+    RunError::Setup(format!("could not write the response to stdout: {why}"))
 }
 
 /// A private copy of fd 1 for the response; fd 1 itself then points at

@@ -1,6 +1,6 @@
 //! The listener, seen from the Python threads: an idle thread accepts the
 //! next connection itself, reads what it brought, and serves it at once if
-//! it is a whole request (`direct`). Under load a thread goes from one
+//! it is a whole request (the Python lane, `python_lane`). Under load a thread goes from one
 //! request to the next with four syscalls (accept, read, write, close) and
 //! no hand-off; a connection that needs waiting (a partial head, a body on
 //! its way, a FastCGI connection kept for more requests) goes to the I/O
@@ -10,7 +10,7 @@
 //! kernel's listen backlog, not in our memory.
 
 use crate::AllowedPeer;
-use crate::direct::{self, Accepted, Lane, Socket};
+use crate::python_lane::{Accepted, Lane, Socket};
 use bytes::BytesMut;
 use rustgi_core::Job;
 use std::borrow::Cow;
@@ -74,8 +74,8 @@ impl Listener {
 
 /// A connection passed to the I/O loop.
 pub(crate) struct Handoff {
-    pub(crate) conn: direct::Accepted,
-    pub(crate) head: Option<direct::Decoded>,
+    pub(crate) conn: Accepted,
+    pub(crate) head: Option<crate::python_lane::Decoded>,
     pub(crate) accepted: tokio::time::Instant,
     /// Counts the connection against the limit until dropped.
     pub(crate) counted: OnLoop,
@@ -224,8 +224,8 @@ impl ListenerIntake {
                 peer,
             };
             match self.service.lane(conn, &self.tracker) {
-                Lane::Direct(job) => return Some(job),
-                Lane::Async { conn, head } => {
+                Lane::Python(job) => return Some(job),
+                Lane::Io { conn, head } => {
                     self.shared.on_loop.fetch_add(1, Ordering::AcqRel);
                     let handoff = Handoff {
                         conn,

@@ -190,7 +190,7 @@ struct ParamsState {
 
 /// One active request.
 #[derive(Debug)]
-struct Active {
+pub(crate) struct Active<T> {
     id: u16,
     role: Role,
     keep_conn: bool,
@@ -201,26 +201,43 @@ struct Active {
     stdin_ended: bool,
     data_ended: bool,
     aborted: bool,
-    stderr_written: bool,
+    pub(crate) stderr_written: bool,
+    /// STDOUT content not yet framed: the head waits here for the body
+    /// that follows it, to share a record with it (see `response`).
+    pub(crate) stdout: Vec<u8>,
+    /// What the driver keeps with the request (its body pipe, its
+    /// response's progress), so that it needs no map of its own.
+    pub(crate) data: Option<T>,
 }
 
-/// One FastCGI connection, as seen by the application.
+/// One FastCGI connection, as seen by the application. `T` is what the
+/// driver keeps with each active request ([`Connection::attach`]).
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<T = ()> {
     config: Config,
     /// Few (one, from nginx): a linear search beats a map.
-    requests: Vec<Active>,
+    pub(crate) requests: Vec<Active<T>>,
     events: VecDeque<Event>,
     output: Vec<u8>,
     /// Bytes consumed so far: the offset of the next record.
     offset: u64,
     /// A request without KEEP_CONN has ended.
-    close_after: bool,
+    pub(crate) close_after: bool,
+    /// A response was cut short with no other request to spare: the
+    /// connection must close without pretending it ended well.
+    pub(crate) cut: bool,
     failed: Option<ProtocolError>,
 }
 
 impl Connection {
     pub fn new(config: Config) -> Self {
+        Connection::with_request_data(config)
+    }
+}
+
+impl<T> Connection<T> {
+    /// A connection whose driver keeps a `T` with each request.
+    pub fn with_request_data(config: Config) -> Self {
         Connection {
             config,
             requests: Vec::new(),
@@ -228,6 +245,7 @@ impl Connection {
             output: Vec::new(),
             offset: 0,
             close_after: false,
+            cut: false,
             failed: None,
         }
     }
@@ -324,10 +342,8 @@ impl Connection {
     /// empty STDOUT record that closes the response, then
     /// END_REQUEST/REQUEST_COMPLETE with `app_status`. The id is free at once:
     /// the web server may reuse it in its next record.
-    pub fn end_request(&mut self, id: u16, app_status: u32, out: &mut Vec<u8>) {
-        let Some(i) = self.index(id) else {
-            return;
-        };
+    pub fn end_request(&mut self, id: u16, app_status: u32, out: &mut Vec<u8>) -> Option<T> {
+        let i = self.index(id)?;
         let request = self.requests.swap_remove(i);
         if request.stderr_written {
             encode_stream_end(RecordType::Stderr, id, out);
@@ -337,12 +353,65 @@ impl Connection {
         if !request.keep_conn {
             self.close_after = true;
         }
+        request.data
     }
 
     /// Ends request `id` after [`Event::Abort`]: as
-    /// [`Connection::end_request`] with appStatus 0.
-    pub fn abort_complete(&mut self, id: u16, out: &mut Vec<u8>) {
-        self.end_request(id, 0, out);
+    /// [`Connection::end_request`] with appStatus 0. Returns what the
+    /// driver kept with it.
+    pub fn abort_complete(&mut self, id: u16, out: &mut Vec<u8>) -> Option<T> {
+        self.end_request(id, 0, out)
+    }
+
+    /// Keeps `data` with active request `id` (its body pipe, its response's
+    /// progress); gives it back when the request is not active (it ended).
+    pub fn attach(&mut self, id: u16, data: T) -> Result<(), T> {
+        match self.index(id) {
+            Some(i) => {
+                self.requests[i].data = Some(data);
+                Ok(())
+            }
+            None => Err(data),
+        }
+    }
+
+    /// Takes back what the driver kept with active request `id` (to
+    /// [`attach`](Self::attach) it again after encoding its response).
+    pub fn detach(&mut self, id: u16) -> Option<T> {
+        let i = self.index(id)?;
+        self.requests[i].data.take()
+    }
+
+    /// What the driver keeps with active request `id`.
+    pub fn request_data(&mut self, id: u16) -> Option<&mut T> {
+        let i = self.index(id)?;
+        self.requests[i].data.as_mut()
+    }
+
+    /// What the driver keeps with each active request, for the
+    /// connection's end (each is to be told).
+    pub fn take_request_data(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.requests.iter_mut().filter_map(|r| r.data.take())
+    }
+
+    /// Whether a request the driver has started (its PARAMS are complete)
+    /// still receives its body: reads are then bounded by the body timeout.
+    pub fn receiving_body(&self) -> bool {
+        self.requests
+            .iter()
+            .any(|r| r.params.is_none() && !r.stdin_ended && !r.aborted)
+    }
+
+    /// How many requests the driver has heard of ([`Event::Request`]) and
+    /// that have not ended.
+    pub fn started_requests(&self) -> usize {
+        self.requests.iter().filter(|r| r.params.is_none()).count()
+    }
+
+    /// True once a response was cut short with no other request on the
+    /// connection: close it at once, without a graceful shutdown.
+    pub fn response_cut(&self) -> bool {
+        self.cut
     }
 
     /// Whether request `id` is active: from its accepted BEGIN_REQUEST until
@@ -359,7 +428,7 @@ impl Connection {
     /// True when a request without KEEP_CONN has ended (or was refused) and
     /// no request is active: the application closes the connection.
     pub fn should_close(&self) -> bool {
-        self.close_after && self.requests.is_empty()
+        self.cut || (self.close_after && self.requests.is_empty())
     }
 
     /// Bytes consumed so far (whole records).
@@ -367,7 +436,7 @@ impl Connection {
         self.offset
     }
 
-    fn index(&self, id: u16) -> Option<usize> {
+    pub(crate) fn index(&self, id: u16) -> Option<usize> {
         self.requests.iter().position(|r| r.id == id)
     }
 
@@ -491,6 +560,8 @@ impl Connection {
                 data_ended: false,
                 aborted: false,
                 stderr_written: false,
+                stdout: Vec::new(),
+                data: None,
             }),
             (_, status) => {
                 let status = status.unwrap_or(ProtocolStatus::UnknownRole);

@@ -45,6 +45,7 @@ mod error;
 mod management;
 mod pairs;
 mod record;
+mod response;
 
 pub use begin::{BEGIN_REQUEST_LEN, BeginRequest, KEEP_CONN, Role, Roles};
 pub use connection::{Config, Connection, DEFAULT_MAX_PARAMS_SIZE, Event};
@@ -56,6 +57,7 @@ pub use end::{END_REQUEST_LEN, EndRequest, ProtocolStatus};
 pub use error::{PairError, ProtocolError};
 pub use management::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
 pub use record::{HEADER_LEN, Header, MANAGEMENT_ID, RecordType, VERSION_1, padding, padding_for};
+pub use response::{RequestEncoder, SoleRequest};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The stream types a driver serves, with halves borrowed without a lock
 //! (`tokio::io::split` takes one on every poll).
 
+use crate::python_lane::Socket;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
@@ -15,6 +16,10 @@ pub trait Connection: AsyncRead + Unpin + Send + 'static {
         Self: 'a;
 
     fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>);
+
+    /// The plain socket, for a Python thread to write on
+    /// (`RUSTGI_LANE=python`, see `to_python`).
+    fn into_socket(self) -> io::Result<Socket>;
 }
 
 /// A read that never waits: `WouldBlock` when nothing is queued.
@@ -29,6 +34,10 @@ impl Connection for UnixStream {
     fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
         self.split()
     }
+
+    fn into_socket(self) -> io::Result<Socket> {
+        self.into_std().map(Socket::Unix)
+    }
 }
 
 impl Connection for TcpStream {
@@ -37,6 +46,10 @@ impl Connection for TcpStream {
 
     fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
         self.split()
+    }
+
+    fn into_socket(self) -> io::Result<Socket> {
+        self.into_std().map(Socket::Tcp)
     }
 }
 

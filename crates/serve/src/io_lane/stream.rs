@@ -3,16 +3,18 @@
 //! body into the spool while the response streams out, and close with
 //! shutdown + drain so no unread byte turns into an RST.
 
+use super::connection::Connection;
 use crate::config::Timeouts;
-use crate::connection::{Connection, TryRead};
-use bytes::{Bytes, BytesMut};
+use crate::encoders::StreamEncoder;
+use crate::flow::{Ending, ResponseFlow};
+use crate::sink::{PeerSending, Who, async_io};
+use bytes::BytesMut;
 use rustgi_core::{
-    BodyError, BodyWriter, Job, PythonPool, ResponseEvent, ResponseReceiver, ResponseTarget,
-    SpoolLimits, body_pipe, response_channel,
+    BodyError, BodyWriter, Job, PythonPool, ResponseReceiver, ResponseTarget, SpoolLimits,
+    body_pipe, response_channel,
 };
 use rustgi_model::chunked::{Chunked, ChunkedDecoder};
 use rustgi_model::{BodyFraming, Request, StreamProtocol};
-use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -21,14 +23,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, timeout, timeout_at};
 
 /// Bytes read from the socket at a time (DESIGN.md: read ahead ~64 KiB).
-const READ_SIZE: usize = 64 * 1024;
-/// Body blocks up to this size are copied next to the head; larger ones
-/// are written from where they are.
-const COALESCE_LIMIT: usize = 16 * 1024;
-/// Response bytes held back while the request body is still arriving.
-const HOLD_LIMIT: usize = 256 * 1024;
-/// How long to wait for the peer's EOF after our response is complete.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+pub(crate) const READ_SIZE: usize = 64 * 1024;
 
 /// What every connection of a listener shares.
 pub struct StreamContext<P> {
@@ -52,33 +47,31 @@ impl<P> StreamContext<P> {
     }
 }
 
-enum Ending {
-    /// The response is whole: shut down our side and drain.
-    Complete,
-    /// The response could not be completed: cut the connection.
-    Aborted,
-}
-
 /// Serves the single request of one connection.
 pub async fn serve<P, C>(
     ctx: &StreamContext<P>,
     mut stream: C,
     mut buf: BytesMut,
-    head: Option<crate::direct::Decoded>,
+    head: Option<Request>,
     accepted: Instant,
     peer: &str,
 ) where
-    P: StreamProtocol,
+    P: StreamProtocol + Copy,
     C: Connection,
 {
     let (mut reader, mut writer) = stream.halves();
     let request = match head {
-        Some(head) => head.request,
+        Some(request) => request,
         None => match read_head(ctx, &mut reader, &mut buf, accepted, peer).await {
             Some(request) => request,
             None => {
-                let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
-                drain(&mut reader, PeerSending::Done).await;
+                async_io::close(
+                    &mut reader,
+                    &mut writer,
+                    PeerSending::Done,
+                    ctx.timeouts.write,
+                )
+                .await;
                 return;
             }
         },
@@ -87,6 +80,10 @@ pub async fn serve<P, C>(
     for warning in &request.warnings {
         tracing::warn!(%peer, request = id, "{warning}");
     }
+    let who = Who {
+        peer,
+        request: Some(id),
+    };
     let framing = ctx.protocol.body_framing(&request);
     let (body, body_reader) = match framing {
         BodyFraming::Length(length) => body_pipe(Some(length), ctx.spool),
@@ -120,7 +117,11 @@ pub async fn serve<P, C>(
     ));
     let mut pumped = None;
     let ending = {
-        let respond = write_response(ctx, &mut writer, receiver, &request, &progress, peer, id);
+        let encoder = StreamEncoder {
+            protocol: ctx.protocol,
+            request,
+        };
+        let respond = respond(ctx, &mut writer, receiver, encoder, &progress, who);
         tokio::pin!(respond);
         loop {
             tokio::select! {
@@ -139,7 +140,7 @@ pub async fn serve<P, C>(
             }
             None => pump.await,
         };
-        let extra = in_body + drain(&mut reader, PeerSending::Done).await;
+        let extra = in_body + async_io::drain(&mut reader, PeerSending::Done).await;
         if extra > 0 {
             tracing::warn!(
                 %peer,
@@ -325,179 +326,51 @@ async fn read_body<R: AsyncRead + Unpin>(
     }
 }
 
-/// Streams the response out, but holds it back (up to [`HOLD_LIMIT`])
-/// while the request body is still arriving: nginx stops sending the body
-/// once a response has started, so an application that writes before it
-/// reads would wait for ever. Held back, such an application blocks on the
-/// full channel while the body drains into the spool, then carries on.
-async fn write_response<P, W>(
+/// Streams the response out through the flow, which holds it back while
+/// the request body is still arriving (see `crate::flow`).
+async fn respond<P, W>(
     ctx: &StreamContext<P>,
     writer: &mut W,
     receiver: ResponseReceiver,
-    request: &Request,
+    mut encoder: StreamEncoder<P>,
     progress: &Progress,
-    peer: &str,
-    id: u64,
+    who: Who<'_>,
 ) -> Ending
 where
     P: StreamProtocol,
     W: AsyncWrite + Unpin,
 {
+    let mut flow = ResponseFlow::new(false);
     let mut events = Vec::new();
-    let mut segments: Vec<Bytes> = Vec::new();
-    let mut held = 0;
-    let mut head = Vec::new();
-    let mut small = Vec::new();
     loop {
-        let body_done = progress.body_done.load(Ordering::Relaxed);
-        if body_done && !segments.is_empty() {
-            if let Err(ending) = write_segments(ctx, writer, &mut segments, peer, id).await {
-                return ending;
-            }
-            held = 0;
+        if progress.body_done.load(Ordering::Relaxed) {
+            flow.body_arrived();
         }
-        if held >= HOLD_LIMIT {
+        if let Some(out) = flow.writable()
+            && let Err(e) = async_io::write_all(writer, out, ctx.timeouts.write).await
+        {
+            e.log(who);
+            return Ending::Aborted;
+        }
+        if let Some(ending) = flow.ending() {
+            return ending;
+        }
+        if flow.hold_full() {
             progress.body_arrived.notified().await;
             continue;
         }
         events.clear();
-        let received = if segments.is_empty() || body_done {
-            receiver.recv(&mut events).await
-        } else {
+        let received = if flow.held() && flow.pending() > 0 {
             tokio::select! {
                 received = receiver.recv(&mut events) => received,
                 () = progress.body_arrived.notified() => continue,
             }
+        } else {
+            receiver.recv(&mut events).await
         };
         if received.is_none() {
             return Ending::Aborted;
         }
-        let mut ending = None;
-        for event in events.drain(..) {
-            match event {
-                ResponseEvent::Head(h) => ctx.protocol.encode_head(request, &h, &mut head),
-                ResponseEvent::Body(data) if data.len() <= COALESCE_LIMIT => {
-                    small.extend_from_slice(&data)
-                }
-                ResponseEvent::Body(data) => {
-                    held += flush_into(&mut segments, &mut head, &mut small) + data.len();
-                    segments.push(data);
-                }
-                // Already in the log; SCGI and uwsgi have no channel for it.
-                ResponseEvent::Stderr(_) => {}
-                ResponseEvent::End => ending = Some(Ending::Complete),
-                ResponseEvent::Abort => ending = Some(Ending::Aborted),
-            }
-        }
-        held += flush_into(&mut segments, &mut head, &mut small);
-        match ending {
-            // The application is done: whatever body is left is unwanted.
-            Some(Ending::Complete) => {
-                return match write_segments(ctx, writer, &mut segments, peer, id).await {
-                    Ok(()) => Ending::Complete,
-                    Err(ending) => ending,
-                };
-            }
-            // Send what the application produced before it failed, so the
-            // front server sees a truncated response rather than none.
-            Some(Ending::Aborted) => {
-                let _ = write_segments(ctx, writer, &mut segments, peer, id).await;
-                return Ending::Aborted;
-            }
-            None => {}
-        }
+        flow.encode(&mut encoder, events.drain(..));
     }
-}
-
-async fn write_segments<P: StreamProtocol, W: AsyncWrite + Unpin>(
-    ctx: &StreamContext<P>,
-    writer: &mut W,
-    segments: &mut Vec<Bytes>,
-    peer: &str,
-    id: u64,
-) -> Result<(), Ending> {
-    match timeout(ctx.timeouts.write, write_all(writer, segments)).await {
-        Ok(Ok(())) => {
-            segments.clear();
-            Ok(())
-        }
-        Ok(Err(e)) => {
-            tracing::info!(%peer, request = id, "writing the response failed: {e}");
-            Err(Ending::Aborted)
-        }
-        Err(_) => {
-            tracing::warn!(
-                %peer,
-                request = id,
-                "the peer accepted no response bytes for {:?} (--write-timeout); closing",
-                ctx.timeouts.write
-            );
-            Err(Ending::Aborted)
-        }
-    }
-}
-
-/// Moves the encoded head and small body blocks, in order, into one
-/// segment; returns its length.
-fn flush_into(segments: &mut Vec<Bytes>, head: &mut Vec<u8>, small: &mut Vec<u8>) -> usize {
-    if head.is_empty() && small.is_empty() {
-        return 0;
-    }
-    let mut joined = std::mem::take(head);
-    joined.append(small);
-    let len = joined.len();
-    segments.push(Bytes::from(joined));
-    len
-}
-
-async fn write_all<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    segments: &[Bytes],
-) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = segments.iter().map(|s| IoSlice::new(s)).collect();
-    let mut slices = &mut slices[..];
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        let n = writer.write_vectored(slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut slices, n);
-    }
-    writer.flush().await
-}
-
-/// Whether the peer may still be sending when we close.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PeerSending {
-    /// Everything it meant to send has arrived (a whole SCGI body): when
-    /// nothing is queued the connection can close at once, sparing every
-    /// request another wake-up.
-    Done,
-    /// It may still be sending (FastCGI STDIN the app never read, a
-    /// trailing empty STDIN record): wait for its EOF, bounded.
-    Maybe,
-}
-
-/// Reads and discards what the peer still sends, so closing never leaves
-/// unread bytes behind to turn into an RST. Returns the bytes read.
-pub(crate) async fn drain<R: AsyncRead + TryRead + Unpin>(
-    reader: &mut R,
-    peer: PeerSending,
-) -> u64 {
-    let mut scratch = [0u8; 8 * 1024];
-    let mut total = match reader.try_read(&mut scratch) {
-        Ok(0) => return 0,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && peer == PeerSending::Maybe => 0,
-        Ok(n) => n as u64,
-        Err(_) => return 0,
-    };
-    let deadline = Instant::now() + DRAIN_TIME;
-    while let Ok(Ok(n)) = timeout_at(deadline, reader.read(&mut scratch)).await {
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-    }
-    total
 }

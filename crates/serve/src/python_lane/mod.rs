@@ -1,4 +1,4 @@
-//! The fast lane: a request that arrived whole with its connection is
+//! The Python lane: a request that arrived whole with its connection is
 //! answered by the Python thread that accepted it (see `intake`).
 //!
 //! Right after accept, one read usually brings the whole request (nginx
@@ -9,25 +9,28 @@
 //! and the epoll registration that otherwise cost more than the rest of a
 //! small request. Anything else (a partial head, a body still coming, uwsgi
 //! chunked, a FastCGI connection kept for more requests) goes to the I/O
-//! loop with the bytes already read.
+//! lane (`io_lane`) with the bytes already read.
 
 mod fastcgi;
+mod response;
 mod socket;
 mod stream;
-mod writer;
 
 pub(crate) use fastcgi::start as start_fastcgi;
 pub(crate) use socket::Socket;
 pub(crate) use stream::start;
 
+use crate::config::Protocol;
+use crate::sink::PeerSending;
+use crate::sink::blocking::BlockingSink;
 use bytes::BytesMut;
+use response::PythonLaneResponse;
 use rustgi_core::{BodyReader, Job, ResponseTarget};
-use rustgi_model::Request;
+use rustgi_model::{Request, ResponseEncoder};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
-use writer::{DirectWriter, Encoder, Settings};
 
 /// A connection as an idle Python thread accepted it, with what its first
 /// read brought.
@@ -39,27 +42,28 @@ pub(crate) struct Accepted {
     pub(crate) peer: Cow<'static, str>,
 }
 
-/// A request head decoded in the fast lane, for the I/O loop to go on
-/// with when its body has not all arrived.
+/// A request head decoded at accept, for the I/O lane to go on with when
+/// its body has not all arrived (its bytes are gone from the buffer, so
+/// the protocol goes with it).
 pub(crate) struct Decoded {
+    pub(crate) protocol: Protocol,
     pub(crate) request: Request,
-    /// Which protocol decoded it (under `--proto auto`).
-    pub(crate) protocol: &'static str,
 }
 
 /// Where a new connection goes.
 pub(crate) enum Lane {
     /// The accepting Python thread serves it now.
-    Direct(Job),
-    /// The I/O loop serves it, starting from what was read.
-    Async {
+    Python(Job),
+    /// The I/O lane serves it, starting from what was read (and the
+    /// request head, when it was decoded already).
+    Io {
         conn: Accepted,
         head: Option<Decoded>,
     },
 }
 
-/// What a protocol's fast lane hands to [`direct_job`] besides the
-/// connection and the request.
+/// What a protocol hands to [`answer_here`] besides the connection and
+/// the request.
 struct Answer<E> {
     body: BodyReader,
     encoder: E,
@@ -69,7 +73,7 @@ struct Answer<E> {
 
 /// The job for a whole request: the response goes through `encoder`
 /// straight to the connection.
-fn direct_job<E: Encoder>(
+fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
     conn: Accepted,
     request: Arc<Request>,
     answer: Answer<E>,
@@ -79,20 +83,26 @@ fn direct_job<E: Encoder>(
     for warning in &request.warnings {
         tracing::warn!(peer = %conn.peer, request = id, "{warning}");
     }
-    let settings = Settings {
-        write_timeout: answer.write_timeout,
-        drain: conn.maybe_more,
-        peer: conn.peer,
-        id,
-        tracked: tracker.token(),
+    let peer_sending = if conn.maybe_more {
+        PeerSending::Maybe
+    } else {
+        PeerSending::Done
     };
-    let writer = DirectWriter::new(conn.socket, answer.encoder, settings);
-    Lane::Direct(Job {
+    let sink = BlockingSink::new(conn.socket, answer.write_timeout);
+    let response = PythonLaneResponse::new(
+        sink,
+        answer.encoder,
+        peer_sending,
+        conn.peer,
+        id,
+        tracker.token(),
+    );
+    Lane::Python(Job {
         id,
         request,
         body: answer.body,
         streams: Vec::new(),
-        response: ResponseTarget::Direct(Box::new(writer)),
+        response: ResponseTarget::Direct(Box::new(response)),
         errors_to_peer: answer.errors_to_peer,
     })
 }

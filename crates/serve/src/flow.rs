@@ -1,0 +1,182 @@
+//! One request's response between the application and its connection,
+//! written once for every lane and protocol: the protocol's encoder turns
+//! the application's events into bytes, which are held back while the
+//! request body is still arriving and otherwise go to a sink (blocking on a
+//! Python thread, async under tokio: see `sink`).
+//!
+//! Holding back matters because nginx stops sending a request body once a
+//! response has started: an application that writes before it reads would
+//! wait for ever. Held back (up to [`HOLD_LIMIT`]), such an application
+//! blocks on its full channel while the body drains into the spool, then
+//! carries on.
+
+use rustgi_model::{ResponseEncoder, ResponseEvent, Segments};
+
+/// Response bytes held back per request while its body is still arriving.
+pub(crate) const HOLD_LIMIT: usize = 256 * 1024;
+
+/// How a response ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Whole: close gracefully (shutdown, then drain what the peer sends).
+    Complete,
+    /// Cut short: the connection must not pass it off as whole.
+    Aborted,
+}
+
+/// See the module comment.
+#[derive(Debug)]
+pub(crate) struct ResponseFlow {
+    out: Segments,
+    /// The request body is still arriving.
+    holding: bool,
+    ending: Option<Ending>,
+}
+
+impl ResponseFlow {
+    /// `body_arrived`: the request body is already whole (nothing to hold
+    /// back for).
+    pub(crate) fn new(body_arrived: bool) -> Self {
+        ResponseFlow {
+            out: Segments::default(),
+            holding: !body_arrived,
+            ending: None,
+        }
+    }
+
+    /// Encodes a batch of the application's events. What is already queued
+    /// is coalesced (the encoder joins small pieces); nothing waits for
+    /// more.
+    pub(crate) fn encode<E: ResponseEncoder + ?Sized>(
+        &mut self,
+        encoder: &mut E,
+        events: impl IntoIterator<Item = ResponseEvent>,
+    ) {
+        for event in events {
+            match event {
+                ResponseEvent::End => self.end(Ending::Complete),
+                ResponseEvent::Abort => self.end(Ending::Aborted),
+                _ => {}
+            }
+            encoder.encode(event, &mut self.out);
+        }
+        encoder.end_batch(&mut self.out);
+    }
+
+    /// The response ends without the application (its channel closed).
+    pub(crate) fn end(&mut self, ending: Ending) {
+        self.ending.get_or_insert(ending);
+    }
+
+    /// The request body is all in (or will never be): stop holding back.
+    pub(crate) fn body_arrived(&mut self) {
+        self.holding = false;
+    }
+
+    /// What may be written now: nothing while holding back, unless the
+    /// application is done (then what it sent goes out whatever the body).
+    pub(crate) fn writable(&mut self) -> Option<&mut Segments> {
+        (!self.held()).then_some(&mut self.out)
+    }
+
+    /// True while the response must wait for the body.
+    pub(crate) fn held(&self) -> bool {
+        self.holding && self.ending.is_none()
+    }
+
+    /// The hold is full: take no more events until the body is in.
+    pub(crate) fn hold_full(&self) -> bool {
+        self.held() && self.out.len() >= HOLD_LIMIT
+    }
+
+    pub(crate) fn ending(&self) -> Option<Ending> {
+        self.ending
+    }
+
+    /// Encoded and not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The connection is gone: drop what was not written.
+    pub(crate) fn discard(&mut self) {
+        self.out.clear();
+        self.end(Ending::Aborted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use rustgi_model::ResponseHead;
+
+    /// Writes a body as it is and the head as `H`: enough to see the flow.
+    struct Plain;
+
+    impl ResponseEncoder for Plain {
+        fn encode(&mut self, event: ResponseEvent, out: &mut Segments) {
+            match event {
+                ResponseEvent::Head(_) => out.small().push(b'H'),
+                ResponseEvent::Body(data) => out.push(data),
+                _ => {}
+            }
+        }
+    }
+
+    fn head() -> ResponseEvent {
+        ResponseEvent::Head(ResponseHead::new(Bytes::from_static(b"200 OK"), Vec::new()).unwrap())
+    }
+
+    fn body(len: usize) -> ResponseEvent {
+        ResponseEvent::Body(Bytes::from(vec![b'x'; len]))
+    }
+
+    #[test]
+    fn a_response_waits_for_the_body_until_the_app_is_done() {
+        let mut flow = ResponseFlow::new(false);
+        flow.encode(&mut Plain, [head(), body(10)]);
+        assert!(flow.writable().is_none(), "held while the body arrives");
+        assert!(!flow.hold_full());
+        flow.encode(&mut Plain, [body(HOLD_LIMIT)]);
+        assert!(flow.hold_full(), "past the limit the app must wait");
+        flow.body_arrived();
+        assert_eq!(flow.writable().unwrap().len(), 1 + 10 + HOLD_LIMIT);
+        assert!(!flow.hold_full());
+    }
+
+    #[test]
+    fn an_ended_response_goes_out_whatever_the_body() {
+        let mut flow = ResponseFlow::new(false);
+        flow.encode(&mut Plain, [head(), body(3), ResponseEvent::End]);
+        assert_eq!(flow.ending(), Some(Ending::Complete));
+        let out = flow.writable().expect("the app is done");
+        assert_eq!(out.to_vec(), b"Hxxx");
+        out.advance(4);
+        assert_eq!(flow.pending(), 0);
+    }
+
+    #[test]
+    fn an_abort_is_remembered_and_what_came_before_still_goes_out() {
+        let mut flow = ResponseFlow::new(true);
+        flow.encode(&mut Plain, [head(), body(2), ResponseEvent::Abort]);
+        flow.encode(&mut Plain, [ResponseEvent::End]);
+        assert_eq!(
+            flow.ending(),
+            Some(Ending::Aborted),
+            "the first ending stands"
+        );
+        assert_eq!(flow.pending(), 3);
+        flow.discard();
+        assert_eq!(flow.pending(), 0);
+        assert_eq!(flow.ending(), Some(Ending::Aborted));
+    }
+
+    #[test]
+    fn without_a_body_to_wait_for_nothing_is_held() {
+        let mut flow = ResponseFlow::new(true);
+        flow.encode(&mut Plain, [head()]);
+        assert_eq!(flow.writable().unwrap().len(), 1);
+        assert!(!flow.held());
+    }
+}

@@ -1,0 +1,67 @@
+//! FastCGI in the Python lane: a connection that carries one request (no
+//! FCGI_KEEP_CONN) which arrived whole: BEGIN_REQUEST, PARAMS and STDIN to
+//! its end. The encoding is the connection's own, as in the I/O lane.
+
+use super::{Accepted, Answer, Lane, answer_here};
+use crate::io_lane::fastcgi::FastcgiContext;
+use rustgi_core::body_pipe;
+use rustgi_fastcgi::{self as fcgi, Event, Role, SoleRequest};
+use rustgi_model::Param;
+use std::sync::Arc;
+use tokio_util::task::TaskTracker;
+
+/// A job answered straight on the connection if `conn.buf` holds exactly
+/// one whole RESPONDER request without FCGI_KEEP_CONN; anything else (kept
+/// connections, other roles, management records, errors) is the I/O
+/// lane's, from the same bytes.
+pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker) -> Lane {
+    let mut connection = fcgi::Connection::new(ctx.protocol.clone());
+    // A copy: the I/O lane needs the bytes as they came if this is not a
+    // request for the Python lane.
+    let mut rest = conn.buf.clone();
+    let received = connection.receive(&mut rest);
+    let mut events = std::iter::from_fn(|| connection.poll_event()).collect::<Vec<_>>();
+    let whole = received.is_ok()
+        && rest.is_empty()
+        && !connection.has_output()
+        && matches!(
+            events.first(),
+            Some(Event::Request {
+                role: Role::Responder,
+                keep_conn: false,
+                ..
+            })
+        )
+        && matches!(events.last(), Some(Event::StdinEnd { .. }))
+        && events[1..events.len() - 1]
+            .iter()
+            .all(|e| matches!(e, Event::Stdin { .. }));
+    if !whole {
+        return Lane::Io { conn, head: None };
+    }
+    let Event::Request {
+        id,
+        role,
+        content_length,
+        mut request,
+        ..
+    } = events.remove(0)
+    else {
+        unreachable!("checked above");
+    };
+    request.params.push(Param::new("FCGI_ROLE", role.name()));
+    let (body, body_reader) = body_pipe(content_length, ctx.spool);
+    for event in events {
+        match event {
+            Event::Stdin { data, .. } => body.push(data),
+            _ => body.finish(),
+        }
+    }
+    let answer = Answer {
+        body: body_reader,
+        encoder: SoleRequest { connection, id },
+        write_timeout: ctx.timeouts.write,
+        errors_to_peer: ctx.errors_to_peer,
+    };
+    answer_here(conn, Arc::new(request), answer, tracker)
+}

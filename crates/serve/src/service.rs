@@ -1,0 +1,337 @@
+//! What a listener serves: its protocol (or, under `--proto auto`, each
+//! connection's, told by its first byte), and which lane a connection
+//! takes.
+
+use crate::config::{Protocol, ServeConfig};
+use crate::intake::Handoff;
+use crate::io_lane::connection::Connection;
+use crate::io_lane::fastcgi::{self, FastcgiContext};
+use crate::io_lane::stream::{self, StreamContext};
+use crate::io_lane::to_python;
+use crate::python_lane::{self, Accepted, Decoded, Lane, Socket};
+use bytes::BytesMut;
+use rustgi_core::PythonPool;
+use rustgi_model::Request;
+use rustgi_scgi::Scgi;
+use rustgi_uwsgi::Uwsgi;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Most FastCGI connections a process keeps open (reported as
+/// FCGI_MAX_CONNS). Kept connections idle between requests, so they are not
+/// bounded by the Python threads as one-request connections are.
+const FASTCGI_MAX_CONNECTIONS: usize = 1024;
+
+/// The environment variable that forces a lane, for tests: `python` (the
+/// Python threads answer every request they can carry, the I/O lane
+/// reading for them what has not arrived) or `io` (everything through the
+/// I/O lane). Unset or `auto`: a request that arrived whole is answered
+/// by the Python thread that accepted it, anything else by the I/O lane.
+pub(crate) const LANE_ENV: &str = "RUSTGI_LANE";
+
+/// Which lane connections take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LaneChoice {
+    Auto,
+    Python,
+    Io,
+}
+
+impl LaneChoice {
+    fn from_environment() -> LaneChoice {
+        let value = std::env::var(LANE_ENV).unwrap_or_default();
+        let choice = match value.as_str() {
+            "" | "auto" => LaneChoice::Auto,
+            "python" => LaneChoice::Python,
+            "io" => LaneChoice::Io,
+            other => {
+                tracing::warn!("{LANE_ENV}={other} is not python, io or auto; using auto");
+                LaneChoice::Auto
+            }
+        };
+        match choice {
+            LaneChoice::Auto => {}
+            LaneChoice::Python => tracing::info!(
+                "{LANE_ENV}=python: the Python threads answer every request they can carry \
+                 (FastCGI kept connections and uwsgi chunked bodies stay in the I/O lane)"
+            ),
+            LaneChoice::Io => {
+                tracing::info!("{LANE_ENV}=io: every request goes through the I/O lane")
+            }
+        }
+        choice
+    }
+}
+
+/// Tells the protocols apart by a connection's first byte: 0x01 is
+/// FastCGI's version, an ASCII digit starts an SCGI netstring, 0x00 or 30
+/// is a uwsgi modifier1.
+pub(crate) fn sniff(first: u8) -> Option<Protocol> {
+    match first {
+        1 => Some(Protocol::Fastcgi),
+        b'0'..=b'9' => Some(Protocol::Scgi),
+        0 | 30 => Some(Protocol::Uwsgi),
+        _ => None,
+    }
+}
+
+/// What every connection of a listener shares.
+pub(crate) struct Service {
+    /// `--proto`: one protocol, or `Auto`.
+    protocol: Protocol,
+    pub(crate) scgi: StreamContext<Scgi>,
+    pub(crate) uwsgi: StreamContext<Uwsgi>,
+    pub(crate) fastcgi: FastcgiContext,
+    lane: LaneChoice,
+    connection_limit: usize,
+}
+
+impl Service {
+    pub(crate) fn new(
+        config: &ServeConfig,
+        pool: Arc<PythonPool>,
+        shutdown: CancellationToken,
+    ) -> Service {
+        let protocol = match config.protocol {
+            Some(p @ (Protocol::Scgi | Protocol::Uwsgi | Protocol::Fastcgi)) => p,
+            _ => Protocol::Auto,
+        };
+        // Requests beyond what the Python threads can take soon wait in the
+        // kernel's listen backlog, not in our memory.
+        let request_limit = config.threads * 2 + 8;
+        let connection_limit = match protocol {
+            Protocol::Scgi | Protocol::Uwsgi => request_limit,
+            _ => FASTCGI_MAX_CONNECTIONS,
+        };
+        // The vars block's size is a u16: 65535 is the most it can say.
+        let uwsgi_limit = config.max_header_size.min(usize::from(u16::MAX));
+        Service {
+            protocol,
+            scgi: StreamContext::new(Scgi::new(config.max_header_size), config, pool.clone()),
+            uwsgi: StreamContext::new(Uwsgi::new(uwsgi_limit), config, pool.clone()),
+            fastcgi: FastcgiContext {
+                protocol: rustgi_fastcgi::Config {
+                    roles: config.fastcgi.roles,
+                    max_params_size: config.max_header_size,
+                    max_requests_per_connection: request_limit,
+                    max_connections: FASTCGI_MAX_CONNECTIONS,
+                    max_requests: request_limit,
+                    multiplex: true,
+                },
+                pool,
+                timeouts: config.timeouts,
+                spool: config.spool,
+                response_buffer: config.response_buffer,
+                errors_to_peer: config.fastcgi.stderr,
+                shutdown,
+            },
+            lane: LaneChoice::from_environment(),
+            connection_limit,
+        }
+    }
+
+    /// Connections the I/O lane holds before the intake stops accepting.
+    pub(crate) fn connection_limit(&self) -> usize {
+        self.connection_limit
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self.protocol {
+            Protocol::Scgi => "scgi",
+            Protocol::Uwsgi => "uwsgi",
+            Protocol::Fastcgi => "fastcgi",
+            _ => "auto: fastcgi, scgi or uwsgi by the first byte",
+        }
+    }
+
+    /// The protocol of a connection whose bytes so far are `buf` (after
+    /// `head`, when that was decoded already): `Ok(None)` under auto until
+    /// a byte has come; `Err` with a first byte no protocol starts with.
+    fn protocol_of(&self, buf: &[u8], head: Option<&Decoded>) -> Result<Option<Protocol>, u8> {
+        if let Some(head) = head {
+            return Ok(Some(head.protocol));
+        }
+        match (self.protocol, buf.first()) {
+            (Protocol::Auto, None) => Ok(None),
+            (Protocol::Auto, Some(&byte)) => sniff(byte).map(Some).ok_or(byte),
+            (fixed, _) => Ok(Some(fixed)),
+        }
+    }
+
+    pub(crate) fn header_timeout(&self) -> Duration {
+        self.scgi.timeouts.header
+    }
+
+    pub(crate) fn body_timeout(&self) -> Duration {
+        self.scgi.timeouts.body
+    }
+
+    /// Where a connection that brought `conn.buf` goes: a whole request on
+    /// a connection that carries only it is answered by the Python thread
+    /// that accepted it.
+    pub(crate) fn lane(&self, conn: Accepted, tracker: &TaskTracker) -> Lane {
+        if self.lane == LaneChoice::Io {
+            return Lane::Io { conn, head: None };
+        }
+        match self.protocol_of(&conn.buf, None) {
+            Ok(Some(protocol)) => self.python_lane(protocol, conn, None, tracker),
+            _ => Lane::Io { conn, head: None },
+        }
+    }
+
+    /// The Python lane's job for a whole request of `protocol` in
+    /// `conn.buf` (after `head`, when that was decoded already); the I/O
+    /// lane's otherwise.
+    pub(crate) fn python_lane(
+        &self,
+        protocol: Protocol,
+        conn: Accepted,
+        head: Option<Request>,
+        tracker: &TaskTracker,
+    ) -> Lane {
+        match protocol {
+            Protocol::Scgi => python_lane::start(&self.scgi, protocol, conn, head, tracker),
+            Protocol::Uwsgi => python_lane::start(&self.uwsgi, protocol, conn, head, tracker),
+            Protocol::Fastcgi => python_lane::start_fastcgi(&self.fastcgi, conn, tracker),
+            _ => Lane::Io {
+                conn,
+                head: head.map(|request| Decoded { protocol, request }),
+            },
+        }
+    }
+
+    /// Runs a Python-lane job on a Python thread.
+    pub(crate) fn submit(&self, job: rustgi_core::Job) {
+        self.fastcgi.pool.submit(job);
+    }
+
+    /// Serves a connection the intake passed on, in the I/O lane.
+    pub(crate) fn spawn(self: &Arc<Self>, handoff: Handoff, tracker: &TaskTracker) {
+        let Handoff {
+            conn,
+            head,
+            accepted,
+            counted,
+        } = handoff;
+        let service = self.clone();
+        let tracked = tracker.clone();
+        tracker.spawn(async move {
+            service
+                .serve_accepted(conn, head, accepted, Some(&tracked))
+                .await;
+            drop(counted);
+        });
+    }
+
+    /// Serves an accepted connection on this task, in the I/O lane. With
+    /// `tracker`, a forced Python lane takes it when it can (without: this
+    /// is that lane's way back).
+    pub(crate) async fn serve_accepted(
+        &self,
+        conn: Accepted,
+        head: Option<Decoded>,
+        accepted: Instant,
+        tracker: Option<&TaskTracker>,
+    ) {
+        let Accepted {
+            socket, buf, peer, ..
+        } = conn;
+        let failed = match socket {
+            Socket::Unix(stream) => match tokio::net::UnixStream::from_std(stream) {
+                Ok(stream) => {
+                    return self
+                        .serve(stream, buf, head, accepted, &peer, tracker)
+                        .await;
+                }
+                Err(e) => e,
+            },
+            Socket::Tcp(stream) => match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    return self
+                        .serve(stream, buf, head, accepted, &peer, tracker)
+                        .await;
+                }
+                Err(e) => e,
+            },
+        };
+        tracing::warn!(%peer, "registering a connection failed: {failed}");
+    }
+
+    async fn serve<C: Connection>(
+        &self,
+        mut stream: C,
+        mut buf: BytesMut,
+        head: Option<Decoded>,
+        accepted: Instant,
+        peer: &str,
+        tracker: Option<&TaskTracker>,
+    ) {
+        if buf.is_empty() && self.protocol == Protocol::Auto {
+            // Also while the worker stops: the first byte may be on its way.
+            let deadline = accepted + self.header_timeout();
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.header_timeout());
+                    return;
+                }
+            }
+        }
+        if self.lane == LaneChoice::Python
+            && let Some(tracker) = tracker
+            && let Ok(Some(protocol)) = self.protocol_of(&buf, head.as_ref())
+        {
+            let partial = to_python::Partial {
+                stream,
+                buf,
+                head: head.map(|decoded| decoded.request),
+            };
+            return to_python::serve(self, protocol, partial, accepted, peer, tracker).await;
+        }
+        self.serve_here(stream, buf, head, accepted, peer).await
+    }
+
+    pub(crate) async fn serve_here<C: Connection>(
+        &self,
+        mut stream: C,
+        buf: BytesMut,
+        head: Option<Decoded>,
+        accepted: Instant,
+        peer: &str,
+    ) {
+        let protocol = self.protocol_of(&buf, head.as_ref());
+        let head = head.map(|decoded| decoded.request);
+        match protocol {
+            Ok(Some(Protocol::Scgi)) => {
+                stream::serve(&self.scgi, stream, buf, head, accepted, peer).await
+            }
+            Ok(Some(Protocol::Uwsgi)) => {
+                stream::serve(&self.uwsgi, stream, buf, head, accepted, peer).await
+            }
+            Ok(Some(Protocol::Fastcgi)) => {
+                fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer).await
+            }
+            Ok(_) => {}
+            Err(first) => {
+                let start = &buf[..buf.len().min(8)];
+                let hint = match first {
+                    b'A'..=b'Z' => " (an HTTP request? point HTTP clients at the front server)",
+                    0x16 => " (a TLS handshake? front servers speak to rustgi in the clear)",
+                    _ => "",
+                };
+                tracing::warn!(
+                    %peer,
+                    "unrecognised protocol: first bytes \"{}\"{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit) or uwsgi (0x00); closing the connection",
+                    start.escape_ascii()
+                );
+                let (_, mut writer) = stream.halves();
+                let _ = writer.shutdown().await;
+            }
+        }
+    }
+}
