@@ -16,6 +16,7 @@ use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyString};
 use rustgi_model::{Request, ResponseHead};
 use std::sync::{Arc, Mutex};
@@ -166,9 +167,14 @@ impl Responder {
     /// FastCGI connection as soon as it has Content-Length bytes, and the
     /// end record would meet a closed socket).
     ///
-    /// `data` is the application's block, borrowed: the channel gets a copy,
-    /// a direct connection is written from it (see [`Responder::body`]).
-    fn send(&self, py: Python<'_>, mut data: &[u8], end: bool) -> Result<bool, Stop> {
+    /// `block` is the application's (`None` to send the head or the end
+    /// alone); what lies past the Content-Length is not sent.
+    fn send(
+        &self,
+        py: Python<'_>,
+        block: Option<&Bound<'_, PyBytes>>,
+        end: bool,
+    ) -> Result<bool, Stop> {
         let mut events = Vec::with_capacity(3);
         let complete = {
             let mut state = self.state.lock().unwrap();
@@ -187,15 +193,16 @@ impl Responder {
                     .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
                 events.push(ResponseEvent::Head(head));
             }
+            let mut len = block.map_or(0, |block| block.as_bytes().len());
             if let Some(limit) = state.content_length {
                 let room = limit.saturating_sub(state.body_sent);
-                data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+                len = len.min(usize::try_from(room).unwrap_or(usize::MAX));
             }
-            state.body_sent += data.len() as u64;
-            if !data.is_empty() {
-                // SAFETY: `push` below is the only use of these events, and
-                // it returns only once nothing refers to `data` any more.
-                events.push(ResponseEvent::Body(unsafe { self.body(data) }));
+            state.body_sent += len as u64;
+            if let Some(block) = block
+                && len > 0
+            {
+                events.push(ResponseEvent::Body(self.body(block, len)));
             }
             let complete = state.content_length.is_some_and(|l| state.body_sent >= l);
             if end || complete {
@@ -210,23 +217,26 @@ impl Responder {
         Ok(complete)
     }
 
-    /// A body block as the target takes it. The channel's I/O thread
-    /// outlives the block: it gets a copy. A direct connection is written
-    /// from the Python thread before `push` returns, so it gets the
-    /// application's bytes themselves, without a copy (an 8 MiB response
-    /// would otherwise be copied 8 MiB at a time).
+    /// The first `len` bytes of a body block, as the target takes them.
     ///
-    /// # Safety
-    /// For a direct target the returned `Bytes` borrows `data`: it must be
-    /// written or dropped before `data` is freed, which `push_direct`
-    /// guarantees (it returns once the writer holds nothing more, and
-    /// drops the writer when it fails).
-    unsafe fn body(&self, data: &[u8]) -> Bytes {
+    /// A direct connection is written from the Python thread: it gets the
+    /// application's bytes themselves, without a copy (an 8 MiB response
+    /// would otherwise be copied 8 MiB at a time). The `Bytes` owns a
+    /// reference to the bytes object, so whatever the writer does with it
+    /// (keep a clone, drop it later) the memory stays valid.
+    ///
+    /// The channel's I/O thread gets a copy: a Python object dropped there
+    /// only queues its decref until a Python thread next re-attaches, which
+    /// a busy thread going from request to request may not do for long, so
+    /// the application's blocks would outlive the channel's byte bound
+    /// (DESIGN.md, "Connections").
+    fn body(&self, block: &Bound<'_, PyBytes>, len: usize) -> Bytes {
         match &self.target {
-            Target::Channel(_) => Bytes::copy_from_slice(data),
-            // SAFETY: see the function's contract.
+            Target::Channel(_) => Bytes::copy_from_slice(&block.as_bytes()[..len]),
             Target::Direct(_) => {
-                Bytes::from_static(unsafe { std::mem::transmute::<&[u8], &'static [u8]>(data) })
+                let mut bytes = Bytes::from_owner(PyBackedBytes::from(block.clone()));
+                bytes.truncate(len);
+                bytes
             }
         }
     }
@@ -276,9 +286,8 @@ fn fixed_response(status: &'static [u8], body: &'static [u8]) -> Vec<ResponseEve
 }
 
 /// Writes `events` on the connection, waiting (without the GIL) while it
-/// is full. Returns only once the writer holds none of the events' bytes
-/// (which may borrow the application's block, see [`Responder::body`]):
-/// all written, or the writer dropped, which closes the connection.
+/// is full: all written, or the writer dropped, which closes the
+/// connection.
 fn push_direct(
     py: Python<'_>,
     slot: &mut Option<Box<dyn DirectResponse>>,
@@ -340,7 +349,7 @@ impl StartResponse {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
-        match self.responder.send(py, data.as_bytes(), false) {
+        match self.responder.send(py, Some(data), false) {
             Ok(_) => Ok(()),
             Err(Stop::App(e)) => Err(e),
             Err(Stop::Gone) => Err(PyOSError::new_err("the client has disconnected")),
@@ -453,7 +462,7 @@ fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> 
         && list.len() == 1
         && let Ok(block) = list.get_item(0)?.cast_into::<PyBytes>()
     {
-        responder.send(py, block.as_bytes(), true)?;
+        responder.send(py, Some(&block), true)?;
         return Ok(());
     }
     for block in result.try_iter()? {
@@ -466,15 +475,14 @@ fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> 
                 .unwrap_or_default();
             PyTypeError::new_err(format!("the application yielded a {kind}, not bytes"))
         })?;
-        let data = block.as_bytes();
-        if data.is_empty() {
+        if block.as_bytes().is_empty() {
             continue;
         }
-        if responder.send(py, data, false)? {
+        if responder.send(py, Some(block), false)? {
             break;
         }
     }
-    responder.send(py, &[], true)?;
+    responder.send(py, None, true)?;
     Ok(())
 }
 
@@ -503,4 +511,101 @@ pub fn format_traceback(py: Python<'_>, error: &PyErr) -> String {
         .and_then(|lines| lines.extract::<Vec<String>>())
         .map(|lines| lines.concat().trim_end().to_string())
         .unwrap_or_else(|_| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::response_channel;
+    use std::future::Future;
+
+    /// A connection that keeps every body block it is given, as an encoder
+    /// that queues blocks without copying them might.
+    struct KeepingConnection(Arc<Mutex<Vec<Bytes>>>);
+
+    impl DirectResponse for KeepingConnection {
+        fn send(&mut self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected> {
+            for event in events.drain(..) {
+                if let ResponseEvent::Body(block) = event {
+                    self.0.lock().unwrap().push(block);
+                }
+            }
+            Ok(true)
+        }
+
+        fn wait_writable(&self) -> Result<(), Disconnected> {
+            Ok(())
+        }
+    }
+
+    fn references(object: &Bound<'_, PyBytes>) -> isize {
+        let sys = object.py().import("sys").unwrap();
+        sys.call_method1("getrefcount", (object,))
+            .unwrap()
+            .extract()
+            .unwrap()
+    }
+
+    fn started(target: ResponseTarget, content_length: &'static [u8]) -> Responder {
+        let responder = Responder::new(target);
+        let head = ResponseHead::new(
+            Bytes::from_static(b"200 OK"),
+            vec![(
+                Bytes::from_static(b"Content-Length"),
+                Bytes::from_static(content_length),
+            )],
+        )
+        .unwrap();
+        responder.state.lock().unwrap().pending = Some(head);
+        responder
+    }
+
+    #[test]
+    fn a_direct_block_is_the_applications_own_and_keeps_it_alive() {
+        crate::test_python::start();
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let target = ResponseTarget::Direct(Box::new(KeepingConnection(kept.clone())));
+        let responder = started(target, b"5");
+        Python::attach(|py| {
+            let block = PyBytes::new(py, b"hello, world");
+            let before = references(&block);
+            let sent = responder.send(py, Some(&block), false);
+            assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
+            assert_eq!(kept.lock().unwrap()[..], [Bytes::from_static(b"hello")]);
+            let kept_at = kept.lock().unwrap()[0].as_ptr();
+            assert_eq!(kept_at, block.as_bytes().as_ptr(), "not a copy");
+            assert_eq!(references(&block), before + 1, "held by the block");
+            kept.lock().unwrap().clear();
+            assert_eq!(references(&block), before, "released with it");
+        });
+    }
+
+    #[test]
+    fn a_channel_block_is_a_copy_cut_at_the_content_length() {
+        crate::test_python::start();
+        let (sender, receiver) = response_channel(1 << 20);
+        let responder = started(ResponseTarget::Channel(sender), b"5");
+        Python::attach(|py| {
+            let block = PyBytes::new(py, b"hello, world");
+            let before = references(&block);
+            let sent = responder.send(py, Some(&block), false);
+            assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
+            assert_eq!(references(&block), before, "not held");
+        });
+        let mut events = Vec::new();
+        {
+            let received = std::pin::pin!(receiver.recv(&mut events));
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(received.poll(&mut context).is_ready());
+        }
+        let bodies: Vec<_> = events
+            .iter()
+            .filter_map(|event| match event {
+                ResponseEvent::Body(block) => Some(block.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bodies, [Bytes::from_static(b"hello")]);
+        assert!(matches!(events.last(), Some(ResponseEvent::End)));
+    }
 }

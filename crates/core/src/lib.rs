@@ -6,6 +6,8 @@
 //! [`rustgi_model::Request`] with a [`BodyReader`], and emits
 //! [`ResponseEvent`]s into a [`ResponseSender`].
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod app;
 mod body;
 mod call;
@@ -18,6 +20,8 @@ mod paths;
 mod pool;
 mod response;
 mod running;
+#[cfg(test)]
+mod test_python;
 
 pub use app::AppSpec;
 pub use body::{BodyError, BodyReader, BodyWriter, SpoolLimits, body_pipe};
