@@ -18,8 +18,10 @@ mod input;
 mod interpreter;
 mod paths;
 mod pool;
+mod responder;
 mod response;
 mod running;
+mod tag;
 #[cfg(test)]
 mod test_python;
 
@@ -34,8 +36,9 @@ pub use file_wrapper::FileWrapper;
 pub use interpreter::{BUILD_PYTHON_VERSION, Interpreter, PythonSetup, StartError};
 pub use paths::Mount;
 pub use pool::{Intake, PythonPool, RequestHook};
+pub use responder::TimeoutAnswer;
 pub use response::{
     DirectResponse, Disconnected, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender,
     ResponseTarget, response_channel,
 };
-pub use running::{Overdue, TimeoutAnswer};
+pub use running::Overdue;

@@ -2,8 +2,8 @@
 //! a request that runs too long is answered (504) without its thread, and
 //! the thread's Python stack is logged and interrupted.
 
-use crate::call::Responder;
-use crate::errors::RequestTag;
+use crate::responder::{Responder, TimeoutAnswer};
+use crate::tag::RequestTag;
 use pyo3::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,18 +91,6 @@ impl Running {
             })
             .collect()
     }
-}
-
-/// What the client got when its request timed out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeoutAnswer {
-    /// 504 Gateway Timeout.
-    GatewayTimeout,
-    /// The head was already sent: the connection was cut.
-    Cut,
-    /// The response was already complete (the thread is stuck after it,
-    /// in `close()` for instance).
-    Complete,
 }
 
 /// One Python thread's place in [`Running`].
