@@ -178,7 +178,7 @@ pub(crate) fn serve(
             responder.fail(py);
         }
     }
-    slot.end();
+    slot.end(py);
     responder.release();
 }
 
