@@ -245,14 +245,20 @@ mod tests {
         Arc::new(Responder::new(ResponseTarget::Channel(sender)))
     }
 
-    /// This thread's slot, in a pool of one thread.
-    fn this_thread(py: Python<'_>) -> ThreadSlot {
-        let ident = py.import("threading").unwrap().call_method0("get_ident");
-        ThreadSlot {
-            running: Arc::new(Running::new(1)),
-            index: 0,
-            thread: ident.unwrap().extract().unwrap(),
-        }
+    /// Runs `test` with Python attached and this thread's slot, in a pool
+    /// of one thread, where request 1 has begun.
+    fn on_this_thread(test: impl FnOnce(Python<'_>, &ThreadSlot)) {
+        crate::test_python::start();
+        Python::attach(|py| {
+            let ident = py.import("threading").unwrap().call_method0("get_ident");
+            let slot = ThreadSlot {
+                running: Arc::new(Running::new(1)),
+                index: 0,
+                thread: ident.unwrap().extract().unwrap(),
+            };
+            slot.begin(tag(1), responder());
+            test(py, &slot);
+        });
     }
 
     fn expire_now(running: &Arc<Running>) -> Overdue {
@@ -276,10 +282,7 @@ mod tests {
 
     #[test]
     fn a_request_still_running_is_interrupted() {
-        crate::test_python::start();
-        Python::attach(|py| {
-            let slot = this_thread(py);
-            slot.begin(tag(1), responder());
+        on_this_thread(|py, slot| {
             let stack = expire_now(&slot.running).stack_and_interrupt();
             assert!(!stack.contains("ended"), "{stack}");
             let error = py.run(SOME_CODE, None, None).unwrap_err();
@@ -290,31 +293,23 @@ mod tests {
 
     #[test]
     fn a_thread_that_moved_on_is_not_interrupted() {
-        crate::test_python::start();
-        Python::attach(|py| {
-            let slot = this_thread(py);
-            slot.begin(tag(1), responder());
+        on_this_thread(|py, slot| {
             let overdue = expire_now(&slot.running);
             slot.end(py);
             slot.begin(tag(2), responder());
             let stack = overdue.stack_and_interrupt();
             assert!(stack.contains("ended"), "{stack}");
             py.run(SOME_CODE, None, None).expect("no TimeoutError");
-            slot.end(py);
         });
     }
 
     #[test]
     fn an_interruption_unseen_when_its_request_ends_is_dropped() {
-        crate::test_python::start();
-        Python::attach(|py| {
-            let slot = this_thread(py);
-            slot.begin(tag(1), responder());
+        on_this_thread(|py, slot| {
             expire_now(&slot.running).stack_and_interrupt();
             slot.end(py);
             slot.begin(tag(2), responder());
             py.run(SOME_CODE, None, None).expect("no TimeoutError");
-            slot.end(py);
         });
     }
 }
