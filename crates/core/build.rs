@@ -22,11 +22,12 @@ fn main() {
         let prefix = String::from_utf8_lossy(&out.stdout).trim().to_string();
         println!("cargo:rustc-env=RUSTGI_BUILD_PYTHON_PREFIX={prefix}");
     }
-    // The benches embed Python: pin the libpython built against (rpath), as
-    // the gateway's build.rs does, or the loader may take another build with
-    // the same soname (Debian's, on this machine).
+    // The benches and tests embed Python: pin the libpython built against
+    // (rpath), as the gateway's build.rs does, or the loader may take
+    // another build with the same soname (Debian's, on this machine). The
+    // crate has no binary, so this reaches only them.
     if let Some(lib_dir) = config.lib_dir() {
-        println!("cargo:rustc-link-arg-benches=-Wl,-rpath,{lib_dir}");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     }
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
 }

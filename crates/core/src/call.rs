@@ -1,24 +1,25 @@
 //! Running one request: environ, the application call, `start_response`
-//! (with exc_info semantics and `write()`), iterating the result, `close()`.
+//! (with exc_info semantics and `write()`), iterating the result, `close()`,
+//! and the tracebacks of what failed.
 //!
 //! The head is held back until the first non-empty block (or the first
 //! `write()`), so an error before it can still become a 500.
 
 use crate::body::BodyReader;
 use crate::environ::EnvironBuilder;
-use crate::errors::{RequestTag, WsgiErrors};
+use crate::errors::WsgiErrors;
 use crate::input::WsgiInput;
-use crate::response::{
-    DirectResponse, Disconnected, ResponseEvent, ResponseSender, ResponseTarget, TrySend,
-};
-use crate::running::{ThreadSlot, TimeoutAnswer};
+use crate::responder::{HeadProgress, Responder, Stop};
+use crate::response::ResponseTarget;
+use crate::running::ThreadSlot;
+use crate::tag::RequestTag;
 use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use rustgi_model::{Request, ResponseHead};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// One request handed to a Python thread.
 pub struct Job {
@@ -33,270 +34,6 @@ pub struct Job {
     pub response: ResponseTarget,
     /// Also send `wsgi.errors` lines to the front server (FCGI_STDERR).
     pub errors_to_peer: bool,
-}
-
-/// Why a response stopped early.
-enum Stop {
-    App(PyErr),
-    Gone,
-}
-
-impl From<PyErr> for Stop {
-    fn from(e: PyErr) -> Self {
-        Stop::App(e)
-    }
-}
-
-impl From<Disconnected> for Stop {
-    fn from(_: Disconnected) -> Self {
-        Stop::Gone
-    }
-}
-
-#[derive(Default)]
-struct HeadState {
-    /// Set by start_response, taken when the head goes out.
-    pending: Option<ResponseHead>,
-    sent: bool,
-    /// The application's Content-Length: body bytes past it are not sent.
-    content_length: Option<u64>,
-    body_sent: u64,
-    /// `End` went out (with the block that reached the Content-Length).
-    ended: bool,
-}
-
-/// The response side of one request, shared by `start_response`, `write()`
-/// and the iteration.
-pub(crate) struct Responder {
-    target: Target,
-    state: Mutex<HeadState>,
-}
-
-enum Target {
-    Channel(ResponseSender),
-    /// `None` once the request is over: an application that kept
-    /// `start_response` must not keep the connection open.
-    Direct(Mutex<Option<Box<dyn DirectResponse>>>),
-}
-
-impl Responder {
-    fn new(target: ResponseTarget) -> Self {
-        let target = match target {
-            ResponseTarget::Channel(sender) => Target::Channel(sender),
-            ResponseTarget::Direct(direct) => Target::Direct(Mutex::new(Some(direct))),
-        };
-        Responder {
-            target,
-            state: Mutex::new(HeadState::default()),
-        }
-    }
-
-    /// Passes a `wsgi.errors` line on to the front server.
-    pub(crate) fn send_stderr(&self, py: Python<'_>, line: Bytes) {
-        if let Target::Direct(direct) = &self.target {
-            // Another thread of the app logging while the response waits
-            // for the socket: waiting here with the GIL could deadlock, and
-            // the line is in our log anyway.
-            if let Ok(mut direct) = direct.try_lock() {
-                let _gone_is_fine = push_direct(py, &mut direct, vec![ResponseEvent::Stderr(line)]);
-            }
-            return;
-        }
-        let _gone_is_fine = self.push(py, vec![ResponseEvent::Stderr(line)]);
-    }
-
-    fn push(&self, py: Python<'_>, mut events: Vec<ResponseEvent>) -> Result<(), Stop> {
-        match &self.target {
-            Target::Channel(sender) => loop {
-                match sender.try_send(&mut events)? {
-                    TrySend::Sent => return Ok(()),
-                    TrySend::Full => py.detach(|| sender.wait_for_room()),
-                }
-            },
-            Target::Direct(direct) => push_direct(py, &mut direct.lock().unwrap(), events),
-        }
-    }
-
-    /// `--timeout`: ends the response now, without the application: a 504
-    /// while the head is still ours, a cut connection otherwise. What the
-    /// application sends afterwards is dropped. Needs no GIL.
-    pub(crate) fn time_out(&self) -> TimeoutAnswer {
-        let (answer, mut events) = {
-            let mut state = self.state.lock().unwrap();
-            if state.ended {
-                return TimeoutAnswer::Complete;
-            }
-            state.ended = true;
-            if state.sent {
-                (TimeoutAnswer::Cut, vec![ResponseEvent::Abort])
-            } else {
-                state.sent = true;
-                (
-                    TimeoutAnswer::GatewayTimeout,
-                    fixed_response(b"504 Gateway Timeout", b"Gateway Timeout\n"),
-                )
-            }
-        };
-        match &self.target {
-            Target::Channel(sender) => sender.send_now(events),
-            // Busy only while the application's thread waits for the socket:
-            // the write timeout ends that.
-            Target::Direct(direct) => {
-                if let Ok(mut direct) = direct.try_lock()
-                    && let Some(mut sink) = direct.take()
-                {
-                    let _sent_or_cut = sink.send(&mut events);
-                }
-            }
-        }
-        answer
-    }
-
-    /// Closes a direct connection (the response is over).
-    fn release(&self) {
-        if let Target::Direct(direct) = &self.target {
-            direct.lock().unwrap().take();
-        }
-    }
-
-    /// Sends body bytes (and `End` when `end`), preceded by the head the
-    /// first time. Returns whether the Content-Length is now reached: then
-    /// `End` goes with this block, so that the front server never has the
-    /// whole body without the end of the response (nginx may close a
-    /// FastCGI connection as soon as it has Content-Length bytes, and the
-    /// end record would meet a closed socket).
-    ///
-    /// `data` is the application's block, borrowed: the channel gets a copy,
-    /// a direct connection is written from it (see [`Responder::body`]).
-    fn send(&self, py: Python<'_>, mut data: &[u8], end: bool) -> Result<bool, Stop> {
-        let mut events = Vec::with_capacity(3);
-        let complete = {
-            let mut state = self.state.lock().unwrap();
-            if state.ended {
-                return Ok(true);
-            }
-            if !state.sent {
-                let head = state.pending.take().ok_or_else(|| {
-                    PyRuntimeError::new_err(
-                        "the application sent a body before calling start_response",
-                    )
-                })?;
-                state.sent = true;
-                state.content_length = head
-                    .header("content-length")
-                    .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
-                events.push(ResponseEvent::Head(head));
-            }
-            if let Some(limit) = state.content_length {
-                let room = limit.saturating_sub(state.body_sent);
-                data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
-            }
-            state.body_sent += data.len() as u64;
-            if !data.is_empty() {
-                // SAFETY: `push` below is the only use of these events, and
-                // it returns only once nothing refers to `data` any more.
-                events.push(ResponseEvent::Body(unsafe { self.body(data) }));
-            }
-            let complete = state.content_length.is_some_and(|l| state.body_sent >= l);
-            if end || complete {
-                events.push(ResponseEvent::End);
-                state.ended = true;
-            }
-            complete
-        };
-        if !events.is_empty() {
-            self.push(py, events)?;
-        }
-        Ok(complete)
-    }
-
-    /// A body block as the target takes it. The channel's I/O thread
-    /// outlives the block: it gets a copy. A direct connection is written
-    /// from the Python thread before `push` returns, so it gets the
-    /// application's bytes themselves, without a copy (an 8 MiB response
-    /// would otherwise be copied 8 MiB at a time).
-    ///
-    /// # Safety
-    /// For a direct target the returned `Bytes` borrows `data`: it must be
-    /// written or dropped before `data` is freed, which `push_direct`
-    /// guarantees (it returns once the writer holds nothing more, and
-    /// drops the writer when it fails).
-    unsafe fn body(&self, data: &[u8]) -> Bytes {
-        match &self.target {
-            Target::Channel(_) => Bytes::copy_from_slice(data),
-            // SAFETY: see the function's contract.
-            Target::Direct(_) => {
-                Bytes::from_static(unsafe { std::mem::transmute::<&[u8], &'static [u8]>(data) })
-            }
-        }
-    }
-
-    fn head_sent(&self) -> bool {
-        self.state.lock().unwrap().sent
-    }
-
-    /// Ends a failed response: a 500 while the head is still ours,
-    /// otherwise an abort (the connection is cut, never passed off as whole).
-    fn fail(&self, py: Python<'_>) {
-        if self.state.lock().unwrap().ended {
-            // The response is whole (a close() that failed): keep it.
-            return;
-        }
-        let events = if self.head_sent() {
-            vec![ResponseEvent::Abort]
-        } else {
-            fixed_response(b"500 Internal Server Error", b"Internal Server Error\n")
-        };
-        let _gone_is_fine = self.push(py, events);
-    }
-}
-
-/// A plain-text response of our own (500, 504), whole.
-fn fixed_response(status: &'static [u8], body: &'static [u8]) -> Vec<ResponseEvent> {
-    let body = Bytes::from_static(body);
-    let head = ResponseHead::new(
-        Bytes::from_static(status),
-        vec![
-            (
-                Bytes::from_static(b"Content-Type"),
-                Bytes::from_static(b"text/plain"),
-            ),
-            (
-                Bytes::from_static(b"Content-Length"),
-                Bytes::from(body.len().to_string()),
-            ),
-        ],
-    )
-    .expect("a valid fixed head");
-    vec![
-        ResponseEvent::Head(head),
-        ResponseEvent::Body(body),
-        ResponseEvent::End,
-    ]
-}
-
-/// Writes `events` on the connection, waiting (without the GIL) while it
-/// is full. Returns only once the writer holds none of the events' bytes
-/// (which may borrow the application's block, see [`Responder::body`]):
-/// all written, or the writer dropped, which closes the connection.
-fn push_direct(
-    py: Python<'_>,
-    slot: &mut Option<Box<dyn DirectResponse>>,
-    mut events: Vec<ResponseEvent>,
-) -> Result<(), Stop> {
-    let direct = slot.as_mut().ok_or(Stop::Gone)?;
-    let mut written = direct.send(&mut events);
-    while let Ok(false) = written {
-        written = match py.detach(|| direct.wait_writable()) {
-            Ok(()) => direct.send(&mut events),
-            Err(gone) => Err(gone),
-        };
-    }
-    if written.is_err() {
-        slot.take();
-    }
-    written?;
-    Ok(())
 }
 
 /// The `start_response` callable; its `write` method is the PEP 3333
@@ -317,20 +54,17 @@ impl StartResponse {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let exc_info = exc_info.filter(|e| !e.is_none());
-        {
-            let state = slf.get().responder.state.lock().unwrap();
-            match exc_info {
-                Some(exc) if state.sent => return Err(PyErr::from_value(exc.get_item(1)?)),
-                None if state.sent || state.pending.is_some() => {
-                    return Err(PyRuntimeError::new_err(
-                        "start_response called a second time without exc_info",
-                    ));
-                }
-                _ => {}
+        match (exc_info, slf.get().responder.head_progress()) {
+            (Some(exc), HeadProgress::Sent) => return Err(PyErr::from_value(exc.get_item(1)?)),
+            (None, HeadProgress::Sent | HeadProgress::Pending) => {
+                return Err(PyRuntimeError::new_err(
+                    "start_response called a second time without exc_info",
+                ));
             }
+            _ => {}
         }
         let head = parse_head(status, headers)?;
-        slf.get().responder.state.lock().unwrap().pending = Some(head);
+        slf.get().responder.set_head(head);
         slf.getattr(intern!(py, "write"))
     }
 
@@ -340,7 +74,7 @@ impl StartResponse {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
-        match self.responder.send(py, data.as_bytes(), false) {
+        match self.responder.send(py, Some(data), false) {
             Ok(_) => Ok(()),
             Err(Stop::App(e)) => Err(e),
             Err(Stop::Gone) => Err(PyOSError::new_err("the client has disconnected")),
@@ -444,7 +178,7 @@ pub(crate) fn serve(
             responder.fail(py);
         }
     }
-    slot.end();
+    slot.end(py);
     responder.release();
 }
 
@@ -453,7 +187,7 @@ fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> 
         && list.len() == 1
         && let Ok(block) = list.get_item(0)?.cast_into::<PyBytes>()
     {
-        responder.send(py, block.as_bytes(), true)?;
+        responder.send(py, Some(&block), true)?;
         return Ok(());
     }
     for block in result.try_iter()? {
@@ -466,15 +200,14 @@ fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> 
                 .unwrap_or_default();
             PyTypeError::new_err(format!("the application yielded a {kind}, not bytes"))
         })?;
-        let data = block.as_bytes();
-        if data.is_empty() {
+        if block.as_bytes().is_empty() {
             continue;
         }
-        if responder.send(py, data, false)? {
+        if responder.send(py, Some(block), false)? {
             break;
         }
     }
-    responder.send(py, &[], true)?;
+    responder.send(py, None, true)?;
     Ok(())
 }
 

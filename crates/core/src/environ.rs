@@ -30,8 +30,9 @@ pub struct EnvironSettings {
 
 /// Makes a `str` from bytes as latin-1: every byte is one code point.
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
-    // SAFETY: the pointer and length describe `bytes`; the call returns a
-    // new reference or NULL with an exception set.
+    // SAFETY: the pointer and length describe `bytes`, alive for the call;
+    // the call returns a new reference to a str, or NULL with an exception
+    // set (which `from_owned_ptr_or_err` turns into the error).
     unsafe {
         let ptr = ffi::PyUnicode_DecodeLatin1(
             bytes.as_ptr().cast::<c_char>(),
@@ -45,8 +46,9 @@ pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyStrin
 fn interned<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
     let s = latin1(py, bytes)?;
     let mut ptr = s.into_ptr();
-    // SAFETY: `ptr` is an owned str reference; interning may replace it with
-    // another owned reference to an equal str.
+    // SAFETY: `ptr` is an owned reference to a str (from `into_ptr`), as
+    // PyUnicode_InternInPlace requires; it leaves an owned reference to an
+    // equal str in its place, which `from_owned_ptr` takes over.
     unsafe {
         ffi::PyUnicode_InternInPlace(&mut ptr);
         Ok(Bound::from_owned_ptr(py, ptr).cast_into_unchecked())

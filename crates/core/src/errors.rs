@@ -1,31 +1,12 @@
 //! `wsgi.errors`: what an application writes there goes to the log, one
 //! line per event, tagged with the request it came from.
 
-use crate::call::Responder;
+use crate::responder::Responder;
+use crate::tag::RequestTag;
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::PyIterator;
 use std::sync::Arc;
-
-/// The request a log line belongs to.
-#[derive(Clone, Debug)]
-pub struct RequestTag {
-    pub id: u64,
-    pub method: Bytes,
-    pub path: Bytes,
-}
-
-impl std::fmt::Display for RequestTag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "#{} {} {}",
-            self.id,
-            String::from_utf8_lossy(&self.method),
-            String::from_utf8_lossy(&self.path)
-        )
-    }
-}
 
 /// The `wsgi.errors` stream.
 #[pyclass(module = "rustgi")]

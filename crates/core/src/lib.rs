@@ -6,6 +6,8 @@
 //! [`rustgi_model::Request`] with a [`BodyReader`], and emits
 //! [`ResponseEvent`]s into a [`ResponseSender`].
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod app;
 mod body;
 mod call;
@@ -16,8 +18,12 @@ mod input;
 mod interpreter;
 mod paths;
 mod pool;
+mod responder;
 mod response;
 mod running;
+mod tag;
+#[cfg(test)]
+mod test_python;
 
 pub use app::AppSpec;
 pub use body::{BodyError, BodyReader, BodyWriter, SpoolLimits, body_pipe};
@@ -30,8 +36,9 @@ pub use file_wrapper::FileWrapper;
 pub use interpreter::{BUILD_PYTHON_VERSION, Interpreter, PythonSetup, StartError};
 pub use paths::Mount;
 pub use pool::{Intake, PythonPool, RequestHook};
+pub use responder::TimeoutAnswer;
 pub use response::{
     DirectResponse, Disconnected, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender,
     ResponseTarget, response_channel,
 };
-pub use running::{Overdue, TimeoutAnswer};
+pub use running::Overdue;

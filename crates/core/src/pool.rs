@@ -124,6 +124,20 @@ impl JobQueue {
         }
     }
 
+    /// A thread's life: serves what it finds until the queue closes.
+    /// `wait` is [`JobQueue::wait`], called without the GIL.
+    fn work(&self, mut serve: impl FnMut(Job), mut wait: impl FnMut() -> Wait) {
+        loop {
+            if let Some(job) = self.next() {
+                serve(job);
+                continue;
+            }
+            if let Wait::Closed = wait() {
+                break;
+            }
+        }
+    }
+
     fn wake_all(&self, queue: &mut Queue) {
         queue.wakeups += std::mem::take(&mut queue.followers);
         self.ready.notify_all();
@@ -273,14 +287,177 @@ fn run_thread(
                 return;
             }
         };
-        loop {
-            if let Some(job) = queue.next() {
-                serve(py, &app, &mut environ, &slot, job);
-                continue;
-            }
-            if let Wait::Closed = py.detach(|| queue.wait()) {
-                break;
+        queue.work(
+            |job| serve(py, &app, &mut environ, &slot, job),
+            || py.detach(|| queue.wait()),
+        );
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::{SpoolLimits, body_pipe};
+    use crate::response::{ResponseTarget, response_channel};
+    use rustgi_model::Request;
+    use std::time::Duration;
+
+    /// Pool threads, more than this machine has cores, so that they
+    /// interleave in every way.
+    const THREADS: usize = 6;
+    const ROUNDS: usize = 5000;
+    /// Far more than a round takes when no wake-up is lost.
+    const PATIENCE: Duration = Duration::from_secs(3);
+
+    fn job(id: u64) -> Job {
+        let (_writer, body) = body_pipe(Some(0), SpoolLimits::default());
+        let (sender, _receiver) = response_channel(1024);
+        Job {
+            id,
+            request: Arc::new(Request::default()),
+            body,
+            streams: Vec::new(),
+            response: ResponseTarget::Channel(sender),
+            errors_to_peer: false,
+        }
+    }
+
+    /// A listener whose connections the test hands in.
+    #[derive(Default)]
+    struct FakeIntake {
+        /// Requests waiting, and whether `wake` was called since the last
+        /// `wait` returned.
+        state: Mutex<(VecDeque<Job>, bool)>,
+        changed: Condvar,
+    }
+
+    impl FakeIntake {
+        fn offer(&self, job: Job) {
+            self.state.lock().unwrap().0.push_back(job);
+            self.changed.notify_all();
+        }
+    }
+
+    impl Intake for FakeIntake {
+        fn try_take(&self) -> Option<Job> {
+            self.state.lock().unwrap().0.pop_front()
+        }
+
+        fn wait(&self) {
+            let state = self.state.lock().unwrap();
+            let mut state = self
+                .changed
+                .wait_while(state, |(jobs, woken)| jobs.is_empty() && !*woken)
+                .unwrap();
+            state.1 = false;
+        }
+
+        fn wake(&self) {
+            self.state.lock().unwrap().1 = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Each round's jobs hold their thread until the whole round runs at
+    /// once: a job left waiting (queued, or in the intake) while a thread
+    /// sleeps keeps the round from ever being whole.
+    #[derive(Default)]
+    struct Rounds {
+        /// Jobs started, over all rounds.
+        started: Mutex<usize>,
+        changed: Condvar,
+        /// The first round that was never whole.
+        stalled: Mutex<Option<String>>,
+    }
+
+    impl Rounds {
+        /// Serves job `id` (of round `id / THREADS`).
+        fn serve(&self, id: u64) {
+            let whole = (usize::try_from(id).unwrap() / THREADS + 1) * THREADS;
+            let mut started = self.started.lock().unwrap();
+            *started += 1;
+            self.changed.notify_all();
+            let (started, waited) = self
+                .changed
+                .wait_timeout_while(started, PATIENCE, |started| *started < whole)
+                .unwrap();
+            if waited.timed_out() {
+                let mut stalled = self.stalled.lock().unwrap();
+                let round = whole / THREADS - 1;
+                let running = *started + THREADS - whole;
+                stalled.get_or_insert(format!(
+                    "round {round}: {running} of {THREADS} jobs could start"
+                ));
             }
         }
-    });
+
+        /// Waits until every job of the rounds so far has started.
+        fn wait_for(&self, jobs: usize) {
+            let started = self.started.lock().unwrap();
+            let _all = self
+                .changed
+                .wait_timeout_while(started, 2 * PATIENCE, |started| *started < jobs)
+                .unwrap();
+        }
+    }
+
+    /// A tiny deterministic generator: which jobs go where, in which order.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// Every round, as many jobs as threads arrive, some queued from
+    /// outside (as the I/O thread does), the others through the intake
+    /// (as connections a Python thread accepts), in a random order and
+    /// split: each must find a thread while the others run. A wake-up lost
+    /// (a notify that woke nobody, or an intake nobody watches any more)
+    /// leaves a job waiting until a thread comes back, which in this test
+    /// never happens before the round is whole.
+    #[test]
+    fn every_job_finds_a_thread_and_the_intake_is_always_watched() {
+        let queue = Arc::new(JobQueue::default());
+        let intake = Arc::new(FakeIntake::default());
+        queue.set_intake(Some(intake.clone()));
+        let rounds = Arc::new(Rounds::default());
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (queue, rounds) = (queue.clone(), rounds.clone());
+                std::thread::spawn(move || {
+                    queue.work(|job| rounds.serve(job.id), || queue.wait());
+                })
+            })
+            .collect();
+        let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+        for round in 0..ROUNDS {
+            let through_intake = random.below(THREADS + 1);
+            let mut intake_left = through_intake;
+            let mut queued_left = THREADS - through_intake;
+            for id in round * THREADS..(round + 1) * THREADS {
+                let job = job(id as u64);
+                if queued_left == 0 || (intake_left > 0 && random.below(2) == 0) {
+                    intake_left -= 1;
+                    intake.offer(job);
+                } else {
+                    queued_left -= 1;
+                    queue.push(job);
+                }
+            }
+            rounds.wait_for((round + 1) * THREADS);
+            if let Some(stalled) = rounds.stalled.lock().unwrap().as_ref() {
+                panic!("a lost wake-up: {stalled}");
+            }
+        }
+        queue.close();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(*rounds.started.lock().unwrap(), ROUNDS * THREADS);
+    }
 }

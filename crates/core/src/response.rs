@@ -26,6 +26,10 @@ pub enum ResponseTarget {
 /// (DESIGN.md, "Hot path budget"). The implementation (in the server)
 /// encodes the events in its protocol and closes the connection when it is
 /// dropped: gracefully after `End`, cut otherwise.
+///
+/// A body block may be the application's bytes object itself (no copy):
+/// the `Bytes` keeps it alive, so holding on to it is safe, but one dropped
+/// off the Python thread only frees it once a Python thread re-attaches.
 pub trait DirectResponse: Send + Sync {
     /// Encodes `events` and writes what the connection takes now, without
     /// blocking. `Ok(true)`: nothing is pending; `Ok(false)`: call

@@ -1,14 +1,21 @@
 //! What each Python thread is running, and since when: for `--timeout`,
 //! a request that runs too long is answered (504) without its thread, and
 //! the thread's Python stack is logged and interrupted.
+//!
+//! The interruption (a TimeoutError) is for that request only. It is raised
+//! with the GIL held and only while the request still holds its thread,
+//! and a request that timed out clears any interruption still pending as it
+//! ends: a thread that has moved on to another request never gets it.
 
-use crate::call::Responder;
-use crate::errors::RequestTag;
+use crate::responder::{Responder, TimeoutAnswer};
+use crate::tag::RequestTag;
 use pyo3::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Entry {
+    /// Tells this request from the next one on the same thread.
+    request: u64,
     started: Instant,
     tag: RequestTag,
     /// The thread's `threading.get_ident()`.
@@ -17,16 +24,27 @@ struct Entry {
     expired: bool,
 }
 
+#[derive(Default)]
+struct Slots {
+    /// One per Python thread: the request it runs, if any.
+    entries: Vec<Option<Entry>>,
+    /// The next request's [`Entry::request`].
+    next_request: u64,
+}
+
 /// One slot per Python thread.
 #[derive(Default)]
 pub(crate) struct Running {
-    slots: Mutex<Vec<Option<Entry>>>,
+    slots: Mutex<Slots>,
 }
 
 impl Running {
     pub(crate) fn new(threads: usize) -> Self {
         Running {
-            slots: Mutex::new((0..threads).map(|_| None).collect()),
+            slots: Mutex::new(Slots {
+                entries: (0..threads).map(|_| None).collect(),
+                next_request: 0,
+            }),
         }
     }
 
@@ -37,7 +55,11 @@ impl Running {
         tag: RequestTag,
         responder: Arc<Responder>,
     ) {
-        self.slots.lock().unwrap()[slot] = Some(Entry {
+        let mut slots = self.slots.lock().unwrap();
+        let request = slots.next_request;
+        slots.next_request += 1;
+        slots.entries[slot] = Some(Entry {
+            request,
             started: Instant::now(),
             tag,
             thread,
@@ -46,8 +68,17 @@ impl Running {
         });
     }
 
-    pub(crate) fn end(&self, slot: usize) {
-        self.slots.lock().unwrap()[slot] = None;
+    /// Frees the slot; true if its request had timed out.
+    pub(crate) fn end(&self, slot: usize) -> bool {
+        let entry = self.slots.lock().unwrap().entries[slot].take();
+        entry.is_some_and(|e| e.expired)
+    }
+
+    /// Whether `request` still holds the thread of `slot`.
+    fn is_running(&self, slot: usize, request: u64) -> bool {
+        self.slots.lock().unwrap().entries[slot]
+            .as_ref()
+            .is_some_and(|e| e.request == request)
     }
 
     /// Requests that timed out and still hold their thread.
@@ -55,6 +86,7 @@ impl Running {
         self.slots
             .lock()
             .unwrap()
+            .entries
             .iter()
             .flatten()
             .filter(|e| e.expired)
@@ -63,19 +95,24 @@ impl Running {
 
     /// Answers every request running longer than `limit` (504, or a cut
     /// connection once its head is out), once each. Needs no GIL.
-    pub(crate) fn expire(&self, limit: Duration) -> Vec<Overdue> {
+    pub(crate) fn expire(self: &Arc<Self>, limit: Duration) -> Vec<Overdue> {
         let overdue: Vec<_> = self
             .slots
             .lock()
             .unwrap()
+            .entries
             .iter_mut()
-            .flatten()
-            .filter(|e| !e.expired && e.started.elapsed() > limit)
-            .map(|e| {
+            .enumerate()
+            .filter_map(|(slot, e)| Some((slot, e.as_mut()?)))
+            .filter(|(_, e)| !e.expired && e.started.elapsed() > limit)
+            .map(|(slot, e)| {
                 e.expired = true;
+                let elapsed = e.started.elapsed();
                 (
+                    slot,
+                    e.request,
                     e.tag.clone(),
-                    e.started.elapsed(),
+                    elapsed,
                     e.thread,
                     e.responder.clone(),
                 )
@@ -83,26 +120,17 @@ impl Running {
             .collect();
         overdue
             .into_iter()
-            .map(|(tag, elapsed, thread, responder)| Overdue {
+            .map(|(slot, request, tag, elapsed, thread, responder)| Overdue {
                 request: tag.to_string(),
                 elapsed,
                 answer: responder.time_out(),
                 thread,
+                running: self.clone(),
+                slot,
+                sequence: request,
             })
             .collect()
     }
-}
-
-/// What the client got when its request timed out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeoutAnswer {
-    /// 504 Gateway Timeout.
-    GatewayTimeout,
-    /// The head was already sent: the connection was cut.
-    Cut,
-    /// The response was already complete (the thread is stuck after it,
-    /// in `close()` for instance).
-    Complete,
 }
 
 /// One Python thread's place in [`Running`].
@@ -118,8 +146,21 @@ impl ThreadSlot {
         self.running.begin(self.index, self.thread, tag, responder);
     }
 
-    pub(crate) fn end(&self) {
-        self.running.end(self.index);
+    /// Ends the request; a TimeoutError raised for it and not yet seen by
+    /// its code (the thread was in Rust or C since) is dropped, or it would
+    /// meet the thread's next request. The GIL (`_py`) keeps
+    /// [`Overdue::stack_and_interrupt`] from raising between the two.
+    pub(crate) fn end(&self, _py: Python<'_>) {
+        if self.running.end(self.index) {
+            // SAFETY: the GIL is held; a NULL exception clears what is
+            // pending for the thread (this one), as the C API documents.
+            unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(
+                    self.thread as std::ffi::c_long,
+                    std::ptr::null_mut(),
+                );
+            }
+        }
     }
 }
 
@@ -130,17 +171,31 @@ pub struct Overdue {
     pub elapsed: Duration,
     pub answer: TimeoutAnswer,
     thread: u64,
+    running: Arc<Running>,
+    slot: usize,
+    /// The request's [`Entry::request`].
+    sequence: u64,
 }
 
 impl Overdue {
     /// The Python stack of the request's thread, and an exception
     /// (TimeoutError) raised in it at its next bytecode: code stuck in a C
     /// call (a sleep, a socket read) sees it only when that call returns.
-    /// Takes the GIL: call it from a thread that nothing else waits on.
+    /// Neither if the request has ended by then: the thread may be serving
+    /// another one. Takes the GIL: call it from a thread that nothing else
+    /// waits on.
     pub fn stack_and_interrupt(&self) -> String {
         Python::attach(|py| {
             let stack =
                 thread_stack(py, self.thread).unwrap_or_else(|e| format!("(no stack: {e})"));
+            // From here to the raise no Python code runs, so this thread
+            // keeps the GIL; the request's thread begins and ends requests
+            // only with the GIL: the request found here is the one
+            // interrupted. (The stack, taken with Python code, may be the
+            // next request's when this one has ended: it is not shown.)
+            if !self.running.is_running(self.slot, self.sequence) {
+                return "(none: the request ended before its thread could be interrupted)".into();
+            }
             // SAFETY: the GIL is held; the exception type is a valid
             // borrowed reference to a built-in that lives for ever.
             unsafe {
@@ -164,4 +219,97 @@ fn thread_stack(py: Python<'_>, thread: u64) -> PyResult<String> {
         .call_method1("format_stack", (frame,))?
         .extract()?;
     Ok(lines.concat().trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::{ResponseTarget, response_channel};
+    use bytes::Bytes;
+    use pyo3::exceptions::PyTimeoutError;
+
+    /// Python code that sees a pending interruption (a loop checks for one
+    /// at each turn).
+    const SOME_CODE: &std::ffi::CStr = c"for _ in range(3): pass";
+
+    fn tag(id: u64) -> RequestTag {
+        RequestTag {
+            id,
+            method: Bytes::from_static(b"GET"),
+            path: Bytes::from_static(b"/"),
+        }
+    }
+
+    fn responder() -> Arc<Responder> {
+        let (sender, _gone) = response_channel(1024);
+        Arc::new(Responder::new(ResponseTarget::Channel(sender)))
+    }
+
+    /// Runs `test` with Python attached and this thread's slot, in a pool
+    /// of one thread, where request 1 has begun.
+    fn on_this_thread(test: impl FnOnce(Python<'_>, &ThreadSlot)) {
+        crate::test_python::start();
+        Python::attach(|py| {
+            let ident = py.import("threading").unwrap().call_method0("get_ident");
+            let slot = ThreadSlot {
+                running: Arc::new(Running::new(1)),
+                index: 0,
+                thread: ident.unwrap().extract().unwrap(),
+            };
+            slot.begin(tag(1), responder());
+            test(py, &slot);
+        });
+    }
+
+    fn expire_now(running: &Arc<Running>) -> Overdue {
+        std::thread::sleep(Duration::from_millis(1));
+        let mut overdue = running.expire(Duration::ZERO);
+        assert_eq!(overdue.len(), 1);
+        overdue.remove(0)
+    }
+
+    #[test]
+    fn a_request_is_told_from_the_next_on_its_thread() {
+        let running = Arc::new(Running::new(2));
+        running.begin(1, 7, tag(1), responder());
+        let overdue = expire_now(&running);
+        assert!(running.is_running(overdue.slot, overdue.sequence));
+        assert!(running.end(1), "it had timed out");
+        running.begin(1, 7, tag(1), responder());
+        assert!(!running.is_running(overdue.slot, overdue.sequence));
+        assert!(!running.end(1), "the next one has not timed out");
+    }
+
+    #[test]
+    fn a_request_still_running_is_interrupted() {
+        on_this_thread(|py, slot| {
+            let stack = expire_now(&slot.running).stack_and_interrupt();
+            assert!(!stack.contains("ended"), "{stack}");
+            let error = py.run(SOME_CODE, None, None).unwrap_err();
+            assert!(error.is_instance_of::<PyTimeoutError>(py), "{error}");
+            slot.end(py);
+        });
+    }
+
+    #[test]
+    fn a_thread_that_moved_on_is_not_interrupted() {
+        on_this_thread(|py, slot| {
+            let overdue = expire_now(&slot.running);
+            slot.end(py);
+            slot.begin(tag(2), responder());
+            let stack = overdue.stack_and_interrupt();
+            assert!(stack.contains("ended"), "{stack}");
+            py.run(SOME_CODE, None, None).expect("no TimeoutError");
+        });
+    }
+
+    #[test]
+    fn an_interruption_unseen_when_its_request_ends_is_dropped() {
+        on_this_thread(|py, slot| {
+            expire_now(&slot.running).stack_and_interrupt();
+            slot.end(py);
+            slot.begin(tag(2), responder());
+            py.run(SOME_CODE, None, None).expect("no TimeoutError");
+        });
+    }
 }

@@ -1,0 +1,421 @@
+//! The response side of one request: the head held back until the first
+//! block, the application's Content-Length, the events pushed to a channel
+//! or written to a direct connection, and our own 500 and 504 responses.
+
+use crate::response::{
+    DirectResponse, Disconnected, ResponseEvent, ResponseSender, ResponseTarget, TrySend,
+};
+use bytes::Bytes;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyBytes;
+use rustgi_model::ResponseHead;
+use std::sync::Mutex;
+
+/// Why a response stopped early.
+pub(crate) enum Stop {
+    App(PyErr),
+    Gone,
+}
+
+impl From<PyErr> for Stop {
+    fn from(e: PyErr) -> Self {
+        Stop::App(e)
+    }
+}
+
+impl From<Disconnected> for Stop {
+    fn from(_: Disconnected) -> Self {
+        Stop::Gone
+    }
+}
+
+#[derive(Default)]
+struct HeadState {
+    /// Set by start_response, taken when the head goes out.
+    pending: Option<ResponseHead>,
+    sent: bool,
+    /// The application's Content-Length: body bytes past it are not sent.
+    content_length: Option<u64>,
+    body_sent: u64,
+    /// `End` went out (with the block that reached the Content-Length).
+    ended: bool,
+}
+
+/// How far `start_response` has gone.
+pub(crate) enum HeadProgress {
+    None,
+    /// Called; the head waits for the first block.
+    Pending,
+    Sent,
+}
+
+/// The response side of one request, shared by `start_response`, `write()`
+/// and the iteration.
+pub(crate) struct Responder {
+    target: Target,
+    state: Mutex<HeadState>,
+}
+
+enum Target {
+    Channel(ResponseSender),
+    /// `None` once the request is over: an application that kept
+    /// `start_response` must not keep the connection open.
+    Direct(Mutex<Option<Box<dyn DirectResponse>>>),
+}
+
+impl Responder {
+    pub(crate) fn new(target: ResponseTarget) -> Self {
+        let target = match target {
+            ResponseTarget::Channel(sender) => Target::Channel(sender),
+            ResponseTarget::Direct(direct) => Target::Direct(Mutex::new(Some(direct))),
+        };
+        Responder {
+            target,
+            state: Mutex::new(HeadState::default()),
+        }
+    }
+
+    /// Passes a `wsgi.errors` line on to the front server.
+    pub(crate) fn send_stderr(&self, py: Python<'_>, line: Bytes) {
+        if let Target::Direct(direct) = &self.target {
+            // Another thread of the app logging while the response waits
+            // for the socket: waiting here with the GIL could deadlock, and
+            // the line is in our log anyway.
+            if let Ok(mut direct) = direct.try_lock() {
+                let _gone_is_fine = push_direct(py, &mut direct, vec![ResponseEvent::Stderr(line)]);
+            }
+            return;
+        }
+        let _gone_is_fine = self.push(py, vec![ResponseEvent::Stderr(line)]);
+    }
+
+    fn push(&self, py: Python<'_>, mut events: Vec<ResponseEvent>) -> Result<(), Stop> {
+        match &self.target {
+            Target::Channel(sender) => loop {
+                match sender.try_send(&mut events)? {
+                    TrySend::Sent => return Ok(()),
+                    TrySend::Full => py.detach(|| sender.wait_for_room()),
+                }
+            },
+            Target::Direct(direct) => push_direct(py, &mut direct.lock().unwrap(), events),
+        }
+    }
+
+    /// `--timeout`: ends the response now, without the application: a 504
+    /// while the head is still ours, a cut connection otherwise. What the
+    /// application sends afterwards is dropped. Needs no GIL.
+    pub(crate) fn time_out(&self) -> TimeoutAnswer {
+        let (answer, mut events) = {
+            let mut state = self.state.lock().unwrap();
+            if state.ended {
+                return TimeoutAnswer::Complete;
+            }
+            state.ended = true;
+            if state.sent {
+                (TimeoutAnswer::Cut, vec![ResponseEvent::Abort])
+            } else {
+                state.sent = true;
+                (
+                    TimeoutAnswer::GatewayTimeout,
+                    fixed_response(b"504 Gateway Timeout", b"Gateway Timeout\n"),
+                )
+            }
+        };
+        match &self.target {
+            Target::Channel(sender) => sender.send_now(events),
+            // Busy only while the application's thread waits for the socket:
+            // the write timeout ends that.
+            Target::Direct(direct) => {
+                if let Ok(mut direct) = direct.try_lock()
+                    && let Some(mut sink) = direct.take()
+                {
+                    let _sent_or_cut = sink.send(&mut events);
+                }
+            }
+        }
+        answer
+    }
+
+    /// Closes a direct connection (the response is over).
+    pub(crate) fn release(&self) {
+        if let Target::Direct(direct) = &self.target {
+            direct.lock().unwrap().take();
+        }
+    }
+
+    /// Sends body bytes (and `End` when `end`), preceded by the head the
+    /// first time. Returns whether the Content-Length is now reached: then
+    /// `End` goes with this block, so that the front server never has the
+    /// whole body without the end of the response (nginx may close a
+    /// FastCGI connection as soon as it has Content-Length bytes, and the
+    /// end record would meet a closed socket).
+    ///
+    /// `block` is the application's (`None` to send the head or the end
+    /// alone); what lies past the Content-Length is not sent.
+    pub(crate) fn send(
+        &self,
+        py: Python<'_>,
+        block: Option<&Bound<'_, PyBytes>>,
+        end: bool,
+    ) -> Result<bool, Stop> {
+        let mut events = Vec::with_capacity(3);
+        let complete = {
+            let mut state = self.state.lock().unwrap();
+            if state.ended {
+                return Ok(true);
+            }
+            if !state.sent {
+                let head = state.pending.take().ok_or_else(|| {
+                    PyRuntimeError::new_err(
+                        "the application sent a body before calling start_response",
+                    )
+                })?;
+                state.sent = true;
+                state.content_length = head
+                    .header("content-length")
+                    .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+                events.push(ResponseEvent::Head(head));
+            }
+            let mut len = block.map_or(0, |block| block.as_bytes().len());
+            if let Some(limit) = state.content_length {
+                let room = limit.saturating_sub(state.body_sent);
+                len = len.min(usize::try_from(room).unwrap_or(usize::MAX));
+            }
+            state.body_sent += len as u64;
+            if let Some(block) = block
+                && len > 0
+            {
+                events.push(ResponseEvent::Body(self.body(block, len)));
+            }
+            let complete = state.content_length.is_some_and(|l| state.body_sent >= l);
+            if end || complete {
+                events.push(ResponseEvent::End);
+                state.ended = true;
+            }
+            complete
+        };
+        if !events.is_empty() {
+            self.push(py, events)?;
+        }
+        Ok(complete)
+    }
+
+    /// The first `len` bytes of a body block, as the target takes them.
+    ///
+    /// A direct connection is written from the Python thread: it gets the
+    /// application's bytes themselves, without a copy (an 8 MiB response
+    /// would otherwise be copied 8 MiB at a time). The `Bytes` owns a
+    /// reference to the bytes object, so whatever the writer does with it
+    /// (keep a clone, drop it later) the memory stays valid.
+    ///
+    /// The channel's I/O thread gets a copy: a Python object dropped there
+    /// only queues its decref until a Python thread next re-attaches, which
+    /// a busy thread going from request to request may not do for long, so
+    /// the application's blocks would outlive the channel's byte bound
+    /// (DESIGN.md, "Connections").
+    fn body(&self, block: &Bound<'_, PyBytes>, len: usize) -> Bytes {
+        match &self.target {
+            Target::Channel(_) => Bytes::copy_from_slice(&block.as_bytes()[..len]),
+            Target::Direct(_) => {
+                let mut bytes = Bytes::from_owner(PyBackedBytes::from(block.clone()));
+                bytes.truncate(len);
+                bytes
+            }
+        }
+    }
+
+    /// Where `start_response` stands.
+    pub(crate) fn head_progress(&self) -> HeadProgress {
+        let state = self.state.lock().unwrap();
+        if state.sent {
+            HeadProgress::Sent
+        } else if state.pending.is_some() {
+            HeadProgress::Pending
+        } else {
+            HeadProgress::None
+        }
+    }
+
+    /// The head `start_response` set, sent with the first block.
+    pub(crate) fn set_head(&self, head: ResponseHead) {
+        self.state.lock().unwrap().pending = Some(head);
+    }
+
+    /// Ends a failed response: a 500 while the head is still ours,
+    /// otherwise an abort (the connection is cut, never passed off as whole).
+    pub(crate) fn fail(&self, py: Python<'_>) {
+        let head_sent = {
+            let state = self.state.lock().unwrap();
+            if state.ended {
+                // The response is whole (a close() that failed): keep it.
+                return;
+            }
+            state.sent
+        };
+        let events = if head_sent {
+            vec![ResponseEvent::Abort]
+        } else {
+            fixed_response(b"500 Internal Server Error", b"Internal Server Error\n")
+        };
+        let _gone_is_fine = self.push(py, events);
+    }
+}
+
+/// A plain-text response of our own (500, 504), whole.
+fn fixed_response(status: &'static [u8], body: &'static [u8]) -> Vec<ResponseEvent> {
+    let body = Bytes::from_static(body);
+    let head = ResponseHead::new(
+        Bytes::from_static(status),
+        vec![
+            (
+                Bytes::from_static(b"Content-Type"),
+                Bytes::from_static(b"text/plain"),
+            ),
+            (
+                Bytes::from_static(b"Content-Length"),
+                Bytes::from(body.len().to_string()),
+            ),
+        ],
+    )
+    .expect("a valid fixed head");
+    vec![
+        ResponseEvent::Head(head),
+        ResponseEvent::Body(body),
+        ResponseEvent::End,
+    ]
+}
+
+/// Writes `events` on the connection, waiting (without the GIL) while it
+/// is full: all written, or the writer dropped, which closes the
+/// connection.
+fn push_direct(
+    py: Python<'_>,
+    slot: &mut Option<Box<dyn DirectResponse>>,
+    mut events: Vec<ResponseEvent>,
+) -> Result<(), Stop> {
+    let direct = slot.as_mut().ok_or(Stop::Gone)?;
+    let mut written = direct.send(&mut events);
+    while let Ok(false) = written {
+        written = match py.detach(|| direct.wait_writable()) {
+            Ok(()) => direct.send(&mut events),
+            Err(gone) => Err(gone),
+        };
+    }
+    if written.is_err() {
+        slot.take();
+    }
+    written?;
+    Ok(())
+}
+
+/// What the client got when its request timed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutAnswer {
+    /// 504 Gateway Timeout.
+    GatewayTimeout,
+    /// The head was already sent: the connection was cut.
+    Cut,
+    /// The response was already complete (the thread is stuck after it,
+    /// in `close()` for instance).
+    Complete,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::response_channel;
+    use std::future::Future;
+    use std::sync::Arc;
+
+    /// A connection that keeps every body block it is given, as an encoder
+    /// that queues blocks without copying them might.
+    struct KeepingConnection(Arc<Mutex<Vec<Bytes>>>);
+
+    impl DirectResponse for KeepingConnection {
+        fn send(&mut self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected> {
+            for event in events.drain(..) {
+                if let ResponseEvent::Body(block) = event {
+                    self.0.lock().unwrap().push(block);
+                }
+            }
+            Ok(true)
+        }
+
+        fn wait_writable(&self) -> Result<(), Disconnected> {
+            Ok(())
+        }
+    }
+
+    fn references(object: &Bound<'_, PyBytes>) -> isize {
+        let sys = object.py().import("sys").unwrap();
+        sys.call_method1("getrefcount", (object,))
+            .unwrap()
+            .extract()
+            .unwrap()
+    }
+
+    fn started(target: ResponseTarget, content_length: &'static [u8]) -> Responder {
+        let responder = Responder::new(target);
+        let head = ResponseHead::new(
+            Bytes::from_static(b"200 OK"),
+            vec![(
+                Bytes::from_static(b"Content-Length"),
+                Bytes::from_static(content_length),
+            )],
+        )
+        .unwrap();
+        responder.state.lock().unwrap().pending = Some(head);
+        responder
+    }
+
+    #[test]
+    fn a_direct_block_is_the_applications_own_and_keeps_it_alive() {
+        crate::test_python::start();
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let target = ResponseTarget::Direct(Box::new(KeepingConnection(kept.clone())));
+        let responder = started(target, b"5");
+        Python::attach(|py| {
+            let block = PyBytes::new(py, b"hello, world");
+            let before = references(&block);
+            let sent = responder.send(py, Some(&block), false);
+            assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
+            assert_eq!(kept.lock().unwrap()[..], [Bytes::from_static(b"hello")]);
+            let kept_at = kept.lock().unwrap()[0].as_ptr();
+            assert_eq!(kept_at, block.as_bytes().as_ptr(), "not a copy");
+            assert_eq!(references(&block), before + 1, "held by the block");
+            kept.lock().unwrap().clear();
+            assert_eq!(references(&block), before, "released with it");
+        });
+    }
+
+    #[test]
+    fn a_channel_block_is_a_copy_cut_at_the_content_length() {
+        crate::test_python::start();
+        let (sender, receiver) = response_channel(1 << 20);
+        let responder = started(ResponseTarget::Channel(sender), b"5");
+        Python::attach(|py| {
+            let block = PyBytes::new(py, b"hello, world");
+            let before = references(&block);
+            let sent = responder.send(py, Some(&block), false);
+            assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
+            assert_eq!(references(&block), before, "not held");
+        });
+        let mut events = Vec::new();
+        {
+            let received = std::pin::pin!(receiver.recv(&mut events));
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(received.poll(&mut context).is_ready());
+        }
+        let bodies: Vec<_> = events
+            .iter()
+            .filter_map(|event| match event {
+                ResponseEvent::Body(block) => Some(block.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bodies, [Bytes::from_static(b"hello")]);
+        assert!(matches!(events.last(), Some(ResponseEvent::End)));
+    }
+}

@@ -1,0 +1,23 @@
+//! The request a log line belongs to, as the log shows it.
+
+use bytes::Bytes;
+
+/// The request a log line belongs to.
+#[derive(Clone, Debug)]
+pub struct RequestTag {
+    pub id: u64,
+    pub method: Bytes,
+    pub path: Bytes,
+}
+
+impl std::fmt::Display for RequestTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "#{} {} {}",
+            self.id,
+            String::from_utf8_lossy(&self.method),
+            String::from_utf8_lossy(&self.path)
+        )
+    }
+}
