@@ -7,6 +7,7 @@ mod config;
 mod listener;
 mod master;
 mod pidfile;
+mod policy;
 mod privileges;
 mod proc;
 pub(crate) mod systemd;
