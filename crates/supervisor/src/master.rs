@@ -36,10 +36,13 @@ use crate::listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SocketFileGuard};
 use crate::policy::{Action, Ending, Event, MasterSignal, Pid, Policy, Settings, Stop, pid_list};
 use crate::worker::{self, EXIT_PANIC, Launch};
 use crate::{RunError, proc, systemd};
+use nix::poll::{PollFd, PollFlags, poll};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 use rustgi_core::Interpreter;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -110,7 +113,8 @@ struct Master<'a> {
     owned_file: Option<PathBuf>,
     /// --preload: the interpreter with the app imported.
     interpreter: Option<Interpreter>,
-    signals: OwnedFd,
+    /// None only in a worker, which closes it.
+    signals: Option<SignalFd>,
     /// Read ends of the workers' status pipes (not for a worker of a
     /// previous image, nor once it closed).
     status: HashMap<Pid, OwnedFd>,
@@ -199,7 +203,7 @@ pub(crate) fn run(
         socket_file: Some(socket_file),
         owned_file,
         interpreter,
-        signals,
+        signals: Some(signals),
         status: HashMap::new(),
         touch,
         policy,
@@ -260,8 +264,8 @@ impl Master<'_> {
                 },
                 Action::Stop { pid, how } => {
                     let signal = match how {
-                        Stop::Drain => libc::SIGTERM,
-                        Stop::Kill => libc::SIGKILL,
+                        Stop::Drain => Signal::SIGTERM,
+                        Stop::Kill => Signal::SIGKILL,
                     };
                     proc::kill(pid, signal);
                     continue;
@@ -307,33 +311,30 @@ impl Master<'_> {
             deadline = deadline.min(touch.next_check);
         }
         let timeout = deadline.saturating_duration_since(now);
-        let timeout_ms = timeout.as_millis().min(1000) as libc::c_int + 1;
-        let mut fds = vec![libc::pollfd {
-            fd: self.signals.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let timeout_ms = timeout.as_millis().min(1000) as u16 + 1;
+        let signals = self.signals.as_ref().expect("the master's");
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         let mut pids = Vec::new();
         for (&pid, status) in &self.status {
-            fds.push(libc::pollfd {
-                fd: status.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            fds.push(PollFd::new(status.as_fd(), PollFlags::POLLIN));
             pids.push(pid);
         }
-        // SAFETY: `fds` is a valid array of fds.len() pollfd structs.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if ready <= 0 {
+        if !matches!(poll(&mut fds, timeout_ms), Ok(ready) if ready > 0) {
             return;
         }
-        for (fd, pid) in fds[1..].iter().zip(pids) {
-            if fd.revents != 0 {
-                self.read_status(pid);
-            }
+        let signalled = fds[0].any() != Some(false);
+        let said: Vec<Pid> = fds[1..]
+            .iter()
+            .zip(pids)
+            .filter(|(fd, _)| fd.any() != Some(false))
+            .map(|(_, pid)| pid)
+            .collect();
+        for pid in said {
+            self.read_status(pid);
         }
-        if fds[0].revents != 0 {
-            for signal in proc::read_signals(&self.signals) {
+        if signalled {
+            let signals = self.signals.as_ref().expect("the master's");
+            for signal in proc::read_signals(signals) {
                 let signal = match signal {
                     libc::SIGTERM => MasterSignal::Term,
                     libc::SIGINT => MasterSignal::Int,
@@ -391,7 +392,7 @@ impl Master<'_> {
 
     fn spawn(&mut self) -> std::io::Result<Pid> {
         let (read, write) = proc::pipe()?;
-        proc::set_nonblocking(read.as_raw_fd())?;
+        proc::set_nonblocking(&read)?;
         let pid = match &self.interpreter {
             Some(interpreter) => interpreter.fork()?,
             None => proc::fork()?,
@@ -410,9 +411,7 @@ impl Master<'_> {
         proc::die_with_parent(self.pid);
         // What is the master's alone: its signalfd and the other workers'
         // pipes. The socket file stays (the guard is the master's).
-        // SAFETY: closing our copy of the signalfd; its OwnedFd is never
-        // dropped in this process (we exit below).
-        unsafe { libc::close(self.signals.as_raw_fd()) };
+        drop(self.signals.take());
         self.status.clear();
         std::mem::forget(self.socket_file.take());
         proc::unblock_all_signals();
@@ -474,47 +473,51 @@ impl Master<'_> {
             .iter()
             .filter_map(|a| CString::new(a.as_bytes()).ok())
             .collect();
-        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-        env_ptrs.push(std::ptr::null());
-
         let fd = socket.as_raw_fd();
-        // SAFETY: descriptor juggling on fds we own: fd 3's current
-        // occupant (if any) is saved close-on-exec and put back if the
-        // exec fails; the listener is put on fd 3 without close-on-exec.
-        let error = unsafe {
-            let saved = if fd != 3 && libc::fcntl(3, libc::F_GETFD) >= 0 {
+        // SAFETY: these calls act on descriptor numbers only and touch no
+        // memory; the descriptors are ours or free. fd 3 may belong to
+        // someone else in this process (a file the preloaded app opened):
+        // it is saved on a close-on-exec copy and put back if the exec
+        // fails. The listener is put on fd 3 without close-on-exec (or,
+        // already on fd 3, loses close-on-exec), and gets it back after a
+        // failure.
+        let saved = unsafe {
+            if fd != 3 && libc::fcntl(3, libc::F_GETFD) >= 0 {
                 libc::fcntl(3, libc::F_DUPFD_CLOEXEC, 4)
             } else {
                 -1
-            };
-            let placed = if fd == 3 {
-                proc::set_cloexec(3, false).is_ok()
-            } else {
-                libc::dup2(fd, 3) == 3
-            };
-            if let Some(cwd) = &start.cwd {
-                let _ = std::env::set_current_dir(cwd);
             }
-            if placed {
-                libc::execve(
-                    c"/proc/self/exe".as_ptr(),
-                    argv_ptrs.as_ptr(),
-                    env_ptrs.as_ptr(),
-                );
+        };
+        let placed = if fd == 3 {
+            proc::set_cloexec(socket, false)
+        } else {
+            // SAFETY: as above.
+            match unsafe { libc::dup2(fd, 3) } {
+                3 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
             }
-            let error = std::io::Error::last_os_error();
-            if fd == 3 {
-                let _ = proc::set_cloexec(3, true);
-            } else if saved >= 0 {
+        };
+        if let Some(cwd) = &start.cwd {
+            let _ = std::env::set_current_dir(cwd);
+        }
+        let error = match placed {
+            Ok(()) => match nix::unistd::execve(c"/proc/self/exe", &argv, &env) {
+                Err(errno) => std::io::Error::from(errno),
+            },
+            Err(e) => e,
+        };
+        if fd == 3 {
+            let _ = proc::set_cloexec(socket, true);
+        } else if saved >= 0 {
+            // SAFETY: as above; `saved` is the copy made above, ours.
+            unsafe {
                 libc::dup2(saved, 3);
                 libc::close(saved);
-            } else {
-                libc::close(3);
             }
-            error
-        };
+        } else {
+            // SAFETY: as above; fd 3 is the copy of the listener put there.
+            unsafe { libc::close(3) };
+        }
         if let Some(dir) = &self.config.chdir {
             let _ = std::env::set_current_dir(dir);
         }
