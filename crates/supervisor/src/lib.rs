@@ -3,10 +3,13 @@
 //! The binary hands a [`ServerConfig`] to [`run`]; each worker serves its
 //! copy of the listener with `rustgi_serve::serve`.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod config;
 mod listener;
 mod master;
 mod pidfile;
+mod policy;
 mod privileges;
 mod proc;
 pub(crate) mod systemd;

@@ -7,10 +7,11 @@
 //! application is loaded ([`BoundSocket::listen`]): until then a connect is
 //! refused, so "accepts connections" still means "ready to serve".
 
+use nix::sys::socket::{Backlog, sockopt};
 use std::fmt;
 use std::io;
 use std::net::TcpListener as StdTcpListener;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::{Path, PathBuf};
@@ -153,15 +154,10 @@ impl BoundSocket {
     /// left as their owner set it). Safe to call more than once, from any
     /// process sharing the socket.
     pub fn listen(&self) -> io::Result<()> {
-        let fd = self.as_raw_fd();
-        if is_listening(fd) {
+        if is_listening(self) {
             return Ok(());
         }
-        // SAFETY: listen on a socket descriptor we own.
-        if unsafe { libc::listen(fd, libc::SOMAXCONN) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(nix::sys::socket::listen(&self.as_fd(), Backlog::MAXCONN)?)
     }
 
     /// The Unix socket file rustgi created, if any (for `--chown`).
@@ -173,12 +169,18 @@ impl BoundSocket {
     }
 }
 
+impl AsFd for BoundSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            BoundSocket::Unix { listener, .. } => listener.as_fd(),
+            BoundSocket::Tcp(listener) => listener.as_fd(),
+        }
+    }
+}
+
 impl AsRawFd for BoundSocket {
     fn as_raw_fd(&self) -> RawFd {
-        match self {
-            BoundSocket::Unix { listener, .. } => listener.as_raw_fd(),
-            BoundSocket::Tcp(listener) => listener.as_raw_fd(),
-        }
+        self.as_fd().as_raw_fd()
     }
 }
 
@@ -289,9 +291,9 @@ impl Passed {
 
 /// Checks a passed descriptor: a listening stream socket, Unix or TCP.
 fn classify(activated: crate::systemd::ActivatedFd) -> io::Result<Passed> {
-    let raw = activated.fd.as_raw_fd();
-    let what = format!("fd {raw} (\"{}\")", activated.name);
-    if sockopt(raw, libc::SO_TYPE)? != libc::SOCK_STREAM {
+    let what = format!("fd {} (\"{}\")", activated.fd.as_raw_fd(), activated.name);
+    let socket = socket2::SockRef::from(&activated.fd);
+    if socket.r#type()? != socket2::Type::STREAM {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
@@ -299,7 +301,7 @@ fn classify(activated: crate::systemd::ActivatedFd) -> io::Result<Passed> {
             ),
         ));
     }
-    if !is_listening(raw) {
+    if !is_listening(&activated.fd) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
@@ -307,12 +309,12 @@ fn classify(activated: crate::systemd::ActivatedFd) -> io::Result<Passed> {
             ),
         ));
     }
-    let family = socket_family(raw)?;
-    let raw = fd_into_raw(activated.fd);
-    // SAFETY: `raw` is a listening stream socket we own exclusively now.
+    let family = socket_family(&activated.fd)?;
+    // A listening stream socket, ours alone now.
+    let fd = activated.fd;
     Ok(match family {
         libc::AF_UNIX => {
-            let listener = unsafe { StdUnixListener::from_raw_fd(raw) };
+            let listener = StdUnixListener::from(fd);
             let path = listener
                 .local_addr()
                 .ok()
@@ -320,13 +322,11 @@ fn classify(activated: crate::systemd::ActivatedFd) -> io::Result<Passed> {
             Passed::Unix(listener, path)
         }
         libc::AF_INET | libc::AF_INET6 => {
-            let listener = unsafe { StdTcpListener::from_raw_fd(raw) };
+            let listener = StdTcpListener::from(fd);
             let addr = listener.local_addr().ok();
             Passed::Tcp(listener, addr)
         }
         other => {
-            // SAFETY: we own `raw`; close it rather than leak it.
-            drop(unsafe { OwnedFd::from_raw_fd(raw) });
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -468,30 +468,11 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
 
 /// True when fd 0 is a listening socket (spawned by a front server).
 pub fn fd0_is_listening_socket() -> bool {
-    is_listening(0)
+    is_listening(io::stdin())
 }
 
-fn is_listening(fd: RawFd) -> bool {
-    sockopt(fd, libc::SO_ACCEPTCONN).is_ok_and(|v| v == 1)
-}
-
-fn sockopt(fd: RawFd, option: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `value`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(value)
+fn is_listening(fd: impl AsFd) -> bool {
+    nix::sys::socket::getsockopt(&fd.as_fd(), sockopt::AcceptConn).unwrap_or(false)
 }
 
 fn inherit_fd0() -> io::Result<BoundSocket> {
@@ -503,48 +484,26 @@ fn inherit_fd0() -> io::Result<BoundSocket> {
         ));
     }
     // Move the socket off fd 0 and put /dev/null there, so nothing that
-    // reads stdin ends up reading the listening socket.
-    let fd = dup_cloexec(0)?;
+    // reads stdin ends up reading the listening socket. (std duplicates
+    // close-on-exec, onto fd 3 or above.)
+    let fd = io::stdin().as_fd().try_clone_to_owned()?;
     let devnull = std::fs::File::open("/dev/null")?;
-    // SAFETY: dup2 onto fd 0, which we own as the process's stdin.
-    if unsafe { libc::dup2(devnull.as_raw_fd(), 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let family = socket_family(fd.as_raw_fd())?;
-    let raw = fd_into_raw(fd);
-    // SAFETY: `raw` is a listening socket we own exclusively now.
-    Ok(if family == libc::AF_UNIX {
+    nix::unistd::dup2_stdin(&devnull)?;
+    // A listening socket we own exclusively now.
+    Ok(if socket_family(&fd)? == libc::AF_UNIX {
         BoundSocket::Unix {
-            listener: unsafe { StdUnixListener::from_raw_fd(raw) },
+            listener: StdUnixListener::from(fd),
             created: None,
         }
     } else {
-        BoundSocket::Tcp(unsafe { StdTcpListener::from_raw_fd(raw) })
+        BoundSocket::Tcp(StdTcpListener::from(fd))
     })
 }
 
-fn fd_into_raw(fd: OwnedFd) -> RawFd {
-    use std::os::fd::IntoRawFd;
-    fd.into_raw_fd()
-}
-
-fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own.
-    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    if new < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
-fn socket_family(fd: RawFd) -> io::Result<libc::c_int> {
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: getsockname writes at most `len` bytes into `addr`.
-    if unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &mut len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(libc::c_int::from(addr.ss_family))
+/// The address family (AF_UNIX, AF_INET, …) the socket is bound in.
+fn socket_family(fd: &OwnedFd) -> io::Result<libc::c_int> {
+    let address = socket2::SockRef::from(fd).local_addr()?;
+    Ok(libc::c_int::from(address.family()))
 }
 
 #[cfg(test)]

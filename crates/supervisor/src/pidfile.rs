@@ -115,9 +115,11 @@ fn runs(pid: u32, comm: Option<&str>) -> bool {
     let Ok(raw) = libc::pid_t::try_from(pid) else {
         return false;
     };
-    // SAFETY: signal 0 only checks that the process exists.
-    let alive = unsafe { libc::kill(raw, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // Signal 0 only checks that the process exists.
+    let alive = matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None),
+        Ok(()) | Err(nix::errno::Errno::EPERM)
+    );
     if !alive {
         return false;
     }

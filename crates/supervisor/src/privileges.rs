@@ -9,7 +9,8 @@
 
 use crate::listener::BoundSocket;
 use crate::pidfile::Pidfile;
-use std::ffi::{CStr, CString};
+use nix::unistd::{Gid, Uid, getegid, geteuid, getgid, getuid};
+use std::ffi::CString;
 use std::io;
 use std::path::PathBuf;
 
@@ -36,34 +37,16 @@ struct User {
 }
 
 fn lookup_user(spec: &str) -> io::Result<User> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
     let numeric = spec.parse::<libc::uid_t>().ok();
-    let rc = match numeric {
-        // SAFETY: getpwuid_r/getpwnam_r write into `pwd` and `buf` (of the
-        // given length) and set `found` to `&pwd` or NULL.
-        Some(uid) => unsafe {
-            libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found)
-        },
-        None => {
-            let name = CString::new(spec)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name"))?;
-            unsafe {
-                libc::getpwnam_r(
-                    name.as_ptr(),
-                    &mut pwd,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut found,
-                )
-            }
-        }
+    let found = match numeric {
+        Some(uid) => nix::unistd::User::from_uid(Uid::from_raw(uid)),
+        None => nix::unistd::User::from_name(no_nul(spec)?),
     };
-    if found.is_null() {
-        if let Some(uid) = numeric {
-            // A uid with no passwd entry: allowed (as in uWSGI); its group
-            // must then be given, and it gets no supplementary groups.
+    let found = match (found, numeric) {
+        (Ok(Some(user)), _) => user,
+        // A uid with no passwd entry: allowed (as in uWSGI); its group
+        // must then be given, and it gets no supplementary groups.
+        (_, Some(uid)) => {
             return Ok(User {
                 uid,
                 gid: libc::gid_t::MAX,
@@ -71,21 +54,14 @@ fn lookup_user(spec: &str) -> io::Result<User> {
                 home: None,
             });
         }
-        return Err(if rc != 0 {
-            io::Error::from_raw_os_error(rc)
-        } else {
-            io::Error::new(io::ErrorKind::NotFound, "no such user")
-        });
-    }
-    // SAFETY: getpwnam_r succeeded: the strings point into `buf`.
-    let name = unsafe { CStr::from_ptr(pwd.pw_name) }.to_owned();
-    let home = unsafe { CStr::from_ptr(pwd.pw_dir) };
-    use std::os::unix::ffi::OsStrExt;
+        (Ok(None), None) => return Err(io::Error::new(io::ErrorKind::NotFound, "no such user")),
+        (Err(errno), None) => return Err(errno.into()),
+    };
     Ok(User {
-        uid: pwd.pw_uid,
-        gid: pwd.pw_gid,
-        name: Some(name),
-        home: Some(PathBuf::from(std::ffi::OsStr::from_bytes(home.to_bytes()))),
+        uid: found.uid.as_raw(),
+        gid: found.gid.as_raw(),
+        name: Some(CString::new(found.name).map_err(|_| nul_error())?),
+        home: Some(found.dir),
     })
 }
 
@@ -93,29 +69,23 @@ fn lookup_group(spec: &str) -> io::Result<libc::gid_t> {
     if let Ok(gid) = spec.parse::<libc::gid_t>() {
         return Ok(gid);
     }
-    let name = CString::new(spec)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name"))?;
-    let mut buf = vec![0 as libc::c_char; 64 * 1024];
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as for getpwnam_r above.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            name.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if found.is_null() {
-        return Err(if rc != 0 {
-            io::Error::from_raw_os_error(rc)
-        } else {
-            io::Error::new(io::ErrorKind::NotFound, "no such group")
-        });
+    match nix::unistd::Group::from_name(no_nul(spec)?) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(io::Error::new(io::ErrorKind::NotFound, "no such group")),
+        Err(errno) => Err(errno.into()),
     }
-    Ok(grp.gr_gid)
+}
+
+/// nix takes a name with a NUL for one that is not found: say what it is.
+fn no_nul(name: &str) -> io::Result<&str> {
+    if name.contains('\0') {
+        return Err(nul_error());
+    }
+    Ok(name)
+}
+
+fn nul_error() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name")
 }
 
 /// `--chown USER[:GROUP]` (also `USER:` for the user's primary group and
@@ -215,15 +185,7 @@ pub fn drop_privileges(privileges: &Privileges) -> Result<(), String> {
         }
     };
     let uid = user.as_ref().map(|u| u.uid);
-    // SAFETY: these only read the process's credentials.
-    let (ruid, euid, rgid, egid) = unsafe {
-        (
-            libc::getuid(),
-            libc::geteuid(),
-            libc::getgid(),
-            libc::getegid(),
-        )
-    };
+    let (ruid, euid, rgid, egid) = credentials();
     let already = rgid == gid && egid == gid && uid.is_none_or(|uid| ruid == uid && euid == uid);
     if already && euid != 0 {
         return Ok(());
@@ -234,8 +196,8 @@ pub fn drop_privileges(privileges: &Privileges) -> Result<(), String> {
         (None, Some(g)) => format!("--group {g}"),
         (None, None) => unreachable!(),
     };
-    let fail = |what: &str| {
-        let e = io::Error::last_os_error();
+    let fail = |what: &str, errno: nix::errno::Errno| {
+        let e = io::Error::from(errno);
         let hint = if e.raw_os_error() == Some(libc::EPERM) && euid != 0 {
             " (only root can switch users: start rustgi as root, or drop the flag)"
         } else {
@@ -243,49 +205,40 @@ pub fn drop_privileges(privileges: &Privileges) -> Result<(), String> {
         };
         format!("{}: {what} failed: {e}{hint}", describe())
     };
-    // SAFETY: plain credential syscalls; no other thread exists yet, so
-    // the whole process changes at once.
-    unsafe {
-        let groups_set = match user.as_ref().and_then(|u| u.name.as_ref()) {
-            Some(name) => libc::initgroups(name.as_ptr(), gid),
-            None => libc::setgroups(1, &gid),
-        };
-        if groups_set != 0 {
-            return Err(fail("setting the supplementary groups"));
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(fail("setgid"));
-        }
-        if let Some(uid) = uid
-            && libc::setuid(uid) != 0
-        {
-            return Err(fail("setuid"));
-        }
-        // Check it took, and that root cannot be regained.
-        let (ruid, euid, rgid, egid) = (
-            libc::getuid(),
-            libc::geteuid(),
-            libc::getgid(),
-            libc::getegid(),
-        );
-        if rgid != gid || egid != gid || uid.is_some_and(|uid| ruid != uid || euid != uid) {
-            return Err(format!(
-                "{}: the ids did not take (uid {ruid}/{euid}, gid {rgid}/{egid})",
-                describe()
-            ));
-        }
-        if euid != 0 && (libc::setuid(0) == 0 || libc::seteuid(0) == 0) {
-            return Err(format!(
-                "{}: root could be regained; refusing to run",
-                describe()
-            ));
-        }
-        if gid != 0 && euid != 0 && (libc::setgid(0) == 0 || libc::setegid(0) == 0) {
-            return Err(format!(
-                "{}: group root could be regained; refusing to run",
-                describe()
-            ));
-        }
+    // No other thread exists yet, so the whole process changes at once.
+    match user.as_ref().and_then(|u| u.name.as_ref()) {
+        Some(name) => nix::unistd::initgroups(name, Gid::from_raw(gid)),
+        None => nix::unistd::setgroups(&[Gid::from_raw(gid)]),
+    }
+    .map_err(|e| fail("setting the supplementary groups", e))?;
+    nix::unistd::setgid(Gid::from_raw(gid)).map_err(|e| fail("setgid", e))?;
+    if let Some(uid) = uid {
+        nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| fail("setuid", e))?;
+    }
+    // Check it took, and that root cannot be regained.
+    let (ruid, euid, rgid, egid) = credentials();
+    if rgid != gid || egid != gid || uid.is_some_and(|uid| ruid != uid || euid != uid) {
+        return Err(format!(
+            "{}: the ids did not take (uid {ruid}/{euid}, gid {rgid}/{egid})",
+            describe()
+        ));
+    }
+    let root = Uid::from_raw(0);
+    if euid != 0 && (nix::unistd::setuid(root).is_ok() || nix::unistd::seteuid(root).is_ok()) {
+        return Err(format!(
+            "{}: root could be regained; refusing to run",
+            describe()
+        ));
+    }
+    let group_root = Gid::from_raw(0);
+    if gid != 0
+        && euid != 0
+        && (nix::unistd::setgid(group_root).is_ok() || nix::unistd::setegid(group_root).is_ok())
+    {
+        return Err(format!(
+            "{}: group root could be regained; refusing to run",
+            describe()
+        ));
     }
     if let Some(user) = &user
         && let (Some(name), Some(home)) = (&user.name, &user.home)
@@ -300,10 +253,20 @@ pub fn drop_privileges(privileges: &Privileges) -> Result<(), String> {
     }
     tracing::info!(
         "running as uid {} gid {}",
-        uid.unwrap_or_else(|| unsafe { libc::getuid() }),
+        uid.unwrap_or_else(|| getuid().as_raw()),
         gid
     );
     Ok(())
+}
+
+/// (real uid, effective uid, real gid, effective gid).
+fn credentials() -> (libc::uid_t, libc::uid_t, libc::gid_t, libc::gid_t) {
+    (
+        getuid().as_raw(),
+        geteuid().as_raw(),
+        getgid().as_raw(),
+        getegid().as_raw(),
+    )
 }
 
 #[cfg(test)]

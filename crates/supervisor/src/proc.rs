@@ -1,151 +1,113 @@
-//! Plain libc for the process model: signals read from a signalfd, pipes,
-//! waiting for children and saying why they ended. Nothing here starts a
+//! The process model's system calls, through nix where it has them:
+//! signals read from a signalfd, pipes, forking, waiting for children and
+//! saying why they ended. Nothing here starts a
 //! thread: the master uses it all its life (DESIGN.md, "Processes").
 
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction, sigprocmask,
+};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::OnceLock;
 
 /// The signals the master takes from its signalfd.
-pub(crate) const MASTER_SIGNALS: [libc::c_int; 7] = [
-    libc::SIGCHLD,
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGHUP,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
+pub(crate) const MASTER_SIGNALS: [Signal; 7] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
 ];
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the set; sigaddset only sets bits.
-    unsafe {
-        let mut set = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut set);
-        for &signal in signals {
-            libc::sigaddset(&mut set, signal);
-        }
-        set
-    }
-}
 
 /// Blocks [`MASTER_SIGNALS`] and returns a non-blocking signalfd that
 /// receives them. Blocked signals stay pending across fork (cleared in the
 /// child) and across execve (kept), so none is lost while the master
 /// re-executes itself.
-pub(crate) fn block_master_signals() -> io::Result<OwnedFd> {
-    let set = signal_set(&MASTER_SIGNALS);
-    // SAFETY: plain calls with a valid, initialised set.
-    unsafe {
-        check(libc::sigprocmask(
-            libc::SIG_BLOCK,
-            &set,
-            std::ptr::null_mut(),
-        ))?;
-        let fd = check(libc::signalfd(
-            -1,
-            &set,
-            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
-        ))?;
-        Ok(OwnedFd::from_raw_fd(fd))
-    }
+pub(crate) fn block_master_signals() -> io::Result<SignalFd> {
+    let set: SigSet = MASTER_SIGNALS.into_iter().collect();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    Ok(SignalFd::with_flags(
+        &set,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )?)
 }
 
 /// Unblocks every signal (a worker, right after the fork: the mask is
 /// inherited, and the app's own subprocesses would inherit it too).
 pub(crate) fn unblock_all_signals() {
-    let set = signal_set(&[]);
-    // SAFETY: an empty, initialised set.
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 /// The signals queued on the signalfd, in order.
-pub(crate) fn read_signals(fd: &OwnedFd) -> Vec<libc::c_int> {
+pub(crate) fn read_signals(fd: &SignalFd) -> Vec<libc::c_int> {
     let mut out = Vec::new();
-    loop {
-        // SAFETY: signalfd_siginfo is plain data; read writes at most its size.
-        let mut info = unsafe { std::mem::zeroed::<libc::signalfd_siginfo>() };
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut info).cast(), size) };
-        if n != size as isize {
-            return out;
-        }
+    while let Ok(Some(info)) = fd.read_signal() {
         out.push(info.ssi_signo as libc::c_int);
     }
+    out
 }
 
 /// A pipe, both ends close-on-exec: (read, write).
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 fills both descriptors on success.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: fresh descriptors we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
 }
 
-pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = check(libc::fcntl(fd, libc::F_GETFL))?;
-        check(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
-    }
+pub(crate) fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
-pub(crate) fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = check(libc::fcntl(fd, libc::F_GETFD))?;
-        let flags = if on {
-            flags | libc::FD_CLOEXEC
-        } else {
-            flags & !libc::FD_CLOEXEC
-        };
-        check(libc::fcntl(fd, libc::F_SETFD, flags))?;
-    }
+pub(crate) fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
+    let mut flags = FdFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFD)?);
+    flags.set(FdFlag::FD_CLOEXEC, on);
+    fcntl(fd, FcntlArg::F_SETFD(flags))?;
     Ok(())
 }
 
 /// Reads what is there without waiting: `Ok(None)` at EOF.
-pub(crate) fn read_available(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    // SAFETY: read writes at most buf.len() bytes into buf.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    match n {
-        0 => Ok(None),
-        n if n > 0 => Ok(Some(n as usize)),
-        _ => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(Some(0))
-            } else {
-                Err(e)
-            }
-        }
+pub(crate) fn read_available(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match nix::unistd::read(fd, buf) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(Errno::EAGAIN) => Ok(Some(0)),
+        Err(e) => Err(e.into()),
     }
 }
 
 pub(crate) fn fork() -> io::Result<libc::pid_t> {
-    // SAFETY: the master is single-threaded, so the child is a full copy.
-    check(unsafe { libc::fork() })
+    // SAFETY: fork(2) is unsafe in a multi-threaded process (the child
+    // would hold copies of other threads' locks). Its callers are the
+    // master, which never starts a thread (master.rs), and tests whose
+    // child only calls _exit.
+    Ok(match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => child.as_raw(),
+        nix::unistd::ForkResult::Child => 0,
+    })
 }
 
-pub(crate) fn kill(pid: libc::pid_t, signal: libc::c_int) {
-    // SAFETY: kill has no memory effects; pid is a child we have not reaped.
-    unsafe { libc::kill(pid, signal) };
+/// SIGTERM (drain) or SIGKILL a worker; one that has already ended is no
+/// error.
+pub(crate) fn kill(pid: libc::pid_t, signal: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
 }
 
 /// A child that has ended, without waiting: (pid, wait status).
+///
+/// Plain waitpid(2) rather than nix's: nix turns the status into a
+/// `WaitStatus`, and for a child killed by a real-time signal (which has
+/// no `Signal` variant) it returns an error after reaping it, so the
+/// master would never learn that the worker ended.
 pub(crate) fn reap_one() -> Option<(libc::pid_t, libc::c_int)> {
     let mut status = 0;
-    // SAFETY: waitpid writes the status into `status`.
+    // SAFETY: waitpid only writes the status into `status`, a live local.
     let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
     (pid > 0).then_some((pid, status))
 }
@@ -153,30 +115,29 @@ pub(crate) fn reap_one() -> Option<(libc::pid_t, libc::c_int)> {
 /// True when `pid` is a child of ours that has not ended (a worker the
 /// previous image of this master started, before it re-executed itself).
 pub(crate) fn is_live_child(pid: libc::pid_t) -> bool {
-    // SAFETY: waitid with WNOWAIT only inspects the child.
-    unsafe {
-        let mut info = std::mem::zeroed::<libc::siginfo_t>();
-        let rc = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        rc == 0 && info.si_pid() == 0
-    }
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    matches!(
+        waitid(Id::Pid(Pid::from_raw(pid)), flags),
+        Ok(WaitStatus::StillAlive)
+    )
 }
 
 /// In a freshly forked worker: get SIGTERM when the master dies (the master
 /// is single-threaded, so its one thread's exit is the process's), and exit
 /// at once if it already has.
 pub(crate) fn die_with_parent(master: libc::pid_t) {
-    // SAFETY: prctl and getppid have no memory effects.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-        if libc::getppid() != master {
-            libc::_exit(1);
-        }
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    if nix::unistd::getppid().as_raw() != master {
+        exit_at_once(1);
     }
+}
+
+/// Ends the process without running anything more of it: no atexit
+/// handler, no destructor, no buffered output (a forked worker shares the
+/// master's; the master's are the master's to run).
+pub(crate) fn exit_at_once(code: libc::c_int) -> ! {
+    // SAFETY: _exit(2) ends the process and touches no memory of ours.
+    unsafe { libc::_exit(code) }
 }
 
 /// "exited with code 3", "killed by signal 11 (SIGSEGV, a segmentation
@@ -228,8 +189,7 @@ pub(crate) fn signal_name(signal: libc::c_int) -> String {
 }
 
 /// The handlers SIGSEGV and SIGBUS had before [`die_of_sent_faults`].
-static PREVIOUS_HANDLER: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-static PREVIOUS_FLAGS: [AtomicI32; 2] = [AtomicI32::new(0), AtomicI32::new(0)];
+static PREVIOUS_HANDLER: [OnceLock<SigHandler>; 2] = [OnceLock::new(), OnceLock::new()];
 
 /// Rust's runtime handles SIGSEGV and SIGBUS to report stack overflows;
 /// for any other fault it restores the default action and returns, so the
@@ -238,20 +198,17 @@ static PREVIOUS_FLAGS: [AtomicI32; 2] = [AtomicI32::new(0), AtomicI32::new(0)];
 /// This handler makes a sent one kill the worker at once (as it does every
 /// other program) and passes a real fault on to the previous handler.
 pub(crate) fn die_of_sent_faults() {
-    for (index, signal) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
-        // SAFETY: sigaction with zero-initialised, then filled, structs.
-        unsafe {
-            let mut old = std::mem::zeroed::<libc::sigaction>();
-            if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
-                continue;
-            }
-            PREVIOUS_HANDLER[index].store(old.sa_sigaction, Ordering::Relaxed);
-            PREVIOUS_FLAGS[index].store(old.sa_flags, Ordering::Relaxed);
-            let mut new = std::mem::zeroed::<libc::sigaction>();
-            new.sa_sigaction = on_fault as *const () as usize;
-            new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            libc::sigemptyset(&mut new.sa_mask);
-            libc::sigaction(signal, &new, std::ptr::null_mut());
+    let ours = SigAction::new(
+        SigHandler::SigAction(on_fault),
+        SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK,
+        SigSet::empty(),
+    );
+    for (index, signal) in [Signal::SIGSEGV, Signal::SIGBUS].into_iter().enumerate() {
+        // SAFETY: `on_fault` only makes async-signal-safe calls (an atomic
+        // load, the previous handler, signal(2), raise(2)). Until the
+        // previous handler is recorded, a fault gets the default action.
+        if let Ok(previous) = unsafe { sigaction(signal, &ours) } {
+            let _ = PREVIOUS_HANDLER[index].set(previous.handler());
         }
     }
 }
@@ -263,32 +220,26 @@ extern "C" fn on_fault(
 ) {
     let index = usize::from(signal != libc::SIGSEGV);
     // SI_USER (0), SI_QUEUE and SI_TKILL (negative): sent by a process.
-    // SAFETY: the kernel passes a valid siginfo_t.
+    // SAFETY: installed with SA_SIGINFO, so the kernel passes a valid
+    // siginfo_t, alive for the whole call.
     let sent = unsafe { (*info).si_code } <= 0;
-    let previous = PREVIOUS_HANDLER[index].load(Ordering::Relaxed);
-    if !sent && previous != libc::SIG_DFL && previous != libc::SIG_IGN {
-        // SAFETY: `previous` is the handler installed before ours, called
-        // the way its flags say it expects.
-        unsafe {
-            if PREVIOUS_FLAGS[index].load(Ordering::Relaxed) & libc::SA_SIGINFO != 0 {
-                let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                    std::mem::transmute(previous);
-                handler(signal, info, context);
-            } else {
-                let handler: extern "C" fn(libc::c_int) = std::mem::transmute(previous);
-                handler(signal);
-            }
+    if !sent {
+        match PREVIOUS_HANDLER[index].get() {
+            Some(SigHandler::SigAction(handler)) => return handler(signal, info, context),
+            Some(SigHandler::Handler(handler)) => return handler(signal),
+            _ => {}
         }
-        return;
     }
-    // SAFETY: async-signal-safe calls. A sent signal is raised again (it
-    // stays pending until this handler returns, then kills us); a real
-    // fault happens again when the instruction re-runs.
-    unsafe {
-        libc::signal(signal, libc::SIG_DFL);
-        if sent {
-            libc::raise(signal);
-        }
+    let Ok(signal) = Signal::try_from(signal) else {
+        return;
+    };
+    // SAFETY: signal(2) with the default action installs no handler of
+    // ours. A sent signal is raised again (it stays pending until this
+    // handler returns, then kills us); a real fault happens again when the
+    // instruction re-runs.
+    let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+    if sent {
+        let _ = nix::sys::signal::raise(signal);
     }
 }
 
@@ -315,26 +266,21 @@ mod tests {
     fn a_forked_child_is_reaped_with_its_status() {
         let pid = fork().unwrap();
         if pid == 0 {
-            // SAFETY: the child leaves at once, running nothing of the test harness.
-            unsafe { libc::_exit(7) };
+            // The child leaves at once, running nothing of the test harness.
+            exit_at_once(7);
         }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert_eq!(exit_code(status), Some(7));
+        let status = nix::sys::wait::waitpid(Pid::from_raw(pid), None).unwrap();
+        assert_eq!(status, WaitStatus::Exited(Pid::from_raw(pid), 7));
+        assert!(!is_live_child(pid), "reaped: no longer a child");
     }
 
     #[test]
     fn status_pipe_reads_without_blocking() {
         let (read, write) = pipe().unwrap();
-        set_nonblocking(read.as_raw_fd()).unwrap();
+        set_nonblocking(&read).unwrap();
         let mut buf = [0u8; 4];
         assert_eq!(read_available(&read, &mut buf).unwrap(), Some(0));
-        // SAFETY: writing one byte from a valid buffer.
-        assert_eq!(
-            unsafe { libc::write(write.as_raw_fd(), b"R".as_ptr().cast(), 1) },
-            1
-        );
+        assert_eq!(nix::unistd::write(&write, b"R").unwrap(), 1);
         assert_eq!(read_available(&read, &mut buf).unwrap(), Some(1));
         assert_eq!(buf[0], b'R');
         drop(write);

@@ -107,9 +107,9 @@ pub(crate) fn listen_fds() -> io::Result<Vec<ActivatedFd>> {
         .into_iter();
     let mut out = Vec::with_capacity(count as usize);
     for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
-        // SAFETY: fcntl on a descriptor number only inspects/changes flags.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        if flags < 0 {
+        // SAFETY: F_GETFD reads the flags of a descriptor number and
+        // touches no memory; it fails on a number that is not open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -118,13 +118,11 @@ pub(crate) fn listen_fds() -> io::Result<Vec<ActivatedFd>> {
                 ),
             ));
         }
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the protocol hands fds 3..3+LISTEN_FDS to this process
-        // (LISTEN_PID matched); nothing else in the process owns them.
+        // SAFETY: fd is open (checked above), and the protocol hands fds
+        // 3..3+LISTEN_FDS to this process (LISTEN_PID matched): nothing
+        // else in the process owns them, and this runs at most once.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        crate::proc::set_cloexec(&fd, true)?;
         let name = names
             .next()
             .filter(|n| !n.is_empty())

@@ -179,8 +179,7 @@ fn stop_signal(
     tokio::spawn(async move {
         sigquit.recv().await;
         tracing::info!("SIGQUIT: exiting at once");
-        // SAFETY: _exit ends the process without running anything else.
-        unsafe { libc::_exit(0) };
+        crate::proc::exit_at_once(0);
     });
     if retirement.max_rss.is_some() {
         // Also between requests: a long request can grow it too.
@@ -288,9 +287,12 @@ fn rss_bytes(statm: &std::fs::File) -> Option<u64> {
     let n = statm.read_at(&mut buf, 0).ok()?;
     let text = std::str::from_utf8(&buf[..n]).ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no memory effects.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).unwrap_or(4096))
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|page| u64::try_from(page).ok())
+        .unwrap_or(4096);
+    Some(pages * page)
 }
 
 /// A number in 0..=max, different in each worker.

@@ -1,0 +1,1117 @@
+//! What the master decides, apart from how it does it (master.rs does the
+//! poll, fork, exec and reaping): which workers to start, when to give up,
+//! when a generation takes over from the one before, and when to stop.
+//!
+//! [`Policy::handle`] takes one [`Event`] and answers with [`Action`]s. It
+//! makes no syscall and reads no clock: the time is the `now` it is
+//! given, so that the rules (see master.rs's module notes) are tested
+//! with a fake clock. It logs what it decides.
+
+use crate::worker::{EXIT_APP_LOAD, EXIT_PANIC};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+pub(crate) type Pid = libc::pid_t;
+
+/// The master's decisions are logged as the master's: the same log lines
+/// as before the policy was split out, and RUST_LOG filters on
+/// `rustgi_supervisor::master` keep working.
+const LOG_TARGET: &str = "rustgi_supervisor::master";
+
+macro_rules! log {
+    ($level:ident, $($arg:tt)+) => {
+        tracing::$level!(target: LOG_TARGET, $($arg)+)
+    };
+}
+
+/// A worker that lived less than this died "at once".
+const QUICK_DEATH: Duration = Duration::from_secs(1);
+/// The wait after the second quick death in a row; it doubles with each.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// After a fork that failed.
+const SPAWN_RETRY: Duration = Duration::from_secs(1);
+/// The master looks around at least this often, even with nothing due.
+const LONGEST_SLEEP: Duration = Duration::from_secs(1);
+
+/// What the policy starts from.
+pub(crate) struct Settings {
+    /// `--processes`, or the count SIGTTIN/SIGTTOU left before a re-exec.
+    pub processes: usize,
+    /// `--preload`: a reload re-executes the master.
+    pub preload: bool,
+    /// With `--preload`: the app is imported in this image. False after a
+    /// re-exec whose import failed: the old workers keep serving.
+    pub preloaded: bool,
+    /// How long a worker told to stop may take before it is killed
+    /// (`--graceful-timeout` plus a margin).
+    pub stop_deadline: Duration,
+    /// The listening socket, for the status line.
+    pub describe: String,
+    /// `--touch-reload`: its path and its mtime at start.
+    pub touch: Option<(PathBuf, Option<SystemTime>)>,
+}
+
+/// Signals the master acts on (SIGCHLD only wakes it up to reap).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum MasterSignal {
+    Term,
+    Int,
+    Quit,
+    Hup,
+    Ttin,
+    Ttou,
+}
+
+/// How a worker ended.
+#[derive(Clone, Debug)]
+pub(crate) struct Ending {
+    /// The exit code, when it exited rather than being killed.
+    pub code: Option<i32>,
+    /// "exited with code 3", "killed by signal 9 (…)".
+    pub how: String,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    /// Workers a previous image of this master started (it re-executed).
+    Adopted(Vec<Pid>),
+    /// A worker of `generation` was forked, as a [`Action::Spawn`] asked.
+    Spawned {
+        pid: Pid,
+        generation: u64,
+    },
+    /// The fork for a [`Action::Spawn`] failed (its error).
+    SpawnFailed(String),
+    /// `R` on its status pipe: the app is loaded and it accepts.
+    Ready(Pid),
+    /// `r`: it retires on its own and drains.
+    Retiring(Pid),
+    Exited {
+        pid: Pid,
+        ending: Ending,
+    },
+    Signal(MasterSignal),
+    /// `--touch-reload`'s file was looked at: its mtime now.
+    TouchSeen(Option<SystemTime>),
+    /// The execve of an [`Action::Reexec`] failed (its error).
+    ReexecFailed(String),
+    /// Time passed: the moment to start, stop and kill what is due.
+    Tick,
+}
+
+/// How a worker is told to stop.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Stop {
+    /// SIGTERM: close the listener, finish what was accepted, exit.
+    Drain,
+    /// SIGKILL.
+    Kill,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Fork a worker; answer with [`Event::Spawned`] or
+    /// [`Event::SpawnFailed`] (and then skip the other `Spawn`s of the
+    /// same answer).
+    Spawn {
+        generation: u64,
+    },
+    Stop {
+        pid: Pid,
+        how: Stop,
+    },
+    /// Send to systemd's notify socket.
+    Notify(String),
+    /// Close the master's listener and remove the socket file: new
+    /// connections are refused from here.
+    CloseListener,
+    /// `--preload` reload: execve this program afresh, handing over the
+    /// listener, the `workers` and the worker count; answer with
+    /// [`Event::ReexecFailed`] if it returns.
+    Reexec {
+        workers: Vec<Pid>,
+        processes: usize,
+    },
+    /// The master is done: every worker has ended.
+    Exit {
+        fatal: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Loading the app; not yet accepting.
+    Booting,
+    Ready,
+    /// Told to stop, or retiring on its own: draining, not counted.
+    Stopping,
+}
+
+struct Worker {
+    generation: u64,
+    started: Instant,
+    state: State,
+    /// When to SIGKILL it if it has not exited (it was told to stop).
+    kill_at: Option<Instant>,
+}
+
+pub(crate) struct Policy {
+    settings: Settings,
+    /// Ordered, so that decisions do not depend on hashing.
+    workers: BTreeMap<Pid, Worker>,
+    target: usize,
+    /// Workers of this generation are the ones that should be serving.
+    generation: u64,
+    /// No worker has been ready yet: one that fails to start is fatal.
+    starting: bool,
+    /// A new generation is starting; the older ones stop once it is ready.
+    reloading: bool,
+    quick_deaths: u32,
+    next_spawn: Instant,
+    stopping: bool,
+    fatal: Option<String>,
+}
+
+impl Policy {
+    pub(crate) fn new(settings: Settings, now: Instant) -> Policy {
+        Policy {
+            target: settings.processes.max(1),
+            settings,
+            workers: BTreeMap::new(),
+            generation: 1,
+            starting: true,
+            reloading: false,
+            quick_deaths: 0,
+            next_spawn: now,
+            stopping: false,
+            fatal: None,
+        }
+    }
+
+    /// The worker count wanted now.
+    pub(crate) fn target(&self) -> usize {
+        self.target
+    }
+
+    /// When [`Event::Tick`] next has something to do (at the latest a
+    /// second from `now`).
+    pub(crate) fn next_deadline(&self, now: Instant) -> Instant {
+        let mut deadline = now + LONGEST_SLEEP;
+        if self.next_spawn > now {
+            deadline = deadline.min(self.next_spawn);
+        }
+        self.workers
+            .values()
+            .filter_map(|w| w.kill_at)
+            .fold(deadline, Instant::min)
+    }
+
+    pub(crate) fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::Adopted(pids) => self.adopt(now, &pids, &mut actions),
+            Event::Spawned { pid, generation } => {
+                self.workers.insert(
+                    pid,
+                    Worker {
+                        generation,
+                        started: now,
+                        state: State::Booting,
+                        kill_at: None,
+                    },
+                );
+                log!(info, "worker {pid} started (generation {generation})");
+            }
+            Event::SpawnFailed(error) => {
+                log!(error, "could not start a worker: {error}");
+                self.next_spawn = now + SPAWN_RETRY;
+            }
+            Event::Ready(pid) => self.ready(now, pid),
+            Event::Retiring(pid) => self.retiring(now, pid),
+            Event::Exited { pid, ending } => self.exited(now, pid, &ending, &mut actions),
+            Event::Signal(signal) => self.on_signal(now, signal, &mut actions),
+            Event::TouchSeen(mtime) => self.touch_seen(now, mtime, &mut actions),
+            Event::ReexecFailed(error) => {
+                log!(
+                    error,
+                    "reload failed: could not re-execute the master: {error}; the workers keep serving"
+                );
+                actions.push(self.notify_ready("reload failed; "));
+            }
+            Event::Tick => self.tick(now, &mut actions),
+        }
+        actions
+    }
+
+    /// The workers a previous image of this master started: they serve on
+    /// until this image's own are ready.
+    fn adopt(&mut self, now: Instant, old: &[Pid], actions: &mut Vec<Action>) {
+        if old.is_empty() {
+            return;
+        }
+        self.starting = false;
+        for &pid in old {
+            self.workers.insert(
+                pid,
+                Worker {
+                    generation: 0,
+                    started: now,
+                    state: State::Ready,
+                    kill_at: None,
+                },
+            );
+        }
+        if self.settings.preload && !self.settings.preloaded {
+            // The new code does not import: the old workers stay the ones
+            // that should serve (replaced, if they die, by workers that
+            // import the app themselves).
+            self.generation = 0;
+            actions.push(self.notify_ready("reload failed; "));
+        } else {
+            self.reloading = true;
+            log!(
+                info,
+                "re-executed: starting {} new worker(s); the {} old one(s) ({}) stop once these are ready",
+                self.target,
+                old.len(),
+                pid_list(old)
+            );
+        }
+    }
+
+    fn ready(&mut self, now: Instant, pid: Pid) {
+        if let Some(worker) = self.workers.get_mut(&pid)
+            && worker.state == State::Booting
+        {
+            worker.state = State::Ready;
+            log!(
+                info,
+                "worker {pid} ready (generation {}, {:.0?} to start)",
+                worker.generation,
+                now.saturating_duration_since(worker.started)
+            );
+        }
+    }
+
+    fn retiring(&mut self, now: Instant, pid: Pid) {
+        if let Some(worker) = self.workers.get_mut(&pid)
+            && worker.state != State::Stopping
+        {
+            worker.state = State::Stopping;
+            worker.kill_at = Some(now + self.settings.stop_deadline);
+            log!(info, "worker {pid} is retiring; starting its replacement");
+        }
+    }
+
+    fn exited(&mut self, now: Instant, pid: Pid, ending: &Ending, actions: &mut Vec<Action>) {
+        let Some(worker) = self.workers.remove(&pid) else {
+            log!(debug, "reaped process {pid}: {}", ending.how);
+            return;
+        };
+        let how = &ending.how;
+        match worker.state {
+            State::Stopping if ending.code == Some(0) => log!(info, "worker {pid} exited"),
+            State::Stopping => log!(info, "worker {pid} {how}"),
+            State::Booting => {
+                let why = match ending.code {
+                    Some(EXIT_APP_LOAD) => "could not load the application (its error is above)",
+                    Some(EXIT_PANIC) => "panicked (its message is above)",
+                    _ => "died while starting",
+                };
+                // A reload sent while the first workers still start: the
+                // new code is what failed, and a worker of the old serves.
+                let old_serving = self
+                    .workers
+                    .values()
+                    .any(|w| w.generation < self.generation && w.state == State::Ready);
+                if self.stopping {
+                    log!(info, "worker {pid} {how}");
+                } else if self.reloading
+                    && worker.generation == self.generation
+                    && (old_serving || !self.starting)
+                {
+                    self.reload_failed(now, pid, why, how, actions);
+                } else if self.starting {
+                    log!(error, "worker {pid} {why}: {how}");
+                    self.fatal = Some(format!(
+                        "worker {pid} {why}; stopping instead of starting it again and again"
+                    ));
+                    self.stop_all(now, Stop::Kill, actions);
+                } else {
+                    log!(error, "worker {pid} {why}: {how}");
+                    self.count_quick_death(now, worker.started);
+                }
+            }
+            State::Ready => {
+                if self.stopping {
+                    log!(info, "worker {pid} {how}");
+                } else {
+                    log!(warn, "worker {pid} died: {how}; starting another");
+                    self.count_quick_death(now, worker.started);
+                }
+            }
+        }
+    }
+
+    /// Backs off when workers keep dying within a second of their start.
+    fn count_quick_death(&mut self, now: Instant, started: Instant) {
+        if now.saturating_duration_since(started) >= QUICK_DEATH {
+            self.quick_deaths = 0;
+            return;
+        }
+        self.quick_deaths += 1;
+        if self.quick_deaths < 2 {
+            return;
+        }
+        let delay = FIRST_BACKOFF
+            .saturating_mul(1 << (self.quick_deaths - 2).min(10))
+            .min(MAX_BACKOFF);
+        self.next_spawn = now + delay;
+        log!(
+            warn,
+            "{} workers in a row died within a second of starting; waiting {delay:?} before starting another",
+            self.quick_deaths
+        );
+    }
+
+    fn on_signal(&mut self, now: Instant, signal: MasterSignal, actions: &mut Vec<Action>) {
+        match signal {
+            MasterSignal::Term | MasterSignal::Int if !self.stopping => {
+                let name = if signal == MasterSignal::Term {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                log!(info, "{name}: stopping gracefully");
+                self.stop(now, Stop::Drain, actions);
+            }
+            MasterSignal::Quit => {
+                log!(info, "SIGQUIT: stopping at once");
+                self.stop(now, Stop::Kill, actions);
+            }
+            _ if self.stopping => {}
+            MasterSignal::Hup => self.reload(now, "SIGHUP", actions),
+            MasterSignal::Ttin => {
+                self.target += 1;
+                log!(info, "SIGTTIN: one worker more: {}", self.target);
+            }
+            MasterSignal::Ttou if self.target > 1 => {
+                self.target -= 1;
+                log!(info, "SIGTTOU: one worker fewer: {}", self.target);
+            }
+            MasterSignal::Ttou => log!(info, "SIGTTOU: already down to one worker"),
+            MasterSignal::Term | MasterSignal::Int => {}
+        }
+    }
+
+    fn touch_seen(&mut self, now: Instant, mtime: Option<SystemTime>, actions: &mut Vec<Action>) {
+        if self.stopping || self.fatal.is_some() {
+            return;
+        }
+        let Some((path, seen)) = &mut self.settings.touch else {
+            return;
+        };
+        if *seen == mtime {
+            return;
+        }
+        *seen = mtime;
+        let why = format!("--touch-reload {} changed", path.display());
+        self.reload(now, &why, actions);
+    }
+
+    /// SIGTERM/SIGINT (`Stop::Drain`): stop accepting and let the workers
+    /// finish; SIGQUIT (`Stop::Kill`): kill them.
+    fn stop(&mut self, now: Instant, how: Stop, actions: &mut Vec<Action>) {
+        if !self.stopping {
+            actions.push(Action::Notify("STOPPING=1".into()));
+        }
+        self.stopping = true;
+        // The master's copy of the listener, and the file: new connections
+        // are refused from here (each worker closes its own copy).
+        actions.push(Action::CloseListener);
+        self.stop_all(now, how, actions);
+    }
+
+    fn reload(&mut self, now: Instant, why: &str, actions: &mut Vec<Action>) {
+        if self.settings.preload {
+            log!(
+                info,
+                "{why}: reloading: re-executing the master (--preload), which imports the application afresh"
+            );
+            actions.push(Action::Notify("RELOADING=1\nSTATUS=re-executing".into()));
+            actions.push(Action::Reexec {
+                workers: self.workers.keys().copied().collect(),
+                processes: self.target,
+            });
+            return;
+        }
+        self.generation += 1;
+        self.reloading = true;
+        self.quick_deaths = 0;
+        self.next_spawn = now;
+        log!(
+            info,
+            "{why}: reloading: starting {} new worker(s) (generation {}); the old ones stop once these are ready",
+            self.target,
+            self.generation
+        );
+        actions.push(Action::Notify(format!(
+            "RELOADING=1\nSTATUS=reloading; {}",
+            self.status()
+        )));
+    }
+
+    fn reload_failed(
+        &mut self,
+        now: Instant,
+        pid: Pid,
+        why: &str,
+        how: &str,
+        actions: &mut Vec<Action>,
+    ) {
+        log!(
+            error,
+            "reload failed: new worker {pid} {why} ({how}); the old workers keep serving"
+        );
+        let new: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation == self.generation)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in new {
+            self.stop_worker(now, pid, Stop::Drain, actions);
+        }
+        self.generation = self
+            .workers
+            .values()
+            .filter(|w| w.state != State::Stopping)
+            .map(|w| w.generation)
+            .max()
+            .unwrap_or(self.generation);
+        self.reloading = false;
+        actions.push(self.notify_ready("reload failed; "));
+    }
+
+    fn tick(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.kill_overdue(now, actions);
+        if self.stopping || self.fatal.is_some() {
+            if self.workers.is_empty() {
+                actions.push(Action::Exit {
+                    fatal: self.fatal.take(),
+                });
+            }
+        } else {
+            self.maintain(now, actions);
+        }
+    }
+
+    /// SIGKILLs the workers that were told to stop and have not.
+    fn kill_overdue(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        for (&pid, worker) in &mut self.workers {
+            if worker.kill_at.is_some_and(|at| at <= now) {
+                log!(
+                    warn,
+                    "worker {pid} still running {:?} after it was told to stop; killing it",
+                    self.settings.stop_deadline
+                );
+                actions.push(Action::Stop {
+                    pid,
+                    how: Stop::Kill,
+                });
+                worker.kill_at = None;
+            }
+        }
+    }
+
+    /// Starts missing workers, stops extra ones, and notices when a
+    /// generation is ready.
+    fn maintain(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let mut serving: Vec<(Pid, Instant, State)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation == self.generation && w.state != State::Stopping)
+            .map(|(&pid, w)| (pid, w.started, w.state))
+            .collect();
+        let mut spawning = 0;
+        if serving.len() < self.target && now >= self.next_spawn {
+            spawning = self.target - serving.len();
+            actions.extend((0..spawning).map(|_| Action::Spawn {
+                generation: self.generation,
+            }));
+        }
+        if serving.len() > self.target {
+            // SIGTTOU: the newest go first.
+            serving.sort_by_key(|&(_, started, _)| std::cmp::Reverse(started));
+            let extra: Vec<Pid> = serving
+                .drain(..serving.len() - self.target)
+                .map(|(pid, ..)| pid)
+                .collect();
+            for pid in extra {
+                self.stop_worker(now, pid, Stop::Drain, actions);
+            }
+        }
+        // Workers being spawned are booting: not ready.
+        let ready = spawning == 0
+            && serving.len() >= self.target
+            && serving.iter().all(|w| w.2 == State::Ready);
+        if !ready {
+            return;
+        }
+        if self.starting {
+            self.starting = false;
+            log!(info, "{} worker(s) ready", self.target);
+            actions.push(self.notify_ready(""));
+        }
+        if self.reloading {
+            self.reloading = false;
+            let old: Vec<Pid> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.generation < self.generation && w.state != State::Stopping)
+                .map(|(&pid, _)| pid)
+                .collect();
+            log!(
+                info,
+                "reloaded: generation {} is serving; stopping the {} old worker(s)",
+                self.generation,
+                old.len()
+            );
+            for pid in old {
+                self.stop_worker(now, pid, Stop::Drain, actions);
+            }
+            actions.push(self.notify_ready(""));
+        }
+    }
+
+    fn stop_worker(&mut self, now: Instant, pid: Pid, how: Stop, actions: &mut Vec<Action>) {
+        let Some(worker) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        actions.push(Action::Stop { pid, how });
+        worker.state = State::Stopping;
+        if worker.kill_at.is_none() || how == Stop::Kill {
+            worker.kill_at = Some(now + self.settings.stop_deadline);
+        }
+    }
+
+    fn stop_all(&mut self, now: Instant, how: Stop, actions: &mut Vec<Action>) {
+        let pids: Vec<Pid> = self.workers.keys().copied().collect();
+        for pid in pids {
+            self.stop_worker(now, pid, how, actions);
+        }
+    }
+
+    fn notify_ready(&self, prefix: &str) -> Action {
+        Action::Notify(format!("READY=1\nSTATUS={prefix}{}", self.status()))
+    }
+
+    fn status(&self) -> String {
+        let serving = self
+            .workers
+            .values()
+            .filter(|w| w.generation == self.generation && w.state != State::Stopping)
+            .count();
+        format!(
+            "{serving} of {} workers serving on {} (generation {})",
+            self.target, self.settings.describe, self.generation
+        )
+    }
+}
+
+pub(crate) fn pid_list(pids: &[Pid]) -> String {
+    pids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(32);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn settings(processes: usize) -> Settings {
+        Settings {
+            processes,
+            preload: false,
+            preloaded: false,
+            stop_deadline: GRACE,
+            describe: "unix:/run/app.sock".into(),
+            touch: None,
+        }
+    }
+
+    fn exit_code(code: i32) -> Ending {
+        Ending {
+            code: Some(code),
+            how: format!("exited with code {code}"),
+        }
+    }
+
+    fn killed() -> Ending {
+        Ending {
+            code: None,
+            how: "killed by signal 9".into(),
+        }
+    }
+
+    /// A policy driven by a fake clock: `base` plus `elapsed`.
+    struct Master {
+        policy: Policy,
+        base: Instant,
+        elapsed: Duration,
+        next_pid: Pid,
+    }
+
+    impl Master {
+        fn new(settings: Settings) -> Master {
+            let base = Instant::now();
+            Master {
+                policy: Policy::new(settings, base),
+                base,
+                elapsed: Duration::ZERO,
+                next_pid: 100,
+            }
+        }
+
+        fn now(&self) -> Instant {
+            self.base + self.elapsed
+        }
+
+        fn at(&mut self, elapsed: Duration) -> &mut Self {
+            self.elapsed = elapsed;
+            self
+        }
+
+        fn handle(&mut self, event: Event) -> Vec<Action> {
+            self.policy.handle(self.now(), event)
+        }
+
+        /// A tick, with every Spawn carried out; returns the pids forked
+        /// and the other actions.
+        fn tick(&mut self) -> (Vec<Pid>, Vec<Action>) {
+            let mut pids = Vec::new();
+            let mut rest = Vec::new();
+            for action in self.handle(Event::Tick) {
+                match action {
+                    Action::Spawn { generation } => {
+                        let pid = self.next_pid;
+                        self.next_pid += 1;
+                        assert!(self.handle(Event::Spawned { pid, generation }).is_empty());
+                        pids.push(pid);
+                    }
+                    other => rest.push(other),
+                }
+            }
+            (pids, rest)
+        }
+
+        /// Starts `processes` workers and makes them ready.
+        fn serving(&mut self) -> Vec<Pid> {
+            let (pids, _) = self.tick();
+            for &pid in &pids {
+                self.handle(Event::Ready(pid));
+            }
+            let (none, actions) = self.tick();
+            assert!(none.is_empty());
+            assert!(matches!(&actions[..], [Action::Notify(s)] if s.starts_with("READY=1")));
+            pids
+        }
+    }
+
+    fn stops(actions: &[Action], how: Stop) -> Vec<Pid> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Stop { pid, how: h } if *h == how => Some(*pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notes(actions: &[Action]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Notify(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn workers_start_and_readiness_is_notified_once_all_are_ready() {
+        let mut m = Master::new(settings(2));
+        let (pids, rest) = m.tick();
+        assert_eq!(pids, [100, 101]);
+        assert!(rest.is_empty());
+        m.at(ms(300)).handle(Event::Ready(100));
+        assert_eq!(m.tick(), (vec![], vec![]), "one of two is not ready");
+        m.handle(Event::Ready(101));
+        let (_, actions) = m.tick();
+        assert_eq!(
+            notes(&actions),
+            ["READY=1\nSTATUS=2 of 2 workers serving on unix:/run/app.sock (generation 1)"]
+        );
+        assert_eq!(m.tick(), (vec![], vec![]), "READY=1 only once");
+    }
+
+    #[test]
+    fn a_first_start_that_fails_is_fatal() {
+        let mut m = Master::new(settings(2));
+        m.tick();
+        let actions = m.at(ms(500)).handle(Event::Exited {
+            pid: 100,
+            ending: exit_code(EXIT_APP_LOAD),
+        });
+        assert_eq!(stops(&actions, Stop::Kill), [101]);
+        assert_eq!(m.tick(), (vec![], vec![]), "no retry; waits for 101");
+        m.handle(Event::Exited {
+            pid: 101,
+            ending: killed(),
+        });
+        let (pids, actions) = m.tick();
+        assert!(pids.is_empty());
+        let [
+            Action::Exit {
+                fatal: Some(message),
+            },
+        ] = &actions[..]
+        else {
+            panic!("{actions:?}")
+        };
+        assert!(
+            message.starts_with("worker 100 could not load the application"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_ready_worker_that_dies_is_replaced_at_once() {
+        let mut m = Master::new(settings(2));
+        m.serving();
+        m.at(ms(5000)).handle(Event::Exited {
+            pid: 100,
+            ending: killed(),
+        });
+        let (pids, _) = m.tick();
+        assert_eq!(pids, [102]);
+        // A worker dying after the first start is not fatal.
+        m.handle(Event::Exited {
+            pid: 102,
+            ending: exit_code(EXIT_APP_LOAD),
+        });
+        assert_eq!(m.tick().0, [103]);
+    }
+
+    #[test]
+    fn quick_deaths_back_off_doubling_up_to_ten_seconds() {
+        let mut m = Master::new(settings(1));
+        let mut pid = m.serving()[0];
+        let mut t = ms(10_000);
+        // The first worker lived long; the first quick death is replaced
+        // at once too; then 0.1 s, 0.2 s, …
+        let mut expected = vec![0, 0, 100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000];
+        expected.reverse();
+        while let Some(delay) = expected.pop() {
+            m.at(t).handle(Event::Ready(pid));
+            t += ms(500); // less than a second after its start
+            m.at(t).handle(Event::Exited {
+                pid,
+                ending: killed(),
+            });
+            if delay > 0 {
+                let sleep = ms(delay).min(LONGEST_SLEEP);
+                assert_eq!(m.policy.next_deadline(m.now()), m.now() + sleep);
+                assert!(m.at(t + ms(delay - 1)).tick().0.is_empty(), "{delay} ms");
+            }
+            t += ms(delay);
+            let (pids, _) = m.at(t).tick();
+            assert_eq!(pids.len(), 1, "after {delay} ms");
+            pid = pids[0];
+        }
+        // One that lives past a second resets the count.
+        m.at(t).handle(Event::Ready(pid));
+        t += ms(1000);
+        m.at(t).handle(Event::Exited {
+            pid,
+            ending: killed(),
+        });
+        let (pids, _) = m.tick();
+        assert_eq!(pids.len(), 1, "replaced at once");
+        t += ms(100);
+        m.at(t).handle(Event::Exited {
+            pid: pids[0],
+            ending: killed(),
+        });
+        assert_eq!(m.tick().0.len(), 1, "the first quick death again");
+    }
+
+    #[test]
+    fn a_reload_stops_the_old_generation_once_all_of_the_new_is_ready() {
+        let mut m = Master::new(settings(2));
+        let old = m.serving();
+        let actions = m.at(ms(5000)).handle(Event::Signal(MasterSignal::Hup));
+        assert_eq!(
+            notes(&actions),
+            [
+                "RELOADING=1\nSTATUS=reloading; 0 of 2 workers serving on unix:/run/app.sock (generation 2)"
+            ]
+        );
+        let (new, rest) = m.tick();
+        assert_eq!(new, [102, 103]);
+        assert!(rest.is_empty());
+        m.handle(Event::Ready(102));
+        assert_eq!(m.tick(), (vec![], vec![]), "old ones serve on");
+        m.handle(Event::Ready(103));
+        let (_, actions) = m.tick();
+        assert_eq!(stops(&actions, Stop::Drain), old);
+        assert_eq!(
+            notes(&actions),
+            ["READY=1\nSTATUS=2 of 2 workers serving on unix:/run/app.sock (generation 2)"]
+        );
+        // Old workers exiting as told start nothing.
+        for pid in old {
+            m.handle(Event::Exited {
+                pid,
+                ending: exit_code(0),
+            });
+        }
+        assert_eq!(m.tick(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_new_generation_that_cannot_load_is_given_up() {
+        let mut m = Master::new(settings(2));
+        let old = m.serving();
+        m.handle(Event::Signal(MasterSignal::Hup));
+        let (new, _) = m.tick();
+        m.handle(Event::Ready(new[0]));
+        let actions = m.at(ms(800)).handle(Event::Exited {
+            pid: new[1],
+            ending: exit_code(EXIT_APP_LOAD),
+        });
+        assert_eq!(stops(&actions, Stop::Drain), [new[0]]);
+        assert_eq!(
+            notes(&actions),
+            [
+                "READY=1\nSTATUS=reload failed; 2 of 2 workers serving on unix:/run/app.sock (generation 1)"
+            ]
+        );
+        assert_eq!(m.tick(), (vec![], vec![]), "the old keep serving");
+        // A later reload tries again, as generation 2.
+        m.handle(Event::Signal(MasterSignal::Hup));
+        let (again, _) = m.tick();
+        assert_eq!(again.len(), 2);
+        assert!(!again.iter().any(|p| old.contains(p)));
+    }
+
+    #[test]
+    fn a_reload_during_the_first_start_that_fails_keeps_the_ready_old_worker() {
+        let mut m = Master::new(settings(2));
+        let (first, _) = m.tick();
+        m.handle(Event::Ready(first[0]));
+        m.handle(Event::Signal(MasterSignal::Hup));
+        let (new, _) = m.tick();
+        let actions = m.handle(Event::Exited {
+            pid: new[0],
+            ending: exit_code(EXIT_APP_LOAD),
+        });
+        assert_eq!(stops(&actions, Stop::Drain), [new[1]]);
+        assert!(m.tick().1.iter().all(|a| !matches!(a, Action::Exit { .. })));
+    }
+
+    #[test]
+    fn a_retiring_worker_is_replaced_at_once_and_killed_if_it_never_exits() {
+        let mut m = Master::new(settings(2));
+        m.serving();
+        m.at(ms(3000)).handle(Event::Retiring(101));
+        let (pids, _) = m.tick();
+        assert_eq!(pids, [102]);
+        assert_eq!(m.policy.next_deadline(m.now()), m.now() + ms(1000));
+        let (_, actions) = m.at(ms(3000) + GRACE).tick();
+        assert_eq!(stops(&actions, Stop::Kill), [101]);
+        m.handle(Event::Exited {
+            pid: 101,
+            ending: killed(),
+        });
+        assert_eq!(m.tick(), (vec![], vec![]), "no second replacement");
+    }
+
+    #[test]
+    fn sigterm_drains_all_then_kills_the_overdue() {
+        let mut m = Master::new(settings(2));
+        m.serving();
+        let actions = m.at(ms(2000)).handle(Event::Signal(MasterSignal::Term));
+        assert_eq!(notes(&actions), ["STOPPING=1"]);
+        assert!(actions.contains(&Action::CloseListener));
+        assert_eq!(stops(&actions, Stop::Drain), [100, 101]);
+        m.handle(Event::Exited {
+            pid: 100,
+            ending: exit_code(0),
+        });
+        assert_eq!(m.tick(), (vec![], vec![]), "no replacement while stopping");
+        assert!(m.handle(Event::Signal(MasterSignal::Hup)).is_empty());
+        assert!(m.handle(Event::Signal(MasterSignal::Term)).is_empty());
+        assert_eq!(m.policy.next_deadline(m.now()), m.now() + ms(1000));
+        assert_eq!(m.at(ms(2000) + GRACE - ms(1)).tick(), (vec![], vec![]));
+        let (_, actions) = m.at(ms(2000) + GRACE).tick();
+        assert_eq!(
+            actions,
+            [Action::Stop {
+                pid: 101,
+                how: Stop::Kill
+            }]
+        );
+        m.handle(Event::Exited {
+            pid: 101,
+            ending: killed(),
+        });
+        assert_eq!(m.tick().1, [Action::Exit { fatal: None }]);
+    }
+
+    #[test]
+    fn sigquit_kills() {
+        let mut m = Master::new(settings(2));
+        m.serving();
+        let actions = m.handle(Event::Signal(MasterSignal::Quit));
+        assert_eq!(notes(&actions), ["STOPPING=1"]);
+        assert_eq!(stops(&actions, Stop::Kill), [100, 101]);
+        assert!(stops(&actions, Stop::Drain).is_empty());
+        // Also after a SIGTERM.
+        let mut m = Master::new(settings(1));
+        m.serving();
+        m.handle(Event::Signal(MasterSignal::Term));
+        let actions = m.handle(Event::Signal(MasterSignal::Quit));
+        assert!(notes(&actions).is_empty());
+        assert_eq!(stops(&actions, Stop::Kill), [100]);
+    }
+
+    #[test]
+    fn ttin_and_ttou_change_the_count_the_newest_going_first() {
+        let mut m = Master::new(settings(2));
+        m.serving();
+        m.at(ms(5000)).handle(Event::Signal(MasterSignal::Ttin));
+        assert_eq!(m.policy.target(), 3);
+        let (added, _) = m.tick();
+        assert_eq!(added, [102]);
+        m.handle(Event::Ready(102));
+        m.tick();
+        m.handle(Event::Signal(MasterSignal::Ttou));
+        let (_, actions) = m.tick();
+        assert_eq!(stops(&actions, Stop::Drain), [102]);
+        m.handle(Event::Signal(MasterSignal::Ttou));
+        m.handle(Event::Signal(MasterSignal::Ttou));
+        assert_eq!(m.policy.target(), 1, "never below one");
+        let (_, actions) = m.tick();
+        assert_eq!(stops(&actions, Stop::Drain).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_fork_is_retried_a_second_later() {
+        let mut m = Master::new(settings(1));
+        assert!(matches!(
+            m.handle(Event::Tick)[..],
+            [Action::Spawn { generation: 1 }]
+        ));
+        m.handle(Event::SpawnFailed("EAGAIN".into()));
+        assert!(m.handle(Event::Tick).is_empty());
+        assert_eq!(m.at(ms(1000)).tick().0.len(), 1);
+    }
+
+    #[test]
+    fn a_preload_reload_reexecutes_with_the_workers() {
+        let mut m = Master::new(Settings {
+            preload: true,
+            preloaded: true,
+            ..settings(2)
+        });
+        m.serving();
+        let actions = m.handle(Event::Signal(MasterSignal::Hup));
+        assert_eq!(
+            actions,
+            [
+                Action::Notify("RELOADING=1\nSTATUS=re-executing".into()),
+                Action::Reexec {
+                    workers: vec![100, 101],
+                    processes: 2
+                }
+            ]
+        );
+        let actions = m.handle(Event::ReexecFailed("ENOENT".into()));
+        assert_eq!(
+            notes(&actions),
+            [
+                "READY=1\nSTATUS=reload failed; 2 of 2 workers serving on unix:/run/app.sock (generation 1)"
+            ]
+        );
+        assert_eq!(m.tick(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn after_a_reexec_the_old_workers_serve_until_the_new_are_ready() {
+        let mut m = Master::new(Settings {
+            preload: true,
+            preloaded: true,
+            ..settings(2)
+        });
+        assert!(m.handle(Event::Adopted(vec![7, 8])).is_empty());
+        let (new, _) = m.tick();
+        assert_eq!(new, [100, 101]);
+        // A new worker failing here is a failed reload, not a fatal start.
+        m.handle(Event::Ready(100));
+        m.handle(Event::Ready(101));
+        let (_, actions) = m.tick();
+        assert_eq!(stops(&actions, Stop::Drain), [7, 8]);
+    }
+
+    #[test]
+    fn after_a_reexec_that_could_not_import_the_old_workers_serve_on() {
+        let mut m = Master::new(Settings {
+            preload: true,
+            preloaded: false,
+            ..settings(2)
+        });
+        let actions = m.handle(Event::Adopted(vec![7, 8]));
+        assert_eq!(
+            notes(&actions),
+            [
+                "READY=1\nSTATUS=reload failed; 2 of 2 workers serving on unix:/run/app.sock (generation 0)"
+            ]
+        );
+        assert_eq!(m.tick(), (vec![], vec![]));
+        // One that dies is replaced (in the same generation).
+        m.at(ms(3000)).handle(Event::Exited {
+            pid: 7,
+            ending: killed(),
+        });
+        assert!(matches!(
+            m.handle(Event::Tick)[..],
+            [Action::Spawn { generation: 0 }]
+        ));
+    }
+
+    #[test]
+    fn a_touched_file_reloads() {
+        let then = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let mut m = Master::new(Settings {
+            touch: Some(("/srv/app/reload".into(), Some(then))),
+            ..settings(1)
+        });
+        m.serving();
+        assert!(m.handle(Event::TouchSeen(Some(then))).is_empty());
+        let later = then + Duration::from_secs(5);
+        let actions = m.handle(Event::TouchSeen(Some(later)));
+        assert!(notes(&actions)[0].starts_with("RELOADING=1"), "{actions:?}");
+        assert_eq!(m.tick().0, [101]);
+        assert!(m.handle(Event::TouchSeen(Some(later))).is_empty(), "once");
+    }
+}
