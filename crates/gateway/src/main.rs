@@ -1,5 +1,7 @@
 //! `rustgi-gateway`: flags in, `rustgi_supervisor::run` out.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod cli;
 
 use clap::Parser;

@@ -12,10 +12,12 @@
 use crate::AllowedPeer;
 use crate::python_lane::{Accepted, Lane, Socket};
 use bytes::BytesMut;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use rustgi_core::Job;
 use std::borrow::Cow;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -31,32 +33,35 @@ pub enum Listener {
     Tcp(std::net::TcpListener),
 }
 
-impl Listener {
-    fn fd(&self) -> RawFd {
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            Listener::Unix(l) => l.as_raw_fd(),
-            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
         }
     }
+}
 
+impl Listener {
     /// accept4 without waiting, the new socket already non-blocking.
+    /// (One syscall: std's accept takes a second one for O_NONBLOCK, and
+    /// no safe wrapper returns an owned descriptor from accept4.)
     fn try_accept(&self) -> io::Result<(Socket, Cow<'static, str>)> {
-        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: addr/len describe a valid buffer; the returned descriptor
-        // is new and owned by us.
+        // SAFETY: accept4 with null address pointers writes no address; it
+        // reads only the listener's descriptor, which `self` keeps open.
         let fd = unsafe {
             libc::accept4(
-                self.fd(),
-                (&raw mut addr).cast(),
-                &mut len,
+                self.as_fd().as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
                 libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             )
         };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: fd was just returned by accept4.
+        // SAFETY: accept4 just returned this descriptor: it is open and
+        // nothing else owns it.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(match self {
             Listener::Unix(_) => (Socket::Unix(UnixStream::from(owned)), Cow::Borrowed("unix")),
@@ -273,32 +278,24 @@ impl rustgi_core::Intake for ListenerIntake {
 
     fn wait(&self) {
         let listener = self.listener.read().unwrap();
-        let mut fds = [
-            libc::pollfd {
-                fd: self.shared.wake.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: -1,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let wake = PollFd::new(self.shared.wake.0.as_fd(), PollFlags::POLLIN);
+        let mut fds = vec![wake];
         if let Some(l) = listener.as_ref()
             && self.may_accept()
         {
-            fds[1].fd = l.fd();
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
         }
-        let timeout = self
-            .paused()
-            .map_or(-1, |d| i32::try_from(d.as_millis() + 1).unwrap_or(i32::MAX));
+        let timeout = self.paused().map_or(PollTimeout::NONE, |d| {
+            PollTimeout::try_from(d.as_millis() + 1).unwrap_or(PollTimeout::MAX)
+        });
         // The listener stays open while we poll it (close() waits for the
-        // read lock): its descriptor cannot be reused under us.
-        // SAFETY: two valid pollfds.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        // read lock). An interrupted poll is a spurious wake-up, which the
+        // pool takes in its stride.
+        let _ = poll(&mut fds, timeout);
+        let woken = fds[0].any().unwrap_or(false);
+        drop(fds);
         drop(listener);
-        if fds[0].revents != 0 {
+        if woken {
             self.shared.wake.clear();
         }
     }
@@ -309,32 +306,20 @@ impl rustgi_core::Intake for ListenerIntake {
 }
 
 /// An eventfd: how a thread waiting in poll() is woken.
-struct WakeFd(OwnedFd);
+struct WakeFd(EventFd);
 
 impl WakeFd {
     fn new() -> io::Result<Self> {
-        // SAFETY: eventfd returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is new and ours.
-        Ok(WakeFd(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+        let flags = EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC;
+        Ok(WakeFd(EventFd::from_value_and_flags(0, flags)?))
     }
 
     fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64.
-        unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) };
+        // Fails only when the counter is full: it is signalled already.
+        let _ = self.0.write(1);
     }
 
     fn clear(&self) {
-        let mut count: u64 = 0;
-        // SAFETY: reads 8 bytes into a valid u64.
-        unsafe { libc::read(self.fd(), (&raw mut count).cast(), 8) };
+        let _ = self.0.read();
     }
 }

@@ -3,6 +3,8 @@
 //! supervisor (`rustgi-supervisor`) hands each worker's listener to
 //! [`serve`].
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod allow;
 pub mod cgi;
 mod config;
