@@ -120,6 +120,12 @@ TARGETS = [
     Target("rustgi-uwsgi", "rustgi", "uwsgi"),
     Target("uwsgi-uwsgi", "uwsgi", "uwsgi"),
     Target("nginx", "nginx", "http"),
+    # --baseline-binary: another rustgi-gateway (an earlier commit, say),
+    # measured in the same interleaved rounds.
+    Target("base-scgi", "base", "scgi", default=False),
+    Target("base-fastcgi", "base", "fastcgi", default=False),
+    Target("base-fastcgi-keep", "base", "fastcgi-keep", default=False),
+    Target("base-uwsgi", "base", "uwsgi", default=False),
 ]
 
 # The goals of issue 6: (label, measure, how the ratio is taken, goal, holds if)
@@ -322,8 +328,9 @@ class Bench:
         """The command line, and the signal that stops it."""
         sock = str(self.sock(t))
         appfile = str(BENCH / "app.py")
-        if t.server == "rustgi":
-            return [self.args.rustgi_binary, "--proto", t.pass_proto, "--socket", sock,
+        if t.server in ("rustgi", "base"):
+            binary = self.args.rustgi_binary if t.server == "rustgi" else self.args.baseline_binary
+            return [binary, "--proto", t.pass_proto, "--socket", sock,
                     "--chmod", "666", "--app", appfile, "--threads", str(sc.threads),
                     "--processes", str(sc.processes)], signal.SIGTERM
         if t.server == "uwsgi":
@@ -755,6 +762,7 @@ def versions(args) -> dict:
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}",
         "rustgi": f"{args.rustgi_binary} (git {git})",
+        **({"baseline": args.baseline_binary} if args.baseline_binary else {}),
         "uwsgi": out([str(VENV / "bin" / "uwsgi"), "--version"]),
         "flup": out([str(VENV / "bin" / "python"), "-c",
                      "import importlib.metadata as m; print(m.version('flup'))"]),
@@ -787,6 +795,9 @@ def main():
     ap.add_argument("--rustgi-binary", default=str(REPO / "target/release/rustgi-gateway"),
                     help="the rustgi-gateway to measure (default: target/release's)")
     ap.add_argument("--loadgen-binary", default=str(REPO / "target/release/rustgi-loadgen"))
+    ap.add_argument("--baseline-binary",
+                    help="another rustgi-gateway to measure in the same rounds, as the "
+                         "base-* targets (added to the default targets)")
     ap.add_argument("--run-dir", help="default: a new /tmp/rustgi-bench-*")
     ap.add_argument("--port-base", type=int, default=28480,
                     help="nginx listens on this port and the next ones, one per target")
@@ -797,14 +808,18 @@ def main():
     args.warmup_wrk, args.warmup_direct = 1, (0.5 if args.short else 1)
     scs = (args.scenarios or ("hello" if args.short else ",".join(all_scenarios))).split(",")
     tgs = (args.only or ",".join(t.name for t in TARGETS if t.default)).split(",")
+    if args.baseline_binary and not args.only:
+        tgs += [t.name for t in TARGETS if t.server == "base"]
     for name, known in ((scs, all_scenarios), (tgs, [t.name for t in TARGETS])):
         bad = [n for n in name if n not in known]
         if bad:
             ap.error(f"unknown {', '.join(bad)}; choose from {', '.join(known)}")
-    for binary in (args.rustgi_binary, args.loadgen_binary):
-        if not os.access(binary, os.X_OK):
+    for binary in (args.rustgi_binary, args.loadgen_binary, args.baseline_binary):
+        if binary and not os.access(binary, os.X_OK):
             ap.error(f"no {binary}: build it first (bench/run does)")
     args.rustgi_binary = str(Path(args.rustgi_binary).resolve())
+    if args.baseline_binary:
+        args.baseline_binary = str(Path(args.baseline_binary).resolve())
 
     if args.run_dir:
         run = Path(args.run_dir).resolve()

@@ -240,23 +240,22 @@ impl Service {
         let Accepted {
             socket, buf, peer, ..
         } = conn;
+        // Each kind of socket is its own stream type under tokio.
+        macro_rules! serve_registered {
+            ($registered:expr) => {
+                match $registered {
+                    Ok(stream) => {
+                        return self
+                            .serve(stream, buf, head, accepted, &peer, tracker)
+                            .await;
+                    }
+                    Err(e) => e,
+                }
+            };
+        }
         let failed = match socket {
-            Socket::Unix(stream) => match tokio::net::UnixStream::from_std(stream) {
-                Ok(stream) => {
-                    return self
-                        .serve(stream, buf, head, accepted, &peer, tracker)
-                        .await;
-                }
-                Err(e) => e,
-            },
-            Socket::Tcp(stream) => match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => {
-                    return self
-                        .serve(stream, buf, head, accepted, &peer, tracker)
-                        .await;
-                }
-                Err(e) => e,
-            },
+            Socket::Unix(stream) => serve_registered!(tokio::net::UnixStream::from_std(stream)),
+            Socket::Tcp(stream) => serve_registered!(tokio::net::TcpStream::from_std(stream)),
         };
         tracing::warn!(%peer, "registering a connection failed: {failed}");
     }

@@ -27,40 +27,29 @@ pub trait TryRead {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
-impl Connection for UnixStream {
-    type Reader<'a> = unix::ReadHalf<'a>;
-    type Writer<'a> = unix::WriteHalf<'a>;
+/// The same impls for both kinds of stream.
+macro_rules! connection_for {
+    ($stream:ty, $halves:ident, $variant:ident) => {
+        impl Connection for $stream {
+            type Reader<'a> = $halves::ReadHalf<'a>;
+            type Writer<'a> = $halves::WriteHalf<'a>;
 
-    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
-        self.split()
-    }
+            fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
+                self.split()
+            }
 
-    fn into_socket(self) -> io::Result<Socket> {
-        self.into_std().map(Socket::Unix)
-    }
+            fn into_socket(self) -> io::Result<Socket> {
+                self.into_std().map(Socket::$variant)
+            }
+        }
+
+        impl TryRead for $halves::ReadHalf<'_> {
+            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                $halves::ReadHalf::try_read(self, buf)
+            }
+        }
+    };
 }
 
-impl Connection for TcpStream {
-    type Reader<'a> = tcp::ReadHalf<'a>;
-    type Writer<'a> = tcp::WriteHalf<'a>;
-
-    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
-        self.split()
-    }
-
-    fn into_socket(self) -> io::Result<Socket> {
-        self.into_std().map(Socket::Tcp)
-    }
-}
-
-impl TryRead for unix::ReadHalf<'_> {
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        unix::ReadHalf::try_read(self, buf)
-    }
-}
-
-impl TryRead for tcp::ReadHalf<'_> {
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        tcp::ReadHalf::try_read(self, buf)
-    }
-}
+connection_for!(UnixStream, unix, Unix);
+connection_for!(TcpStream, tcp, Tcp);
