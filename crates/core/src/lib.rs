@@ -38,7 +38,7 @@ pub use paths::Mount;
 pub use pool::{Intake, PythonPool, RequestHook};
 pub use responder::TimeoutAnswer;
 pub use response::{
-    DirectResponse, Disconnected, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender,
+    Disconnected, LaneWriter, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender,
     ResponseTarget, response_channel,
 };
 pub use running::Overdue;

@@ -1,9 +1,9 @@
 //! The response side of one request: the head held back until the first
 //! block, the application's Content-Length, the events pushed to a channel
-//! or written to a direct connection, and our own 500 and 504 responses.
+//! or written to the connection (the Python lane), and our own 500 and 504 responses.
 
 use crate::response::{
-    DirectResponse, Disconnected, ResponseEvent, ResponseSender, ResponseTarget, TrySend,
+    Disconnected, LaneWriter, ResponseEvent, ResponseSender, ResponseTarget, TrySend,
 };
 use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
@@ -62,14 +62,14 @@ enum Target {
     Channel(ResponseSender),
     /// `None` once the request is over: an application that kept
     /// `start_response` must not keep the connection open.
-    Direct(Mutex<Option<Box<dyn DirectResponse>>>),
+    PythonLane(Mutex<Option<Box<dyn LaneWriter>>>),
 }
 
 impl Responder {
     pub(crate) fn new(target: ResponseTarget) -> Self {
         let target = match target {
             ResponseTarget::Channel(sender) => Target::Channel(sender),
-            ResponseTarget::Direct(direct) => Target::Direct(Mutex::new(Some(direct))),
+            ResponseTarget::PythonLane(direct) => Target::PythonLane(Mutex::new(Some(direct))),
         };
         Responder {
             target,
@@ -79,12 +79,12 @@ impl Responder {
 
     /// Passes a `wsgi.errors` line on to the front server.
     pub(crate) fn send_stderr(&self, py: Python<'_>, line: Bytes) {
-        if let Target::Direct(direct) = &self.target {
+        if let Target::PythonLane(direct) = &self.target {
             // Another thread of the app logging while the response waits
             // for the socket: waiting here with the GIL could deadlock, and
             // the line is in our log anyway.
             if let Ok(mut direct) = direct.try_lock() {
-                let _gone_is_fine = push_direct(py, &mut direct, vec![ResponseEvent::Stderr(line)]);
+                let _gone_is_fine = push_here(py, &mut direct, vec![ResponseEvent::Stderr(line)]);
             }
             return;
         }
@@ -99,7 +99,7 @@ impl Responder {
                     TrySend::Full => py.detach(|| sender.wait_for_room()),
                 }
             },
-            Target::Direct(direct) => push_direct(py, &mut direct.lock().unwrap(), events),
+            Target::PythonLane(direct) => push_here(py, &mut direct.lock().unwrap(), events),
         }
     }
 
@@ -127,7 +127,7 @@ impl Responder {
             Target::Channel(sender) => sender.send_now(events),
             // Busy only while the application's thread waits for the socket:
             // the write timeout ends that.
-            Target::Direct(direct) => {
+            Target::PythonLane(direct) => {
                 if let Ok(mut direct) = direct.try_lock()
                     && let Some(mut sink) = direct.take()
                 {
@@ -138,9 +138,9 @@ impl Responder {
         answer
     }
 
-    /// Closes a direct connection (the response is over).
+    /// Closes the connection (the Python lane) (the response is over).
     pub(crate) fn release(&self) {
-        if let Target::Direct(direct) = &self.target {
+        if let Target::PythonLane(direct) = &self.target {
             direct.lock().unwrap().take();
         }
     }
@@ -204,7 +204,7 @@ impl Responder {
 
     /// The first `len` bytes of a body block, as the target takes them.
     ///
-    /// A direct connection is written from the Python thread: it gets the
+    /// The connection (the Python lane) is written from the Python thread: it gets the
     /// application's bytes themselves, without a copy (an 8 MiB response
     /// would otherwise be copied 8 MiB at a time). The `Bytes` owns a
     /// reference to the bytes object, so whatever the writer does with it
@@ -218,7 +218,7 @@ impl Responder {
     fn body(&self, block: &Bound<'_, PyBytes>, len: usize) -> Bytes {
         match &self.target {
             Target::Channel(_) => Bytes::copy_from_slice(&block.as_bytes()[..len]),
-            Target::Direct(_) => {
+            Target::PythonLane(_) => {
                 let mut bytes = Bytes::from_owner(PyBackedBytes::from(block.clone()));
                 bytes.truncate(len);
                 bytes
@@ -290,9 +290,9 @@ fn fixed_response(status: &'static [u8], body: &'static [u8]) -> Vec<ResponseEve
 /// Writes `events` on the connection, waiting (without the GIL) while it
 /// is full: all written, or the writer dropped, which closes the
 /// connection.
-fn push_direct(
+fn push_here(
     py: Python<'_>,
-    slot: &mut Option<Box<dyn DirectResponse>>,
+    slot: &mut Option<Box<dyn LaneWriter>>,
     mut events: Vec<ResponseEvent>,
 ) -> Result<(), Stop> {
     let direct = slot.as_mut().ok_or(Stop::Gone)?;
@@ -333,7 +333,7 @@ mod tests {
     /// that queues blocks without copying them might.
     struct KeepingConnection(Arc<Mutex<Vec<Bytes>>>);
 
-    impl DirectResponse for KeepingConnection {
+    impl LaneWriter for KeepingConnection {
         fn send(&mut self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected> {
             for event in events.drain(..) {
                 if let ResponseEvent::Body(block) = event {
@@ -371,10 +371,10 @@ mod tests {
     }
 
     #[test]
-    fn a_direct_block_is_the_applications_own_and_keeps_it_alive() {
+    fn a_python_lane_block_is_the_applications_own_and_keeps_it_alive() {
         crate::test_python::start();
         let kept = Arc::new(Mutex::new(Vec::new()));
-        let target = ResponseTarget::Direct(Box::new(KeepingConnection(kept.clone())));
+        let target = ResponseTarget::PythonLane(Box::new(KeepingConnection(kept.clone())));
         let responder = started(target, b"5");
         Python::attach(|py| {
             let block = PyBytes::new(py, b"hello, world");

@@ -13,24 +13,25 @@ use std::task::{Poll, Waker};
 
 pub use rustgi_model::ResponseEvent;
 
-/// Where a request's response goes: through the channel to the I/O thread,
-/// or straight to the connection from the Python thread.
+/// Where a request's response goes: through the channel to the I/O lane,
+/// or straight to the connection from the Python thread (the Python lane).
 pub enum ResponseTarget {
     Channel(ResponseSender),
-    Direct(Box<dyn DirectResponse>),
+    PythonLane(Box<dyn LaneWriter>),
 }
 
-/// A response the Python thread writes to the connection itself. For a
+/// The Python lane's side of a response: the Python thread writes it to
+/// the connection itself. For a
 /// request that arrived whole this spares the hand-off back to the I/O
 /// thread: the wake-up that costs more than the rest of a small request
-/// (DESIGN.md, "Hot path budget"). The implementation (in the server)
+/// (DESIGN.md, "Hot path budget"). The implementation (in rustgi-serve)
 /// encodes the events in its protocol and closes the connection when it is
 /// dropped: gracefully after `End`, cut otherwise.
 ///
 /// A body block may be the application's bytes object itself (no copy):
 /// the `Bytes` keeps it alive, so holding on to it is safe, but one dropped
 /// off the Python thread only frees it once a Python thread re-attaches.
-pub trait DirectResponse: Send + Sync {
+pub trait LaneWriter: Send + Sync {
     /// Encodes `events` and writes what the connection takes now, without
     /// blocking. `Ok(true)`: nothing is pending; `Ok(false)`: call
     /// [`wait_writable`](Self::wait_writable) without the GIL, then `send`

@@ -24,7 +24,7 @@ use crate::config::Protocol;
 use crate::sink::PeerSending;
 use crate::sink::blocking::BlockingSink;
 use bytes::BytesMut;
-use response::PythonLaneResponse;
+use response::LaneResponse;
 use rustgi_core::{BodyReader, Job, ResponseTarget};
 use rustgi_model::{Request, ResponseEncoder};
 use std::borrow::Cow;
@@ -89,7 +89,7 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
         PeerSending::Done
     };
     let sink = BlockingSink::new(conn.socket, answer.write_timeout);
-    let response = PythonLaneResponse::new(
+    let response = LaneResponse::new(
         sink,
         answer.encoder,
         peer_sending,
@@ -102,7 +102,7 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
         request,
         body: answer.body,
         streams: Vec::new(),
-        response: ResponseTarget::Direct(Box::new(response)),
+        response: ResponseTarget::PythonLane(Box::new(response)),
         errors_to_peer: answer.errors_to_peer,
     })
 }

@@ -1,16 +1,16 @@
 //! A response the Python thread writes itself: the flow with the blocking
-//! sink, behind core's `DirectResponse`.
+//! sink, behind core's `LaneWriter`.
 
 use super::Socket;
 use crate::flow::{Ending, ResponseFlow};
 use crate::sink::blocking::BlockingSink;
 use crate::sink::{PeerSending, Who};
-use rustgi_core::{DirectResponse, Disconnected, ResponseEvent};
+use rustgi_core::{Disconnected, LaneWriter, ResponseEvent};
 use rustgi_model::ResponseEncoder;
 use std::borrow::Cow;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-pub(super) struct PythonLaneResponse<E> {
+pub(super) struct LaneResponse<E> {
     flow: ResponseFlow,
     encoder: E,
     /// `None` once the connection failed.
@@ -23,7 +23,7 @@ pub(super) struct PythonLaneResponse<E> {
     _tracked: TaskTrackerToken,
 }
 
-impl<E> PythonLaneResponse<E> {
+impl<E> LaneResponse<E> {
     pub(super) fn new(
         sink: BlockingSink<Socket>,
         encoder: E,
@@ -32,7 +32,7 @@ impl<E> PythonLaneResponse<E> {
         id: u64,
         tracked: TaskTrackerToken,
     ) -> Self {
-        PythonLaneResponse {
+        LaneResponse {
             // The request arrived whole: nothing to hold back for.
             flow: ResponseFlow::new(true),
             encoder,
@@ -59,7 +59,7 @@ impl<E> PythonLaneResponse<E> {
     }
 }
 
-impl<E: ResponseEncoder + Send + Sync + 'static> DirectResponse for PythonLaneResponse<E> {
+impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> {
     fn send(&mut self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected> {
         let Some(sink) = self.sink.as_mut() else {
             return Err(Disconnected);
@@ -84,7 +84,7 @@ impl<E: ResponseEncoder + Send + Sync + 'static> DirectResponse for PythonLaneRe
     }
 }
 
-impl<E> Drop for PythonLaneResponse<E> {
+impl<E> Drop for LaneResponse<E> {
     fn drop(&mut self) {
         let Some(sink) = self.sink.take() else {
             return;
