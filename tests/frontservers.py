@@ -1,15 +1,17 @@
 """Apache httpd and lighttpd in front of rustgi-gateway, for the FastCGI tests.
 
-- `FcgiGateway`: a harness `Gateway` started with `--proto fastcgi` (the
-  harness one always says `--proto scgi`); `UwsgiGateway` likewise with
-  `--proto uwsgi`, its log read through a descriptor held from the start
-  (`HeldLogFile`).
+- `OwnGateway`: a harness `Gateway` that a test starts for itself, its log
+  read through a descriptor held from the start (`HeldLogFile`), failing
+  its `stop()` unless SIGTERM ends it with 0; `CommandLineGateway` runs the
+  command line an example gives.
 - `Apache`: `apache2 -d DIR -f DIR/httpd.conf -DFOREGROUND` with a config of
   its own (only the modules it is told to load), on a free 127.0.0.1 port.
 - `Lighttpd`: `lighttpd -D -f DIR/lighttpd.conf`, likewise.
 - `FcgiCapture`: a minimal FastCGI responder written here from the spec (it
   shares no code with the Rust side) that records the PARAMS each request
   carried and answers 200, to see what a front server really sends.
+- `answer`, `env_of`, `explain`, `latin1_path`: reading what the app
+  answered, and the logs to show when it is not what was expected.
 - `Processes`: everything a test started, stopped in reverse order whatever
   happens (a fixture calls `stop_all()` in its teardown; an atexit hook is
   the last resort).
@@ -40,6 +42,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 from harness import ANSI, Gateway, LogFile, _die_with_parent, can_connect_tcp, free_port
 
@@ -67,25 +70,6 @@ def _pids_with_arg(needle: str) -> list[int]:
         if any(needle.encode() in a for a in args):
             found.append(int(entry))
     return found
-
-
-class FcgiGateway(Gateway):
-    """A rustgi-gateway speaking FastCGI (`--proto fastcgi`)."""
-
-    @property
-    def command(self) -> list[str]:
-        # (works whether or not the harness Gateway takes a `proto=`)
-        cmd = list(super().command)
-        cmd[cmd.index("--proto") + 1] = "fastcgi"
-        return cmd
-
-    def stop(self):
-        code = self.terminate(timeout=10)
-        if code != 0:
-            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{self.log.tail(20)}")
-
-    def __repr__(self):
-        return f"<FcgiGateway {self.name} on {self.where}>"
 
 
 class HeldLogFile(LogFile):
@@ -119,19 +103,14 @@ class HeldLogFile(LogFile):
             self.fd = None
 
 
-class UwsgiGateway(Gateway):
-    """A rustgi-gateway speaking uwsgi (`--proto uwsgi`), its log read
-    through a descriptor of the file it really writes to (its own fd 2,
-    opened at spawn: see HeldLogFile). `stop()` fails if SIGTERM does not
-    end it with exit code 0."""
+class OwnGateway(Gateway):
+    """A gateway a test or a module starts for itself (any `proto=`), its
+    log read through a descriptor of the file it really writes to (its own
+    fd 2, opened at spawn: see HeldLogFile). A failed `start()` leaves no
+    process behind; `stop()` fails if SIGTERM does not end it with exit
+    code 0."""
 
-    @property
-    def command(self) -> list[str]:
-        cmd = list(super().command)
-        cmd[cmd.index("--proto") + 1] = "uwsgi"
-        return cmd
-
-    def spawn(self) -> "UwsgiGateway":
+    def spawn(self) -> "OwnGateway":
         if isinstance(self.log, HeldLogFile):
             self.log.close()
         super().spawn()
@@ -141,6 +120,13 @@ class UwsgiGateway(Gateway):
             fd = None
         self.log = HeldLogFile(self.log.path, fd)
         return self
+
+    def start(self, timeout: float = 30.0) -> "OwnGateway":
+        try:
+            return super().start(timeout)
+        except BaseException:
+            self.terminate()
+            raise
 
     def stop(self):
         """SIGTERM (then SIGKILL); closes the held log descriptor."""
@@ -152,7 +138,20 @@ class UwsgiGateway(Gateway):
             raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{tail}")
 
     def __repr__(self):
-        return f"<UwsgiGateway {self.name} on {self.where}>"
+        return f"<{type(self).__name__} {self.name} ({self.proto}) on {self.where}>"
+
+
+class CommandLineGateway(OwnGateway):
+    """The gateway started with the command line an example's comment gives
+    (`#   rustgi-gateway ...`), rendered, with our binary in its place."""
+
+    def __init__(self, name, argv: list[str], socket_path: str, log_path: Path, binary: Path):
+        super().__init__(name, socket_path, [], log_path, binary=binary)
+        self.argv = [str(binary)] + argv[1:]
+
+    @property
+    def command(self) -> list[str]:
+        return self.argv
 
 
 class FrontServer:
@@ -486,6 +485,41 @@ class FcgiCapture:
 
     def __repr__(self):
         return f"<FcgiCapture {self.address}>"
+
+
+# --------------------------------------------------------------------------
+# reading what the front server's app (tests/apps/front_app.py) answered
+
+PATHS = ["/", "/a", "/a/b/c", "/a/b/", "/caf%C3%A9", "/x%20y/z.txt", "/deep/er/path/file.py/more"]
+
+
+def latin1_path(url_path: str) -> str:
+    """The percent-decoded path as PEP 3333 bytes-as-str."""
+    return unquote_to_bytes(url_path).decode("latin-1")
+
+
+def explain(*things) -> str:
+    """The logs of the gateways and front servers a failure may be about."""
+    out = []
+    for t in things:
+        if isinstance(t, Gateway):
+            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
+        elif hasattr(t, "logs"):
+            out.append(t.logs())
+    return "\n".join(out)
+
+
+def answer(resp, *things) -> dict:
+    """The JSON answer of a 200 response; on anything else, fails with the
+    logs of `things`."""
+    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}\n{explain(*things)}"
+    assert resp.headers.get("Content-Type") == "application/json", resp.headers
+    return resp.json()
+
+
+def env_of(resp, *things) -> dict:
+    """The environ the app saw, from its JSON answer."""
+    return answer(resp, *things)["environ"]
 
 
 # --------------------------------------------------------------------------

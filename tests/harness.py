@@ -427,6 +427,7 @@ class Nginx:
     server {{
         listen 127.0.0.1:{self.server_ports[name]};
         server_name localhost;
+        include /etc/nginx/scgi_params;
 {chr(10).join(loc.render() for loc in locs)}
     }}"""
             for name, locs in self.servers.items()

@@ -28,7 +28,6 @@ examples point at lives under the run dir (mode 0755).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
@@ -39,8 +38,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from frontservers import APACHE_MODULES, Apache, Processes, _pids_with_arg, which
-from harness import APPS, REPO, Gateway, unix_connections, wait_until
+from frontservers import (
+    APACHE_MODULES,
+    Apache,
+    CommandLineGateway,
+    _pids_with_arg,
+    answer,
+    proc_stat,
+    process_gone,
+)
+from harness import APPS, REPO, unix_connections, wait_until
 
 EXAMPLES = REPO / "examples"
 APP_SOURCE = APPS / "cgi_app.py"
@@ -135,27 +142,6 @@ Include "{self.site}"
 """
 
 
-class ExampleGateway(Gateway):
-    """The gateway started with the command line an example's comment gives
-    (`#   rustgi-gateway ...`), rendered, with our binary."""
-
-    def __init__(self, name, argv: list[str], socket_path: str, log_path: Path, binary: Path):
-        super().__init__(name, socket_path, [], log_path, binary=binary)
-        self.argv = [str(binary)] + argv[1:]
-
-    @property
-    def command(self) -> list[str]:
-        return self.argv
-
-    def stop(self):
-        code = self.terminate(timeout=10)
-        if code != 0:
-            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{self.log.tail(20)}")
-
-    def __repr__(self):
-        return f"<ExampleGateway {self.name} on {self.socket}>"
-
-
 def gateway_command(text: str) -> str:
     """The one `#   rustgi-gateway ...` line of an example's comment."""
     lines = re.findall(r"^#\s+(rustgi-gateway\s.*)$", text, re.M)
@@ -168,43 +154,11 @@ def gateway_command(text: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def apache_binary() -> str:
-    found = which("apache2")
-    if not found:
-        pytest.fail("apache2 is not installed: run the suite through tests/run, which installs it")
-    return found
-
-
-@pytest.fixture(scope="session")
 def mod_fcgid():
     path = APACHE_MODULES / "mod_fcgid.so"
     if not path.exists():
         pytest.fail(f"{path} is missing: run the suite through tests/run, which installs libapache2-mod-fcgid")
     return path
-
-
-@pytest.fixture
-def procs():
-    """The processes this test starts; all stopped at its end, whatever
-    happened. A process that does not stop fails the test."""
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def site_dir(request, run_dir) -> Path:
-    """A fresh directory (0755) for this test: the rendered /srv/app, the
-    socket, Apache's files."""
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name[5:])
-    if len(name) > 40:  # short enough for a Unix socket path; unique per parameter
-        name = name[:33] + "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
-    d = run_dir / f"ex-{name}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
-    return d
 
 
 @pytest.fixture
@@ -231,31 +185,15 @@ def start_apache(procs, apache_binary, log_dir, site_dir, example: str, replacem
 
 
 def start_example_gateway(procs, gateway_bin, log_dir, example: str, socket_path: str,
-                          app_dir: Path) -> ExampleGateway:
+                          app_dir: Path) -> CommandLineGateway:
     text = (EXAMPLES / example).read_text()
     line = gateway_command(text)
     assert line.count(SOCKET) == 1 and line.count(APP_DIR + "/app.py") == 1, line
     argv = shlex.split(line.replace(SOCKET, socket_path).replace(APP_DIR, str(app_dir)))
     name = Path(socket_path).parent.name + "-gw"
-    gw = ExampleGateway(name, argv, socket_path, log_dir / f"{name}.log", gateway_bin)
+    gw = CommandLineGateway(name, argv, socket_path, log_dir / f"{name}.log", gateway_bin)
     procs.add(gw)
     return gw.start()
-
-
-def explain(*things) -> str:
-    out = []
-    for t in things:
-        if isinstance(t, Gateway):
-            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
-        elif hasattr(t, "logs"):
-            out.append(t.logs())
-    return "\n".join(out)
-
-
-def answer(resp: requests.Response, *things) -> dict:
-    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}\n{explain(*things)}"
-    assert resp.headers.get("Content-Type") == "application/json", resp.headers
-    return resp.json()
 
 
 def check_get_post_authorization(server, *things, s: requests.Session | None = None) -> dict:
@@ -287,21 +225,11 @@ def check_get_post_authorization(server, *things, s: requests.Session | None = N
     return got
 
 
-def process_gone(pid: int) -> bool:
-    """True once `pid` no longer exists (or is a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def ancestors(pid: int) -> list[int]:
     out = []
     while pid > 1:
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            pid = int(proc_stat(pid)[1])
         except (FileNotFoundError, ValueError):
             break
         out.append(pid)

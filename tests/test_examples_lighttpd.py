@@ -38,16 +38,17 @@ import pytest
 import requests
 
 from frontservers import (
+    CommandLineGateway,
     Lighttpd,
-    Processes,
     StrayProcesses,
+    answer,
+    latin1_path,
     listening_unix_sockets,
     proc_stat,
     process_gone,
     socket_inodes,
-    which,
 )
-from harness import APPS, REPO, Gateway, free_port, wait_until
+from harness import APPS, REPO, free_port, wait_until
 
 EXAMPLES = REPO / "examples"
 APP_SOURCE = APPS / "example_app.py"
@@ -163,27 +164,6 @@ class DebianLighttpd(Lighttpd):
         return text
 
 
-class CommandGateway(Gateway):
-    """The gateway started with the command line an example's comment gives,
-    rendered, with our binary in place of `rustgi-gateway`."""
-
-    def __init__(self, name, argv: list[str], socket_path: str, log_path: Path, binary: Path):
-        super().__init__(name, socket_path, [], log_path, binary=binary)
-        self.argv = [str(binary)] + argv[1:]
-
-    @property
-    def command(self) -> list[str]:
-        return self.argv
-
-    def stop(self):
-        code = self.terminate(timeout=10)
-        if code != 0:
-            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{self.log.tail(20)}")
-
-    def __repr__(self):
-        return f"<CommandGateway {self.name} on {self.socket}>"
-
-
 # ---------------------------------------------------------------------------
 # /proc
 
@@ -218,48 +198,11 @@ def uid_of(pid: int) -> int:
 
 
 @pytest.fixture(scope="session")
-def lighttpd_binary() -> str:
-    found = which("lighttpd")
-    if not found:
-        pytest.fail("lighttpd is not installed: run the suite through tests/run, which installs it")
+def debian_lighttpd(lighttpd_binary) -> str:
+    """lighttpd, with Debian's stock config that the examples build on."""
     if not DEBIAN_CONF.exists():
         pytest.fail(f"{DEBIAN_CONF} (Debian's stock lighttpd.conf) is missing: reinstall lighttpd")
-    return found
-
-
-@pytest.fixture
-def procs():
-    """The processes this test starts; all stopped at its end, whatever
-    happened. A process that does not stop fails the test."""
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def site_dir(request, run_dir) -> Path:
-    """A fresh directory (0755) for this test: the rendered /srv/app, the
-    sockets, lighttpd's files."""
-    # short (socket paths have a limit of 107 bytes): the example's name
-    example = request.node.callspec.params["example"]
-    name = "lt-" + example.removeprefix("lighttpd-").removesuffix(".conf")
-    d = run_dir / f"{name}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
-    return d
-
-
-@pytest.fixture
-def app_file(site_dir) -> Path:
-    """The rendered /srv/app/app.py, readable by www-data."""
-    d = site_dir / "srv-app"
-    d.mkdir(mode=0o755)
-    path = d / "app.py"
-    shutil.copy(APP_SOURCE, path)
-    os.chmod(path, 0o644)
-    return path
+    return lighttpd_binary
 
 
 def start_lighttpd(procs, binary, log_dir, site_dir, example: str, replacements: dict,
@@ -271,30 +214,7 @@ def start_lighttpd(procs, binary, log_dir, site_dir, example: str, replacements:
     return server.start()
 
 
-def explain(*things) -> str:
-    out = []
-    for t in things:
-        if isinstance(t, Gateway):
-            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
-        elif hasattr(t, "logs"):
-            out.append(t.logs())
-    return "\n".join(out)
-
-
-def answer(resp: requests.Response, *things) -> dict:
-    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}\n{explain(*things)}"
-    assert resp.headers.get("Content-Type") == "application/json", resp.headers
-    return resp.json()
-
-
 PATHS = ["/", "/a", "/a/b/c", "/a/b/", "/caf%C3%A9", "/x%20y/z.txt", "/deep/er/file.py/more"]
-
-
-def latin1_path(url_path: str) -> str:
-    """The percent-decoded path as PEP 3333 bytes-as-str."""
-    from urllib.parse import unquote_to_bytes
-
-    return unquote_to_bytes(url_path).decode("latin-1")
 
 
 def check_requests(server, *things, s: requests.Session | None = None) -> list[dict]:
@@ -354,7 +274,7 @@ DAEMON_EXAMPLES = {
 
 
 @pytest.mark.parametrize("example", list(DAEMON_EXAMPLES))
-def test_daemon_example_get_post_and_path_info(example, procs, lighttpd_binary, gateway_bin, log_dir,
+def test_daemon_example_get_post_and_path_info(example, procs, debian_lighttpd, gateway_bin, log_dir,
                                                site_dir, app_file):
     proto, markers, includes = DAEMON_EXAMPLES[example]
     text = (EXAMPLES / example).read_text()
@@ -368,10 +288,10 @@ def test_daemon_example_get_post_and_path_info(example, procs, lighttpd_binary, 
     sock = str(sock_dir / "app.sock")
     argv = shlex.split(line.replace(SOCKET, sock).replace(APP_FILE, str(app_file)))
     name = site_dir.name + "-gw"
-    gw = procs.add(CommandGateway(name, argv, sock, log_dir / f"{name}.log", gateway_bin)).start()
+    gw = procs.add(CommandLineGateway(name, argv, sock, log_dir / f"{name}.log", gateway_bin)).start()
 
     # Debian's 10-fastcgi.conf enabled too: the example loads mod_fastcgi again
-    server = start_lighttpd(procs, lighttpd_binary, log_dir, site_dir, example,
+    server = start_lighttpd(procs, debian_lighttpd, log_dir, site_dir, example,
                             {SOCKET: (sock, 1)}, includes)
     answers = check_requests(server, gw)
     for got in answers:
@@ -399,14 +319,14 @@ SPAWN_EXAMPLES = {
 
 @pytest.mark.parametrize("example", list(SPAWN_EXAMPLES))
 def test_spawn_example_lighttpd_starts_serves_and_stops_the_gateways(
-        example, procs, lighttpd_binary, gateway_bin, log_dir, site_dir, app_file):
+        example, procs, debian_lighttpd, gateway_bin, log_dir, site_dir, app_file):
     markers = SPAWN_EXAMPLES[example]
     procs.add(StrayProcesses(str(app_file)))
     sock_dir = site_dir / "run-lighttpd"  # Debian's /run/lighttpd: www-data's, 0750
     sock_dir.mkdir()
     give_to_www_data(sock_dir)
     sock = str(sock_dir / "rustgi.sock")
-    server = start_lighttpd(procs, lighttpd_binary, log_dir, site_dir, example, {
+    server = start_lighttpd(procs, debian_lighttpd, log_dir, site_dir, example, {
         SPAWN_SOCKET: (sock, 1),
         BINARY: (str(gateway_bin), 1),
         APP_FILE: (str(app_file), 1),

@@ -53,58 +53,18 @@ from fcgi_client import (
     responder_params,
     stream_records,
 )
-from harness import ANSI, APPS, REPO, Gateway, KiB, LogFile, MiB, wait_until
+from frontservers import OwnGateway
+from harness import APPS, REPO, KiB, MiB, wait_until
 
 APP = str((APPS / "fastcgi_app.py").relative_to(REPO))
 MAX_HEADER = 1024
 
 
-class HeldLogFile(LogFile):
-    """A LogFile read through a descriptor opened when the process starts.
-
-    Other pytest sessions in the same checkout clear tests/.run/logs/ when
-    they start (conftest's `log_dir`); the gateway keeps writing to its
-    unlinked file, and this keeps reading it."""
-
-    def __init__(self, path: Path):
-        super().__init__(path)
-        self.fd = os.open(path, os.O_RDONLY)
-
-    def text(self, since: int = 0) -> str:
-        size = os.fstat(self.fd).st_size
-        data = os.pread(self.fd, max(0, size - since), since)
-        return ANSI.sub("", data.decode("utf-8", "replace"))
-
-    def mark(self) -> int:
-        return os.fstat(self.fd).st_size
-
-    def close(self):
-        os.close(self.fd)
-
-
-class FcgiGateway(Gateway):
-    """A Gateway that speaks FastCGI (harness.Gateway says `--proto scgi`)."""
-
-    @property
-    def command(self) -> list[str]:
-        return [str(self.binary), "--proto", "fastcgi", "--socket", self.socket, "--chmod", "666"] + self.args
-
-    def spawn(self) -> "FcgiGateway":
-        super().spawn()
-        if not isinstance(self.log, HeldLogFile):
-            self.log = HeldLogFile(self.log.path)
-        return self
-
-
-def start_gateway(name, args, run_dir, log_dir, gateway_bin):
-    gw = FcgiGateway(name, str(run_dir / f"raw-{name}.sock"), ["--app", APP] + args,
-                     log_dir / f"fastcgi-raw-{name}-{os.getpid()}.log", binary=gateway_bin)
-    try:
-        gw.start()
-    except BaseException:
-        gw.terminate()
-        raise
-    return gw
+def start_gateway(name, args, run_dir, log_dir, gateway_bin) -> OwnGateway:
+    gw = OwnGateway(name, str(run_dir / f"raw-{name}.sock"), ["--app", APP] + args,
+                    log_dir / f"fastcgi-raw-{name}-{os.getpid()}.log", binary=gateway_bin,
+                    proto="fastcgi")
+    return gw.start()
 
 
 @pytest.fixture(scope="module")

@@ -50,12 +50,9 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import fcgi_client as fc
-from frontservers import Processes, StrayProcesses, process_gone, which
+from frontservers import StrayProcesses, process_gone
 from harness import (
-    APPS,
     REPO,
     LogFile,
     _die_with_parent,
@@ -71,69 +68,11 @@ from harness import (
 )
 
 EXAMPLES = REPO / "examples"
-APP_SOURCE = APPS / "example_app.py"
 AS_ROOT = os.geteuid() == 0
 
 
 # ---------------------------------------------------------------------------
 # fixtures and helpers
-
-
-@pytest.fixture(scope="session")
-def spawn_fcgi() -> str:
-    found = which("spawn-fcgi")
-    if not found:
-        pytest.fail("spawn-fcgi is not installed (Debian: spawn-fcgi): run the suite through tests/run")
-    return found
-
-
-@pytest.fixture(scope="session")
-def cgi_fcgi() -> str:
-    found = which("cgi-fcgi")
-    if not found:
-        pytest.fail("cgi-fcgi is not installed (Debian: libfcgi-bin): run the suite through tests/run")
-    return found
-
-
-@pytest.fixture(scope="session")
-def systemd_analyze() -> str:
-    found = which("systemd-analyze")
-    if not found:
-        pytest.fail("systemd-analyze is not installed (Debian: systemd): run the suite through tests/run")
-    return found
-
-
-@pytest.fixture
-def procs():
-    """The processes this test starts; all stopped at its end, whatever
-    happened. A process that does not stop fails the test."""
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def site_dir(request, run_dir) -> Path:
-    """A fresh, short-named directory (0755) for this test (socket paths
-    have a limit of 107 bytes)."""
-    name = "sp-" + re.sub(r"[^A-Za-z0-9]+", "-", request.node.name.removeprefix("test_"))[:28]
-    d = run_dir / f"{name}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
-    return d
-
-
-@pytest.fixture
-def app_file(site_dir) -> Path:
-    """The app (the rendered /srv/app/app.py), readable by everyone."""
-    d = site_dir / "srv-app"
-    d.mkdir(mode=0o755)
-    path = d / "app.py"
-    shutil.copy(APP_SOURCE, path)
-    os.chmod(path, 0o644)
-    return path
 
 
 class Child:

@@ -14,102 +14,20 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from pathlib import Path
-from urllib.parse import unquote_to_bytes
 
 import pytest
 import requests
 
 import uwsgi_client as uw
-from frontservers import Apache, Lighttpd, Processes, UwsgiGateway, which
+from frontservers import PATHS, env_of, explain, latin1_path
 from harness import APPS
 
 ECHO = ["--app", str(APPS / "front_app.py")]
-PATHS = ["/", "/a", "/a/b/c", "/a/b/", "/caf%C3%A9", "/x%20y/z.txt", "/deep/er/path/file.py/more"]
 
 
-# ---------------------------------------------------------------------------
-# fixtures
-
-
-@pytest.fixture(scope="session")
-def apache_binary() -> str:
-    found = which("apache2")
-    if not found:
-        pytest.fail("apache2 is not installed: run the suite through tests/run, which installs it")
-    return found
-
-
-@pytest.fixture(scope="session")
-def lighttpd_binary() -> str:
-    found = which("lighttpd")
-    if not found:
-        pytest.fail("lighttpd is not installed: run the suite through tests/run, which installs it")
-    return found
-
-
-@pytest.fixture
-def procs():
-    """The processes this test starts; all stopped at its end, whatever
-    happened. A process that does not stop fails the test."""
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def unique(request, run_dir):
-    """A short name unique to this test, and a fresh directory (0755) for it."""
-    counter = {"n": 0}
-
-    def make(kind: str) -> tuple[str, Path]:
-        counter["n"] += 1
-        name = f"uw-{request.node.name[5:25]}-{kind}-{counter['n']}-{os.getpid()}"
-        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        d = run_dir / name
-        d.mkdir(mode=0o755, exist_ok=True)
-        os.chmod(d, 0o755)
-        return name, d
-
-    return make
-
-
-@pytest.fixture
-def uwsgi_gateway(procs, unique, gateway_bin, log_dir, run_dir):
-    """uwsgi_gateway(kind, args) -> a started uwsgi gateway on a Unix socket
-    in the run dir (mode 0755, so Apache's www-data workers reach it)."""
-
-    def make(kind: str, args: list[str]) -> UwsgiGateway:
-        name, _ = unique(f"gw-{kind}")
-        gw = UwsgiGateway(name, str(run_dir / f"{name}.sock"), args, log_dir / f"{name}.log",
-                          binary=gateway_bin)
-        procs.add(gw)
-        return gw.start()
-
-    return make
-
-
-@pytest.fixture
-def apache(procs, unique, apache_binary, log_dir):
-    def make(kind: str, body: str) -> Apache:
-        name, d = unique(f"apache-{kind}")
-        server = Apache(apache_binary, d, log_dir / name, name, body, modules=["proxy_uwsgi"])
-        procs.add(server)
-        return server.start()
-
-    return make
-
-
-@pytest.fixture
-def lighttpd(procs, unique, lighttpd_binary, log_dir):
-    def make(kind: str, body: str) -> Lighttpd:
-        name, d = unique(f"lighttpd-{kind}")
-        server = Lighttpd(lighttpd_binary, d, log_dir / name, name, body, modules=("mod_scgi",))
-        procs.add(server)
-        return server.start()
-
-    return make
+# mod_proxy_uwsgi for Apache; lighttpd speaks uwsgi through mod_scgi.
+APACHE_UWSGI = ["proxy_uwsgi"]
+LIGHTTPD_UWSGI = ("mod_scgi",)
 
 
 class UwsgiCapture:
@@ -170,27 +88,6 @@ class UwsgiCapture:
 # helpers
 
 
-def env_of(resp: requests.Response) -> dict:
-    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}"
-    assert resp.headers.get("Content-Type") == "application/json", resp.headers
-    return resp.json()["environ"]
-
-
-def latin1_path(url_path: str) -> str:
-    """The percent-decoded path as PEP 3333 bytes-as-str."""
-    return unquote_to_bytes(url_path).decode("latin-1")
-
-
-def explain(*things) -> str:
-    out = []
-    for t in things:
-        if isinstance(t, UwsgiGateway):
-            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
-        elif hasattr(t, "logs"):
-            out.append(t.logs())
-    return "\n".join(out)
-
-
 def proxy_errors(server) -> list[str]:
     return server.error_log.lines_matching(r"proxy_uwsgi:error|proxy:error")
 
@@ -200,10 +97,10 @@ def proxy_errors(server) -> list[str]:
 
 
 @pytest.fixture
-def apache_app(uwsgi_gateway, apache):
+def apache_app(own_gateway, apache):
     """The echo app behind `ProxyPass "/app" ...`."""
-    gw = uwsgi_gateway("echo", ECHO + ["--threads", "4"])
-    server = apache("app", f'ProxyPass "/app" "unix:{gw.socket}|uwsgi://uwapp/"\n')
+    gw = own_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
+    server = apache("app", f'ProxyPass "/app" "unix:{gw.socket}|uwsgi://uwapp/"\n', APACHE_UWSGI)
     return server, gw
 
 
@@ -247,7 +144,7 @@ def test_apache_sends_the_prefix_as_script_name_and_the_split_is_kept(apache_app
     server, gw = apache_app
     # What Apache itself sends (raw capture behind the same configuration).
     capture = procs.add(UwsgiCapture(str(run_dir / f"{unique('cap')[0]}.sock")))
-    via_cap = apache("capture", f'ProxyPass "/app" "unix:{capture.path}|uwsgi://uwcap/"\n')
+    via_cap = apache("capture", f'ProxyPass "/app" "unix:{capture.path}|uwsgi://uwcap/"\n', APACHE_UWSGI)
     r = requests.get(via_cap.url("/app/x/y?q=1"), headers={"Authorization": "Bearer t"}, timeout=10)
     assert (r.status_code, r.content) == (200, b"captured\n"), via_cap.logs()
     m1, m2, sent, _ = capture.requests[-1]
@@ -268,9 +165,9 @@ def test_apache_sends_the_prefix_as_script_name_and_the_split_is_kept(apache_app
     assert not proxy_errors(server), explain(server, gw)
 
 
-def test_apache_proxypass_root_path_info_is_the_request_path(uwsgi_gateway, apache):
-    gw = uwsgi_gateway("echo", ECHO + ["--threads", "4"])
-    server = apache("root", f'ProxyPass "/" "unix:{gw.socket}|uwsgi://uwroot/"\n')
+def test_apache_proxypass_root_path_info_is_the_request_path(own_gateway, apache):
+    gw = own_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
+    server = apache("root", f'ProxyPass "/" "unix:{gw.socket}|uwsgi://uwroot/"\n', APACHE_UWSGI)
     s = requests.Session()
     for path in PATHS:
         env = env_of(s.get(server.url(path)))
@@ -296,6 +193,7 @@ def test_apache_needs_the_http_status_line(procs, unique, apache, run_dir):
         "status-line",
         f'ProxyPass "/good" "unix:{good.path}|uwsgi://good/"\n'
         f'ProxyPass "/cgi" "unix:{cgi_style.path}|uwsgi://cgi/"\n',
+        APACHE_UWSGI,
     )
     r = requests.get(server.url("/good/x"), timeout=10)
     assert (r.status_code, r.content) == (200, b"captured\n"), server.logs()
@@ -309,13 +207,14 @@ def test_apache_needs_the_http_status_line(procs, unique, apache, run_dir):
 # 2. lighttpd mod_scgi, scgi.protocol = "uwsgi"
 
 
-def test_lighttpd_get_post_and_path_info(uwsgi_gateway, lighttpd):
-    gw = uwsgi_gateway("echo", ECHO + ["--threads", "4"])
+def test_lighttpd_get_post_and_path_info(own_gateway, lighttpd):
+    gw = own_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
     server = lighttpd(
         "root",
         f'scgi.protocol = "uwsgi"\n'
         f'scgi.server = ("/" => (("socket" => "{gw.socket}", "check-local" => "disable", '
         f'"fix-root-scriptname" => "enable")))\n',
+        modules=LIGHTTPD_UWSGI,
     )
     s = requests.Session()
 

@@ -27,23 +27,18 @@ import time
 import pytest
 
 import uwsgi_client as uw
-from frontservers import UwsgiGateway
+from frontservers import OwnGateway
 from harness import MiB, pattern_sha256, wait_until
 
 APP = "tests/apps/uwsgi_app.py"
 MAX_HEADER = 4096
 
 
-def start_gateway(name, args, run_dir, log_dir, gateway_bin) -> UwsgiGateway:
+def start_gateway(name, args, run_dir, log_dir, gateway_bin) -> OwnGateway:
     tag = f"{name}-{os.getpid()}"
-    gw = UwsgiGateway(tag, str(run_dir / f"uwsgi-raw-{tag}.sock"), ["--app", APP] + args,
-                      log_dir / f"uwsgi-raw-{tag}.log", binary=gateway_bin)
-    try:
-        gw.start()
-    except BaseException:
-        gw.terminate()
-        raise
-    return gw
+    gw = OwnGateway(tag, str(run_dir / f"uwsgi-raw-{tag}.sock"), ["--app", APP] + args,
+                    log_dir / f"uwsgi-raw-{tag}.log", binary=gateway_bin, proto="uwsgi")
+    return gw.start()
 
 
 @pytest.fixture(scope="module")
