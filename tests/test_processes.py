@@ -34,7 +34,6 @@ from harness import (
     APPS,
     Location,
     Nginx,
-    child_pids,
     http_request,
     scgi_exchange,
     scgi_head,

@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 import fcgi_client as fc
+import uwsgi_client
 from frontservers import StrayProcesses, process_gone
 from harness import (
     REPO,
@@ -63,7 +64,6 @@ from harness import (
     scgi_request,
     stop_process,
     unix_connections,
-    uwsgi_request,
     wait_until,
 )
 
@@ -482,7 +482,7 @@ def test_rustgi_service_exec_start_serves_and_stops_on_kill_signal(procs, gatewa
     assert r.status == 200, child.describe()
     got = json.loads(r.body)
     assert got["environ"]["SCGI"] == "1" and got["body"] == "scgi body"
-    r = uwsgi_request(sock, "GET", "/over/uwsgi")
+    r = uwsgi_client.request(sock, "GET", "/over/uwsgi")
     assert r.status == 200, child.describe()
     assert json.loads(r.body)["environ"]["PATH_INFO"] == "/over/uwsgi"
 

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import requests
 
+import uwsgi_client
 from harness import (
     KiB,
     MiB,
     http_request,
-    uwsgi_request,
 )
 
 LATIN1_CAFE = "/caf\xc3\xa9"  # "/café" as UTF-8 bytes, decoded as latin-1 (PEP 3333)
@@ -155,23 +155,21 @@ def test_custom_status_and_reason_pass_through_nginx(nginx, uwsgi_gateway):
 
 def test_response_starts_with_an_http_status_line(uwsgi_gateway):
     # Straight to the socket: the first line is what the gateway wrote.
-    r = uwsgi_request(uwsgi_gateway.socket, "GET", "/hello")
+    r = uwsgi_client.request(uwsgi_gateway.socket, "GET", "/hello")
     assert r.status_line == "HTTP/1.1 200 OK", r
     assert r.header("Content-Length") == "5"
     assert r.body == b"hello"
-    r = uwsgi_request(uwsgi_gateway.socket, "GET", "/status", query="status=299%20Custom")
+    r = uwsgi_client.request(uwsgi_gateway.socket, "GET", "/status", query="status=299%20Custom")
     assert r.status_line == "HTTP/1.1 299 Custom", r
     assert r.body == b"status 299 Custom"
     # The protocol version follows the request's SERVER_PROTOCOL.
-    r = uwsgi_request(
-        uwsgi_gateway.socket, "GET", "/hello", extra=[("SERVER_PROTOCOL", "HTTP/1.0")]
-    )
+    r = uwsgi_client.request(uwsgi_gateway.socket, "GET", "/hello", protocol="HTTP/1.0")
     assert r.status_line == "HTTP/1.0 200 OK", r
 
 
 def test_raw_post_with_content_length(uwsgi_gateway):
     body = os.urandom(200_000)
-    r = uwsgi_request(uwsgi_gateway.socket, "POST", "/sha256", body)
+    r = uwsgi_client.request(uwsgi_gateway.socket, "POST", "/sha256", body)
     assert r.status_line == "HTTP/1.1 200 OK", r
     assert r.body == f"{hashlib.sha256(body).hexdigest()} {len(body)} past_end=0".encode()
 

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import random
-import socket
 import threading
 import time
 
