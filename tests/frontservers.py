@@ -7,11 +7,11 @@
 - `Apache`: `apache2 -d DIR -f DIR/httpd.conf -DFOREGROUND` with a config of
   its own (only the modules it is told to load), on a free 127.0.0.1 port.
 - `Lighttpd`: `lighttpd -D -f DIR/lighttpd.conf`, likewise.
-- `FcgiCapture`: a minimal FastCGI responder written here from the spec (it
+- `CaptureServer`, `FcgiCapture`: a minimal FastCGI responder written here from the spec (it
   shares no code with the Rust side) that records the PARAMS each request
   carried and answers 200, to see what a front server really sends.
-- `answer`, `env_of`, `explain`, `latin1_path`: reading what the app
-  answered, and the logs to show when it is not what was expected.
+- `answer`, `env_of`, `explain`, `latin1_path`, `check_echo_requests`,
+  `check_chunked_upload`: reading what the app answered, and the logs to show when it is not what was expected.
 - `Processes`: everything a test started, stopped in reverse order whatever
   happens (a fixture calls `stop_all()` in its teardown; an atexit hook is
   the last resort).
@@ -43,6 +43,8 @@ import time
 import warnings
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
+
+import requests
 
 from harness import ANSI, Gateway, LogFile, _die_with_parent, can_connect_tcp, free_port
 
@@ -384,20 +386,17 @@ def decode_fcgi_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-class FcgiCapture:
+class CaptureServer:
     """Listens on a Unix socket path, or on 127.0.0.1:free port when `path`
-    is None (then `address` is "127.0.0.1:PORT"); for each FastCGI request
-    records its role, flags and PARAMS (`pairs`: a list of (bytes, bytes);
-    `env`: a dict of them) in `requests`, and answers `response` (CGI-style
-    head and body, sent in ONE FCGI_STDOUT record). One request at a time per
-    connection."""
+    is None (then `address` is "127.0.0.1:PORT"), and hands each connection
+    to `_connection(conn)` in a thread of its own; records what it was sent
+    in `requests`, and answers `response`."""
 
-    OK = b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\ncaptured\n"
-
-    def __init__(self, path: str | None, response: bytes = OK):
+    def __init__(self, path: str | None, response: bytes):
         self.path = path
         self.response = response
-        self.requests: list[dict] = []
+        self.requests: list = []
+        self.errors: list[str] = []
         if path is None:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.bind(("127.0.0.1", 0))
@@ -424,6 +423,34 @@ class FcgiCapture:
             except OSError:
                 return
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: socket.socket):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=5)
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.address}>"
+
+
+class FcgiCapture(CaptureServer):
+    """A FastCGI responder that, for each request, records its role, flags
+    and PARAMS (`pairs`: a list of (bytes, bytes); `env`: a dict of them) in
+    `requests`, and answers `response` (CGI-style head and body, sent in ONE
+    FCGI_STDOUT record). One request at a time per connection."""
+
+    OK = b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\ncaptured\n"
+
+    def __init__(self, path: str | None, response: bytes = OK):
+        super().__init__(path, response)
 
     def _connection(self, conn: socket.socket):
         buf = b""
@@ -473,19 +500,6 @@ class FcgiCapture:
         )
         return bool(req["flags"] & 1)
 
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=5)
-        if self.path:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-
-    def __repr__(self):
-        return f"<FcgiCapture {self.address}>"
-
 
 # --------------------------------------------------------------------------
 # reading what the front server's app (tests/apps/front_app.py) answered
@@ -520,6 +534,52 @@ def answer(resp, *things) -> dict:
 def env_of(resp, *things) -> dict:
     """The environ the app saw, from its JSON answer."""
     return answer(resp, *things)["environ"]
+
+
+def check_echo_requests(server, *things, prefix: str = "", script_name: str = "",
+                        s: requests.Session | None = None) -> list[dict]:
+    """Through `server` to an echo app (tests/apps/front_app.py and its
+    kin): a GET with a query, a binary POST of 300,000 bytes (every byte
+    value), a form and the Authorization header, each checked as the app saw
+    it, under `prefix` (which the app must see as SCRIPT_NAME
+    `script_name`). Returns the answers: [GET, POST, form, Authorization]."""
+    s = s or requests.Session()
+    got = answer(s.get(server.url(prefix + "/hello?x=1&y=%C3%A9")), server, *things)
+    env = got["environ"]
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script_name, "/hello"), env
+    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
+
+    body = (bytes(range(256)) * 1200)[:300_000]
+    r = s.post(server.url(prefix + "/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
+    posted = answer(r, server, *things)
+    env = posted["environ"]
+    assert env["REQUEST_METHOD"] == "POST"
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script_name, "/submit"), env
+    assert env["CONTENT_LENGTH"] == str(len(body))
+    assert env["CONTENT_TYPE"] == "application/octet-stream"
+    assert posted["body"].encode("latin-1") == body
+
+    form = answer(s.post(server.url(prefix + "/form"), data={"a": "1", "b": "two"}), server, *things)
+    assert form["body"] == "a=1&b=two"
+    assert form["environ"]["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+
+    auth = answer(s.get(server.url(prefix + "/auth"), headers={"Authorization": "Bearer xyz"}),
+                  server, *things)
+    assert auth["environ"].get("HTTP_AUTHORIZATION") == "Bearer xyz", (
+        "Authorization did not reach the app: " + repr(sorted(auth["environ"]))
+    )
+    return [got, posted, form, auth]
+
+
+def check_chunked_upload(server, chunks: list[bytes], *things, s: requests.Session | None = None) -> dict:
+    """A chunked upload (requests sends an iterator chunked): the front server
+    de-chunks it, and the app must get every byte. Returns its answer."""
+    got = answer((s or requests).post(server.url("/chunked"), data=iter(chunks)), server, *things)
+    print(f"chunked upload through {server.kind}: CONTENT_LENGTH =", got["environ"].get("CONTENT_LENGTH"))
+    assert got["body"].encode("latin-1") == b"".join(chunks)
+    return got
 
 
 # --------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from frontservers import (
     CommandLineGateway,
     _pids_with_arg,
     answer,
+    check_echo_requests,
     proc_stat,
     process_gone,
 )
@@ -197,32 +198,9 @@ def start_example_gateway(procs, gateway_bin, log_dir, example: str, socket_path
 
 
 def check_get_post_authorization(server, *things, s: requests.Session | None = None) -> dict:
-    """GET with a query, a binary POST of 300,000 bytes and an Authorization
-    header, each seen by the app; returns the GET's answer."""
-    s = s or requests.Session()
-    got = answer(s.get(server.url("/hello?x=1&y=%C3%A9")), server, *things)
-    env = got["environ"]
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
-    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/hello"), env
-    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
-
-    body = (bytes(range(256)) * 1200)[:300_000]  # every byte value
-    r = s.post(server.url("/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    posted = answer(r, server, *things)
-    assert posted["environ"]["REQUEST_METHOD"] == "POST"
-    assert posted["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert posted["environ"]["CONTENT_TYPE"] == "application/octet-stream"
-    assert posted["body"].encode("latin-1") == body
-
-    form = answer(s.post(server.url("/form"), data={"a": "1", "b": "two"}), server, *things)
-    assert form["body"] == "a=1&b=two"
-
-    auth = answer(s.get(server.url("/auth"), headers={"Authorization": "Bearer xyz"}), server, *things)
-    assert auth["environ"].get("HTTP_AUTHORIZATION") == "Bearer xyz", (
-        "Authorization did not reach the app: " + repr(sorted(auth["environ"]))
-    )
-    return got
+    """GET with a query, a binary POST of 300,000 bytes, a form and an
+    Authorization header, each seen by the app; returns the GET's answer."""
+    return check_echo_requests(server, *things, s=s)[0]
 
 
 def ancestors(pid: int) -> list[int]:

@@ -17,7 +17,15 @@ from collections import Counter
 import pytest
 import requests
 
-from frontservers import PATHS, FcgiCapture, env_of, explain, latin1_path
+from frontservers import (
+    PATHS,
+    FcgiCapture,
+    check_chunked_upload,
+    check_echo_requests,
+    env_of,
+    explain,
+    latin1_path,
+)
 from harness import APPS
 
 FRONT_APP = str(APPS / "front_app.py")
@@ -47,39 +55,10 @@ ProxyPass "/" "unix:{gw.socket}|fcgi://app1/" enablereuse=on
 def test_apache_get_post_and_authorization(apache_fcgi):
     server, gw = apache_fcgi
     s = requests.Session()
-
-    env = env_of(s.get(server.url("/hello?x=1&y=%C3%A9")))
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
-    assert env["PATH_INFO"] == "/hello"
-    assert env["SCRIPT_NAME"] == ""
-    assert env["FCGI_ROLE"] == "RESPONDER"
-    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
-
-    body = bytes(range(256)) * 1000  # 256,000 bytes, every byte value
-    r = s.post(server.url("/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    got = r.json() if r.status_code == 200 else None
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    assert got["environ"]["REQUEST_METHOD"] == "POST"
-    assert got["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert got["environ"]["CONTENT_TYPE"] == "application/octet-stream"
-    assert got["body"].encode("latin-1") == body
-
-    form = s.post(server.url("/form"), data={"a": "1", "b": "two"})
-    assert form.json()["body"] == "a=1&b=two"
-    assert form.json()["environ"]["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
-
-    env = env_of(s.get(server.url("/auth"), headers={"Authorization": "Bearer xyz"}))
-    assert env.get("HTTP_AUTHORIZATION") == "Bearer xyz"
-
-    # a chunked upload: Apache de-chunks it for FastCGI
-    chunks = [b"first,", b"second,", b"x" * 70000, b"last"]
-    r = s.post(server.url("/chunked"), data=iter(chunks))
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    got = r.json()
-    print("chunked upload through Apache: CONTENT_LENGTH =", got["environ"].get("CONTENT_LENGTH"))
-    assert got["body"].encode("latin-1") == b"".join(chunks)
-
+    got, *_ = check_echo_requests(server, gw, s=s)
+    assert got["environ"]["FCGI_ROLE"] == "RESPONDER"
+    # Apache de-chunks a chunked upload for FastCGI
+    check_chunked_upload(server, [b"first,", b"second,", b"x" * 70000, b"last"], gw, s=s)
     # an app status passes through
     assert s.get(server.url("/x/status/418")).status_code == 418
 
@@ -166,27 +145,10 @@ def test_lighttpd_get_post_and_path_info(own_gateway, lighttpd):
     gw = own_gateway("echo", ECHO + ["--threads", "4"], proto="fastcgi")
     server = lighttpd("root", lighttpd_fastcgi(gw.socket, [("/", True)]))
     s = requests.Session()
-
-    env = env_of(s.get(server.url("/hello?x=1")))
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1"
-    assert env["SERVER_SOFTWARE"].startswith("lighttpd")
-    assert env["FCGI_ROLE"] == "RESPONDER"
-
-    body = b"name=value&" + bytes(range(256)) * 400
-    r = s.post(server.url("/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    got = r.json()
-    assert got["environ"]["REQUEST_METHOD"] == "POST"
-    assert got["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert got["body"].encode("latin-1") == body
-
-    chunks = [b"one,", b"two,", b"z" * 50000]
-    r = s.post(server.url("/chunked"), data=iter(chunks))
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    print("chunked upload through lighttpd: CONTENT_LENGTH =", r.json()["environ"].get("CONTENT_LENGTH"))
-    assert r.json()["body"].encode("latin-1") == b"".join(chunks)
-
+    got, *_ = check_echo_requests(server, gw, s=s)
+    assert got["environ"]["SERVER_SOFTWARE"].startswith("lighttpd")
+    assert got["environ"]["FCGI_ROLE"] == "RESPONDER"
+    check_chunked_upload(server, [b"one,", b"two,", b"z" * 50000], gw, s=s)
     for path in PATHS:
         env = env_of(s.get(server.url(path)))
         assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", latin1_path(path)), (path, env)

@@ -11,15 +11,12 @@ front server itself sends, where the test is about that.
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 
 import pytest
 import requests
 
 import uwsgi_client as uw
-from frontservers import PATHS, env_of, explain, latin1_path
+from frontservers import PATHS, CaptureServer, check_chunked_upload, check_echo_requests, env_of, explain, latin1_path
 from harness import APPS
 
 ECHO = ["--app", str(APPS / "front_app.py")]
@@ -30,58 +27,28 @@ APACHE_UWSGI = ["proxy_uwsgi"]
 LIGHTTPD_UWSGI = ("mod_scgi",)
 
 
-class UwsgiCapture:
-    """Listens on a Unix socket; for each connection reads one uwsgi
-    request, records (modifier1, modifier2, env dict, body) in `requests`
-    and answers `response` as it is, then closes."""
+class UwsgiCapture(CaptureServer):
+    """For each connection reads one uwsgi request, records (modifier1,
+    modifier2, env dict, body) in `requests` and answers `response` as it
+    is, then closes."""
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\ncaptured\n"
 
     def __init__(self, path: str, response: bytes = OK):
-        self.path = path
-        self.response = response
-        self.requests: list[tuple[int, int, dict, bytes]] = []
-        self.errors: list[str] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        os.chmod(path, 0o666)
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(path, response)
 
-    def _serve(self):
-        while not self.stopping:
+    def _connection(self, conn):
+        with conn:
             try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
+                m1, m2, pairs, body = uw.read_request(conn)
+            except (OSError, EOFError, ValueError) as e:
+                self.errors.append(repr(e))
                 return
-            with conn:
-                try:
-                    m1, m2, pairs, body = uw.read_request(conn)
-                except (OSError, EOFError, ValueError) as e:
-                    self.errors.append(repr(e))
-                    continue
-                self.requests.append((m1, m2, dict(pairs), body))
-                try:
-                    conn.sendall(self.response)
-                except OSError:
-                    pass
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=5)
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-    def __repr__(self):
-        return f"<UwsgiCapture {self.path}>"
+            self.requests.append((m1, m2, dict(pairs), body))
+            try:
+                conn.sendall(self.response)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------------------
@@ -107,30 +74,8 @@ def apache_app(own_gateway, apache):
 def test_apache_get_post_and_authorization(apache_app):
     server, gw = apache_app
     s = requests.Session()
-
-    env = env_of(s.get(server.url("/app/hello?x=1&y=%C3%A9")))
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
-    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/hello")
-    assert env["SERVER_SOFTWARE"].startswith("Apache")
-    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
-
-    body = bytes(range(256)) * 1000  # 256,000 bytes, every byte value
-    r = s.post(server.url("/app/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    got = r.json()
-    assert got["environ"]["REQUEST_METHOD"] == "POST"
-    assert got["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert got["environ"]["CONTENT_TYPE"] == "application/octet-stream"
-    assert got["body"].encode("latin-1") == body
-
-    form = s.post(server.url("/app/form"), data={"a": "1", "b": "two"})
-    assert form.status_code == 200, f"{form.status_code} {form.text[:300]}\n{explain(server, gw)}"
-    assert form.json()["body"] == "a=1&b=two"
-    assert form.json()["environ"]["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
-
-    env = env_of(s.get(server.url("/app/auth"), headers={"Authorization": "Bearer xyz"}))
-    assert env.get("HTTP_AUTHORIZATION") == "Bearer xyz"
+    got, *_ = check_echo_requests(server, gw, prefix="/app", script_name="/app", s=s)
+    assert got["environ"]["SERVER_SOFTWARE"].startswith("Apache")
 
     # the app's status comes through Apache's parse of our HTTP status line
     r = s.get(server.url("/app/x/status/418"))
@@ -217,27 +162,10 @@ def test_lighttpd_get_post_and_path_info(own_gateway, lighttpd):
         modules=LIGHTTPD_UWSGI,
     )
     s = requests.Session()
-
-    env = env_of(s.get(server.url("/hello?x=1")))
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1"
-    assert env["SERVER_SOFTWARE"].startswith("lighttpd")
-    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
-
-    body = b"name=value&" + bytes(range(256)) * 400
-    r = s.post(server.url("/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    got = r.json()
-    assert got["environ"]["REQUEST_METHOD"] == "POST"
-    assert got["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert got["environ"]["CONTENT_TYPE"] == "application/octet-stream"
-    assert got["body"].encode("latin-1") == body
-
-    # a chunked upload: lighttpd de-chunks it and sends CONTENT_LENGTH
-    chunks = [b"one,", b"two,", b"z" * 50000]
-    r = s.post(server.url("/chunked"), data=iter(chunks))
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    assert r.json()["body"].encode("latin-1") == b"".join(chunks)
+    got, *_ = check_echo_requests(server, gw, s=s)
+    assert got["environ"]["SERVER_SOFTWARE"].startswith("lighttpd")
+    # lighttpd de-chunks a chunked upload and sends CONTENT_LENGTH
+    check_chunked_upload(server, [b"one,", b"two,", b"z" * 50000], gw, s=s)
 
     for path in PATHS:
         env = env_of(s.get(server.url(path)))

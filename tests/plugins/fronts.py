@@ -20,43 +20,26 @@ from harness import APPS, free_port
 EXAMPLE_APP = APPS / "example_app.py"
 
 
-def required_tool(name: str, package: str) -> str:
-    """The path of a program the suite needs: a test that needs it fails,
-    never skips, when it is missing."""
-    found = which(name)
-    if not found:
-        pytest.fail(f"{name} is not installed (Debian: {package}): run the suite through tests/run")
-    return found
+def required_tool(name: str, package: str):
+    """A session fixture: the path of a program the suite needs. A test that
+    needs it fails, never skips, when it is missing."""
+
+    def fixture() -> str:
+        found = which(name)
+        if not found:
+            pytest.fail(f"{name} is not installed (Debian: {package}): run the suite through tests/run")
+        return found
+
+    fixture.__doc__ = f"The path of `{name}` (Debian: {package})."
+    return pytest.fixture(scope="session")(fixture)
 
 
-@pytest.fixture(scope="session")
-def apache_binary() -> str:
-    return required_tool("apache2", "apache2")
-
-
-@pytest.fixture(scope="session")
-def lighttpd_binary() -> str:
-    return required_tool("lighttpd", "lighttpd")
-
-
-@pytest.fixture(scope="session")
-def cgi_fcgi() -> str:
-    return required_tool("cgi-fcgi", "libfcgi-bin")
-
-
-@pytest.fixture(scope="session")
-def spawn_fcgi() -> str:
-    return required_tool("spawn-fcgi", "spawn-fcgi")
-
-
-@pytest.fixture(scope="session")
-def systemd_analyze() -> str:
-    return required_tool("systemd-analyze", "systemd")
-
-
-@pytest.fixture(scope="session")
-def socket_activate() -> str:
-    return required_tool("systemd-socket-activate", "systemd")
+apache_binary = required_tool("apache2", "apache2")
+lighttpd_binary = required_tool("lighttpd", "lighttpd")
+cgi_fcgi = required_tool("cgi-fcgi", "libfcgi-bin")
+spawn_fcgi = required_tool("spawn-fcgi", "spawn-fcgi")
+systemd_analyze = required_tool("systemd-analyze", "systemd")
+socket_activate = required_tool("systemd-socket-activate", "systemd")
 
 
 @pytest.fixture
