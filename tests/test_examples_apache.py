@@ -49,6 +49,7 @@ from frontservers import (
     process_gone,
 )
 from harness import APPS, REPO, unix_connections, wait_until
+from plugins.fronts import install_app
 
 EXAMPLES = REPO / "examples"
 APP_SOURCE = APPS / "cgi_app.py"
@@ -168,8 +169,7 @@ def app_dir(site_dir, gateway_bin) -> Path:
     (pointing at our binary and this directory), readable by www-data."""
     d = site_dir / "srv-app"
     d.mkdir(mode=0o755)
-    shutil.copy(APP_SOURCE, d / "app.py")
-    os.chmod(d / "app.py", 0o644)
+    install_app(APP_SOURCE, d / "app.py")
     wrapper = d / "app.cgi"
     wrapper.write_text(render(EXAMPLES / "app.cgi", {BINARY: (str(gateway_bin), 1), APP_DIR: (str(d), 1)}))
     os.chmod(wrapper, 0o755)

@@ -49,10 +49,9 @@ from frontservers import (
     process_gone,
     socket_inodes,
 )
-from harness import APPS, REPO, free_port, wait_until
+from harness import REPO, free_port, wait_until
 
 EXAMPLES = REPO / "examples"
-APP_SOURCE = APPS / "example_app.py"
 DEBIAN_CONF = Path("/etc/lighttpd/lighttpd.conf")
 DEBIAN_FASTCGI_CONF = Path("/etc/lighttpd/conf-available/10-fastcgi.conf")
 

@@ -76,13 +76,20 @@ def site_dir(request, run_dir) -> Path:
     return _fresh_dir(run_dir / f"{_short_name(request.node.name, 28)}-{os.getpid()}")
 
 
+def install_app(source: Path, path: Path):
+    """Copies a test app to `path`, with the module the apps share
+    (tests/apps/echo.py) next to it, readable by everyone."""
+    for src, dst in ((source, path), (APPS / "echo.py", path.parent / "echo.py")):
+        shutil.copy(src, dst)
+        os.chmod(dst, 0o644)
+
+
 @pytest.fixture
 def app_file(site_dir) -> Path:
     """tests/apps/example_app.py as the rendered /srv/app/app.py, readable
     by everyone (the front servers run as www-data, services as nobody)."""
     path = _fresh_dir(site_dir / "srv-app") / "app.py"
-    shutil.copy(EXAMPLE_APP, path)
-    os.chmod(path, 0o644)
+    install_app(EXAMPLE_APP, path)
     return path
 
 
