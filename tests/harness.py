@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -545,6 +546,18 @@ def http_request(port: int, method: str, path: str, *, headers=(), body: bytes |
     finally:
         if own:
             conn.close()
+
+
+def get_environ(port: int, path: str = "/environ", **kw) -> dict:
+    """The environ the conformance app saw (its /environ route, or any path
+    with ?dump=environ), as JSON; `kw` as for http_request (`method=` too)."""
+    r = http_request(port, kw.pop("method", "GET"), path, **kw)
+    assert r.status == 200, r.body[:500]
+    return json.loads(r.body)
+
+
+# "/café" as the UTF-8 bytes nginx decodes it to, decoded as latin-1 (PEP 3333)
+LATIN1_CAFE = "/caf\xc3\xa9"
 
 
 def read_http_response(sock: socket.socket, timeout: float = 30.0) -> tuple[int, dict, bytes]:

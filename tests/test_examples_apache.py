@@ -48,6 +48,7 @@ from frontservers import (
     proc_stat,
     process_gone,
 )
+import rendering
 from harness import APPS, REPO, unix_connections, wait_until
 from plugins.fronts import install_app
 
@@ -63,24 +64,10 @@ APP_DIR = "/srv/app"
 BINARY = "/usr/local/bin/rustgi-gateway"
 
 
-def directives(text: str) -> str:
-    """The lines that are not comments."""
-    return "".join(line for line in text.splitlines(True) if not line.lstrip().startswith("#"))
-
-
 def render(path: Path, replacements: dict[str, tuple[str, int]]) -> str:
-    """The file with each placeholder replaced everywhere (comments too);
-    each must occur exactly `count` times outside comments, and none of them
-    (nor the port) may be left."""
-    text = path.read_text()
-    for needle, (_, count) in replacements.items():
-        found = directives(text).count(needle)
-        assert found == count, f"{path} should contain {needle!r} {count} time(s) outside comments, has {found}"
-    for needle, (value, _) in replacements.items():
-        text = text.replace(needle, value)
-    for leftover in ("8080", SOCKET, APP_DIR + "/", BINARY):
-        assert leftover not in text, f"{path}: {leftover!r} left after rendering"
-    return text
+    """The example rendered; neither a placeholder nor the port may be left,
+    comments included."""
+    return rendering.render(path, replacements, ("8080", SOCKET, APP_DIR + "/", BINARY))
 
 
 # ---------------------------------------------------------------------------
@@ -144,13 +131,6 @@ Include "{self.site}"
 """
 
 
-def gateway_command(text: str) -> str:
-    """The one `#   rustgi-gateway ...` line of an example's comment."""
-    lines = re.findall(r"^#\s+(rustgi-gateway\s.*)$", text, re.M)
-    assert len(lines) == 1, f"expected one rustgi-gateway command line in the comment, got {lines}"
-    return lines[0]
-
-
 # ---------------------------------------------------------------------------
 # fixtures
 
@@ -188,7 +168,7 @@ def start_apache(procs, apache_binary, log_dir, site_dir, example: str, replacem
 def start_example_gateway(procs, gateway_bin, log_dir, example: str, socket_path: str,
                           app_dir: Path) -> CommandLineGateway:
     text = (EXAMPLES / example).read_text()
-    line = gateway_command(text)
+    line = rendering.gateway_command(text)
     assert line.count(SOCKET) == 1 and line.count(APP_DIR + "/app.py") == 1, line
     argv = shlex.split(line.replace(SOCKET, socket_path).replace(APP_DIR, str(app_dir)))
     name = Path(socket_path).parent.name + "-gw"

@@ -45,11 +45,11 @@ from frontservers import (
     check_echo_requests,
     latin1_path,
     listening_unix_sockets,
-    proc_stat,
     process_gone,
     socket_inodes,
 )
-from harness import REPO, free_port, wait_until
+import rendering
+from harness import REPO, child_pids, free_port, wait_until
 
 EXAMPLES = REPO / "examples"
 DEBIAN_CONF = Path("/etc/lighttpd/lighttpd.conf")
@@ -66,31 +66,11 @@ AS_ROOT = os.geteuid() == 0
 WWW_DATA = "www-data"
 
 
-def directives(text: str) -> str:
-    """The lines that are not comments."""
-    return "".join(line for line in text.splitlines(True) if not line.lstrip().startswith("#"))
-
-
 def render(path: Path, replacements: dict[str, tuple[str, int]]) -> str:
-    """The file with each placeholder replaced everywhere (comments too);
-    each must occur exactly `count` times outside comments, and none of the
-    placeholders (nor the port) may be left outside comments."""
-    text = path.read_text()
-    for needle, (_, count) in replacements.items():
-        found = directives(text).count(needle)
-        assert found == count, f"{path} should contain {needle!r} {count} time(s) outside comments, has {found}"
-    for needle, (value, _) in replacements.items():
-        text = text.replace(needle, value)
-    for leftover in ("8080", SOCKET, SPAWN_SOCKET, "/srv/app", BINARY):
-        assert leftover not in directives(text), f"{path}: {leftover!r} left after rendering"
-    return text
-
-
-def gateway_command(text: str) -> str:
-    """The one `#   rustgi-gateway ...` line of an example's comment."""
-    lines = re.findall(r"^#\s+(rustgi-gateway\s.*)$", text, re.M)
-    assert len(lines) == 1, f"expected one rustgi-gateway command line in the comment, got {lines}"
-    return lines[0]
+    """The example rendered; no placeholder (nor the port) may be left
+    outside comments."""
+    return rendering.render(path, replacements, ("8080", SOCKET, SPAWN_SOCKET, "/srv/app", BINARY),
+                            comments_too=False)
 
 
 def give_to_www_data(path: Path, mode: int = 0o750):
@@ -170,19 +150,14 @@ class DebianLighttpd(Lighttpd):
 
 def children_running(parent: int, exe: Path) -> list[int]:
     """Live processes whose parent is `parent` and whose executable is `exe`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+
+    def runs_exe(pid: int) -> bool:
         try:
-            stat = proc_stat(int(entry))
-            if int(stat[1]) != parent or stat[0] == "Z":
-                continue
-            if os.path.realpath(f"/proc/{entry}/exe") == os.path.realpath(exe):
-                found.append(int(entry))
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return sorted(found)
+            return os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(exe)
+        except (FileNotFoundError, PermissionError):
+            return False
+
+    return [pid for pid in child_pids(parent) if runs_exe(pid)]
 
 
 def uid_of(pid: int) -> int:
@@ -252,7 +227,7 @@ def test_daemon_example_get_post_and_path_info(example, procs, debian_lighttpd, 
                                                site_dir, app_file):
     proto, markers, includes = DAEMON_EXAMPLES[example]
     text = (EXAMPLES / example).read_text()
-    line = gateway_command(text)
+    line = rendering.gateway_command(text)
     assert line.count(SOCKET) == 1 and line.count(APP_FILE) == 1, line
     argv = shlex.split(line)
     assert argv[argv.index("--proto") + 1] == proto, line

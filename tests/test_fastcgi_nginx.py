@@ -13,7 +13,6 @@ The conformance app is the one the SCGI tests use (validator-wrapped routes,
 """
 
 import concurrent.futures
-import json
 import os
 import threading
 import time
@@ -22,25 +21,17 @@ import uuid
 import requests
 
 from harness import (
+    LATIN1_CAFE,
     MiB,
     Location,
     Nginx,
-    http_request,
+    get_environ,
     unix_connections,
     wait_until,
 )
 
-LATIN1_CAFE = "/caf\xc3\xa9"  # "/café" as UTF-8 bytes, decoded as latin-1 (PEP 3333)
-
-
 def url(nginx, path, server="fcgi"):
     return nginx.url(path, server=server)
-
-
-def get_environ(nginx, path, server="fcgi", **kw) -> dict:
-    r = http_request(nginx.server_port(server), kw.pop("method", "GET"), path, **kw)
-    assert r.status == 200, r.body[:500]
-    return json.loads(r.body)
 
 
 # ---------------------------------------------------------------------------
@@ -54,16 +45,16 @@ def get_environ(nginx, path, server="fcgi", **kw) -> dict:
 def test_workaround_params_path_info_is_the_request_path(nginx, fcgi_gateway):
     # fastcgi_param SCRIPT_NAME ""; fastcgi_param PATH_INFO $uri; after the
     # include: both sent, so both are kept as sent.
-    env = get_environ(nginx, "/wa/some/path?dump=environ")
+    env = get_environ(nginx.server_port("fcgi"), "/wa/some/path?dump=environ")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/wa/some/path")
-    env = get_environ(nginx, "/wa/caf%C3%A9?dump=environ")
+    env = get_environ(nginx.server_port("fcgi"), "/wa/caf%C3%A9?dump=environ")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/wa" + LATIN1_CAFE)
 
 
 def test_mount_splits_script_name_and_path_info(nginx, fcgi_mount_gateway):
-    env = get_environ(nginx, "/app/environ")
+    env = get_environ(nginx.server_port("fcgi"), "/app/environ")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/environ")
-    env = get_environ(nginx, "/app/x/caf%C3%A9?dump=environ")
+    env = get_environ(nginx.server_port("fcgi"), "/app/x/caf%C3%A9?dump=environ")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/x" + LATIN1_CAFE)
     r = requests.get(url(nginx, "/app/hello"), timeout=10)
     assert (r.status_code, r.text) == (200, "hello"), fcgi_mount_gateway.describe()

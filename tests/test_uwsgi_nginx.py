@@ -29,13 +29,11 @@ import requests
 
 import uwsgi_client
 from harness import (
+    LATIN1_CAFE,
     KiB,
     MiB,
-    http_request,
+    get_environ,
 )
-
-LATIN1_CAFE = "/caf\xc3\xa9"  # "/café" as UTF-8 bytes, decoded as latin-1 (PEP 3333)
-
 
 def url(nginx, path, server="uwsgi"):
     return nginx.url(path, server=server)
@@ -45,12 +43,6 @@ def port(nginx):
     return nginx.server_port("uwsgi")
 
 
-def get_environ(nginx, path, **kw) -> dict:
-    r = http_request(port(nginx), kw.pop("method", "GET"), path, **kw)
-    assert r.status == 200, r.body[:500]
-    return json.loads(r.body)
-
-
 # ---------------------------------------------------------------------------
 # stock uwsgi_params: requests and the environ
 
@@ -58,16 +50,16 @@ def get_environ(nginx, path, **kw) -> dict:
 def test_http_host_is_the_host_without_its_port(nginx, uwsgi_gateway):
     # Debian's uwsgi_params send HTTP_HOST $host (no port); the rest of the
     # stock environ is checked in test_conformance.py.
-    env = get_environ(nginx, "/environ?x=1&y=two%20words")
+    env = get_environ(port(nginx), "/environ?x=1&y=two%20words")
     assert env["HTTP_HOST"] == "127.0.0.1"
 
 
 def test_mount_splits_script_name_and_path_info(nginx, uwsgi_mount_gateway):
-    env = get_environ(nginx, "/app/environ")
+    env = get_environ(port(nginx), "/app/environ")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/environ")
-    env = get_environ(nginx, "/app/x/caf%C3%A9?dump=environ")
+    env = get_environ(port(nginx), "/app/x/caf%C3%A9?dump=environ")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/x" + LATIN1_CAFE)
-    env = get_environ(nginx, "/app/?dump=environ")
+    env = get_environ(port(nginx), "/app/?dump=environ")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/")
     r = requests.get(url(nginx, "/app/hello"), timeout=10)
     assert (r.status_code, r.text) == (200, "hello"), uwsgi_mount_gateway.describe()

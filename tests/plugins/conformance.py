@@ -34,8 +34,8 @@ _BIG_BUFFERS = {
 
 # Where nginx 1.22 sends the request body's length right with request
 # buffering off: not over SCGI (it sends what it had read when it
-# connected: nginx PR #1118), nor checked yet over FastCGI.
-_UNBUFFERED_BODY_LENGTH_RIGHT = {"scgi": False, "fastcgi": False, "uwsgi": True}
+# connected: fixed upstream by nginx PR #1118).
+_UNBUFFERED_BODY_LENGTH_RIGHT = {"scgi": False, "fastcgi": True, "uwsgi": True}
 
 
 def gateway_name(proto: str, lane: str) -> str:

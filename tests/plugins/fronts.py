@@ -123,6 +123,27 @@ def own_gateway(procs, unique, gateway_bin, log_dir, run_dir):
     return make
 
 
+def module_gateway(name: str, args: list[str], *, proto: str, check_exit: bool = True, doc: str = ""):
+    """A module-scoped fixture: an OwnGateway `NAME-PID` on a Unix socket in
+    the run dir, started for the first test of the module that asks for it
+    and stopped after its last (`check_exit`: failing unless SIGTERM ends
+    it with 0)."""
+
+    def fixture(run_dir, log_dir, gateway_bin):
+        tag = f"{name}-{os.getpid()}"
+        gw = OwnGateway(tag, str(run_dir / f"{tag}.sock"), args, log_dir / f"{tag}.log",
+                        binary=gateway_bin, proto=proto).start()
+        yield gw
+        if check_exit:
+            gw.stop()
+        else:
+            gw.terminate()
+            gw.log.close()
+
+    fixture.__doc__ = doc or f"`rustgi-gateway --proto {proto} {' '.join(args)}`"
+    return pytest.fixture(scope="module")(fixture)
+
+
 @pytest.fixture
 def apache(procs, unique, apache_binary, log_dir):
     """apache(kind, body, modules=(), log_level="warn") -> a started Apache
