@@ -573,6 +573,20 @@ def check_echo_requests(server, *things, prefix: str = "", script_name: str = ""
     return [got, posted, form, auth]
 
 
+def check_path_info_is_the_request_path(server, *things, s: requests.Session | None = None):
+    """For each of PATHS through `server` (mounted at /): SCRIPT_NAME is
+    empty, PATH_INFO the decoded path as PEP 3333 bytes-as-str, REQUEST_URI
+    the path as sent."""
+    s = s or requests.Session()
+    for path in PATHS:
+        env = env_of(s.get(server.url(path)), server, *things)
+        assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", latin1_path(path)), (path, env)
+        assert env["REQUEST_URI"] == path
+    env = env_of(s.get(server.url("/caf%C3%A9")), server, *things)
+    assert env["PATH_INFO"] == "/caf\u00c3\u00a9"  # UTF-8 bytes as latin-1
+    assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/café"
+
+
 def check_chunked_upload(server, chunks: list[bytes], *things, s: requests.Session | None = None) -> dict:
     """A chunked upload (requests sends an iterator chunked): the front server
     de-chunks it, and the app must get every byte. Returns its answer."""

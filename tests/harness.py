@@ -390,6 +390,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def nginx_preamble(run_dir: Path, error_log: Path, log_dir: Path, connections: int = 1024) -> str:
+    """An nginx.conf up to the inside of its `http {` block: in the
+    foreground, as root when we are root (its workers must reach sockets
+    in the run dir), its pid, temp paths and logs our own."""
+    r = run_dir
+    user = "user root;" if os.geteuid() == 0 else ""
+    return f"""
+daemon off;
+{user}
+worker_processes 1;
+pid {r}/nginx.pid;
+error_log {error_log} info;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log {log_dir}/nginx-access.log;
+    client_body_temp_path {r}/client_body;
+    proxy_temp_path {r}/proxy;
+    fastcgi_temp_path {r}/fastcgi;
+    uwsgi_temp_path {r}/uwsgi;
+    scgi_temp_path {r}/scgi;"""
+
+
 class Nginx:
     """nginx in the foreground with its own prefix, config and logs.
 
@@ -424,7 +446,6 @@ class Nginx:
 
     def config(self) -> str:
         r = self.run_dir
-        user = "user root;" if os.geteuid() == 0 else ""
         locations = "\n".join(loc.render() for loc in self.locations)
         servers = "".join(
             f"""
@@ -436,20 +457,7 @@ class Nginx:
     }}"""
             for name, locs in self.servers.items()
         )
-        return f"""
-daemon off;
-{user}
-worker_processes 1;
-pid {r}/nginx.pid;
-error_log {self.error_log.path} info;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {self.log_dir}/nginx-access.log;
-    client_body_temp_path {r}/client_body;
-    proxy_temp_path {r}/proxy;
-    fastcgi_temp_path {r}/fastcgi;
-    uwsgi_temp_path {r}/uwsgi;
-    scgi_temp_path {r}/scgi;
+        return f"""{nginx_preamble(r, self.error_log.path, self.log_dir)}
     client_max_body_size 0;
     large_client_header_buffers 8 64k;
     scgi_read_timeout 10s;

@@ -23,12 +23,11 @@ import requests
 from harness import (
     LATIN1_CAFE,
     MiB,
-    Location,
-    Nginx,
     get_environ,
     unix_connections,
     wait_until,
 )
+
 
 def url(nginx, path, server="fcgi"):
     return nginx.url(path, server=server)
@@ -203,29 +202,19 @@ def test_without_keep_conn_connections_are_not_kept(nginx, fcgi_ka_gateway):
     )
 
 
-def test_sigterm_with_idle_kept_connections(gateways, nginx_binary, run_dir, log_dir):
+def test_sigterm_with_idle_kept_connections(gateways, private_nginx):
     # nginx holds idle FCGI_KEEP_CONN connections to the gateway; SIGTERM
     # must still end it cleanly, without waiting for nginx to close them.
     gw = gateways.start(
         "fcgi-ka-term", ["--app", "tests/apps/conformance.py", "--graceful-timeout", "20"],
         proto="fastcgi",
     )
-    own_dir = run_dir / "nginx-fcgi-ka-term"
-    own_dir.mkdir(mode=0o755, exist_ok=True)
-    front = Nginx(
-        nginx_binary, own_dir, log_dir / "nginx-fcgi-ka-term",
-        [Location("/", "ka_term", proto="fastcgi", keep_conn=True)],
-        upstreams=f"    upstream ka_term {{ server unix:{gw.socket}; keepalive 4; }}",
-    )
-    try:
-        front.start()
-        assert not hammer(front.port, threads=2, per_thread=20)
-        assert unix_connections(gw.socket), "no kept connection to test with"
-        started = time.monotonic()
-        code = gw.terminate(timeout=30)
-        took = time.monotonic() - started
-        assert code == 0, gw.describe()
-        assert took < 15, f"SIGTERM took {took:.1f}s with idle kept connections\n{gw.describe()}"
-        assert not os.path.exists(gw.socket)
-    finally:
-        front.stop()
+    front = private_nginx("fcgi-ka-term", gw, keepalive=4, proto="fastcgi")
+    assert not hammer(front.port, threads=2, per_thread=20)
+    assert unix_connections(gw.socket), "no kept connection to test with"
+    started = time.monotonic()
+    code = gw.terminate(timeout=30)
+    took = time.monotonic() - started
+    assert code == 0, gw.describe()
+    assert took < 15, f"SIGTERM took {took:.1f}s with idle kept connections\n{gw.describe()}"
+    assert not os.path.exists(gw.socket)

@@ -35,6 +35,7 @@ from harness import (
     get_environ,
 )
 
+
 def url(nginx, path, server="uwsgi"):
     return nginx.url(path, server=server)
 

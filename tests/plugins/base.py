@@ -293,17 +293,24 @@ def private_nginx(nginx_binary, run_dir, log_dir):
     """Makes an nginx of the test's own in front of one gateway (`location /`),
     for tests that stop or reconfigure their gateway; stopped after the test.
 
-    `private_nginx(name, gateway, **location_options)` -> a started Nginx
-    (options as for `Location`). Its files live in RUNDIR/nginx-NAME and its
-    logs in tests/.run/logs/nginx-NAME/."""
+    `private_nginx(name, gateway, keepalive=None, **location_options)` -> a
+    started Nginx (options as for `Location`). With `keepalive=N` nginx
+    reaches the gateway through an upstream that keeps N idle connections,
+    with FCGI_KEEP_CONN set (FastCGI). Its files live in RUNDIR/nginx-NAME and
+    its logs in tests/.run/logs/nginx-NAME/."""
     started = []
 
-    def make(name: str, gateway: Gateway, **location) -> Nginx:
+    def make(name: str, gateway: Gateway, keepalive: int | None = None, **location) -> Nginx:
         own_dir = run_dir / f"nginx-{name}"
         own_dir.mkdir(mode=0o755, exist_ok=True)
+        upstream, upstreams = "unix:" + gateway.socket, ""
+        if keepalive is not None:
+            upstream = "kept"
+            upstreams = f"    upstream kept {{ server unix:{gateway.socket}; keepalive {keepalive}; }}"
+            location["keep_conn"] = True
         server = Nginx(
             nginx_binary, own_dir, log_dir / f"nginx-{name}",
-            [Location("/", "unix:" + gateway.socket, **location)],
+            [Location("/", upstream, **location)], upstreams=upstreams,
         )
         _STARTED.append(server)
         started.append(server)
