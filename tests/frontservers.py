@@ -280,17 +280,19 @@ class Apache(FrontServer):
     def argv(self) -> list[str]:
         return [self.binary, "-d", str(self.dir), "-f", str(self.config_path), "-DFOREGROUND"]
 
-    def config(self) -> str:
+    def preamble(self, listen: bool = True) -> str:
+        """The start of httpd.conf: its own root, pid, mutex and logs, the
+        modules, www-data when we are root, and (with `listen`) its port."""
         d = self.dir
         loads = "\n".join(
             f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in self.modules
         )
         user = "User www-data\nGroup www-data" if os.geteuid() == 0 else ""
+        listen_line = f"Listen 127.0.0.1:{self.port}\n" if listen else ""
         return f"""
 ServerRoot "{d}"
 ServerName 127.0.0.1
-Listen 127.0.0.1:{self.port}
-PidFile "{d}/httpd.pid"
+{listen_line}PidFile "{d}/httpd.pid"
 DefaultRuntimeDir "{d}"
 Mutex file:{d} default
 {loads}
@@ -299,7 +301,10 @@ ErrorLog "{self.error_log.path}"
 LogLevel {self.log_level}
 LogFormat "%h \\"%r\\" %>s %B pid=%P" simple
 CustomLog "{self.access_log.path}" simple
-Timeout 30
+Timeout 30"""
+
+    def config(self) -> str:
+        return f"""{self.preamble()}
 ProxyTimeout 20
 KeepAlive On
 MaxKeepAliveRequests 0

@@ -101,22 +101,8 @@ class ExampleApache(Apache):
         )
 
     def config(self) -> str:
-        d = self.dir
-        loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in self.modules)
-        user = "User www-data\nGroup www-data" if os.geteuid() == 0 else ""
-        return f"""
-ServerRoot "{d}"
-ServerName 127.0.0.1
-PidFile "{d}/httpd.pid"
-DefaultRuntimeDir "{d}"
-Mutex file:{d} default
-{loads}
-{user}
-ErrorLog "{self.error_log.path}"
-LogLevel warn
-LogFormat "%h \\"%r\\" %>s %B pid=%P" simple
-CustomLog "{self.access_log.path}" simple
-Timeout 30
+        # No Listen: the example's `Listen 8080`, rendered, is the port.
+        return f"""{self.preamble(listen=False)}
 KeepAlive On
 StartServers 1
 {"MaxRequestWorkers 8" if self.prefork else "ServerLimit 2" + chr(10) + "ThreadsPerChild 16" + chr(10) + "MaxRequestWorkers 32"}
