@@ -9,9 +9,14 @@ behind a server of the session's nginx (`conf-PROTO-LANE`) that includes
 the protocol's stock params file, with `/` (nginx's defaults) and
 `/unbuffered/` (request and response buffering off).
 
+Apache and lighttpd sit in front of the FastCGI and uwsgi gateways too,
+each an instance of its own (`apache-conf-PROTO-LANE`, ...) with `/` to the
+gateway.
+
 `front` is one cell of the matrix, parametrized with ids such as
-`fastcgi-nginx-python`; tests/test_conformance.py runs each case on every
-cell.
+`fastcgi-nginx-python` or `uwsgi-apache-io`; `nginx_front` the cells behind
+nginx only. tests/test_conformance.py runs each case on every cell it
+applies to.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from frontservers import Apache, Lighttpd
 from harness import Gateway, Location, Nginx
-from plugins.base import CONFORMANCE_FILE
+from plugins.base import _STARTED, CONFORMANCE_FILE
 
 PROTOCOLS = ("scgi", "fastcgi", "uwsgi")
 LANES = ("python", "io")
@@ -59,28 +65,55 @@ def nginx_servers(unix) -> dict[str, list[Location]]:
 
 @dataclass
 class Front:
-    """One cell of the matrix: a protocol and a lane, behind a front server."""
+    """One cell of the matrix: a protocol and a lane, behind a front server
+    listening on `port`."""
 
     protocol: str
     server: str
     lane: str
     gateway: Gateway
-    nginx: Nginx
-
-    @property
-    def port(self) -> int:
-        return self.nginx.server_port(gateway_name(self.protocol, self.lane))
+    port: int
+    nginx: Nginx | None = None  # the session's nginx, for its error log
 
     def url(self, path: str) -> str:
-        return self.nginx.url(path, server=gateway_name(self.protocol, self.lane))
+        return f"http://127.0.0.1:{self.port}{path}"
 
     @property
     def body_prefixes(self) -> list[str]:
-        """The locations where the app sees the body with a right length."""
-        return ["", "/unbuffered"] if _UNBUFFERED_BODY_LENGTH_RIGHT[self.protocol] else [""]
+        """The locations to send bodies to: nginx's unbuffered one too, where
+        the app sees the body's length right there."""
+        right = self.server == "nginx" and _UNBUFFERED_BODY_LENGTH_RIGHT[self.protocol]
+        return ["", "/unbuffered"] if right else [""]
 
 
-MATRIX = [(proto, "nginx", lane) for proto in PROTOCOLS for lane in LANES]
+def _cell_id(cell) -> str:
+    return "-".join(cell)
+
+
+# nginx for every protocol; Apache (mod_proxy_fcgi, mod_proxy_uwsgi) and
+# lighttpd (mod_fastcgi, mod_scgi speaking uwsgi) where the suite runs them.
+NGINX_CELLS = [(proto, "nginx", lane) for proto in PROTOCOLS for lane in LANES]
+OTHER_CELLS = [
+    (proto, server, lane)
+    for server in ("apache", "lighttpd")
+    for proto in ("fastcgi", "uwsgi")
+    for lane in LANES
+]
+MATRIX = NGINX_CELLS + OTHER_CELLS
+
+
+def _apache_site(proto: str, lane: str, socket_path: str) -> tuple[str, list[str]]:
+    scheme = {"fastcgi": "fcgi", "uwsgi": "uwsgi"}[proto]
+    modules = ["proxy_uwsgi"] if proto == "uwsgi" else []
+    return f'ProxyPass "/" "unix:{socket_path}|{scheme}://{gateway_name(proto, lane)}/"\n', modules
+
+
+def _lighttpd_site(proto: str, socket_path: str) -> tuple[str, tuple[str, ...]]:
+    entry = (f'("/" => (("socket" => "{socket_path}", "check-local" => "disable", '
+             f'"fix-root-scriptname" => "enable")))')
+    if proto == "fastcgi":
+        return f"fastcgi.server = {entry}\n", ("mod_fastcgi",)
+    return f'scgi.protocol = "uwsgi"\nscgi.server = {entry}\n', ("mod_scgi",)
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +134,47 @@ def lane_gateways(gateways):
     return get
 
 
-@pytest.fixture(scope="session", params=MATRIX, ids=["-".join(cell) for cell in MATRIX])
-def front(request, nginx, lane_gateways) -> Front:
+@pytest.fixture(scope="session")
+def other_fronts(run_dir, log_dir, apache_binary, lighttpd_binary):
+    """Starts the Apache or lighttpd of a cell the first time it is asked
+    for; all stopped at the end of the session."""
+    started = {}
+
+    def get(proto: str, server: str, lane: str, gateway: Gateway):
+        if (proto, server, lane) not in started:
+            name = f"{server}-{gateway_name(proto, lane)}"
+            if server == "apache":
+                body, modules = _apache_site(proto, lane, gateway.socket)
+                front = Apache(apache_binary, run_dir / name, log_dir / name, name, body, modules)
+            else:
+                body, modules = _lighttpd_site(proto, gateway.socket)
+                front = Lighttpd(lighttpd_binary, run_dir / name, log_dir / name, name, body,
+                                 modules=modules)
+            _STARTED.append(front)
+            started[proto, server, lane] = front.start()
+        return started[proto, server, lane]
+
+    yield get
+    for front in started.values():
+        front.stop()
+
+
+def _front(request, nginx, lane_gateways, other_fronts) -> Front:
     proto, server, lane = request.param
-    return Front(proto, server, lane, lane_gateways(proto, lane), nginx)
+    gateway = lane_gateways(proto, lane)
+    if server == "nginx":
+        return Front(proto, server, lane, gateway, nginx.server_port(gateway_name(proto, lane)), nginx)
+    return Front(proto, server, lane, gateway, other_fronts(proto, server, lane, gateway).port)
+
+
+@pytest.fixture(scope="session", params=MATRIX, ids=[_cell_id(cell) for cell in MATRIX])
+def front(request, nginx, lane_gateways, other_fronts) -> Front:
+    """Every cell of the matrix."""
+    return _front(request, nginx, lane_gateways, other_fronts)
+
+
+@pytest.fixture(scope="session", params=NGINX_CELLS, ids=[_cell_id(cell) for cell in NGINX_CELLS])
+def nginx_front(request, nginx, lane_gateways, other_fronts) -> Front:
+    """The cells behind nginx: for cases about what nginx does (its stock
+    params, its error log, its unbuffered mode, X-Accel-Buffering)."""
+    return _front(request, nginx, lane_gateways, other_fronts)
