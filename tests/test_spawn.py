@@ -247,8 +247,10 @@ def test_spawn_fcgi_forked_children_share_the_socket(procs, spawn_fcgi, cgi_fcgi
     assert done.returncode == 0, done
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 2, pidfile.read_text()
+    # spawn-fcgi writes a child's pid as it forks, maybe before the exec
+    expected = [str(gateway_bin), "--app", str(app_file)]
     for pid in pids:
-        assert cmdline(pid) == [str(gateway_bin), "--app", str(app_file)]
+        assert wait_until(lambda: cmdline(pid) == expected, 5), cmdline(pid)
     # the children's output goes to /dev/null: wait for the socket to answer
     assert wait_until(lambda: can_connect_unix(sock), 30)
     check_fastcgi_served(str(sock), cgi_fcgi, set(pids))
