@@ -37,8 +37,8 @@ AUTHORIZER = ["--app", FRONT_APP + ":authorizer"]
 
 
 @pytest.fixture
-def apache_fcgi(own_gateway, apache):
-    gw = own_gateway("echo", ECHO + ["--threads", "8"], proto="fastcgi")
+def apache_fcgi(per_test_gateway, apache):
+    gw = per_test_gateway("echo", ECHO + ["--threads", "8"], proto="fastcgi")
     server = apache(
         "proxy",
         f"""
@@ -133,8 +133,8 @@ def lighttpd_fastcgi(socket_path: str, routes: list[tuple[str, bool]]) -> str:
     return "fastcgi.server = (\n" + ",\n".join(entries) + "\n)\n"
 
 
-def test_lighttpd_get_post_and_path_info(own_gateway, lighttpd):
-    gw = own_gateway("echo", ECHO + ["--threads", "4"], proto="fastcgi")
+def test_lighttpd_get_post_and_path_info(per_test_gateway, lighttpd):
+    gw = per_test_gateway("echo", ECHO + ["--threads", "4"], proto="fastcgi")
     server = lighttpd("root", lighttpd_fastcgi(gw.socket, [("/", True)]))
     s = requests.Session()
     got, *_ = check_echo_requests(server, gw, s=s)
@@ -152,13 +152,13 @@ PREFIX_PATHS = [
 ]
 
 
-def test_lighttpd_prefix_split_table(own_gateway, lighttpd, unique, procs):
+def test_lighttpd_prefix_split_table(per_test_gateway, lighttpd, unique, procs):
     """Records, for lighttpd prefixes "/" (no fix-root-scriptname), "/pre/"
     and "/pre2", what lighttpd sends (raw capture) and what the app sees.
     Asserts only that every request is served (200): the repair rule for
     these splits is still being designed."""
-    gw = own_gateway("echo", ECHO + ["--threads", "2"], proto="fastcgi")
-    mounted = {m: own_gateway("mount", ECHO + ["--threads", "2", "--mount", m], proto="fastcgi") for m in ("/pre", "/pre2")}
+    gw = per_test_gateway("echo", ECHO + ["--threads", "2"], proto="fastcgi")
+    mounted = {m: per_test_gateway("mount", ECHO + ["--threads", "2", "--mount", m], proto="fastcgi") for m in ("/pre", "/pre2")}
     _, cap_dir = unique("capture")
     capture = procs.add(FcgiCapture(str(cap_dir / "capture.sock")))
     via_gw = lighttpd("prefixes-gw", lighttpd_fastcgi(gw.socket, PREFIX_ROUTES))
@@ -198,9 +198,9 @@ def test_lighttpd_prefix_split_table(own_gateway, lighttpd, unique, procs):
 PROTECTED = b"the protected content\n"
 
 
-def test_lighttpd_authorizer(own_gateway, lighttpd, unique):
-    auth = own_gateway("authz", AUTHORIZER + ["--threads", "2"], proto="fastcgi")
-    resp = own_gateway("echo", ECHO + ["--threads", "2"], proto="fastcgi")
+def test_lighttpd_authorizer(per_test_gateway, lighttpd, unique):
+    auth = per_test_gateway("authz", AUTHORIZER + ["--threads", "2"], proto="fastcgi")
+    resp = per_test_gateway("echo", ECHO + ["--threads", "2"], proto="fastcgi")
     _, docroot = unique("docroot")
     (docroot / "protected" / "deny-all").mkdir(parents=True)
     (docroot / "protected" / "secret.txt").write_bytes(PROTECTED)
@@ -247,14 +247,14 @@ fastcgi.server = (
 
 
 @pytest.fixture
-def apache_authnz(own_gateway, apache):
+def apache_authnz(per_test_gateway, apache):
     """mod_authnz_fcgi (TCP only) calling an authorizer gateway: in the
     check_user_id phase (AuthnzFcgiCheckAuthnProvider, FCGI_APACHE_ROLE=
     AUTHENTICATOR; its Variable-USER becomes the user) and, under /authz/,
     also for `Require TokenAuthz` (FCGI_APACHE_ROLE=AUTHORIZER). The
     protected content is a responder gateway behind mod_proxy_fcgi."""
-    auth = own_gateway("authz", AUTHORIZER + ["--threads", "2"], proto="fastcgi", tcp=True)
-    resp = own_gateway("echo", ECHO + ["--threads", "4"], proto="fastcgi")
+    auth = per_test_gateway("authz", AUTHORIZER + ["--threads", "2"], proto="fastcgi", tcp=True)
+    resp = per_test_gateway("echo", ECHO + ["--threads", "4"], proto="fastcgi")
     backend = f"fcgi://{auth.socket}/"
     checkauthn = ('AuthnzFcgiCheckAuthnProvider TokenAuthn Authoritative On RequireBasicAuth Off '
                   'UserExpr "%{reqenv:USER}"')

@@ -72,9 +72,9 @@ def proxy_errors(server) -> list[str]:
 
 
 @pytest.fixture
-def apache_app(own_gateway, apache):
+def apache_app(per_test_gateway, apache):
     """The echo app behind `ProxyPass "/app" ...`."""
-    gw = own_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
+    gw = per_test_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
     server = apache("app", f'ProxyPass "/app" "unix:{gw.socket}|uwsgi://uwapp/"\n', APACHE_UWSGI)
     return server, gw
 
@@ -118,8 +118,8 @@ def test_apache_sends_the_prefix_as_script_name_and_the_split_is_kept(apache_app
     assert not proxy_errors(server), explain(server, gw)
 
 
-def test_apache_proxypass_root_path_info_is_the_request_path(own_gateway, apache):
-    gw = own_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
+def test_apache_proxypass_root_path_info_is_the_request_path(per_test_gateway, apache):
+    gw = per_test_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
     server = apache("root", f'ProxyPass "/" "unix:{gw.socket}|uwsgi://uwroot/"\n', APACHE_UWSGI)
     s = requests.Session()
     check_path_info_is_the_request_path(server, gw, s=s)
@@ -155,8 +155,8 @@ def test_apache_needs_the_http_status_line(procs, unique, apache, run_dir):
 # 2. lighttpd mod_scgi, scgi.protocol = "uwsgi"
 
 
-def test_lighttpd_get_post_and_path_info(own_gateway, lighttpd):
-    gw = own_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
+def test_lighttpd_get_post_and_path_info(per_test_gateway, lighttpd):
+    gw = per_test_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
     server = lighttpd(
         "root",
         f'scgi.protocol = "uwsgi"\n'

@@ -108,8 +108,8 @@ def unique(request, run_dir):
 
 
 @pytest.fixture
-def own_gateway(procs, unique, gateway_bin, log_dir, run_dir):
-    """own_gateway(kind, args, proto=, tcp=False) -> a started gateway of
+def per_test_gateway(procs, unique, gateway_bin, log_dir, run_dir):
+    """per_test_gateway(kind, args, proto=, tcp=False) -> a started gateway of
     this test's own on a Unix socket in the run dir (mode 0755, so the front
     servers' www-data workers reach it), or on 127.0.0.1:a free port."""
 
