@@ -247,7 +247,7 @@ def nginx(nginx_binary, gateways, run_dir, log_dir) -> Nginx:
         Location("/demo/", unix("demo")),
         Location("/par/", unix("par")),
         # Response buffering only: nginx 1.22's scgi_request_buffering off
-        # sends a wrong CONTENT_LENGTH (see test_bodies.py).
+        # sends a wrong CONTENT_LENGTH (see test_conformance.py).
         Location("/mem/", unix("mem"), response_buffering=False, extra=big_buffers),
     ]
     # FastCGI: servers of their own (own ports), so that the app sees the
