@@ -21,6 +21,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from raw_client import CgiResponse, as_bytes, parse_cgi_response
+
 VERSION_1 = 1
 
 BEGIN_REQUEST = 1
@@ -54,10 +56,6 @@ UNKNOWN_ROLE = 3
 
 HEADER = struct.Struct(">BBHHBx")
 MAX_CONTENT = 65535
-
-
-def _b(x) -> bytes:
-    return x if isinstance(x, bytes) else str(x).encode("latin-1")
 
 
 # --------------------------------------------------------------------------
@@ -129,7 +127,7 @@ def encode_length(n: int, long: bool = False) -> bytes:
 
 
 def encode_pair(name, value, *, long_name: bool = False, long_value: bool = False) -> bytes:
-    name, value = _b(name), _b(value)
+    name, value = as_bytes(name), as_bytes(value)
     return encode_length(len(name), long_name) + encode_length(len(value), long_value) + name + value
 
 
@@ -235,7 +233,7 @@ def responder_params(method: str = "GET", path: str = "/hello", *, query: str = 
         ("HTTP_HOST", "localhost"),
     ]
     pairs += list(extra)
-    return [(_b(k), _b(v)) for k, v in pairs]
+    return [(as_bytes(k), as_bytes(v)) for k, v in pairs]
 
 
 def request_records(request_id: int, params, body: bytes = b"", *, role: int = RESPONDER,
@@ -254,34 +252,10 @@ def request_records(request_id: int, params, body: bytes = b"", *, role: int = R
 # responses
 
 
-@dataclass
-class HttpHead:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-
-def parse_cgi(raw: bytes) -> HttpHead:
-    """A CGI response (`Status:` + headers, blank line, body)."""
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    assert sep, f"no end of response head in {raw[:300]!r}"
-    status = 200
-    headers = []
-    for line in head.decode("latin-1").split("\r\n"):
-        name, colon, value = line.partition(":")
-        assert colon, f"bad header line {line!r}"
-        name, value = name.strip(), value.strip()
-        if name.lower() == "status":
-            status = int(value.split()[0])
-        else:
-            headers.append((name, value))
-    return HttpHead(status, headers, body)
+def parse_cgi(raw: bytes) -> CgiResponse:
+    """A CGI response (`Status:` + headers, blank line, body); no Status
+    means 200, as in CGI."""
+    return parse_cgi_response(raw, default_status=200, http_status_line=False)
 
 
 @dataclass
@@ -304,7 +278,7 @@ class Reply:
     def ended(self) -> bool:
         return self.protocol_status is not None
 
-    def response(self) -> HttpHead:
+    def response(self) -> CgiResponse:
         return parse_cgi(self.stdout)
 
 

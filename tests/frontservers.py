@@ -1,15 +1,17 @@
 """Apache httpd and lighttpd in front of rustgi-gateway, for the FastCGI tests.
 
-- `FcgiGateway`: a harness `Gateway` started with `--proto fastcgi` (the
-  harness one always says `--proto scgi`); `UwsgiGateway` likewise with
-  `--proto uwsgi`, its log read through a descriptor held from the start
-  (`HeldLogFile`).
+- `OwnGateway`: a harness `Gateway` that a test starts for itself, its log
+  read through a descriptor held from the start (`HeldLogFile`), failing
+  its `stop()` unless SIGTERM ends it with 0; `CommandLineGateway` runs the
+  command line an example gives.
 - `Apache`: `apache2 -d DIR -f DIR/httpd.conf -DFOREGROUND` with a config of
   its own (only the modules it is told to load), on a free 127.0.0.1 port.
 - `Lighttpd`: `lighttpd -D -f DIR/lighttpd.conf`, likewise.
-- `FcgiCapture`: a minimal FastCGI responder written here from the spec (it
+- `CaptureServer`, `FcgiCapture`: a minimal FastCGI responder written here from the spec (it
   shares no code with the Rust side) that records the PARAMS each request
   carried and answers 200, to see what a front server really sends.
+- `answer`, `env_of`, `explain`, `latin1_path`, `check_echo_requests`,
+  `check_chunked_upload`: reading what the app answered, and the logs to show when it is not what was expected.
 - `Processes`: everything a test started, stopped in reverse order whatever
   happens (a fixture calls `stop_all()` in its teardown; an atexit hook is
   the last resort).
@@ -40,6 +42,9 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
+
+import requests
 
 from harness import ANSI, Gateway, LogFile, _die_with_parent, can_connect_tcp, free_port
 
@@ -67,25 +72,6 @@ def _pids_with_arg(needle: str) -> list[int]:
         if any(needle.encode() in a for a in args):
             found.append(int(entry))
     return found
-
-
-class FcgiGateway(Gateway):
-    """A rustgi-gateway speaking FastCGI (`--proto fastcgi`)."""
-
-    @property
-    def command(self) -> list[str]:
-        # (works whether or not the harness Gateway takes a `proto=`)
-        cmd = list(super().command)
-        cmd[cmd.index("--proto") + 1] = "fastcgi"
-        return cmd
-
-    def stop(self):
-        code = self.terminate(timeout=10)
-        if code != 0:
-            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{self.log.tail(20)}")
-
-    def __repr__(self):
-        return f"<FcgiGateway {self.name} on {self.where}>"
 
 
 class HeldLogFile(LogFile):
@@ -119,19 +105,14 @@ class HeldLogFile(LogFile):
             self.fd = None
 
 
-class UwsgiGateway(Gateway):
-    """A rustgi-gateway speaking uwsgi (`--proto uwsgi`), its log read
-    through a descriptor of the file it really writes to (its own fd 2,
-    opened at spawn: see HeldLogFile). `stop()` fails if SIGTERM does not
-    end it with exit code 0."""
+class OwnGateway(Gateway):
+    """A gateway a test or a module starts for itself (any `proto=`), its
+    log read through a descriptor of the file it really writes to (its own
+    fd 2, opened at spawn: see HeldLogFile). A failed `start()` leaves no
+    process behind; `stop()` fails if SIGTERM does not end it with exit
+    code 0."""
 
-    @property
-    def command(self) -> list[str]:
-        cmd = list(super().command)
-        cmd[cmd.index("--proto") + 1] = "uwsgi"
-        return cmd
-
-    def spawn(self) -> "UwsgiGateway":
+    def spawn(self) -> "OwnGateway":
         if isinstance(self.log, HeldLogFile):
             self.log.close()
         super().spawn()
@@ -141,6 +122,13 @@ class UwsgiGateway(Gateway):
             fd = None
         self.log = HeldLogFile(self.log.path, fd)
         return self
+
+    def start(self, timeout: float = 30.0) -> "OwnGateway":
+        try:
+            return super().start(timeout)
+        except BaseException:
+            self.terminate()
+            raise
 
     def stop(self):
         """SIGTERM (then SIGKILL); closes the held log descriptor."""
@@ -152,7 +140,20 @@ class UwsgiGateway(Gateway):
             raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{tail}")
 
     def __repr__(self):
-        return f"<UwsgiGateway {self.name} on {self.where}>"
+        return f"<{type(self).__name__} {self.name} ({self.proto}) on {self.where}>"
+
+
+class CommandLineGateway(OwnGateway):
+    """The gateway started with the command line an example's comment gives
+    (`#   rustgi-gateway ...`), rendered, with our binary in its place."""
+
+    def __init__(self, name, argv: list[str], socket_path: str, log_path: Path, binary: Path):
+        super().__init__(name, socket_path, [], log_path, binary=binary)
+        self.argv = [str(binary)] + argv[1:]
+
+    @property
+    def command(self) -> list[str]:
+        return self.argv
 
 
 class FrontServer:
@@ -279,17 +280,19 @@ class Apache(FrontServer):
     def argv(self) -> list[str]:
         return [self.binary, "-d", str(self.dir), "-f", str(self.config_path), "-DFOREGROUND"]
 
-    def config(self) -> str:
+    def preamble(self, listen: bool = True) -> str:
+        """The start of httpd.conf: its own root, pid, mutex and logs, the
+        modules, www-data when we are root, and (with `listen`) its port."""
         d = self.dir
         loads = "\n".join(
             f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in self.modules
         )
         user = "User www-data\nGroup www-data" if os.geteuid() == 0 else ""
+        listen_line = f"Listen 127.0.0.1:{self.port}\n" if listen else ""
         return f"""
 ServerRoot "{d}"
 ServerName 127.0.0.1
-Listen 127.0.0.1:{self.port}
-PidFile "{d}/httpd.pid"
+{listen_line}PidFile "{d}/httpd.pid"
 DefaultRuntimeDir "{d}"
 Mutex file:{d} default
 {loads}
@@ -298,7 +301,10 @@ ErrorLog "{self.error_log.path}"
 LogLevel {self.log_level}
 LogFormat "%h \\"%r\\" %>s %B pid=%P" simple
 CustomLog "{self.access_log.path}" simple
-Timeout 30
+Timeout 30"""
+
+    def config(self) -> str:
+        return f"""{self.preamble()}
 ProxyTimeout 20
 KeepAlive On
 MaxKeepAliveRequests 0
@@ -385,20 +391,17 @@ def decode_fcgi_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-class FcgiCapture:
+class CaptureServer:
     """Listens on a Unix socket path, or on 127.0.0.1:free port when `path`
-    is None (then `address` is "127.0.0.1:PORT"); for each FastCGI request
-    records its role, flags and PARAMS (`pairs`: a list of (bytes, bytes);
-    `env`: a dict of them) in `requests`, and answers `response` (CGI-style
-    head and body, sent in ONE FCGI_STDOUT record). One request at a time per
-    connection."""
+    is None (then `address` is "127.0.0.1:PORT"), and hands each connection
+    to `_connection(conn)` in a thread of its own; records what it was sent
+    in `requests`, and answers `response`."""
 
-    OK = b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\ncaptured\n"
-
-    def __init__(self, path: str | None, response: bytes = OK):
+    def __init__(self, path: str | None, response: bytes):
         self.path = path
         self.response = response
-        self.requests: list[dict] = []
+        self.requests: list = []
+        self.errors: list[str] = []
         if path is None:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.bind(("127.0.0.1", 0))
@@ -425,6 +428,34 @@ class FcgiCapture:
             except OSError:
                 return
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: socket.socket):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=5)
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.address}>"
+
+
+class FcgiCapture(CaptureServer):
+    """A FastCGI responder that, for each request, records its role, flags
+    and PARAMS (`pairs`: a list of (bytes, bytes); `env`: a dict of them) in
+    `requests`, and answers `response` (CGI-style head and body, sent in ONE
+    FCGI_STDOUT record). One request at a time per connection."""
+
+    OK = b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\ncaptured\n"
+
+    def __init__(self, path: str | None, response: bytes = OK):
+        super().__init__(path, response)
 
     def _connection(self, conn: socket.socket):
         buf = b""
@@ -474,18 +505,100 @@ class FcgiCapture:
         )
         return bool(req["flags"] & 1)
 
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=5)
-        if self.path:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
 
-    def __repr__(self):
-        return f"<FcgiCapture {self.address}>"
+# --------------------------------------------------------------------------
+# reading what the front server's app (tests/apps/front_app.py) answered
+
+PATHS = ["/", "/a", "/a/b/c", "/a/b/", "/caf%C3%A9", "/x%20y/z.txt", "/deep/er/path/file.py/more"]
+
+
+def latin1_path(url_path: str) -> str:
+    """The percent-decoded path as PEP 3333 bytes-as-str."""
+    return unquote_to_bytes(url_path).decode("latin-1")
+
+
+def explain(*things) -> str:
+    """The logs of the gateways and front servers a failure may be about."""
+    out = []
+    for t in things:
+        if isinstance(t, Gateway):
+            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
+        elif hasattr(t, "logs"):
+            out.append(t.logs())
+    return "\n".join(out)
+
+
+def answer(resp, *things) -> dict:
+    """The JSON answer of a 200 response; on anything else, fails with the
+    logs of `things`."""
+    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}\n{explain(*things)}"
+    assert resp.headers.get("Content-Type") == "application/json", resp.headers
+    return resp.json()
+
+
+def env_of(resp, *things) -> dict:
+    """The environ the app saw, from its JSON answer."""
+    return answer(resp, *things)["environ"]
+
+
+def check_echo_requests(server, *things, prefix: str = "", script_name: str = "",
+                        s: requests.Session | None = None) -> list[dict]:
+    """Through `server` to an echo app (tests/apps/front_app.py and its
+    kin): a GET with a query, a binary POST of 300,000 bytes (every byte
+    value), a form and the Authorization header, each checked as the app saw
+    it, under `prefix` (which the app must see as SCRIPT_NAME
+    `script_name`). Returns the answers: [GET, POST, form, Authorization]."""
+    s = s or requests.Session()
+    got = answer(s.get(server.url(prefix + "/hello?x=1&y=%C3%A9")), server, *things)
+    env = got["environ"]
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script_name, "/hello"), env
+    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
+
+    body = (bytes(range(256)) * 1200)[:300_000]
+    r = s.post(server.url(prefix + "/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
+    posted = answer(r, server, *things)
+    env = posted["environ"]
+    assert env["REQUEST_METHOD"] == "POST"
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script_name, "/submit"), env
+    assert env["CONTENT_LENGTH"] == str(len(body))
+    assert env["CONTENT_TYPE"] == "application/octet-stream"
+    assert posted["body"].encode("latin-1") == body
+
+    form = answer(s.post(server.url(prefix + "/form"), data={"a": "1", "b": "two"}), server, *things)
+    assert form["body"] == "a=1&b=two"
+    assert form["environ"]["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+
+    auth = answer(s.get(server.url(prefix + "/auth"), headers={"Authorization": "Bearer xyz"}),
+                  server, *things)
+    assert auth["environ"].get("HTTP_AUTHORIZATION") == "Bearer xyz", (
+        "Authorization did not reach the app: " + repr(sorted(auth["environ"]))
+    )
+    return [got, posted, form, auth]
+
+
+def check_path_info_is_the_request_path(server, *things, s: requests.Session | None = None):
+    """For each of PATHS through `server` (mounted at /): SCRIPT_NAME is
+    empty, PATH_INFO the decoded path as PEP 3333 bytes-as-str, REQUEST_URI
+    the path as sent."""
+    s = s or requests.Session()
+    for path in PATHS:
+        env = env_of(s.get(server.url(path)), server, *things)
+        assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", latin1_path(path)), (path, env)
+        assert env["REQUEST_URI"] == path
+    env = env_of(s.get(server.url("/caf%C3%A9")), server, *things)
+    assert env["PATH_INFO"] == "/caf\u00c3\u00a9"  # UTF-8 bytes as latin-1
+    assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/café"
+
+
+def check_chunked_upload(server, chunks: list[bytes], *things, s: requests.Session | None = None) -> dict:
+    """A chunked upload (requests sends an iterator chunked): the front server
+    de-chunks it, and the app must get every byte. Returns its answer."""
+    got = answer((s or requests).post(server.url("/chunked"), data=iter(chunks)), server, *things)
+    print(f"chunked upload through {server.kind}: CONTENT_LENGTH =", got["environ"].get("CONTENT_LENGTH"))
+    assert got["body"].encode("latin-1") == b"".join(chunks)
+    return got
 
 
 # --------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 - `Gateway`: one rustgi-gateway child process, its stderr log, its RSS.
 - `Nginx`: one nginx in the foreground with a config written for the suite.
 - A raw SCGI client (`scgi_head`, `scgi_exchange`, `scgi_request`) that
-  shares no code with the Rust encoders/decoders, so each checks the other;
-  likewise a raw uwsgi client (`uwsgi_packet`, `uwsgi_request`).
+  shares no code with the Rust encoders/decoders, so each checks the other
+  (its socket side and response parsing are raw_client.py's; the uwsgi and
+  FastCGI clients are uwsgi_client.py and fcgi_client.py).
 - HTTP helpers built on http.client and raw sockets, where `requests` would
   hide what we want to see (repeated headers, half-sent bodies).
 - The byte pattern the test apps generate (`pattern_block`), kept in step
@@ -16,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -24,6 +26,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from raw_client import ConnectionKeptOpen, CgiResponse, as_bytes, exchange, parse_cgi_response  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 APPS = REPO / "tests" / "apps"
@@ -386,6 +390,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def nginx_preamble(run_dir: Path, error_log: Path, log_dir: Path, connections: int = 1024) -> str:
+    """An nginx.conf up to the inside of its `http {` block: in the
+    foreground, as root when we are root (its workers must reach sockets
+    in the run dir), its pid, temp paths and logs our own."""
+    r = run_dir
+    user = "user root;" if os.geteuid() == 0 else ""
+    return f"""
+daemon off;
+{user}
+worker_processes 1;
+pid {r}/nginx.pid;
+error_log {error_log} info;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log {log_dir}/nginx-access.log;
+    client_body_temp_path {r}/client_body;
+    proxy_temp_path {r}/proxy;
+    fastcgi_temp_path {r}/fastcgi;
+    uwsgi_temp_path {r}/uwsgi;
+    scgi_temp_path {r}/scgi;"""
+
+
 class Nginx:
     """nginx in the foreground with its own prefix, config and logs.
 
@@ -420,31 +446,18 @@ class Nginx:
 
     def config(self) -> str:
         r = self.run_dir
-        user = "user root;" if os.geteuid() == 0 else ""
         locations = "\n".join(loc.render() for loc in self.locations)
         servers = "".join(
             f"""
     server {{
         listen 127.0.0.1:{self.server_ports[name]};
         server_name localhost;
+        include /etc/nginx/scgi_params;
 {chr(10).join(loc.render() for loc in locs)}
     }}"""
             for name, locs in self.servers.items()
         )
-        return f"""
-daemon off;
-{user}
-worker_processes 1;
-pid {r}/nginx.pid;
-error_log {self.error_log.path} info;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {self.log_dir}/nginx-access.log;
-    client_body_temp_path {r}/client_body;
-    proxy_temp_path {r}/proxy;
-    fastcgi_temp_path {r}/fastcgi;
-    uwsgi_temp_path {r}/uwsgi;
-    scgi_temp_path {r}/scgi;
+        return f"""{nginx_preamble(r, self.error_log.path, self.log_dir)}
     client_max_body_size 0;
     large_client_header_buffers 8 64k;
     scgi_read_timeout 10s;
@@ -543,6 +556,18 @@ def http_request(port: int, method: str, path: str, *, headers=(), body: bytes |
             conn.close()
 
 
+def get_environ(port: int, path: str = "/environ", **kw) -> dict:
+    """The environ the conformance app saw (its /environ route, or any path
+    with ?dump=environ), as JSON; `kw` as for http_request (`method=` too)."""
+    r = http_request(port, kw.pop("method", "GET"), path, **kw)
+    assert r.status == 200, r.body[:500]
+    return json.loads(r.body)
+
+
+# "/café" as the UTF-8 bytes nginx decodes it to, decoded as latin-1 (PEP 3333)
+LATIN1_CAFE = "/caf\xc3\xa9"
+
+
 def read_http_response(sock: socket.socket, timeout: float = 30.0) -> tuple[int, dict, bytes]:
     """Reads a `Connection: close` HTTP response until EOF; returns (status, headers, body)."""
     sock.settimeout(timeout)
@@ -602,10 +627,6 @@ def pattern_sha256(total: int, chunk: int) -> str:
 # raw SCGI client (written from the SCGI spec; shares nothing with the Rust side)
 
 
-def _b(x) -> bytes:
-    return x if isinstance(x, bytes) else str(x).encode("latin-1")
-
-
 def netstring(payload: bytes, length: bytes | None = None, end: bytes = b",") -> bytes:
     """`LEN ":" payload ","`; `length` and `end` may be overridden to make bad input."""
     if length is None:
@@ -615,7 +636,7 @@ def netstring(payload: bytes, length: bytes | None = None, end: bytes = b",") ->
 
 def scgi_fields(pairs) -> bytes:
     """NAME NUL VALUE NUL ... for (name, value) pairs."""
-    return b"".join(_b(k) + b"\0" + _b(v) + b"\0" for k, v in pairs)
+    return b"".join(as_bytes(k) + b"\0" + as_bytes(v) + b"\0" for k, v in pairs)
 
 
 def scgi_params(method: str = "GET", path: str = "/hello", *, body_len: int = 0, query: str = "",
@@ -641,188 +662,20 @@ def scgi_params(method: str = "GET", path: str = "/hello", *, body_len: int = 0,
         (b"SERVER_NAME", "localhost"),
         (b"HTTP_HOST", "localhost"),
     ]
-    pairs += [(_b(k), _b(v)) for k, v in extra]
-    return [(_b(k), _b(v)) for k, v in pairs]
+    pairs += [(as_bytes(k), as_bytes(v)) for k, v in extra]
+    return [(as_bytes(k), as_bytes(v)) for k, v in pairs]
 
 
 def scgi_head(pairs) -> bytes:
     return netstring(scgi_fields(pairs))
 
 
-class ConnectionKeptOpen(AssertionError):
-    pass
-
-
-def scgi_exchange(address: str, data: bytes, *, shut_wr: bool = False, timeout: float = 10.0) -> bytes:
-    """Connects, sends `data` (tolerating an early close by the peer),
-    optionally shuts down the write side, and reads until the peer closes.
-
-    Returns what was received. Raises ConnectionKeptOpen if the peer has not
-    closed the connection after `timeout` seconds.
-    """
-    if address.startswith("/"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target = address
-    else:
-        host, port = address.rsplit(":", 1)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        target = (host, int(port))
-    received = b""
-    with sock:
-        sock.settimeout(timeout)
-        sock.connect(target)
-        try:
-            sock.sendall(data)
-            if shut_wr:
-                sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the gateway may close as soon as it sees bad input
-        except socket.timeout:
-            raise AssertionError(
-                f"sending stalled for {timeout}s: the peer stopped reading "
-                f"(sent part of {len(data)} bytes)"
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            except socket.timeout:
-                raise ConnectionKeptOpen(
-                    f"connection still open {timeout}s after sending {len(data)} bytes "
-                    f"(received {received[:200]!r})"
-                )
-            if not chunk:
-                break
-            received += chunk
-    return received
-
-
-@dataclass
-class ScgiResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-
-def parse_cgi_response(raw: bytes) -> ScgiResponse:
-    """Parses a CGI-style response (`Status: 200 OK` + headers, blank line, body).
-    A response starting with an HTTP status line is accepted too."""
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    assert sep, f"no end of response head in {raw[:300]!r}"
-    lines = head.decode("latin-1").split("\r\n")
-    status = None
-    headers = []
-    if lines and lines[0].startswith("HTTP/"):
-        status = int(lines[0].split()[1])
-        lines = lines[1:]
-    for line in lines:
-        name, colon, value = line.partition(":")
-        assert colon, f"bad header line {line!r}"
-        name, value = name.strip(), value.strip()
-        if name.lower() == "status":
-            status = int(value.split()[0])
-        else:
-            headers.append((name, value))
-    assert status is not None, f"no status in {head!r}"
-    return ScgiResponse(status, headers, body)
+# The SCGI exchange is the one every raw client uses.
+scgi_exchange = exchange
 
 
 def scgi_request(address: str, method: str = "GET", path: str = "/hello", body: bytes = b"", *,
-                 query: str = "", scgi: bool = True, extra=(), timeout: float = 10.0) -> ScgiResponse:
+                 query: str = "", scgi: bool = True, extra=(), timeout: float = 10.0) -> CgiResponse:
     """A well-formed SCGI request straight to the gateway."""
     head = scgi_head(scgi_params(method, path, body_len=len(body), query=query, scgi=scgi, extra=extra))
     return parse_cgi_response(scgi_exchange(address, head + body, timeout=timeout))
-
-
-# --------------------------------------------------------------------------
-# raw uwsgi client (written from uWSGI's protocol description; shares nothing
-# with the Rust side)
-
-
-def uwsgi_vars(pairs) -> bytes:
-    """The vars block: `u16le keylen, key, u16le vallen, value` for each pair."""
-    out = b""
-    for k, v in pairs:
-        k, v = _b(k), _b(v)
-        out += len(k).to_bytes(2, "little") + k + len(v).to_bytes(2, "little") + v
-    return out
-
-
-def uwsgi_packet(pairs, modifier1: int = 0, modifier2: int = 0) -> bytes:
-    """The 4-byte header (modifier1, u16le datasize, modifier2) + the vars block."""
-    block = uwsgi_vars(pairs)
-    return bytes([modifier1]) + len(block).to_bytes(2, "little") + bytes([modifier2]) + block
-
-
-def uwsgi_params(method: str = "GET", path: str = "/hello", *, body_len: int = 0, query: str = "",
-                 extra=()) -> list[tuple[bytes, bytes]]:
-    """The vars nginx's stock uwsgi_params would send (PATH_INFO, no SCRIPT_NAME).
-    A name in `extra` replaces the stock var of that name; others are appended."""
-    pairs = [
-        ("QUERY_STRING", query),
-        ("REQUEST_METHOD", method),
-        ("CONTENT_TYPE", ""),
-        ("CONTENT_LENGTH", str(body_len) if body_len else ""),
-        ("REQUEST_URI", path + ("?" + query if query else "")),
-        ("PATH_INFO", path),
-        ("DOCUMENT_ROOT", "/srv"),
-        ("SERVER_PROTOCOL", "HTTP/1.1"),
-        ("REQUEST_SCHEME", "http"),
-        ("REMOTE_ADDR", "127.0.0.1"),
-        ("REMOTE_PORT", "40000"),
-        ("SERVER_PORT", "80"),
-        ("SERVER_NAME", "localhost"),
-        ("HTTP_HOST", "localhost"),
-    ]
-    extra = [(_b(k), _b(v)) for k, v in extra]
-    replaced = {k for k, _ in extra}
-    kept = [(_b(k), _b(v)) for k, v in pairs if _b(k) not in replaced]
-    return kept + extra
-
-
-@dataclass
-class UwsgiResponse:
-    status_line: str  # e.g. "HTTP/1.1 200 OK"
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    @property
-    def status(self) -> int:
-        return int(self.status_line.split()[1])
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-
-def parse_uwsgi_response(raw: bytes) -> UwsgiResponse:
-    """A uwsgi response: an HTTP status line, headers, blank line, body.
-    Fails if the first line is not an HTTP status line."""
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    assert sep, f"no end of response head in {raw[:300]!r}"
-    lines = head.decode("latin-1").split("\r\n")
-    assert re.fullmatch(r"HTTP/\d\.\d \d{3}( .*)?", lines[0]), f"not an HTTP status line: {lines[0]!r}"
-    headers = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        assert colon, f"bad header line {line!r}"
-        headers.append((name.strip(), value.strip()))
-    return UwsgiResponse(lines[0], headers, body)
-
-
-def uwsgi_request(address: str, method: str = "GET", path: str = "/hello", body: bytes = b"", *,
-                  query: str = "", extra=(), timeout: float = 10.0) -> UwsgiResponse:
-    """A well-formed uwsgi request (nginx's stock vars) straight to the gateway."""
-    head = uwsgi_packet(uwsgi_params(method, path, body_len=len(body), query=query, extra=extra))
-    return parse_uwsgi_response(scgi_exchange(address, head + body, timeout=timeout))

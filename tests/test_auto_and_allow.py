@@ -36,6 +36,7 @@ import uuid
 import pytest
 
 import fcgi_client as fcgi
+import uwsgi_client
 from harness import (
     APPS,
     KiB,
@@ -52,7 +53,6 @@ from harness import (
     scgi_params,
     scgi_request,
     unix_connections,
-    uwsgi_request,
     wait_until,
 )
 
@@ -276,7 +276,7 @@ def served_over_all_three(site):
     got = json.loads(r.body)
     assert (got["protocol"], got["sha256"]) == ("scgi", digest)
 
-    r = uwsgi_request(sock, "POST", "/after", body)
+    r = uwsgi_client.request(sock, "POST", "/after", body)
     assert r.status == 200, site.gateway.describe()
     got = json.loads(r.body)
     assert (got["protocol"], got["sha256"]) == ("uwsgi", digest)

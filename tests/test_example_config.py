@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from harness import REPO, MiB, Nginx, http_request
+from harness import REPO, MiB, Nginx, http_request, nginx_preamble
 
 EXAMPLE_LISTEN = "listen 8080;"
 EXAMPLE_SOCKET = "unix:/run/rustgi/app.sock;"
@@ -63,22 +63,7 @@ class ExampleNginx(Nginx):
             params.symlink_to(f"/etc/nginx/{example.params}")
 
     def config(self) -> str:
-        r = self.run_dir
-        user = "user root;" if os.geteuid() == 0 else ""
-        return f"""
-daemon off;
-{user}
-worker_processes 1;
-pid {r}/nginx.pid;
-error_log {self.error_log.path} info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {self.log_dir}/nginx-access.log;
-    client_body_temp_path {r}/client_body;
-    proxy_temp_path {r}/proxy;
-    fastcgi_temp_path {r}/fastcgi;
-    uwsgi_temp_path {r}/uwsgi;
-    scgi_temp_path {r}/scgi;
+        return f"""{nginx_preamble(self.run_dir, self.error_log.path, self.log_dir, connections=64)}
     include {self.site};
 }}
 """

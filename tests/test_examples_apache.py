@@ -28,7 +28,6 @@ examples point at lives under the run dir (mode 0755).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
@@ -39,8 +38,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from frontservers import APACHE_MODULES, Apache, Processes, _pids_with_arg, which
-from harness import APPS, REPO, Gateway, unix_connections, wait_until
+from frontservers import (
+    APACHE_MODULES,
+    Apache,
+    CommandLineGateway,
+    _pids_with_arg,
+    answer,
+    check_echo_requests,
+    proc_stat,
+    process_gone,
+)
+import rendering
+from harness import APPS, REPO, unix_connections, wait_until
+from plugins.fronts import install_app
 
 EXAMPLES = REPO / "examples"
 APP_SOURCE = APPS / "cgi_app.py"
@@ -54,24 +64,10 @@ APP_DIR = "/srv/app"
 BINARY = "/usr/local/bin/rustgi-gateway"
 
 
-def directives(text: str) -> str:
-    """The lines that are not comments."""
-    return "".join(line for line in text.splitlines(True) if not line.lstrip().startswith("#"))
-
-
 def render(path: Path, replacements: dict[str, tuple[str, int]]) -> str:
-    """The file with each placeholder replaced everywhere (comments too);
-    each must occur exactly `count` times outside comments, and none of them
-    (nor the port) may be left."""
-    text = path.read_text()
-    for needle, (_, count) in replacements.items():
-        found = directives(text).count(needle)
-        assert found == count, f"{path} should contain {needle!r} {count} time(s) outside comments, has {found}"
-    for needle, (value, _) in replacements.items():
-        text = text.replace(needle, value)
-    for leftover in ("8080", SOCKET, APP_DIR + "/", BINARY):
-        assert leftover not in text, f"{path}: {leftover!r} left after rendering"
-    return text
+    """The example rendered; neither a placeholder nor the port may be left,
+    comments included."""
+    return rendering.render(path, replacements, ("8080", SOCKET, APP_DIR + "/", BINARY))
 
 
 # ---------------------------------------------------------------------------
@@ -105,22 +101,8 @@ class ExampleApache(Apache):
         )
 
     def config(self) -> str:
-        d = self.dir
-        loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in self.modules)
-        user = "User www-data\nGroup www-data" if os.geteuid() == 0 else ""
-        return f"""
-ServerRoot "{d}"
-ServerName 127.0.0.1
-PidFile "{d}/httpd.pid"
-DefaultRuntimeDir "{d}"
-Mutex file:{d} default
-{loads}
-{user}
-ErrorLog "{self.error_log.path}"
-LogLevel warn
-LogFormat "%h \\"%r\\" %>s %B pid=%P" simple
-CustomLog "{self.access_log.path}" simple
-Timeout 30
+        # No Listen: the example's `Listen 8080`, rendered, is the port.
+        return f"""{self.preamble(listen=False)}
 KeepAlive On
 StartServers 1
 {"MaxRequestWorkers 8" if self.prefork else "ServerLimit 2" + chr(10) + "ThreadsPerChild 16" + chr(10) + "MaxRequestWorkers 32"}
@@ -135,44 +117,8 @@ Include "{self.site}"
 """
 
 
-class ExampleGateway(Gateway):
-    """The gateway started with the command line an example's comment gives
-    (`#   rustgi-gateway ...`), rendered, with our binary."""
-
-    def __init__(self, name, argv: list[str], socket_path: str, log_path: Path, binary: Path):
-        super().__init__(name, socket_path, [], log_path, binary=binary)
-        self.argv = [str(binary)] + argv[1:]
-
-    @property
-    def command(self) -> list[str]:
-        return self.argv
-
-    def stop(self):
-        code = self.terminate(timeout=10)
-        if code != 0:
-            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{self.log.tail(20)}")
-
-    def __repr__(self):
-        return f"<ExampleGateway {self.name} on {self.socket}>"
-
-
-def gateway_command(text: str) -> str:
-    """The one `#   rustgi-gateway ...` line of an example's comment."""
-    lines = re.findall(r"^#\s+(rustgi-gateway\s.*)$", text, re.M)
-    assert len(lines) == 1, f"expected one rustgi-gateway command line in the comment, got {lines}"
-    return lines[0]
-
-
 # ---------------------------------------------------------------------------
 # fixtures
-
-
-@pytest.fixture(scope="session")
-def apache_binary() -> str:
-    found = which("apache2")
-    if not found:
-        pytest.fail("apache2 is not installed: run the suite through tests/run, which installs it")
-    return found
 
 
 @pytest.fixture(scope="session")
@@ -184,37 +130,12 @@ def mod_fcgid():
 
 
 @pytest.fixture
-def procs():
-    """The processes this test starts; all stopped at its end, whatever
-    happened. A process that does not stop fails the test."""
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def site_dir(request, run_dir) -> Path:
-    """A fresh directory (0755) for this test: the rendered /srv/app, the
-    socket, Apache's files."""
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name[5:])
-    if len(name) > 40:  # short enough for a Unix socket path; unique per parameter
-        name = name[:33] + "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
-    d = run_dir / f"ex-{name}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
-    return d
-
-
-@pytest.fixture
 def app_dir(site_dir, gateway_bin) -> Path:
     """The rendered /srv/app: the test app as app.py and examples/app.cgi
     (pointing at our binary and this directory), readable by www-data."""
     d = site_dir / "srv-app"
     d.mkdir(mode=0o755)
-    shutil.copy(APP_SOURCE, d / "app.py")
-    os.chmod(d / "app.py", 0o644)
+    install_app(APP_SOURCE, d / "app.py")
     wrapper = d / "app.cgi"
     wrapper.write_text(render(EXAMPLES / "app.cgi", {BINARY: (str(gateway_bin), 1), APP_DIR: (str(d), 1)}))
     os.chmod(wrapper, 0o755)
@@ -231,77 +152,28 @@ def start_apache(procs, apache_binary, log_dir, site_dir, example: str, replacem
 
 
 def start_example_gateway(procs, gateway_bin, log_dir, example: str, socket_path: str,
-                          app_dir: Path) -> ExampleGateway:
+                          app_dir: Path) -> CommandLineGateway:
     text = (EXAMPLES / example).read_text()
-    line = gateway_command(text)
+    line = rendering.gateway_command(text)
     assert line.count(SOCKET) == 1 and line.count(APP_DIR + "/app.py") == 1, line
     argv = shlex.split(line.replace(SOCKET, socket_path).replace(APP_DIR, str(app_dir)))
     name = Path(socket_path).parent.name + "-gw"
-    gw = ExampleGateway(name, argv, socket_path, log_dir / f"{name}.log", gateway_bin)
+    gw = CommandLineGateway(name, argv, socket_path, log_dir / f"{name}.log", gateway_bin)
     procs.add(gw)
     return gw.start()
 
 
-def explain(*things) -> str:
-    out = []
-    for t in things:
-        if isinstance(t, Gateway):
-            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
-        elif hasattr(t, "logs"):
-            out.append(t.logs())
-    return "\n".join(out)
-
-
-def answer(resp: requests.Response, *things) -> dict:
-    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}\n{explain(*things)}"
-    assert resp.headers.get("Content-Type") == "application/json", resp.headers
-    return resp.json()
-
-
 def check_get_post_authorization(server, *things, s: requests.Session | None = None) -> dict:
-    """GET with a query, a binary POST of 300,000 bytes and an Authorization
-    header, each seen by the app; returns the GET's answer."""
-    s = s or requests.Session()
-    got = answer(s.get(server.url("/hello?x=1&y=%C3%A9")), server, *things)
-    env = got["environ"]
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
-    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/hello"), env
-    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
-
-    body = (bytes(range(256)) * 1200)[:300_000]  # every byte value
-    r = s.post(server.url("/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    posted = answer(r, server, *things)
-    assert posted["environ"]["REQUEST_METHOD"] == "POST"
-    assert posted["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert posted["environ"]["CONTENT_TYPE"] == "application/octet-stream"
-    assert posted["body"].encode("latin-1") == body
-
-    form = answer(s.post(server.url("/form"), data={"a": "1", "b": "two"}), server, *things)
-    assert form["body"] == "a=1&b=two"
-
-    auth = answer(s.get(server.url("/auth"), headers={"Authorization": "Bearer xyz"}), server, *things)
-    assert auth["environ"].get("HTTP_AUTHORIZATION") == "Bearer xyz", (
-        "Authorization did not reach the app: " + repr(sorted(auth["environ"]))
-    )
-    return got
-
-
-def process_gone(pid: int) -> bool:
-    """True once `pid` no longer exists (or is a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    """GET with a query, a binary POST of 300,000 bytes, a form and an
+    Authorization header, each seen by the app; returns the GET's answer."""
+    return check_echo_requests(server, *things, s=s)[0]
 
 
 def ancestors(pid: int) -> list[int]:
     out = []
     while pid > 1:
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            pid = int(proc_stat(pid)[1])
         except (FileNotFoundError, ValueError):
             break
         out.append(pid)

@@ -38,19 +38,20 @@ import pytest
 import requests
 
 from frontservers import (
+    CommandLineGateway,
     Lighttpd,
-    Processes,
     StrayProcesses,
+    answer,
+    check_echo_requests,
+    latin1_path,
     listening_unix_sockets,
-    proc_stat,
     process_gone,
     socket_inodes,
-    which,
 )
-from harness import APPS, REPO, Gateway, free_port, wait_until
+import rendering
+from harness import REPO, child_pids, free_port, wait_until
 
 EXAMPLES = REPO / "examples"
-APP_SOURCE = APPS / "example_app.py"
 DEBIAN_CONF = Path("/etc/lighttpd/lighttpd.conf")
 DEBIAN_FASTCGI_CONF = Path("/etc/lighttpd/conf-available/10-fastcgi.conf")
 
@@ -65,31 +66,11 @@ AS_ROOT = os.geteuid() == 0
 WWW_DATA = "www-data"
 
 
-def directives(text: str) -> str:
-    """The lines that are not comments."""
-    return "".join(line for line in text.splitlines(True) if not line.lstrip().startswith("#"))
-
-
 def render(path: Path, replacements: dict[str, tuple[str, int]]) -> str:
-    """The file with each placeholder replaced everywhere (comments too);
-    each must occur exactly `count` times outside comments, and none of the
-    placeholders (nor the port) may be left outside comments."""
-    text = path.read_text()
-    for needle, (_, count) in replacements.items():
-        found = directives(text).count(needle)
-        assert found == count, f"{path} should contain {needle!r} {count} time(s) outside comments, has {found}"
-    for needle, (value, _) in replacements.items():
-        text = text.replace(needle, value)
-    for leftover in ("8080", SOCKET, SPAWN_SOCKET, "/srv/app", BINARY):
-        assert leftover not in directives(text), f"{path}: {leftover!r} left after rendering"
-    return text
-
-
-def gateway_command(text: str) -> str:
-    """The one `#   rustgi-gateway ...` line of an example's comment."""
-    lines = re.findall(r"^#\s+(rustgi-gateway\s.*)$", text, re.M)
-    assert len(lines) == 1, f"expected one rustgi-gateway command line in the comment, got {lines}"
-    return lines[0]
+    """The example rendered; no placeholder (nor the port) may be left
+    outside comments."""
+    return rendering.render(path, replacements, ("8080", SOCKET, SPAWN_SOCKET, "/srv/app", BINARY),
+                            comments_too=False)
 
 
 def give_to_www_data(path: Path, mode: int = 0o750):
@@ -163,46 +144,20 @@ class DebianLighttpd(Lighttpd):
         return text
 
 
-class CommandGateway(Gateway):
-    """The gateway started with the command line an example's comment gives,
-    rendered, with our binary in place of `rustgi-gateway`."""
-
-    def __init__(self, name, argv: list[str], socket_path: str, log_path: Path, binary: Path):
-        super().__init__(name, socket_path, [], log_path, binary=binary)
-        self.argv = [str(binary)] + argv[1:]
-
-    @property
-    def command(self) -> list[str]:
-        return self.argv
-
-    def stop(self):
-        code = self.terminate(timeout=10)
-        if code != 0:
-            raise AssertionError(f"gateway {self.name} exited {code} on SIGTERM:\n{self.log.tail(20)}")
-
-    def __repr__(self):
-        return f"<CommandGateway {self.name} on {self.socket}>"
-
-
 # ---------------------------------------------------------------------------
 # /proc
 
 
 def children_running(parent: int, exe: Path) -> list[int]:
     """Live processes whose parent is `parent` and whose executable is `exe`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+
+    def runs_exe(pid: int) -> bool:
         try:
-            stat = proc_stat(int(entry))
-            if int(stat[1]) != parent or stat[0] == "Z":
-                continue
-            if os.path.realpath(f"/proc/{entry}/exe") == os.path.realpath(exe):
-                found.append(int(entry))
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return sorted(found)
+            return os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(exe)
+        except (FileNotFoundError, PermissionError):
+            return False
+
+    return [pid for pid in child_pids(parent) if runs_exe(pid)]
 
 
 def uid_of(pid: int) -> int:
@@ -218,48 +173,11 @@ def uid_of(pid: int) -> int:
 
 
 @pytest.fixture(scope="session")
-def lighttpd_binary() -> str:
-    found = which("lighttpd")
-    if not found:
-        pytest.fail("lighttpd is not installed: run the suite through tests/run, which installs it")
+def debian_lighttpd(lighttpd_binary) -> str:
+    """lighttpd, with Debian's stock config that the examples build on."""
     if not DEBIAN_CONF.exists():
         pytest.fail(f"{DEBIAN_CONF} (Debian's stock lighttpd.conf) is missing: reinstall lighttpd")
-    return found
-
-
-@pytest.fixture
-def procs():
-    """The processes this test starts; all stopped at its end, whatever
-    happened. A process that does not stop fails the test."""
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def site_dir(request, run_dir) -> Path:
-    """A fresh directory (0755) for this test: the rendered /srv/app, the
-    sockets, lighttpd's files."""
-    # short (socket paths have a limit of 107 bytes): the example's name
-    example = request.node.callspec.params["example"]
-    name = "lt-" + example.removeprefix("lighttpd-").removesuffix(".conf")
-    d = run_dir / f"{name}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
-    return d
-
-
-@pytest.fixture
-def app_file(site_dir) -> Path:
-    """The rendered /srv/app/app.py, readable by www-data."""
-    d = site_dir / "srv-app"
-    d.mkdir(mode=0o755)
-    path = d / "app.py"
-    shutil.copy(APP_SOURCE, path)
-    os.chmod(path, 0o644)
-    return path
+    return lighttpd_binary
 
 
 def start_lighttpd(procs, binary, log_dir, site_dir, example: str, replacements: dict,
@@ -271,65 +189,16 @@ def start_lighttpd(procs, binary, log_dir, site_dir, example: str, replacements:
     return server.start()
 
 
-def explain(*things) -> str:
-    out = []
-    for t in things:
-        if isinstance(t, Gateway):
-            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
-        elif hasattr(t, "logs"):
-            out.append(t.logs())
-    return "\n".join(out)
-
-
-def answer(resp: requests.Response, *things) -> dict:
-    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}\n{explain(*things)}"
-    assert resp.headers.get("Content-Type") == "application/json", resp.headers
-    return resp.json()
-
-
 PATHS = ["/", "/a", "/a/b/c", "/a/b/", "/caf%C3%A9", "/x%20y/z.txt", "/deep/er/file.py/more"]
-
-
-def latin1_path(url_path: str) -> str:
-    """The percent-decoded path as PEP 3333 bytes-as-str."""
-    from urllib.parse import unquote_to_bytes
-
-    return unquote_to_bytes(url_path).decode("latin-1")
 
 
 def check_requests(server, *things, s: requests.Session | None = None) -> list[dict]:
     """GET with a query, a binary POST of 300,000 bytes, a form, the
     Authorization header, PATH_INFO for PATHS; returns every answer."""
     s = s or requests.Session()
-    answers = []
-    got = answer(s.get(server.url("/hello?x=1&y=%C3%A9")), server, *things)
-    answers.append(got)
-    env = got["environ"]
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
-    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/hello"), env
-    assert env["SERVER_SOFTWARE"].startswith("lighttpd/"), env["SERVER_SOFTWARE"]
-    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
-
-    body = (bytes(range(256)) * 1200)[:300_000]  # every byte value
-    r = s.post(server.url("/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    posted = answer(r, server, *things)
-    answers.append(posted)
-    assert posted["environ"]["REQUEST_METHOD"] == "POST"
-    assert posted["environ"]["PATH_INFO"] == "/submit"
-    assert posted["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert posted["environ"]["CONTENT_TYPE"] == "application/octet-stream"
-    assert posted["body"].encode("latin-1") == body
-
-    form = answer(s.post(server.url("/form"), data={"a": "1", "b": "two"}), server, *things)
-    answers.append(form)
-    assert form["body"] == "a=1&b=two"
-    assert form["environ"]["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
-
-    auth = answer(s.get(server.url("/auth"), headers={"Authorization": "Bearer xyz"}), server, *things)
-    answers.append(auth)
-    assert auth["environ"].get("HTTP_AUTHORIZATION") == "Bearer xyz", sorted(auth["environ"])
-
+    answers = check_echo_requests(server, *things, s=s)
+    software = answers[0]["environ"]["SERVER_SOFTWARE"]
+    assert software.startswith("lighttpd/"), software
     for path in PATHS:
         got = answer(s.get(server.url(path)), server, *things)
         answers.append(got)
@@ -354,11 +223,11 @@ DAEMON_EXAMPLES = {
 
 
 @pytest.mark.parametrize("example", list(DAEMON_EXAMPLES))
-def test_daemon_example_get_post_and_path_info(example, procs, lighttpd_binary, gateway_bin, log_dir,
+def test_daemon_example_get_post_and_path_info(example, procs, debian_lighttpd, gateway_bin, log_dir,
                                                site_dir, app_file):
     proto, markers, includes = DAEMON_EXAMPLES[example]
     text = (EXAMPLES / example).read_text()
-    line = gateway_command(text)
+    line = rendering.gateway_command(text)
     assert line.count(SOCKET) == 1 and line.count(APP_FILE) == 1, line
     argv = shlex.split(line)
     assert argv[argv.index("--proto") + 1] == proto, line
@@ -368,10 +237,10 @@ def test_daemon_example_get_post_and_path_info(example, procs, lighttpd_binary, 
     sock = str(sock_dir / "app.sock")
     argv = shlex.split(line.replace(SOCKET, sock).replace(APP_FILE, str(app_file)))
     name = site_dir.name + "-gw"
-    gw = procs.add(CommandGateway(name, argv, sock, log_dir / f"{name}.log", gateway_bin)).start()
+    gw = procs.add(CommandLineGateway(name, argv, sock, log_dir / f"{name}.log", gateway_bin)).start()
 
     # Debian's 10-fastcgi.conf enabled too: the example loads mod_fastcgi again
-    server = start_lighttpd(procs, lighttpd_binary, log_dir, site_dir, example,
+    server = start_lighttpd(procs, debian_lighttpd, log_dir, site_dir, example,
                             {SOCKET: (sock, 1)}, includes)
     answers = check_requests(server, gw)
     for got in answers:
@@ -399,14 +268,14 @@ SPAWN_EXAMPLES = {
 
 @pytest.mark.parametrize("example", list(SPAWN_EXAMPLES))
 def test_spawn_example_lighttpd_starts_serves_and_stops_the_gateways(
-        example, procs, lighttpd_binary, gateway_bin, log_dir, site_dir, app_file):
+        example, procs, debian_lighttpd, gateway_bin, log_dir, site_dir, app_file):
     markers = SPAWN_EXAMPLES[example]
     procs.add(StrayProcesses(str(app_file)))
     sock_dir = site_dir / "run-lighttpd"  # Debian's /run/lighttpd: www-data's, 0750
     sock_dir.mkdir()
     give_to_www_data(sock_dir)
     sock = str(sock_dir / "rustgi.sock")
-    server = start_lighttpd(procs, lighttpd_binary, log_dir, site_dir, example, {
+    server = start_lighttpd(procs, debian_lighttpd, log_dir, site_dir, example, {
         SPAWN_SOCKET: (sock, 1),
         BINARY: (str(gateway_bin), 1),
         APP_FILE: (str(app_file), 1),

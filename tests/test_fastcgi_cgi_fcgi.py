@@ -8,25 +8,13 @@ connection fails)."""
 import hashlib
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
 import time
 import uuid
 
-import pytest
-
 from harness import parse_cgi_response
-
-
-@pytest.fixture(scope="session")
-def cgi_fcgi() -> str:
-    found = shutil.which("cgi-fcgi")
-    if not found:
-        pytest.fail("cgi-fcgi is not installed (Debian: libfcgi-bin): run the suite through "
-                    "tests/run, which installs it")
-    return found
 
 
 def cgi_env(method, path, query="", body=None, content_type=None):

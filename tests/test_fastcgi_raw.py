@@ -53,94 +53,22 @@ from fcgi_client import (
     responder_params,
     stream_records,
 )
-from harness import ANSI, APPS, REPO, Gateway, KiB, LogFile, MiB, wait_until
+from harness import APPS, REPO, KiB, MiB, wait_until
+from plugins.fronts import module_gateway
 
 APP = str((APPS / "fastcgi_app.py").relative_to(REPO))
 MAX_HEADER = 1024
 
 
-class HeldLogFile(LogFile):
-    """A LogFile read through a descriptor opened when the process starts.
-
-    Other pytest sessions in the same checkout clear tests/.run/logs/ when
-    they start (conftest's `log_dir`); the gateway keeps writing to its
-    unlinked file, and this keeps reading it."""
-
-    def __init__(self, path: Path):
-        super().__init__(path)
-        self.fd = os.open(path, os.O_RDONLY)
-
-    def text(self, since: int = 0) -> str:
-        size = os.fstat(self.fd).st_size
-        data = os.pread(self.fd, max(0, size - since), since)
-        return ANSI.sub("", data.decode("utf-8", "replace"))
-
-    def mark(self) -> int:
-        return os.fstat(self.fd).st_size
-
-    def close(self):
-        os.close(self.fd)
+def raw_gateway(name, *args, doc=""):
+    return module_gateway(name, ["--app", APP, *args], proto="fastcgi", check_exit=False, doc=doc)
 
 
-class FcgiGateway(Gateway):
-    """A Gateway that speaks FastCGI (harness.Gateway says `--proto scgi`)."""
-
-    @property
-    def command(self) -> list[str]:
-        return [str(self.binary), "--proto", "fastcgi", "--socket", self.socket, "--chmod", "666"] + self.args
-
-    def spawn(self) -> "FcgiGateway":
-        super().spawn()
-        if not isinstance(self.log, HeldLogFile):
-            self.log = HeldLogFile(self.log.path)
-        return self
-
-
-def start_gateway(name, args, run_dir, log_dir, gateway_bin):
-    gw = FcgiGateway(name, str(run_dir / f"raw-{name}.sock"), ["--app", APP] + args,
-                     log_dir / f"fastcgi-raw-{name}-{os.getpid()}.log", binary=gateway_bin)
-    try:
-        gw.start()
-    except BaseException:
-        gw.terminate()
-        raise
-    return gw
-
-
-@pytest.fixture(scope="module")
-def fcgi(run_dir, log_dir, gateway_bin):
-    gw = start_gateway("fcgi", ["--threads", "8"], run_dir, log_dir, gateway_bin)
-    yield gw
-    gw.terminate()
-    gw.log.close()
-
-
-@pytest.fixture(scope="module")
-def strict(run_dir, log_dir, gateway_bin):
-    """Small PARAMS limit, for the bad-input cases."""
-    gw = start_gateway("fcgi-strict", ["--threads", "4", "--max-header-size", str(MAX_HEADER)],
-                       run_dir, log_dir, gateway_bin)
-    yield gw
-    gw.terminate()
-    gw.log.close()
-
-
-@pytest.fixture(scope="module")
-def responder_only(run_dir, log_dir, gateway_bin):
-    gw = start_gateway("fcgi-responder", ["--threads", "2", "--fastcgi-roles", "responder"],
-                       run_dir, log_dir, gateway_bin)
-    yield gw
-    gw.terminate()
-    gw.log.close()
-
-
-@pytest.fixture(scope="module")
-def no_stderr(run_dir, log_dir, gateway_bin):
-    gw = start_gateway("fcgi-nostderr", ["--threads", "2", "--no-fastcgi-stderr"],
-                       run_dir, log_dir, gateway_bin)
-    yield gw
-    gw.terminate()
-    gw.log.close()
+fcgi = raw_gateway("fcgi", "--threads", "8")
+strict = raw_gateway("fcgi-strict", "--threads", "4", "--max-header-size", str(MAX_HEADER),
+                     doc="Small PARAMS limit, for the bad-input cases.")
+responder_only = raw_gateway("fcgi-responder", "--threads", "2", "--fastcgi-roles", "responder")
+no_stderr = raw_gateway("fcgi-nostderr", "--threads", "2", "--no-fastcgi-stderr")
 
 
 @pytest.fixture
@@ -699,13 +627,8 @@ def test_bad_input_on_one_connection_does_not_disturb_another(strict):
 # the per-connection limit
 
 
-@pytest.fixture(scope="module")
-def one_thread(run_dir, log_dir, gateway_bin):
-    """--threads 1: at most 2 x 1 + 8 = 10 requests on one connection."""
-    gw = start_gateway("fcgi-one-thread", ["--threads", "1"], run_dir, log_dir, gateway_bin)
-    yield gw
-    gw.terminate()
-    gw.log.close()
+one_thread = raw_gateway("fcgi-one-thread", "--threads", "1",
+                         doc="--threads 1: at most 2 x 1 + 8 = 10 requests on one connection.")
 
 
 PER_CONNECTION_LIMIT = 10

@@ -3,7 +3,7 @@ the gateway's RSS by more than 30 MiB. The /mem/ location has response
 buffering off, so nginx streams the download instead of buffering it; the
 upload goes through request buffering (nginx spools it to a temp file),
 because nginx 1.22 sends a wrong CONTENT_LENGTH with
-scgi_request_buffering off (see test_bodies.py). Figures go to
+scgi_request_buffering off (see test_conformance.py). Figures go to
 tests/.run/rss.txt and to stdout (pytest -s)."""
 
 import hashlib

@@ -1,7 +1,6 @@
 """Gateway flags seen from outside: --mount, --threads, --venv (and the
 venvs it refuses), the built-in demo app (no --app), a TCP --socket."""
 
-import concurrent.futures
 import json
 import os
 import re
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from harness import free_port, http_request, scgi_request
+from harness import free_port, scgi_request
 
 
 def test_mount_splits_script_name_and_path_info(nginx, mount_gateway):
@@ -38,20 +37,6 @@ def test_mount_root_itself(nginx, mount_gateway):
 def test_env_flag_sets_the_process_environment(nginx, mount_gateway):
     r = requests.get(nginx.url("/app/osenv?name=RUSTGI_TEST_ENV"), timeout=10)
     assert (r.status_code, r.text) == (200, "set by --env"), mount_gateway.describe()
-
-
-def test_40_requests_run_in_parallel_with_40_threads(nginx, par_gateway):
-    # Each request waits until 40 are active at once (or 10 s pass): the
-    # recorded peak shows how many really ran together, without timing.
-    def one(_):
-        return http_request(nginx.port, "GET", "/par/parallel?target=40&timeout=10", timeout=30)
-
-    with concurrent.futures.ThreadPoolExecutor(40) as pool:
-        results = list(pool.map(one, range(40)))
-    statuses = [r.status for r in results]
-    assert statuses == [200] * 40, (statuses, par_gateway.describe())
-    peak = requests.get(nginx.url("/par/peak"), timeout=10).text
-    assert peak == "40", f"only {peak} requests were active at once"
 
 
 def test_flask_app_from_the_venv(nginx, flask_gateway, venv_dir):

@@ -32,9 +32,6 @@ import pytest
 
 from harness import (
     APPS,
-    Location,
-    Nginx,
-    child_pids,
     http_request,
     scgi_exchange,
     scgi_head,
@@ -78,6 +75,18 @@ def answer(port: int, path: str = "/") -> dict:
     r = http_request(port, "GET", path, timeout=15)
     assert r.status == 200, (r.status, r.body[:300])
     return json.loads(r.body)
+
+
+def reload_to(gw, app, version: str, port: int):
+    """Writes `version` of the app, sends SIGHUP and waits until the new
+    generation serves it (through `port`)."""
+    write_app(app, version)
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reloaded: generation \d+ is serving", since=mark, timeout=20), (
+        gw.describe(mark)
+    )
+    assert wait_until(lambda: answer(port)["version"] == version, 5), gw.describe(mark)
 
 
 def direct(gw, path: str = "/") -> dict:
@@ -226,13 +235,7 @@ def test_three_sighup_reloads_under_load_fail_no_request_and_serve_the_new_code(
     reloaded_at = []
     for n in (1, 2, 3):
         time.sleep(max(0.0, began + n * gap - time.monotonic()))
-        write_app(app, f"v{n}")
-        mark = gw.log.mark()
-        gw.send_signal(signal.SIGHUP)
-        assert gw.log.wait_for(r"reloaded: generation \d+ is serving", since=mark, timeout=20), (
-            gw.describe(mark)
-        )
-        assert wait_until(lambda: answer(front.port)["version"] == f"v{n}", 5), gw.describe(mark)
+        reload_to(gw, app, f"v{n}", front.port)
         reloaded_at.append(time.monotonic())
     time.sleep(max(0.0, began + seconds - time.monotonic()))
     results = load.stop()
@@ -256,36 +259,20 @@ def test_three_sighup_reloads_under_load_fail_no_request_and_serve_the_new_code(
         assert len(gw.log.lines_matching(r"re-executing the master")) == 3
 
 
-def test_reloads_with_fastcgi_kept_connections_fail_no_request(gateways, nginx_binary, run_dir, log_dir,
-                                                               scratch):
+def test_reloads_with_fastcgi_kept_connections_fail_no_request(gateways, private_nginx, scratch):
     """nginx keeps FastCGI connections open between requests (upstream
     keepalive + fastcgi_keep_conn): an old worker closes them only while
     idle, and nginx sends the next request on a new connection."""
     app = scratch / "ka_app.py"
     write_app(app, "v0")
     gw = start(gateways, "p-reload-ka", app, processes=2, threads=4, proto="fastcgi")
-    own = run_dir / "nginx-p-reload-ka"
-    own.mkdir(mode=0o755, exist_ok=True)
-    front = Nginx(
-        nginx_binary, own, log_dir / "nginx-p-reload-ka",
-        [Location("/", "rustgi_ka", proto="fastcgi", keep_conn=True)],
-        upstreams=f"    upstream rustgi_ka {{\n        server unix:{gw.socket};\n        keepalive 8;\n    }}",
-    ).start()
-    try:
-        load = Load(front.port, clients=4).start()
-        for n in (1, 2):
-            time.sleep(2.0)
-            write_app(app, f"v{n}")
-            mark = gw.log.mark()
-            gw.send_signal(signal.SIGHUP)
-            assert gw.log.wait_for(r"reloaded: generation \d+ is serving", since=mark, timeout=20), (
-                gw.describe(mark)
-            )
-            assert wait_until(lambda: answer(front.port)["version"] == f"v{n}", 5), gw.describe(mark)
-        time.sleep(1.0)
-        results = load.stop()
-    finally:
-        front.stop()
+    front = private_nginx("p-reload-ka", gw, keepalive=8, proto="fastcgi")
+    load = Load(front.port, clients=4).start()
+    for n in (1, 2):
+        time.sleep(2.0)
+        reload_to(gw, app, f"v{n}", front.port)
+    time.sleep(1.0)
+    results = load.stop()
     failed = failures(results)
     print(f"FastCGI keep-conn: {len(results)} requests, {len(failed)} failed")
     assert not failed, f"{len(failed)} of {len(results)} failed: {failed[:5]}\n{front.error_log.tail(20)}"

@@ -50,12 +50,10 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import fcgi_client as fc
-from frontservers import Processes, StrayProcesses, process_gone, which
+import uwsgi_client
+from frontservers import StrayProcesses, process_gone
 from harness import (
-    APPS,
     REPO,
     LogFile,
     _die_with_parent,
@@ -66,74 +64,15 @@ from harness import (
     scgi_request,
     stop_process,
     unix_connections,
-    uwsgi_request,
     wait_until,
 )
 
 EXAMPLES = REPO / "examples"
-APP_SOURCE = APPS / "example_app.py"
 AS_ROOT = os.geteuid() == 0
 
 
 # ---------------------------------------------------------------------------
 # fixtures and helpers
-
-
-@pytest.fixture(scope="session")
-def spawn_fcgi() -> str:
-    found = which("spawn-fcgi")
-    if not found:
-        pytest.fail("spawn-fcgi is not installed (Debian: spawn-fcgi): run the suite through tests/run")
-    return found
-
-
-@pytest.fixture(scope="session")
-def cgi_fcgi() -> str:
-    found = which("cgi-fcgi")
-    if not found:
-        pytest.fail("cgi-fcgi is not installed (Debian: libfcgi-bin): run the suite through tests/run")
-    return found
-
-
-@pytest.fixture(scope="session")
-def systemd_analyze() -> str:
-    found = which("systemd-analyze")
-    if not found:
-        pytest.fail("systemd-analyze is not installed (Debian: systemd): run the suite through tests/run")
-    return found
-
-
-@pytest.fixture
-def procs():
-    """The processes this test starts; all stopped at its end, whatever
-    happened. A process that does not stop fails the test."""
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def site_dir(request, run_dir) -> Path:
-    """A fresh, short-named directory (0755) for this test (socket paths
-    have a limit of 107 bytes)."""
-    name = "sp-" + re.sub(r"[^A-Za-z0-9]+", "-", request.node.name.removeprefix("test_"))[:28]
-    d = run_dir / f"{name}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
-    return d
-
-
-@pytest.fixture
-def app_file(site_dir) -> Path:
-    """The app (the rendered /srv/app/app.py), readable by everyone."""
-    d = site_dir / "srv-app"
-    d.mkdir(mode=0o755)
-    path = d / "app.py"
-    shutil.copy(APP_SOURCE, path)
-    os.chmod(path, 0o644)
-    return path
 
 
 class Child:
@@ -308,8 +247,10 @@ def test_spawn_fcgi_forked_children_share_the_socket(procs, spawn_fcgi, cgi_fcgi
     assert done.returncode == 0, done
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 2, pidfile.read_text()
+    # spawn-fcgi writes a child's pid as it forks, maybe before the exec
+    expected = [str(gateway_bin), "--app", str(app_file)]
     for pid in pids:
-        assert cmdline(pid) == [str(gateway_bin), "--app", str(app_file)]
+        assert wait_until(lambda: cmdline(pid) == expected, 5), cmdline(pid)
     # the children's output goes to /dev/null: wait for the socket to answer
     assert wait_until(lambda: can_connect_unix(sock), 30)
     check_fastcgi_served(str(sock), cgi_fcgi, set(pids))
@@ -543,7 +484,7 @@ def test_rustgi_service_exec_start_serves_and_stops_on_kill_signal(procs, gatewa
     assert r.status == 200, child.describe()
     got = json.loads(r.body)
     assert got["environ"]["SCGI"] == "1" and got["body"] == "scgi body"
-    r = uwsgi_request(sock, "GET", "/over/uwsgi")
+    r = uwsgi_client.request(sock, "GET", "/over/uwsgi")
     assert r.status == 200, child.describe()
     assert json.loads(r.body)["environ"]["PATH_INFO"] == "/over/uwsgi"
 

@@ -52,7 +52,6 @@ from pathlib import Path
 
 import pytest
 
-from frontservers import Processes, which
 from harness import (
     APPS,
     REPO,
@@ -72,45 +71,7 @@ from test_spawn import (
 )
 
 AS_ROOT = os.geteuid() == 0
-APP_SOURCE = APPS / "example_app.py"
 DEBIAN_LIBPYTHON_DIR = "/usr/lib/x86_64-linux-gnu"
-
-
-@pytest.fixture(scope="session")
-def socket_activate() -> str:
-    found = which("systemd-socket-activate")
-    if not found:
-        pytest.fail("systemd-socket-activate is not installed (Debian: systemd): run the suite through tests/run")
-    return found
-
-
-@pytest.fixture
-def procs():
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def sd_dir(request, run_dir) -> Path:
-    """A fresh, short-named directory (0755), reachable by nobody."""
-    name = "sd-" + "".join(c if c.isalnum() else "-" for c in request.node.name.removeprefix("test_"))[:24]
-    d = run_dir / f"{name}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
-    return d
-
-
-@pytest.fixture
-def app_file(sd_dir) -> Path:
-    d = sd_dir / "srv-app"
-    d.mkdir(mode=0o755)
-    path = d / "app.py"
-    shutil.copy(APP_SOURCE, path)
-    os.chmod(path, 0o644)
-    return path
 
 
 class Notifications:
@@ -214,14 +175,14 @@ def is_socket_file(path) -> bool:
 
 
 def test_example_units_with_socket_activation_behind_nginx(procs, socket_activate, gateway_bin, log_dir,
-                                                           sd_dir, app_file, private_nginx):
-    sock = str(sd_dir / "run" / "rustgi" / "app.sock")
+                                                           site_dir, app_file, private_nginx):
+    sock = str(site_dir / "run" / "rustgi" / "app.sock")
     units = unit_directives(render_unit(gateway_bin, sock, app_file.parent))
     service = units["Service"]
     sock_unit = unit_directives(render_socket_unit(sock))["Socket"]
     listen = one(sock_unit, "ListenStream")
     assert listen == sock
-    (sd_dir / "run" / "rustgi").mkdir(parents=True, mode=int(one(sock_unit, "DirectoryMode"), 8))
+    (site_dir / "run" / "rustgi").mkdir(parents=True, mode=int(one(sock_unit, "DirectoryMode"), 8))
     argv = shlex.split(one(service, "ExecStart"))
     assert argv[0] == str(gateway_bin) and argv[argv.index("--socket") + 1] == listen
 
@@ -230,14 +191,14 @@ def test_example_units_with_socket_activation_behind_nginx(procs, socket_activat
     except KeyError:
         pw = pwd.getpwnam("nobody")  # the unit's user does not exist here
     gid = grp.getgrnam(one(service, "Group")).gr_gid
-    notify = Notifications(str(sd_dir / "notify.sock"))
+    notify = Notifications(str(site_dir / "notify.sock"))
     # systemd: binds ListenStream=, then runs ExecStart as User=/Group= with
     # the socket on fd 3 (setpriv execs in place: LISTEN_PID stays right)
     become = [shutil.which("setpriv"), f"--reuid={pw.pw_uid}", f"--regid={gid}", "--clear-groups", "--"] if AS_ROOT else []
     command = [socket_activate, "-l", listen, "--fdname=rustgi.socket",
                "-E", f"NOTIFY_SOCKET={notify.address}", "-E", "RUST_LOG=info", "-E", "NO_COLOR=1",
                "-E", "LANG=C.UTF-8", "--", *become, *argv]
-    child = procs.add(Child(sd_dir.name, command, log_dir / f"{sd_dir.name}.log",
+    child = procs.add(Child(site_dir.name, command, log_dir / f"{site_dir.name}.log",
                             env={"PATH": SYSTEMD_PATH, "HOME": pw.pw_dir},
                             cwd=one(service, "WorkingDirectory")))
     assert wait_until(lambda: is_socket_file(sock) or child.proc.poll() is not None, 10), child.describe()
@@ -249,7 +210,7 @@ def test_example_units_with_socket_activation_behind_nginx(procs, socket_activat
     os.chmod(sock, int(one(sock_unit, "SocketMode"), 8))
     before = os.stat(sock)
 
-    nginx = private_nginx(sd_dir.name, types.SimpleNamespace(socket=sock))
+    nginx = private_nginx(site_dir.name, types.SimpleNamespace(socket=sock))
     # The first connection starts the service; it waits in the queue until
     # the app is loaded.
     r = http_request(nginx.port, "POST", "/first?x=1", body=b"first body")
@@ -288,14 +249,14 @@ def test_example_units_with_socket_activation_behind_nginx(procs, socket_activat
 # 2. a restart under socket activation loses no connection
 
 
-def test_requests_wait_in_the_socket_while_rustgi_restarts(procs, gateway_bin, log_dir, sd_dir, app_file):
-    path = sd_dir / "held.sock"
+def test_requests_wait_in_the_socket_while_rustgi_restarts(procs, gateway_bin, log_dir, site_dir, app_file):
+    path = site_dir / "held.sock"
     held = listening_unix(path)  # what systemd keeps open across restarts
     argv = [str(gateway_bin), "--socket", str(path), "--app", str(app_file), "--threads", "2"]
 
     def start(name):
         shell, kw = activated(argv, [held], names="rustgi.socket")
-        return procs.add(Child(name, shell, log_dir / f"{sd_dir.name}-{name}.log", **kw))
+        return procs.add(Child(name, shell, log_dir / f"{site_dir.name}-{name}.log", **kw))
 
     first = start("first")
     r = scgi_request(str(path), "GET", "/one", timeout=30)
@@ -333,12 +294,12 @@ def test_requests_wait_in_the_socket_while_rustgi_restarts(procs, gateway_bin, l
 # 3. TCP, several sockets, and mistakes
 
 
-def test_tcp_socket_activation_without_socket_flag(procs, socket_activate, gateway_bin, log_dir, sd_dir,
+def test_tcp_socket_activation_without_socket_flag(procs, socket_activate, gateway_bin, log_dir, site_dir,
                                                    app_file):
     port = free_port()
     command = [socket_activate, "-l", f"127.0.0.1:{port}", "-E", "RUST_LOG=info", "-E", "NO_COLOR=1",
                "--", str(gateway_bin), "--app", str(app_file)]
-    child = procs.add(Child(sd_dir.name, command, log_dir / f"{sd_dir.name}.log"))
+    child = procs.add(Child(site_dir.name, command, log_dir / f"{site_dir.name}.log"))
     assert wait_until(lambda: "Listening on" in child.output() or child.proc.poll() is not None, 10)
     r = scgi_request(f"127.0.0.1:{port}", "GET", "/over/tcp", timeout=30)
     assert r.status == 200, child.describe()
@@ -348,8 +309,8 @@ def test_tcp_socket_activation_without_socket_flag(procs, socket_activate, gatew
 
 
 def test_the_passed_socket_is_chosen_by_socket_flag_and_mistakes_are_refused(procs, gateway_bin, log_dir,
-                                                                            sd_dir, app_file):
-    a, b = sd_dir / "a.sock", sd_dir / "b.sock"
+                                                                            site_dir, app_file):
+    a, b = site_dir / "a.sock", site_dir / "b.sock"
     sa, sb = listening_unix(a), listening_unix(b)
     base = [str(gateway_bin), "--app", str(app_file)]
 
@@ -359,7 +320,7 @@ def test_the_passed_socket_is_chosen_by_socket_flag_and_mistakes_are_refused(pro
         return done.returncode, done.stdout + done.stderr
 
     # --socket names one that was not passed: refused, naming both
-    other = sd_dir / "other.sock"
+    other = site_dir / "other.sock"
     code, out = run_to_exit("mismatch", ["--socket", str(other)], [sa])
     assert code != 0 and str(other) in out and str(a) in out, out
     assert not other.exists()
@@ -370,7 +331,7 @@ def test_the_passed_socket_is_chosen_by_socket_flag_and_mistakes_are_refused(pro
 
     # two passed, --socket chooses the second
     shell, kw = activated(base + ["--socket", str(b)], [sa, sb], names="one:two")
-    child = procs.add(Child(sd_dir.name, shell, log_dir / f"{sd_dir.name}.log", **kw))
+    child = procs.add(Child(site_dir.name, shell, log_dir / f"{site_dir.name}.log", **kw))
     r = scgi_request(str(b), "GET", "/chosen", timeout=30)
     assert r.status == 200 and served_by(json.loads(r.body), child.pid), child.describe()
     child.stop()
@@ -394,12 +355,12 @@ def application(environ, start_response):
 
 
 @pytest.mark.parametrize("where", ["path", "abstract"])
-def test_sd_notify_ready_after_the_app_loaded_and_stopping_on_sigterm(gateways, sd_dir, where):
-    address = str(sd_dir / "notify.sock") if where == "path" else f"@rustgi-test-notify-{os.getpid()}"
+def test_sd_notify_ready_after_the_app_loaded_and_stopping_on_sigterm(gateways, site_dir, where):
+    address = str(site_dir / "notify.sock") if where == "path" else f"@rustgi-test-notify-{os.getpid()}"
     notify = Notifications(address)
-    app = sd_dir / "slow_app.py"
+    app = site_dir / "slow_app.py"
     app.write_text(SLOW_IMPORT_APP)
-    gw = gateways.make(f"notify-{where}", ["--app", str(app)], socket=str(sd_dir / "app.sock"),
+    gw = gateways.make(f"notify-{where}", ["--app", str(app)], socket=str(site_dir / "app.sock"),
                        env={"NOTIFY_SOCKET": address})
     gw.spawn()
     # Bound, but refusing connections while the app imports
@@ -421,9 +382,9 @@ def test_sd_notify_ready_after_the_app_loaded_and_stopping_on_sigterm(gateways, 
     notify.close()
 
 
-def test_a_broken_notify_socket_does_not_stop_the_server(gateways, sd_dir):
+def test_a_broken_notify_socket_does_not_stop_the_server(gateways, site_dir):
     gw = gateways.start("notify-broken", ["--app", "tests/apps/conformance.py"],
-                        socket=str(sd_dir / "app.sock"), env={"NOTIFY_SOCKET": str(sd_dir / "nobody-here")})
+                        socket=str(site_dir / "app.sock"), env={"NOTIFY_SOCKET": str(site_dir / "nobody-here")})
     assert scgi_request(gw.socket, "GET", "/hello").status == 200
     assert gw.terminate() == 0, gw.describe()
 
@@ -453,17 +414,17 @@ def python_readable_by(user: pwd.struct_passwd) -> bool:
     return done.returncode == 0
 
 
-def test_user_group_chown_and_pidfile(gateways, sd_dir):
+def test_user_group_chown_and_pidfile(gateways, site_dir):
     if not AS_ROOT:
         pytest.fail("--user needs root: run the suite as root (tests/run)")
     nobody = pwd.getpwnam("nobody")
     nogroup = grp.getgrnam("nogroup").gr_gid
     www = pwd.getpwnam("www-data")
     # the directory is nobody's, so that nobody can remove its files at exit
-    run = sd_dir / "run"
+    run = site_dir / "run"
     run.mkdir(mode=0o755)
     os.chown(run, nobody.pw_uid, nogroup)
-    app = sd_dir / "identity.py"
+    app = site_dir / "identity.py"
     app.write_text(IDENTITY_APP)
     os.chmod(app, 0o644)
     sock, pidfile = str(run / "app.sock"), run / "rustgi.pid"
@@ -517,12 +478,12 @@ def test_user_group_chown_and_pidfile(gateways, sd_dir):
     assert "could not remove" not in gw.output()
 
 
-def test_user_without_root_is_refused(gateway_bin, sd_dir):
+def test_user_without_root_is_refused(gateway_bin, site_dir):
     nobody = pwd.getpwnam("nobody")
     if not AS_ROOT:
         pytest.fail("the test starts the gateway as nobody: run the suite as root (tests/run)")
-    sock = sd_dir / "app.sock"
-    os.chmod(sd_dir, 0o777)
+    sock = site_dir / "app.sock"
+    os.chmod(site_dir, 0o777)
     done = subprocess.run(
         [str(gateway_bin), "--socket", str(sock), "--user", "daemon", "--app", str(APPS / "conformance.py")],
         user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], capture_output=True, text=True,

@@ -11,184 +11,56 @@ front server itself sends, where the test is about that.
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-from pathlib import Path
-from urllib.parse import unquote_to_bytes
 
 import pytest
 import requests
 
 import uwsgi_client as uw
-from frontservers import Apache, Lighttpd, Processes, UwsgiGateway, which
+from frontservers import (
+    CaptureServer,
+    check_chunked_upload,
+    check_echo_requests,
+    check_path_info_is_the_request_path,
+    env_of,
+    explain,
+    latin1_path,
+)
 from harness import APPS
 
 ECHO = ["--app", str(APPS / "front_app.py")]
-PATHS = ["/", "/a", "/a/b/c", "/a/b/", "/caf%C3%A9", "/x%20y/z.txt", "/deep/er/path/file.py/more"]
 
 
-# ---------------------------------------------------------------------------
-# fixtures
+# mod_proxy_uwsgi for Apache; lighttpd speaks uwsgi through mod_scgi.
+APACHE_UWSGI = ["proxy_uwsgi"]
+LIGHTTPD_UWSGI = ("mod_scgi",)
 
 
-@pytest.fixture(scope="session")
-def apache_binary() -> str:
-    found = which("apache2")
-    if not found:
-        pytest.fail("apache2 is not installed: run the suite through tests/run, which installs it")
-    return found
-
-
-@pytest.fixture(scope="session")
-def lighttpd_binary() -> str:
-    found = which("lighttpd")
-    if not found:
-        pytest.fail("lighttpd is not installed: run the suite through tests/run, which installs it")
-    return found
-
-
-@pytest.fixture
-def procs():
-    """The processes this test starts; all stopped at its end, whatever
-    happened. A process that does not stop fails the test."""
-    p = Processes()
-    yield p
-    problems = p.stop_all()
-    assert not problems, "cleanup failed:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-def unique(request, run_dir):
-    """A short name unique to this test, and a fresh directory (0755) for it."""
-    counter = {"n": 0}
-
-    def make(kind: str) -> tuple[str, Path]:
-        counter["n"] += 1
-        name = f"uw-{request.node.name[5:25]}-{kind}-{counter['n']}-{os.getpid()}"
-        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        d = run_dir / name
-        d.mkdir(mode=0o755, exist_ok=True)
-        os.chmod(d, 0o755)
-        return name, d
-
-    return make
-
-
-@pytest.fixture
-def uwsgi_gateway(procs, unique, gateway_bin, log_dir, run_dir):
-    """uwsgi_gateway(kind, args) -> a started uwsgi gateway on a Unix socket
-    in the run dir (mode 0755, so Apache's www-data workers reach it)."""
-
-    def make(kind: str, args: list[str]) -> UwsgiGateway:
-        name, _ = unique(f"gw-{kind}")
-        gw = UwsgiGateway(name, str(run_dir / f"{name}.sock"), args, log_dir / f"{name}.log",
-                          binary=gateway_bin)
-        procs.add(gw)
-        return gw.start()
-
-    return make
-
-
-@pytest.fixture
-def apache(procs, unique, apache_binary, log_dir):
-    def make(kind: str, body: str) -> Apache:
-        name, d = unique(f"apache-{kind}")
-        server = Apache(apache_binary, d, log_dir / name, name, body, modules=["proxy_uwsgi"])
-        procs.add(server)
-        return server.start()
-
-    return make
-
-
-@pytest.fixture
-def lighttpd(procs, unique, lighttpd_binary, log_dir):
-    def make(kind: str, body: str) -> Lighttpd:
-        name, d = unique(f"lighttpd-{kind}")
-        server = Lighttpd(lighttpd_binary, d, log_dir / name, name, body, modules=("mod_scgi",))
-        procs.add(server)
-        return server.start()
-
-    return make
-
-
-class UwsgiCapture:
-    """Listens on a Unix socket; for each connection reads one uwsgi
-    request, records (modifier1, modifier2, env dict, body) in `requests`
-    and answers `response` as it is, then closes."""
+class UwsgiCapture(CaptureServer):
+    """For each connection reads one uwsgi request, records (modifier1,
+    modifier2, env dict, body) in `requests` and answers `response` as it
+    is, then closes."""
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\ncaptured\n"
 
     def __init__(self, path: str, response: bytes = OK):
-        self.path = path
-        self.response = response
-        self.requests: list[tuple[int, int, dict, bytes]] = []
-        self.errors: list[str] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        os.chmod(path, 0o666)
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(path, response)
 
-    def _serve(self):
-        while not self.stopping:
+    def _connection(self, conn):
+        with conn:
             try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
+                m1, m2, pairs, body = uw.read_request(conn)
+            except (OSError, EOFError, ValueError) as e:
+                self.errors.append(repr(e))
                 return
-            with conn:
-                try:
-                    m1, m2, pairs, body = uw.read_request(conn)
-                except (OSError, EOFError, ValueError) as e:
-                    self.errors.append(repr(e))
-                    continue
-                self.requests.append((m1, m2, dict(pairs), body))
-                try:
-                    conn.sendall(self.response)
-                except OSError:
-                    pass
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=5)
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-    def __repr__(self):
-        return f"<UwsgiCapture {self.path}>"
+            self.requests.append((m1, m2, dict(pairs), body))
+            try:
+                conn.sendall(self.response)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------------------
 # helpers
-
-
-def env_of(resp: requests.Response) -> dict:
-    assert resp.status_code == 200, f"{resp.status_code}: {resp.text[:500]}"
-    assert resp.headers.get("Content-Type") == "application/json", resp.headers
-    return resp.json()["environ"]
-
-
-def latin1_path(url_path: str) -> str:
-    """The percent-decoded path as PEP 3333 bytes-as-str."""
-    return unquote_to_bytes(url_path).decode("latin-1")
-
-
-def explain(*things) -> str:
-    out = []
-    for t in things:
-        if isinstance(t, UwsgiGateway):
-            out.append(f"--- gateway {t.name} log:\n{t.log.tail(30, since=t.output_start)}")
-        elif hasattr(t, "logs"):
-            out.append(t.logs())
-    return "\n".join(out)
 
 
 def proxy_errors(server) -> list[str]:
@@ -200,40 +72,18 @@ def proxy_errors(server) -> list[str]:
 
 
 @pytest.fixture
-def apache_app(uwsgi_gateway, apache):
+def apache_app(per_test_gateway, apache):
     """The echo app behind `ProxyPass "/app" ...`."""
-    gw = uwsgi_gateway("echo", ECHO + ["--threads", "4"])
-    server = apache("app", f'ProxyPass "/app" "unix:{gw.socket}|uwsgi://uwapp/"\n')
+    gw = per_test_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
+    server = apache("app", f'ProxyPass "/app" "unix:{gw.socket}|uwsgi://uwapp/"\n', APACHE_UWSGI)
     return server, gw
 
 
 def test_apache_get_post_and_authorization(apache_app):
     server, gw = apache_app
     s = requests.Session()
-
-    env = env_of(s.get(server.url("/app/hello?x=1&y=%C3%A9")))
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1&y=%C3%A9"
-    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/hello")
-    assert env["SERVER_SOFTWARE"].startswith("Apache")
-    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
-
-    body = bytes(range(256)) * 1000  # 256,000 bytes, every byte value
-    r = s.post(server.url("/app/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    got = r.json()
-    assert got["environ"]["REQUEST_METHOD"] == "POST"
-    assert got["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert got["environ"]["CONTENT_TYPE"] == "application/octet-stream"
-    assert got["body"].encode("latin-1") == body
-
-    form = s.post(server.url("/app/form"), data={"a": "1", "b": "two"})
-    assert form.status_code == 200, f"{form.status_code} {form.text[:300]}\n{explain(server, gw)}"
-    assert form.json()["body"] == "a=1&b=two"
-    assert form.json()["environ"]["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
-
-    env = env_of(s.get(server.url("/app/auth"), headers={"Authorization": "Bearer xyz"}))
-    assert env.get("HTTP_AUTHORIZATION") == "Bearer xyz"
+    got, *_ = check_echo_requests(server, gw, prefix="/app", script_name="/app", s=s)
+    assert got["environ"]["SERVER_SOFTWARE"].startswith("Apache")
 
     # the app's status comes through Apache's parse of our HTTP status line
     r = s.get(server.url("/app/x/status/418"))
@@ -247,7 +97,7 @@ def test_apache_sends_the_prefix_as_script_name_and_the_split_is_kept(apache_app
     server, gw = apache_app
     # What Apache itself sends (raw capture behind the same configuration).
     capture = procs.add(UwsgiCapture(str(run_dir / f"{unique('cap')[0]}.sock")))
-    via_cap = apache("capture", f'ProxyPass "/app" "unix:{capture.path}|uwsgi://uwcap/"\n')
+    via_cap = apache("capture", f'ProxyPass "/app" "unix:{capture.path}|uwsgi://uwcap/"\n', APACHE_UWSGI)
     r = requests.get(via_cap.url("/app/x/y?q=1"), headers={"Authorization": "Bearer t"}, timeout=10)
     assert (r.status_code, r.content) == (200, b"captured\n"), via_cap.logs()
     m1, m2, sent, _ = capture.requests[-1]
@@ -268,16 +118,11 @@ def test_apache_sends_the_prefix_as_script_name_and_the_split_is_kept(apache_app
     assert not proxy_errors(server), explain(server, gw)
 
 
-def test_apache_proxypass_root_path_info_is_the_request_path(uwsgi_gateway, apache):
-    gw = uwsgi_gateway("echo", ECHO + ["--threads", "4"])
-    server = apache("root", f'ProxyPass "/" "unix:{gw.socket}|uwsgi://uwroot/"\n')
+def test_apache_proxypass_root_path_info_is_the_request_path(per_test_gateway, apache):
+    gw = per_test_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
+    server = apache("root", f'ProxyPass "/" "unix:{gw.socket}|uwsgi://uwroot/"\n', APACHE_UWSGI)
     s = requests.Session()
-    for path in PATHS:
-        env = env_of(s.get(server.url(path)))
-        assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", latin1_path(path)), (path, env)
-        assert env["REQUEST_URI"] == path
-    env = env_of(s.get(server.url("/caf%C3%A9")))
-    assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/café"
+    check_path_info_is_the_request_path(server, gw, s=s)
     r = s.post(server.url("/post/here"), data=b"payload")
     assert (r.status_code, r.json()["body"]) == (200, "payload"), explain(server, gw)
     assert not proxy_errors(server), explain(server, gw)
@@ -296,6 +141,7 @@ def test_apache_needs_the_http_status_line(procs, unique, apache, run_dir):
         "status-line",
         f'ProxyPass "/good" "unix:{good.path}|uwsgi://good/"\n'
         f'ProxyPass "/cgi" "unix:{cgi_style.path}|uwsgi://cgi/"\n',
+        APACHE_UWSGI,
     )
     r = requests.get(server.url("/good/x"), timeout=10)
     assert (r.status_code, r.content) == (200, b"captured\n"), server.logs()
@@ -309,38 +155,18 @@ def test_apache_needs_the_http_status_line(procs, unique, apache, run_dir):
 # 2. lighttpd mod_scgi, scgi.protocol = "uwsgi"
 
 
-def test_lighttpd_get_post_and_path_info(uwsgi_gateway, lighttpd):
-    gw = uwsgi_gateway("echo", ECHO + ["--threads", "4"])
+def test_lighttpd_get_post_and_path_info(per_test_gateway, lighttpd):
+    gw = per_test_gateway("echo", ECHO + ["--threads", "4"], proto="uwsgi")
     server = lighttpd(
         "root",
         f'scgi.protocol = "uwsgi"\n'
         f'scgi.server = ("/" => (("socket" => "{gw.socket}", "check-local" => "disable", '
         f'"fix-root-scriptname" => "enable")))\n',
+        modules=LIGHTTPD_UWSGI,
     )
     s = requests.Session()
-
-    env = env_of(s.get(server.url("/hello?x=1")))
-    assert env["REQUEST_METHOD"] == "GET"
-    assert env["QUERY_STRING"] == "x=1"
-    assert env["SERVER_SOFTWARE"].startswith("lighttpd")
-    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
-
-    body = b"name=value&" + bytes(range(256)) * 400
-    r = s.post(server.url("/submit"), data=body, headers={"Content-Type": "application/octet-stream"})
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    got = r.json()
-    assert got["environ"]["REQUEST_METHOD"] == "POST"
-    assert got["environ"]["CONTENT_LENGTH"] == str(len(body))
-    assert got["environ"]["CONTENT_TYPE"] == "application/octet-stream"
-    assert got["body"].encode("latin-1") == body
-
-    # a chunked upload: lighttpd de-chunks it and sends CONTENT_LENGTH
-    chunks = [b"one,", b"two,", b"z" * 50000]
-    r = s.post(server.url("/chunked"), data=iter(chunks))
-    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{explain(server, gw)}"
-    assert r.json()["body"].encode("latin-1") == b"".join(chunks)
-
-    for path in PATHS:
-        env = env_of(s.get(server.url(path)))
-        assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", latin1_path(path)), (path, env)
-        assert env["REQUEST_URI"] == path
+    got, *_ = check_echo_requests(server, gw, s=s)
+    assert got["environ"]["SERVER_SOFTWARE"].startswith("lighttpd")
+    # lighttpd de-chunks a chunked upload and sends CONTENT_LENGTH
+    check_chunked_upload(server, [b"one,", b"two,", b"z" * 50000], gw, s=s)
+    check_path_info_is_the_request_path(server, gw, s=s)

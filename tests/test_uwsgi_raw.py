@@ -20,47 +20,25 @@ import hashlib
 import json
 import os
 import random
-import socket
 import threading
 import time
 
 import pytest
 
 import uwsgi_client as uw
-from frontservers import UwsgiGateway
 from harness import MiB, pattern_sha256, wait_until
+from plugins.fronts import module_gateway
 
 APP = "tests/apps/uwsgi_app.py"
 MAX_HEADER = 4096
 
 
-def start_gateway(name, args, run_dir, log_dir, gateway_bin) -> UwsgiGateway:
-    tag = f"{name}-{os.getpid()}"
-    gw = UwsgiGateway(tag, str(run_dir / f"uwsgi-raw-{tag}.sock"), ["--app", APP] + args,
-                      log_dir / f"uwsgi-raw-{tag}.log", binary=gateway_bin)
-    try:
-        gw.start()
-    except BaseException:
-        gw.terminate()
-        raise
-    return gw
-
-
-@pytest.fixture(scope="module")
-def uwsgi_gw(run_dir, log_dir, gateway_bin):
-    """Default limits; 10 threads (for the concurrency case)."""
-    gw = start_gateway("main", ["--threads", "10"], run_dir, log_dir, gateway_bin)
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture(scope="module")
-def strict(run_dir, log_dir, gateway_bin):
-    """--max-header-size 4096, for the limit and the bad-input cases."""
-    gw = start_gateway("strict", ["--threads", "2", "--max-header-size", str(MAX_HEADER)],
-                       run_dir, log_dir, gateway_bin)
-    yield gw
-    gw.stop()
+uwsgi_gw = module_gateway("uwsgi-raw-main", ["--app", APP, "--threads", "10"], proto="uwsgi",
+                          doc="Default limits; 10 threads (for the concurrency case).")
+strict = module_gateway(
+    "uwsgi-raw-strict", ["--app", APP, "--threads", "2", "--max-header-size", str(MAX_HEADER)],
+    proto="uwsgi", doc="--max-header-size 4096, for the limit and the bad-input cases.",
+)
 
 
 @pytest.fixture

@@ -23,16 +23,11 @@ from __future__ import annotations
 import random
 import socket
 import struct
-import time
 from dataclasses import dataclass
 
+from raw_client import ConnectionKeptOpen, HeaderList, as_bytes, connect, exchange, read_until_eof  # noqa: F401
+
 HEADER = struct.Struct("<BHB")  # modifier1, datasize (LE), modifier2
-
-
-def _b(x) -> bytes:
-    if isinstance(x, bytes):
-        return x
-    return str(x).encode("latin-1")
 
 
 # --------------------------------------------------------------------------
@@ -45,7 +40,7 @@ def u16le(n: int) -> bytes:
 
 def encode_var(key, value, *, key_len: int | None = None, value_len: int | None = None) -> bytes:
     """`keylen key vallen value`; the lengths may be overridden to lie."""
-    k, v = _b(key), _b(value)
+    k, v = as_bytes(key), as_bytes(value)
     return (u16le(len(k) if key_len is None else key_len) + k
             + u16le(len(v) if value_len is None else value_len) + v)
 
@@ -93,7 +88,7 @@ def encode_chunked(body: bytes, sizes=None, *, extensions: bool = False, trailer
         out.append(f"{digits}{ext}\r\n".encode() + body[at:at + size] + b"\r\n")
         at += size
     out.append(b"0" + (b";last" if extensions else b"") + b"\r\n")
-    out.extend(_b(k) + b": " + _b(v) + b"\r\n" for k, v in trailers)
+    out.extend(as_bytes(k) + b": " + as_bytes(v) + b"\r\n" for k, v in trailers)
     out.append(b"\r\n")
     return b"".join(out)
 
@@ -141,75 +136,15 @@ def uwsgi_params(method: str = "GET", path: str = "/hello", *, body_len: int | N
         ("HTTP_HOST", "localhost"),
     ]
     pairs += list(extra)
-    return [(_b(k), _b(v)) for k, v in pairs]
+    return [(as_bytes(k), as_bytes(v)) for k, v in pairs]
 
 
 # --------------------------------------------------------------------------
 # the exchange
 
 
-class ConnectionKeptOpen(AssertionError):
-    pass
-
-
-def connect(address: str, timeout: float = 10.0) -> socket.socket:
-    if address.startswith("/"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target = address
-    else:
-        host, port = address.rsplit(":", 1)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        target = (host, int(port))
-    sock.settimeout(timeout)
-    try:
-        sock.connect(target)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def read_until_eof(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    """Reads until the peer closes (an RST counts as a close). Raises
-    ConnectionKeptOpen if it has not closed after `timeout` seconds."""
-    received = b""
-    deadline = time.monotonic() + timeout
-    while True:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = sock.recv(256 * 1024)
-        except ConnectionResetError:
-            return received
-        except socket.timeout:
-            raise ConnectionKeptOpen(
-                f"connection still open after {timeout}s (received {len(received)} bytes: "
-                f"{received[:200]!r})"
-            )
-        if not chunk:
-            return received
-        received += chunk
-
-
-def exchange(address: str, data: bytes | list[bytes], *, shut_wr: bool = False,
-             pause: float = 0.0, timeout: float = 10.0) -> bytes:
-    """Connects, sends `data` (bytes, or a list of pieces sent one by one
-    with `pause` seconds between them), tolerating an early close by the
-    peer, optionally shuts down our write side, and reads until the peer
-    closes. Returns what was received."""
-    pieces = [data] if isinstance(data, (bytes, bytearray)) else list(data)
-    with connect(address, timeout) as sock:
-        try:
-            for i, piece in enumerate(pieces):
-                if i and pause:
-                    time.sleep(pause)
-                sock.sendall(piece)
-            if shut_wr:
-                sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the gateway may close as soon as it sees bad input
-        except socket.timeout:
-            raise AssertionError(f"sending stalled for {timeout}s: the peer stopped reading")
-        return read_until_eof(sock, timeout)
+# connect, exchange, read_until_eof and ConnectionKeptOpen are raw_client's
+# (imported above), used as uwsgi_client.exchange etc.
 
 
 # --------------------------------------------------------------------------
@@ -217,22 +152,13 @@ def exchange(address: str, data: bytes | list[bytes], *, shut_wr: bool = False,
 
 
 @dataclass
-class UwsgiResponse:
+class UwsgiResponse(HeaderList):
     status_line: str
     version: str
     status: int
     reason: str
     headers: list[tuple[str, str]]
     body: bytes
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def header_all(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name.lower()]
 
 
 class NotAnHttpResponse(AssertionError):

@@ -13,33 +13,19 @@ also checks PEP 3333. Routes on PATH_INFO:
   read (latin-1), wsgi.run_once / multithread / multiprocess, and the
   process: pid, ppid, its command line, what fd 0 is, and sys.version.
 
-Only the standard library is used: rustgi runs it without a venv, and under
+Only the standard library is used (and echo.py, copied along): rustgi runs it without a venv, and under
 Apache as www-data.
 """
 
-import json
 import os
 import socket
 import stat
 import sys
 from wsgiref.validate import validator
 
+from echo import answer_json, chosen_status, process
+
 PRINTED = "PRINTED-BY-THE-APP"
-
-
-def read_body(environ):
-    """CONTENT_LENGTH bytes, read in pieces with read(size) (the validator
-    allows no other form)."""
-    stream = environ["wsgi.input"]
-    left = int(environ.get("CONTENT_LENGTH") or 0)
-    parts = []
-    while left > 0:
-        data = stream.read(min(left, 65536))
-        if not data:
-            break
-        parts.append(data)
-        left -= len(data)
-    return b"".join(parts)
 
 
 def describe_fd0():
@@ -62,34 +48,17 @@ def describe_fd0():
     return "file"
 
 
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
 def echo(environ, start_response, status="200 OK"):
-    body = read_body(environ)
-    data = json.dumps(
-        {
-            "environ": {k: v for k, v in environ.items() if isinstance(v, str)},
-            "body": body.decode("latin-1"),
-            "run_once": environ["wsgi.run_once"],
-            "multithread": environ["wsgi.multithread"],
-            "multiprocess": environ["wsgi.multiprocess"],
-            "input_terminated": bool(environ.get("wsgi.input_terminated")),
-            "pid": os.getpid(),
-            "ppid": os.getppid(),
-            "cmdline": cmdline(os.getpid()),
-            "fd0": describe_fd0(),
-            "python": sys.version,
-        },
-        sort_keys=True,
-    ).encode("utf-8")
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
+    return answer_json(
+        environ, start_response, status,
+        run_once=environ["wsgi.run_once"],
+        multithread=environ["wsgi.multithread"],
+        multiprocess=environ["wsgi.multiprocess"],
+        input_terminated=bool(environ.get("wsgi.input_terminated")),
+        fd0=describe_fd0(),
+        python=sys.version,
+        **process(),
+    )
 
 
 def printing(environ, start_response):
@@ -108,10 +77,7 @@ def cgi_app(environ, start_response):
         return printing(environ, start_response)
     if path == "/fail":
         raise RuntimeError("boom from cgi_app")
-    parts = path.split("/")
-    if len(parts) >= 2 and parts[-2] == "status" and parts[-1].isdigit():
-        return echo(environ, start_response, f"{parts[-1]} Chosen")
-    return echo(environ, start_response)
+    return echo(environ, start_response, chosen_status(path))
 
 
 application = validator(cgi_app)

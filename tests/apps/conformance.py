@@ -83,6 +83,21 @@ def append_line(path, line):
 READ_SIZES = (1, 7, 4096, 65536, 100_000, 262_144)
 
 
+def read_until_error(stream, length):
+    """Reads up to `length` bytes, stopping at b'' or an OSError; returns
+    (how many bytes came, the OSError or None)."""
+    got = 0
+    try:
+        while got < length:
+            piece = stream.read(length - got)
+            if not piece:
+                break
+            got += len(piece)
+    except OSError as e:
+        return got, e
+    return got, None
+
+
 def read_exactly_in_pieces(stream, length, sizes=READ_SIZES):
     """Reads `length` bytes with read(size) calls of varying sizes; yields pieces."""
     left = length
@@ -295,16 +310,10 @@ def conformance_app(environ, start_response):
         # For a request whose body ends early: reads until CONTENT_LENGTH,
         # b'' or an error, and records which came.
         length = content_length(environ)
-        got = 0
-        try:
-            while got < length:
-                piece = stream.read(length - got)
-                if not piece:
-                    break
-                got += len(piece)
-        except OSError as e:
-            append_line(q["path"], f"OSError after {got} bytes: {e}")
-            raise
+        got, error = read_until_error(stream, length)
+        if error is not None:
+            append_line(q["path"], f"OSError after {got} bytes: {error}")
+            raise error
         append_line(q["path"], f"no error: {got} of {length} bytes, then b''")
         return text(start_response, "read everything")
 
@@ -366,15 +375,9 @@ def conformance_app(environ, start_response):
         # Reads CONTENT_LENGTH bytes; an OSError from wsgi.input is answered
         # (200) instead of raised.
         length = content_length(environ)
-        got = 0
-        try:
-            while got < length:
-                piece = stream.read(length - got)
-                if not piece:
-                    break
-                got += len(piece)
-        except OSError as e:
-            return text(start_response, f"read failed: {e}")
+        got, error = read_until_error(stream, length)
+        if error is not None:
+            return text(start_response, f"read failed: {error}")
         return text(start_response, f"read {got} of {length} bytes")
 
     if route == "/write-then-iterate":

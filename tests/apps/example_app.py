@@ -11,61 +11,27 @@ so every request also checks PEP 3333. Routes on PATH_INFO:
   multithread / multiprocess, and the process serving it: pid, ppid and its
   command line.
 
-Only the standard library is used: front servers start it as www-data,
+Only the standard library is used (and echo.py, copied along): front servers start it as www-data,
 with whatever Python that user can load.
 """
 
-import json
-import os
 import time
 from wsgiref.validate import validator
 
-
-def read_body(environ):
-    stream = environ["wsgi.input"]
-    left = int(environ.get("CONTENT_LENGTH") or 0)
-    parts = []
-    while left > 0:
-        data = stream.read(min(left, 65536))
-        if not data:
-            break
-        parts.append(data)
-        left -= len(data)
-    return b"".join(parts)
-
-
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
+from echo import answer_json, chosen_status, process
 
 
 def example_app(environ, start_response):
-    path = environ.get("PATH_INFO", "")
-    parts = path.split("/")
-    status = "200 OK"
+    parts = environ.get("PATH_INFO", "").split("/")
     if len(parts) == 3 and parts[1] == "sleep":
         time.sleep(float(parts[2]))
-    elif len(parts) >= 2 and parts[-2] == "status" and parts[-1].isdigit():
-        status = f"{parts[-1]} Chosen"
-    body = read_body(environ)
-    data = json.dumps(
-        {
-            "environ": {k: v for k, v in environ.items() if isinstance(v, str)},
-            "body": body.decode("latin-1"),
-            "run_once": environ["wsgi.run_once"],
-            "multithread": environ["wsgi.multithread"],
-            "multiprocess": environ["wsgi.multiprocess"],
-            "pid": os.getpid(),
-            "ppid": os.getppid(),
-            "cmdline": cmdline(os.getpid()),
-        },
-        sort_keys=True,
-    ).encode("utf-8")
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
+    return answer_json(
+        environ, start_response, chosen_status(environ.get("PATH_INFO", "")),
+        run_once=environ["wsgi.run_once"],
+        multithread=environ["wsgi.multithread"],
+        multiprocess=environ["wsgi.multiprocess"],
+        **process(),
+    )
 
 
 application = validator(example_app)

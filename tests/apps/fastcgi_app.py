@@ -19,32 +19,15 @@ named by PATH_INFO:
                          reads the body C bytes at a time, sleeping D seconds
                          between reads; answers "sha256=HEX len=N"
 
-Marker files are named by the test (?path=...). Standard library only.
+Marker files are named by the test (?path=...). Standard library only (and conformance.py next to it).
 """
 
 import hashlib
 import json
 import time
-from urllib.parse import parse_qs
 from wsgiref.validate import validator
 
-
-def query(environ):
-    return {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-
-
-def content_length(environ):
-    return int(environ.get("CONTENT_LENGTH") or 0)
-
-
-def text(start_response, body, status="200 OK", headers=()):
-    data = body.encode("utf-8") if isinstance(body, str) else body
-    start_response(
-        status,
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
-        + list(headers),
-    )
-    return [data]
+from conformance import content_length, query, text  # the module's directory is on sys.path
 
 
 def environ_strings(environ):

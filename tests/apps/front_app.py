@@ -17,55 +17,19 @@ wsgiref.validate.validator so that every request also checks PEP 3333.
 Only the standard library is used.
 """
 
-import json
 from wsgiref.validate import validator
+
+from echo import answer_json, chosen_status
 
 DENIED = b"denied by the authorizer\n"
 
 
-def _read_body(environ):
-    stream = environ["wsgi.input"]
-    length = environ.get("CONTENT_LENGTH", "")
-    if length:
-        n = int(length)
-        chunks = []
-        while n > 0:
-            chunk = stream.read(min(n, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
-    if environ.get("wsgi.input_terminated"):
-        chunks = []
-        while True:
-            chunk = stream.read(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    return b""
-
-
 def echo_app(environ, start_response):
-    body = _read_body(environ)
-    status = "200 OK"
-    parts = environ.get("PATH_INFO", "").split("/")
-    if len(parts) >= 2 and parts[-2] == "status" and parts[-1].isdigit():
-        status = f"{parts[-1]} Chosen"
-    data = json.dumps(
-        {
-            "environ": {k: v for k, v in environ.items() if isinstance(v, str)},
-            "body": body.decode("latin-1"),
-            "input_terminated": bool(environ.get("wsgi.input_terminated")),
-            "multithread": environ["wsgi.multithread"],
-        },
-        sort_keys=True,
-    ).encode("utf-8")
-    start_response(
-        status,
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+    return answer_json(
+        environ, start_response, chosen_status(environ.get("PATH_INFO", "")), unsized=True,
+        input_terminated=bool(environ.get("wsgi.input_terminated")),
+        multithread=environ["wsgi.multithread"],
     )
-    return [data]
 
 
 def authorizer_app(environ, start_response):

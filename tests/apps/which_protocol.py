@@ -8,12 +8,15 @@ neither is: nginx's stock uwsgi_params send neither), the raw FCGI_ROLE and
 SCGI values, the method, PATH_INFO, QUERY_STRING, and the sha256 and length
 of the body, read with read(size) in pieces of varying sizes.
 
-Only the standard library is used: the gateway runs this without a venv.
+Only the standard library (and conformance.py next to it) is used: the
+gateway runs this without a venv.
 """
 
 import hashlib
 import json
 from wsgiref.validate import validator
+
+from conformance import content_length, read_exactly_in_pieces  # the module's directory is on sys.path
 
 READ_SIZES = (1, 7, 4096, 65536, 100_000)
 
@@ -32,18 +35,11 @@ def protocol_of(environ):
 
 def body_digest(environ):
     stream = environ["wsgi.input"]
-    left = int(environ.get("CONTENT_LENGTH") or 0)
     h = hashlib.sha256()
     n = 0
-    i = 0
-    while left > 0:
-        piece = stream.read(min(READ_SIZES[i % len(READ_SIZES)], left))
-        i += 1
-        if not piece:
-            raise OSError(f"wsgi.input ended {left} bytes early")
+    for piece in read_exactly_in_pieces(stream, content_length(environ), READ_SIZES):
         h.update(piece)
         n += len(piece)
-        left -= len(piece)
     past_end = stream.read(10)
     return h.hexdigest(), n, len(past_end)
 
