@@ -298,7 +298,7 @@ def test_parallel_requests_are_not_mixed_up(front):
         assert r.body.decode() == f"{hashlib.sha256(body).hexdigest()} {len(body)} past_end=0"
 
 
-def test_unbuffered_first_read_returns_before_the_body_is_complete(nginx_front, scratch):
+def test_unbuffered_first_read_returns_before_the_body_is_complete(streaming_front, scratch):
     # With request buffering off, nginx passes the body on as it comes: the
     # app's first read must return while the client still holds back the
     # second half.
@@ -318,22 +318,22 @@ def test_unbuffered_first_read_returns_before_the_body_is_complete(nginx_front, 
         f"Host: localhost\r\nContent-Length: {2 * half}\r\n"
         f"Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
     ).encode()
-    with socket.create_connection(("127.0.0.1", nginx_front.port), timeout=20) as sock:
+    with socket.create_connection(("127.0.0.1", streaming_front.port), timeout=20) as sock:
         sock.sendall(head + first_half)
         assert wait_until(marker.exists, timeout=10), (
             "the app's first read did not return while half the body was held back\n"
-            + nginx_front.gateway.describe()
+            + streaming_front.gateway.describe()
         )
-        if "/unbuffered" not in nginx_front.body_prefixes:
+        if "/unbuffered" not in streaming_front.body_prefixes:
             # The app answers once it has the short CONTENT_LENGTH's worth:
             # let that answer come back before nginx writes the rest of the
             # body to a connection the gateway has closed (a 502).
             time.sleep(1.0)
         sock.sendall(second_half)
         status, _, body = read_http_response(sock, timeout=20)
-    assert status == 200, nginx_front.gateway.describe()
+    assert status == 200, streaming_front.gateway.describe()
     assert body.startswith(b"first="), body
-    if "/unbuffered" in nginx_front.body_prefixes:
+    if "/unbuffered" in streaming_front.body_prefixes:
         assert body.decode().endswith(f" total={2 * half}"), body
     assert int(marker.read_text().split()[1]) > 0
 

@@ -178,3 +178,16 @@ def nginx_front(request, nginx, lane_gateways, other_fronts) -> Front:
     """The cells behind nginx: for cases about what nginx does (its stock
     params, its error log, its unbuffered mode, X-Accel-Buffering)."""
     return _front(request, nginx, lane_gateways, other_fronts)
+
+
+# A body streaming into an application that is already running needs the
+# I/O lane: forced, the Python lane gathers the whole request first.
+STREAMING_CELLS = [cell for cell in NGINX_CELLS if cell[2] != "python"]
+
+
+@pytest.fixture(
+    scope="session", params=STREAMING_CELLS, ids=[_cell_id(cell) for cell in STREAMING_CELLS]
+)
+def streaming_front(request, nginx, lane_gateways, other_fronts) -> Front:
+    """The nginx cells where a request body can stream into a running app."""
+    return _front(request, nginx, lane_gateways, other_fronts)
