@@ -4,6 +4,7 @@
 //! encodes from [`ResponseHead`], so the WSGI core and the connection driver
 //! never need to know which protocol a request came in on.
 
+mod body;
 pub mod chunked;
 mod codec;
 mod request;
@@ -11,6 +12,7 @@ mod response;
 mod segments;
 pub mod show;
 
+pub use body::{BodyDecoder, Unframed};
 pub use chunked::{Chunked, ChunkedDecoder, ChunkedError};
 pub use codec::{BodyFraming, StreamProtocol};
 pub use request::{Param, Request};
