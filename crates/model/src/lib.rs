@@ -7,6 +7,7 @@
 mod body;
 pub mod chunked;
 mod codec;
+mod length;
 mod request;
 mod response;
 mod segments;
@@ -15,6 +16,9 @@ pub mod show;
 pub use body::{BodyDecoder, Unframed};
 pub use chunked::{Chunked, ChunkedDecoder, ChunkedError};
 pub use codec::{BodyFraming, StreamProtocol};
+pub use length::{
+    CONTENT_LENGTH, LengthError, LengthValues, content_length, length_param, parse_length,
+};
 pub use request::{Param, Request};
 pub use response::{HeaderError, ResponseHead};
 pub use segments::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, Segments};

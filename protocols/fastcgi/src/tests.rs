@@ -2,7 +2,7 @@
 //! on hand-made records, one per rule and one per error.
 
 use bytes::{Bytes, BytesMut};
-use rustgi_model::{Param, Request};
+use rustgi_model::{LengthError, Param, Request};
 
 use super::*;
 use crate::client::{
@@ -1281,11 +1281,14 @@ fn an_empty_name() {
 fn a_bad_content_length() {
     refused(
         &head(1, 1, false, &[(b"CONTENT_LENGTH", b"12a")]),
-        BadContentLength {
+        ContentLength {
             id: 1,
-            value: "12a".into(),
+            error: LengthError::NotDigit {
+                byte: b'a',
+                index: 2,
+            },
         },
-        "FastCGI request 1 has CONTENT_LENGTH \"12a\", which is not a decimal number of bytes",
+        "FastCGI request 1: CONTENT_LENGTH is not a decimal number: 'a' (0x61) at index 2 of the value",
     );
     for bad in [&b" 1"[..], b"-1", b"99999999999999999999", b"+1"] {
         assert!(matches!(
@@ -1294,7 +1297,7 @@ fn a_bad_content_length() {
                 &head(1, 1, false, &[(b"CONTENT_LENGTH", bad)])
             )
             .0,
-            Err(BadContentLength { .. })
+            Err(ContentLength { .. })
         ));
     }
 }
@@ -1308,12 +1311,15 @@ fn conflicting_content_lengths() {
             false,
             &[(b"CONTENT_LENGTH", b"1"), (b"CONTENT_LENGTH", b"100")],
         ),
-        ConflictingContentLength {
+        ContentLength {
             id: 1,
-            first: "1".into(),
-            second: "100".into(),
+            error: LengthError::Conflicting {
+                first: "1".into(),
+                second: "100".into(),
+            },
         },
-        "FastCGI request 1 has CONTENT_LENGTH twice with different values: \"1\" and \"100\"",
+        "FastCGI request 1: CONTENT_LENGTH was sent twice with different values, \"1\" and \"100\" \
+         (refused: the two could frame the body differently)",
     );
     // The same value twice is fine.
     let bytes = request(

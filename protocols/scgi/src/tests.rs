@@ -3,6 +3,7 @@
 
 use super::*;
 use ScgiError::*;
+use rustgi_model::LengthError;
 
 const GET_QUERY: &[u8] = include_bytes!("../../../fixtures/scgi/get_query.bin");
 const POST_FORM: &[u8] = include_bytes!("../../../fixtures/scgi/post_form.bin");
@@ -415,18 +416,24 @@ fn content_length_not_first() {
 fn content_length_not_digit() {
     refused(
         &netstring(b"CONTENT_LENGTH\x00-1\x00"),
-        ContentLengthNotDigit {
-            byte: b'-',
+        ContentLength {
             offset: 18,
+            error: LengthError::NotDigit {
+                byte: b'-',
+                index: 0,
+            },
         },
-        "SCGI CONTENT_LENGTH is not a decimal number: '-' (0x2d) at offset 18",
+        "SCGI CONTENT_LENGTH at offset 18 is not a decimal number: '-' (0x2d) at index 0 of the value",
     );
     // Refused before the value's NUL arrives.
     assert_eq!(
         err(b"99:CONTENT_LENGTH\x0012 "),
-        ContentLengthNotDigit {
-            byte: b' ',
-            offset: 20
+        ContentLength {
+            offset: 18,
+            error: LengthError::NotDigit {
+                byte: b' ',
+                index: 2
+            }
         }
     );
 }
@@ -444,9 +451,9 @@ fn content_length_empty() {
 fn content_length_overflow() {
     refused(
         &netstring(b"CONTENT_LENGTH\x0018446744073709551616\x00"),
-        ContentLengthOverflow {
-            digits: 20,
+        ContentLength {
             offset: 18,
+            error: LengthError::Overflow { digits: 20 },
         },
         "SCGI CONTENT_LENGTH at offset 18 does not fit in 64 bits (20 digits so far)",
     );
@@ -454,6 +461,37 @@ fn content_length_overflow() {
         b"CONTENT_LENGTH\x0018446744073709551615\x00SCGI\x001\x00",
     ));
     assert_eq!(request.content_length, u64::MAX);
+}
+
+#[test]
+fn content_length_repeated() {
+    let (request, rest) = whole(&netstring(
+        b"CONTENT_LENGTH\x003\x00SCGI\x001\x00CONTENT_LENGTH\x003\x00",
+    ));
+    assert_eq!(request.content_length, 3);
+    assert!(rest.is_empty());
+    refused(
+        &netstring(b"CONTENT_LENGTH\x003\x00SCGI\x001\x00CONTENT_LENGTH\x0030\x00"),
+        ContentLength {
+            offset: 42,
+            error: LengthError::Conflicting {
+                first: "3".into(),
+                second: "30".into(),
+            },
+        },
+        "SCGI CONTENT_LENGTH at offset 42 was sent twice with different values, \"3\" and \"30\" \
+         (refused: the two could frame the body differently)",
+    );
+    // A repeat that is not a number conflicts with the first.
+    assert!(matches!(
+        err(&netstring(
+            b"CONTENT_LENGTH\x003\x00CONTENT_LENGTH\x00x\x00"
+        )),
+        ContentLength {
+            error: LengthError::Conflicting { .. },
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use super::*;
 use UwsgiError::*;
 use bytes::Bytes;
-use rustgi_model::{Chunked, ChunkedDecoder};
+use rustgi_model::{Chunked, ChunkedDecoder, LengthError};
 
 const GET_QUERY: &[u8] = include_bytes!("../../../fixtures/uwsgi/get_query.bin");
 const POST_FORM: &[u8] = include_bytes!("../../../fixtures/uwsgi/post_form.bin");
@@ -326,12 +326,30 @@ fn content_length_edge_values() {
     assert_eq!(request.content_length, u64::MAX);
     let (request, _) = whole(&packet(0, &vars(&[("CONTENT_LENGTH", "0012")])));
     assert_eq!(request.content_length, 12);
-    // The first CONTENT_LENGTH counts, as in the core's environ.
+}
+
+#[test]
+fn content_length_repeated() {
     let (request, _) = whole(&packet(
         0,
-        &vars(&[("CONTENT_LENGTH", "3"), ("CONTENT_LENGTH", "x")]),
+        &vars(&[("CONTENT_LENGTH", "3"), ("A", ""), ("CONTENT_LENGTH", "3")]),
     ));
     assert_eq!(request.content_length, 3);
+    refused(
+        &packet(
+            0,
+            &vars(&[("CONTENT_LENGTH", "3"), ("CONTENT_LENGTH", "x")]),
+        ),
+        ContentLength {
+            offset: 41,
+            error: LengthError::Conflicting {
+                first: "3".into(),
+                second: "x".into(),
+            },
+        },
+        "uwsgi CONTENT_LENGTH at offset 41 was sent twice with different values, \"3\" and \"x\" \
+         (refused: the two could frame the body differently)",
+    );
 }
 
 // --- Tolerated ---
@@ -622,15 +640,21 @@ fn value_past_block() {
 fn content_length_not_digit() {
     refused(
         &packet(0, &vars(&[("CONTENT_LENGTH", "-1")])),
-        ContentLengthNotDigit {
-            byte: b'-',
+        ContentLength {
             offset: 22,
+            error: LengthError::NotDigit {
+                byte: b'-',
+                index: 0,
+            },
         },
-        "uwsgi CONTENT_LENGTH is not a decimal number: '-' (0x2d) at offset 22",
+        "uwsgi CONTENT_LENGTH at offset 22 is not a decimal number: '-' (0x2d) at index 0 of the value",
     );
     assert!(matches!(
         err(&packet(0, &vars(&[("CONTENT_LENGTH", " 5")]))),
-        ContentLengthNotDigit { byte: b' ', .. }
+        ContentLength {
+            error: LengthError::NotDigit { byte: b' ', .. },
+            ..
+        }
     ));
 }
 
@@ -638,9 +662,9 @@ fn content_length_not_digit() {
 fn content_length_overflow() {
     refused(
         &packet(0, &vars(&[("CONTENT_LENGTH", "18446744073709551616")])),
-        ContentLengthOverflow {
-            digits: 20,
+        ContentLength {
             offset: 22,
+            error: LengthError::Overflow { digits: 20 },
         },
         "uwsgi CONTENT_LENGTH at offset 22 does not fit in 64 bits (20 digits so far)",
     );
