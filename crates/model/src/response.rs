@@ -96,6 +96,15 @@ impl ResponseHead {
             .map(|(_, v)| v)
     }
 
+    /// Writes the CGI-style head SCGI and FastCGI answer with (RFC 3875
+    /// §6.3.3): `Status: <status>\r\n`, the header lines, the blank line.
+    pub fn write_cgi_head(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"Status: ");
+        out.extend_from_slice(&self.status);
+        out.extend_from_slice(b"\r\n");
+        self.write_header_lines(out);
+    }
+
     /// Writes `Name: value\r\n` for every header and the closing blank line:
     /// the part every protocol's response head shares.
     pub fn write_header_lines(&self, out: &mut Vec<u8>) {
@@ -185,5 +194,25 @@ mod tests {
         let mut out = Vec::new();
         h.write_header_lines(&mut out);
         assert_eq!(out, b"A: 1\r\nSet-Cookie: x=1\r\n\r\n");
+    }
+
+    #[test]
+    fn writes_a_cgi_head() {
+        let h = head(
+            "404 Not Found",
+            &[("Content-Type", "text/plain"), ("Set-Cookie", "a=1")],
+        )
+        .unwrap();
+        let mut out = b"kept".to_vec();
+        h.write_cgi_head(&mut out);
+        assert_eq!(
+            out,
+            b"keptStatus: 404 Not Found\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        head("204 No Content", &[])
+            .unwrap()
+            .write_cgi_head(&mut out);
+        assert_eq!(out, b"Status: 204 No Content\r\n\r\n");
     }
 }
