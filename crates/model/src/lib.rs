@@ -21,4 +21,4 @@ pub use length::{
 };
 pub use request::{Param, Request};
 pub use response::{HeaderError, ResponseHead};
-pub use segments::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, Segments};
+pub use segments::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, Segments, encode_stream_event};

@@ -14,8 +14,8 @@
 //!
 //! This crate does no I/O (no sockets, no logging, no Python), as `httparse`
 //! does not: [`Scgi::decode_head`] turns bytes the server has read into a
-//! [`Request`], and [`response::encode_head`] turns a [`ResponseHead`] into
-//! bytes for the server to write. That keeps it testable on byte fixtures
+//! [`Request`], and [`ScgiEncoder`] turns the response into bytes for the
+//! server to write. That keeps it testable on byte fixtures
 //! and fuzzable in isolation.
 //!
 //! Decoding is incremental and zero-copy: given a partial head it answers
@@ -27,12 +27,13 @@
 mod error;
 mod headers;
 mod netstring;
-pub mod response;
+mod response;
 
 use bytes::BytesMut;
 use rustgi_model::{Param, Request, ResponseHead, StreamProtocol};
 
 pub use error::ScgiError;
+pub use response::ScgiEncoder;
 
 /// The header-block limit the gateway uses unless told otherwise: 64 KiB,
 /// room for long cookies (uWSGI's 4 KiB default is a top complaint).
@@ -109,7 +110,7 @@ impl StreamProtocol for Scgi {
 
     /// Writes the CGI-style head; SCGI needs nothing from the request.
     fn encode_head(&self, _request: &Request, head: &ResponseHead, out: &mut Vec<u8>) {
-        response::encode_head(head, out);
+        head.write_cgi_head(out);
     }
 }
 

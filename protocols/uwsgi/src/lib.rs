@@ -26,8 +26,8 @@
 //!
 //! This crate does no I/O (no sockets, no logging, no Python), as `httparse`
 //! does not: [`Uwsgi::decode_head`] turns bytes the server has read into a
-//! [`Request`], and [`response::encode_head`] turns a [`ResponseHead`] into
-//! bytes for the server to write. That keeps it testable on byte fixtures
+//! [`Request`], and [`UwsgiEncoder`] turns the response into bytes for the
+//! server to write. That keeps it testable on byte fixtures
 //! and fuzzable in isolation.
 //!
 //! Decoding is incremental and zero-copy: given a partial head it answers
@@ -41,7 +41,7 @@
 mod error;
 mod framing;
 mod header;
-pub mod response;
+mod response;
 mod script_name;
 mod vars;
 
@@ -49,6 +49,7 @@ use bytes::BytesMut;
 use rustgi_model::{BodyFraming, Param, Request, ResponseHead, StreamProtocol};
 
 pub use error::UwsgiError;
+pub use response::UwsgiEncoder;
 
 /// The vars-block limit the gateway uses unless told otherwise: 65535, the
 /// most a u16 datasize can declare, so every block the format allows is

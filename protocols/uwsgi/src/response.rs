@@ -13,38 +13,69 @@
 //! follows as it is, and the end of the response is the end of the
 //! connection (one request per connection).
 
-use rustgi_model::{Request, ResponseHead};
+use bytes::Bytes;
+use rustgi_model::{
+    Request, ResponseEncoder, ResponseEvent, ResponseHead, Segments, encode_stream_event,
+};
 
 /// The version used when the request's SERVER_PROTOCOL is missing or is not
 /// `HTTP/x.y`.
 const FALLBACK_VERSION: &[u8] = b"HTTP/1.0";
 
-/// Appends `<version> <status>\r\n`, the header lines and the blank line.
-pub fn encode_head(request: &Request, head: &ResponseHead, out: &mut Vec<u8>) {
-    out.extend_from_slice(version(request));
-    out.push(b' ');
-    out.extend_from_slice(&head.status);
-    out.extend_from_slice(b"\r\n");
-    head.write_header_lines(out);
+/// uwsgi's response encoder, for one request: it keeps the HTTP version
+/// of the request's status line, and nothing else of the request.
+#[derive(Clone, Debug)]
+pub struct UwsgiEncoder {
+    version: Bytes,
 }
 
-/// The request's SERVER_PROTOCOL if it is `HTTP/` digit `.` digit.
-fn version(request: &Request) -> &[u8] {
-    match request.param(b"SERVER_PROTOCOL").map(|v| v.as_ref()) {
-        Some(v @ [b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            v
+impl UwsgiEncoder {
+    pub fn new(request: &Request) -> Self {
+        UwsgiEncoder {
+            version: version(request),
         }
-        _ => FALLBACK_VERSION,
     }
+
+    /// Appends `<version> <status>\r\n`, the header lines and the blank line.
+    fn write_head(&self, head: &ResponseHead, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.version);
+        out.push(b' ');
+        out.extend_from_slice(&head.status);
+        out.extend_from_slice(b"\r\n");
+        head.write_header_lines(out);
+    }
+}
+
+impl ResponseEncoder for UwsgiEncoder {
+    fn encode(&mut self, event: ResponseEvent, out: &mut Segments) {
+        encode_stream_event(event, out, |head, out| self.write_head(head, out));
+    }
+}
+
+/// Appends the head [`UwsgiEncoder`] writes for `request`.
+pub fn encode_head(request: &Request, head: &ResponseHead, out: &mut Vec<u8>) {
+    UwsgiEncoder::new(request).write_head(head, out);
+}
+
+/// The request's SERVER_PROTOCOL if it is an HTTP version.
+fn version(request: &Request) -> Bytes {
+    request
+        .param(b"SERVER_PROTOCOL")
+        .filter(|v| is_http_version(v))
+        .cloned()
+        .unwrap_or(Bytes::from_static(FALLBACK_VERSION))
+}
+
+/// `HTTP/` digit `.` digit.
+fn is_http_version(v: &[u8]) -> bool {
+    matches!(v, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use rustgi_model::Param;
+    use rustgi_model::{COALESCE_LIMIT, Param};
 
     fn head(status: &'static str) -> ResponseHead {
         ResponseHead::new(
@@ -80,6 +111,46 @@ mod tests {
                 "{protocol}"
             );
         }
+    }
+
+    fn encode(events: Vec<ResponseEvent>) -> Segments {
+        let mut encoder = UwsgiEncoder::new(&with_protocol("HTTP/1.1"));
+        let mut out = Segments::default();
+        for event in events {
+            encoder.encode(event, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn head_and_small_body_are_one_segment() {
+        let mut out = encode(vec![
+            ResponseEvent::Head(head("200 OK")),
+            ResponseEvent::Body(Bytes::from_static(b"hello")),
+        ]);
+        let slices = out.io_slices(8);
+        assert_eq!(slices.len(), 1);
+        assert_eq!(
+            &*slices[0],
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello"
+        );
+    }
+
+    #[test]
+    fn a_large_body_is_referenced() {
+        let large = Bytes::from(vec![7u8; COALESCE_LIMIT + 1]);
+        let mut out = encode(vec![ResponseEvent::Body(large.clone())]);
+        assert_eq!(out.io_slices(8)[0].as_ptr(), large.as_ptr());
+    }
+
+    #[test]
+    fn stderr_and_the_end_write_nothing() {
+        let out = encode(vec![
+            ResponseEvent::Stderr(Bytes::from_static(b"oops\n")),
+            ResponseEvent::End,
+            ResponseEvent::Abort,
+        ]);
+        assert!(out.is_empty());
     }
 
     #[test]
