@@ -4,6 +4,8 @@
 //! encodes from [`ResponseHead`], so the WSGI core and the connection driver
 //! never need to know which protocol a request came in on.
 
+#![forbid(unsafe_code)]
+
 mod body;
 pub mod chunked;
 mod codec;

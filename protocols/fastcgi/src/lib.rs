@@ -36,6 +36,8 @@
 //! `encode` (STDOUT/STDERR/END_REQUEST), `connection` (the state machine),
 //! [`client`] (the web server's side, for tests).
 
+#![forbid(unsafe_code)]
+
 mod begin;
 pub mod client;
 mod connection;

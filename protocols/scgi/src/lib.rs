@@ -24,6 +24,8 @@
 //! protocol it returns an [`ScgiError`] as soon as the bytes show it, without
 //! waiting for the rest (a length over the limit is refused from its digits).
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod headers;
 mod netstring;

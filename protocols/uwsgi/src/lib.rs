@@ -38,6 +38,8 @@
 //! unsupported modifier1 or a datasize over the limit are refused from the
 //! 4-byte header, a var running past the block from its length field.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod framing;
 mod header;
