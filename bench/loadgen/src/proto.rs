@@ -52,6 +52,15 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
         ""
     };
     let mut p: Vec<(&str, &str)> = Vec::new();
+    if proto != Proto::Scgi {
+        // fastcgi_params and uwsgi_params open alike.
+        p.extend([
+            ("QUERY_STRING", query),
+            ("REQUEST_METHOD", req.method),
+            ("CONTENT_TYPE", content_type),
+            ("CONTENT_LENGTH", if has_body { &length } else { "" }),
+        ]);
+    }
     match proto {
         Proto::Scgi => p.extend([
             ("CONTENT_LENGTH", length.as_str()),
@@ -70,13 +79,6 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
             ("SERVER_NAME", "localhost"),
         ]),
         Proto::Fastcgi | Proto::FastcgiKeep => p.extend([
-            ("QUERY_STRING", query),
-            ("REQUEST_METHOD", req.method),
-            ("CONTENT_TYPE", content_type),
-            (
-                "CONTENT_LENGTH",
-                if has_body { length.as_str() } else { "" },
-            ),
             ("SCRIPT_NAME", path),
             ("REQUEST_URI", req.uri),
             ("DOCUMENT_URI", path),
@@ -94,13 +96,6 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
             ("REDIRECT_STATUS", "200"),
         ]),
         Proto::Uwsgi => p.extend([
-            ("QUERY_STRING", query),
-            ("REQUEST_METHOD", req.method),
-            ("CONTENT_TYPE", content_type),
-            (
-                "CONTENT_LENGTH",
-                if has_body { length.as_str() } else { "" },
-            ),
             ("REQUEST_URI", req.uri),
             ("PATH_INFO", path),
             ("DOCUMENT_ROOT", "/usr/share/nginx/html"),

@@ -12,6 +12,7 @@ mod codec;
 mod length;
 mod request;
 mod response;
+pub mod sample;
 mod segments;
 pub mod show;
 

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod error;
 mod headers;
 mod netstring;

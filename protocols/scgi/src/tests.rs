@@ -2,6 +2,7 @@
 //! hand-made bad heads, one per error.
 
 use super::*;
+use crate::client::netstring;
 use ScgiError::*;
 use rustgi_model::LengthError;
 
@@ -33,14 +34,6 @@ fn whole(bytes: &[u8]) -> (Request, BytesMut) {
 
 fn err(bytes: &[u8]) -> ScgiError {
     decode(bytes).0.unwrap_err()
-}
-
-/// A netstring around `block`.
-fn netstring(block: &[u8]) -> Vec<u8> {
-    let mut out = format!("{}:", block.len()).into_bytes();
-    out.extend_from_slice(block);
-    out.push(b',');
-    out
 }
 
 /// Where the head ends in a fixture: after the netstring's `,`.

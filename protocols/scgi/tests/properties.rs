@@ -5,25 +5,14 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use rustgi_model::{Param, Request, StreamProtocol};
+use rustgi_scgi::client::encode_request;
 use rustgi_scgi::{Scgi, ScgiError};
 
 /// Params as (name, value) byte strings, in wire order.
 type Params = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// A test-only encoder: `LEN ":" (name NUL value NUL)* "," body`.
 fn encode(params: &Params, body: &[u8]) -> Vec<u8> {
-    let mut block = Vec::new();
-    for (name, value) in params {
-        block.extend_from_slice(name);
-        block.push(0);
-        block.extend_from_slice(value);
-        block.push(0);
-    }
-    let mut out = format!("{}:", block.len()).into_bytes();
-    out.extend_from_slice(&block);
-    out.push(b',');
-    out.extend_from_slice(body);
-    out
+    encode_request(params.iter().map(|(n, v)| (n, v)), body)
 }
 
 fn decode(scgi: &Scgi, bytes: &[u8]) -> (Result<Option<Request>, ScgiError>, BytesMut) {

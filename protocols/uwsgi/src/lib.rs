@@ -40,6 +40,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod error;
 mod framing;
 mod header;

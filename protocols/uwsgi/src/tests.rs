@@ -45,23 +45,12 @@ fn err(bytes: &[u8]) -> UwsgiError {
 
 /// A packet: header with `modifier1` around the vars block `vars`.
 fn packet(modifier1: u8, vars: &[u8]) -> Vec<u8> {
-    let mut out = vec![modifier1];
-    out.extend_from_slice(&u16::try_from(vars.len()).unwrap().to_le_bytes());
-    out.push(0);
-    out.extend_from_slice(vars);
-    out
+    crate::client::packet(modifier1, 0, vars)
 }
 
 /// A vars block from `key`/`value` pairs.
 fn vars(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in pairs {
-        out.extend_from_slice(&u16::try_from(k.len()).unwrap().to_le_bytes());
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(&u16::try_from(v.len()).unwrap().to_le_bytes());
-        out.extend_from_slice(v.as_bytes());
-    }
-    out
+    crate::client::encode_vars(pairs.iter().copied())
 }
 
 /// Where the head ends in a fixture: after the vars block.

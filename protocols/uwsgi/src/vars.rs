@@ -120,14 +120,7 @@ mod tests {
 
     /// `key`/`value` pairs as a block.
     fn block(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (k, v) in pairs {
-            out.extend_from_slice(&(k.len() as u16).to_le_bytes());
-            out.extend_from_slice(k);
-            out.extend_from_slice(&(v.len() as u16).to_le_bytes());
-            out.extend_from_slice(v);
-        }
-        out
+        crate::client::encode_vars(pairs.iter().copied())
     }
 
     #[test]

@@ -5,27 +5,19 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use rustgi_model::{BodyFraming, Param, Request, StreamProtocol};
+use rustgi_uwsgi::client::encode_request;
 use rustgi_uwsgi::{Uwsgi, UwsgiError};
 
 /// Params as (name, value) byte strings, in wire order.
 type Params = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// A test-only encoder: `modifier1, u16le datasize, modifier2`, then
-/// `u16le keylen, key, u16le vallen, value` per param, then the body.
 fn encode(modifier1: u8, modifier2: u8, params: &Params, body: &[u8]) -> Vec<u8> {
-    let mut block = Vec::new();
-    for (name, value) in params {
-        block.extend_from_slice(&u16::try_from(name.len()).unwrap().to_le_bytes());
-        block.extend_from_slice(name);
-        block.extend_from_slice(&u16::try_from(value.len()).unwrap().to_le_bytes());
-        block.extend_from_slice(value);
-    }
-    let mut out = vec![modifier1];
-    out.extend_from_slice(&u16::try_from(block.len()).unwrap().to_le_bytes());
-    out.push(modifier2);
-    out.extend_from_slice(&block);
-    out.extend_from_slice(body);
-    out
+    encode_request(
+        modifier1,
+        modifier2,
+        params.iter().map(|(n, v)| (n, v)),
+        body,
+    )
 }
 
 fn decode(uwsgi: &Uwsgi, bytes: &[u8]) -> (Result<Option<Request>, UwsgiError>, BytesMut) {
