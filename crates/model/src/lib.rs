@@ -15,6 +15,7 @@ mod response;
 pub mod sample;
 mod segments;
 pub mod show;
+pub mod testing;
 
 pub use body::{BodyDecoder, Unframed};
 pub use chunked::{Chunked, ChunkedDecoder, ChunkedError};

@@ -42,4 +42,12 @@ impl Request {
             .find(|p| p.name.as_ref() == name)
             .map(|p| &p.value)
     }
+
+    /// Every value sent under `name`, in arrival order.
+    pub fn values<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        self.params
+            .iter()
+            .filter(move |p| p.name.as_ref() == name)
+            .map(|p| &p.value)
+    }
 }

@@ -126,11 +126,8 @@ mod tests {
     use super::*;
 
     fn value<'a>(params: &'a [Param], name: &str) -> &'a [u8] {
-        params
-            .iter()
-            .find(|p| p.name.as_ref() == name.as_bytes())
-            .map(|p| p.value.as_ref())
-            .unwrap()
+        let found = params.iter().find(|p| p.name.as_ref() == name.as_bytes());
+        found.unwrap().value.as_ref()
     }
 
     #[test]

@@ -7,7 +7,7 @@ use rustgi_model::{LengthError, Param, Request};
 use super::*;
 use crate::client::{
     LengthForm, Record, encode_abort_request, encode_begin_request, encode_get_values, encode_pair,
-    encode_params, encode_record, encode_stream, records,
+    encode_params, encode_record, encode_stream, joined, records,
 };
 use ProtocolError::*;
 
@@ -96,24 +96,6 @@ impl Driver {
         }
         self.conn.take_output(&mut self.out);
     }
-}
-
-/// Events with adjacent STDIN/DATA chunks of one request joined: how the
-/// bytes were cut must not matter beyond that.
-fn joined(events: Vec<Event>) -> Vec<Event> {
-    let mut out: Vec<Event> = Vec::new();
-    for event in events {
-        match (out.last_mut(), event) {
-            (Some(Event::Stdin { id: a, data }), Event::Stdin { id: b, data: more }) if *a == b => {
-                *data = [&data[..], &more[..]].concat().into();
-            }
-            (Some(Event::Data { id: a, data }), Event::Data { id: b, data: more }) if *a == b => {
-                *data = [&data[..], &more[..]].concat().into();
-            }
-            (_, event) => out.push(event),
-        }
-    }
-    out
 }
 
 /// Runs a fixture's turns, each cut into the given chunks.
@@ -277,13 +259,8 @@ fn nginx_keep_conn_reuses_the_connection_and_the_id() {
 fn nginx_repeated_cookie_is_kept_as_sent() {
     let (events, _, _) = whole(&[REPEATED_COOKIE]);
     let request = requests(&events)[0];
-    let cookies: Vec<&[u8]> = request
-        .params
-        .iter()
-        .filter(|p| p.name.as_ref() == b"HTTP_COOKIE")
-        .map(|p| p.value.as_ref())
-        .collect();
-    assert_eq!(cookies, [&b"a=1"[..], b"b=2"]);
+    let cookies: Vec<_> = request.values(b"HTTP_COOKIE").collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
 }
 
 #[test]

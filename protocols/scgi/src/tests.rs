@@ -4,7 +4,7 @@
 use super::*;
 use crate::client::netstring;
 use ScgiError::*;
-use rustgi_model::LengthError;
+use rustgi_model::{LengthError, testing};
 
 const GET_QUERY: &[u8] = include_bytes!("../../../fixtures/scgi/get_query.bin");
 const POST_FORM: &[u8] = include_bytes!("../../../fixtures/scgi/post_form.bin");
@@ -17,14 +17,12 @@ const FIXTURES: [(&str, &[u8]); 4] = [
     ("cafe_path", CAFE_PATH),
 ];
 
-fn decode(bytes: &[u8]) -> (Result<Option<Request>, ScgiError>, BytesMut) {
+fn decode(bytes: &[u8]) -> testing::Decoded<Scgi> {
     decode_with(Scgi::default(), bytes)
 }
 
-fn decode_with(scgi: Scgi, bytes: &[u8]) -> (Result<Option<Request>, ScgiError>, BytesMut) {
-    let mut buf = BytesMut::from(bytes);
-    let result = scgi.decode_head(&mut buf);
-    (result, buf)
+fn decode_with(scgi: Scgi, bytes: &[u8]) -> testing::Decoded<Scgi> {
+    testing::decode(&scgi, bytes)
 }
 
 fn whole(bytes: &[u8]) -> (Request, BytesMut) {
@@ -88,13 +86,8 @@ fn post_leaves_its_body_in_the_buffer() {
 #[test]
 fn repeated_header_is_kept_as_sent() {
     let (request, _) = whole(REPEATED_COOKIE);
-    let cookies: Vec<&[u8]> = request
-        .params
-        .iter()
-        .filter(|p| p.name.as_ref() == b"HTTP_COOKIE")
-        .map(|p| p.value.as_ref())
-        .collect();
-    assert_eq!(cookies, [&b"a=1"[..], b"b=2"]);
+    let cookies: Vec<_> = request.values(b"HTTP_COOKIE").collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
 }
 
 #[test]
@@ -105,59 +98,17 @@ fn non_ascii_path_stays_bytes() {
 }
 
 #[test]
-fn every_split_point_needs_more_then_gives_the_same_request() {
+fn cut_anywhere_the_same_request() {
     for (name, bytes) in FIXTURES {
-        let (expected, expected_rest) = whole(bytes);
         let head = head_len(bytes);
-        for k in 0..=bytes.len() {
-            let mut buf = BytesMut::from(&bytes[..k]);
-            let result = Scgi::default().decode_head(&mut buf).unwrap();
-            if k < head {
-                assert_eq!(result, None, "{name}: prefix of {k} bytes");
-                assert_eq!(buf.as_ref(), &bytes[..k], "{name}: consumed at {k}");
-                buf.extend_from_slice(&bytes[k..]);
-                let result = Scgi::default().decode_head(&mut buf).unwrap();
-                assert_eq!(result.as_ref(), Some(&expected), "{name}: split at {k}");
-            } else {
-                assert_eq!(result.as_ref(), Some(&expected), "{name}: prefix of {k}");
-                buf.extend_from_slice(&bytes[k..]);
-            }
-            assert_eq!(buf, expected_rest, "{name}: body after a split at {k}");
-        }
-    }
-}
-
-#[test]
-fn byte_by_byte() {
-    for (name, bytes) in FIXTURES {
-        let (expected, _) = whole(bytes);
-        let mut buf = BytesMut::new();
-        let mut decoded = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            buf.extend_from_slice(&[b]);
-            if let Some(request) = Scgi::default().decode_head(&mut buf).unwrap() {
-                assert_eq!(i + 1, head_len(bytes), "{name}: decoded at the ','");
-                decoded = Some(request);
-                break;
-            }
-        }
-        assert_eq!(decoded, Some(expected), "{name}");
-        assert!(buf.is_empty());
+        testing::check_split_points(&Scgi::default(), name, bytes, head, 1);
+        testing::check_byte_by_byte(&Scgi::default(), name, bytes, head);
     }
 }
 
 #[test]
 fn params_are_slices_of_the_read_buffer() {
-    let mut buf = BytesMut::from(POST_FORM);
-    let start = buf.as_ptr() as usize;
-    let end = start + head_len(POST_FORM);
-    let request = Scgi::default().decode_head(&mut buf).unwrap().unwrap();
-    for p in &request.params {
-        for field in [&p.name, &p.value] {
-            let at = field.as_ptr() as usize;
-            assert!(start <= at && at + field.len() <= end, "{p:?} was copied");
-        }
-    }
+    testing::check_params_are_slices(&Scgi::default(), POST_FORM, head_len(POST_FORM));
 }
 
 // --- Tolerated ---

@@ -4,7 +4,7 @@
 use super::*;
 use UwsgiError::*;
 use bytes::Bytes;
-use rustgi_model::{Chunked, ChunkedDecoder, LengthError};
+use rustgi_model::{Chunked, ChunkedDecoder, LengthError, testing};
 
 const GET_QUERY: &[u8] = include_bytes!("../../../fixtures/uwsgi/get_query.bin");
 const POST_FORM: &[u8] = include_bytes!("../../../fixtures/uwsgi/post_form.bin");
@@ -24,14 +24,12 @@ const FIXTURES: [(&str, &[u8], usize); 7] = [
     ("modifier30", MODIFIER30, 1),
 ];
 
-fn decode(bytes: &[u8]) -> (Result<Option<Request>, UwsgiError>, BytesMut) {
+fn decode(bytes: &[u8]) -> testing::Decoded<Uwsgi> {
     decode_with(Uwsgi::default(), bytes)
 }
 
-fn decode_with(uwsgi: Uwsgi, bytes: &[u8]) -> (Result<Option<Request>, UwsgiError>, BytesMut) {
-    let mut buf = BytesMut::from(bytes);
-    let result = uwsgi.decode_head(&mut buf);
-    (result, buf)
+fn decode_with(uwsgi: Uwsgi, bytes: &[u8]) -> testing::Decoded<Uwsgi> {
+    testing::decode(&uwsgi, bytes)
 }
 
 fn whole(bytes: &[u8]) -> (Request, BytesMut) {
@@ -62,12 +60,10 @@ fn param<'a>(request: &'a Request, name: &str) -> &'a [u8] {
     request.param(name.as_bytes()).unwrap().as_ref()
 }
 
-fn all<'a>(request: &'a Request, name: &str) -> Vec<&'a [u8]> {
+fn all<'a>(request: &'a Request, name: &'a str) -> Vec<&'a [u8]> {
     request
-        .params
-        .iter()
-        .filter(|p| p.name.as_ref() == name.as_bytes())
-        .map(|p| p.value.as_ref())
+        .values(name.as_bytes())
+        .map(|v| v.as_ref())
         .collect()
 }
 
@@ -175,63 +171,20 @@ fn modifier30_from_nginx_strips_script_name() {
 }
 
 #[test]
-fn every_split_point_needs_more_then_gives_the_same_request() {
+fn cut_anywhere_the_same_request() {
     for (name, bytes, step) in FIXTURES {
-        let (expected, expected_rest) = whole(bytes);
         let head = head_len(bytes);
-        for k in (0..=bytes.len()).step_by(step).chain([head - 1, head]) {
-            let mut buf = BytesMut::from(&bytes[..k]);
-            let result = Uwsgi::default().decode_head(&mut buf).unwrap();
-            if k < head {
-                assert_eq!(result, None, "{name}: prefix of {k} bytes");
-                assert_eq!(buf.as_ref(), &bytes[..k], "{name}: consumed at {k}");
-                buf.extend_from_slice(&bytes[k..]);
-                let result = Uwsgi::default().decode_head(&mut buf).unwrap();
-                assert_eq!(result.as_ref(), Some(&expected), "{name}: split at {k}");
-            } else {
-                assert_eq!(result.as_ref(), Some(&expected), "{name}: prefix of {k}");
-                buf.extend_from_slice(&bytes[k..]);
-            }
-            assert_eq!(buf, expected_rest, "{name}: body after a split at {k}");
+        testing::check_split_points(&Uwsgi::default(), name, bytes, head, step);
+        if step == 1 {
+            testing::check_byte_by_byte(&Uwsgi::default(), name, bytes, head);
         }
-    }
-}
-
-#[test]
-fn byte_by_byte() {
-    for (name, bytes, step) in FIXTURES {
-        if step > 1 {
-            continue;
-        }
-        let (expected, _) = whole(bytes);
-        let mut buf = BytesMut::new();
-        let mut decoded = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            buf.extend_from_slice(&[b]);
-            if let Some(request) = Uwsgi::default().decode_head(&mut buf).unwrap() {
-                assert_eq!(i + 1, head_len(bytes), "{name}: decoded at the block's end");
-                decoded = Some(request);
-                break;
-            }
-        }
-        assert_eq!(decoded, Some(expected), "{name}");
-        assert!(buf.is_empty());
     }
 }
 
 #[test]
 fn params_are_slices_of_the_read_buffer() {
     for bytes in [POST_FORM, MODIFIER30] {
-        let mut buf = BytesMut::from(bytes);
-        let start = buf.as_ptr() as usize;
-        let end = start + head_len(bytes);
-        let request = Uwsgi::default().decode_head(&mut buf).unwrap().unwrap();
-        for p in &request.params {
-            for field in [&p.name, &p.value] {
-                let at = field.as_ptr() as usize;
-                assert!(start <= at && at + field.len() <= end, "{p:?} was copied");
-            }
-        }
+        testing::check_params_are_slices(&Uwsgi::default(), bytes, head_len(bytes));
     }
 }
 

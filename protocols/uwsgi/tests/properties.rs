@@ -2,9 +2,12 @@
 //! on "need more" or on an error, round-trips what a test-only encoder
 //! writes, and refuses a prefix only with the error the whole input gets.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use proptest::prelude::*;
-use rustgi_model::{BodyFraming, Param, Request, StreamProtocol};
+use rustgi_model::testing::{
+    check_decodes_or_fails_cleanly, check_prefixes_fail_as_the_whole, decode, mutate,
+};
+use rustgi_model::{BodyFraming, Param, StreamProtocol};
 use rustgi_uwsgi::client::encode_request;
 use rustgi_uwsgi::{Uwsgi, UwsgiError};
 
@@ -18,12 +21,6 @@ fn encode(modifier1: u8, modifier2: u8, params: &Params, body: &[u8]) -> Vec<u8>
         params.iter().map(|(n, v)| (n, v)),
         body,
     )
-}
-
-fn decode(uwsgi: &Uwsgi, bytes: &[u8]) -> (Result<Option<Request>, UwsgiError>, BytesMut) {
-    let mut buf = BytesMut::from(bytes);
-    let result = uwsgi.decode_head(&mut buf);
-    (result, buf)
 }
 
 /// Names as a front server might send them (never CONTENT_LENGTH, whose
@@ -73,16 +70,9 @@ fn near_valid() -> impl Strategy<Value = Vec<u8>> {
         0..3u8,
     )
         .prop_map(|((params, body), modifier1, at, byte, how)| {
-            let mut bytes = encode(modifier1, 0, &params, &body);
-            let i = at.index(bytes.len());
-            match how {
-                0 => bytes[i] = byte,
-                1 => {
-                    bytes.remove(i);
-                }
-                _ => bytes.insert(i, byte),
-            }
-            bytes
+            let bytes = encode(modifier1, 0, &params, &body);
+            let at = at.index(bytes.len());
+            mutate(bytes, at, byte, how)
         })
 }
 
@@ -114,36 +104,12 @@ fn small_limit() -> impl Strategy<Value = Uwsgi> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// Any byte string gives Ok(Some), Ok(None) or a typed error, never a
-    /// panic; only a decoded head is consumed, and what is left is the rest.
+    /// Any byte string gives a request, "need more" or a typed error,
+    /// never a panic, and a prefix fails only as the whole does.
     #[test]
     fn any_bytes_decode_or_fail_cleanly(bytes in any_input(), uwsgi in small_limit()) {
-        let (result, buf) = decode(&uwsgi, &bytes);
-        match result {
-            Ok(Some(request)) => {
-                prop_assert!(bytes.ends_with(&buf) && buf.len() <= bytes.len() - 4);
-                // The framing is defined for whatever was decoded.
-                let _ = uwsgi.body_framing(&request);
-            }
-            Ok(None) | Err(_) => prop_assert_eq!(buf.as_ref(), &bytes[..]),
-        }
-    }
-
-    /// A prefix of any input decodes to "need more" or to the very error
-    /// that the whole input gets: errors are reported as early as the bytes
-    /// allow, and never differ with how the bytes were cut.
-    #[test]
-    fn a_prefix_fails_only_as_the_whole_fails(bytes in any_input(), uwsgi in small_limit()) {
-        let (whole, _) = decode(&uwsgi, &bytes);
-        for k in 0..bytes.len() {
-            match decode(&uwsgi, &bytes[..k]).0 {
-                Ok(None) => {}
-                Ok(Some(request)) => {
-                    prop_assert_eq!(Ok(Some(request)), whole.clone(), "prefix of {} bytes", k);
-                }
-                Err(error) => prop_assert_eq!(Err(error), whole.clone(), "prefix of {} bytes", k),
-            }
-        }
+        check_decodes_or_fails_cleanly(&uwsgi, &bytes);
+        check_prefixes_fail_as_the_whole(&uwsgi, &bytes);
     }
 
     /// What the encoder writes decodes to the same params, in order, with
