@@ -1,9 +1,13 @@
-//! Checks every stream protocol's head decoder must pass, for the unit and
-//! property tests of the protocol crates: the contract of
-//! [`StreamProtocol::decode_head`] written once. The gateway never calls
+//! Checks every stream protocol's head decoder and response encoder must
+//! pass, for the unit and property tests of the protocol crates: the
+//! contracts of [`StreamProtocol::decode_head`] and [`ResponseEncoder`]
+//! written once. The gateway never calls
 //! them; they panic on a failure, which proptest also reports and shrinks.
 
-use crate::{Request, StreamProtocol};
+use crate::{
+    COALESCE_LIMIT, Param, Request, ResponseEncoder, ResponseEvent, Segments, StreamProtocol,
+};
+use bytes::Bytes;
 use bytes::BytesMut;
 use std::fmt::Debug;
 
@@ -18,6 +22,30 @@ pub fn decode<P: StreamProtocol>(protocol: &P, bytes: &[u8]) -> Decoded<P> {
     let mut buf = BytesMut::from(bytes);
     let result = protocol.decode_head(&mut buf);
     (result, buf)
+}
+
+/// The request a whole head decodes to, and what follows it.
+pub fn whole<P>(protocol: &P, bytes: &[u8]) -> (Request, BytesMut)
+where
+    P: StreamProtocol,
+    P::Error: Debug,
+{
+    let (result, rest) = decode(protocol, bytes);
+    (result.unwrap().expect("a whole head"), rest)
+}
+
+/// `bytes` are refused with `expected`, which reads as `message`, and
+/// nothing is consumed.
+pub fn check_refused<P>(protocol: &P, bytes: &[u8], expected: P::Error, message: &str)
+where
+    P: StreamProtocol,
+    P::Error: PartialEq + Debug,
+{
+    let (result, buf) = decode(protocol, bytes);
+    let error = result.unwrap_err();
+    assert_eq!(error, expected);
+    assert_eq!(error.to_string(), message);
+    assert_eq!(buf.as_ref(), bytes, "nothing consumed");
 }
 
 /// `bytes` with the byte at `at` (taken modulo its length) replaced by
@@ -95,6 +123,30 @@ where
     }
 }
 
+/// What an encoder wrote from `params` then `body` decodes to those params,
+/// in order, declaring the body's length and leaving it in the buffer, and
+/// cut anywhere decodes the same. The request is returned for the
+/// protocol's own checks.
+pub fn check_round_trip<P>(
+    protocol: &P,
+    bytes: &[u8],
+    params: &[(Vec<u8>, Vec<u8>)],
+    body: &[u8],
+) -> Request
+where
+    P: StreamProtocol,
+    P::Error: Debug,
+{
+    let (result, buf) = decode(protocol, bytes);
+    let request = result.unwrap().expect("a whole head");
+    let sent = params.iter().map(|(n, v)| Param::new(n.clone(), v.clone()));
+    assert!(request.params.iter().cloned().eq(sent), "{request:?}");
+    assert_eq!(request.content_length, body.len() as u64);
+    assert_eq!(buf.as_ref(), body);
+    check_split_points(protocol, "round trip", bytes, bytes.len() - body.len(), 1);
+    request
+}
+
 /// A valid request fed a byte at a time decodes exactly at its head's end,
 /// to the same request as whole.
 pub fn check_byte_by_byte<P>(protocol: &P, name: &str, bytes: &[u8], head_len: usize)
@@ -135,10 +187,38 @@ where
     }
 }
 
+/// The bytes `events` encode to.
+pub fn encode_all<E: ResponseEncoder>(
+    encoder: &mut E,
+    events: impl IntoIterator<Item = ResponseEvent>,
+) -> Segments {
+    let mut out = Segments::default();
+    for event in events {
+        encoder.encode(event, &mut out);
+    }
+    encoder.end_batch(&mut out);
+    out
+}
+
+/// A stream protocol's encoder (SCGI, uwsgi) writes a large body block from
+/// where it is, and nothing for `wsgi.errors`, the end or an abort: it has
+/// no channel for them, and the connection's close ends the response.
+pub fn check_stream_encoder<E: ResponseEncoder>(encoder: &mut E) {
+    let large = Bytes::from(vec![7u8; COALESCE_LIMIT + 1]);
+    let mut out = encode_all(encoder, [ResponseEvent::Body(large.clone())]);
+    assert_eq!(out.io_slices(8)[0].as_ptr(), large.as_ptr(), "copied");
+    let silent = [
+        ResponseEvent::Stderr(Bytes::from_static(b"oops\n")),
+        ResponseEvent::End,
+        ResponseEvent::Abort,
+    ];
+    assert!(encode_all(encoder, silent).is_empty());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Param, ResponseHead};
+    use crate::ResponseHead;
     use std::fmt;
 
     /// A head is the bytes up to a newline; a `!` in it is an error. A
@@ -223,6 +303,23 @@ mod tests {
             ..Line::default()
         };
         check_params_are_slices(&copying, b"head\nbody", 5);
+    }
+
+    /// Copies every body block: what a stream protocol must not do.
+    struct Copying;
+
+    impl ResponseEncoder for Copying {
+        fn encode(&mut self, event: ResponseEvent, out: &mut Segments) {
+            if let ResponseEvent::Body(data) = event {
+                out.small().extend_from_slice(&data);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "copied")]
+    fn a_copying_encoder_is_caught() {
+        check_stream_encoder(&mut Copying);
     }
 
     #[test]

@@ -25,15 +25,8 @@ impl ResponseEncoder for ScgiEncoder {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use rustgi_model::{COALESCE_LIMIT, ResponseHead};
-
-    fn encode(events: Vec<ResponseEvent>) -> Segments {
-        let mut out = Segments::default();
-        for event in events {
-            ScgiEncoder.encode(event, &mut out);
-        }
-        out
-    }
+    use rustgi_model::ResponseHead;
+    use rustgi_model::testing::{check_stream_encoder, encode_all};
 
     #[test]
     fn head_and_small_body_are_one_segment() {
@@ -42,29 +35,16 @@ mod tests {
             vec![(Bytes::from_static(b"X"), Bytes::from_static(b"y"))],
         )
         .unwrap();
-        let mut out = encode(vec![
-            ResponseEvent::Head(head),
-            ResponseEvent::Body(Bytes::from_static(b"hello")),
-        ]);
+        let body = Bytes::from_static(b"hello");
+        let events = [ResponseEvent::Head(head), ResponseEvent::Body(body)];
+        let mut out = encode_all(&mut ScgiEncoder, events);
         let slices = out.io_slices(8);
         assert_eq!(slices.len(), 1);
         assert_eq!(&*slices[0], b"Status: 201 Created\r\nX: y\r\n\r\nhello");
     }
 
     #[test]
-    fn a_large_body_is_referenced() {
-        let large = Bytes::from(vec![7u8; COALESCE_LIMIT + 1]);
-        let mut out = encode(vec![ResponseEvent::Body(large.clone())]);
-        assert_eq!(out.io_slices(8)[0].as_ptr(), large.as_ptr());
-    }
-
-    #[test]
-    fn stderr_and_the_end_write_nothing() {
-        let out = encode(vec![
-            ResponseEvent::Stderr(Bytes::from_static(b"oops\n")),
-            ResponseEvent::End,
-            ResponseEvent::Abort,
-        ]);
-        assert!(out.is_empty());
+    fn large_blocks_are_referenced_and_the_rest_is_silent() {
+        check_stream_encoder(&mut ScgiEncoder);
     }
 }

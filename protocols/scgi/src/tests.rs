@@ -18,16 +18,11 @@ const FIXTURES: [(&str, &[u8]); 4] = [
 ];
 
 fn decode(bytes: &[u8]) -> testing::Decoded<Scgi> {
-    decode_with(Scgi::default(), bytes)
-}
-
-fn decode_with(scgi: Scgi, bytes: &[u8]) -> testing::Decoded<Scgi> {
-    testing::decode(&scgi, bytes)
+    testing::decode(&Scgi::default(), bytes)
 }
 
 fn whole(bytes: &[u8]) -> (Request, BytesMut) {
-    let (result, rest) = decode(bytes);
-    (result.unwrap().expect("a whole head"), rest)
+    testing::whole(&Scgi::default(), bytes)
 }
 
 fn err(bytes: &[u8]) -> ScgiError {
@@ -140,10 +135,15 @@ fn empty_values_and_repeated_names_are_fine() {
 fn the_limit_is_inclusive() {
     let block = b"CONTENT_LENGTH\x000\x00SCGI\x001\x00";
     let exact = Scgi::new(block.len());
-    assert!(decode_with(exact, &netstring(block)).0.unwrap().is_some());
+    assert!(
+        testing::decode(&exact, &netstring(block))
+            .0
+            .unwrap()
+            .is_some()
+    );
     let under = Scgi::new(block.len() - 1);
     assert!(matches!(
-        decode_with(under, &netstring(block)).0,
+        testing::decode(&under, &netstring(block)).0,
         Err(LengthOverLimit { .. })
     ));
 }
@@ -168,9 +168,7 @@ fn encodes_through_the_trait() {
 
 #[track_caller]
 fn refused(bytes: &[u8], expected: ScgiError, message: &str) {
-    let error = err(bytes);
-    assert_eq!(error, expected);
-    assert_eq!(error.to_string(), message);
+    testing::check_refused(&Scgi::default(), bytes, expected, message);
 }
 
 #[test]
@@ -231,7 +229,7 @@ fn length_over_the_limit_before_the_block_arrives() {
 
 #[test]
 fn length_overflow() {
-    let (result, _) = decode_with(Scgi::new(usize::MAX), &[b'9'; 30]);
+    let (result, _) = testing::decode(&Scgi::new(usize::MAX), &[b'9'; 30]);
     let expected_digits = usize::MAX.to_string().len();
     assert_eq!(
         result,

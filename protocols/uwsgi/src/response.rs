@@ -75,7 +75,8 @@ fn is_http_version(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustgi_model::{COALESCE_LIMIT, Param};
+    use rustgi_model::Param;
+    use rustgi_model::testing::{check_stream_encoder, encode_all};
 
     fn head(status: &'static str) -> ResponseHead {
         ResponseHead::new(
@@ -113,21 +114,15 @@ mod tests {
         }
     }
 
-    fn encode(events: Vec<ResponseEvent>) -> Segments {
-        let mut encoder = UwsgiEncoder::new(&with_protocol("HTTP/1.1"));
-        let mut out = Segments::default();
-        for event in events {
-            encoder.encode(event, &mut out);
-        }
-        out
-    }
-
     #[test]
     fn head_and_small_body_are_one_segment() {
-        let mut out = encode(vec![
+        let mut encoder = UwsgiEncoder::new(&with_protocol("HTTP/1.1"));
+        let body = Bytes::from_static(b"hello");
+        let events = [
             ResponseEvent::Head(head("200 OK")),
-            ResponseEvent::Body(Bytes::from_static(b"hello")),
-        ]);
+            ResponseEvent::Body(body),
+        ];
+        let mut out = encode_all(&mut encoder, events);
         let slices = out.io_slices(8);
         assert_eq!(slices.len(), 1);
         assert_eq!(
@@ -137,20 +132,8 @@ mod tests {
     }
 
     #[test]
-    fn a_large_body_is_referenced() {
-        let large = Bytes::from(vec![7u8; COALESCE_LIMIT + 1]);
-        let mut out = encode(vec![ResponseEvent::Body(large.clone())]);
-        assert_eq!(out.io_slices(8)[0].as_ptr(), large.as_ptr());
-    }
-
-    #[test]
-    fn stderr_and_the_end_write_nothing() {
-        let out = encode(vec![
-            ResponseEvent::Stderr(Bytes::from_static(b"oops\n")),
-            ResponseEvent::End,
-            ResponseEvent::Abort,
-        ]);
-        assert!(out.is_empty());
+    fn large_blocks_are_referenced_and_the_rest_is_silent() {
+        check_stream_encoder(&mut UwsgiEncoder::new(&Request::default()));
     }
 
     #[test]

@@ -25,16 +25,11 @@ const FIXTURES: [(&str, &[u8], usize); 7] = [
 ];
 
 fn decode(bytes: &[u8]) -> testing::Decoded<Uwsgi> {
-    decode_with(Uwsgi::default(), bytes)
-}
-
-fn decode_with(uwsgi: Uwsgi, bytes: &[u8]) -> testing::Decoded<Uwsgi> {
-    testing::decode(&uwsgi, bytes)
+    testing::decode(&Uwsgi::default(), bytes)
 }
 
 fn whole(bytes: &[u8]) -> (Request, BytesMut) {
-    let (result, rest) = decode(bytes);
-    (result.unwrap().expect("a whole head"), rest)
+    testing::whole(&Uwsgi::default(), bytes)
 }
 
 fn err(bytes: &[u8]) -> UwsgiError {
@@ -140,7 +135,7 @@ fn a_60_kib_cookie_fits_the_default_limit() {
     assert!(size > 61440 && size <= 65535, "{size}");
     assert!(rest.is_empty());
     // With uWSGI's default buffer-size of 4 KiB it would not.
-    let (result, buf) = decode_with(Uwsgi::new(4096), BIG_COOKIE);
+    let (result, buf) = testing::decode(&Uwsgi::new(4096), BIG_COOKIE);
     assert_eq!(result, Err(VarsOverLimit { size, limit: 4096 }));
     assert_eq!(buf.len(), BIG_COOKIE.len());
 }
@@ -318,10 +313,15 @@ fn modifier2_is_ignored() {
 fn the_limit_is_inclusive() {
     let block = vars(&[("REQUEST_METHOD", "GET")]);
     let exact = Uwsgi::new(block.len());
-    assert!(decode_with(exact, &packet(0, &block)).0.unwrap().is_some());
+    assert!(
+        testing::decode(&exact, &packet(0, &block))
+            .0
+            .unwrap()
+            .is_some()
+    );
     let under = Uwsgi::new(block.len() - 1);
     assert_eq!(
-        decode_with(under, &packet(0, &block)).0,
+        testing::decode(&under, &packet(0, &block)).0,
         Err(VarsOverLimit {
             size: block.len(),
             limit: block.len() - 1
@@ -401,11 +401,7 @@ fn encodes_a_status_line_through_the_trait() {
 
 #[track_caller]
 fn refused(bytes: &[u8], expected: UwsgiError, message: &str) {
-    let (result, buf) = decode(bytes);
-    let error = result.unwrap_err();
-    assert_eq!(error, expected);
-    assert_eq!(error.to_string(), message);
-    assert_eq!(buf.as_ref(), bytes, "nothing consumed");
+    testing::check_refused(&Uwsgi::default(), bytes, expected, message);
 }
 
 #[test]
@@ -434,7 +430,7 @@ fn http_on_a_uwsgi_socket() {
         assert_eq!(err(request), HttpRequest { start });
     }
     // Even with a limit that "GET " would be under.
-    let (result, _) = decode_with(Uwsgi::new(65535), b"GET /");
+    let (result, _) = testing::decode(&Uwsgi::new(65535), b"GET /");
     assert!(matches!(result, Err(HttpRequest { .. })));
 }
 
@@ -468,7 +464,7 @@ fn unsupported_modifier() {
 
 #[test]
 fn vars_over_the_limit_before_the_block_arrives() {
-    let (result, buf) = decode_with(Uwsgi::new(100), &[0, 0x70, 0x11, 0]);
+    let (result, buf) = testing::decode(&Uwsgi::new(100), &[0, 0x70, 0x11, 0]);
     let error = result.unwrap_err();
     assert_eq!(
         error,
