@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn a_stream_response_coalesces_small_blocks_only() {
         let mut out = Segments::default();
-        let head = ResponseHead::new(Bytes::from_static(b"200 OK"), vec![]).unwrap();
+        let head = ResponseHead::from_static("200 OK", &[]).unwrap();
         let large = Bytes::from(vec![b'x'; COALESCE_LIMIT + 1]);
         let events = [
             ResponseEvent::Head(head),

@@ -163,6 +163,17 @@ pub fn joined(events: Vec<Event>) -> Vec<Event> {
     out
 }
 
+/// The STDIN data among `events`, in order.
+pub fn stdin_data<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<u8> {
+    let mut body = Vec::new();
+    for event in events {
+        if let Event::Stdin { data, .. } = event {
+            body.extend_from_slice(data);
+        }
+    }
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

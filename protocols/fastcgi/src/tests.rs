@@ -7,7 +7,7 @@ use rustgi_model::{LengthError, Param, Request};
 use super::*;
 use crate::client::{
     LengthForm, Record, encode_abort_request, encode_begin_request, encode_get_values, encode_pair,
-    encode_params, encode_record, encode_stream, joined, records,
+    encode_params, encode_record, encode_stream, joined, records, stdin_data,
 };
 use ProtocolError::*;
 
@@ -602,14 +602,7 @@ fn multiplexed_requests_interleaved() {
             })
             .collect();
         assert_eq!(mine.len(), 4, "id {id}");
-        let body: Vec<u8> = mine
-            .iter()
-            .filter_map(|e| match e {
-                Event::Stdin { data, .. } => Some(data.to_vec()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let body = stdin_data(mine.iter().copied());
         assert_eq!(body, vec![b'a' + id as u8; 2 * id as usize]);
         assert_eq!(mine[3], &Event::StdinEnd { id });
     }

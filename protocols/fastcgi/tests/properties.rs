@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use rustgi_fastcgi::client::{
     Record, encode_abort_request, encode_begin_request, encode_get_values, encode_params,
-    encode_record, encode_stream, joined, records,
+    encode_record, encode_stream, joined, records, stdin_data,
 };
 use rustgi_fastcgi::{Config, Connection, Event, ProtocolError, RecordType, Role};
 use rustgi_model::Param;
@@ -308,14 +308,7 @@ proptest! {
             let declared = r.content_length_at.map(|_| r.body.len() as u64);
             prop_assert_eq!(*content_length, declared);
             prop_assert_eq!(request.content_length, declared.unwrap_or(0));
-            let body: Vec<u8> = mine
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Stdin { data, .. } => Some(data.to_vec()),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
+            let body = stdin_data(mine.iter().copied());
             prop_assert_eq!(&body, &r.body);
             prop_assert_eq!(mine.last().copied(), Some(&Event::StdinEnd { id: r.id }));
         }

@@ -55,11 +55,6 @@ impl Scgi {
     pub fn new(max_header_size: usize) -> Self {
         Scgi { max_header_size }
     }
-
-    /// The limit on the declared header-block length.
-    pub fn max_header_size(&self) -> usize {
-        self.max_header_size
-    }
 }
 
 impl Default for Scgi {
@@ -91,24 +86,14 @@ impl StreamProtocol for Scgi {
         }
 
         let head = buf.split_to(frame.head_len()).freeze();
-        let params: Vec<Param> = headers
-            .pairs
-            .into_iter()
-            .map(|(name, value)| Param {
-                name: head.slice(name),
-                value: head.slice(value),
-            })
-            .collect();
-        let scgi = params
-            .iter()
-            .find(|p| p.name.as_ref() == b"SCGI")
-            .map(|p| p.value.as_ref());
-        let warnings = headers::scgi_warning(scgi).into_iter().collect();
-        Ok(Some(Request {
-            params,
+        let mut request = Request {
+            params: Param::slices(&head, headers.pairs),
             content_length: headers.content_length,
-            warnings,
-        }))
+            warnings: Vec::new(),
+        };
+        let scgi = request.param(b"SCGI").map(|v| v.as_ref());
+        request.warnings.extend(headers::scgi_warning(scgi));
+        Ok(Some(request))
     }
 
     /// Writes the CGI-style head; SCGI needs nothing from the request.

@@ -30,11 +30,7 @@ mod tests {
 
     #[test]
     fn head_and_small_body_are_one_segment() {
-        let head = ResponseHead::new(
-            Bytes::from_static(b"201 Created"),
-            vec![(Bytes::from_static(b"X"), Bytes::from_static(b"y"))],
-        )
-        .unwrap();
+        let head = ResponseHead::from_static("201 Created", &[("X", "y")]).unwrap();
         let body = Bytes::from_static(b"hello");
         let events = [ResponseEvent::Head(head), ResponseEvent::Body(body)];
         let mut out = encode_all(&mut ScgiEncoder, events);

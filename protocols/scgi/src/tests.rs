@@ -150,14 +150,7 @@ fn the_limit_is_inclusive() {
 
 #[test]
 fn encodes_through_the_trait() {
-    let head = ResponseHead::new(
-        bytes::Bytes::from_static(b"200 OK"),
-        vec![(
-            bytes::Bytes::from_static(b"Content-Type"),
-            bytes::Bytes::from_static(b"text/plain"),
-        )],
-    )
-    .unwrap();
+    let head = ResponseHead::from_static("200 OK", &[("Content-Type", "text/plain")]).unwrap();
     let mut out = Vec::new();
     Scgi::default().encode_head(&Request::default(), &head, &mut out);
     assert_eq!(out, b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n");

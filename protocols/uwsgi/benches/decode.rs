@@ -9,14 +9,19 @@ use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rustgi_model::StreamProtocol;
 use rustgi_model::sample::{ParamsFile, SampleRequest, cookies, nginx_params};
-use rustgi_uwsgi::{Uwsgi, client::encode_request};
+use rustgi_uwsgi::Uwsgi;
+use rustgi_uwsgi::client::{encode_vars, packet};
 
 fn decode(c: &mut Criterion) {
     let uwsgi = Uwsgi::default();
     let mut group = c.benchmark_group("uwsgi");
     for (name, cookie) in cookies() {
         let params = nginx_params(ParamsFile::Uwsgi, &SampleRequest::get(&cookie));
-        let wire = encode_request(0, 0, params.iter().map(|p| (&p.name, &p.value)), b"");
+        let wire = packet(
+            0,
+            0,
+            &encode_vars(params.iter().map(|p| (&p.name, &p.value))),
+        );
         let decoded = uwsgi.decode_head(&mut BytesMut::from(&wire[..]));
         assert_eq!(
             decoded

@@ -37,29 +37,13 @@ pub fn packet(modifier1: u8, modifier2: u8, vars: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A request: the packet of `params`, then the body.
-pub fn encode_request<K, V>(
-    modifier1: u8,
-    modifier2: u8,
-    params: impl IntoIterator<Item = (K, V)>,
-    body: &[u8],
-) -> Vec<u8>
-where
-    K: AsRef<[u8]>,
-    V: AsRef<[u8]>,
-{
-    let mut out = packet(modifier1, modifier2, &encode_vars(params));
-    out.extend_from_slice(body);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn writes_what_nginx_sends() {
         assert_eq!(
-            super::encode_request(0, 0, [("A", "bc")], b"body"),
-            b"\x00\x07\x00\x00\x01\x00A\x02\x00bcbody"
+            super::packet(30, 1, &super::encode_vars([("A", "bc")])),
+            b"\x1e\x07\x00\x01\x01\x00A\x02\x00bc"
         );
     }
 }

@@ -73,11 +73,6 @@ impl Uwsgi {
     pub fn new(max_vars_size: usize) -> Self {
         Uwsgi { max_vars_size }
     }
-
-    /// The limit on the vars block's length.
-    pub fn max_vars_size(&self) -> usize {
-        self.max_vars_size
-    }
 }
 
 impl Default for Uwsgi {
@@ -107,14 +102,7 @@ impl StreamProtocol for Uwsgi {
         };
 
         let head = buf.split_to(header.head_len()).freeze();
-        let mut params: Vec<Param> = vars
-            .pairs
-            .into_iter()
-            .map(|(name, value)| Param {
-                name: head.slice(name),
-                value: head.slice(value),
-            })
-            .collect();
+        let mut params = Param::slices(&head, vars.pairs);
         let mut warnings = Vec::new();
         if header.modifier1 == header::MODIFIER_STRIP_SCRIPT_NAME {
             warnings.extend(script_name::strip(&mut params));

@@ -79,14 +79,7 @@ mod tests {
     use rustgi_model::testing::{check_stream_encoder, encode_all};
 
     fn head(status: &'static str) -> ResponseHead {
-        ResponseHead::new(
-            Bytes::from_static(status.as_bytes()),
-            vec![(
-                Bytes::from_static(b"Content-Type"),
-                Bytes::from_static(b"text/plain"),
-            )],
-        )
-        .unwrap()
+        ResponseHead::from_static(status, &[("Content-Type", "text/plain")]).unwrap()
     }
 
     fn with_protocol(protocol: &'static str) -> Request {

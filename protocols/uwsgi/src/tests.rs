@@ -327,7 +327,7 @@ fn the_limit_is_inclusive() {
             limit: block.len() - 1
         })
     );
-    assert_eq!(Uwsgi::default().max_vars_size(), 65535);
+    assert_eq!(Uwsgi::default(), Uwsgi::new(65535));
 }
 
 // --- modifier1 30 ---
@@ -379,14 +379,7 @@ fn modifier0_never_strips() {
 
 #[test]
 fn encodes_a_status_line_through_the_trait() {
-    let head = ResponseHead::new(
-        Bytes::from_static(b"200 OK"),
-        vec![(
-            Bytes::from_static(b"Content-Type"),
-            Bytes::from_static(b"text/plain"),
-        )],
-    )
-    .unwrap();
+    let head = ResponseHead::from_static("200 OK", &[("Content-Type", "text/plain")]).unwrap();
     let (request, _) = whole(GET_QUERY);
     let mut out = Vec::new();
     Uwsgi::default().encode_head(&request, &head, &mut out);

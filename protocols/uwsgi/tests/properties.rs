@@ -8,19 +8,15 @@ use rustgi_model::testing::{
     mutate,
 };
 use rustgi_model::{BodyFraming, StreamProtocol};
-use rustgi_uwsgi::client::encode_request;
+use rustgi_uwsgi::client::{encode_vars, packet};
 use rustgi_uwsgi::{Uwsgi, UwsgiError};
 
 /// Params as (name, value) byte strings, in wire order.
 type Params = Vec<(Vec<u8>, Vec<u8>)>;
 
 fn encode(modifier1: u8, modifier2: u8, params: &Params, body: &[u8]) -> Vec<u8> {
-    encode_request(
-        modifier1,
-        modifier2,
-        params.iter().map(|(n, v)| (n, v)),
-        body,
-    )
+    let vars = encode_vars(params.iter().map(|(n, v)| (n, v)));
+    [packet(modifier1, modifier2, &vars), body.to_vec()].concat()
 }
 
 /// Names as a front server might send them (never CONTENT_LENGTH, whose
