@@ -39,9 +39,31 @@ const HEADERS: &[(&str, &str)] = &[
     ("HTTP_CONNECTION", "keep-alive"),
 ];
 
-/// The variables nginx 1.22 sends with Debian's stock `scgi_params`,
-/// `fastcgi_params` or `uwsgi_params` (in that file's order), then the
-/// request headers. SCGI's CONTENT_LENGTH comes first, as the spec demands.
+/// The variables of Debian's stock `scgi_params`, `fastcgi_params` and
+/// `uwsgi_params`, in each file's order (SCGI's CONTENT_LENGTH first, as
+/// the spec demands).
+#[rustfmt::skip]
+const SCGI_PARAMS: &[&str] = &[
+    "CONTENT_LENGTH", "REQUEST_METHOD", "REQUEST_URI", "QUERY_STRING", "CONTENT_TYPE",
+    "DOCUMENT_URI", "DOCUMENT_ROOT", "SCGI", "SERVER_PROTOCOL", "REQUEST_SCHEME", "REMOTE_ADDR",
+    "REMOTE_PORT", "SERVER_PORT", "SERVER_NAME",
+];
+#[rustfmt::skip]
+const FASTCGI_PARAMS: &[&str] = &[
+    "QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "SCRIPT_NAME",
+    "REQUEST_URI", "DOCUMENT_URI", "DOCUMENT_ROOT", "SERVER_PROTOCOL", "REQUEST_SCHEME",
+    "GATEWAY_INTERFACE", "SERVER_SOFTWARE", "REMOTE_ADDR", "REMOTE_PORT", "REMOTE_USER",
+    "SERVER_ADDR", "SERVER_PORT", "SERVER_NAME", "REDIRECT_STATUS",
+];
+#[rustfmt::skip]
+const UWSGI_PARAMS: &[&str] = &[
+    "QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "REQUEST_URI",
+    "PATH_INFO", "DOCUMENT_ROOT", "SERVER_PROTOCOL", "REQUEST_SCHEME", "REMOTE_ADDR",
+    "REMOTE_PORT", "SERVER_PORT", "SERVER_NAME",
+];
+
+/// The variables nginx 1.22 sends through the protocol's params file, then
+/// the request headers.
 pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
     let (path, query) = req.uri.split_once('?').unwrap_or((req.uri, ""));
     let length = req.body.len().to_string();
@@ -51,62 +73,33 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
     } else {
         ""
     };
-    let mut p: Vec<(&str, &str)> = Vec::new();
-    if proto != Proto::Scgi {
-        // fastcgi_params and uwsgi_params open alike.
-        p.extend([
-            ("QUERY_STRING", query),
-            ("REQUEST_METHOD", req.method),
-            ("CONTENT_TYPE", content_type),
-            ("CONTENT_LENGTH", if has_body { &length } else { "" }),
-        ]);
-    }
-    match proto {
-        Proto::Scgi => p.extend([
-            ("CONTENT_LENGTH", length.as_str()),
-            ("REQUEST_METHOD", req.method),
-            ("REQUEST_URI", req.uri),
-            ("QUERY_STRING", query),
-            ("CONTENT_TYPE", content_type),
-            ("DOCUMENT_URI", path),
-            ("DOCUMENT_ROOT", "/usr/share/nginx/html"),
-            ("SCGI", "1"),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-            ("REQUEST_SCHEME", "http"),
-            ("REMOTE_ADDR", "127.0.0.1"),
-            ("REMOTE_PORT", "54321"),
-            ("SERVER_PORT", "8080"),
-            ("SERVER_NAME", "localhost"),
-        ]),
-        Proto::Fastcgi | Proto::FastcgiKeep => p.extend([
-            ("SCRIPT_NAME", path),
-            ("REQUEST_URI", req.uri),
-            ("DOCUMENT_URI", path),
-            ("DOCUMENT_ROOT", "/usr/share/nginx/html"),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-            ("REQUEST_SCHEME", "http"),
-            ("GATEWAY_INTERFACE", "CGI/1.1"),
-            ("SERVER_SOFTWARE", "nginx/1.22.1"),
-            ("REMOTE_ADDR", "127.0.0.1"),
-            ("REMOTE_PORT", "54321"),
-            ("REMOTE_USER", ""),
-            ("SERVER_ADDR", "127.0.0.1"),
-            ("SERVER_PORT", "8080"),
-            ("SERVER_NAME", "localhost"),
-            ("REDIRECT_STATUS", "200"),
-        ]),
-        Proto::Uwsgi => p.extend([
-            ("REQUEST_URI", req.uri),
-            ("PATH_INFO", path),
-            ("DOCUMENT_ROOT", "/usr/share/nginx/html"),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-            ("REQUEST_SCHEME", "http"),
-            ("REMOTE_ADDR", "127.0.0.1"),
-            ("REMOTE_PORT", "54321"),
-            ("SERVER_PORT", "8080"),
-            ("SERVER_NAME", "localhost"),
-        ]),
-    }
+    let names = match proto {
+        Proto::Scgi => SCGI_PARAMS,
+        Proto::Fastcgi | Proto::FastcgiKeep => FASTCGI_PARAMS,
+        Proto::Uwsgi => UWSGI_PARAMS,
+    };
+    let value = |name: &str| match name {
+        // SCGI's is always sent; the others' are empty without a body.
+        "CONTENT_LENGTH" if has_body || proto == Proto::Scgi => length.as_str(),
+        "REQUEST_METHOD" => req.method,
+        "REQUEST_URI" => req.uri,
+        "QUERY_STRING" => query,
+        "CONTENT_TYPE" => content_type,
+        "DOCUMENT_URI" | "SCRIPT_NAME" | "PATH_INFO" => path,
+        "DOCUMENT_ROOT" => "/usr/share/nginx/html",
+        "SCGI" => "1",
+        "SERVER_PROTOCOL" => "HTTP/1.1",
+        "REQUEST_SCHEME" => "http",
+        "GATEWAY_INTERFACE" => "CGI/1.1",
+        "SERVER_SOFTWARE" => "nginx/1.22.1",
+        "REMOTE_ADDR" | "SERVER_ADDR" => "127.0.0.1",
+        "REMOTE_PORT" => "54321",
+        "SERVER_PORT" => "8080",
+        "SERVER_NAME" => "localhost",
+        "REDIRECT_STATUS" => "200",
+        _ => "",
+    };
+    let mut p: Vec<(&str, &str)> = names.iter().map(|&name| (name, value(name))).collect();
     p.extend_from_slice(HEADERS);
     if has_body {
         p.push(("HTTP_CONTENT_TYPE", content_type));

@@ -48,6 +48,18 @@ where
     assert_eq!(buf.as_ref(), bytes, "nothing consumed");
 }
 
+/// A limit on the head is inclusive: `bytes`, whose limited part is `size`
+/// bytes long, decode under `with_limit(size)`, and are refused under
+/// `with_limit(size - 1)` with the error returned.
+pub fn limit_is_inclusive<P>(with_limit: impl Fn(usize) -> P, bytes: &[u8], size: usize) -> P::Error
+where
+    P: StreamProtocol,
+    P::Error: Debug,
+{
+    assert!(decode(&with_limit(size), bytes).0.unwrap().is_some());
+    decode(&with_limit(size - 1), bytes).0.unwrap_err()
+}
+
 /// `bytes` with the byte at `at` (taken modulo its length) replaced by
 /// `byte`, removed, or with `byte` inserted before it, as `how` is 0, 1 or
 /// else: inputs near a valid one, where the interesting errors are.

@@ -134,18 +134,8 @@ fn empty_values_and_repeated_names_are_fine() {
 #[test]
 fn the_limit_is_inclusive() {
     let block = b"CONTENT_LENGTH\x000\x00SCGI\x001\x00";
-    let exact = Scgi::new(block.len());
-    assert!(
-        testing::decode(&exact, &netstring(block))
-            .0
-            .unwrap()
-            .is_some()
-    );
-    let under = Scgi::new(block.len() - 1);
-    assert!(matches!(
-        testing::decode(&under, &netstring(block)).0,
-        Err(LengthOverLimit { .. })
-    ));
+    let error = testing::limit_is_inclusive(Scgi::new, &netstring(block), block.len());
+    assert!(matches!(error, LengthOverLimit { .. }), "{error:?}");
 }
 
 #[test]
