@@ -1,7 +1,10 @@
 //! Request encoders and the FastCGI record reader, written from the
 //! specifications (SCGI: python.ca/scgi/protocol.txt; FastCGI 1.0; uWSGI's
 //! "The uwsgi Protocol" page). Deliberately independent of rustgi's own
-//! protocol crates, so that each checks the other.
+//! protocol crates, so that each checks the other; only the names of the
+//! variables nginx's params files send come from `rustgi_model::sample`.
+
+use rustgi_model::sample::ParamsFile;
 
 /// Which wire protocol to speak to the backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -39,29 +42,6 @@ const HEADERS: &[(&str, &str)] = &[
     ("HTTP_CONNECTION", "keep-alive"),
 ];
 
-/// The variables of Debian's stock `scgi_params`, `fastcgi_params` and
-/// `uwsgi_params`, in each file's order (SCGI's CONTENT_LENGTH first, as
-/// the spec demands).
-#[rustfmt::skip]
-const SCGI_PARAMS: &[&str] = &[
-    "CONTENT_LENGTH", "REQUEST_METHOD", "REQUEST_URI", "QUERY_STRING", "CONTENT_TYPE",
-    "DOCUMENT_URI", "DOCUMENT_ROOT", "SCGI", "SERVER_PROTOCOL", "REQUEST_SCHEME", "REMOTE_ADDR",
-    "REMOTE_PORT", "SERVER_PORT", "SERVER_NAME",
-];
-#[rustfmt::skip]
-const FASTCGI_PARAMS: &[&str] = &[
-    "QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "SCRIPT_NAME",
-    "REQUEST_URI", "DOCUMENT_URI", "DOCUMENT_ROOT", "SERVER_PROTOCOL", "REQUEST_SCHEME",
-    "GATEWAY_INTERFACE", "SERVER_SOFTWARE", "REMOTE_ADDR", "REMOTE_PORT", "REMOTE_USER",
-    "SERVER_ADDR", "SERVER_PORT", "SERVER_NAME", "REDIRECT_STATUS",
-];
-#[rustfmt::skip]
-const UWSGI_PARAMS: &[&str] = &[
-    "QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "REQUEST_URI",
-    "PATH_INFO", "DOCUMENT_ROOT", "SERVER_PROTOCOL", "REQUEST_SCHEME", "REMOTE_ADDR",
-    "REMOTE_PORT", "SERVER_PORT", "SERVER_NAME",
-];
-
 /// The variables nginx 1.22 sends through the protocol's params file, then
 /// the request headers.
 pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
@@ -73,10 +53,10 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
     } else {
         ""
     };
-    let names = match proto {
-        Proto::Scgi => SCGI_PARAMS,
-        Proto::Fastcgi | Proto::FastcgiKeep => FASTCGI_PARAMS,
-        Proto::Uwsgi => UWSGI_PARAMS,
+    let file = match proto {
+        Proto::Scgi => ParamsFile::Scgi,
+        Proto::Fastcgi | Proto::FastcgiKeep => ParamsFile::Fastcgi,
+        Proto::Uwsgi => ParamsFile::Uwsgi,
     };
     let value = |name: &str| match name {
         // SCGI's is always sent; the others' are empty without a body.
@@ -99,7 +79,8 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
         "REDIRECT_STATUS" => "200",
         _ => "",
     };
-    let mut p: Vec<(&str, &str)> = names.iter().map(|&name| (name, value(name))).collect();
+    let variables = file.variables().iter();
+    let mut p: Vec<(&str, &str)> = variables.map(|&name| (name, value(name))).collect();
     p.extend_from_slice(HEADERS);
     if has_body {
         p.push(("HTTP_CONTENT_TYPE", content_type));

@@ -13,6 +13,17 @@ pub enum ParamsFile {
     Fastcgi,
 }
 
+impl ParamsFile {
+    /// The variables the file sends, in its order.
+    pub fn variables(self) -> &'static [&'static str] {
+        match self {
+            ParamsFile::Scgi => SCGI,
+            ParamsFile::Uwsgi => UWSGI,
+            ParamsFile::Fastcgi => FASTCGI,
+        }
+    }
+}
+
 /// What varies between the sample requests.
 #[derive(Clone, Copy, Debug)]
 pub struct SampleRequest<'a> {
@@ -85,11 +96,6 @@ const BROWSER_HEADERS: &[(&str, &str)] = &[
 /// The params nginx sends for `request` through `file`, in its order, then
 /// the browser's headers.
 pub fn nginx_params(file: ParamsFile, request: &SampleRequest) -> Vec<Param> {
-    let names = match file {
-        ParamsFile::Scgi => SCGI,
-        ParamsFile::Uwsgi => UWSGI,
-        ParamsFile::Fastcgi => FASTCGI,
-    };
     let value = |name: &str| match name {
         "CONTENT_LENGTH" if file == ParamsFile::Scgi && request.content_length.is_empty() => "0",
         "CONTENT_LENGTH" => request.content_length,
@@ -112,7 +118,7 @@ pub fn nginx_params(file: ParamsFile, request: &SampleRequest) -> Vec<Param> {
         "REDIRECT_STATUS" => "200",
         _ => "",
     };
-    let variables = names.iter().map(|&name| (name, value(name)));
+    let variables = file.variables().iter().map(|&name| (name, value(name)));
     let headers = BROWSER_HEADERS.iter().copied();
     variables
         .chain(headers)

@@ -5,7 +5,8 @@
 //! them; they panic on a failure, which proptest also reports and shrinks.
 
 use crate::{
-    COALESCE_LIMIT, Param, Request, ResponseEncoder, ResponseEvent, Segments, StreamProtocol,
+    COALESCE_LIMIT, Param, Request, ResponseEncoder, ResponseEvent, ResponseHead, Segments,
+    StreamProtocol,
 };
 use bytes::Bytes;
 use bytes::BytesMut;
@@ -212,6 +213,19 @@ pub fn encode_all<E: ResponseEncoder>(
     out
 }
 
+/// [`StreamProtocol::encode_head`] and the protocol's encoder, made for
+/// `request`, write the same head.
+pub fn check_heads_agree<P, E>(protocol: &P, request: &Request, head: &ResponseHead, mut encoder: E)
+where
+    P: StreamProtocol,
+    E: ResponseEncoder,
+{
+    let mut through_the_trait = Vec::new();
+    protocol.encode_head(request, head, &mut through_the_trait);
+    let encoded = encode_all(&mut encoder, [ResponseEvent::Head(head.clone())]);
+    assert_eq!(encoded.to_vec(), through_the_trait);
+}
+
 /// A stream protocol's encoder (SCGI, uwsgi) writes a large body block from
 /// where it is, and nothing for `wsgi.errors`, the end or an abort: it has
 /// no channel for them, and the connection's close ends the response.
@@ -230,7 +244,6 @@ pub fn check_stream_encoder<E: ResponseEncoder>(encoder: &mut E) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ResponseHead;
     use std::fmt;
 
     /// A head is the bytes up to a newline; a `!` in it is an error. A
