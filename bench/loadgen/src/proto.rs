@@ -2,9 +2,10 @@
 //! specifications (SCGI: python.ca/scgi/protocol.txt; FastCGI 1.0; uWSGI's
 //! "The uwsgi Protocol" page). Deliberately independent of rustgi's own
 //! protocol crates, so that each checks the other; only the names of the
-//! variables nginx's params files send come from `rustgi_model::sample`.
+//! variables nginx's params files send, and their fixed values, come from
+//! `rustgi_model::sample`.
 
-use rustgi_model::sample::ParamsFile;
+use rustgi_model::sample::{ParamsFile, fixed_value};
 
 /// Which wire protocol to speak to the backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -66,18 +67,11 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
         "QUERY_STRING" => query,
         "CONTENT_TYPE" => content_type,
         "DOCUMENT_URI" | "SCRIPT_NAME" | "PATH_INFO" => path,
-        "DOCUMENT_ROOT" => "/usr/share/nginx/html",
-        "SCGI" => "1",
-        "SERVER_PROTOCOL" => "HTTP/1.1",
-        "REQUEST_SCHEME" => "http",
-        "GATEWAY_INTERFACE" => "CGI/1.1",
-        "SERVER_SOFTWARE" => "nginx/1.22.1",
         "REMOTE_ADDR" | "SERVER_ADDR" => "127.0.0.1",
         "REMOTE_PORT" => "54321",
         "SERVER_PORT" => "8080",
         "SERVER_NAME" => "localhost",
-        "REDIRECT_STATUS" => "200",
-        _ => "",
+        _ => fixed_value(name).unwrap_or(""),
     };
     let variables = file.variables().iter();
     let mut p: Vec<(&str, &str)> = variables.map(|&name| (name, value(name))).collect();

@@ -93,6 +93,22 @@ const BROWSER_HEADERS: &[(&str, &str)] = &[
     ("HTTP_CONNECTION", "keep-alive"),
 ];
 
+/// The value a variable has in every sample request (nginx's own, the
+/// server's root, a plain HTTP/1.1 request), if it is one of those.
+pub fn fixed_value(name: &str) -> Option<&'static str> {
+    let value = match name {
+        "DOCUMENT_ROOT" => "/usr/share/nginx/html",
+        "SCGI" => "1",
+        "SERVER_PROTOCOL" => "HTTP/1.1",
+        "REQUEST_SCHEME" => "http",
+        "GATEWAY_INTERFACE" => "CGI/1.1",
+        "SERVER_SOFTWARE" => "nginx/1.22.1",
+        "REDIRECT_STATUS" => "200",
+        _ => return None,
+    };
+    Some(value)
+}
+
 /// The params nginx sends for `request` through `file`, in its order, then
 /// the browser's headers.
 pub fn nginx_params(file: ParamsFile, request: &SampleRequest) -> Vec<Param> {
@@ -104,19 +120,12 @@ pub fn nginx_params(file: ParamsFile, request: &SampleRequest) -> Vec<Param> {
         "QUERY_STRING" => "page=2&sort=new",
         "REQUEST_URI" => "/articles/2026/11/rustgi?page=2&sort=new",
         "DOCUMENT_URI" | "PATH_INFO" | "SCRIPT_NAME" => "/articles/2026/11/rustgi",
-        "DOCUMENT_ROOT" => "/usr/share/nginx/html",
-        "SCGI" => "1",
-        "SERVER_PROTOCOL" => "HTTP/1.1",
-        "REQUEST_SCHEME" => "http",
-        "GATEWAY_INTERFACE" => "CGI/1.1",
-        "SERVER_SOFTWARE" => "nginx/1.22.1",
         "REMOTE_ADDR" => "192.0.2.17",
         "REMOTE_PORT" => "51234",
         "SERVER_ADDR" => "192.0.2.1",
         "SERVER_PORT" => "80",
         "SERVER_NAME" => "example.org",
-        "REDIRECT_STATUS" => "200",
-        _ => "",
+        _ => fixed_value(name).unwrap_or(""),
     };
     let variables = file.variables().iter().map(|&name| (name, value(name)));
     let headers = BROWSER_HEADERS.iter().copied();
