@@ -19,27 +19,68 @@ use std::fmt;
 pub const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
 
 /// Why a length parameter was refused. It displays as a predicate, to
-/// follow the parameter's name (`CONTENT_LENGTH is not a decimal …`).
+/// follow the parameter's name (`CONTENT_LENGTH "1x" is not a decimal …`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LengthError {
-    /// A byte that is not a decimal digit, at `index` in the value.
-    NotDigit { byte: u8, index: usize },
-    /// The value does not fit in a `u64`: its first `digits` digits do not.
-    Overflow { digits: usize },
+    /// A byte that is not a decimal digit, at `index` in the value
+    /// (`value` ends with it).
+    NotDigit {
+        value: String,
+        byte: u8,
+        index: usize,
+    },
+    /// The value does not fit in a `u64`: its first `digits` digits (in
+    /// `value`) do not.
+    Overflow { value: String, digits: usize },
     /// Sent twice with different values.
     Conflicting { first: String, second: String },
+}
+
+impl LengthError {
+    /// The predicate for a value that starts at byte `offset` of a request,
+    /// as the SCGI and uwsgi decoders report it.
+    pub fn at(&self, offset: usize) -> impl fmt::Display + '_ {
+        AtOffset {
+            error: self,
+            offset,
+        }
+    }
+}
+
+struct AtOffset<'a> {
+    error: &'a LengthError,
+    offset: usize,
+}
+
+impl fmt::Display for AtOffset<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let offset = self.offset;
+        match self.error {
+            LengthError::NotDigit { byte, index, .. } => write!(
+                f,
+                "is not a decimal number: {} at offset {}",
+                show::byte(*byte),
+                offset + index
+            ),
+            LengthError::Overflow { digits, .. } => write!(
+                f,
+                "at offset {offset} does not fit in 64 bits ({digits} digits so far)"
+            ),
+            conflicting => write!(f, "at offset {offset} {conflicting}"),
+        }
+    }
 }
 
 impl fmt::Display for LengthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LengthError::NotDigit { byte, index } => write!(
+            LengthError::NotDigit { value, byte, index } => write!(
                 f,
-                "is not a decimal number: {} at index {index} of the value",
+                "{value:?} is not a decimal number: {} at index {index}",
                 show::byte(*byte)
             ),
-            LengthError::Overflow { digits } => {
-                write!(f, "does not fit in 64 bits ({digits} digits so far)")
+            LengthError::Overflow { value, .. } => {
+                write!(f, "{value:?} does not fit in 64 bits")
             }
             LengthError::Conflicting { first, second } => write!(
                 f,
@@ -61,13 +102,20 @@ pub fn parse_length(value: &[u8]) -> Result<Option<u64>, LengthError> {
     }
     let mut n: u64 = 0;
     for (index, &byte) in value.iter().enumerate() {
+        // What a decoder has seen of the value when it refuses it, so that
+        // the error is the same however the value arrived.
+        let seen = || show::field(&value[..=index]);
         if !byte.is_ascii_digit() {
-            return Err(LengthError::NotDigit { byte, index });
+            let value = seen();
+            return Err(LengthError::NotDigit { value, byte, index });
         }
         n = n
             .checked_mul(10)
             .and_then(|n| n.checked_add(u64::from(byte - b'0')))
-            .ok_or(LengthError::Overflow { digits: index + 1 })?;
+            .ok_or_else(|| LengthError::Overflow {
+                value: seen(),
+                digits: index + 1,
+            })?;
     }
     Ok(Some(n))
 }
@@ -130,6 +178,11 @@ mod tests {
         params
     }
 
+    fn not_digit(value: &str, byte: u8, index: usize) -> LengthError {
+        let value = value.to_owned();
+        LengthError::NotDigit { value, byte, index }
+    }
+
     #[test]
     fn digits_only() {
         assert_eq!(parse_length(b"0"), Ok(Some(0)));
@@ -137,33 +190,41 @@ mod tests {
         assert_eq!(parse_length(b"18446744073709551615"), Ok(Some(u64::MAX)));
         assert_eq!(parse_length(b""), Ok(None));
         for (value, byte, index) in [
-            (&b"+5"[..], b'+', 0),
-            (b"-1", b'-', 0),
-            (b" 5", b' ', 0),
-            (b"5 ", b' ', 1),
-            (b"0x10", b'x', 1),
-            (b"1_000", b'_', 1),
+            ("+5", b'+', 0),
+            ("-1", b'-', 0),
+            (" 5", b' ', 0),
+            ("5 ", b' ', 1),
+            ("0x10", b'x', 1),
+            ("1_000", b'_', 1),
         ] {
-            assert_eq!(
-                parse_length(value),
-                Err(LengthError::NotDigit { byte, index }),
-                "{value:?}"
-            );
+            let refused = parse_length(value.as_bytes());
+            let seen = &value[..=index];
+            assert_eq!(refused, Err(not_digit(seen, byte, index)), "{value:?}");
         }
+        let error = not_digit("12a", b'a', 2);
+        assert_eq!(
+            format!("CONTENT_LENGTH {error}"),
+            "CONTENT_LENGTH \"12a\" is not a decimal number: 'a' (0x61) at index 2"
+        );
+        assert_eq!(
+            format!("CONTENT_LENGTH {}", error.at(20)),
+            "CONTENT_LENGTH is not a decimal number: 'a' (0x61) at offset 22"
+        );
     }
 
     #[test]
     fn overflow_is_refused() {
-        assert_eq!(
-            parse_length(b"18446744073709551616"),
-            Err(LengthError::Overflow { digits: 20 })
-        );
         let error = parse_length(b"99999999999999999999999").unwrap_err();
-        assert_eq!(error, LengthError::Overflow { digits: 20 });
+        let value = "99999999999999999999".to_owned();
+        assert_eq!(error, LengthError::Overflow { value, digits: 20 });
         assert_eq!(
-            format!("CONTENT_LENGTH {error}"),
-            "CONTENT_LENGTH does not fit in 64 bits (20 digits so far)"
+            format!("CONTENT_LENGTH {}", error.at(7)),
+            "CONTENT_LENGTH at offset 7 does not fit in 64 bits (20 digits so far)"
         );
+        assert!(matches!(
+            parse_length(b"18446744073709551616"),
+            Err(LengthError::Overflow { digits: 20, .. })
+        ));
     }
 
     #[test]
@@ -203,13 +264,8 @@ mod tests {
 
     #[test]
     fn the_first_bad_value_is_named() {
-        assert_eq!(
-            content_length(&with_lengths(&["x", "5"])),
-            Err(LengthError::NotDigit {
-                byte: b'x',
-                index: 0
-            })
-        );
+        let refused = content_length(&with_lengths(&["x", "5"]));
+        assert_eq!(refused, Err(not_digit("x", b'x', 0)));
     }
 
     #[test]

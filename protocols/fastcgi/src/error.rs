@@ -238,9 +238,20 @@ impl fmt::Display for ProtocolError {
                 f,
                 "FastCGI PARAMS for request {id} (record at offset {offset}): {error}"
             ),
-            ContentLength { id, error } => {
-                write!(f, "FastCGI request {id}: CONTENT_LENGTH {error}")
-            }
+            ContentLength {
+                id,
+                error: LengthError::Conflicting { first, second },
+            } => write!(
+                f,
+                "FastCGI request {id} has CONTENT_LENGTH twice with different values: {first:?} and {second:?}"
+            ),
+            ContentLength {
+                id,
+                error: LengthError::NotDigit { value, .. } | LengthError::Overflow { value, .. },
+            } => write!(
+                f,
+                "FastCGI request {id} has CONTENT_LENGTH {value:?}, which is not a decimal number of bytes"
+            ),
             StdinOverLength {
                 offset,
                 id,

@@ -128,7 +128,7 @@ impl fmt::Display for ScgiError {
                 write!(f, "SCGI CONTENT_LENGTH at offset {offset} is empty")
             }
             ContentLength { offset, error } => {
-                write!(f, "SCGI CONTENT_LENGTH at offset {offset} {error}")
+                write!(f, "SCGI CONTENT_LENGTH {}", error.at(*offset))
             }
         }
     }

@@ -159,6 +159,7 @@ mod tests {
             Err(ScgiError::ContentLength {
                 offset: 15,
                 error: LengthError::NotDigit {
+                    value: "1x".into(),
                     byte: b'x',
                     index: 1
                 }

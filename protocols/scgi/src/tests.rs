@@ -342,11 +342,12 @@ fn content_length_not_digit() {
         ContentLength {
             offset: 18,
             error: LengthError::NotDigit {
+                value: "-".into(),
                 byte: b'-',
                 index: 0,
             },
         },
-        "SCGI CONTENT_LENGTH at offset 18 is not a decimal number: '-' (0x2d) at index 0 of the value",
+        "SCGI CONTENT_LENGTH is not a decimal number: '-' (0x2d) at offset 18",
     );
     // Refused before the value's NUL arrives.
     assert_eq!(
@@ -354,6 +355,7 @@ fn content_length_not_digit() {
         ContentLength {
             offset: 18,
             error: LengthError::NotDigit {
+                value: "12 ".into(),
                 byte: b' ',
                 index: 2
             }
@@ -376,7 +378,10 @@ fn content_length_overflow() {
         &netstring(b"CONTENT_LENGTH\x0018446744073709551616\x00"),
         ContentLength {
             offset: 18,
-            error: LengthError::Overflow { digits: 20 },
+            error: LengthError::Overflow {
+                value: "18446744073709551616".into(),
+                digits: 20,
+            },
         },
         "SCGI CONTENT_LENGTH at offset 18 does not fit in 64 bits (20 digits so far)",
     );

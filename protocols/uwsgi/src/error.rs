@@ -95,7 +95,7 @@ impl fmt::Display for UwsgiError {
                 bytes(*room)
             ),
             ContentLength { offset, error } => {
-                write!(f, "uwsgi CONTENT_LENGTH at offset {offset} {error}")
+                write!(f, "uwsgi CONTENT_LENGTH {}", error.at(*offset))
             }
         }
     }

@@ -563,11 +563,12 @@ fn content_length_not_digit() {
         ContentLength {
             offset: 22,
             error: LengthError::NotDigit {
+                value: "-".into(),
                 byte: b'-',
                 index: 0,
             },
         },
-        "uwsgi CONTENT_LENGTH at offset 22 is not a decimal number: '-' (0x2d) at index 0 of the value",
+        "uwsgi CONTENT_LENGTH is not a decimal number: '-' (0x2d) at offset 22",
     );
     assert!(matches!(
         err(&packet(0, &vars(&[("CONTENT_LENGTH", " 5")]))),
@@ -584,7 +585,10 @@ fn content_length_overflow() {
         &packet(0, &vars(&[("CONTENT_LENGTH", "18446744073709551616")])),
         ContentLength {
             offset: 22,
-            error: LengthError::Overflow { digits: 20 },
+            error: LengthError::Overflow {
+                value: "18446744073709551616".into(),
+                digits: 20,
+            },
         },
         "uwsgi CONTENT_LENGTH at offset 22 does not fit in 64 bits (20 digits so far)",
     );
