@@ -140,6 +140,21 @@ def test_body_beyond_content_length_is_not_read(gateway_bin):
     assert answer_of(p.stdout, describe(p))["body"] == "exactly"
 
 
+@pytest.mark.parametrize("value", ["12x", "-1", " 7", "0x10", "99999999999999999999999"])
+def test_a_bad_content_length_is_a_400_without_the_app(gateway_bin, value):
+    """CGI mode takes CONTENT_LENGTH as every protocol does: digits only.
+    Anything else is the web server's error; the app never sees a body of
+    unknown length (it used to read garbage as 0)."""
+    env = cgi_env("POST", "/upload", body=b"x" * 12)
+    env["CONTENT_LENGTH"] = value
+    p = run_cgi(env, b"x" * 12, gateway_bin=gateway_bin)
+    assert p.returncode == 0, describe(p)
+    resp = parse_cgi_response(p.stdout)
+    assert resp.status == 400, describe(p)
+    assert resp.body == b"Bad Request\n"
+    assert b"CONTENT_LENGTH" in p.stderr and b"answering 400" in p.stderr, describe(p)
+
+
 def test_print_does_not_reach_the_response(gateway_bin):
     """print(), sys.stdout.write and os.write(1, ...) go to stderr (the web
     server's error log); stdout holds the response and nothing else."""

@@ -1,7 +1,11 @@
 //! Request encoders and the FastCGI record reader, written from the
 //! specifications (SCGI: python.ca/scgi/protocol.txt; FastCGI 1.0; uWSGI's
 //! "The uwsgi Protocol" page). Deliberately independent of rustgi's own
-//! protocol crates, so that each checks the other.
+//! protocol crates, so that each checks the other; only the names of the
+//! variables nginx's params files send, and their fixed values, come from
+//! `rustgi_model::sample`.
+
+use rustgi_model::sample::{ParamsFile, fixed_value};
 
 /// Which wire protocol to speak to the backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -39,9 +43,8 @@ const HEADERS: &[(&str, &str)] = &[
     ("HTTP_CONNECTION", "keep-alive"),
 ];
 
-/// The variables nginx 1.22 sends with Debian's stock `scgi_params`,
-/// `fastcgi_params` or `uwsgi_params` (in that file's order), then the
-/// request headers. SCGI's CONTENT_LENGTH comes first, as the spec demands.
+/// The variables nginx 1.22 sends through the protocol's params file, then
+/// the request headers.
 pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
     let (path, query) = req.uri.split_once('?').unwrap_or((req.uri, ""));
     let length = req.body.len().to_string();
@@ -51,67 +54,27 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
     } else {
         ""
     };
-    let mut p: Vec<(&str, &str)> = Vec::new();
-    match proto {
-        Proto::Scgi => p.extend([
-            ("CONTENT_LENGTH", length.as_str()),
-            ("REQUEST_METHOD", req.method),
-            ("REQUEST_URI", req.uri),
-            ("QUERY_STRING", query),
-            ("CONTENT_TYPE", content_type),
-            ("DOCUMENT_URI", path),
-            ("DOCUMENT_ROOT", "/usr/share/nginx/html"),
-            ("SCGI", "1"),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-            ("REQUEST_SCHEME", "http"),
-            ("REMOTE_ADDR", "127.0.0.1"),
-            ("REMOTE_PORT", "54321"),
-            ("SERVER_PORT", "8080"),
-            ("SERVER_NAME", "localhost"),
-        ]),
-        Proto::Fastcgi | Proto::FastcgiKeep => p.extend([
-            ("QUERY_STRING", query),
-            ("REQUEST_METHOD", req.method),
-            ("CONTENT_TYPE", content_type),
-            (
-                "CONTENT_LENGTH",
-                if has_body { length.as_str() } else { "" },
-            ),
-            ("SCRIPT_NAME", path),
-            ("REQUEST_URI", req.uri),
-            ("DOCUMENT_URI", path),
-            ("DOCUMENT_ROOT", "/usr/share/nginx/html"),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-            ("REQUEST_SCHEME", "http"),
-            ("GATEWAY_INTERFACE", "CGI/1.1"),
-            ("SERVER_SOFTWARE", "nginx/1.22.1"),
-            ("REMOTE_ADDR", "127.0.0.1"),
-            ("REMOTE_PORT", "54321"),
-            ("REMOTE_USER", ""),
-            ("SERVER_ADDR", "127.0.0.1"),
-            ("SERVER_PORT", "8080"),
-            ("SERVER_NAME", "localhost"),
-            ("REDIRECT_STATUS", "200"),
-        ]),
-        Proto::Uwsgi => p.extend([
-            ("QUERY_STRING", query),
-            ("REQUEST_METHOD", req.method),
-            ("CONTENT_TYPE", content_type),
-            (
-                "CONTENT_LENGTH",
-                if has_body { length.as_str() } else { "" },
-            ),
-            ("REQUEST_URI", req.uri),
-            ("PATH_INFO", path),
-            ("DOCUMENT_ROOT", "/usr/share/nginx/html"),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-            ("REQUEST_SCHEME", "http"),
-            ("REMOTE_ADDR", "127.0.0.1"),
-            ("REMOTE_PORT", "54321"),
-            ("SERVER_PORT", "8080"),
-            ("SERVER_NAME", "localhost"),
-        ]),
-    }
+    let file = match proto {
+        Proto::Scgi => ParamsFile::Scgi,
+        Proto::Fastcgi | Proto::FastcgiKeep => ParamsFile::Fastcgi,
+        Proto::Uwsgi => ParamsFile::Uwsgi,
+    };
+    let value = |name: &str| match name {
+        // SCGI's is always sent; the others' are empty without a body.
+        "CONTENT_LENGTH" if has_body || proto == Proto::Scgi => length.as_str(),
+        "REQUEST_METHOD" => req.method,
+        "REQUEST_URI" => req.uri,
+        "QUERY_STRING" => query,
+        "CONTENT_TYPE" => content_type,
+        "DOCUMENT_URI" | "SCRIPT_NAME" | "PATH_INFO" => path,
+        "REMOTE_ADDR" | "SERVER_ADDR" => "127.0.0.1",
+        "REMOTE_PORT" => "54321",
+        "SERVER_PORT" => "8080",
+        "SERVER_NAME" => "localhost",
+        _ => fixed_value(name).unwrap_or(""),
+    };
+    let variables = file.variables().iter();
+    let mut p: Vec<(&str, &str)> = variables.map(|&name| (name, value(name))).collect();
     p.extend_from_slice(HEADERS);
     if has_body {
         p.push(("HTTP_CONTENT_TYPE", content_type));

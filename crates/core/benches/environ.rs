@@ -13,45 +13,13 @@
 use criterion::Criterion;
 use pyo3::prelude::*;
 use rustgi_core::{AppSpec, EnvironBuilder, EnvironSettings, Interpreter, PythonSetup};
-use rustgi_model::{Param, Request};
+use rustgi_model::Request;
+use rustgi_model::sample::{ParamsFile, SampleRequest, cookies, nginx_params};
 
 fn request(cookie: &str) -> Request {
-    let params = [
-        ("QUERY_STRING", "page=2&sort=new"),
-        ("REQUEST_METHOD", "GET"),
-        ("CONTENT_TYPE", ""),
-        ("CONTENT_LENGTH", ""),
-        ("REQUEST_URI", "/articles/2026/11/rustgi?page=2&sort=new"),
-        ("PATH_INFO", "/articles/2026/11/rustgi"),
-        ("DOCUMENT_ROOT", "/usr/share/nginx/html"),
-        ("SERVER_PROTOCOL", "HTTP/1.1"),
-        ("REQUEST_SCHEME", "http"),
-        ("REMOTE_ADDR", "192.0.2.17"),
-        ("REMOTE_PORT", "51234"),
-        ("SERVER_PORT", "80"),
-        ("SERVER_NAME", "example.org"),
-        ("HTTP_HOST", "example.org"),
-        (
-            "HTTP_USER_AGENT",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-        ),
-        (
-            "HTTP_ACCEPT",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        ),
-        ("HTTP_ACCEPT_LANGUAGE", "en-GB,en;q=0.5"),
-        ("HTTP_ACCEPT_ENCODING", "gzip, deflate, br, zstd"),
-        ("HTTP_REFERER", "http://example.org/articles/"),
-        ("HTTP_CONNECTION", "keep-alive"),
-        ("HTTP_COOKIE", cookie),
-    ];
     Request {
-        params: params
-            .into_iter()
-            .map(|(name, value)| Param::new(name.as_bytes().to_vec(), value.as_bytes().to_vec()))
-            .collect(),
-        content_length: 0,
-        warnings: Vec::new(),
+        params: nginx_params(ParamsFile::Uwsgi, &SampleRequest::get(cookie)),
+        ..Request::default()
     }
 }
 
@@ -66,12 +34,7 @@ fn loaded_libpython() -> String {
 }
 
 fn environ(c: &mut Criterion) {
-    let session = "sessionid=3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e; csrftoken=Zx8Kq2Lm4Np6Rt8Vw0Yb";
-    let big = format!("big={}", "x".repeat(16 * 1024 - 4));
-    let cases = [
-        ("nginx_get", request(session)),
-        ("cookie_16k", request(&big)),
-    ];
+    let cases = cookies().map(|(name, cookie)| (name, request(&cookie)));
     Python::attach(|py| {
         let settings = EnvironSettings {
             multithread: true,

@@ -1,4 +1,4 @@
-use crate::{Request, ResponseHead};
+use crate::{Request, ResponseEncoder};
 
 /// How the body that follows a request head on the wire is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +34,12 @@ pub trait StreamProtocol: Send + Sync + 'static {
     /// is removed from `buf` and whatever follows it (body bytes) is left.
     fn decode_head(&self, buf: &mut bytes::BytesMut) -> Result<Option<Request>, Self::Error>;
 
-    /// Appends the response head for `request` to `out`.
-    fn encode_head(&self, request: &Request, head: &ResponseHead, out: &mut Vec<u8>);
+    /// The protocol's response encoder, for one request (uwsgi's status
+    /// line follows the request's SERVER_PROTOCOL).
+    type Encoder: ResponseEncoder + Send + Sync + 'static;
+
+    /// The encoder of `request`'s response.
+    fn encoder(&self, request: &Request) -> Self::Encoder;
 
     /// How the body of `request`, a request this protocol decoded, is
     /// delimited on the wire. By default: `content_length` bytes.

@@ -6,15 +6,23 @@
 
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod chunked;
 mod codec;
+mod length;
 mod request;
 mod response;
+pub mod sample;
 mod segments;
 pub mod show;
+pub mod testing;
 
+pub use body::{BodyDecoder, Unframed};
 pub use chunked::{Chunked, ChunkedDecoder, ChunkedError};
 pub use codec::{BodyFraming, StreamProtocol};
+pub use length::{
+    CONTENT_LENGTH, LengthError, LengthValues, content_length, length_param, parse_length,
+};
 pub use request::{Param, Request};
 pub use response::{HeaderError, ResponseHead};
-pub use segments::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, Segments};
+pub use segments::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, Segments, encode_stream_event};

@@ -1,4 +1,5 @@
 use bytes::Bytes;
+use std::ops::Range;
 
 /// One CGI-style parameter exactly as the front server sent it.
 ///
@@ -16,6 +17,18 @@ impl Param {
             name: name.into(),
             value: value.into(),
         }
+    }
+
+    /// The params whose names and values lie at `ranges` in `head`, as
+    /// slices of it (no copy): what a decoder found, made into params.
+    pub fn slices(
+        head: &Bytes,
+        ranges: impl IntoIterator<Item = (Range<usize>, Range<usize>)>,
+    ) -> Vec<Param> {
+        ranges
+            .into_iter()
+            .map(|(name, value)| Param::new(head.slice(name), head.slice(value)))
+            .collect()
     }
 }
 
@@ -40,6 +53,14 @@ impl Request {
         self.params
             .iter()
             .find(|p| p.name.as_ref() == name)
+            .map(|p| &p.value)
+    }
+
+    /// Every value sent under `name`, in arrival order.
+    pub fn values<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        self.params
+            .iter()
+            .filter(move |p| p.name.as_ref() == name)
             .map(|p| &p.value)
     }
 }

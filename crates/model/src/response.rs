@@ -81,6 +81,19 @@ impl ResponseHead {
         Ok(ResponseHead { status, headers })
     }
 
+    /// [`ResponseHead::new`] for a head known when the program is written
+    /// (the gateway's own answers, tests).
+    pub fn from_static(
+        status: &'static str,
+        headers: &[(&'static str, &'static str)],
+    ) -> Result<Self, HeaderError> {
+        let headers = headers
+            .iter()
+            .map(|&(name, value)| (Bytes::from(name), Bytes::from(value)))
+            .collect();
+        ResponseHead::new(Bytes::from(status), headers)
+    }
+
     /// The numeric status code (validated by [`ResponseHead::new`]).
     pub fn status_code(&self) -> u16 {
         self.status[..3]
@@ -94,6 +107,15 @@ impl ResponseHead {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
+    }
+
+    /// Writes the CGI-style head SCGI and FastCGI answer with (RFC 3875
+    /// §6.3.3): `Status: <status>\r\n`, the header lines, the blank line.
+    pub fn write_cgi_head(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"Status: ");
+        out.extend_from_slice(&self.status);
+        out.extend_from_slice(b"\r\n");
+        self.write_header_lines(out);
     }
 
     /// Writes `Name: value\r\n` for every header and the closing blank line:
@@ -125,65 +147,62 @@ fn lossy(b: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn head(
-        status: &'static str,
-        headers: &[(&'static str, &'static str)],
-    ) -> Result<ResponseHead, HeaderError> {
-        ResponseHead::new(
-            Bytes::from_static(status.as_bytes()),
-            headers
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        Bytes::from_static(n.as_bytes()),
-                        Bytes::from_static(v.as_bytes()),
-                    )
-                })
-                .collect(),
-        )
-    }
-
     #[test]
     fn accepts_a_plain_head() {
-        let h = head("404 Not Found", &[("Content-Type", "text/plain")]).unwrap();
+        let h =
+            ResponseHead::from_static("404 Not Found", &[("Content-Type", "text/plain")]).unwrap();
         assert_eq!(h.status_code(), 404);
         assert_eq!(h.header("content-type").unwrap().as_ref(), b"text/plain");
     }
 
     #[test]
     fn refuses_what_pep_3333_forbids() {
-        assert!(matches!(head("200", &[]), Err(HeaderError::BadStatus(_))));
+        use HeaderError::*;
+        let refused = |status, headers| ResponseHead::from_static(status, headers).unwrap_err();
+        assert!(matches!(refused("200", &[]), BadStatus(_)));
+        assert!(matches!(refused("20x OK", &[]), BadStatus(_)));
+        assert!(matches!(refused("200 OK\r\nX: y", &[]), BadStatus(_)));
         assert!(matches!(
-            head("20x OK", &[]),
-            Err(HeaderError::BadStatus(_))
+            refused("200 OK", &[("Bad Name", "v")]),
+            BadName(_)
         ));
         assert!(matches!(
-            head("200 OK\r\nX: y", &[]),
-            Err(HeaderError::BadStatus(_))
+            refused("200 OK", &[("X", "a\r\nb")]),
+            BadValue { .. }
         ));
         assert!(matches!(
-            head("200 OK", &[("Bad Name", "v")]),
-            Err(HeaderError::BadName(_))
+            refused("200 OK", &[("Connection", "close")]),
+            HopByHop(_)
         ));
-        assert!(matches!(
-            head("200 OK", &[("X", "a\r\nb")]),
-            Err(HeaderError::BadValue { .. })
-        ));
-        assert!(matches!(
-            head("200 OK", &[("Connection", "close")]),
-            Err(HeaderError::HopByHop(_))
-        ));
-        assert!(matches!(
-            head("200 OK", &[("transfer-encoding", "chunked")]),
-            Err(HeaderError::HopByHop(_))
-        ));
+        let chunked = &[("transfer-encoding", "chunked")];
+        assert!(matches!(refused("200 OK", chunked), HopByHop(_)));
     }
 
     #[test]
     fn writes_header_lines() {
-        let h = head("200 OK", &[("A", "1"), ("Set-Cookie", "x=1")]).unwrap();
+        let h = ResponseHead::from_static("200 OK", &[("A", "1"), ("Set-Cookie", "x=1")]).unwrap();
         let mut out = Vec::new();
         h.write_header_lines(&mut out);
         assert_eq!(out, b"A: 1\r\nSet-Cookie: x=1\r\n\r\n");
+    }
+
+    #[test]
+    fn writes_a_cgi_head() {
+        let h = ResponseHead::from_static(
+            "404 Not Found",
+            &[("Content-Type", "text/plain"), ("Set-Cookie", "a=1")],
+        )
+        .unwrap();
+        let mut out = b"kept".to_vec();
+        h.write_cgi_head(&mut out);
+        assert_eq!(
+            out,
+            b"keptStatus: 404 Not Found\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        ResponseHead::from_static("204 No Content", &[])
+            .unwrap()
+            .write_cgi_head(&mut out);
+        assert_eq!(out, b"Status: 204 No Content\r\n\r\n");
     }
 }

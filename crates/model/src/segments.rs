@@ -50,6 +50,25 @@ pub trait ResponseEncoder {
     fn end_batch(&mut self, _out: &mut Segments) {}
 }
 
+/// Encodes `event` for a protocol whose response is its head then the body
+/// as it is, ended by closing the connection (SCGI, uwsgi): only the head
+/// differs, and `write_head` writes it. Such a protocol has no channel for
+/// `wsgi.errors` (already in the log) and nothing to write at the end.
+pub fn encode_stream_event(
+    event: ResponseEvent,
+    out: &mut Segments,
+    write_head: impl FnOnce(&ResponseHead, &mut Vec<u8>),
+) {
+    match event {
+        ResponseEvent::Head(head) => write_head(&head, out.small()),
+        ResponseEvent::Body(data) if data.len() <= COALESCE_LIMIT => {
+            out.small().extend_from_slice(&data)
+        }
+        ResponseEvent::Body(data) => out.push(data),
+        ResponseEvent::Stderr(_) | ResponseEvent::End | ResponseEvent::Abort => {}
+    }
+}
+
 /// Bytes waiting for the connection, in order.
 #[derive(Default, Debug)]
 pub struct Segments {
@@ -179,6 +198,31 @@ mod tests {
             large.as_ptr(),
             "large blocks are not copied"
         );
+    }
+
+    #[test]
+    fn a_stream_response_coalesces_small_blocks_only() {
+        let mut out = Segments::default();
+        let head = ResponseHead::from_static("200 OK", &[]).unwrap();
+        let large = Bytes::from(vec![b'x'; COALESCE_LIMIT + 1]);
+        let events = [
+            ResponseEvent::Head(head),
+            ResponseEvent::Body(Bytes::from_static(b"small")),
+            ResponseEvent::Stderr(Bytes::from_static(b"logged")),
+            ResponseEvent::Body(large.clone()),
+            ResponseEvent::End,
+            ResponseEvent::Abort,
+        ];
+        for event in events {
+            encode_stream_event(event, &mut out, |head, small| {
+                small.extend_from_slice(&head.status)
+            });
+        }
+        let slices = out.io_slices(8);
+        assert_eq!(slices.len(), 2);
+        assert_eq!(&*slices[0], b"200 OKsmall");
+        assert_eq!(slices[1].as_ptr(), large.as_ptr());
+        assert_eq!(slices[1].len(), large.len());
     }
 
     #[test]

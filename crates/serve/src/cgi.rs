@@ -3,7 +3,6 @@
 //! private copy of fd 1, and fd 1 (so `sys.stdout`) points at stderr, so an
 //! application's print() cannot corrupt it.
 
-use crate::encoders::StreamEncoder;
 use crate::flow::{Ending, ResponseFlow};
 use crate::sink::WriteError;
 use crate::sink::blocking::BlockingSink;
@@ -13,8 +12,8 @@ use rustgi_core::{
     BodyError, BodyWriter, EnvironSettings, Interpreter, Job, Mount, PythonPool, PythonSetup,
     ResponseTarget, body_pipe, response_channel,
 };
-use rustgi_model::{Param, Request};
-use rustgi_scgi::Scgi;
+use rustgi_model::{LengthError, Param, Request, ResponseEvent, ResponseHead, content_length};
+use rustgi_scgi::ScgiEncoder;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -29,6 +28,14 @@ pub fn run(
     mount: Option<Mount>,
 ) -> Result<(), RunError> {
     let out = File::from(private_stdout()?);
+    let mut sink = BlockingSink::new(out, config.timeouts.write);
+    let request = match request_from_environment() {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::error!("bad request from the web server: CONTENT_LENGTH {e}; answering 400");
+            return answer_bad_request(&mut sink);
+        }
+    };
     let interpreter = Interpreter::start(python).map_err(RunError::Python)?;
     tracing::debug!("Python {}", interpreter.description);
     let settings = EnvironSettings {
@@ -39,7 +46,6 @@ pub fn run(
         paths_as_sent: true,
     };
     let pool = PythonPool::start(interpreter.app(), 1, settings)?;
-    let request = request_from_environment();
     let length = request.content_length;
     let (body, body_reader) = body_pipe(Some(length), config.spool);
     let stdin = std::thread::Builder::new()
@@ -56,13 +62,9 @@ pub fn run(
         errors_to_peer: false,
     });
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    let mut sink = BlockingSink::new(out, config.timeouts.write);
     let written = runtime.block_on(async {
         let mut flow = ResponseFlow::new(true);
-        let mut encoder = StreamEncoder {
-            protocol: Scgi::default(),
-            request,
-        };
+        let mut encoder = ScgiEncoder;
         let mut events = Vec::new();
         loop {
             events.clear();
@@ -121,21 +123,38 @@ fn private_stdout() -> std::io::Result<OwnedFd> {
 }
 
 /// Every environment variable is a CGI parameter (RFC 3875: the server
-/// passes the request's meta-variables that way).
-fn request_from_environment() -> Request {
+/// passes the request's meta-variables that way). CONTENT_LENGTH follows
+/// the one policy of every protocol (`rustgi_model::content_length`).
+fn request_from_environment() -> Result<Request, LengthError> {
     let params: Vec<Param> = std::env::vars_os()
         .map(|(name, value)| Param::new(name.into_vec(), value.into_vec()))
         .collect();
-    let content_length = params
-        .iter()
-        .find(|p| p.name.as_ref() == b"CONTENT_LENGTH")
-        .and_then(|p| std::str::from_utf8(&p.value).ok()?.trim().parse().ok())
-        .unwrap_or(0);
-    Request {
+    let content_length = content_length(&params)?.unwrap_or(0);
+    Ok(Request {
         params,
         content_length,
         warnings: Vec::new(),
-    }
+    })
+}
+
+/// A request the application must not see (its body length is unknown):
+/// a 400 of our own.
+fn answer_bad_request(sink: &mut BlockingSink<File>) -> Result<(), RunError> {
+    let body = "Bad Request\n";
+    let head = ResponseHead::from_static(
+        "400 Bad Request",
+        &[("Content-Type", "text/plain"), ("Content-Length", "12")],
+    )
+    .expect("a valid fixed head");
+    let mut flow = ResponseFlow::new(true);
+    let events = [
+        ResponseEvent::Head(head),
+        ResponseEvent::Body(Bytes::from_static(body.as_bytes())),
+        ResponseEvent::End,
+    ];
+    flow.encode(&mut ScgiEncoder, events);
+    let out = flow.writable().expect("nothing is held back");
+    sink.write_all(out).map_err(unwritten)
 }
 
 fn read_stdin(body: BodyWriter, length: u64) {

@@ -14,7 +14,6 @@ pub(crate) fn next_request_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
-mod encoders;
 mod flow;
 mod intake;
 mod io_lane;

@@ -5,6 +5,7 @@
 //! the server's) can build requests and check responses with the same
 //! definitions the decoder uses, and so that round trips can be tested.
 
+use crate::Event;
 use crate::begin::{BeginRequest, KEEP_CONN};
 use crate::pairs::write_length;
 use crate::record::{HEADER_LEN, Header, MANAGEMENT_ID, RecordType, VERSION_1, padding_for};
@@ -142,6 +143,35 @@ pub fn records(mut bytes: &[u8]) -> Option<Vec<Record>> {
         bytes = &bytes[header.record_len()..];
     }
     Some(out)
+}
+
+/// `events` with the adjacent STDIN (or DATA) chunks of one request joined
+/// into one: how the bytes were cut must not matter beyond the chunks.
+pub fn joined(events: Vec<Event>) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::new();
+    for event in events {
+        match (out.last_mut(), event) {
+            (Some(Event::Stdin { id: a, data }), Event::Stdin { id: b, data: more }) if *a == b => {
+                *data = [&data[..], &more[..]].concat().into();
+            }
+            (Some(Event::Data { id: a, data }), Event::Data { id: b, data: more }) if *a == b => {
+                *data = [&data[..], &more[..]].concat().into();
+            }
+            (_, event) => out.push(event),
+        }
+    }
+    out
+}
+
+/// The STDIN data among `events`, in order.
+pub fn stdin_data<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<u8> {
+    let mut body = Vec::new();
+    for event in events {
+        if let Event::Stdin { data, .. } = event {
+            body.extend_from_slice(data);
+        }
+    }
+    body
 }
 
 #[cfg(test)]

@@ -64,7 +64,6 @@ use crate::end::ProtocolStatus;
 use crate::management::{answer_get_values, answer_unknown_type};
 use crate::pairs::{FeedError, PairsDecoder};
 use crate::record::{HEADER_LEN, Header, MANAGEMENT_ID, RecordType, VERSION_1};
-use rustgi_model::show;
 
 /// The PARAMS limit the gateway uses unless told otherwise
 /// (`--max-header-size`): 64 KiB, room for long cookies.
@@ -774,42 +773,7 @@ impl<T> Connection<T> {
     }
 }
 
-/// CONTENT_LENGTH, when sent non-empty: a decimal `u64`, the same every
-/// time it is repeated (two different lengths are a request-smuggling
-/// hazard, not something to merge).
+/// CONTENT_LENGTH by the policy every protocol shares.
 fn content_length(id: u16, params: &[Param]) -> Result<Option<u64>, ProtocolError> {
-    let mut found: Option<&Bytes> = None;
-    for p in params
-        .iter()
-        .filter(|p| p.name.as_ref() == b"CONTENT_LENGTH")
-    {
-        match found {
-            None => found = Some(&p.value),
-            Some(first) if first != &p.value => {
-                return Err(ProtocolError::ConflictingContentLength {
-                    id,
-                    first: show::field(first),
-                    second: show::field(&p.value),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    let Some(value) = found.filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    let bad = || ProtocolError::BadContentLength {
-        id,
-        value: show::field(value),
-    };
-    value
-        .iter()
-        .try_fold(0u64, |n, &d| {
-            if !d.is_ascii_digit() {
-                return None;
-            }
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
-        .map(Some)
-        .ok_or_else(bad)
+    rustgi_model::content_length(params).map_err(|error| ProtocolError::ContentLength { id, error })
 }

@@ -76,10 +76,7 @@ pub fn encode_end_request(
 /// lines and the blank line. These are raw bytes, to be carried in STDOUT
 /// ([`encode_stdout`]); [`encode_head_record`] does both.
 pub fn encode_response_head(head: &ResponseHead, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"Status: ");
-    out.extend_from_slice(&head.status);
-    out.extend_from_slice(b"\r\n");
-    head.write_header_lines(out);
+    head.write_cgi_head(out);
 }
 
 /// Appends the response head as STDOUT: one record, written in place

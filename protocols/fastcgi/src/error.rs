@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::Role;
 use crate::record::type_name;
+use rustgi_model::LengthError;
 
 /// Why a block of name-value pairs (PARAMS, GET_VALUES) was refused.
 /// Offsets count bytes from the start of that stream.
@@ -112,14 +113,9 @@ pub enum ProtocolError {
         id: u16,
         error: PairError,
     },
-    /// CONTENT_LENGTH is neither empty nor a decimal `u64`.
-    BadContentLength { id: u16, value: String },
-    /// CONTENT_LENGTH sent twice with different values.
-    ConflictingContentLength {
-        id: u16,
-        first: String,
-        second: String,
-    },
+    /// CONTENT_LENGTH breaks the length policy every protocol shares:
+    /// neither empty nor a decimal `u64`, or repeated with another value.
+    ContentLength { id: u16, error: LengthError },
     /// STDIN brings more bytes than CONTENT_LENGTH declared.
     StdinOverLength {
         offset: u64,
@@ -242,13 +238,19 @@ impl fmt::Display for ProtocolError {
                 f,
                 "FastCGI PARAMS for request {id} (record at offset {offset}): {error}"
             ),
-            BadContentLength { id, value } => write!(
-                f,
-                "FastCGI request {id} has CONTENT_LENGTH {value:?}, which is not a decimal number of bytes"
-            ),
-            ConflictingContentLength { id, first, second } => write!(
+            ContentLength {
+                id,
+                error: LengthError::Conflicting { first, second },
+            } => write!(
                 f,
                 "FastCGI request {id} has CONTENT_LENGTH twice with different values: {first:?} and {second:?}"
+            ),
+            ContentLength {
+                id,
+                error: LengthError::NotDigit { value, .. } | LengthError::Overflow { value, .. },
+            } => write!(
+                f,
+                "FastCGI request {id} has CONTENT_LENGTH {value:?}, which is not a decimal number of bytes"
             ),
             StdinOverLength {
                 offset,

@@ -134,19 +134,10 @@ impl PairsDecoder {
     /// A pair whose declared lengths take the stream past `limit` is refused
     /// at once.
     pub fn feed(&mut self, stream: &[u8], limit: usize) -> Result<(), FeedError> {
-        while self.pos < stream.len() {
-            match parse_pair(stream, self.pos)? {
-                Parsed::Pair { name, value, end } => {
-                    self.pairs.push((name, value));
-                    self.pos = end;
-                }
-                Parsed::Incomplete { needed } => {
-                    let size = self.pos as u64 + needed;
-                    if size > limit as u64 {
-                        return Err(FeedError::OverLimit { size });
-                    }
-                    break;
-                }
+        if let Some(needed) = self.decode_whole_pairs(stream)? {
+            let size = self.pos as u64 + needed;
+            if size > limit as u64 {
+                return Err(FeedError::OverLimit { size });
             }
         }
         Ok(())
@@ -154,22 +145,29 @@ impl PairsDecoder {
 
     /// The stream has ended: every byte of it must be part of a whole pair.
     pub fn finish(mut self, stream: &[u8]) -> Result<Vec<PairRanges>, PairError> {
+        match self.decode_whole_pairs(stream)? {
+            None => Ok(self.pairs),
+            Some(needed) => Err(PairError::Truncated {
+                at: self.pos,
+                needed,
+                available: stream.len() - self.pos,
+            }),
+        }
+    }
+
+    /// Decodes pairs until the stream's end (`None`) or a pair that is not
+    /// whole yet: then how many bytes from its start it needs.
+    fn decode_whole_pairs(&mut self, stream: &[u8]) -> Result<Option<u64>, PairError> {
         while self.pos < stream.len() {
             match parse_pair(stream, self.pos)? {
                 Parsed::Pair { name, value, end } => {
                     self.pairs.push((name, value));
                     self.pos = end;
                 }
-                Parsed::Incomplete { needed } => {
-                    return Err(PairError::Truncated {
-                        at: self.pos,
-                        needed,
-                        available: stream.len() - self.pos,
-                    });
-                }
+                Parsed::Incomplete { needed } => return Ok(Some(needed)),
             }
         }
-        Ok(self.pairs)
+        Ok(None)
     }
 }
 

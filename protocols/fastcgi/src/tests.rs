@@ -2,12 +2,12 @@
 //! on hand-made records, one per rule and one per error.
 
 use bytes::{Bytes, BytesMut};
-use rustgi_model::{Param, Request};
+use rustgi_model::{LengthError, Param, Request};
 
 use super::*;
 use crate::client::{
     LengthForm, Record, encode_abort_request, encode_begin_request, encode_get_values, encode_pair,
-    encode_params, encode_record, encode_stream, records,
+    encode_params, encode_record, encode_stream, joined, records, stdin_data,
 };
 use ProtocolError::*;
 
@@ -96,24 +96,6 @@ impl Driver {
         }
         self.conn.take_output(&mut self.out);
     }
-}
-
-/// Events with adjacent STDIN/DATA chunks of one request joined: how the
-/// bytes were cut must not matter beyond that.
-fn joined(events: Vec<Event>) -> Vec<Event> {
-    let mut out: Vec<Event> = Vec::new();
-    for event in events {
-        match (out.last_mut(), event) {
-            (Some(Event::Stdin { id: a, data }), Event::Stdin { id: b, data: more }) if *a == b => {
-                *data = [&data[..], &more[..]].concat().into();
-            }
-            (Some(Event::Data { id: a, data }), Event::Data { id: b, data: more }) if *a == b => {
-                *data = [&data[..], &more[..]].concat().into();
-            }
-            (_, event) => out.push(event),
-        }
-    }
-    out
 }
 
 /// Runs a fixture's turns, each cut into the given chunks.
@@ -277,13 +259,8 @@ fn nginx_keep_conn_reuses_the_connection_and_the_id() {
 fn nginx_repeated_cookie_is_kept_as_sent() {
     let (events, _, _) = whole(&[REPEATED_COOKIE]);
     let request = requests(&events)[0];
-    let cookies: Vec<&[u8]> = request
-        .params
-        .iter()
-        .filter(|p| p.name.as_ref() == b"HTTP_COOKIE")
-        .map(|p| p.value.as_ref())
-        .collect();
-    assert_eq!(cookies, [&b"a=1"[..], b"b=2"]);
+    let cookies: Vec<_> = request.values(b"HTTP_COOKIE").collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
 }
 
 #[test]
@@ -625,14 +602,7 @@ fn multiplexed_requests_interleaved() {
             })
             .collect();
         assert_eq!(mine.len(), 4, "id {id}");
-        let body: Vec<u8> = mine
-            .iter()
-            .filter_map(|e| match e {
-                Event::Stdin { data, .. } => Some(data.to_vec()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let body = stdin_data(mine.iter().copied());
         assert_eq!(body, vec![b'a' + id as u8; 2 * id as usize]);
         assert_eq!(mine[3], &Event::StdinEnd { id });
     }
@@ -1281,9 +1251,13 @@ fn an_empty_name() {
 fn a_bad_content_length() {
     refused(
         &head(1, 1, false, &[(b"CONTENT_LENGTH", b"12a")]),
-        BadContentLength {
+        ContentLength {
             id: 1,
-            value: "12a".into(),
+            error: LengthError::NotDigit {
+                value: "12a".into(),
+                byte: b'a',
+                index: 2,
+            },
         },
         "FastCGI request 1 has CONTENT_LENGTH \"12a\", which is not a decimal number of bytes",
     );
@@ -1294,7 +1268,7 @@ fn a_bad_content_length() {
                 &head(1, 1, false, &[(b"CONTENT_LENGTH", bad)])
             )
             .0,
-            Err(BadContentLength { .. })
+            Err(ContentLength { .. })
         ));
     }
 }
@@ -1308,10 +1282,12 @@ fn conflicting_content_lengths() {
             false,
             &[(b"CONTENT_LENGTH", b"1"), (b"CONTENT_LENGTH", b"100")],
         ),
-        ConflictingContentLength {
+        ContentLength {
             id: 1,
-            first: "1".into(),
-            second: "100".into(),
+            error: LengthError::Conflicting {
+                first: "1".into(),
+                second: "100".into(),
+            },
         },
         "FastCGI request 1 has CONTENT_LENGTH twice with different values: \"1\" and \"100\"",
     );

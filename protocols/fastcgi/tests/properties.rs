@@ -7,10 +7,11 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use rustgi_fastcgi::client::{
     Record, encode_abort_request, encode_begin_request, encode_get_values, encode_params,
-    encode_record, encode_stream, records,
+    encode_record, encode_stream, joined, records, stdin_data,
 };
 use rustgi_fastcgi::{Config, Connection, Event, ProtocolError, RecordType, Role};
 use rustgi_model::Param;
+use rustgi_model::testing::mutate;
 
 /// Feeds `bytes` cut at `cuts` (sorted or not: they are clamped and
 /// sorted), and returns the events with adjacent body chunks joined, and
@@ -57,22 +58,6 @@ fn feed(
     let mut out = Vec::new();
     conn.take_output(&mut out);
     (joined(events), result, out)
-}
-
-fn joined(events: Vec<Event>) -> Vec<Event> {
-    let mut out: Vec<Event> = Vec::new();
-    for event in events {
-        match (out.last_mut(), event) {
-            (Some(Event::Stdin { id: a, data }), Event::Stdin { id: b, data: more }) if *a == b => {
-                *data = [&data[..], &more[..]].concat().into();
-            }
-            (Some(Event::Data { id: a, data }), Event::Data { id: b, data: more }) if *a == b => {
-                *data = [&data[..], &more[..]].concat().into();
-            }
-            (_, event) => out.push(event),
-        }
-    }
-    out
 }
 
 /// A request as a web server might send it.
@@ -221,15 +206,8 @@ fn near_valid() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|((_, mut bytes, _), at, byte, how)| {
             encode_get_values(&[b"FCGI_MAX_CONNS", b"X"], &mut bytes);
             encode_abort_request(1, &mut bytes);
-            let i = at.index(bytes.len());
-            match how {
-                0 => bytes[i] = byte,
-                1 => {
-                    bytes.remove(i);
-                }
-                _ => bytes.insert(i, byte),
-            }
-            bytes
+            let at = at.index(bytes.len());
+            mutate(bytes, at, byte, how)
         })
 }
 
@@ -330,14 +308,7 @@ proptest! {
             let declared = r.content_length_at.map(|_| r.body.len() as u64);
             prop_assert_eq!(*content_length, declared);
             prop_assert_eq!(request.content_length, declared.unwrap_or(0));
-            let body: Vec<u8> = mine
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Stdin { data, .. } => Some(data.to_vec()),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
+            let body = stdin_data(mine.iter().copied());
             prop_assert_eq!(&body, &r.body);
             prop_assert_eq!(mine.last().copied(), Some(&Event::StdinEnd { id: r.id }));
         }

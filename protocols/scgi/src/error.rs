@@ -1,6 +1,6 @@
 //! What can be wrong with an SCGI request head.
 
-use rustgi_model::show;
+use rustgi_model::{LengthError, show};
 use std::fmt;
 
 /// Why a request head was refused.
@@ -53,12 +53,11 @@ pub enum ScgiError {
     /// The first header is not CONTENT_LENGTH: SCGI requires it first, so
     /// it is either missing or out of order.
     ContentLengthNotFirst { found: String, offset: usize },
-    /// CONTENT_LENGTH's value has a byte that is not a decimal digit.
-    ContentLengthNotDigit { byte: u8, offset: usize },
     /// CONTENT_LENGTH's value is empty.
     ContentLengthEmpty { offset: usize },
-    /// CONTENT_LENGTH's value does not fit in a `u64`.
-    ContentLengthOverflow { digits: usize, offset: usize },
+    /// A CONTENT_LENGTH value, the one at `offset`, breaks the length policy
+    /// every protocol shares: not a decimal `u64`, or a repeat that differs.
+    ContentLength { offset: usize, error: LengthError },
 }
 
 impl fmt::Display for ScgiError {
@@ -125,18 +124,12 @@ impl fmt::Display for ScgiError {
                 f,
                 "SCGI requires CONTENT_LENGTH as the first header, found {found:?} at offset {offset}"
             ),
-            ContentLengthNotDigit { byte, offset } => write!(
-                f,
-                "SCGI CONTENT_LENGTH is not a decimal number: {} at offset {offset}",
-                show::byte(*byte)
-            ),
             ContentLengthEmpty { offset } => {
                 write!(f, "SCGI CONTENT_LENGTH at offset {offset} is empty")
             }
-            ContentLengthOverflow { digits, offset } => write!(
-                f,
-                "SCGI CONTENT_LENGTH at offset {offset} does not fit in 64 bits ({digits} digits so far)"
-            ),
+            ContentLength { offset, error } => {
+                write!(f, "SCGI CONTENT_LENGTH {}", error.at(*offset))
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Rules, checked in the order the bytes arrive so that a block still
 //! arriving is refused as soon as it breaks one:
-//! - the first header is CONTENT_LENGTH, its value a decimal `u64`;
+//! - the first header is CONTENT_LENGTH, its value a decimal `u64`, and a
+//!   repeat of it has the same value ([`rustgi_model::LengthValues`]);
 //! - no name is empty;
 //! - the block is whole pairs: it ends in the NUL that ends a value.
 //!
@@ -17,9 +18,7 @@ use nom::{
 };
 
 use crate::ScgiError;
-use rustgi_model::show;
-
-const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
+use rustgi_model::{CONTENT_LENGTH, LengthError, LengthValues, parse_length, show};
 
 /// A decoded block: where each name and value lies in the head (offsets from
 /// the start of the request), and the body length CONTENT_LENGTH declared.
@@ -46,7 +45,7 @@ pub(crate) fn parse(
 ) -> Result<Option<Headers>, ScgiError> {
     let at = |rest: &[u8]| base + block.len() - rest.len();
     let mut pairs = Vec::new();
-    let mut content_length = None;
+    let mut content_length = LengthValues::default();
     let mut rest = block;
     while !rest.is_empty() {
         let name_at = at(rest);
@@ -67,7 +66,7 @@ pub(crate) fn parse(
         let Ok((after_value, value)) = field(after_name) else {
             if first {
                 // The digits of CONTENT_LENGTH that have arrived so far.
-                decimal(after_name, value_at)?;
+                parse_length(after_name).map_err(|error| length_error(value_at, error))?;
             }
             if after_name.is_empty() && complete {
                 return Err(ScgiError::OddFieldCount {
@@ -78,8 +77,13 @@ pub(crate) fn parse(
             }
             return unterminated(complete, value_at, after_name.len());
         };
-        if first {
-            content_length = Some(content_length_value(value, value_at)?);
+        if first && value.is_empty() {
+            return Err(ScgiError::ContentLengthEmpty { offset: value_at });
+        }
+        if name == CONTENT_LENGTH {
+            content_length
+                .add(value)
+                .map_err(|error| length_error(value_at, error))?;
         }
         pairs.push((
             name_at..name_at + name.len(),
@@ -90,7 +94,7 @@ pub(crate) fn parse(
     if !complete {
         return Ok(None);
     }
-    match content_length {
+    match content_length.length() {
         Some(content_length) => Ok(Some(Headers {
             pairs,
             content_length,
@@ -109,34 +113,8 @@ fn unterminated(complete: bool, offset: usize, len: usize) -> Result<Option<Head
     }
 }
 
-/// CONTENT_LENGTH's whole value: a non-empty decimal `u64`.
-fn content_length_value(value: &[u8], offset: usize) -> Result<u64, ScgiError> {
-    if value.is_empty() {
-        return Err(ScgiError::ContentLengthEmpty { offset });
-    }
-    decimal(value, offset)
-}
-
-/// Decimal digits as a `u64`, refused at the first byte that is not a digit
-/// or that overflows. Leading zeros are tolerated: the value is unambiguous.
-fn decimal(digits: &[u8], offset: usize) -> Result<u64, ScgiError> {
-    let mut n: u64 = 0;
-    for (i, &d) in digits.iter().enumerate() {
-        if !d.is_ascii_digit() {
-            return Err(ScgiError::ContentLengthNotDigit {
-                byte: d,
-                offset: offset + i,
-            });
-        }
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(d - b'0')))
-            .ok_or(ScgiError::ContentLengthOverflow {
-                digits: i + 1,
-                offset,
-            })?;
-    }
-    Ok(n)
+fn length_error(offset: usize, error: LengthError) -> ScgiError {
+    ScgiError::ContentLength { offset, error }
 }
 
 /// The warning for a request without `SCGI: 1`. The spec requires the
@@ -178,9 +156,13 @@ mod tests {
         }
         assert_eq!(
             parse(b"CONTENT_LENGTH\x001x", false, 0),
-            Err(ScgiError::ContentLengthNotDigit {
-                byte: b'x',
-                offset: 16
+            Err(ScgiError::ContentLength {
+                offset: 15,
+                error: LengthError::NotDigit {
+                    value: "1x".into(),
+                    byte: b'x',
+                    index: 1
+                }
             })
         );
         assert_eq!(

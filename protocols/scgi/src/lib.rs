@@ -14,8 +14,8 @@
 //!
 //! This crate does no I/O (no sockets, no logging, no Python), as `httparse`
 //! does not: [`Scgi::decode_head`] turns bytes the server has read into a
-//! [`Request`], and [`response::encode_head`] turns a [`ResponseHead`] into
-//! bytes for the server to write. That keeps it testable on byte fixtures
+//! [`Request`], and [`ScgiEncoder`] turns the response into bytes for the
+//! server to write. That keeps it testable on byte fixtures
 //! and fuzzable in isolation.
 //!
 //! Decoding is incremental and zero-copy: given a partial head it answers
@@ -26,15 +26,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod error;
 mod headers;
 mod netstring;
-pub mod response;
+mod response;
 
 use bytes::BytesMut;
-use rustgi_model::{Param, Request, ResponseHead, StreamProtocol};
+use rustgi_model::{Param, Request, StreamProtocol};
 
 pub use error::ScgiError;
+pub use response::ScgiEncoder;
 
 /// The header-block limit the gateway uses unless told otherwise: 64 KiB,
 /// room for long cookies (uWSGI's 4 KiB default is a top complaint).
@@ -52,11 +54,6 @@ impl Scgi {
     /// never drives an unbounded buffer.
     pub fn new(max_header_size: usize) -> Self {
         Scgi { max_header_size }
-    }
-
-    /// The limit on the declared header-block length.
-    pub fn max_header_size(&self) -> usize {
-        self.max_header_size
     }
 }
 
@@ -89,29 +86,21 @@ impl StreamProtocol for Scgi {
         }
 
         let head = buf.split_to(frame.head_len()).freeze();
-        let params: Vec<Param> = headers
-            .pairs
-            .into_iter()
-            .map(|(name, value)| Param {
-                name: head.slice(name),
-                value: head.slice(value),
-            })
-            .collect();
-        let scgi = params
-            .iter()
-            .find(|p| p.name.as_ref() == b"SCGI")
-            .map(|p| p.value.as_ref());
-        let warnings = headers::scgi_warning(scgi).into_iter().collect();
-        Ok(Some(Request {
-            params,
+        let mut request = Request {
+            params: Param::slices(&head, headers.pairs),
             content_length: headers.content_length,
-            warnings,
-        }))
+            warnings: Vec::new(),
+        };
+        let scgi = request.param(b"SCGI").map(|v| v.as_ref());
+        request.warnings.extend(headers::scgi_warning(scgi));
+        Ok(Some(request))
     }
 
-    /// Writes the CGI-style head; SCGI needs nothing from the request.
-    fn encode_head(&self, _request: &Request, head: &ResponseHead, out: &mut Vec<u8>) {
-        response::encode_head(head, out);
+    type Encoder = ScgiEncoder;
+
+    /// The CGI-style head; SCGI needs nothing from the request.
+    fn encoder(&self, _request: &Request) -> ScgiEncoder {
+        ScgiEncoder
     }
 }
 

@@ -1,4 +1,4 @@
-//! The response head: CGI style, as SCGI front servers expect it.
+//! The response: CGI style, as SCGI front servers expect it.
 //!
 //! ```text
 //! Status: 200 OK\r\n
@@ -9,50 +9,38 @@
 //! The body follows as it is, and the end of the response is the end of the
 //! connection (SCGI has one request per connection).
 
-use rustgi_model::ResponseHead;
+use rustgi_model::{ResponseEncoder, ResponseEvent, Segments, encode_stream_event};
 
-/// Appends `Status: <status>\r\n`, the header lines and the blank line.
-pub fn encode_head(head: &ResponseHead, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"Status: ");
-    out.extend_from_slice(&head.status);
-    out.extend_from_slice(b"\r\n");
-    head.write_header_lines(out);
+/// SCGI's response encoder; it needs nothing from the request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScgiEncoder;
+
+impl ResponseEncoder for ScgiEncoder {
+    fn encode(&mut self, event: ResponseEvent, out: &mut Segments) {
+        encode_stream_event(event, out, |head, out| head.write_cgi_head(out));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use rustgi_model::ResponseHead;
+    use rustgi_model::testing::{check_stream_encoder, encode_all};
 
     #[test]
-    fn writes_a_cgi_head() {
-        let head = ResponseHead::new(
-            Bytes::from_static(b"404 Not Found"),
-            vec![
-                (
-                    Bytes::from_static(b"Content-Type"),
-                    Bytes::from_static(b"text/plain"),
-                ),
-                (
-                    Bytes::from_static(b"Set-Cookie"),
-                    Bytes::from_static(b"a=1"),
-                ),
-            ],
-        )
-        .unwrap();
-        let mut out = Vec::new();
-        encode_head(&head, &mut out);
-        assert_eq!(
-            out,
-            b"Status: 404 Not Found\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n\r\n"
-        );
+    fn head_and_small_body_are_one_segment() {
+        let head = ResponseHead::from_static("201 Created", &[("X", "y")]).unwrap();
+        let body = Bytes::from_static(b"hello");
+        let events = [ResponseEvent::Head(head), ResponseEvent::Body(body)];
+        let mut out = encode_all(&mut ScgiEncoder, events);
+        let slices = out.io_slices(8);
+        assert_eq!(slices.len(), 1);
+        assert_eq!(&*slices[0], b"Status: 201 Created\r\nX: y\r\n\r\nhello");
     }
 
     #[test]
-    fn writes_a_head_without_headers() {
-        let head = ResponseHead::new(Bytes::from_static(b"204 No Content"), vec![]).unwrap();
-        let mut out = b"kept".to_vec();
-        encode_head(&head, &mut out);
-        assert_eq!(out, b"keptStatus: 204 No Content\r\n\r\n");
+    fn large_blocks_are_referenced_and_the_rest_is_silent() {
+        check_stream_encoder(&mut ScgiEncoder);
     }
 }

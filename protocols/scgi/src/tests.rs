@@ -2,7 +2,9 @@
 //! hand-made bad heads, one per error.
 
 use super::*;
+use crate::client::netstring;
 use ScgiError::*;
+use rustgi_model::{LengthError, ResponseEvent, ResponseHead, testing};
 
 const GET_QUERY: &[u8] = include_bytes!("../../../fixtures/scgi/get_query.bin");
 const POST_FORM: &[u8] = include_bytes!("../../../fixtures/scgi/post_form.bin");
@@ -15,31 +17,16 @@ const FIXTURES: [(&str, &[u8]); 4] = [
     ("cafe_path", CAFE_PATH),
 ];
 
-fn decode(bytes: &[u8]) -> (Result<Option<Request>, ScgiError>, BytesMut) {
-    decode_with(Scgi::default(), bytes)
-}
-
-fn decode_with(scgi: Scgi, bytes: &[u8]) -> (Result<Option<Request>, ScgiError>, BytesMut) {
-    let mut buf = BytesMut::from(bytes);
-    let result = scgi.decode_head(&mut buf);
-    (result, buf)
+fn decode(bytes: &[u8]) -> testing::Decoded<Scgi> {
+    testing::decode(&Scgi::default(), bytes)
 }
 
 fn whole(bytes: &[u8]) -> (Request, BytesMut) {
-    let (result, rest) = decode(bytes);
-    (result.unwrap().expect("a whole head"), rest)
+    testing::whole(&Scgi::default(), bytes)
 }
 
 fn err(bytes: &[u8]) -> ScgiError {
     decode(bytes).0.unwrap_err()
-}
-
-/// A netstring around `block`.
-fn netstring(block: &[u8]) -> Vec<u8> {
-    let mut out = format!("{}:", block.len()).into_bytes();
-    out.extend_from_slice(block);
-    out.push(b',');
-    out
 }
 
 /// Where the head ends in a fixture: after the netstring's `,`.
@@ -94,13 +81,8 @@ fn post_leaves_its_body_in_the_buffer() {
 #[test]
 fn repeated_header_is_kept_as_sent() {
     let (request, _) = whole(REPEATED_COOKIE);
-    let cookies: Vec<&[u8]> = request
-        .params
-        .iter()
-        .filter(|p| p.name.as_ref() == b"HTTP_COOKIE")
-        .map(|p| p.value.as_ref())
-        .collect();
-    assert_eq!(cookies, [&b"a=1"[..], b"b=2"]);
+    let cookies: Vec<_> = request.values(b"HTTP_COOKIE").collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
 }
 
 #[test]
@@ -111,59 +93,17 @@ fn non_ascii_path_stays_bytes() {
 }
 
 #[test]
-fn every_split_point_needs_more_then_gives_the_same_request() {
+fn cut_anywhere_the_same_request() {
     for (name, bytes) in FIXTURES {
-        let (expected, expected_rest) = whole(bytes);
         let head = head_len(bytes);
-        for k in 0..=bytes.len() {
-            let mut buf = BytesMut::from(&bytes[..k]);
-            let result = Scgi::default().decode_head(&mut buf).unwrap();
-            if k < head {
-                assert_eq!(result, None, "{name}: prefix of {k} bytes");
-                assert_eq!(buf.as_ref(), &bytes[..k], "{name}: consumed at {k}");
-                buf.extend_from_slice(&bytes[k..]);
-                let result = Scgi::default().decode_head(&mut buf).unwrap();
-                assert_eq!(result.as_ref(), Some(&expected), "{name}: split at {k}");
-            } else {
-                assert_eq!(result.as_ref(), Some(&expected), "{name}: prefix of {k}");
-                buf.extend_from_slice(&bytes[k..]);
-            }
-            assert_eq!(buf, expected_rest, "{name}: body after a split at {k}");
-        }
-    }
-}
-
-#[test]
-fn byte_by_byte() {
-    for (name, bytes) in FIXTURES {
-        let (expected, _) = whole(bytes);
-        let mut buf = BytesMut::new();
-        let mut decoded = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            buf.extend_from_slice(&[b]);
-            if let Some(request) = Scgi::default().decode_head(&mut buf).unwrap() {
-                assert_eq!(i + 1, head_len(bytes), "{name}: decoded at the ','");
-                decoded = Some(request);
-                break;
-            }
-        }
-        assert_eq!(decoded, Some(expected), "{name}");
-        assert!(buf.is_empty());
+        testing::check_split_points(&Scgi::default(), name, bytes, head, 1);
+        testing::check_byte_by_byte(&Scgi::default(), name, bytes, head);
     }
 }
 
 #[test]
 fn params_are_slices_of_the_read_buffer() {
-    let mut buf = BytesMut::from(POST_FORM);
-    let start = buf.as_ptr() as usize;
-    let end = start + head_len(POST_FORM);
-    let request = Scgi::default().decode_head(&mut buf).unwrap().unwrap();
-    for p in &request.params {
-        for field in [&p.name, &p.value] {
-            let at = field.as_ptr() as usize;
-            assert!(start <= at && at + field.len() <= end, "{p:?} was copied");
-        }
-    }
+    testing::check_params_are_slices(&Scgi::default(), POST_FORM, head_len(POST_FORM));
 }
 
 // --- Tolerated ---
@@ -194,28 +134,19 @@ fn empty_values_and_repeated_names_are_fine() {
 #[test]
 fn the_limit_is_inclusive() {
     let block = b"CONTENT_LENGTH\x000\x00SCGI\x001\x00";
-    let exact = Scgi::new(block.len());
-    assert!(decode_with(exact, &netstring(block)).0.unwrap().is_some());
-    let under = Scgi::new(block.len() - 1);
-    assert!(matches!(
-        decode_with(under, &netstring(block)).0,
-        Err(LengthOverLimit { .. })
-    ));
+    let error = testing::limit_is_inclusive(Scgi::new, &netstring(block), block.len());
+    assert!(matches!(error, LengthOverLimit { .. }), "{error:?}");
 }
 
 #[test]
-fn encodes_through_the_trait() {
-    let head = ResponseHead::new(
-        bytes::Bytes::from_static(b"200 OK"),
-        vec![(
-            bytes::Bytes::from_static(b"Content-Type"),
-            bytes::Bytes::from_static(b"text/plain"),
-        )],
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    Scgi::default().encode_head(&Request::default(), &head, &mut out);
-    assert_eq!(out, b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+fn the_trait_gives_the_cgi_head() {
+    let head = ResponseHead::from_static("200 OK", &[("Content-Type", "text/plain")]).unwrap();
+    let mut encoder = Scgi::default().encoder(&Request::default());
+    let out = testing::encode_all(&mut encoder, [ResponseEvent::Head(head)]);
+    assert_eq!(
+        out.to_vec(),
+        b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+    );
     assert_eq!(Scgi::default().name(), "scgi");
 }
 
@@ -223,9 +154,7 @@ fn encodes_through_the_trait() {
 
 #[track_caller]
 fn refused(bytes: &[u8], expected: ScgiError, message: &str) {
-    let error = err(bytes);
-    assert_eq!(error, expected);
-    assert_eq!(error.to_string(), message);
+    testing::check_refused(&Scgi::default(), bytes, expected, message);
 }
 
 #[test]
@@ -286,7 +215,7 @@ fn length_over_the_limit_before_the_block_arrives() {
 
 #[test]
 fn length_overflow() {
-    let (result, _) = decode_with(Scgi::new(usize::MAX), &[b'9'; 30]);
+    let (result, _) = testing::decode(&Scgi::new(usize::MAX), &[b'9'; 30]);
     let expected_digits = usize::MAX.to_string().len();
     assert_eq!(
         result,
@@ -415,18 +344,26 @@ fn content_length_not_first() {
 fn content_length_not_digit() {
     refused(
         &netstring(b"CONTENT_LENGTH\x00-1\x00"),
-        ContentLengthNotDigit {
-            byte: b'-',
+        ContentLength {
             offset: 18,
+            error: LengthError::NotDigit {
+                value: "-".into(),
+                byte: b'-',
+                index: 0,
+            },
         },
         "SCGI CONTENT_LENGTH is not a decimal number: '-' (0x2d) at offset 18",
     );
     // Refused before the value's NUL arrives.
     assert_eq!(
         err(b"99:CONTENT_LENGTH\x0012 "),
-        ContentLengthNotDigit {
-            byte: b' ',
-            offset: 20
+        ContentLength {
+            offset: 18,
+            error: LengthError::NotDigit {
+                value: "12 ".into(),
+                byte: b' ',
+                index: 2
+            }
         }
     );
 }
@@ -444,9 +381,12 @@ fn content_length_empty() {
 fn content_length_overflow() {
     refused(
         &netstring(b"CONTENT_LENGTH\x0018446744073709551616\x00"),
-        ContentLengthOverflow {
-            digits: 20,
+        ContentLength {
             offset: 18,
+            error: LengthError::Overflow {
+                value: "18446744073709551616".into(),
+                digits: 20,
+            },
         },
         "SCGI CONTENT_LENGTH at offset 18 does not fit in 64 bits (20 digits so far)",
     );
@@ -454,6 +394,37 @@ fn content_length_overflow() {
         b"CONTENT_LENGTH\x0018446744073709551615\x00SCGI\x001\x00",
     ));
     assert_eq!(request.content_length, u64::MAX);
+}
+
+#[test]
+fn content_length_repeated() {
+    let (request, rest) = whole(&netstring(
+        b"CONTENT_LENGTH\x003\x00SCGI\x001\x00CONTENT_LENGTH\x003\x00",
+    ));
+    assert_eq!(request.content_length, 3);
+    assert!(rest.is_empty());
+    refused(
+        &netstring(b"CONTENT_LENGTH\x003\x00SCGI\x001\x00CONTENT_LENGTH\x0030\x00"),
+        ContentLength {
+            offset: 42,
+            error: LengthError::Conflicting {
+                first: "3".into(),
+                second: "30".into(),
+            },
+        },
+        "SCGI CONTENT_LENGTH at offset 42 was sent twice with different values, \"3\" and \"30\" \
+         (refused: the two could frame the body differently)",
+    );
+    // A repeat that is not a number conflicts with the first.
+    assert!(matches!(
+        err(&netstring(
+            b"CONTENT_LENGTH\x003\x00CONTENT_LENGTH\x00x\x00"
+        )),
+        ContentLength {
+            error: LengthError::Conflicting { .. },
+            ..
+        }
+    ));
 }
 
 #[test]

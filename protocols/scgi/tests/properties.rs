@@ -2,34 +2,19 @@
 //! on "need more" or on an error, round-trips what a netstring encoder
 //! writes, and refuses a prefix only with the error the whole input gets.
 
-use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use rustgi_model::{Param, Request, StreamProtocol};
+use rustgi_model::testing::{
+    check_decodes_or_fails_cleanly, check_prefixes_fail_as_the_whole, check_round_trip, decode,
+    mutate,
+};
+use rustgi_scgi::client::encode_request;
 use rustgi_scgi::{Scgi, ScgiError};
 
 /// Params as (name, value) byte strings, in wire order.
 type Params = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// A test-only encoder: `LEN ":" (name NUL value NUL)* "," body`.
 fn encode(params: &Params, body: &[u8]) -> Vec<u8> {
-    let mut block = Vec::new();
-    for (name, value) in params {
-        block.extend_from_slice(name);
-        block.push(0);
-        block.extend_from_slice(value);
-        block.push(0);
-    }
-    let mut out = format!("{}:", block.len()).into_bytes();
-    out.extend_from_slice(&block);
-    out.push(b',');
-    out.extend_from_slice(body);
-    out
-}
-
-fn decode(scgi: &Scgi, bytes: &[u8]) -> (Result<Option<Request>, ScgiError>, BytesMut) {
-    let mut buf = BytesMut::from(bytes);
-    let result = scgi.decode_head(&mut buf);
-    (result, buf)
+    encode_request(params.iter().map(|(n, v)| (n, v)), body)
 }
 
 /// Names and values as a front server might send them: any byte but NUL.
@@ -62,16 +47,9 @@ fn request() -> impl Strategy<Value = (Params, Vec<u8>)> {
 fn near_valid() -> impl Strategy<Value = Vec<u8>> {
     (request(), any::<prop::sample::Index>(), any::<u8>(), 0..3u8).prop_map(
         |((params, body), at, byte, how)| {
-            let mut bytes = encode(&params, &body);
-            let i = at.index(bytes.len());
-            match how {
-                0 => bytes[i] = byte,
-                1 => {
-                    bytes.remove(i);
-                }
-                _ => bytes.insert(i, byte),
-            }
-            bytes
+            let bytes = encode(&params, &body);
+            let at = at.index(bytes.len());
+            mutate(bytes, at, byte, how)
         },
     )
 }
@@ -96,66 +74,25 @@ fn small_limit() -> impl Strategy<Value = Scgi> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// Any byte string gives Ok(Some), Ok(None) or a typed error, never a
-    /// panic; only a decoded head is consumed, and what is left is the rest.
+    /// Any byte string gives a request, "need more" or a typed error,
+    /// never a panic, and a prefix fails only as the whole does.
     #[test]
     fn any_bytes_decode_or_fail_cleanly(bytes in any_input(), scgi in small_limit()) {
-        let (result, buf) = decode(&scgi, &bytes);
-        match result {
-            Ok(Some(_)) => prop_assert!(bytes.ends_with(&buf) && buf.len() < bytes.len()),
-            Ok(None) | Err(_) => prop_assert_eq!(buf.as_ref(), &bytes[..]),
-        }
-    }
-
-    /// A prefix of any input decodes to "need more" or to the very error
-    /// that the whole input gets: errors are reported as early as the bytes
-    /// allow, and never differ with how the bytes were cut.
-    #[test]
-    fn a_prefix_fails_only_as_the_whole_fails(bytes in any_input(), scgi in small_limit()) {
-        let (whole, _) = decode(&scgi, &bytes);
-        for k in 0..bytes.len() {
-            match decode(&scgi, &bytes[..k]).0 {
-                Ok(None) => {}
-                Ok(Some(request)) => {
-                    prop_assert_eq!(Ok(Some(request)), whole.clone(), "prefix of {} bytes", k);
-                }
-                Err(error) => prop_assert_eq!(Err(error), whole.clone(), "prefix of {} bytes", k),
-            }
-        }
+        check_decodes_or_fails_cleanly(&scgi, &bytes);
+        check_prefixes_fail_as_the_whole(&scgi, &bytes);
     }
 
     /// What the encoder writes decodes to the same params, in order, with
-    /// the body left in the buffer.
+    /// the body left in the buffer, however it is cut.
     #[test]
     fn round_trip((params, body) in request()) {
         let bytes = encode(&params, &body);
-        let (result, buf) = decode(&Scgi::default(), &bytes);
-        let request = result.unwrap().unwrap();
-        let expected: Vec<Param> = params
-            .iter()
-            .map(|(n, v)| Param::new(Bytes::from(n.clone()), Bytes::from(v.clone())))
-            .collect();
-        prop_assert_eq!(&request.params, &expected);
-        prop_assert_eq!(request.content_length, body.len() as u64);
-        prop_assert_eq!(buf.as_ref(), &body[..]);
+        let request = check_round_trip(&Scgi::default(), &bytes, &params, &body);
         let first_scgi_is_1 = params
             .iter()
             .find(|(n, _)| n == b"SCGI")
             .is_some_and(|(_, v)| v == b"1");
         prop_assert_eq!(request.warnings.is_empty(), first_scgi_is_1);
-    }
-
-    /// Every proper prefix of a valid head is "need more" and consumes
-    /// nothing.
-    #[test]
-    fn a_prefix_of_a_valid_head_needs_more((params, body) in request()) {
-        let bytes = encode(&params, &body);
-        let head = bytes.len() - body.len();
-        for k in 0..head {
-            let (result, buf) = decode(&Scgi::default(), &bytes[..k]);
-            prop_assert_eq!(result, Ok(None), "prefix of {} bytes", k);
-            prop_assert_eq!(buf.as_ref(), &bytes[..k]);
-        }
     }
 
     /// The limit applies to the declared block length and nothing else.

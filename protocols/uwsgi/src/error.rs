@@ -1,6 +1,6 @@
 //! What can be wrong with a uwsgi request head.
 
-use rustgi_model::show;
+use rustgi_model::LengthError;
 use std::fmt;
 
 /// Why a request head was refused.
@@ -42,10 +42,9 @@ pub enum UwsgiError {
         len: usize,
         room: usize,
     },
-    /// CONTENT_LENGTH's value has a byte that is not a decimal digit.
-    ContentLengthNotDigit { byte: u8, offset: usize },
-    /// CONTENT_LENGTH's value does not fit in a `u64`.
-    ContentLengthOverflow { digits: usize, offset: usize },
+    /// A CONTENT_LENGTH value, the one at `offset`, breaks the length policy
+    /// every protocol shares: not a decimal `u64`, or a repeat that differs.
+    ContentLength { offset: usize, error: LengthError },
 }
 
 impl fmt::Display for UwsgiError {
@@ -95,15 +94,9 @@ impl fmt::Display for UwsgiError {
                 "uwsgi var {key:?} at offset {offset}: value length {len} runs past the block ({room} {} left)",
                 bytes(*room)
             ),
-            ContentLengthNotDigit { byte, offset } => write!(
-                f,
-                "uwsgi CONTENT_LENGTH is not a decimal number: {} at offset {offset}",
-                show::byte(*byte)
-            ),
-            ContentLengthOverflow { digits, offset } => write!(
-                f,
-                "uwsgi CONTENT_LENGTH at offset {offset} does not fit in 64 bits ({digits} digits so far)"
-            ),
+            ContentLength { offset, error } => {
+                write!(f, "uwsgi CONTENT_LENGTH {}", error.at(*offset))
+            }
         }
     }
 }

@@ -26,8 +26,8 @@
 //!
 //! This crate does no I/O (no sockets, no logging, no Python), as `httparse`
 //! does not: [`Uwsgi::decode_head`] turns bytes the server has read into a
-//! [`Request`], and [`response::encode_head`] turns a [`ResponseHead`] into
-//! bytes for the server to write. That keeps it testable on byte fixtures
+//! [`Request`], and [`UwsgiEncoder`] turns the response into bytes for the
+//! server to write. That keeps it testable on byte fixtures
 //! and fuzzable in isolation.
 //!
 //! Decoding is incremental and zero-copy: given a partial head it answers
@@ -40,17 +40,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod error;
 mod framing;
 mod header;
-pub mod response;
+mod response;
 mod script_name;
 mod vars;
 
 use bytes::BytesMut;
-use rustgi_model::{BodyFraming, Param, Request, ResponseHead, StreamProtocol};
+use rustgi_model::{BodyFraming, Param, Request, StreamProtocol};
 
 pub use error::UwsgiError;
+pub use response::UwsgiEncoder;
 
 /// The vars-block limit the gateway uses unless told otherwise: 65535, the
 /// most a u16 datasize can declare, so every block the format allows is
@@ -70,11 +72,6 @@ impl Uwsgi {
     /// smaller limit refuses anything.
     pub fn new(max_vars_size: usize) -> Self {
         Uwsgi { max_vars_size }
-    }
-
-    /// The limit on the vars block's length.
-    pub fn max_vars_size(&self) -> usize {
-        self.max_vars_size
     }
 }
 
@@ -105,14 +102,7 @@ impl StreamProtocol for Uwsgi {
         };
 
         let head = buf.split_to(header.head_len()).freeze();
-        let mut params: Vec<Param> = vars
-            .pairs
-            .into_iter()
-            .map(|(name, value)| Param {
-                name: head.slice(name),
-                value: head.slice(value),
-            })
-            .collect();
+        let mut params = Param::slices(&head, vars.pairs);
         let mut warnings = Vec::new();
         if header.modifier1 == header::MODIFIER_STRIP_SCRIPT_NAME {
             warnings.extend(script_name::strip(&mut params));
@@ -125,10 +115,12 @@ impl StreamProtocol for Uwsgi {
         }))
     }
 
-    /// Writes the head with an HTTP status line built from the request's
+    type Encoder = UwsgiEncoder;
+
+    /// A head with an HTTP status line built from the request's
     /// SERVER_PROTOCOL.
-    fn encode_head(&self, request: &Request, head: &ResponseHead, out: &mut Vec<u8>) {
-        response::encode_head(request, head, out);
+    fn encoder(&self, request: &Request) -> UwsgiEncoder {
+        UwsgiEncoder::new(request)
     }
 
     /// `Length(content_length)`, except for a request with a chunked

@@ -4,7 +4,7 @@
 use super::*;
 use UwsgiError::*;
 use bytes::Bytes;
-use rustgi_model::{Chunked, ChunkedDecoder};
+use rustgi_model::{Chunked, ChunkedDecoder, LengthError, ResponseEvent, ResponseHead, testing};
 
 const GET_QUERY: &[u8] = include_bytes!("../../../fixtures/uwsgi/get_query.bin");
 const POST_FORM: &[u8] = include_bytes!("../../../fixtures/uwsgi/post_form.bin");
@@ -24,19 +24,12 @@ const FIXTURES: [(&str, &[u8], usize); 7] = [
     ("modifier30", MODIFIER30, 1),
 ];
 
-fn decode(bytes: &[u8]) -> (Result<Option<Request>, UwsgiError>, BytesMut) {
-    decode_with(Uwsgi::default(), bytes)
-}
-
-fn decode_with(uwsgi: Uwsgi, bytes: &[u8]) -> (Result<Option<Request>, UwsgiError>, BytesMut) {
-    let mut buf = BytesMut::from(bytes);
-    let result = uwsgi.decode_head(&mut buf);
-    (result, buf)
+fn decode(bytes: &[u8]) -> testing::Decoded<Uwsgi> {
+    testing::decode(&Uwsgi::default(), bytes)
 }
 
 fn whole(bytes: &[u8]) -> (Request, BytesMut) {
-    let (result, rest) = decode(bytes);
-    (result.unwrap().expect("a whole head"), rest)
+    testing::whole(&Uwsgi::default(), bytes)
 }
 
 fn err(bytes: &[u8]) -> UwsgiError {
@@ -45,23 +38,12 @@ fn err(bytes: &[u8]) -> UwsgiError {
 
 /// A packet: header with `modifier1` around the vars block `vars`.
 fn packet(modifier1: u8, vars: &[u8]) -> Vec<u8> {
-    let mut out = vec![modifier1];
-    out.extend_from_slice(&u16::try_from(vars.len()).unwrap().to_le_bytes());
-    out.push(0);
-    out.extend_from_slice(vars);
-    out
+    crate::client::packet(modifier1, 0, vars)
 }
 
 /// A vars block from `key`/`value` pairs.
 fn vars(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in pairs {
-        out.extend_from_slice(&u16::try_from(k.len()).unwrap().to_le_bytes());
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(&u16::try_from(v.len()).unwrap().to_le_bytes());
-        out.extend_from_slice(v.as_bytes());
-    }
-    out
+    crate::client::encode_vars(pairs.iter().copied())
 }
 
 /// Where the head ends in a fixture: after the vars block.
@@ -73,12 +55,10 @@ fn param<'a>(request: &'a Request, name: &str) -> &'a [u8] {
     request.param(name.as_bytes()).unwrap().as_ref()
 }
 
-fn all<'a>(request: &'a Request, name: &str) -> Vec<&'a [u8]> {
+fn all<'a>(request: &'a Request, name: &'a str) -> Vec<&'a [u8]> {
     request
-        .params
-        .iter()
-        .filter(|p| p.name.as_ref() == name.as_bytes())
-        .map(|p| p.value.as_ref())
+        .values(name.as_bytes())
+        .map(|v| v.as_ref())
         .collect()
 }
 
@@ -155,7 +135,7 @@ fn a_60_kib_cookie_fits_the_default_limit() {
     assert!(size > 61440 && size <= 65535, "{size}");
     assert!(rest.is_empty());
     // With uWSGI's default buffer-size of 4 KiB it would not.
-    let (result, buf) = decode_with(Uwsgi::new(4096), BIG_COOKIE);
+    let (result, buf) = testing::decode(&Uwsgi::new(4096), BIG_COOKIE);
     assert_eq!(result, Err(VarsOverLimit { size, limit: 4096 }));
     assert_eq!(buf.len(), BIG_COOKIE.len());
 }
@@ -186,63 +166,20 @@ fn modifier30_from_nginx_strips_script_name() {
 }
 
 #[test]
-fn every_split_point_needs_more_then_gives_the_same_request() {
+fn cut_anywhere_the_same_request() {
     for (name, bytes, step) in FIXTURES {
-        let (expected, expected_rest) = whole(bytes);
         let head = head_len(bytes);
-        for k in (0..=bytes.len()).step_by(step).chain([head - 1, head]) {
-            let mut buf = BytesMut::from(&bytes[..k]);
-            let result = Uwsgi::default().decode_head(&mut buf).unwrap();
-            if k < head {
-                assert_eq!(result, None, "{name}: prefix of {k} bytes");
-                assert_eq!(buf.as_ref(), &bytes[..k], "{name}: consumed at {k}");
-                buf.extend_from_slice(&bytes[k..]);
-                let result = Uwsgi::default().decode_head(&mut buf).unwrap();
-                assert_eq!(result.as_ref(), Some(&expected), "{name}: split at {k}");
-            } else {
-                assert_eq!(result.as_ref(), Some(&expected), "{name}: prefix of {k}");
-                buf.extend_from_slice(&bytes[k..]);
-            }
-            assert_eq!(buf, expected_rest, "{name}: body after a split at {k}");
+        testing::check_split_points(&Uwsgi::default(), name, bytes, head, step);
+        if step == 1 {
+            testing::check_byte_by_byte(&Uwsgi::default(), name, bytes, head);
         }
-    }
-}
-
-#[test]
-fn byte_by_byte() {
-    for (name, bytes, step) in FIXTURES {
-        if step > 1 {
-            continue;
-        }
-        let (expected, _) = whole(bytes);
-        let mut buf = BytesMut::new();
-        let mut decoded = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            buf.extend_from_slice(&[b]);
-            if let Some(request) = Uwsgi::default().decode_head(&mut buf).unwrap() {
-                assert_eq!(i + 1, head_len(bytes), "{name}: decoded at the block's end");
-                decoded = Some(request);
-                break;
-            }
-        }
-        assert_eq!(decoded, Some(expected), "{name}");
-        assert!(buf.is_empty());
     }
 }
 
 #[test]
 fn params_are_slices_of_the_read_buffer() {
     for bytes in [POST_FORM, MODIFIER30] {
-        let mut buf = BytesMut::from(bytes);
-        let start = buf.as_ptr() as usize;
-        let end = start + head_len(bytes);
-        let request = Uwsgi::default().decode_head(&mut buf).unwrap().unwrap();
-        for p in &request.params {
-            for field in [&p.name, &p.value] {
-                let at = field.as_ptr() as usize;
-                assert!(start <= at && at + field.len() <= end, "{p:?} was copied");
-            }
-        }
+        testing::check_params_are_slices(&Uwsgi::default(), bytes, head_len(bytes));
     }
 }
 
@@ -326,12 +263,30 @@ fn content_length_edge_values() {
     assert_eq!(request.content_length, u64::MAX);
     let (request, _) = whole(&packet(0, &vars(&[("CONTENT_LENGTH", "0012")])));
     assert_eq!(request.content_length, 12);
-    // The first CONTENT_LENGTH counts, as in the core's environ.
+}
+
+#[test]
+fn content_length_repeated() {
     let (request, _) = whole(&packet(
         0,
-        &vars(&[("CONTENT_LENGTH", "3"), ("CONTENT_LENGTH", "x")]),
+        &vars(&[("CONTENT_LENGTH", "3"), ("A", ""), ("CONTENT_LENGTH", "3")]),
     ));
     assert_eq!(request.content_length, 3);
+    refused(
+        &packet(
+            0,
+            &vars(&[("CONTENT_LENGTH", "3"), ("CONTENT_LENGTH", "x")]),
+        ),
+        ContentLength {
+            offset: 41,
+            error: LengthError::Conflicting {
+                first: "3".into(),
+                second: "x".into(),
+            },
+        },
+        "uwsgi CONTENT_LENGTH at offset 41 was sent twice with different values, \"3\" and \"x\" \
+         (refused: the two could frame the body differently)",
+    );
 }
 
 // --- Tolerated ---
@@ -357,17 +312,14 @@ fn modifier2_is_ignored() {
 #[test]
 fn the_limit_is_inclusive() {
     let block = vars(&[("REQUEST_METHOD", "GET")]);
-    let exact = Uwsgi::new(block.len());
-    assert!(decode_with(exact, &packet(0, &block)).0.unwrap().is_some());
-    let under = Uwsgi::new(block.len() - 1);
     assert_eq!(
-        decode_with(under, &packet(0, &block)).0,
-        Err(VarsOverLimit {
+        testing::limit_is_inclusive(Uwsgi::new, &packet(0, &block), block.len()),
+        VarsOverLimit {
             size: block.len(),
             limit: block.len() - 1
-        })
+        }
     );
-    assert_eq!(Uwsgi::default().max_vars_size(), 65535);
+    assert_eq!(Uwsgi::default(), Uwsgi::new(65535));
 }
 
 // --- modifier1 30 ---
@@ -418,22 +370,17 @@ fn modifier0_never_strips() {
 // --- The response ---
 
 #[test]
-fn encodes_a_status_line_through_the_trait() {
-    let head = ResponseHead::new(
-        Bytes::from_static(b"200 OK"),
-        vec![(
-            Bytes::from_static(b"Content-Type"),
-            Bytes::from_static(b"text/plain"),
-        )],
-    )
-    .unwrap();
-    let (request, _) = whole(GET_QUERY);
-    let mut out = Vec::new();
-    Uwsgi::default().encode_head(&request, &head, &mut out);
-    assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
-    let mut out = Vec::new();
-    Uwsgi::default().encode_head(&Request::default(), &head, &mut out);
-    assert_eq!(out, b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+fn the_trait_gives_the_request_s_status_line() {
+    let head = ResponseHead::from_static("200 OK", &[("Content-Type", "text/plain")]).unwrap();
+    for (request, line) in [
+        (whole(GET_QUERY).0, "HTTP/1.1"),
+        (Request::default(), "HTTP/1.0"),
+    ] {
+        let mut encoder = Uwsgi::default().encoder(&request);
+        let out = testing::encode_all(&mut encoder, [ResponseEvent::Head(head.clone())]);
+        let expected = format!("{line} 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+        assert_eq!(out.to_vec(), expected.as_bytes());
+    }
     assert_eq!(Uwsgi::default().name(), "uwsgi");
 }
 
@@ -441,11 +388,7 @@ fn encodes_a_status_line_through_the_trait() {
 
 #[track_caller]
 fn refused(bytes: &[u8], expected: UwsgiError, message: &str) {
-    let (result, buf) = decode(bytes);
-    let error = result.unwrap_err();
-    assert_eq!(error, expected);
-    assert_eq!(error.to_string(), message);
-    assert_eq!(buf.as_ref(), bytes, "nothing consumed");
+    testing::check_refused(&Uwsgi::default(), bytes, expected, message);
 }
 
 #[test]
@@ -474,7 +417,7 @@ fn http_on_a_uwsgi_socket() {
         assert_eq!(err(request), HttpRequest { start });
     }
     // Even with a limit that "GET " would be under.
-    let (result, _) = decode_with(Uwsgi::new(65535), b"GET /");
+    let (result, _) = testing::decode(&Uwsgi::new(65535), b"GET /");
     assert!(matches!(result, Err(HttpRequest { .. })));
 }
 
@@ -508,7 +451,7 @@ fn unsupported_modifier() {
 
 #[test]
 fn vars_over_the_limit_before_the_block_arrives() {
-    let (result, buf) = decode_with(Uwsgi::new(100), &[0, 0x70, 0x11, 0]);
+    let (result, buf) = testing::decode(&Uwsgi::new(100), &[0, 0x70, 0x11, 0]);
     let error = result.unwrap_err();
     assert_eq!(
         error,
@@ -622,15 +565,22 @@ fn value_past_block() {
 fn content_length_not_digit() {
     refused(
         &packet(0, &vars(&[("CONTENT_LENGTH", "-1")])),
-        ContentLengthNotDigit {
-            byte: b'-',
+        ContentLength {
             offset: 22,
+            error: LengthError::NotDigit {
+                value: "-".into(),
+                byte: b'-',
+                index: 0,
+            },
         },
         "uwsgi CONTENT_LENGTH is not a decimal number: '-' (0x2d) at offset 22",
     );
     assert!(matches!(
         err(&packet(0, &vars(&[("CONTENT_LENGTH", " 5")]))),
-        ContentLengthNotDigit { byte: b' ', .. }
+        ContentLength {
+            error: LengthError::NotDigit { byte: b' ', .. },
+            ..
+        }
     ));
 }
 
@@ -638,9 +588,12 @@ fn content_length_not_digit() {
 fn content_length_overflow() {
     refused(
         &packet(0, &vars(&[("CONTENT_LENGTH", "18446744073709551616")])),
-        ContentLengthOverflow {
-            digits: 20,
+        ContentLength {
             offset: 22,
+            error: LengthError::Overflow {
+                value: "18446744073709551616".into(),
+                digits: 20,
+            },
         },
         "uwsgi CONTENT_LENGTH at offset 22 does not fit in 64 bits (20 digits so far)",
     );

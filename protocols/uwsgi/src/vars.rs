@@ -6,23 +6,21 @@
 //!   header), which is known before the bytes of the key or value arrive;
 //! - no key is empty;
 //! - CONTENT_LENGTH, when present and not empty, is a decimal `u64` (nginx
-//!   sends it empty when the request has no body: that means absent).
+//!   sends it empty when the request has no body: that means absent), and
+//!   a repeat of it has the same value ([`rustgi_model::LengthValues`]).
 //!
-//! Repeated keys are kept as sent; merging them is the core's job. For a
-//! repeated CONTENT_LENGTH the first one counts, as in the core's environ.
+//! Repeated keys are kept as sent; merging them is the core's job.
 
 use std::ops::Range;
 
 use nom::{bytes::streaming::take, number::streaming::le_u16};
 
 use crate::UwsgiError;
-use rustgi_model::show;
-
-const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
+use rustgi_model::{CONTENT_LENGTH, LengthValues, show};
 
 /// A decoded block: where each key and value lies in the head (offsets from
-/// the start of the request), and the first CONTENT_LENGTH's value when it
-/// was sent and not empty.
+/// the start of the request), and CONTENT_LENGTH's value when it was sent
+/// and not empty.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Vars {
     pub pairs: Vec<(Range<usize>, Range<usize>)>,
@@ -44,8 +42,7 @@ fn bytes(input: &[u8], n: usize) -> Option<&[u8]> {
 /// the bytes so far break no rule.
 pub(crate) fn parse(block: &[u8], size: usize, base: usize) -> Result<Option<Vars>, UwsgiError> {
     let mut pairs = Vec::new();
-    let mut content_length = None;
-    let mut seen_content_length = false;
+    let mut content_length = LengthValues::default();
     let mut pos = 0;
     while pos < size {
         let offset = base + pos;
@@ -96,9 +93,13 @@ pub(crate) fn parse(block: &[u8], size: usize, base: usize) -> Result<Option<Var
         let Some(value) = bytes(&block[value_at..], value_len) else {
             return Ok(None);
         };
-        if key == CONTENT_LENGTH && !seen_content_length {
-            seen_content_length = true;
-            content_length = decimal(value, base + value_at)?;
+        if key == CONTENT_LENGTH {
+            content_length
+                .add(value)
+                .map_err(|error| UwsgiError::ContentLength {
+                    offset: base + value_at,
+                    error,
+                })?;
         }
         pairs.push((
             base + key_at..base + key_at + key_len,
@@ -108,50 +109,18 @@ pub(crate) fn parse(block: &[u8], size: usize, base: usize) -> Result<Option<Var
     }
     Ok(Some(Vars {
         pairs,
-        content_length,
+        content_length: content_length.length(),
     }))
-}
-
-/// CONTENT_LENGTH's value as a `u64`; `None` when it is empty. Refused at
-/// the first byte that is not a digit or that overflows. Leading zeros are
-/// tolerated: the value is unambiguous.
-fn decimal(digits: &[u8], offset: usize) -> Result<Option<u64>, UwsgiError> {
-    if digits.is_empty() {
-        return Ok(None);
-    }
-    let mut n: u64 = 0;
-    for (i, &d) in digits.iter().enumerate() {
-        if !d.is_ascii_digit() {
-            return Err(UwsgiError::ContentLengthNotDigit {
-                byte: d,
-                offset: offset + i,
-            });
-        }
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(d - b'0')))
-            .ok_or(UwsgiError::ContentLengthOverflow {
-                digits: i + 1,
-                offset,
-            })?;
-    }
-    Ok(Some(n))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustgi_model::LengthError;
 
     /// `key`/`value` pairs as a block.
     fn block(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (k, v) in pairs {
-            out.extend_from_slice(&(k.len() as u16).to_le_bytes());
-            out.extend_from_slice(k);
-            out.extend_from_slice(&(v.len() as u16).to_le_bytes());
-            out.extend_from_slice(v);
-        }
-        out
+        crate::client::encode_vars(pairs.iter().copied())
     }
 
     #[test]
@@ -197,12 +166,23 @@ mod tests {
 
     #[test]
     fn empty_or_repeated_content_length() {
-        let b = block(&[(b"CONTENT_LENGTH", b""), (b"CONTENT_LENGTH", b"7")]);
+        let b = block(&[(b"CONTENT_LENGTH", b""), (b"CONTENT_LENGTH", b"")]);
         assert_eq!(parse(&b, b.len(), 0).unwrap().unwrap().content_length, None);
-        let b = block(&[(b"CONTENT_LENGTH", b"007"), (b"CONTENT_LENGTH", b"x")]);
+        let b = block(&[(b"CONTENT_LENGTH", b"007"), (b"CONTENT_LENGTH", b"007")]);
         assert_eq!(
             parse(&b, b.len(), 0).unwrap().unwrap().content_length,
             Some(7)
+        );
+        let b = block(&[(b"CONTENT_LENGTH", b""), (b"CONTENT_LENGTH", b"7")]);
+        assert_eq!(
+            parse(&b, b.len(), 0),
+            Err(UwsgiError::ContentLength {
+                offset: 36,
+                error: LengthError::Conflicting {
+                    first: "".into(),
+                    second: "7".into()
+                }
+            })
         );
     }
 }

@@ -2,36 +2,21 @@
 //! on "need more" or on an error, round-trips what a test-only encoder
 //! writes, and refuses a prefix only with the error the whole input gets.
 
-use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use rustgi_model::{BodyFraming, Param, Request, StreamProtocol};
+use rustgi_model::testing::{
+    check_decodes_or_fails_cleanly, check_prefixes_fail_as_the_whole, check_round_trip, decode,
+    mutate,
+};
+use rustgi_model::{BodyFraming, StreamProtocol};
+use rustgi_uwsgi::client::{encode_vars, packet};
 use rustgi_uwsgi::{Uwsgi, UwsgiError};
 
 /// Params as (name, value) byte strings, in wire order.
 type Params = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// A test-only encoder: `modifier1, u16le datasize, modifier2`, then
-/// `u16le keylen, key, u16le vallen, value` per param, then the body.
 fn encode(modifier1: u8, modifier2: u8, params: &Params, body: &[u8]) -> Vec<u8> {
-    let mut block = Vec::new();
-    for (name, value) in params {
-        block.extend_from_slice(&u16::try_from(name.len()).unwrap().to_le_bytes());
-        block.extend_from_slice(name);
-        block.extend_from_slice(&u16::try_from(value.len()).unwrap().to_le_bytes());
-        block.extend_from_slice(value);
-    }
-    let mut out = vec![modifier1];
-    out.extend_from_slice(&u16::try_from(block.len()).unwrap().to_le_bytes());
-    out.push(modifier2);
-    out.extend_from_slice(&block);
-    out.extend_from_slice(body);
-    out
-}
-
-fn decode(uwsgi: &Uwsgi, bytes: &[u8]) -> (Result<Option<Request>, UwsgiError>, BytesMut) {
-    let mut buf = BytesMut::from(bytes);
-    let result = uwsgi.decode_head(&mut buf);
-    (result, buf)
+    let vars = encode_vars(params.iter().map(|(n, v)| (n, v)));
+    [packet(modifier1, modifier2, &vars), body.to_vec()].concat()
 }
 
 /// Names as a front server might send them (never CONTENT_LENGTH, whose
@@ -81,16 +66,9 @@ fn near_valid() -> impl Strategy<Value = Vec<u8>> {
         0..3u8,
     )
         .prop_map(|((params, body), modifier1, at, byte, how)| {
-            let mut bytes = encode(modifier1, 0, &params, &body);
-            let i = at.index(bytes.len());
-            match how {
-                0 => bytes[i] = byte,
-                1 => {
-                    bytes.remove(i);
-                }
-                _ => bytes.insert(i, byte),
-            }
-            bytes
+            let bytes = encode(modifier1, 0, &params, &body);
+            let at = at.index(bytes.len());
+            mutate(bytes, at, byte, how)
         })
 }
 
@@ -122,54 +100,23 @@ fn small_limit() -> impl Strategy<Value = Uwsgi> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// Any byte string gives Ok(Some), Ok(None) or a typed error, never a
-    /// panic; only a decoded head is consumed, and what is left is the rest.
+    /// Any byte string gives a request, "need more" or a typed error,
+    /// never a panic, and a prefix fails only as the whole does.
     #[test]
     fn any_bytes_decode_or_fail_cleanly(bytes in any_input(), uwsgi in small_limit()) {
-        let (result, buf) = decode(&uwsgi, &bytes);
-        match result {
-            Ok(Some(request)) => {
-                prop_assert!(bytes.ends_with(&buf) && buf.len() <= bytes.len() - 4);
-                // The framing is defined for whatever was decoded.
-                let _ = uwsgi.body_framing(&request);
-            }
-            Ok(None) | Err(_) => prop_assert_eq!(buf.as_ref(), &bytes[..]),
-        }
-    }
-
-    /// A prefix of any input decodes to "need more" or to the very error
-    /// that the whole input gets: errors are reported as early as the bytes
-    /// allow, and never differ with how the bytes were cut.
-    #[test]
-    fn a_prefix_fails_only_as_the_whole_fails(bytes in any_input(), uwsgi in small_limit()) {
-        let (whole, _) = decode(&uwsgi, &bytes);
-        for k in 0..bytes.len() {
-            match decode(&uwsgi, &bytes[..k]).0 {
-                Ok(None) => {}
-                Ok(Some(request)) => {
-                    prop_assert_eq!(Ok(Some(request)), whole.clone(), "prefix of {} bytes", k);
-                }
-                Err(error) => prop_assert_eq!(Err(error), whole.clone(), "prefix of {} bytes", k),
-            }
-        }
+        check_decodes_or_fails_cleanly(&uwsgi, &bytes);
+        check_prefixes_fail_as_the_whole(&uwsgi, &bytes);
     }
 
     /// What the encoder writes decodes to the same params, in order, with
-    /// the body left in the buffer, whatever modifier2 says.
+    /// the body left in the buffer, however it is cut, whatever modifier2
+    /// says.
     #[test]
     fn round_trip((params, body) in request(), modifier2 in any::<u8>()) {
         let bytes = encode(0, modifier2, &params, &body);
         let uwsgi = Uwsgi::default();
-        let (result, buf) = decode(&uwsgi, &bytes);
-        let request = result.unwrap().unwrap();
-        let expected: Vec<Param> = params
-            .iter()
-            .map(|(n, v)| Param::new(Bytes::from(n.clone()), Bytes::from(v.clone())))
-            .collect();
-        prop_assert_eq!(&request.params, &expected);
-        prop_assert_eq!(request.content_length, body.len() as u64);
+        let request = check_round_trip(&uwsgi, &bytes, &params, &body);
         prop_assert_eq!(uwsgi.body_framing(&request), BodyFraming::Length(body.len() as u64));
-        prop_assert_eq!(buf.as_ref(), &body[..]);
         prop_assert!(request.warnings.is_empty());
     }
 
@@ -191,19 +138,6 @@ proptest! {
         prop_assert_eq!(request.params.len(), params.len());
         prop_assert!(request.warnings.is_empty());
         prop_assert_eq!(buf.as_ref(), &body[..]);
-    }
-
-    /// Every proper prefix of a valid head is "need more" and consumes
-    /// nothing.
-    #[test]
-    fn a_prefix_of_a_valid_head_needs_more((params, body) in request()) {
-        let bytes = encode(0, 0, &params, &body);
-        let head = bytes.len() - body.len();
-        for k in 0..head {
-            let (result, buf) = decode(&Uwsgi::default(), &bytes[..k]);
-            prop_assert_eq!(result, Ok(None), "prefix of {} bytes", k);
-            prop_assert_eq!(buf.as_ref(), &bytes[..k]);
-        }
     }
 
     /// The limit applies to the declared block length and nothing else.

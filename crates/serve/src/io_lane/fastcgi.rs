@@ -16,7 +16,7 @@ use rustgi_core::{
     SpoolLimits, body_pipe, response_channel,
 };
 use rustgi_fastcgi::{self as fcgi, Event, Role};
-use rustgi_model::{Param, Request, Segments};
+use rustgi_model::{Param, Request, Segments, length_param};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -298,9 +298,12 @@ impl Driver<'_> {
         let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
         let mut streams = Vec::new();
         let data = (role == Role::Filter).then(|| {
-            let length = request
-                .param(b"FCGI_DATA_LENGTH")
-                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+            // The DATA stream ends with its empty record whatever the
+            // length says: a bad one is only a warning.
+            let length = length_param(&request.params, b"FCGI_DATA_LENGTH").unwrap_or_else(|e| {
+                tracing::warn!(peer = %self.peer, request = log_id, "FCGI_DATA_LENGTH {e}; ignored");
+                None
+            });
             let (writer, reader) = body_pipe(length, self.ctx.spool);
             streams.push(("fastcgi.data", reader));
             writer

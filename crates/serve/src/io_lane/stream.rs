@@ -5,7 +5,6 @@
 
 use super::connection::Connection;
 use crate::config::Timeouts;
-use crate::encoders::StreamEncoder;
 use crate::flow::{Ending, ResponseFlow};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::BytesMut;
@@ -13,8 +12,7 @@ use rustgi_core::{
     BodyError, BodyWriter, Job, PythonPool, ResponseReceiver, ResponseTarget, SpoolLimits,
     body_pipe, response_channel,
 };
-use rustgi_model::chunked::{Chunked, ChunkedDecoder};
-use rustgi_model::{BodyFraming, Request, StreamProtocol};
+use rustgi_model::{BodyDecoder, BodyFraming, Request, StreamProtocol, Unframed};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -101,15 +99,11 @@ pub async fn serve<P, C>(
     });
 
     let progress = Progress::default();
-    let unframe = match framing {
-        BodyFraming::Length(_) => Unframe::Length,
-        BodyFraming::Chunked => Unframe::Chunked(ChunkedDecoder::new()),
-    };
     let mut pump = Box::pin(pump_body(
         &mut reader,
         body,
         buf,
-        unframe,
+        framing,
         ctx.timeouts.body,
         &progress,
         peer,
@@ -117,10 +111,7 @@ pub async fn serve<P, C>(
     ));
     let mut pumped = None;
     let ending = {
-        let encoder = StreamEncoder {
-            protocol: ctx.protocol,
-            request,
-        };
+        let encoder = ctx.protocol.encoder(&request);
         let respond = respond(ctx, &mut writer, receiver, encoder, &progress, who);
         tokio::pin!(respond);
         loop {
@@ -217,14 +208,6 @@ where
     }
 }
 
-/// How the bytes after the head become the body.
-enum Unframe {
-    /// Exactly CONTENT_LENGTH bytes.
-    Length,
-    /// uwsgi's chunked extension.
-    Chunked(ChunkedDecoder),
-}
-
 /// Moves the body from the socket into the spool until it is complete,
 /// whether or not the application reads it. Returns how many bytes came
 /// past its end (to be discarded).
@@ -233,7 +216,7 @@ async fn pump_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     body: BodyWriter,
     buffered: BytesMut,
-    unframe: Unframe,
+    framing: BodyFraming,
     body_timeout: Duration,
     progress: &Progress,
     peer: &str,
@@ -243,7 +226,7 @@ async fn pump_body<R: AsyncRead + Unpin>(
         reader,
         &body,
         buffered,
-        unframe,
+        BodyDecoder::new(framing),
         body_timeout,
         progress,
         peer,
@@ -260,7 +243,7 @@ async fn read_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     body: &BodyWriter,
     mut buf: BytesMut,
-    mut unframe: Unframe,
+    mut decoder: BodyDecoder,
     body_timeout: Duration,
     progress: &Progress,
     peer: &str,
@@ -268,32 +251,20 @@ async fn read_body<R: AsyncRead + Unpin>(
 ) -> u64 {
     loop {
         // Hand over what is buffered; stop at the body's end.
-        match &mut unframe {
-            Unframe::Length => {
-                let remaining = body.remaining();
-                let extra = (buf.len() as u64).saturating_sub(remaining);
-                if !buf.is_empty() {
-                    body.push(buf.split().freeze());
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Unframed::Data(data)) => body.push(data),
+                Ok(Unframed::NeedMore) => break,
+                Ok(Unframed::End { past_end }) => {
+                    body.finish();
+                    return past_end;
                 }
-                if body.remaining() == 0 {
-                    return extra;
+                Err(e) => {
+                    tracing::warn!(%peer, request = id, "bad chunked request body: {e}");
+                    body.fail(BodyError::Framing(e.to_string()));
+                    return 0;
                 }
             }
-            Unframe::Chunked(decoder) => loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Chunked::Data(data)) => body.push(data),
-                    Ok(Chunked::NeedMore) => break,
-                    Ok(Chunked::End) => {
-                        body.finish();
-                        return buf.len() as u64;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%peer, request = id, "bad chunked request body: {e}");
-                        body.fail(BodyError::Framing(e.to_string()));
-                        return 0;
-                    }
-                }
-            },
         }
         buf.reserve(READ_SIZE);
         let (received, expected) = (body.received(), body.expected());
@@ -332,7 +303,7 @@ async fn respond<P, W>(
     ctx: &StreamContext<P>,
     writer: &mut W,
     receiver: ResponseReceiver,
-    mut encoder: StreamEncoder<P>,
+    mut encoder: P::Encoder,
     progress: &Progress,
     who: Who<'_>,
 ) -> Ending

@@ -2,7 +2,6 @@
 
 use super::{Accepted, Answer, Decoded, Lane, answer_here};
 use crate::config::Protocol;
-use crate::encoders::StreamEncoder;
 use crate::io_lane::stream::StreamContext;
 use rustgi_core::body_pipe;
 use rustgi_model::{BodyFraming, Request, StreamProtocol};
@@ -42,10 +41,7 @@ pub(crate) fn start<P: StreamProtocol + Copy>(
     let request = Arc::new(request);
     let answer = Answer {
         body: body_reader,
-        encoder: StreamEncoder {
-            protocol: ctx.protocol,
-            request: request.clone(),
-        },
+        encoder: ctx.protocol.encoder(&request),
         write_timeout: ctx.timeouts.write,
         errors_to_peer: false,
     };
