@@ -56,6 +56,21 @@ def test_forced_lane_is_logged_at_start(nginx_front):
     assert gw.log.wait_for(rf"RUSTGI_LANE={nginx_front.lane}\b", since=gw.output_start, timeout=1), gw.describe()
 
 
+def test_the_forced_lane_is_the_one_that_answers(nginx_front):
+    # A forced Python lane logs each request it answers; the I/O lane never
+    # does. Without this a Python cell that quietly fell back to the I/O
+    # lane would still pass every case.
+    gw = nginx_front.gateway
+    mark = gw.log.mark()
+    tag = uuid.uuid4().hex
+    r = requests.get(nginx_front.url(f"/hello?lane={tag}"), timeout=10)
+    assert r.status_code == 200, gw.describe()
+    answered_here = gw.log.wait_for(
+        "answered in the Python lane", tag, since=mark, timeout=2 if nginx_front.lane == "python" else 0.3
+    )
+    assert bool(answered_here) == (nginx_front.lane == "python"), gw.describe()
+
+
 # ---------------------------------------------------------------------------
 # requests and the environ
 

@@ -146,9 +146,12 @@ impl Interpreter {
     /// interpreter forgets the parent's other threads. Returns what fork()
     /// returns: 0 in the child, the child's pid in the parent.
     ///
-    /// Call it only from the thread that started the interpreter, with no
-    /// other thread running Python (the caller's process is single-threaded).
-    pub fn fork(&self) -> std::io::Result<libc::pid_t> {
+    /// # Safety
+    /// The process must be single-threaded, and this the thread that
+    /// started the interpreter: a child forked from several threads holds
+    /// copies of the other threads' locks (the allocator's among them)
+    /// that nobody will ever release.
+    pub unsafe fn fork(&self) -> std::io::Result<libc::pid_t> {
         Python::attach(|_py| {
             // SAFETY: the GIL is held, as these functions require; fork()
             // is called between them exactly as in CPython's os.fork().

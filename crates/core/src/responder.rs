@@ -10,7 +10,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
-use rustgi_model::ResponseHead;
+use rustgi_model::{COALESCE_LIMIT, ResponseHead};
 use std::sync::Mutex;
 
 /// Why a response stopped early.
@@ -69,7 +69,7 @@ impl Responder {
     pub(crate) fn new(target: ResponseTarget) -> Self {
         let target = match target {
             ResponseTarget::Channel(sender) => Target::Channel(sender),
-            ResponseTarget::PythonLane(direct) => Target::PythonLane(Mutex::new(Some(direct))),
+            ResponseTarget::PythonLane(writer) => Target::PythonLane(Mutex::new(Some(writer))),
         };
         Responder {
             target,
@@ -79,12 +79,12 @@ impl Responder {
 
     /// Passes a `wsgi.errors` line on to the front server.
     pub(crate) fn send_stderr(&self, py: Python<'_>, line: Bytes) {
-        if let Target::PythonLane(direct) = &self.target {
+        if let Target::PythonLane(writer) = &self.target {
             // Another thread of the app logging while the response waits
             // for the socket: waiting here with the GIL could deadlock, and
             // the line is in our log anyway.
-            if let Ok(mut direct) = direct.try_lock() {
-                let _gone_is_fine = push_here(py, &mut direct, vec![ResponseEvent::Stderr(line)]);
+            if let Ok(mut writer) = writer.try_lock() {
+                let _gone_is_fine = push_here(py, &mut writer, vec![ResponseEvent::Stderr(line)]);
             }
             return;
         }
@@ -99,7 +99,7 @@ impl Responder {
                     TrySend::Full => py.detach(|| sender.wait_for_room()),
                 }
             },
-            Target::PythonLane(direct) => push_here(py, &mut direct.lock().unwrap(), events),
+            Target::PythonLane(writer) => push_here(py, &mut writer.lock().unwrap(), events),
         }
     }
 
@@ -127,9 +127,9 @@ impl Responder {
             Target::Channel(sender) => sender.send_now(events),
             // Busy only while the application's thread waits for the socket:
             // the write timeout ends that.
-            Target::PythonLane(direct) => {
-                if let Ok(mut direct) = direct.try_lock()
-                    && let Some(mut sink) = direct.take()
+            Target::PythonLane(writer) => {
+                if let Ok(mut writer) = writer.try_lock()
+                    && let Some(mut sink) = writer.take()
                 {
                     let _sent_or_cut = sink.send(&mut events);
                 }
@@ -140,8 +140,8 @@ impl Responder {
 
     /// Closes the connection (the Python lane) (the response is over).
     pub(crate) fn release(&self) {
-        if let Target::PythonLane(direct) = &self.target {
-            direct.lock().unwrap().take();
+        if let Target::PythonLane(writer) = &self.target {
+            writer.lock().unwrap().take();
         }
     }
 
@@ -215,9 +215,16 @@ impl Responder {
     /// a busy thread going from request to request may not do for long, so
     /// the application's blocks would outlive the channel's byte bound
     /// (DESIGN.md, "Connections").
+    ///
+    /// A small block is copied for either: the encoders copy blocks up to
+    /// `COALESCE_LIMIT` next to what precedes them anyway, and a copy costs
+    /// less than the owner's allocation and reference.
     fn body(&self, block: &Bound<'_, PyBytes>, len: usize) -> Bytes {
         match &self.target {
             Target::Channel(_) => Bytes::copy_from_slice(&block.as_bytes()[..len]),
+            Target::PythonLane(_) if len <= COALESCE_LIMIT => {
+                Bytes::copy_from_slice(&block.as_bytes()[..len])
+            }
             Target::PythonLane(_) => {
                 let mut bytes = Bytes::from_owner(PyBackedBytes::from(block.clone()));
                 bytes.truncate(len);
@@ -295,11 +302,11 @@ fn push_here(
     slot: &mut Option<Box<dyn LaneWriter>>,
     mut events: Vec<ResponseEvent>,
 ) -> Result<(), Stop> {
-    let direct = slot.as_mut().ok_or(Stop::Gone)?;
-    let mut written = direct.send(&mut events);
+    let writer = slot.as_mut().ok_or(Stop::Gone)?;
+    let mut written = writer.send(&mut events);
     while let Ok(false) = written {
-        written = match py.detach(|| direct.wait_writable()) {
-            Ok(()) => direct.send(&mut events),
+        written = match py.detach(|| writer.wait_writable()) {
+            Ok(()) => writer.send(&mut events),
             Err(gone) => Err(gone),
         };
     }
@@ -375,6 +382,33 @@ mod tests {
         crate::test_python::start();
         let kept = Arc::new(Mutex::new(Vec::new()));
         let target = ResponseTarget::PythonLane(Box::new(KeepingConnection(kept.clone())));
+        // Over COALESCE_LIMIT (16 KiB): a block the encoders reference.
+        let large = 20_000;
+        assert!(large > COALESCE_LIMIT);
+        let responder = started(target, b"20000");
+        Python::attach(|py| {
+            let block = PyBytes::new(py, &vec![b'x'; large + 5]);
+            let before = references(&block);
+            let sent = responder.send(py, Some(&block), false);
+            assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
+            assert_eq!(
+                kept.lock().unwrap()[0].len(),
+                large,
+                "cut at the Content-Length"
+            );
+            let kept_at = kept.lock().unwrap()[0].as_ptr();
+            assert_eq!(kept_at, block.as_bytes().as_ptr(), "not a copy");
+            assert_eq!(references(&block), before + 1, "held by the block");
+            kept.lock().unwrap().clear();
+            assert_eq!(references(&block), before, "released with it");
+        });
+    }
+
+    #[test]
+    fn a_small_python_lane_block_is_copied() {
+        crate::test_python::start();
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let target = ResponseTarget::PythonLane(Box::new(KeepingConnection(kept.clone())));
         let responder = started(target, b"5");
         Python::attach(|py| {
             let block = PyBytes::new(py, b"hello, world");
@@ -382,11 +416,7 @@ mod tests {
             let sent = responder.send(py, Some(&block), false);
             assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
             assert_eq!(kept.lock().unwrap()[..], [Bytes::from_static(b"hello")]);
-            let kept_at = kept.lock().unwrap()[0].as_ptr();
-            assert_eq!(kept_at, block.as_bytes().as_ptr(), "not a copy");
-            assert_eq!(references(&block), before + 1, "held by the block");
-            kept.lock().unwrap().clear();
-            assert_eq!(references(&block), before, "released with it");
+            assert_eq!(references(&block), before, "a copy holds no reference");
         });
     }
 

@@ -15,6 +15,7 @@ mod response;
 pub mod sample;
 mod segments;
 pub mod show;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use body::{BodyDecoder, Unframed};

@@ -63,8 +63,8 @@ impl ResponseFlow {
         encoder.end_batch(&mut self.out);
     }
 
-    /// The response ends without the application (its channel closed).
-    pub(crate) fn end(&mut self, ending: Ending) {
+    /// Remembers the first ending (`End`, `Abort`, or the connection gone).
+    fn end(&mut self, ending: Ending) {
         self.ending.get_or_insert(ending);
     }
 

@@ -229,7 +229,10 @@ impl ListenerIntake {
                 peer,
             };
             match self.service.lane(conn, &self.tracker) {
-                Lane::Python(job) => return Some(job),
+                Lane::Python(job) => {
+                    self.service.log_forced_python_lane(&job);
+                    return Some(job);
+                }
                 Lane::Io { conn, head } => {
                     self.shared.on_loop.fetch_add(1, Ordering::AcqRel);
                     let handoff = Handoff {
@@ -279,12 +282,11 @@ impl rustgi_core::Intake for ListenerIntake {
     fn wait(&self) {
         let listener = self.listener.read().unwrap();
         let wake = PollFd::new(self.shared.wake.0.as_fd(), PollFlags::POLLIN);
-        let mut fds = vec![wake];
-        if let Some(l) = listener.as_ref()
-            && self.may_accept()
-        {
-            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
-        }
+        // When not accepting, the wake-up is polled twice: the same
+        // array either way, and no allocation on this path.
+        let accepting = listener.as_ref().filter(|_| self.may_accept());
+        let watched = accepting.map_or(self.shared.wake.0.as_fd(), |l| l.as_fd());
+        let mut fds = [wake, PollFd::new(watched, PollFlags::POLLIN)];
         let timeout = self.paused().map_or(PollTimeout::NONE, |d| {
             PollTimeout::try_from(d.as_millis() + 1).unwrap_or(PollTimeout::MAX)
         });
@@ -293,7 +295,6 @@ impl rustgi_core::Intake for ListenerIntake {
         // pool takes in its stride.
         let _ = poll(&mut fds, timeout);
         let woken = fds[0].any().unwrap_or(false);
-        drop(fds);
         drop(listener);
         if woken {
             self.shared.wake.clear();

@@ -9,11 +9,6 @@ mod allow;
 pub mod cgi;
 mod config;
 
-/// Request ids for the log, unique across the protocols of one process.
-pub(crate) fn next_request_id() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
 mod flow;
 mod intake;
 mod io_lane;
@@ -51,6 +46,12 @@ impl fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
+
+/// Request ids for the log, unique across the protocols of one process.
+pub(crate) fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 impl From<std::io::Error> for RunError {
     fn from(e: std::io::Error) -> Self {

@@ -2,7 +2,7 @@
 //! connection's, told by its first byte), and which lane a connection
 //! takes.
 
-use crate::config::{Protocol, ServeConfig};
+use crate::config::{Protocol, ServeConfig, Timeouts};
 use crate::intake::Handoff;
 use crate::io_lane::connection::Connection;
 use crate::io_lane::fastcgi::{self, FastcgiContext};
@@ -15,7 +15,6 @@ use rustgi_model::Request;
 use rustgi_scgi::Scgi;
 use rustgi_uwsgi::Uwsgi;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -86,6 +85,8 @@ pub(crate) struct Service {
     pub(crate) scgi: StreamContext<Scgi>,
     pub(crate) uwsgi: StreamContext<Uwsgi>,
     pub(crate) fastcgi: FastcgiContext,
+    pool: Arc<PythonPool>,
+    timeouts: Timeouts,
     lane: LaneChoice,
     connection_limit: usize,
 }
@@ -122,13 +123,15 @@ impl Service {
                     max_requests: request_limit,
                     multiplex: true,
                 },
-                pool,
+                pool: pool.clone(),
                 timeouts: config.timeouts,
                 spool: config.spool,
                 response_buffer: config.response_buffer,
                 errors_to_peer: config.fastcgi.stderr,
                 shutdown,
             },
+            pool,
+            timeouts: config.timeouts,
             lane: LaneChoice::from_environment(),
             connection_limit,
         }
@@ -162,12 +165,8 @@ impl Service {
         }
     }
 
-    pub(crate) fn header_timeout(&self) -> Duration {
-        self.scgi.timeouts.header
-    }
-
-    pub(crate) fn body_timeout(&self) -> Duration {
-        self.scgi.timeouts.body
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// Where a connection that brought `conn.buf` goes: a whole request on
@@ -180,6 +179,28 @@ impl Service {
         match self.protocol_of(&conn.buf, None) {
             Ok(Some(protocol)) => self.python_lane(protocol, conn, None, tracker),
             _ => Lane::Io { conn, head: None },
+        }
+    }
+
+    /// Runs a Python-lane job on a Python thread.
+    pub(crate) fn submit(&self, job: rustgi_core::Job) {
+        self.log_forced_python_lane(&job);
+        self.pool.submit(job);
+    }
+
+    /// Under `RUSTGI_LANE=python`, each request the Python lane answers is
+    /// logged, so that a test can see the lane it meant to test.
+    pub(crate) fn log_forced_python_lane(&self, job: &rustgi_core::Job) {
+        if self.lane == LaneChoice::Python {
+            let uri = job
+                .request
+                .param(b"REQUEST_URI")
+                .map(|u| u.escape_ascii().to_string());
+            tracing::info!(
+                request = job.id,
+                "{LANE_ENV}=python: answered in the Python lane: {}",
+                uri.as_deref().unwrap_or("")
+            );
         }
     }
 
@@ -202,11 +223,6 @@ impl Service {
                 head: head.map(|request| Decoded { protocol, request }),
             },
         }
-    }
-
-    /// Runs a Python-lane job on a Python thread.
-    pub(crate) fn submit(&self, job: rustgi_core::Job) {
-        self.fastcgi.pool.submit(job);
     }
 
     /// Serves a connection the intake passed on, in the I/O lane.
@@ -271,12 +287,12 @@ impl Service {
     ) {
         if buf.is_empty() && self.protocol == Protocol::Auto {
             // Also while the worker stops: the first byte may be on its way.
-            let deadline = accepted + self.header_timeout();
+            let deadline = accepted + self.timeouts.header;
             match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return,
                 Err(_) => {
-                    tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.header_timeout());
+                    tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.timeouts.header);
                     return;
                 }
             }

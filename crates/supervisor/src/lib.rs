@@ -17,10 +17,10 @@ mod timeout;
 mod worker;
 
 pub use config::{ProcessOptions, ServerConfig};
-pub use listener::{
-    BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, activation_present, bind,
-    fd0_is_listening_socket,
-};
+// Not public: `activation_present` (and `bind`, which calls it) edit the
+// environment, which is sound only before any thread starts, as in `run`.
+pub use listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, fd0_is_listening_socket};
+use listener::{activation_present, bind};
 pub use pidfile::Pidfile;
 pub use privileges::{Privileges, after_bind, drop_privileges};
 pub use rustgi_serve::{AllowedPeer, FastcgiOptions, Protocol, RunError, ServeConfig, Timeouts};

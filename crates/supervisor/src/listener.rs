@@ -188,7 +188,7 @@ impl AsRawFd for BoundSocket {
 /// activation, or our own re-exec), the one `--socket` names when there
 /// are several; or takes fd 0 when neither was given. A socket we bind here
 /// does not listen yet: call [`BoundSocket::listen`] when ready to serve.
-pub fn bind(spec: Option<&SocketSpec>, mode: u32) -> io::Result<BoundSocket> {
+pub(crate) fn bind(spec: Option<&SocketSpec>, mode: u32) -> io::Result<BoundSocket> {
     let activated = take_activation()?;
     if !activated.is_empty() {
         return from_activation(spec, activated);
@@ -220,7 +220,7 @@ struct Activation {
 /// Takes `LISTEN_FDS` (and `RUSTGI_SOCKET_FILE_OWNED`) out of the
 /// environment, if not done yet, and says whether sockets were passed.
 /// Call it before any thread starts; [`bind`] uses what it found.
-pub fn activation_present() -> io::Result<bool> {
+pub(crate) fn activation_present() -> io::Result<bool> {
     let mut guard = ACTIVATION.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
         let owned_file = std::env::var_os(SOCKET_FILE_OWNED_ENV).map(PathBuf::from);

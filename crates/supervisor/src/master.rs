@@ -394,8 +394,11 @@ impl Master<'_> {
         let (read, write) = proc::pipe()?;
         proc::set_nonblocking(&read)?;
         let pid = match &self.interpreter {
-            Some(interpreter) => interpreter.fork()?,
-            None => proc::fork()?,
+            // SAFETY: the master never starts a thread (module comment),
+            // and with --preload this is the thread that started Python.
+            Some(interpreter) => unsafe { interpreter.fork() }?,
+            // SAFETY: as above: the master is single-threaded.
+            None => unsafe { proc::fork() }?,
         };
         if pid == 0 {
             drop(read);

@@ -82,11 +82,12 @@ pub(crate) fn read_available(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Option
     }
 }
 
-pub(crate) fn fork() -> io::Result<libc::pid_t> {
-    // SAFETY: fork(2) is unsafe in a multi-threaded process (the child
-    // would hold copies of other threads' locks). Its callers are the
-    // master, which never starts a thread (master.rs), and tests whose
-    // child only calls _exit.
+/// # Safety
+/// The process must be single-threaded (the child would hold copies of
+/// other threads' locks), or the child must only call async-signal-safe
+/// functions before it execs or exits.
+pub(crate) unsafe fn fork() -> io::Result<libc::pid_t> {
+    // SAFETY: the caller's contract above is fork(2)'s.
     Ok(match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Parent { child } => child.as_raw(),
         nix::unistd::ForkResult::Child => 0,
@@ -264,7 +265,8 @@ mod tests {
 
     #[test]
     fn a_forked_child_is_reaped_with_its_status() {
-        let pid = fork().unwrap();
+        // SAFETY: the child only calls _exit (async-signal-safe).
+        let pid = unsafe { fork() }.unwrap();
         if pid == 0 {
             // The child leaves at once, running nothing of the test harness.
             exit_at_once(7);

@@ -243,7 +243,7 @@ impl Driver<'_> {
     async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> Result<(), ()> {
         async_io::write_all(writer, &mut self.out, self.ctx.timeouts.write)
             .await
-            .map_err(|e| e.log(self.who()))
+            .map_err(|e| e.log(self.who(), false))
     }
 
     fn on_events(&mut self) {

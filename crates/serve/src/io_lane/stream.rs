@@ -12,11 +12,11 @@ use rustgi_core::{
     BodyError, BodyWriter, Job, PythonPool, ResponseReceiver, ResponseTarget, SpoolLimits,
     body_pipe, response_channel,
 };
-use rustgi_model::{BodyDecoder, BodyFraming, Request, StreamProtocol, Unframed};
+use rustgi_model::{BodyDecoder, BodyFraming, Request, ResponseEncoder, StreamProtocol, Unframed};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -112,7 +112,14 @@ pub async fn serve<P, C>(
     let mut pumped = None;
     let ending = {
         let encoder = ctx.protocol.encoder(&request);
-        let respond = respond(ctx, &mut writer, receiver, encoder, &progress, who);
+        let respond = respond(
+            &mut writer,
+            receiver,
+            encoder,
+            &progress,
+            ctx.timeouts.write,
+            who,
+        );
         tokio::pin!(respond);
         loop {
             tokio::select! {
@@ -123,7 +130,9 @@ pub async fn serve<P, C>(
     };
     if let Ending::Complete = ending {
         progress.response_complete.store(true, Ordering::Relaxed);
-        let _ = timeout(ctx.timeouts.write, writer.shutdown()).await;
+        // The close, as async_io::close does it, with the body pump's end
+        // (it may still be reading) between the shutdown and the drain.
+        async_io::shutdown(&mut writer, ctx.timeouts.write).await;
         let in_body = match pumped {
             Some(extra) => {
                 drop(pump);
@@ -299,16 +308,16 @@ async fn read_body<R: AsyncRead + Unpin>(
 
 /// Streams the response out through the flow, which holds it back while
 /// the request body is still arriving (see `crate::flow`).
-async fn respond<P, W>(
-    ctx: &StreamContext<P>,
+async fn respond<E, W>(
     writer: &mut W,
     receiver: ResponseReceiver,
-    mut encoder: P::Encoder,
+    mut encoder: E,
     progress: &Progress,
+    write_timeout: Duration,
     who: Who<'_>,
 ) -> Ending
 where
-    P: StreamProtocol,
+    E: ResponseEncoder,
     W: AsyncWrite + Unpin,
 {
     let mut flow = ResponseFlow::new(false);
@@ -318,9 +327,9 @@ where
             flow.body_arrived();
         }
         if let Some(out) = flow.writable()
-            && let Err(e) = async_io::write_all(writer, out, ctx.timeouts.write).await
+            && let Err(e) = async_io::write_all(writer, out, write_timeout).await
         {
-            e.log(who);
+            e.log(who, false);
             return Ending::Aborted;
         }
         if let Some(ending) = flow.ending() {
@@ -343,5 +352,126 @@ where
             return Ending::Aborted;
         }
         flow.encode(&mut encoder, events.drain(..));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use rustgi_core::ResponseEvent;
+    use rustgi_model::ResponseHead;
+    use rustgi_scgi::ScgiEncoder;
+    use tokio::net::UnixStream;
+
+    const WHO: Who<'static> = Who {
+        peer: "test",
+        request: Some(1),
+    };
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn head() -> ResponseEvent {
+        ResponseEvent::Head(ResponseHead::from_static("200 OK", &[]).unwrap())
+    }
+
+    /// What the peer has received within `wait`.
+    async fn received(theirs: &mut UnixStream, wait: Duration) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        while let Ok(Ok(n)) = timeout(wait, theirs.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[test]
+    fn the_response_is_held_until_the_body_is_in_then_goes_out_whole() {
+        runtime().block_on(async {
+            let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+            let (sender, receiver) = response_channel(1 << 20);
+            let progress = Progress::default();
+            let (_, mut writer) = ours.split();
+            let second = Duration::from_secs(1);
+            let respond = respond(&mut writer, receiver, ScgiEncoder, &progress, second, WHO);
+            let peer = async {
+                sender.send_now(vec![
+                    head(),
+                    ResponseEvent::Body(Bytes::from_static(b"early")),
+                ]);
+                let early = received(&mut theirs, Duration::from_millis(100)).await;
+                assert!(early.is_empty(), "held while the body arrives: {early:?}");
+                progress.body_done.store(true, Ordering::Relaxed);
+                progress.body_arrived.notify_one();
+                let released = received(&mut theirs, Duration::from_millis(200)).await;
+                assert_eq!(released, b"Status: 200 OK\r\n\r\nearly");
+                sender.send_now(vec![
+                    ResponseEvent::Body(Bytes::from_static(b"!")),
+                    ResponseEvent::End,
+                ]);
+                received(&mut theirs, Duration::from_millis(200)).await
+            };
+            let (ending, rest) = tokio::join!(respond, peer);
+            assert_eq!(ending, Ending::Complete);
+            assert_eq!(rest, b"!");
+        });
+    }
+
+    #[test]
+    fn an_ended_response_goes_out_while_the_body_still_arrives() {
+        runtime().block_on(async {
+            let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+            let (sender, receiver) = response_channel(1 << 20);
+            let progress = Progress::default();
+            let (_, mut writer) = ours.split();
+            sender.send_now(vec![head(), ResponseEvent::End]);
+            let second = Duration::from_secs(1);
+            let ending = respond(&mut writer, receiver, ScgiEncoder, &progress, second, WHO).await;
+            assert_eq!(ending, Ending::Complete);
+            let got = received(&mut theirs, Duration::from_millis(100)).await;
+            assert_eq!(got, b"Status: 200 OK\r\n\r\n");
+        });
+    }
+
+    #[test]
+    fn the_application_gone_without_an_end_is_a_cut_response() {
+        runtime().block_on(async {
+            let (mut ours, _theirs) = UnixStream::pair().unwrap();
+            let (sender, receiver) = response_channel(1 << 20);
+            let progress = Progress::default();
+            let (_, mut writer) = ours.split();
+            sender.send_now(vec![head()]);
+            drop(sender);
+            let second = Duration::from_secs(1);
+            let ending = respond(&mut writer, receiver, ScgiEncoder, &progress, second, WHO).await;
+            assert_eq!(ending, Ending::Aborted);
+        });
+    }
+
+    #[test]
+    fn a_peer_gone_mid_response_cuts_it() {
+        runtime().block_on(async {
+            let (mut ours, theirs) = UnixStream::pair().unwrap();
+            drop(theirs);
+            let (sender, receiver) = response_channel(1 << 20);
+            let progress = Progress::default();
+            progress.body_done.store(true, Ordering::Relaxed);
+            let (_, mut writer) = ours.split();
+            sender.send_now(vec![
+                head(),
+                ResponseEvent::Body(Bytes::from(vec![0; 1 << 16])),
+            ]);
+            let second = Duration::from_secs(1);
+            let ending = respond(&mut writer, receiver, ScgiEncoder, &progress, second, WHO).await;
+            assert_eq!(ending, Ending::Aborted);
+        });
     }
 }

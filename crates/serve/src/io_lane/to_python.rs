@@ -39,7 +39,6 @@ pub(crate) struct Partial<C> {
 enum Gathered<C> {
     Whole(Partial<C>),
     Io(Partial<C>),
-    Closed,
 }
 
 /// Serves a connection of `protocol`, in the Python lane when the request
@@ -52,8 +51,8 @@ pub(crate) async fn serve<C: Connection>(
     peer: &str,
     tracker: &TaskTracker,
 ) {
-    let deadline = accepted + service.header_timeout();
-    let body_timeout = service.body_timeout();
+    let deadline = accepted + service.timeouts().header;
+    let body_timeout = service.timeouts().body;
     let gathered = match protocol {
         Protocol::Scgi => {
             gather_stream(&service.scgi.protocol, partial, deadline, body_timeout).await
@@ -65,7 +64,6 @@ pub(crate) async fn serve<C: Connection>(
         _ => Gathered::Io(partial),
     };
     let Partial { stream, buf, head } = match gathered {
-        Gathered::Closed => return,
         Gathered::Io(Partial { stream, buf, head }) => {
             let head = head.map(|request| Decoded { protocol, request });
             return service.serve_here(stream, buf, head, accepted, peer).await;
@@ -188,9 +186,7 @@ async fn gather_fastcgi<C: Connection>(
             deadline
         };
         if read_more(&mut partial, limit).await.is_err() {
-            if partial.buf.is_empty() {
-                return Gathered::Closed;
-            }
+            // The I/O lane says why (EOF, a timeout, bad input).
             return Gathered::Io(partial);
         }
     }

@@ -52,7 +52,7 @@ impl<E> LaneResponse<E> {
     }
 
     fn fail(&mut self, error: crate::sink::WriteError) -> Disconnected {
-        error.log(self.who());
+        error.log(self.who(), true);
         self.sink = None;
         self.flow.discard();
         Disconnected
@@ -78,7 +78,7 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
     fn wait_writable(&self) -> Result<(), Disconnected> {
         let sink = self.sink.as_ref().ok_or(Disconnected)?;
         sink.wait_writable().map_err(|e| {
-            e.log(self.who());
+            e.log(self.who(), true);
             Disconnected
         })
     }
@@ -96,10 +96,6 @@ impl<E> Drop for LaneResponse<E> {
         } else {
             self.flow.ending()
         };
-        let who = Who {
-            peer: &self.peer,
-            request: Some(self.id),
-        };
-        sink.close(ending, self.peer_sending, who);
+        sink.close(ending, self.peer_sending, self.who());
     }
 }

@@ -1,15 +1,12 @@
 //! The async sink: the I/O loop writes a response (or a FastCGI
 //! connection's records) and closes the connection.
 
-use super::{DRAIN_TIME, PeerSending, WriteError};
+use super::{DRAIN_TIME, MAX_SLICES, PeerSending, WriteError};
 use crate::io_lane::connection::TryRead;
 use rustgi_model::Segments;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
-
-/// Most slices handed to one `writev`.
-const MAX_SLICES: usize = 64;
 
 /// Writes all of `out`; fails when a write fails or takes no byte for
 /// `write_timeout`.
@@ -45,8 +42,14 @@ where
     R: AsyncRead + TryRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let _ = timeout(write_timeout, writer.shutdown()).await;
+    shutdown(writer, write_timeout).await;
     drain(reader, peer).await
+}
+
+/// Shuts our side down (a FIN after the response): the first half of
+/// [`close`], for a driver that has more to wait for before the drain.
+pub(crate) async fn shutdown<W: AsyncWrite + Unpin>(writer: &mut W, write_timeout: Duration) {
+    let _ = timeout(write_timeout, writer.shutdown()).await;
 }
 
 /// Reads what the peer still sends, until its EOF (bounded by
@@ -71,4 +74,87 @@ pub(crate) async fn drain<R: AsyncRead + TryRead + Unpin>(
         total += n as u64;
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixStream;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn segments(large: usize) -> Segments {
+        let mut out = Segments::default();
+        out.small().extend_from_slice(b"head;");
+        out.push(Bytes::from(vec![b'x'; large]));
+        out.small().extend_from_slice(b";tail");
+        out
+    }
+
+    #[test]
+    fn writes_every_segment_then_closes_with_an_eof() {
+        runtime().block_on(async {
+            let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                theirs.read_to_end(&mut got).await.unwrap();
+                got
+            });
+            let mut out = segments(1 << 20);
+            let (mut r, mut w) = ours.split();
+            write_all(&mut w, &mut out, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert!(out.is_empty());
+            let drained = close(&mut r, &mut w, PeerSending::Done, Duration::from_secs(1)).await;
+            assert_eq!(drained, 0);
+            drop(ours);
+            let got = reader.await.unwrap();
+            assert_eq!(got.len(), 5 + (1 << 20) + 5);
+            assert!(got.starts_with(b"head;x") && got.ends_with(b"x;tail"));
+        });
+    }
+
+    #[test]
+    fn a_peer_that_reads_nothing_stalls_the_write() {
+        runtime().block_on(async {
+            let (mut ours, _theirs) = UnixStream::pair().unwrap();
+            let mut out = segments(16 << 20);
+            let (_, mut w) = ours.split();
+            let written = write_all(&mut w, &mut out, Duration::from_millis(100)).await;
+            assert!(
+                matches!(written, Err(WriteError::Stalled(_))),
+                "{written:?}"
+            );
+            assert!(
+                !out.is_empty() && out.len() < 16 << 20,
+                "some went out, not all"
+            );
+        });
+    }
+
+    #[test]
+    fn the_drain_reads_what_the_peer_still_sends_until_its_eof() {
+        runtime().block_on(async {
+            let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+            let peer = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                theirs.write_all(b"late bytes").await.unwrap();
+                // Waits for our shutdown before it closes, as nginx does.
+                let mut rest = Vec::new();
+                theirs.read_to_end(&mut rest).await.unwrap();
+            });
+            let (mut r, mut w) = ours.split();
+            let drained = close(&mut r, &mut w, PeerSending::Maybe, Duration::from_secs(1)).await;
+            assert_eq!(drained, 10);
+            peer.await.unwrap();
+        });
+    }
 }

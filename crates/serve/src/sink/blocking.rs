@@ -1,15 +1,13 @@
 //! The blocking sink: a Python thread writes the response itself (the
 //! Python lane, and CGI mode's stdout).
 
-use super::{PeerSending, Who, WriteError, log_for};
+use super::{MAX_SLICES, PeerSending, Who, WriteError, log_for};
 use crate::flow::Ending;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rustgi_model::Segments;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
-
-/// Most slices handed to one `writev`.
-const MAX_SLICES: usize = 64;
 
 /// Writes to `wire` (a non-blocking socket, or a blocking file) from the
 /// thread that produced the response.
@@ -56,25 +54,14 @@ where
 
     /// Waits until the wire takes bytes again. Call it without the GIL.
     pub(crate) fn wait_writable(&self) -> Result<(), WriteError> {
-        let mut poll = libc::pollfd {
-            fd: self.wire.as_fd().as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        let millis = i32::try_from(self.write_timeout.as_millis()).unwrap_or(i32::MAX);
+        let limit = PollTimeout::try_from(self.write_timeout).unwrap_or(PollTimeout::MAX);
         loop {
-            // SAFETY: `poll` is one valid pollfd for the length of the call,
-            // and the descriptor stays open (we own the wire).
-            let n = unsafe { libc::poll(&mut poll, 1, millis) };
-            if n > 0 {
-                return Ok(());
-            }
-            if n == 0 {
-                return Err(WriteError::Stalled(self.write_timeout));
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(WriteError::Failed(e));
+            let mut fds = [PollFd::new(self.wire.as_fd(), PollFlags::POLLOUT)];
+            match poll(&mut fds, limit) {
+                Ok(0) => return Err(WriteError::Stalled(self.write_timeout)),
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(WriteError::Failed(e.into())),
             }
         }
     }

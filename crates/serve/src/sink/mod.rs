@@ -2,12 +2,16 @@
 //! A Python thread writes with [`blocking::BlockingSink`] (non-blocking
 //! writes, waiting without the GIL only when the socket is full); the I/O
 //! loop writes with [`async_io`]. Both close the same way: after a whole
-//! response, shut down and read what the peer still sends, so the close is
-//! a FIN and never an RST that could cut the response short; after a cut
-//! one, just close.
+//! response, read what the peer still sends (the async sink shuts its side
+//! down first and waits for the peer's EOF; the blocking one takes what is
+//! queued, never waiting), so the close is a FIN and never an RST that
+//! could cut the response short; after a cut one, just close.
 
 pub(crate) mod async_io;
 pub(crate) mod blocking;
+
+/// Most slices handed to one `writev`.
+const MAX_SLICES: usize = 64;
 
 use std::time::Duration;
 
@@ -42,11 +46,16 @@ pub(crate) enum WriteError {
 }
 
 impl WriteError {
-    /// Logs it: a peer gone is ordinary (info), a stalled one is not.
-    pub(crate) fn log(&self, who: Who<'_>) {
+    /// Logs it: a peer gone is ordinary (info), a stalled one is not. On a
+    /// Python thread the application's side already logs that the client
+    /// went away (the write failed under it): `app_saw_it` keeps that to
+    /// debug.
+    pub(crate) fn log(&self, who: Who<'_>, app_saw_it: bool) {
         match self {
-            // The application's side logs that the client went away.
-            WriteError::Failed(e) => log_for!(debug, who, "writing the response failed: {e}"),
+            WriteError::Failed(e) if app_saw_it => {
+                log_for!(debug, who, "writing the response failed: {e}")
+            }
+            WriteError::Failed(e) => log_for!(info, who, "writing the response failed: {e}"),
             WriteError::Stalled(limit) => log_for!(
                 warn,
                 who,
