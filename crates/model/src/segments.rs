@@ -69,15 +69,20 @@ pub fn encode_stream_event(
     }
 }
 
-/// Bytes waiting for the connection, in order.
+/// Bytes waiting for the connection, in order: large blocks as they came
+/// (`sealed`), then the small pieces gathered since (`small`), which are
+/// written from their buffer without being turned into a block: a small
+/// response costs no allocation, and the buffer is reused.
 #[derive(Default, Debug)]
 pub struct Segments {
     sealed: VecDeque<Bytes>,
-    small: Vec<u8>,
     /// Bytes of `sealed[0]` already written.
     written: usize,
-    /// Unwritten bytes in `sealed`.
+    /// Bytes in `sealed`, `written` included.
     sealed_len: usize,
+    small: Vec<u8>,
+    /// Bytes of `small` already written (only once `sealed` is empty).
+    small_written: usize,
 }
 
 impl Segments {
@@ -97,47 +102,62 @@ impl Segments {
 
     /// Appends all of `other`'s unwritten bytes, leaving it empty.
     pub fn append(&mut self, other: &mut Segments) {
+        if other.sealed.is_empty() {
+            // Only small pieces: copied, no block made.
+            let rest = &other.small[other.small_written..];
+            if !self.sealed.is_empty() || self.small_written == 0 {
+                self.small.extend_from_slice(rest);
+            } else {
+                self.seal();
+                self.small.extend_from_slice(rest);
+            }
+            other.clear();
+            return;
+        }
         other.seal();
         if other.written > 0
             && let Some(first) = other.sealed.pop_front()
         {
-            let rest = first.slice(other.written..);
             other.sealed_len -= other.written;
-            other.sealed.push_front(rest);
+            other.sealed.push_front(first.slice(other.written..));
             other.written = 0;
         }
         self.seal();
         self.sealed_len += other.sealed_len;
         self.sealed.append(&mut other.sealed);
-        other.sealed_len = 0;
+        other.clear();
     }
 
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
-        self.sealed_len - self.written + self.small.len()
+        self.sealed_len - self.written + self.small.len() - self.small_written
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Up to `max` slices of what is unwritten, in order, for a vectored
-    /// write; [`advance`](Self::advance) by what was written.
-    pub fn io_slices(&mut self, max: usize) -> Vec<IoSlice<'_>> {
-        self.seal();
-        let mut slices = Vec::with_capacity(self.sealed.len().min(max));
-        for (i, segment) in self.sealed.iter().take(max).enumerate() {
+    /// Fills `slices` with what is unwritten, in order, for a vectored
+    /// write; returns how many it filled. [`advance`](Self::advance) by
+    /// what was written.
+    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        for (i, segment) in self.sealed.iter().enumerate().take(slices.len()) {
             let start = if i == 0 { self.written } else { 0 };
-            slices.push(IoSlice::new(&segment[start..]));
+            slices[i] = IoSlice::new(&segment[start..]);
+            filled += 1;
         }
-        slices
+        if filled < slices.len() && self.small.len() > self.small_written {
+            slices[filled] = IoSlice::new(&self.small[self.small_written..]);
+            filled += 1;
+        }
+        filled
     }
 
     /// Marks `n` bytes as written.
     pub fn advance(&mut self, mut n: usize) {
-        self.seal();
         assert!(n <= self.len(), "advanced past the pending bytes");
-        while n > 0 {
+        while n > 0 && !self.sealed.is_empty() {
             let first = self.sealed[0].len() - self.written;
             if n < first {
                 self.written += n;
@@ -148,11 +168,22 @@ impl Segments {
             self.sealed.pop_front();
             self.written = 0;
         }
+        self.small_written += n;
+        if self.small_written == self.small.len() {
+            // All written: the buffer is kept for what comes next.
+            self.small.clear();
+            self.small_written = 0;
+        }
     }
 
-    /// Forgets what is unwritten (the connection is gone).
+    /// Forgets what is unwritten (the connection is gone), keeping the
+    /// buffers.
     pub fn clear(&mut self) {
-        *self = Segments::default();
+        self.sealed.clear();
+        self.written = 0;
+        self.sealed_len = 0;
+        self.small.clear();
+        self.small_written = 0;
     }
 
     /// Everything unwritten, joined (for tests and for sinks that take one
@@ -163,17 +194,28 @@ impl Segments {
             let start = if i == 0 { self.written } else { 0 };
             all.extend_from_slice(&segment[start..]);
         }
-        all.extend_from_slice(&self.small);
+        all.extend_from_slice(&self.small[self.small_written..]);
         all
     }
 
-    /// Turns the small pieces gathered so far into a segment of their own.
+    /// Turns the small pieces gathered so far into a block of their own, so
+    /// that a large block can follow them.
     fn seal(&mut self) {
-        if !self.small.is_empty() {
-            let small = Bytes::from(std::mem::take(&mut self.small));
-            self.sealed_len += small.len();
-            self.sealed.push_back(small);
+        if self.small.len() == self.small_written {
+            self.small.clear();
+            self.small_written = 0;
+            return;
         }
+        let small = if self.small_written == 0 {
+            Bytes::from(std::mem::take(&mut self.small))
+        } else {
+            let rest = Bytes::copy_from_slice(&self.small[self.small_written..]);
+            self.small.clear();
+            self.small_written = 0;
+            rest
+        };
+        self.sealed_len += small.len();
+        self.sealed.push_back(small);
     }
 }
 
@@ -190,8 +232,8 @@ mod tests {
         out.push(large.clone());
         out.small().extend_from_slice(b" tail");
         assert_eq!(out.len(), 5 + 6 + 20 + 5);
-        let slices = out.io_slices(8);
-        assert_eq!(slices.len(), 3);
+        let mut slices = [IoSlice::new(&[]); 8];
+        assert_eq!(out.io_slices(&mut slices), 3);
         assert_eq!(&*slices[0], b"head small ");
         assert_eq!(
             slices[1].as_ptr(),
@@ -218,11 +260,51 @@ mod tests {
                 small.extend_from_slice(&head.status)
             });
         }
-        let slices = out.io_slices(8);
-        assert_eq!(slices.len(), 2);
+        let mut slices = [IoSlice::new(&[]); 8];
+        assert_eq!(out.io_slices(&mut slices), 2);
         assert_eq!(&*slices[0], b"200 OKsmall");
         assert_eq!(slices[1].as_ptr(), large.as_ptr());
         assert_eq!(slices[1].len(), large.len());
+    }
+
+    #[test]
+    fn small_pieces_are_written_from_their_buffer_even_in_part() {
+        let mut out = Segments::default();
+        out.small().extend_from_slice(b"0123456789");
+        out.advance(4);
+        out.small().extend_from_slice(b"ab");
+        assert_eq!(out.to_vec(), b"456789ab");
+        // A large block after a partly written buffer: the rest is sealed
+        // in front of it, in order.
+        out.push(Bytes::from_static(b"LARGE"));
+        assert_eq!(out.to_vec(), b"456789abLARGE");
+        out.advance(13);
+        assert!(out.is_empty());
+        // Written to the end, the buffer is kept for the next response.
+        out.small().extend_from_slice(b"next");
+        let capacity = out.small().capacity();
+        out.advance(4);
+        assert!(out.is_empty() && out.small().capacity() == capacity);
+    }
+
+    #[test]
+    fn appending_small_pieces_copies_them_in_order() {
+        let mut out = Segments::default();
+        out.push(Bytes::from_static(b"block;"));
+        let mut held = Segments::default();
+        held.small().extend_from_slice(b"head;body");
+        out.append(&mut held);
+        assert!(held.is_empty());
+        assert_eq!(out.to_vec(), b"block;head;body");
+        let mut partly = Segments::default();
+        partly.small().extend_from_slice(b"xyz");
+        partly.advance(1);
+        let mut into = Segments::default();
+        into.small().extend_from_slice(b"abc");
+        into.advance(2);
+        into.append(&mut partly);
+        assert_eq!(into.to_vec(), b"cyz");
+        assert_eq!(into.len(), 3);
     }
 
     #[test]
@@ -233,7 +315,9 @@ mod tests {
         out.small().extend_from_slice(b"ij");
         out.advance(4);
         assert_eq!(out.to_vec(), b"efghij");
-        assert_eq!(&*out.io_slices(1)[0], b"efgh");
+        let mut one = [IoSlice::new(&[])];
+        assert_eq!(out.io_slices(&mut one), 1);
+        assert_eq!(&*one[0], b"efgh");
         out.advance(4);
         assert_eq!(out.to_vec(), b"ij");
         out.advance(2);

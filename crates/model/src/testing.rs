@@ -10,6 +10,7 @@ use crate::{
 use bytes::Bytes;
 use bytes::BytesMut;
 use std::fmt::Debug;
+use std::io::IoSlice;
 
 /// The outcome of decoding `bytes`, and what is left in the buffer.
 pub type Decoded<P> = (
@@ -217,8 +218,10 @@ pub fn encode_all<E: ResponseEncoder>(
 /// no channel for them, and the connection's close ends the response.
 pub fn check_stream_encoder<E: ResponseEncoder>(encoder: &mut E) {
     let large = Bytes::from(vec![7u8; COALESCE_LIMIT + 1]);
-    let mut out = encode_all(encoder, [ResponseEvent::Body(large.clone())]);
-    assert_eq!(out.io_slices(8)[0].as_ptr(), large.as_ptr(), "copied");
+    let out = encode_all(encoder, [ResponseEvent::Body(large.clone())]);
+    let mut first = [IoSlice::new(&[])];
+    out.io_slices(&mut first);
+    assert_eq!(first[0].as_ptr(), large.as_ptr(), "copied");
     let silent = [
         ResponseEvent::Stderr(Bytes::from_static(b"oops\n")),
         ResponseEvent::End,

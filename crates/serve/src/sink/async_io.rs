@@ -4,6 +4,7 @@
 use super::{DRAIN_TIME, MAX_SLICES, PeerSending, WriteError};
 use crate::io_lane::connection::TryRead;
 use rustgi_model::Segments;
+use std::io::IoSlice;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -16,9 +17,9 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
     write_timeout: Duration,
 ) -> Result<(), WriteError> {
     while !out.is_empty() {
-        let slices = out.io_slices(MAX_SLICES);
-        let written = timeout(write_timeout, writer.write_vectored(&slices)).await;
-        drop(slices);
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let filled = out.io_slices(&mut slices);
+        let written = timeout(write_timeout, writer.write_vectored(&slices[..filled])).await;
         match written {
             Ok(Ok(0)) => return Err(WriteError::Failed(std::io::ErrorKind::WriteZero.into())),
             Ok(Ok(n)) => out.advance(n),

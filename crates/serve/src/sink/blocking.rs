@@ -5,7 +5,7 @@ use super::{MAX_SLICES, PeerSending, Who, WriteError, log_for};
 use crate::flow::Ending;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rustgi_model::Segments;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -31,7 +31,9 @@ where
     /// Writes what the wire takes now; `Ok(true)` when nothing is left.
     pub(crate) fn write(&mut self, out: &mut Segments) -> Result<bool, WriteError> {
         while !out.is_empty() {
-            let written = (&self.wire).write_vectored(&out.io_slices(MAX_SLICES));
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let filled = out.io_slices(&mut slices);
+            let written = (&self.wire).write_vectored(&slices[..filled]);
             match written {
                 Ok(0) => return Err(WriteError::Failed(io::ErrorKind::WriteZero.into())),
                 Ok(n) => out.advance(n),
