@@ -52,15 +52,23 @@ impl ResponseFlow {
         encoder: &mut E,
         events: impl IntoIterator<Item = ResponseEvent>,
     ) {
-        for event in events {
-            match event {
-                ResponseEvent::End => self.end(Ending::Complete),
-                ResponseEvent::Abort => self.end(Ending::Aborted),
-                _ => {}
-            }
-            encoder.encode(event, &mut self.out);
+        encode_events(&mut self.ending, encoder, events, &mut self.out);
+    }
+
+    /// As [`encode`](Self::encode), for a connection that carries several
+    /// responses (FastCGI): when nothing is held back the events are
+    /// encoded straight into the connection's `out`, after what was held.
+    pub(crate) fn encode_into<E: ResponseEncoder + ?Sized>(
+        &mut self,
+        encoder: &mut E,
+        events: impl IntoIterator<Item = ResponseEvent>,
+        out: &mut Segments,
+    ) {
+        if self.held() {
+            return self.encode(encoder, events);
         }
-        encoder.end_batch(&mut self.out);
+        out.append(&mut self.out);
+        encode_events(&mut self.ending, encoder, events, out);
     }
 
     /// Remembers the first ending (`End`, `Abort`, or the connection gone).
@@ -103,6 +111,24 @@ impl ResponseFlow {
         self.out.clear();
         self.end(Ending::Aborted);
     }
+}
+
+/// Encodes `events` into `out`, remembering the first ending.
+fn encode_events<E: ResponseEncoder + ?Sized>(
+    ending: &mut Option<Ending>,
+    encoder: &mut E,
+    events: impl IntoIterator<Item = ResponseEvent>,
+    out: &mut Segments,
+) {
+    for event in events {
+        match event {
+            ResponseEvent::End => _ = ending.get_or_insert(Ending::Complete),
+            ResponseEvent::Abort => _ = ending.get_or_insert(Ending::Aborted),
+            _ => {}
+        }
+        encoder.encode(event, out);
+    }
+    encoder.end_batch(out);
 }
 
 #[cfg(test)]
@@ -170,6 +196,19 @@ mod tests {
         flow.discard();
         assert_eq!(flow.pending(), 0);
         assert_eq!(flow.ending(), Some(Ending::Aborted));
+    }
+
+    #[test]
+    fn a_shared_connection_gets_the_bytes_once_nothing_is_held() {
+        let mut connection = Segments::default();
+        let mut flow = ResponseFlow::new(false);
+        flow.encode_into(&mut Plain, [head()], &mut connection);
+        assert!(connection.is_empty(), "held while the body arrives");
+        flow.body_arrived();
+        flow.encode_into(&mut Plain, [body(2), ResponseEvent::End], &mut connection);
+        assert_eq!(connection.to_vec(), b"Hxx", "what was held, then the rest");
+        assert_eq!(flow.pending(), 0);
+        assert_eq!(flow.ending(), Some(Ending::Complete));
     }
 
     #[test]

@@ -368,7 +368,8 @@ impl Driver<'_> {
         if !open {
             events.push(ResponseEvent::Abort);
         }
-        io.flow.encode(&mut self.connection.encoder(id), events);
+        io.flow
+            .encode_into(&mut self.connection.encoder(id), events, &mut self.out);
         if let Some(out) = io.flow.writable() {
             self.out.append(out);
         }

@@ -19,7 +19,16 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
     while !out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let filled = out.io_slices(&mut slices);
-        let written = timeout(write_timeout, writer.write_vectored(&slices[..filled])).await;
+        // One slice (a small response): a plain write, which costs the
+        // kernel less than writev's iovec import.
+        let write = async {
+            if filled == 1 {
+                writer.write(&slices[0]).await
+            } else {
+                writer.write_vectored(&slices[..filled]).await
+            }
+        };
+        let written = timeout(write_timeout, write).await;
         match written {
             Ok(Ok(0)) => return Err(WriteError::Failed(std::io::ErrorKind::WriteZero.into())),
             Ok(Ok(n)) => out.advance(n),
