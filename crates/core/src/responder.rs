@@ -1,6 +1,7 @@
 //! The response side of one request: the head held back until the first
 //! block, the application's Content-Length, the events pushed to a channel
-//! or written to the connection (the Python lane), and our own 500 and 504 responses.
+//! or written to the connection by the Python thread (the Python lane),
+//! and our own 500 and 504 responses.
 
 use crate::response::{
     Disconnected, LaneWriter, ResponseEvent, ResponseSender, ResponseTarget, TrySend,
@@ -138,7 +139,7 @@ impl Responder {
         answer
     }
 
-    /// Closes the connection (the Python lane) (the response is over).
+    /// The response is over: a Python-lane connection is closed.
     pub(crate) fn release(&self) {
         if let Target::PythonLane(writer) = &self.target {
             writer.lock().unwrap().take();
@@ -204,8 +205,8 @@ impl Responder {
 
     /// The first `len` bytes of a body block, as the target takes them.
     ///
-    /// The connection (the Python lane) is written from the Python thread: it gets the
-    /// application's bytes themselves, without a copy (an 8 MiB response
+    /// A Python-lane connection is written from the Python thread: it gets
+    /// the application's bytes themselves, without a copy (an 8 MiB response
     /// would otherwise be copied 8 MiB at a time). The `Bytes` owns a
     /// reference to the bytes object, so whatever the writer does with it
     /// (keep a clone, drop it later) the memory stays valid.
@@ -221,15 +222,12 @@ impl Responder {
     /// less than the owner's allocation and reference.
     fn body(&self, block: &Bound<'_, PyBytes>, len: usize) -> Bytes {
         match &self.target {
-            Target::Channel(_) => Bytes::copy_from_slice(&block.as_bytes()[..len]),
-            Target::PythonLane(_) if len <= COALESCE_LIMIT => {
-                Bytes::copy_from_slice(&block.as_bytes()[..len])
-            }
-            Target::PythonLane(_) => {
+            Target::PythonLane(_) if len > COALESCE_LIMIT => {
                 let mut bytes = Bytes::from_owner(PyBackedBytes::from(block.clone()));
                 bytes.truncate(len);
                 bytes
             }
+            _ => Bytes::copy_from_slice(&block.as_bytes()[..len]),
         }
     }
 

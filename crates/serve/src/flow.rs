@@ -56,8 +56,8 @@ impl ResponseFlow {
     }
 
     /// As [`encode`](Self::encode), for a connection that carries several
-    /// responses (FastCGI): when nothing is held back the events are
-    /// encoded straight into the connection's `out`, after what was held.
+    /// responses (FastCGI): what may go out goes to the connection's `out`
+    /// (after what was held), the rest stays here.
     pub(crate) fn encode_into<E: ResponseEncoder + ?Sized>(
         &mut self,
         encoder: &mut E,
@@ -65,10 +65,26 @@ impl ResponseFlow {
         out: &mut Segments,
     ) {
         if self.held() {
-            return self.encode(encoder, events);
+            self.encode(encoder, events);
+            // An ending releases what was held.
+            self.release_into(out);
+            return;
         }
         out.append(&mut self.out);
         encode_events(&mut self.ending, encoder, events, out);
+    }
+
+    /// The request body is all in (or will never be): what was held goes
+    /// to the connection's `out`, and nothing is held from here.
+    pub(crate) fn body_arrived_into(&mut self, out: &mut Segments) {
+        self.body_arrived();
+        self.release_into(out);
+    }
+
+    fn release_into(&mut self, out: &mut Segments) {
+        if !self.held() {
+            out.append(&mut self.out);
+        }
     }
 
     /// Remembers the first ending (`End`, `Abort`, or the connection gone).

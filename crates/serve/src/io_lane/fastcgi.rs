@@ -341,10 +341,7 @@ impl Driver<'_> {
         if let Some(body) = io.body.take() {
             body.finish();
         }
-        io.flow.body_arrived();
-        if let Some(out) = io.flow.writable() {
-            self.out.append(out);
-        }
+        io.flow.body_arrived_into(&mut self.out);
         if let Some(receiver) = io.parked.take() {
             self.responses.push(next_batch(id, io.generation, receiver));
         }
@@ -370,9 +367,6 @@ impl Driver<'_> {
         }
         io.flow
             .encode_into(&mut self.connection.encoder(id), events, &mut self.out);
-        if let Some(out) = io.flow.writable() {
-            self.out.append(out);
-        }
         match io.flow.ending() {
             None => {
                 if io.flow.hold_full() {

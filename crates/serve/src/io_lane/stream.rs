@@ -54,7 +54,7 @@ pub async fn serve<P, C>(
     accepted: Instant,
     peer: &str,
 ) where
-    P: StreamProtocol + Copy,
+    P: StreamProtocol,
     C: Connection,
 {
     let (mut reader, mut writer) = stream.halves();

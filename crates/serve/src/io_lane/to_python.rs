@@ -8,10 +8,11 @@
 
 use super::connection::Connection;
 use crate::config::Protocol;
+use crate::python_lane::is_a_lone_responder;
 use crate::python_lane::{Accepted, Decoded, Lane};
 use crate::service::Service;
 use bytes::BytesMut;
-use rustgi_fastcgi::{self as fcgi, Event, Role};
+use rustgi_fastcgi::{self as fcgi, Event};
 use rustgi_model::{BodyFraming, Request, StreamProtocol};
 use std::borrow::Cow;
 use std::time::Duration;
@@ -167,11 +168,7 @@ async fn gather_fastcgi<C: Connection>(
         }
         while let Some(event) = probe.poll_event() {
             match event {
-                Event::Request {
-                    role: Role::Responder,
-                    keep_conn: false,
-                    ..
-                } => started = true,
+                Event::Request { .. } if is_a_lone_responder(&event) => started = true,
                 Event::Stdin { .. } => {}
                 Event::StdinEnd { .. } if started => return Gathered::Whole(partial),
                 _ => return Gathered::Io(partial),

@@ -10,6 +10,19 @@ use rustgi_model::Param;
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
+/// Whether `event` begins a request the Python lane can carry: a RESPONDER
+/// alone on its connection (no FCGI_KEEP_CONN).
+pub(crate) fn is_a_lone_responder(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Request {
+            role: Role::Responder,
+            keep_conn: false,
+            ..
+        }
+    )
+}
+
 /// A job answered straight on the connection if `conn.buf` holds exactly
 /// one whole RESPONDER request without FCGI_KEEP_CONN; anything else (kept
 /// connections, other roles, management records, errors) is the I/O
@@ -24,14 +37,7 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
     let whole = received.is_ok()
         && rest.is_empty()
         && !connection.has_output()
-        && matches!(
-            events.first(),
-            Some(Event::Request {
-                role: Role::Responder,
-                keep_conn: false,
-                ..
-            })
-        )
+        && events.first().is_some_and(is_a_lone_responder)
         && matches!(events.last(), Some(Event::StdinEnd { .. }))
         && events[1..events.len() - 1]
             .iter()

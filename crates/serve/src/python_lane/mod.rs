@@ -16,7 +16,7 @@ mod response;
 mod socket;
 mod stream;
 
-pub(crate) use fastcgi::start as start_fastcgi;
+pub(crate) use fastcgi::{is_a_lone_responder, start as start_fastcgi};
 pub(crate) use socket::Socket;
 pub(crate) use stream::start;
 

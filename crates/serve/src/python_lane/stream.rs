@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 /// A job answered straight on the connection if `conn.buf` holds a whole
 /// request (head and body, nothing after; the head may have been decoded
 /// already).
-pub(crate) fn start<P: StreamProtocol + Copy>(
+pub(crate) fn start<P: StreamProtocol>(
     ctx: &StreamContext<P>,
     protocol: Protocol,
     mut conn: Accepted,
