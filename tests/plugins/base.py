@@ -293,20 +293,24 @@ def private_nginx(nginx_binary, run_dir, log_dir):
     """Makes an nginx of the test's own in front of one gateway (`location /`),
     for tests that stop or reconfigure their gateway; stopped after the test.
 
-    `private_nginx(name, gateway, keepalive=None, **location_options)` -> a
-    started Nginx (options as for `Location`). With `keepalive=N` nginx
-    reaches the gateway through an upstream that keeps N idle connections,
-    with FCGI_KEEP_CONN set (FastCGI). Its files live in RUNDIR/nginx-NAME and
+    `private_nginx(name, gateway, keepalive=None, keepalive_timeout=None,
+    **location_options)` -> a started Nginx (options as for `Location`).
+    With `keepalive=N` nginx reaches the gateway through an upstream that
+    keeps N idle connections (each for `keepalive_timeout`, nginx's default
+    60s when None), with FCGI_KEEP_CONN set (FastCGI). Its files live in RUNDIR/nginx-NAME and
     its logs in tests/.run/logs/nginx-NAME/."""
     started = []
 
-    def make(name: str, gateway: Gateway, keepalive: int | None = None, **location) -> Nginx:
+    def make(name: str, gateway: Gateway, keepalive: int | None = None,
+             keepalive_timeout: str | None = None, **location) -> Nginx:
         own_dir = run_dir / f"nginx-{name}"
         own_dir.mkdir(mode=0o755, exist_ok=True)
         upstream, upstreams = "unix:" + gateway.socket, ""
         if keepalive is not None:
             upstream = "kept"
-            upstreams = f"    upstream kept {{ server unix:{gateway.socket}; keepalive {keepalive}; }}"
+            idle = f" keepalive_timeout {keepalive_timeout};" if keepalive_timeout else ""
+            upstreams = (f"    upstream kept {{ server unix:{gateway.socket}; "
+                         f"keepalive {keepalive};{idle} }}")
             location["keep_conn"] = True
         server = Nginx(
             nginx_binary, own_dir, log_dir / f"nginx-{name}",

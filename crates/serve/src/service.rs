@@ -3,7 +3,7 @@
 //! takes.
 
 use crate::config::{Protocol, ServeConfig, Timeouts};
-use crate::intake::Handoff;
+use crate::intake::{Handoff, Tether};
 use crate::io_lane::connection::Connection;
 use crate::io_lane::fastcgi::{self, FastcgiContext};
 use crate::io_lane::stream::{self, StreamContext};
@@ -14,6 +14,7 @@ use rustgi_core::PythonPool;
 use rustgi_model::Request;
 use rustgi_scgi::Scgi;
 use rustgi_uwsgi::Uwsgi;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -56,7 +57,7 @@ impl LaneChoice {
             LaneChoice::Auto => {}
             LaneChoice::Python => tracing::info!(
                 "{LANE_ENV}=python: the Python threads answer every request they can carry \
-                 (FastCGI kept connections and uwsgi chunked bodies stay in the I/O lane)"
+                 (interleaved FastCGI requests and uwsgi chunked bodies stay in the I/O lane)"
             ),
             LaneChoice::Io => {
                 tracing::info!("{LANE_ENV}=io: every request goes through the I/O lane")
@@ -108,6 +109,7 @@ impl Service {
             Protocol::Scgi | Protocol::Uwsgi => request_limit,
             _ => FASTCGI_MAX_CONNECTIONS,
         };
+        let lane = LaneChoice::from_environment();
         // The vars block's size is a u16: 65535 is the most it can say.
         let uwsgi_limit = config.max_header_size.min(usize::from(u16::MAX));
         Service {
@@ -129,10 +131,11 @@ impl Service {
                 response_buffer: config.response_buffer,
                 errors_to_peer: config.fastcgi.stderr,
                 shutdown,
+                park_idle: lane != LaneChoice::Io,
             },
             pool,
             timeouts: config.timeouts,
-            lane: LaneChoice::from_environment(),
+            lane,
             connection_limit,
         }
     }
@@ -231,7 +234,6 @@ impl Service {
             conn,
             head,
             accepted,
-            counted,
         } = handoff;
         let service = self.clone();
         let tracked = tracker.clone();
@@ -239,7 +241,6 @@ impl Service {
             service
                 .serve_accepted(conn, head, accepted, Some(&tracked))
                 .await;
-            drop(counted);
         });
     }
 
@@ -254,7 +255,11 @@ impl Service {
         tracker: Option<&TaskTracker>,
     ) {
         let Accepted {
-            socket, buf, peer, ..
+            socket,
+            buf,
+            peer,
+            tether,
+            ..
         } = conn;
         // Each kind of socket is its own stream type under tokio.
         macro_rules! serve_registered {
@@ -262,7 +267,7 @@ impl Service {
                 match $registered {
                     Ok(stream) => {
                         return self
-                            .serve(stream, buf, head, accepted, &peer, tracker)
+                            .serve(stream, buf, head, accepted, (&peer, tether), tracker)
                             .await;
                     }
                     Err(e) => e,
@@ -282,7 +287,7 @@ impl Service {
         mut buf: BytesMut,
         head: Option<Decoded>,
         accepted: Instant,
-        peer: &str,
+        (peer, tether): (&str, Tether),
         tracker: Option<&TaskTracker>,
     ) {
         if buf.is_empty() && self.protocol == Protocol::Auto {
@@ -306,18 +311,23 @@ impl Service {
                 buf,
                 head: head.map(|decoded| decoded.request),
             };
-            return to_python::serve(self, protocol, partial, accepted, peer, tracker).await;
+            return to_python::serve(self, protocol, partial, accepted, (peer, tether), tracker)
+                .await;
         }
-        self.serve_here(stream, buf, head, accepted, peer).await
+        self.serve_here(stream, buf, head, accepted, (peer, tether))
+            .await
     }
 
+    /// Serves a connection in the I/O lane until it closes, or until it
+    /// is a kept FastCGI connection idle between requests: that one goes
+    /// back to the intake through `tether`.
     pub(crate) async fn serve_here<C: Connection>(
         &self,
         mut stream: C,
         buf: BytesMut,
         head: Option<Decoded>,
         accepted: Instant,
-        peer: &str,
+        (peer, tether): (&str, Tether),
     ) {
         let protocol = self.protocol_of(&buf, head.as_ref());
         let head = head.map(|decoded| decoded.request);
@@ -329,7 +339,14 @@ impl Service {
                 stream::serve(&self.uwsgi, stream, buf, head, accepted, peer).await
             }
             Ok(Some(Protocol::Fastcgi)) => {
-                fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer).await
+                let idle = fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer).await;
+                match idle.map(Connection::into_socket) {
+                    Some(Ok(socket)) => tether.park(socket, Cow::Owned(peer.to_owned())),
+                    Some(Err(e)) => {
+                        tracing::warn!(%peer, "taking a kept connection off the I/O loop failed: {e}")
+                    }
+                    None => {}
+                }
             }
             Ok(_) => {}
             Err(first) => {

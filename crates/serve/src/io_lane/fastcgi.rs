@@ -37,6 +37,10 @@ pub struct FastcgiContext {
     /// between requests (a new one, or one with a request begun, is still
     /// served).
     pub shutdown: CancellationToken,
+    /// A kept connection idle between requests goes back to the intake,
+    /// where the Python threads serve its next request themselves (false
+    /// under `RUSTGI_LANE=io`).
+    pub park_idle: bool,
 }
 
 /// What the driver keeps with each request, in the connection
@@ -91,18 +95,30 @@ struct Driver<'a> {
     /// accept for the first request, from its first byte for later ones on
     /// a kept connection, so a peer trickling bytes cannot hold it open.
     head_deadline: Option<Instant>,
+    /// The front server has had requests in progress at once here: it
+    /// multiplexes, and the connection stays in this lane, where they run
+    /// in parallel.
+    multiplexed: bool,
+}
+
+/// How a connection's driver stopped.
+enum Stop {
+    /// Closed: shut down and drained first when `clean`.
+    Closed { clean: bool },
+    /// A kept connection idle between requests, for the intake.
+    Idle,
 }
 
 /// Serves one FastCGI connection until the front server or the protocol
-/// ends it.
+/// ends it, or (with `park_idle`) until it is a kept connection idle
+/// between requests: then it is returned, for the intake.
 pub async fn serve<C: Connection>(
     ctx: &FastcgiContext,
     mut stream: C,
     buf: BytesMut,
     accepted: Instant,
     peer: &str,
-) {
-    let (mut reader, mut writer) = stream.halves();
+) -> Option<C> {
     let mut driver = Driver {
         ctx,
         peer,
@@ -111,18 +127,27 @@ pub async fn serve<C: Connection>(
         generation: 0,
         out: Segments::default(),
         head_deadline: Some(accepted + ctx.timeouts.header),
+        multiplexed: false,
     };
-    let clean = driver.run(&mut reader, &mut writer, buf).await;
+    let (mut reader, mut writer) = stream.halves();
+    let stop = driver.run(&mut reader, &mut writer, buf).await;
     driver.abandon_all();
-    if clean {
-        async_io::close(
-            &mut reader,
-            &mut writer,
-            PeerSending::Maybe,
-            ctx.timeouts.write,
-        )
-        .await;
+    match stop {
+        Stop::Idle => {}
+        Stop::Closed { clean: true } => {
+            async_io::close(
+                &mut reader,
+                &mut writer,
+                PeerSending::Maybe,
+                ctx.timeouts.write,
+            )
+            .await;
+            return None;
+        }
+        Stop::Closed { clean: false } => return None,
     }
+    drop((reader, writer));
+    Some(stream)
 }
 
 impl Driver<'_> {
@@ -133,8 +158,7 @@ impl Driver<'_> {
         }
     }
 
-    /// Returns whether the connection may close cleanly (shutdown + drain).
-    async fn run<R, W>(&mut self, reader: &mut R, writer: &mut W, mut buf: BytesMut) -> bool
+    async fn run<R, W>(&mut self, reader: &mut R, writer: &mut W, mut buf: BytesMut) -> Stop
     where
         R: AsyncRead + TryRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -148,13 +172,17 @@ impl Driver<'_> {
             }
             let read_limit = self.read_limit();
             let idle = self.between_requests(&buf);
+            if idle && self.ctx.park_idle && !self.multiplexed && !self.ctx.shutdown.is_cancelled()
+            {
+                return Stop::Idle;
+            }
             if std::mem::take(&mut unread) {
                 if !self.receive(writer, &mut buf).await {
-                    return true;
+                    return Stop::Closed { clean: true };
                 }
             } else {
                 tokio::select! {
-                    () = self.ctx.shutdown.cancelled(), if idle => return true,
+                    () = self.ctx.shutdown.cancelled(), if idle => return Stop::Closed { clean: true },
                     Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
                         self.on_batch(batch);
                     }
@@ -168,11 +196,11 @@ impl Driver<'_> {
                                     "the front server closed the connection with {started} request(s) active"
                                 );
                             }
-                            return false;
+                            return Stop::Closed { clean: false };
                         }
                         Ok(_) => {
                             if !self.receive(writer, &mut buf).await {
-                                return true;
+                                return Stop::Closed { clean: true };
                             }
                         }
                         Err(e) => {
@@ -180,19 +208,19 @@ impl Driver<'_> {
                                 std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
                                 _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
                             }
-                            return false;
+                            return Stop::Closed { clean: false };
                         }
                     },
                 }
             }
             self.connection.take_output(self.out.small());
             if self.flush(writer).await.is_err() || self.connection.response_cut() {
-                return false;
+                return Stop::Closed { clean: false };
             }
             if self.connection.should_close()
                 || (self.ctx.shutdown.is_cancelled() && self.between_requests(&buf))
             {
-                return true;
+                return Stop::Closed { clean: true };
             }
         }
     }
@@ -257,7 +285,8 @@ impl Driver<'_> {
                     ..
                 } => {
                     self.head_deadline = None;
-                    self.start(id, role, content_length, request)
+                    self.start(id, role, content_length, request);
+                    self.multiplexed |= self.connection.active_requests() > 1;
                 }
                 Event::Stdin { id, data } => {
                     if let Some(body) = self.request(id).and_then(|r| r.body.as_ref()) {

@@ -2,13 +2,14 @@
 //! a request the Python lane can carry, then hands the connection to a
 //! Python thread, which answers it as if it had arrived whole at accept.
 //! That makes the lane a test can see independent of how the front server
-//! split its writes. What the Python lane cannot carry (FastCGI kept
-//! connections, roles other than RESPONDER, uwsgi chunked bodies, bodies
+//! split its writes. What the Python lane cannot carry (FastCGI
+//! requests interleaved on one connection, roles other than RESPONDER, uwsgi chunked bodies, bodies
 //! over [`GATHER_LIMIT`], bad input) is served in the I/O lane.
 
 use super::connection::Connection;
 use crate::config::Protocol;
-use crate::python_lane::is_a_lone_responder;
+use crate::intake::Tether;
+use crate::python_lane::is_a_responder;
 use crate::python_lane::{Accepted, Decoded, Lane};
 use crate::service::Service;
 use bytes::BytesMut;
@@ -49,7 +50,7 @@ pub(crate) async fn serve<C: Connection>(
     protocol: Protocol,
     partial: Partial<C>,
     accepted: Instant,
-    peer: &str,
+    (peer, tether): (&str, Tether),
     tracker: &TaskTracker,
 ) {
     let deadline = accepted + service.timeouts().header;
@@ -67,7 +68,9 @@ pub(crate) async fn serve<C: Connection>(
     let Partial { stream, buf, head } = match gathered {
         Gathered::Io(Partial { stream, buf, head }) => {
             let head = head.map(|request| Decoded { protocol, request });
-            return service.serve_here(stream, buf, head, accepted, peer).await;
+            return service
+                .serve_here(stream, buf, head, accepted, (peer, tether))
+                .await;
         }
         Gathered::Whole(partial) => partial,
     };
@@ -83,6 +86,7 @@ pub(crate) async fn serve<C: Connection>(
         buf,
         maybe_more: true,
         peer: Cow::Owned(peer.to_owned()),
+        tether,
     };
     match service.python_lane(protocol, conn, head, tracker) {
         Lane::Python(job) => service.submit(job),
@@ -146,7 +150,7 @@ async fn gather_stream<C: Connection, P: StreamProtocol>(
 }
 
 /// Reads until the connection's first request is whole: a RESPONDER
-/// without KEEP_CONN whose STDIN has ended.
+/// whose STDIN has ended.
 async fn gather_fastcgi<C: Connection>(
     service: &Service,
     mut partial: Partial<C>,
@@ -168,7 +172,7 @@ async fn gather_fastcgi<C: Connection>(
         }
         while let Some(event) = probe.poll_event() {
             match event {
-                Event::Request { .. } if is_a_lone_responder(&event) => started = true,
+                Event::Request { .. } if is_a_responder(&event) => started = true,
                 Event::Stdin { .. } => {}
                 Event::StdinEnd { .. } if started => return Gathered::Whole(partial),
                 _ => return Gathered::Io(partial),

@@ -1,6 +1,8 @@
-//! FastCGI in the Python lane: a connection that carries one request (no
-//! FCGI_KEEP_CONN) which arrived whole: BEGIN_REQUEST, PARAMS and STDIN to
-//! its end. The encoding is the connection's own, as in the I/O lane.
+//! FastCGI in the Python lane: a request that arrived whole, alone in what
+//! was read (BEGIN_REQUEST, PARAMS and STDIN to its end), on a new
+//! connection or on one the front server keeps (FCGI_KEEP_CONN: after the
+//! response it goes back to the intake for the next request). The encoding
+//! is the connection's own, as in the I/O lane.
 
 use super::{Accepted, Answer, Lane, answer_here};
 use crate::io_lane::fastcgi::FastcgiContext;
@@ -10,23 +12,35 @@ use rustgi_model::Param;
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
-/// Whether `event` begins a request the Python lane can carry: a RESPONDER
-/// alone on its connection (no FCGI_KEEP_CONN).
-pub(crate) fn is_a_lone_responder(event: &Event) -> bool {
+/// Whether `input` (records from the front server) holds ABORT_REQUEST
+/// for request `id`.
+pub(super) fn aborts(input: &[u8], id: u16) -> bool {
+    let mut rest = input;
+    while let Some(header) = fcgi::Header::parse(rest) {
+        if header.record_type == fcgi::RecordType::AbortRequest as u8 && header.request_id == id {
+            return true;
+        }
+        rest = rest.get(header.record_len()..).unwrap_or_default();
+    }
+    false
+}
+
+/// Whether `event` begins a request the Python lane can carry: a
+/// RESPONDER.
+pub(crate) fn is_a_responder(event: &Event) -> bool {
     matches!(
         event,
         Event::Request {
             role: Role::Responder,
-            keep_conn: false,
             ..
         }
     )
 }
 
 /// A job answered straight on the connection if `conn.buf` holds exactly
-/// one whole RESPONDER request without FCGI_KEEP_CONN; anything else (kept
-/// connections, other roles, management records, errors) is the I/O
-/// lane's, from the same bytes.
+/// one whole RESPONDER request; anything else (requests interleaved, a
+/// body still arriving, other roles, management records, errors) is the
+/// I/O lane's, from the same bytes.
 pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker) -> Lane {
     let mut connection = fcgi::Connection::new(ctx.protocol.clone());
     // A copy: the I/O lane needs the bytes as they came if this is not a
@@ -37,7 +51,7 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
     let whole = received.is_ok()
         && rest.is_empty()
         && !connection.has_output()
-        && events.first().is_some_and(is_a_lone_responder)
+        && events.first().is_some_and(is_a_responder)
         && matches!(events.last(), Some(Event::StdinEnd { .. }))
         && events[1..events.len() - 1]
             .iter()
@@ -48,9 +62,9 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
     let Event::Request {
         id,
         role,
+        keep_conn,
         content_length,
         mut request,
-        ..
     } = events.remove(0)
     else {
         unreachable!("checked above");
@@ -68,6 +82,7 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
         encoder: SoleRequest { connection, id },
         write_timeout: ctx.timeouts.write,
         errors_to_peer: ctx.errors_to_peer,
+        kept: keep_conn.then_some(id),
     };
     answer_here(conn, Arc::new(request), answer, tracker)
 }

@@ -16,11 +16,12 @@ mod response;
 mod socket;
 mod stream;
 
-pub(crate) use fastcgi::{is_a_lone_responder, start as start_fastcgi};
+pub(crate) use fastcgi::{is_a_responder, start as start_fastcgi};
 pub(crate) use socket::Socket;
 pub(crate) use stream::start;
 
 use crate::config::Protocol;
+use crate::intake::Tether;
 use crate::sink::PeerSending;
 use crate::sink::blocking::BlockingSink;
 use bytes::BytesMut;
@@ -40,6 +41,7 @@ pub(crate) struct Accepted {
     /// The read filled `buf`: the socket may hold more.
     pub(crate) maybe_more: bool,
     pub(crate) peer: Cow<'static, str>,
+    pub(crate) tether: Tether,
 }
 
 /// A request head decoded at accept, for the I/O lane to go on with when
@@ -69,6 +71,10 @@ struct Answer<E> {
     encoder: E,
     write_timeout: Duration,
     errors_to_peer: bool,
+    /// The FastCGI request id, when the front server keeps the connection
+    /// for its next request: after a whole response it goes back to the
+    /// intake, not closed.
+    kept: Option<u16>,
 }
 
 /// The job for a whole request: the response goes through `encoder`
@@ -96,7 +102,8 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
         conn.peer,
         id,
         tracker.token(),
-    );
+    )
+    .kept_with(answer.kept.map(|id| (conn.tether, id)));
     Lane::Python(Job {
         id,
         request,

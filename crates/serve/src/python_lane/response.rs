@@ -3,8 +3,10 @@
 
 use super::Socket;
 use crate::flow::{Ending, ResponseFlow};
+use crate::intake::Tether;
 use crate::sink::blocking::BlockingSink;
 use crate::sink::{PeerSending, Who};
+use bytes::BytesMut;
 use rustgi_core::{Disconnected, LaneWriter, ResponseEvent};
 use rustgi_model::ResponseEncoder;
 use std::borrow::Cow;
@@ -21,6 +23,22 @@ pub(super) struct LaneResponse<E> {
     id: u64,
     /// Held while the connection is open: graceful shutdown waits for it.
     _tracked: TaskTrackerToken,
+    /// A kept FastCGI connection: back to the intake after a whole
+    /// response.
+    kept: Option<Kept>,
+}
+
+/// What a response on a kept FastCGI connection keeps.
+struct Kept {
+    tether: Tether,
+    /// The request's FastCGI id.
+    id: u16,
+    /// What the front server sent while the response ran (an
+    /// ABORT_REQUEST, or a request it multiplexes): the I/O lane takes it
+    /// from here.
+    input: BytesMut,
+    /// A batch was written: the next one looks for input first.
+    written: bool,
 }
 
 impl<E> LaneResponse<E> {
@@ -41,7 +59,39 @@ impl<E> LaneResponse<E> {
             peer,
             id,
             _tracked: tracked,
+            kept: None,
         }
+    }
+
+    /// The front server keeps the connection (FastCGI request `id`): after
+    /// a whole response it goes back to the intake through `tether`,
+    /// instead of closing.
+    pub(super) fn kept_with(mut self, kept: Option<(Tether, u16)>) -> Self {
+        self.kept = kept.map(|(tether, id)| Kept {
+            tether,
+            id,
+            input: BytesMut::new(),
+            written: false,
+        });
+        self
+    }
+
+    /// On a kept connection, from the second batch on: whether the front
+    /// server aborted the request meanwhile (ABORT_REQUEST). A response
+    /// written in one batch (most) pays nothing for this.
+    fn aborted(&mut self) -> bool {
+        let (Some(kept), Some(sink)) = (self.kept.as_mut(), self.sink.as_ref()) else {
+            return false;
+        };
+        if !std::mem::replace(&mut kept.written, true) {
+            return false;
+        }
+        kept.input.reserve(4096);
+        // EOF or an error shows when writing.
+        if !matches!(sink.wire().try_read_into(&mut kept.input), Ok(1..)) {
+            return false;
+        }
+        super::fastcgi::aborts(&kept.input, kept.id)
     }
 
     fn who(&self) -> Who<'_> {
@@ -61,9 +111,18 @@ impl<E> LaneResponse<E> {
 
 impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> {
     fn send(&mut self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected> {
-        let Some(sink) = self.sink.as_mut() else {
+        if self.sink.is_none() {
             return Err(Disconnected);
-        };
+        }
+        let aborted = self.aborted();
+        if aborted {
+            tracing::info!(peer = %self.peer, request = self.id, "ABORT_REQUEST from the front server");
+            // The request ends here, whole as far as the protocol goes
+            // (END_REQUEST), and the application stops.
+            events.clear();
+            events.push(ResponseEvent::End);
+        }
+        let sink = self.sink.as_mut().expect("checked above");
         self.flow.encode(&mut self.encoder, events.drain(..));
         let out = self.flow.writable().expect("nothing is held back");
         let written = sink.write(out).map_err(|e| self.fail(e))?;
@@ -71,6 +130,9 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
             // What came before went out: a truncated response rather than
             // none, and the close says it is not whole.
             self.sink = None;
+        }
+        if aborted {
+            return Err(Disconnected);
         }
         Ok(written)
     }
@@ -96,6 +158,16 @@ impl<E> Drop for LaneResponse<E> {
         } else {
             self.flow.ending()
         };
-        sink.close(ending, self.peer_sending, self.who());
+        match self.kept.take() {
+            Some(kept) if ending == Some(Ending::Complete) => {
+                let peer = std::mem::take(&mut self.peer);
+                if kept.input.is_empty() {
+                    kept.tether.park(sink.into_wire(), peer);
+                } else {
+                    kept.tether.hand_off(sink.into_wire(), kept.input, peer);
+                }
+            }
+            _ => sink.close(ending, self.peer_sending, self.who()),
+        }
     }
 }

@@ -44,6 +44,7 @@ pub(crate) fn start<P: StreamProtocol>(
         encoder: ctx.protocol.encoder(&request),
         write_timeout: ctx.timeouts.write,
         errors_to_peer: false,
+        kept: None,
     };
     answer_here(conn, request, answer, tracker)
 }

@@ -28,6 +28,15 @@ where
         }
     }
 
+    pub(crate) fn wire(&self) -> &W {
+        &self.wire
+    }
+
+    /// The wire, to be used again (a kept connection between requests).
+    pub(crate) fn into_wire(self) -> W {
+        self.wire
+    }
+
     /// Writes what the wire takes now; `Ok(true)` when nothing is left.
     pub(crate) fn write(&mut self, out: &mut Segments) -> Result<bool, WriteError> {
         while !out.is_empty() {

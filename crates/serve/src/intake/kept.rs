@@ -1,0 +1,190 @@
+//! FastCGI connections kept open by the front server (FCGI_KEEP_CONN), idle
+//! between requests: the Python threads watch them as they watch the
+//! listener, so that the next request on one is read, run and answered by
+//! the thread that sees it, as a request on a new connection is.
+//!
+//! They sit in one epoll set, each armed for a single event
+//! (EPOLLONESHOT): exactly one thread takes a connection that becomes
+//! readable, and nobody else hears of it until it is parked again.
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Slots<C> {
+    /// Indexed by the token each connection's epoll event carries.
+    conns: Vec<Option<C>>,
+    free: Vec<usize>,
+    closed: bool,
+}
+
+/// The idle kept connections of one listener.
+pub(crate) struct KeptSet<C> {
+    epoll: Epoll,
+    slots: Mutex<Slots<C>>,
+    /// How many are parked: with none, nobody asks epoll.
+    parked: AtomicUsize,
+}
+
+impl<C: AsFd> KeptSet<C> {
+    pub(crate) fn new() -> io::Result<Self> {
+        Ok(KeptSet {
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            slots: Mutex::new(Slots {
+                conns: Vec::new(),
+                free: Vec::new(),
+                closed: false,
+            }),
+            parked: AtomicUsize::new(0),
+        })
+    }
+
+    /// Watches `conn` for its next request. Gives it back once the set is
+    /// closed (the worker stops: the caller closes it) or when epoll
+    /// refuses it (logged).
+    pub(crate) fn park(&self, conn: C) -> Result<(), C> {
+        let mut slots = self.slots.lock().unwrap();
+        if slots.closed {
+            return Err(conn);
+        }
+        let token = match slots.free.pop() {
+            Some(token) => token,
+            None => {
+                slots.conns.push(None);
+                slots.conns.len() - 1
+            }
+        };
+        // Armed with the lock held: a thread that gets the event at once
+        // finds the connection in its slot.
+        if let Err(e) = self.arm(&conn, token) {
+            slots.free.push(token);
+            tracing::warn!("watching a kept connection failed: {e}; closing it");
+            return Err(conn);
+        }
+        slots.conns[token] = Some(conn);
+        self.parked.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    fn arm(&self, conn: &C, token: usize) -> nix::Result<()> {
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
+        let mut event = EpollEvent::new(flags, token as u64);
+        // A socket parked before is still in the set, disarmed (a closed
+        // one leaves it by itself).
+        match self.epoll.modify(conn, &mut event) {
+            Err(Errno::ENOENT) => self.epoll.add(conn, event),
+            armed => armed,
+        }
+    }
+
+    /// A parked connection with something to read (the next request, or
+    /// the front server's close), taken out of the set; never waits.
+    pub(crate) fn ready(&self) -> Option<C> {
+        if self.parked.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut events = [EpollEvent::empty()];
+        match self.epoll.wait(&mut events, EpollTimeout::ZERO) {
+            Ok(1) => {}
+            _ => return None,
+        }
+        let token = events[0].data() as usize;
+        let mut slots = self.slots.lock().unwrap();
+        // Always there: an armed connection leaves its slot only here, by
+        // the one event it was armed for, or when the set closes (closing
+        // the socket takes its event back).
+        let conn = slots.conns.get_mut(token)?.take()?;
+        slots.free.push(token);
+        self.parked.fetch_sub(1, Ordering::Release);
+        Some(conn)
+    }
+
+    /// Takes every parked connection out and parks no more (the worker
+    /// stops).
+    pub(crate) fn close(&self) -> Vec<C> {
+        let mut slots = self.slots.lock().unwrap();
+        slots.closed = true;
+        slots.free.clear();
+        self.parked.store(0, Ordering::Release);
+        std::mem::take(&mut slots.conns)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// Readable when a parked connection is: a thread waits on it with the
+/// listener.
+impl<C> AsFd for KeptSet<C> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    fn parked(socket: UnixStream) -> UnixStream {
+        socket.set_nonblocking(true).unwrap();
+        socket
+    }
+
+    #[test]
+    fn a_connection_is_handed_out_once_per_arrival() {
+        let set = KeptSet::new().unwrap();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        assert!(set.park(parked(ours)).is_ok());
+        assert!(set.ready().is_none(), "nothing arrived yet");
+        theirs.write_all(b"x").unwrap();
+        let conn = set.ready().expect("readable now");
+        assert!(set.ready().is_none(), "taken: nobody else hears of it");
+        // Parked again with the byte unread: readable at once.
+        assert!(set.park(conn).is_ok());
+        assert!(set.ready().is_some());
+    }
+
+    #[test]
+    fn the_front_servers_close_is_an_arrival() {
+        let set = KeptSet::new().unwrap();
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        assert!(set.park(parked(ours)).is_ok());
+        drop(theirs);
+        assert!(set.ready().is_some());
+    }
+
+    #[test]
+    fn closing_gives_every_connection_back_and_refuses_more() {
+        let set = KeptSet::new().unwrap();
+        let pairs: Vec<_> = (0..3).map(|_| UnixStream::pair().unwrap()).collect();
+        let mut peers = Vec::new();
+        for (ours, theirs) in pairs {
+            assert!(set.park(parked(ours)).is_ok());
+            peers.push(theirs);
+        }
+        assert_eq!(set.close().len(), 3);
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        assert!(set.park(parked(ours)).is_err());
+        assert!(set.ready().is_none());
+    }
+
+    #[test]
+    fn slots_are_reused() {
+        let set = KeptSet::new().unwrap();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        set.park(parked(ours)).ok().unwrap();
+        for _ in 0..10 {
+            theirs.write_all(b"x").unwrap();
+            let conn = set.ready().unwrap();
+            let mut byte = [0u8; 1];
+            std::io::Read::read(&mut &conn, &mut byte).unwrap();
+            set.park(conn).ok().unwrap();
+        }
+        assert_eq!(set.slots.lock().unwrap().conns.len(), 1);
+    }
+}
