@@ -17,7 +17,7 @@ use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use rustgi_model::{Request, ResponseHead};
 use std::sync::Arc;
 
@@ -213,6 +213,11 @@ fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> 
 
 fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = result.py();
+    // A list or tuple (what most applications return) has no close(), and
+    // asking costs an AttributeError raised and caught (before 3.13).
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
     if result.hasattr(intern!(py, "close"))? {
         result.call_method0(intern!(py, "close"))?;
     }

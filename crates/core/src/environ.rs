@@ -3,18 +3,30 @@
 //! One builder lives on each Python thread: fixed keys and constant values
 //! are created once, parameter names are cached (capped, since they come
 //! from clients), and values are made straight from the raw bytes as
-//! latin-1, as PEP 3333's "bytes-as-str" demands.
+//! latin-1, as PEP 3333's "bytes-as-str" demands. A front server sends most
+//! values unchanged from one request to the next (SERVER_NAME,
+//! SERVER_PROTOCOL, HTTP_HOST, ...): each name keeps its last short value's
+//! `str`, which is immutable and so shared as it is.
 
 use crate::paths::{Mount, SentPaths, split_paths};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use rustgi_model::Request;
-use std::collections::HashMap;
 use std::os::raw::c_char;
 
 /// Parameter names are client data: never cache more than this many.
 const MAX_CACHED_NAMES: usize = 512;
+/// Values longer than this are not kept for the next request (a URI, a
+/// cookie: they seldom repeat).
+const MAX_CACHED_VALUE: usize = 64;
+
+/// A parameter name's `str`, and its last short value's.
+struct CachedName {
+    key: Py<PyString>,
+    last_value: Vec<u8>,
+    last: Option<Py<PyString>>,
+}
 
 /// What every environ of this server shares.
 #[derive(Clone, Debug, Default)]
@@ -74,11 +86,26 @@ struct Keys {
     file_wrapper: Py<PyString>,
 }
 
+impl CachedName {
+    fn keep(&mut self, value: &[u8], value_str: &Bound<'_, PyString>) {
+        if value.len() <= MAX_CACHED_VALUE {
+            self.last_value.clear();
+            self.last_value.extend_from_slice(value);
+            self.last = Some(value_str.clone().unbind());
+        } else {
+            self.last = None;
+        }
+    }
+}
+
 /// A per-thread environ factory.
 pub struct EnvironBuilder {
     settings: EnvironSettings,
     keys: Keys,
-    names: HashMap<Box<[u8]>, Py<PyString>>,
+    /// foldhash, not SipHash: this lookup runs for every param of every
+    /// request, and the map is capped (MAX_CACHED_NAMES), so a peer that
+    /// forces collisions gains little; the seed is still random.
+    names: foldhash::HashMap<Box<[u8]>, CachedName>,
     version: Py<PyTuple>,
     http: Py<PyString>,
     https: Py<PyString>,
@@ -109,7 +136,7 @@ impl EnvironBuilder {
                 file_wrapper: key("wsgi.file_wrapper"),
             },
             settings,
-            names: HashMap::new(),
+            names: foldhash::HashMap::default(),
             version: PyTuple::new(py, [1, 0])?.unbind(),
             http: key("http"),
             https: key("https"),
@@ -118,15 +145,36 @@ impl EnvironBuilder {
         })
     }
 
-    fn name<'py>(&mut self, py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
-        if let Some(key) = self.names.get(name) {
-            return Ok(key.bind(py).clone());
+    /// The `str`s of a parameter's name and value.
+    fn strings<'py>(
+        &mut self,
+        py: Python<'py>,
+        name: &[u8],
+        value: &[u8],
+    ) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyString>)> {
+        let Some(cached) = self.names.get_mut(name) else {
+            let key = interned(py, name)?;
+            let value_str = latin1(py, value)?;
+            if self.names.len() < MAX_CACHED_NAMES {
+                let mut cached = CachedName {
+                    key: key.clone().unbind(),
+                    last_value: Vec::new(),
+                    last: None,
+                };
+                cached.keep(value, &value_str);
+                self.names.insert(name.into(), cached);
+            }
+            return Ok((key, value_str));
+        };
+        let key = cached.key.bind(py).clone();
+        if let Some(last) = &cached.last
+            && cached.last_value == value
+        {
+            return Ok((key, last.bind(py).clone()));
         }
-        let key = interned(py, name)?;
-        if self.names.len() < MAX_CACHED_NAMES {
-            self.names.insert(name.into(), key.clone().unbind());
-        }
-        Ok(key)
+        let value_str = latin1(py, value)?;
+        cached.keep(value, &value_str);
+        Ok((key, value_str))
     }
 
     /// Builds the environ for `request`, with the given `wsgi.input` and
@@ -160,8 +208,7 @@ impl EnvironBuilder {
                 b"QUERY_STRING" => seen.query = true,
                 _ => {}
             }
-            let key = self.name(py, name)?;
-            let value = latin1(py, value)?;
+            let (key, value) = self.strings(py, name, value)?;
             set_or_merge(&environ, &key, &value, name)?;
         }
 

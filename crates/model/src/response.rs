@@ -112,6 +112,7 @@ impl ResponseHead {
     /// Writes the CGI-style head SCGI and FastCGI answer with (RFC 3875
     /// §6.3.3): `Status: <status>\r\n`, the header lines, the blank line.
     pub fn write_cgi_head(&self, out: &mut Vec<u8>) {
+        out.reserve(self.status.len() + 10);
         out.extend_from_slice(b"Status: ");
         out.extend_from_slice(&self.status);
         out.extend_from_slice(b"\r\n");
@@ -121,6 +122,13 @@ impl ResponseHead {
     /// Writes `Name: value\r\n` for every header and the closing blank line:
     /// the part every protocol's response head shares.
     pub fn write_header_lines(&self, out: &mut Vec<u8>) {
+        // One allocation, not one per doubling as the lines go in.
+        let lines: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
+        out.reserve(lines + 2);
         for (name, value) in &self.headers {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");

@@ -85,9 +85,17 @@ pub struct Segments {
     small_written: usize,
 }
 
+/// The small buffer's first capacity.
+const SMALL_START: usize = 1024;
+
 impl Segments {
     /// Where small pieces are appended (copied).
     pub fn small(&mut self) -> &mut Vec<u8> {
+        // A response head and a small body fit: one allocation rather
+        // than one per doubling.
+        if self.small.capacity() == 0 {
+            self.small.reserve(SMALL_START);
+        }
         &mut self.small
     }
 

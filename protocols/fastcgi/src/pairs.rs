@@ -158,6 +158,11 @@ impl PairsDecoder {
     /// Decodes pairs until the stream's end (`None`) or a pair that is not
     /// whole yet: then how many bytes from its start it needs.
     fn decode_whole_pairs(&mut self, stream: &[u8]) -> Result<Option<u64>, PairError> {
+        if self.pairs.capacity() == 0 {
+            // What a front server sends (nginx: about 20 pairs), in one
+            // allocation.
+            self.pairs.reserve(32);
+        }
         while self.pos < stream.len() {
             match parse_pair(stream, self.pos)? {
                 Parsed::Pair { name, value, end } => {
