@@ -16,6 +16,12 @@ more requests, shows how repeatable the count is.
 The serving process is the backend's only child when it forks one (rustgi's
 and uWSGI's master fork a worker; valgrind follows a fork by itself and
 --trace-children=yes follows an exec too), else the backend itself.
+
+Others on this machine may run callgrind too, and `callgrind_control -d`
+without a pid dumps and zeroes every callgrind process it finds. So ours
+talk through their own vgdb FIFOs in the run directory (--vgdb-prefix),
+which others' callgrind_control does not look for, and a window's count is
+the sum of every part dumped between our two labelled dumps all the same.
 """
 
 import json
@@ -35,27 +41,40 @@ def default_targets(targets) -> list[str]:
             if t.default and t.direct and t.server in DEFAULT_SERVERS]
 
 
-def totals(path: Path) -> int:
-    """The `totals:` (Ir) line of a callgrind dump."""
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no totals in {path}")
+def parts(out_dir: Path, pid: int) -> dict[int, tuple[str, int]]:
+    """The whole dumps of one process so far: {part: (trigger, Ir)}."""
+    found = {}
+    for path in out_dir.glob(f"callgrind.out.{pid}.*"):
+        head = {}
+        for line in path.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(": ")
+            if key in ("part", "desc", "totals"):
+                head.setdefault(key, value)
+                if key == "desc" and value.startswith("Trigger:"):
+                    head["trigger"] = value.removeprefix("Trigger:").strip()
+        if "totals" in head and "part" in head:  # written whole
+            found[int(head["part"])] = (head.get("trigger", ""), int(head["totals"].split()[0]))
+    return found
 
 
-def dump(pid: int, out_dir: Path, seq: int, label: str) -> int:
-    """Asks callgrind in `pid` to dump (and zero) its counts; returns Ir of
-    dump number `seq` once the file is whole."""
-    subprocess.run(["callgrind_control", f"--dump={label}", str(pid)],
-                   check=True, capture_output=True)
-    path = out_dir / f"callgrind.out.{pid}.{seq}"
+def dump(pid: int, out_dir: Path, label: str, vgdb_prefix: str) -> int:
+    """Asks callgrind in `pid` to dump (and zero) its counts under `label`,
+    and returns the part number of that dump once it is written."""
+    subprocess.run(["callgrind_control", f"--vgdb-prefix={vgdb_prefix}", f"--dump={label}",
+                    str(pid)], check=True, capture_output=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        try:
-            return totals(path)
-        except (FileNotFoundError, RuntimeError):
-            time.sleep(0.1)
-    raise RuntimeError(f"callgrind wrote no {path}")
+        for part, (trigger, _) in parts(out_dir, pid).items():
+            if trigger == f"dump {label}":
+                return part
+        time.sleep(0.1)
+    raise RuntimeError(f"callgrind wrote no dump {label} of {pid} in {out_dir}")
+
+
+def between(out_dir: Path, pid: int, first: int, last: int) -> int:
+    """Ir counted after dump part `first` up to and with part `last`."""
+    found = parts(out_dir, pid)
+    return sum(found[p][1] for p in range(first + 1, last + 1))
 
 
 def send(bench, t, sc, n: int) -> dict:
@@ -88,18 +107,20 @@ def count(bench, t, sc, tree) -> dict:
     """Instructions per request for one target on one scenario."""
     out_dir = bench.run / "callgrind" / f"{t.name}-{sc.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    vgdb_prefix = str(out_dir / "vgdb-pipe")
     wrap = ["valgrind", "--tool=callgrind", "--trace-children=yes",
-            f"--callgrind-out-file={out_dir}/callgrind.out.%p"]
+            f"--vgdb-prefix={vgdb_prefix}", f"--callgrind-out-file={out_dir}/callgrind.out.%p"]
     backend, sig = bench.start_backend(t, sc, pin=None, wrap=wrap,
                                        env={"PYTHONHASHSEED": "0"}, timeout=300)
     try:
         send(bench, t, sc, N1)  # the worker has served: it exists
         pid = serving_pid(backend.pid, tree)
-        dump(pid, out_dir, 1, f"after-{N1}")
+        part1 = dump(pid, out_dir, f"after-{N1}", vgdb_prefix)
         send(bench, t, sc, N2 - N1)
-        ir2 = dump(pid, out_dir, 2, f"after-{N2}")
+        part2 = dump(pid, out_dir, f"after-{N2}", vgdb_prefix)
         send(bench, t, sc, N3 - N2)
-        ir3 = dump(pid, out_dir, 3, f"after-{N3}")
+        part3 = dump(pid, out_dir, f"after-{N3}", vgdb_prefix)
+        ir2, ir3 = between(out_dir, pid, part1, part2), between(out_dir, pid, part2, part3)
     finally:
         bench.procs.stop(backend, sig, wait=30)
     return {"target": t.name, "scenario": sc.name, "proto": t.proto, "pid": pid,
