@@ -39,6 +39,7 @@ def _pyplot():
 
 def cpu_chart(plt, scenario: str, cells: list[dict], out: Path, head: str):
     """Stacked bars of CPU µs per request: behind nginx, and direct."""
+    from matplotlib.transforms import offset_copy
     rows = [c for c in cells if c["median"] and "total_cpu_us" in c["median"]]
     if not rows:
         return None
@@ -47,7 +48,7 @@ def cpu_chart(plt, scenario: str, cells: list[dict], out: Path, head: str):
     if direct:
         panels.append(("direct (no nginx): backend user + system", True))
     names = [c["target"] for c in rows]
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(9, 6.5 * len(panels)), 0.42 * len(rows) + 2),
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(9, 6.5 * len(panels)), 0.42 * len(rows) + 2.4),
                              sharey=True, squeeze=False)
     for ax, (title, is_direct) in zip(axes[0], panels):
         left = [0.0] * len(rows)
@@ -65,7 +66,10 @@ def cpu_chart(plt, scenario: str, cells: list[dict], out: Path, head: str):
         ax.set_xlabel("CPU µs per request")
         ax.set_xlim(0, max(left) * 1.15 or 1)
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        # Below the x label, where no bar can hide under it.
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(parts),
+                  frameon=False,
+                  bbox_transform=offset_copy(ax.transAxes, fig=fig, y=-32, units="points"))
     axes[0][0].invert_yaxis()  # the first target at the top
     fig.suptitle(f"{scenario}: CPU per request (medians of the rounds)\n{head}", fontsize=9)
     fig.tight_layout()
