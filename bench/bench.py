@@ -1,23 +1,28 @@
 #!/usr/bin/env python3
-"""rustgi against uWSGI and flup, behind one nginx and straight to the socket.
+"""rustgi against uWSGI, flup, Granian and gunicorn, behind one nginx and
+straight to the socket.
 
 Run through bench/run, which installs and builds what this needs first.
-Standard library only.
+Standard library only (matplotlib for --plots, valgrind for --instructions).
 
 For every target (a server on a protocol) and scenario (an app route) it
 measures, in interleaved rounds (every cell once per round, then again):
 
-1. behind nginx: wrk's req/s and p99 latency, the backend's peak RSS (sum
-   of VmHWM over its process tree), and
-2. the backend's CPU per request over the wrk run (utime+stime of its
-   process tree from /proc, divided by wrk's request count);
+1. behind nginx: wrk's req/s and latency percentiles, the backend's peak
+   RSS (sum of VmHWM over its process tree), and
+2. the CPU per request over the wrk run: the backend's user and system time
+   apart (utime and stime of its process tree from /proc), and nginx's
+   workers' (what a user pays per request is nginx + backend), each
+   divided by wrk's request count;
 3. direct capacity: rustgi-loadgen speaks the protocol straight to the
    backend's socket, pinned to core 1, with the backend started on core 0:
    req/s and CPU per request with nginx out of the way.
 
 It prints the medians and the rustgi/uWSGI ratios with their targets, and
 writes results.md (tables to paste into docs/benchmarks.md) and
-results.json into the run directory.
+results.json into the run directory. --instructions counts instead the
+instructions per request under callgrind (instructions.py); --plots draws
+the results as PNG charts (plots.py).
 """
 
 import argparse
@@ -46,6 +51,8 @@ BENCH = REPO / "bench"
 VENV = BENCH / ".venv"
 sys.path.insert(0, str(BENCH))
 import app  # noqa: E402  (the app the servers run: expected bodies come from it)
+import instructions  # noqa: E402
+import plots  # noqa: E402
 
 UPLOAD_SIZE = 1 << 20
 
@@ -56,7 +63,10 @@ UPLOAD_SIZE = 1 << 20
 class Scenario:
     name: str
     path: str
-    threads: int  # Python threads per backend (rustgi --threads, uWSGI --threads)
+    # Python threads per backend: uWSGI --threads, Granian --blocking-threads,
+    # gunicorn --threads (its gthread worker); rustgi keeps its default (8)
+    # and the *-t1 targets, --threads 1, skip a scenario that asks for more.
+    threads: int
     expected: bytes  # the exact response body
     upload: bytes = b""  # POST body, if any
     direct: bool = True  # also measure with rustgi-loadgen
@@ -64,6 +74,11 @@ class Scenario:
     note: str = ""
     processes: int = 1  # worker processes per backend (--processes)
     only: tuple[str, ...] = ()  # if set, the only targets it runs on
+    connections: int | None = None  # wrk's clients, if not -c
+    keepalive: int | None = None  # idle kept upstream connections nginx caches, if not the target's
+
+    def clients(self, args) -> int:
+        return self.connections or args.connections
 
 
 def scenarios() -> list[Scenario]:
@@ -73,6 +88,12 @@ def scenarios() -> list[Scenario]:
     return [
         Scenario("hello", "/hello", 1, app.HELLO, nginx_alone="return",
                  note="14-byte body"),
+        # Many clients: nginx keeps up to 64 idle connections to a backend
+        # whose protocol keeps them (FastCGI keep-conn, HTTP); the others
+        # get a connection per request, up to 512 at once.
+        Scenario("hello-c512", "/hello", 1, app.HELLO, direct=False, nginx_alone="return",
+                 note="14-byte body, 512 clients, nginx keepalive 64",
+                 connections=512, keepalive=64),
         Scenario("64k", "/64k", 1, app.CHUNK, nginx_alone="file", note="64 KiB body"),
         Scenario("8m", "/8m", 1, big, direct=False, nginx_alone="file",
                  note="8 MiB from a generator in 64 KiB chunks"),
@@ -93,40 +114,73 @@ def scenarios() -> list[Scenario]:
 @dataclasses.dataclass
 class Target:
     name: str
-    server: str  # rustgi, uwsgi, flup, nginx
+    server: str  # rustgi, uwsgi, flup, granian, gunicorn, nginx, base
     proto: str  # scgi, fastcgi, fastcgi-keep, uwsgi (rustgi-loadgen's --proto); http
     default: bool = True  # measured unless --only says otherwise
+    threads1: bool = False  # rustgi with --threads 1 instead of its default (8)
 
     @property
-    def pass_proto(self) -> str:  # the nginx module: scgi, fastcgi, uwsgi
-        return self.proto.removesuffix("-keep")
+    def pass_proto(self) -> str:  # the nginx module: scgi, fastcgi, uwsgi, proxy
+        return "proxy" if self.proto == "http" else self.proto.removesuffix("-keep")
+
+    @property
+    def kept(self) -> bool:
+        """Whether nginx keeps its connections to this backend open."""
+        return self.server != "nginx" and self.proto in ("fastcgi-keep", "http")
+
+    @property
+    def direct(self) -> bool:
+        """Whether rustgi-loadgen speaks its protocol (not HTTP)."""
+        return self.proto != "http"
 
 
 # Grouped so that the servers compared on one protocol run one after the
 # other: a burst of load from elsewhere on the machine then hits both.
 TARGETS = [
     Target("rustgi-scgi", "rustgi", "scgi"),
+    Target("rustgi-scgi-t1", "rustgi", "scgi", threads1=True),
     Target("uwsgi-scgi", "uwsgi", "scgi"),
     Target("flup-scgi", "flup", "scgi"),
     Target("rustgi-fastcgi", "rustgi", "fastcgi"),
+    Target("rustgi-fastcgi-t1", "rustgi", "fastcgi", threads1=True),
     Target("uwsgi-fastcgi", "uwsgi", "fastcgi"),
     Target("flup-fastcgi", "flup", "fastcgi"),
     Target("rustgi-fastcgi-keep", "rustgi", "fastcgi-keep"),
+    Target("rustgi-fastcgi-keep-t1", "rustgi", "fastcgi-keep", threads1=True),
     # uWSGI ignores FCGI_KEEP_CONN and closes every connection: nginx then
     # writes the next request into a closed socket, logs it, and retries it,
     # but a retried request can still fail (a 502). So by default rustgi's
     # keep-conn is compared with uWSGI's plain FastCGI, the best it offers.
     Target("uwsgi-fastcgi-keep", "uwsgi", "fastcgi-keep", default=False),
     Target("rustgi-uwsgi", "rustgi", "uwsgi"),
+    Target("rustgi-uwsgi-t1", "rustgi", "uwsgi", threads1=True),
     Target("uwsgi-uwsgi", "uwsgi", "uwsgi"),
+    # Anchors: WSGI servers that speak HTTP/1.1, behind nginx's proxy_pass.
+    Target("granian-http", "granian", "http"),
+    Target("gunicorn-http", "gunicorn", "http"),
     Target("nginx", "nginx", "http"),
     # --baseline-binary: another rustgi-gateway (an earlier commit, say),
-    # measured in the same interleaved rounds.
+    # measured in the same interleaved rounds with the headline's flags.
     Target("base-scgi", "base", "scgi", default=False),
     Target("base-fastcgi", "base", "fastcgi", default=False),
     Target("base-fastcgi-keep", "base", "fastcgi-keep", default=False),
     Target("base-uwsgi", "base", "uwsgi", default=False),
 ]
+
+
+TARGETS_BY_NAME = {t.name: t for t in TARGETS}
+
+
+def runs_on(t: Target, sc: Scenario) -> bool:
+    """Whether a target is measured in a scenario."""
+    if sc.only and t.name not in sc.only:
+        return False
+    if t.server == "nginx":
+        return sc.nginx_alone is not None
+    # rustgi's default is 8 threads: --threads 1 in a scenario that asks
+    # for more would only show what one thread cannot do.
+    return not (t.threads1 and sc.threads > 1)
+
 
 # The goals of issue 6: (label, measure, how the ratio is taken, goal, holds if)
 RATIO_GOALS = [
@@ -138,6 +192,12 @@ RATIO_GOALS = [
     ("PSS rustgi ÷ uWSGI", "pss_mib", "us/them", 1.0, "<="),
 ]
 FLUP_GOAL = 10.0
+
+# The latency percentiles kept for the charts (rustgi-loadgen prints the same).
+PERCENTILES = (1, 10, 25, 50, 75, 90, 99, 99.9)
+
+UWSGI_LISTEN = 100  # uWSGI's default listen backlog
+LISTEN_BACKLOG = 1024  # uWSGI's above that many clients (Granian's default)
 
 
 # --- processes and /proc ------------------------------------------------------
@@ -159,17 +219,25 @@ def tree(pid: int) -> list[int]:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of the process tree (all threads, live and exited)."""
-    total = 0
-    for p in tree(pid):
+def cpu_times(pid: int, descendants_only: bool = False) -> tuple[float, float]:
+    """(utime, stime) of the process tree in seconds (all threads, live and
+    exited); without the root process itself if descendants_only (nginx's
+    workers without their master)."""
+    user = system = 0
+    for p in tree(pid)[1 if descendants_only else 0:]:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of the process tree."""
+    return sum(cpu_times(pid))
 
 
 def machine_busy() -> float:
@@ -186,23 +254,32 @@ def children_cpu() -> float:
 
 
 class Window:
-    """Measures one load window: the backend's CPU, and how much CPU the
-    rest of the machine (other users of this noisy box) took meanwhile."""
+    """Measures one load window: the backend's CPU (user and system apart),
+    nginx's workers' CPU, and how much CPU the rest of the machine (other
+    users of this noisy box) took meanwhile."""
 
     def __init__(self, backend_pid: int | None, nginx_pid: int):
-        self.pids = [p for p in (backend_pid, nginx_pid) if p]
         self.backend_pid = backend_pid
+        self.nginx_pid = nginx_pid
+
+    def _read(self) -> tuple[tuple[float, float], float, float]:
+        backend = cpu_times(self.backend_pid) if self.backend_pid else (0.0, 0.0)
+        return backend, sum(cpu_times(self.nginx_pid, descendants_only=True)), \
+            cpu_seconds(self.nginx_pid)
 
     def __enter__(self):
         self.t0, self.machine0, self.kids0 = time.monotonic(), machine_busy(), children_cpu()
-        self.own0 = [cpu_seconds(p) for p in self.pids]
+        self.start = self._read()
         return self
 
     def __exit__(self, *exc):
-        own = [cpu_seconds(p) - c0 for p, c0 in zip(self.pids, self.own0)]
+        (user, system), workers, nginx_all = self._read()
+        (user0, system0), workers0, nginx_all0 = self.start
         self.wall = time.monotonic() - self.t0
-        self.backend_cpu = own[0] if self.backend_pid else 0.0
-        ours = sum(own) + children_cpu() - self.kids0
+        self.backend_user, self.backend_system = user - user0, system - system0
+        self.backend_cpu = self.backend_user + self.backend_system
+        self.nginx_cpu = workers - workers0
+        ours = self.backend_cpu + nginx_all - nginx_all0 + children_cpu() - self.kids0
         self.others = max(0.0, machine_busy() - self.machine0 - ours) / (self.wall * os.cpu_count())
 
 
@@ -264,12 +341,14 @@ class Procs:
     def __init__(self):
         self.live: list[subprocess.Popen] = []
 
-    def start(self, argv, log: Path, pin: str | None = None) -> subprocess.Popen:
+    def start(self, argv, log: Path, pin: str | None = None,
+              env: dict | None = None) -> subprocess.Popen:
         if pin is not None:
             argv = ["taskset", "-c", pin, *argv]  # taskset execs: the pid is the server's
         with open(log, "ab") as out:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                 cwd=REPO, start_new_session=True)
+                                 cwd=REPO, start_new_session=True,
+                                 env=None if env is None else {**os.environ, **env})
         self.live.append(p)
         return p
 
@@ -318,8 +397,28 @@ class Bench:
         self.procs = Procs()
         self.scenarios = {s.name: s for s in scenarios()}
         self.targets = {t.name: t for t in TARGETS}
-        self.port = {t.name: args.port_base + i for i, t in enumerate(TARGETS)}
+        # nginx's upstream keepalive blocks: the targets' own (None), then
+        # each scenario's; one nginx port per target and block.
+        self.keepalives = [None, *sorted({s.keepalive for s in self.scenarios.values()
+                                          if s.keepalive})]
         self.nginx = None
+
+    def port(self, t: Target, sc: Scenario | None = None) -> int:
+        """nginx's port for a target in a scenario."""
+        return self.block_port(t, sc.keepalive if sc else None)
+
+    def block_port(self, t: Target, block: int | None) -> int:
+        """One block of ports per upstream keepalive setting: the targets'
+        own (None), then each scenario's."""
+        return self.args.port_base + self.keepalives.index(block) * len(TARGETS) + TARGETS.index(t)
+
+    def keepalive(self, t: Target, block: int | None) -> int:
+        """nginx's `keepalive` toward a kept backend: FastCGI keep-conn
+        twice the clients (issue 6), HTTP as many as the clients (16, as
+        issue 12 measured Granian), unless the scenario says."""
+        if block is not None:
+            return block
+        return self.args.connections * (2 if t.proto == "fastcgi-keep" else 1)
 
     def sock(self, target: Target) -> Path:
         return self.run / f"{target.name}.sock"
@@ -330,9 +429,14 @@ class Bench:
         appfile = str(BENCH / "app.py")
         if t.server in ("rustgi", "base"):
             binary = self.args.rustgi_binary if t.server == "rustgi" else self.args.baseline_binary
-            return [binary, "--proto", t.pass_proto, "--socket", sock,
-                    "--chmod", "666", "--app", appfile, "--threads", str(sc.threads),
-                    "--processes", str(sc.processes)], signal.SIGTERM
+            # Its defaults (8 threads), as users run it; the -t1 rows one thread.
+            argv = [binary, "--proto", t.pass_proto, "--socket", sock,
+                    "--chmod", "666", "--app", appfile]
+            if t.threads1:
+                argv += ["--threads", "1"]
+            if sc.processes != 1:
+                argv += ["--processes", str(sc.processes)]
+            return argv, signal.SIGTERM
         if t.server == "uwsgi":
             flag = {"scgi": "--scgi-socket", "fastcgi": "--fastcgi-socket", "uwsgi": "--socket"}
             # A master and one worker, as rustgi runs as a daemon (and as
@@ -342,55 +446,92 @@ class Bench:
                     "--master", "--processes", str(sc.processes)]
             if sc.threads > 1:
                 argv += ["--threads", str(sc.threads)]
+            if sc.clients(self.args) > UWSGI_LISTEN:
+                # Its default backlog (100) would refuse nginx's connections.
+                argv += ["--listen", str(LISTEN_BACKLOG)]
             return argv, signal.SIGINT  # SIGINT stops uWSGI's master and workers at once
         if t.server == "flup":
             return [str(VENV / "bin" / "python"), str(BENCH / "flup_server.py"),
                     "scgi" if t.proto == "scgi" else "fcgi", sock], signal.SIGKILL
+        if t.server == "granian":
+            # One worker process and one Python thread (issue 12's setting),
+            # HTTP/1.1 only; Granian's access log is off by default.
+            return [str(VENV / "bin" / "granian"), "--interface", "wsgi", "--uds", sock,
+                    "--uds-permissions", "0666", "--http", "1", "--no-ws",
+                    "--workers", str(sc.processes), "--blocking-threads", str(sc.threads),
+                    "--working-dir", str(BENCH),
+                    "--log-level", "warning", "app:application"], signal.SIGINT
+        if t.server == "gunicorn":
+            # The sync worker (gunicorn's default): one request at a time,
+            # a connection closed after each. With threads it becomes the
+            # gthread worker. No access log unless asked.
+            argv = [str(VENV / "bin" / "gunicorn"), "--bind", f"unix:{sock}",
+                    "--workers", str(sc.processes), "--chdir", str(BENCH),
+                    "--log-level", "warning"]
+            if sc.threads > 1:
+                argv += ["--threads", str(sc.threads)]
+            return argv + ["app:application"], signal.SIGINT  # SIGINT: quick shutdown
         raise ValueError(t.server)
 
-    def start_backend(self, t: Target, sc: Scenario, pin: str | None):
+    def start_backend(self, t: Target, sc: Scenario, pin: str | None,
+                      wrap: list[str] | None = None, env: dict | None = None,
+                      timeout: float = 20.0):
+        """Starts the backend (under `wrap`, e.g. valgrind) and waits until
+        its socket accepts."""
         sock = self.sock(t)
         sock.unlink(missing_ok=True)
         argv, sig = self.backend_argv(t, sc)
         log = self.run / "logs" / f"{t.name}.log"
-        p = self.procs.start(argv, log, pin)
-        wait_for_socket(sock, p, log)
+        p = self.procs.start((wrap or []) + argv, log, pin, env)
+        wait_for_socket(sock, p, log, timeout)
         return p, sig
 
     # --- nginx ---------------------------------------------------------------
 
+    def nginx_server(self, t: Target, block: int | None) -> tuple[str, str]:
+        """(upstream, server) blocks of nginx.conf for a target, with the
+        upstream keepalive of one block (see `block_port`)."""
+        r = self.run
+        port = self.block_port(t, block)
+        upstream = ""
+        if t.server == "nginx":
+            body = app.HELLO.decode().replace("\n", "\\n")
+            loc = (f'        location = /hello {{ default_type text/plain; return 200 "{body}"; }}\n'
+                   f"        location = /64k {{ alias {r}/static/64k; }}\n"
+                   f"        location = /8m {{ alias {r}/static/8m; }}\n")
+        else:
+            m = t.pass_proto
+            dest, extra = f"unix:{self.sock(t)}", ""
+            if t.kept:
+                dest = f"{t.name}-{port}"
+                upstream = (f"    upstream {dest} {{\n"
+                            f"        server unix:{self.sock(t)};\n"
+                            f"        keepalive {self.keepalive(t, block)};\n    }}\n")
+            if t.proto == "fastcgi-keep":
+                extra = "            fastcgi_keep_conn on;\n"
+            if t.proto == "http":
+                dest = f"http://{dest}"
+                extra = ("            proxy_http_version 1.1;\n"
+                         '            proxy_set_header Connection "";\n')
+            loc = (f"        location / {{\n"
+                   f"            include /etc/nginx/{m}_params;\n"
+                   f"            {m}_pass {dest};\n{extra}"
+                   f"            {m}_max_temp_file_size 0;\n"
+                   f"        }}\n")
+        return upstream, f"    server {{  # {t.name}\n        listen 127.0.0.1:{port};\n{loc}    }}\n"
+
     def nginx_conf(self) -> str:
         r = self.run
-        servers = []
-        upstreams = []
-        for t in TARGETS:
-            port = self.port[t.name]
-            if t.server == "nginx":
-                body = app.HELLO.decode().replace("\n", "\\n")
-                loc = (f'        location = /hello {{ default_type text/plain; return 200 "{body}"; }}\n'
-                       f"        location = /64k {{ alias {r}/static/64k; }}\n"
-                       f"        location = /8m {{ alias {r}/static/8m; }}\n")
-            else:
-                m = t.pass_proto
-                if t.proto == "fastcgi-keep":
-                    upstreams.append(f"    upstream {t.name} {{\n"
-                                     f"        server unix:{self.sock(t)};\n"
-                                     f"        keepalive {self.args.connections * 2};\n    }}\n")
-                    dest, extra = t.name, "            fastcgi_keep_conn on;\n"
-                else:
-                    dest, extra = f"unix:{self.sock(t)}", ""
-                loc = (f"        location / {{\n"
-                       f"            include /etc/nginx/{m}_params;\n"
-                       f"            {m}_pass {dest};\n{extra}"
-                       f"            {m}_max_temp_file_size 0;\n"
-                       f"        }}\n")
-            servers.append(f"    server {{  # {t.name}\n        listen 127.0.0.1:{port};\n{loc}    }}\n")
+        blocks = [self.nginx_server(t, block) for block in self.keepalives for t in TARGETS]
+        upstreams = [u for u, _ in blocks]
+        servers = [sv for _, sv in blocks]
         return f"""# written by bench/bench.py
 user root;
 worker_processes 1;
 daemon off;
 pid {r}/nginx.pid;
 error_log {r}/logs/nginx-error.log warn;
+worker_rlimit_nofile 8192;  # 512 clients and as many upstream connections
 events {{ worker_connections 4096; }}
 http {{
     access_log off;  # the backends write no access log either
@@ -407,13 +548,13 @@ http {{
 """
 
     def start_nginx(self):
-        for t in TARGETS:
+        for i in range(len(self.keepalives) * len(TARGETS)):
             with socket.socket() as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx does
                 try:
-                    s.bind(("127.0.0.1", self.port[t.name]))
+                    s.bind(("127.0.0.1", self.args.port_base + i))
                 except OSError as e:
-                    raise RuntimeError(f"port {self.port[t.name]} is taken ({e}): "
+                    raise RuntimeError(f"port {self.args.port_base + i} is taken ({e}): "
                                        "pick others with --port-base")
         for d in ("tmp", "logs", "static"):
             (self.run / d).mkdir(exist_ok=True)
@@ -428,7 +569,8 @@ http {{
             if self.nginx.poll() is not None:
                 raise RuntimeError("nginx exited:\n" + (self.run / "logs" / "nginx.log").read_text())
             try:
-                socket.create_connection(("127.0.0.1", self.port["nginx"]), 0.2).close()
+                socket.create_connection(("127.0.0.1", self.port(self.targets["nginx"])),
+                                         0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -463,12 +605,20 @@ http {{
                            'wrk.headers["Content-Type"] = "application/octet-stream"',
                            f'local f = assert(io.open("{upload}", "rb"))',
                            'wrk.body = f:read("*a")', "f:close()"]
+            # The latency distribution, for the charts (wrk's --latency
+            # prints only 50, 75, 90 and 99).
+            script += ["done = function(summary, latency, requests)",
+                       "  for _, p in ipairs({" + ", ".join(f"{q:g}" for q in PERCENTILES) + "}) do",
+                       '    io.write(string.format("percentile %g %d\\n", p, latency:percentile(p)))',
+                       "  end",
+                       '  io.write(string.format("percentile 100 %d\\n", latency.max))',
+                       "end"]
             lua.write_text("\n".join(script) + "\n")
         return expect, upload, lua
 
     def check_via_nginx(self, t: Target, sc: Scenario):
         """One request through nginx, its body compared with the expected one."""
-        url = f"http://127.0.0.1:{self.port[t.name]}{sc.path}"
+        url = f"http://127.0.0.1:{self.port(t, sc)}{sc.path}"
         req = urllib.request.Request(url, data=sc.upload or None,
                                      headers={"Content-Type": "application/octet-stream"})
         try:
@@ -485,8 +635,8 @@ http {{
 
     def wrk(self, t: Target, sc: Scenario, seconds: int) -> dict:
         _, _, lua = self.files_for(sc)
-        url = f"http://127.0.0.1:{self.port[t.name]}{sc.path}"
-        argv = ["wrk", "-t1", f"-c{self.args.connections}", f"-d{seconds}s", "--latency",
+        url = f"http://127.0.0.1:{self.port(t, sc)}{sc.path}"
+        argv = ["wrk", "-t1", f"-c{sc.clients(self.args)}", f"-d{seconds}s", "--latency",
                 "--timeout", "10s", "-s", str(lua), url]
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return parse_wrk(out)
@@ -494,7 +644,7 @@ http {{
     def loadgen(self, t: Target, sc: Scenario, seconds: float) -> dict:
         expect, upload, _ = self.files_for(sc)
         argv = ["taskset", "-c", "1", self.args.loadgen_binary, "--proto", t.proto,
-                "--socket", str(self.sock(t)), "-c", str(self.args.connections),
+                "--socket", str(self.sock(t)), "-c", str(sc.clients(self.args)),
                 "-d", str(seconds), "--warmup", "0", "--path", sc.path,
                 "--expect-body-file", str(expect)]
         if upload:
@@ -520,13 +670,19 @@ http {{
             with Window(backend and backend.pid, self.nginx.pid) as win, \
                     PeakPss(backend and backend.pid) as pss:
                 w = self.wrk(t, sc, a.duration_wrk)
+            per_req = 1e6 / max(w["requests"], 1)
             res.update(rps=w["rps"], p99_ms=w["p99_ms"], p50_ms=w["p50_ms"],
-                       wrk_requests=w["requests"], others=win.others)
+                       latency_ms=w["latency_ms"], wrk_requests=w["requests"],
+                       nginx_cpu_us=win.nginx_cpu * per_req,
+                       total_cpu_us=(win.nginx_cpu + win.backend_cpu) * per_req,
+                       others=win.others)
             if w["errors"]:
                 res["errors"] += w["errors"]
                 res["error_notes"].append(f"wrk: {w['error_text']}")
             if backend:
-                res["cpu_us"] = win.backend_cpu * 1e6 / max(w["requests"], 1)
+                res["cpu_us"] = win.backend_cpu * per_req
+                res["cpu_user_us"] = win.backend_user * per_req
+                res["cpu_sys_us"] = win.backend_system * per_req
                 res["rss_mib"] = peak_rss_mib(backend.pid)
                 res["pss_mib"] = pss.peak
             # wrk leaves requests in flight when it stops: let nginx finish
@@ -539,7 +695,7 @@ http {{
         finally:
             if backend:
                 self.procs.stop(backend, sig)
-        if backend and sc.direct and not a.no_direct:
+        if backend and sc.direct and t.direct and not a.no_direct:
             backend, sig = self.start_backend(t, sc, pin="0")
             try:
                 self.loadgen(t, sc, a.warmup_direct)
@@ -547,8 +703,13 @@ http {{
                     g = self.loadgen(t, sc, a.duration_direct)
             finally:
                 self.procs.stop(backend, sig)
+            per_req = 1e6 / max(g["requests_total"], 1)
             res.update(direct_rps=g["rps"], direct_p99_ms=g["latency_us"]["p99"] / 1000,
-                       direct_cpu_us=win.backend_cpu * 1e6 / max(g["requests_total"], 1),
+                       direct_latency_ms={k.removeprefix("p").replace("max", "100"): v / 1000
+                                          for k, v in g["latency_us"].items()},
+                       direct_cpu_us=win.backend_cpu * per_req,
+                       direct_cpu_user_us=win.backend_user * per_req,
+                       direct_cpu_sys_us=win.backend_system * per_req,
                        backend_busy=win.backend_cpu / win.wall,
                        loadgen_busy=g["cpu_s"] / g["wall_s"],
                        loadgen_cpu_us=g["cpu_us_per_request"], direct_others=win.others)
@@ -564,7 +725,7 @@ def parse_wrk(out: str) -> dict:
         value, unit = float(m.group(1)), m.group(2)
         return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
-    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.M))
     m = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not (m and rps and "99" in pct):
@@ -578,9 +739,12 @@ def parse_wrk(out: str) -> dict:
     if sock:
         errors += sum(int(n) for n in re.findall(r"\d+", sock.group(1)))
         notes.append(sock.group(0))
+    # Printed by the script's done(): percentile, microseconds.
+    latency = {f"{float(q):g}": int(us) / 1000
+               for q, us in re.findall(r"^percentile (\S+) (\d+)$", out, re.M)}
     return {"requests": int(m.group(1)), "rps": float(rps.group(1)),
             "p50_ms": duration_ms(pct["50"]), "p99_ms": duration_ms(pct["99"]),
-            "errors": errors, "error_text": "; ".join(notes)}
+            "latency_ms": latency, "errors": errors, "error_text": "; ".join(notes)}
 
 
 # --- summary ------------------------------------------------------------------
@@ -590,6 +754,10 @@ NGINX_MEASURES = [
     ("rps", "req/s", "{:.0f}"),
     ("p99_ms", "p99 ms", "{:.2f}"),
     ("cpu_us", "backend CPU µs/req", "{:.1f}"),
+    ("cpu_user_us", "user", "{:.1f}"),
+    ("cpu_sys_us", "system", "{:.1f}"),
+    ("nginx_cpu_us", "nginx CPU µs/req", "{:.1f}"),
+    ("total_cpu_us", "nginx + backend µs/req", "{:.1f}"),
     ("rss_mib", "peak RSS MiB", "{:.1f}"),
     ("pss_mib", "peak PSS MiB", "{:.1f}"),
     ("others", "other processes' CPU", "{:.0%}"),
@@ -598,6 +766,8 @@ DIRECT_MEASURES = [
     ("direct_rps", "req/s", "{:.0f}"),
     ("direct_p99_ms", "p99 ms", "{:.2f}"),
     ("direct_cpu_us", "backend CPU µs/req", "{:.1f}"),
+    ("direct_cpu_user_us", "user", "{:.1f}"),
+    ("direct_cpu_sys_us", "system", "{:.1f}"),
     ("backend_busy", "backend core busy", "{:.0%}"),
     ("loadgen_busy", "loadgen core busy", "{:.0%}"),
     ("loadgen_cpu_us", "loadgen CPU µs/req", "{:.1f}"),
@@ -611,6 +781,10 @@ def medians(cells: list[dict]) -> dict:
         values = [c[key] for c in cells if key in c]
         if values:
             out[key] = statistics.median(values)
+    for key in ("latency_ms", "direct_latency_ms"):  # percentile by percentile
+        dists = [c[key] for c in cells if c.get(key)]
+        if dists:
+            out[key] = {q: statistics.median(d[q] for d in dists if q in d) for q in dists[0]}
     out["errors"] = sum(c["errors"] for c in cells)
     out["nginx_log_errors"] = sum(c.get("nginx_log_errors", 0) for c in cells)
     return out
@@ -676,13 +850,16 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
     flup_lines = [f"| scenario | protocol | CPU/req flup ÷ rustgi (goal >= {FLUP_GOAL:g}) |",
                   "|---|---|---:|"]
     for sc in scs:
-        for proto in ("scgi", "fastcgi", "fastcgi-keep", "uwsgi"):
-            us = med.get((f"rustgi-{proto}", sc))
+        for proto, suffix in ((p, s) for p in ("scgi", "fastcgi", "fastcgi-keep", "uwsgi")
+                              for s in ("", "-t1")):
+            us = med.get((f"rustgi-{proto}{suffix}", sc))
             them = med.get((f"uwsgi-{proto}", sc))
             label = proto
             if them is None and proto == "fastcgi-keep":
                 them = med.get(("uwsgi-fastcgi", sc))
                 label = "fastcgi-keep (uWSGI: fastcgi)"
+            if suffix:
+                label += ", rustgi --threads 1"
             if us and them:
                 cells = []
                 for _, key, how, goal, op in RATIO_GOALS:
@@ -702,7 +879,7 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
                         cells.append("–")
                 ratio_lines.append(f"| {sc} | {label} | " + " | ".join(cells) + " |")
             flup = med.get((f"flup-{proto}", sc))
-            if us and flup and us.get("cpu_us") and flup.get("cpu_us"):
+            if not suffix and us and flup and us.get("cpu_us") and flup.get("cpu_us"):
                 r = flup["cpu_us"] / us["cpu_us"]
                 ok = r >= FLUP_GOAL
                 held += ok
@@ -712,7 +889,48 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
           + "\n\nrustgi ÷ uWSGI, same protocol and scenario:\n\n" + "\n".join(ratio_lines))
     if len(flup_lines) > 2:
         md += "\n\nflup ÷ rustgi:\n\n" + "\n".join(flup_lines)
-    return md + "\n", held, checked
+    return md + "\n" + paid_table(med, scs, tgs), held, checked
+
+
+def uwsgi_reference(med: dict, tg: str, sc: str) -> tuple[str, dict | None]:
+    """The uWSGI cell a target is compared with: uWSGI on the same protocol
+    (its plain FastCGI for keep-conn unless uwsgi-fastcgi-keep ran), and
+    uWSGI on its own protocol for the HTTP servers."""
+    t = TARGETS_BY_NAME[tg]
+    if t.proto == "http":
+        name = "uwsgi-uwsgi"
+    elif t.proto == "fastcgi-keep" and (f"uwsgi-{t.proto}", sc) not in med:
+        name = "uwsgi-fastcgi"
+    else:
+        name = f"uwsgi-{t.proto}"
+    return name, med.get((name, sc))
+
+
+def paid_table(med: dict, scs: list[str], tgs: list[str]) -> str:
+    """What a user pays per request (nginx + backend CPU), and req/s and
+    p99, each against uWSGI's."""
+    lines = ["| scenario | target | backend µs/req | nginx µs/req | nginx + backend µs/req "
+             "| ÷ uWSGI | req/s ÷ uWSGI | p99 ÷ uWSGI | against |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for sc in scs:
+        for tg in tgs:
+            m = med.get((tg, sc))
+            if not m or "total_cpu_us" not in m:
+                continue
+            ref_name, ref = uwsgi_reference(med, tg, sc)
+
+            def ratio(key):
+                if not ref or not ref.get(key) or key not in m or ref_name == tg:
+                    return "–"
+                return f"{m[key] / ref[key]:.2f}"
+            lines.append(f"| {sc} | {tg} | {fmt('{:.1f}', m.get('cpu_us'))} "
+                         f"| {m['nginx_cpu_us']:.1f} | {m['total_cpu_us']:.1f} "
+                         f"| {ratio('total_cpu_us')} | {ratio('rps')} | {ratio('p99_ms')} "
+                         f"| {ref_name if ref and ref_name != tg else '–'} |")
+    if len(lines) == 2:
+        return ""
+    return ("\nWhat a request costs the machine, nginx + backend (HTTP servers "
+            "against uWSGI on its own protocol):\n\n" + "\n".join(lines) + "\n")
 
 
 def scaling(med: dict, tgs: list[str]) -> str:
@@ -735,8 +953,9 @@ def scaling(med: dict, tgs: list[str]) -> str:
 def round_line(r: dict) -> str:
     out = f"nginx {r['rps']:7.0f}/s p99 {r['p99_ms']:6.2f} ms"
     if "cpu_us" in r:
-        out += f" {r['cpu_us']:6.1f} µs/req {r['rss_mib']:5.1f} MiB (PSS {r['pss_mib']:5.1f})"
-    out += f" (others {r['others']:.0%})"
+        out += (f" {r['cpu_us']:6.1f} µs/req (user {r['cpu_user_us']:.1f})"
+                f" {r['rss_mib']:5.1f} MiB (PSS {r['pss_mib']:5.1f})")
+    out += f" nginx {r['nginx_cpu_us']:.1f} µs/req (others {r['others']:.0%})"
     if r.get("nginx_log_errors"):
         out += f" [{r['nginx_log_errors']} nginx error-log lines]"
     if "direct_rps" in r:
@@ -764,12 +983,40 @@ def versions(args) -> dict:
         "rustgi": f"{args.rustgi_binary} (git {git})",
         **({"baseline": args.baseline_binary} if args.baseline_binary else {}),
         "uwsgi": out([str(VENV / "bin" / "uwsgi"), "--version"]),
-        "flup": out([str(VENV / "bin" / "python"), "-c",
-                     "import importlib.metadata as m; print(m.version('flup'))"]),
+        **{name: out([str(VENV / "bin" / "python"), "-c",
+                      f"import importlib.metadata as m; print(m.version('{name}'))"])
+           for name in ("flup", "granian", "gunicorn")},
         "python": out([str(VENV / "bin" / "python"), "--version"]),
         "nginx": out(["nginx", "-v"]),
         "wrk": out(["wrk", "-v"]),
     }
+
+
+def count_instructions(bench, cells, info: dict, command: str) -> int:
+    """--instructions: counts, prints and writes them; the exit status."""
+    args, run = bench.args, bench.run
+    (run / "logs").mkdir(exist_ok=True)
+    started = time.monotonic()
+    try:
+        rows, failed = instructions.run(bench, cells, tree)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 1
+    finally:
+        bench.procs.stop_all()
+    elapsed = time.monotonic() - started
+    text = (f"{info['date']}, {info['machine']}; `{command}`; took {elapsed:.0f} s.\n"
+            f"{info['rustgi']}; {info['uwsgi'] and 'uWSGI ' + info['uwsgi']}; "
+            f"{info['python']}.\n\n" + instructions.table(rows))
+    (run / "results.md").write_text(text)
+    results = {"info": info, "command": command, "elapsed_s": elapsed, "instructions": rows}
+    (run / "results.json").write_text(json.dumps(results, indent=1))
+    print("\n" + text)
+    print(f"written: {run / 'results.md'}, {run / 'results.json'}")
+    if args.plots:
+        for path in plots.draw(results, Path(args.plots)):
+            print(f"written: {path}")
+    return 1 if failed else 0
 
 
 # --- main ---------------------------------------------------------------------
@@ -784,7 +1031,7 @@ def main():
     ap.add_argument("--short", action="store_true",
                     help="quick run: hello only (unless --scenarios), 2 s windows, 3 rounds")
     ap.add_argument("--only", help="comma-separated targets (default: all but "
-                    "uwsgi-fastcgi-keep)")
+                    "uwsgi-fastcgi-keep and base-*)")
     ap.add_argument("--scenarios", help="comma-separated scenarios (default: all; --short: hello)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     ap.add_argument("--duration", type=int, help="seconds of each measured window "
@@ -800,14 +1047,35 @@ def main():
                          "base-* targets (added to the default targets)")
     ap.add_argument("--run-dir", help="default: a new /tmp/rustgi-bench-*")
     ap.add_argument("--port-base", type=int, default=28480,
-                    help="nginx listens on this port and the next ones, one per target")
+                    help="nginx listens on this port and the next ones, one per target "
+                         "and upstream keepalive setting")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instead of the load measures: instructions per request under "
+                         f"callgrind, requests {instructions.N1 + 1}-{instructions.N2} sent "
+                         "one at a time straight to the socket (default targets: rustgi's and "
+                         "uWSGI's; scenarios: hello)")
+    ap.add_argument("--plots", metavar="DIR",
+                    help="also draw PNG charts of the results into DIR (CPU per request, "
+                         "latency distributions; matplotlib)")
+    ap.add_argument("--from", dest="from_json", metavar="RESULTS_JSON",
+                    help="with --plots: draw the charts of an earlier run's results.json "
+                         "and measure nothing")
     args = ap.parse_args()
+    if args.from_json:
+        if not args.plots:
+            ap.error("--from needs --plots DIR")
+        for path in plots.draw(json.loads(Path(args.from_json).read_text()), Path(args.plots)):
+            print(f"written: {path}")
+        return
     args.rounds = args.rounds or 3
     duration = args.duration or (2 if args.short else 4)
     args.duration_wrk = args.duration_direct = duration
     args.warmup_wrk, args.warmup_direct = 1, (0.5 if args.short else 1)
-    scs = (args.scenarios or ("hello" if args.short else ",".join(all_scenarios))).split(",")
-    tgs = (args.only or ",".join(t.name for t in TARGETS if t.default)).split(",")
+    scs = (args.scenarios or ("hello" if args.short or args.instructions
+                              else ",".join(all_scenarios))).split(",")
+    default_tgs = (instructions.default_targets(TARGETS) if args.instructions
+                   else [t.name for t in TARGETS if t.default])
+    tgs = args.only.split(",") if args.only else default_tgs
     if args.baseline_binary and not args.only:
         tgs += [t.name for t in TARGETS if t.server == "base"]
     for name, known in ((scs, all_scenarios), (tgs, [t.name for t in TARGETS])):
@@ -820,6 +1088,15 @@ def main():
     args.rustgi_binary = str(Path(args.rustgi_binary).resolve())
     if args.baseline_binary:
         args.baseline_binary = str(Path(args.baseline_binary).resolve())
+    if args.instructions:
+        bad = [tg for tg in tgs if not TARGETS_BY_NAME[tg].direct]
+        if bad:
+            ap.error(f"--instructions: rustgi-loadgen does not speak HTTP ({', '.join(bad)})")
+        if not shutil.which("valgrind"):
+            ap.error("--instructions needs valgrind (bench/run installs it)")
+    # 512 clients: wrk needs as many sockets, the servers as many again.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
 
     if args.run_dir:
         run = Path(args.run_dir).resolve()
@@ -834,8 +1111,9 @@ def main():
     print(f"run dir: {run}\n" + "".join(f"{k}: {v}\n" for k, v in info.items()), flush=True)
 
     cells = [(tg, sc) for sc in scs for tg in tgs
-             if not (tg == "nginx" and bench.scenarios[sc].nginx_alone is None)
-             and (not bench.scenarios[sc].only or tg in bench.scenarios[sc].only)]
+             if runs_on(bench.targets[tg], bench.scenarios[sc])]
+    if args.instructions:
+        sys.exit(count_instructions(bench, cells, info, command))
     results: dict = {cell: [] for cell in cells}
     started = time.monotonic()
     failed = False
@@ -850,12 +1128,12 @@ def main():
                 try:
                     r = bench.measure(bench.targets[tg], bench.scenarios[sc])
                 except (RuntimeError, subprocess.CalledProcessError) as e:
-                    print(f"round {rnd} {tg:20} {sc:7} FAILED: {e}", flush=True)
+                    print(f"round {rnd} {tg:22} {sc:10} FAILED: {e}", flush=True)
                     failed = True
                     continue
                 results[(tg, sc)].append(r)
                 failed |= r["errors"] > 0
-                print(f"round {rnd} {tg:20} {sc:7} {round_line(r)}", flush=True)
+                print(f"round {rnd} {tg:22} {sc:10} {round_line(r)}", flush=True)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         failed = True
@@ -870,6 +1148,7 @@ def main():
     head = (f"{info['date']}, {info['machine']}; `{command}`: {args.rounds} interleaved rounds, "
             f"{duration} s windows, {args.connections} connections, medians; took {elapsed:.0f} s.\n"
             f"{info['rustgi']}; {info['uwsgi'] and 'uWSGI ' + info['uwsgi']}; flup {info['flup']}; "
+            f"Granian {info['granian']}; gunicorn {info['gunicorn']}; "
             f"{info['python']}; {info['nginx']}.\n\n")
     md += scaling(med, tgs)
     text = head + md + f"\nGoals held: {held} of {checked}.\n"
@@ -881,6 +1160,9 @@ def main():
     }, indent=1))
     print("\n" + text)
     print(f"written: {run / 'results.md'}, {run / 'results.json'}")
+    if args.plots:
+        for path in plots.draw(json.loads((run / "results.json").read_text()), Path(args.plots)):
+            print(f"written: {path}")
     if failed:
         print("some measurements had errors (see above and the logs in "
               f"{run / 'logs'})", file=sys.stderr)

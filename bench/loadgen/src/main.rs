@@ -2,7 +2,8 @@
 //! SCGI, FastCGI or uwsgi (no web server in between), from N concurrent
 //! connections on one thread (poll(2), no async runtime), checks every
 //! response (status and exact body), and prints one JSON line: req/s,
-//! latency p50/p99, request and error counts. Exits 1 if any request failed.
+//! latency percentiles (p1 to p99.9 and max), request and error counts.
+//! Exits 1 if any request failed.
 //!
 //! ```sh
 //! rustgi-loadgen --proto scgi --socket /tmp/app.sock -c 16 -d 5 --warmup 1 \
@@ -171,7 +172,9 @@ fn report(args: &Args, t: &mut Tally, window: Duration, cpu: Duration, wall: Dur
         concat!(
             "{{\"proto\":\"{proto}\",\"socket\":{socket},\"path\":{path},\"connections\":{c},",
             "\"duration_s\":{secs:.3},\"requests\":{req},\"requests_total\":{total},",
-            "\"rps\":{rps:.1},\"latency_us\":{{\"p50\":{p50},\"p99\":{p99},\"max\":{max}}},",
+            "\"rps\":{rps:.1},\"latency_us\":{{\"p1\":{p1},\"p10\":{p10},\"p25\":{p25},",
+            "\"p50\":{p50},\"p75\":{p75},\"p90\":{p90},\"p99\":{p99},\"p99.9\":{p999},",
+            "\"max\":{max}}},",
             "\"errors\":{errors},\"error_kinds\":{{{kinds}}},\"first_error\":{first},",
             "\"connects\":{connects},\"connect_retries\":{retries},\"reconnects\":{reconnects},",
             "\"stderr_bytes\":{stderr},\"cpu_s\":{cpu:.3},\"wall_s\":{wall:.3},",
@@ -185,8 +188,14 @@ fn report(args: &Args, t: &mut Tally, window: Duration, cpu: Duration, wall: Dur
         req = t.requests,
         total = t.total,
         rps = t.requests as f64 / secs,
+        p1 = percentile(&t.latencies_us, 1.0),
+        p10 = percentile(&t.latencies_us, 10.0),
+        p25 = percentile(&t.latencies_us, 25.0),
         p50 = percentile(&t.latencies_us, 50.0),
+        p75 = percentile(&t.latencies_us, 75.0),
+        p90 = percentile(&t.latencies_us, 90.0),
         p99 = percentile(&t.latencies_us, 99.0),
+        p999 = percentile(&t.latencies_us, 99.9),
         max = t.latencies_us.last().copied().unwrap_or(0),
         errors = errors,
         kinds = kinds.join(","),
