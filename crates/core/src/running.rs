@@ -6,6 +6,12 @@
 //! with the GIL held and only while the request still holds its thread,
 //! and a request that timed out clears any interruption still pending as it
 //! ends: a thread that has moved on to another request never gets it.
+//!
+//! Each thread has a slot of its own: a request's begin and end lock only
+//! that slot, and the request's number counts that thread's requests, so
+//! threads share nothing per request. The timer's scan (`expire`), which
+//! is rare, locks the slots one at a time; a request is known by its slot
+//! and its number.
 
 use crate::responder::{Responder, TimeoutAnswer};
 use crate::tag::RequestTag;
@@ -25,26 +31,32 @@ struct Entry {
 }
 
 #[derive(Default)]
-struct Slots {
-    /// One per Python thread: the request it runs, if any.
-    entries: Vec<Option<Entry>>,
-    /// The next request's [`Entry::request`].
+struct SlotState {
+    /// The request the thread runs, if any.
+    entry: Option<Entry>,
+    /// The next request's [`Entry::request`] on this thread.
     next_request: u64,
 }
+
+/// One thread's slot, alone on its cache lines (128 bytes: two lines, as
+/// the adjacent-line prefetcher pulls them in pairs): a request's begin and
+/// end write only their own thread's slot, so threads that run requests at
+/// the same time neither wait for each other nor pass a line back and
+/// forth. Only the timer's rare scan reads them all.
+#[repr(align(128))]
+#[derive(Default)]
+struct Slot(Mutex<SlotState>);
 
 /// One slot per Python thread.
 #[derive(Default)]
 pub(crate) struct Running {
-    slots: Mutex<Slots>,
+    slots: Vec<Slot>,
 }
 
 impl Running {
     pub(crate) fn new(threads: usize) -> Self {
         Running {
-            slots: Mutex::new(Slots {
-                entries: (0..threads).map(|_| None).collect(),
-                next_request: 0,
-            }),
+            slots: (0..threads).map(|_| Slot::default()).collect(),
         }
     }
 
@@ -55,10 +67,10 @@ impl Running {
         tag: RequestTag,
         responder: Arc<Responder>,
     ) {
-        let mut slots = self.slots.lock().unwrap();
-        let request = slots.next_request;
-        slots.next_request += 1;
-        slots.entries[slot] = Some(Entry {
+        let mut state = self.slots[slot].0.lock().unwrap();
+        let request = state.next_request;
+        state.next_request += 1;
+        state.entry = Some(Entry {
             request,
             started: Instant::now(),
             tag,
@@ -70,13 +82,17 @@ impl Running {
 
     /// Frees the slot; true if its request had timed out.
     pub(crate) fn end(&self, slot: usize) -> bool {
-        let entry = self.slots.lock().unwrap().entries[slot].take();
+        let entry = self.slots[slot].0.lock().unwrap().entry.take();
         entry.is_some_and(|e| e.expired)
     }
 
     /// Whether `request` still holds the thread of `slot`.
     fn is_running(&self, slot: usize, request: u64) -> bool {
-        self.slots.lock().unwrap().entries[slot]
+        self.slots[slot]
+            .0
+            .lock()
+            .unwrap()
+            .entry
             .as_ref()
             .is_some_and(|e| e.request == request)
     }
@@ -84,43 +100,43 @@ impl Running {
     /// Requests that timed out and still hold their thread.
     pub(crate) fn stuck(&self) -> usize {
         self.slots
-            .lock()
-            .unwrap()
-            .entries
             .iter()
-            .flatten()
-            .filter(|e| e.expired)
+            .filter(|slot| {
+                let state = slot.0.lock().unwrap();
+                state.entry.as_ref().is_some_and(|e| e.expired)
+            })
             .count()
     }
 
     /// Answers every request running longer than `limit` (504, or a cut
-    /// connection once its head is out), once each. Needs no GIL.
+    /// connection once its head is out), once each. Needs no GIL. Each slot
+    /// is locked alone, and not while its request is answered: a thread is
+    /// never kept from beginning or ending a request for longer than its
+    /// own slot's check.
     pub(crate) fn expire(self: &Arc<Self>, limit: Duration) -> Vec<Overdue> {
-        let overdue: Vec<_> = self
-            .slots
-            .lock()
-            .unwrap()
-            .entries
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(slot, e)| Some((slot, e.as_mut()?)))
-            .filter(|(_, e)| !e.expired && e.started.elapsed() > limit)
-            .map(|(slot, e)| {
-                e.expired = true;
-                let elapsed = e.started.elapsed();
-                (
-                    slot,
-                    e.request,
-                    e.tag.clone(),
-                    elapsed,
-                    e.thread,
-                    e.responder.clone(),
-                )
-            })
-            .collect();
-        overdue
-            .into_iter()
-            .map(|(slot, request, tag, elapsed, thread, responder)| Overdue {
+        let mut overdue = Vec::new();
+        for (slot, state) in self.slots.iter().enumerate() {
+            let found = {
+                let mut state = state.0.lock().unwrap();
+                state
+                    .entry
+                    .as_mut()
+                    .filter(|e| !e.expired && e.started.elapsed() > limit)
+                    .map(|e| {
+                        e.expired = true;
+                        (
+                            e.request,
+                            e.tag.clone(),
+                            e.started.elapsed(),
+                            e.thread,
+                            e.responder.clone(),
+                        )
+                    })
+            };
+            let Some((request, tag, elapsed, thread, responder)) = found else {
+                continue;
+            };
+            overdue.push(Overdue {
                 request: tag.to_string(),
                 elapsed,
                 answer: responder.time_out(),
@@ -128,8 +144,9 @@ impl Running {
                 running: self.clone(),
                 slot,
                 sequence: request,
-            })
-            .collect()
+            });
+        }
+        overdue
     }
 }
 
@@ -278,6 +295,37 @@ mod tests {
         running.begin(1, 7, tag(1), responder());
         assert!(!running.is_running(overdue.slot, overdue.sequence));
         assert!(!running.end(1), "the next one has not timed out");
+    }
+
+    #[test]
+    fn each_slot_is_expired_once_and_alone() {
+        let running = Arc::new(Running::new(3));
+        running.begin(0, 7, tag(1), responder());
+        running.begin(2, 9, tag(2), responder());
+        let mut overdue = running.expire(Duration::ZERO);
+        overdue.sort_by_key(|o| o.slot);
+        let slots: Vec<_> = overdue.iter().map(|o| (o.slot, o.thread)).collect();
+        assert_eq!(slots, [(0, 7), (2, 9)]);
+        assert!(running.expire(Duration::ZERO).is_empty(), "each once");
+        assert_eq!(running.stuck(), 2);
+        // A request that begins later on a free slot is its own.
+        running.begin(1, 8, tag(3), responder());
+        assert_eq!(running.expire(Duration::ZERO).len(), 1);
+        assert!(running.end(0));
+        assert_eq!(running.stuck(), 2, "slots 1 and 2");
+        // Both slots' first requests have the same number: the slot tells
+        // them apart.
+        assert_eq!(overdue[0].sequence, overdue[1].sequence);
+        running.begin(0, 7, tag(4), responder());
+        assert!(!running.is_running(overdue[0].slot, overdue[0].sequence));
+        assert!(running.is_running(overdue[1].slot, overdue[1].sequence));
+    }
+
+    #[test]
+    fn slots_do_not_share_cache_lines() {
+        let running = Running::new(2);
+        let [a, b] = [&running.slots[0], &running.slots[1]].map(|s| s as *const Slot as usize);
+        assert!(b - a >= 128 && a % 128 == 0, "{a:#x} {b:#x}");
     }
 
     #[test]
