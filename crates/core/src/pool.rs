@@ -9,7 +9,7 @@ use crate::environ::{EnvironBuilder, EnvironSettings};
 use crate::running::{Overdue, Running, ThreadSlot};
 use pyo3::prelude::*;
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// Python frames are deep: give each thread room beyond Rust's default.
@@ -19,7 +19,10 @@ const THREAD_STACK: usize = 8 << 20;
 /// server's listener): under load a thread goes from one request to the
 /// next with no hand-off and no wake-up (DESIGN.md, "Hot path budget").
 /// One idle thread at a time waits on it (the leader); the others wait for
-/// queued jobs, so a new connection wakes one thread, not all.
+/// queued jobs, so a new connection wakes one thread, not all. The leader
+/// wakes a follower to lead in its place only once it has a request: with
+/// any number of threads, a thread that serves request after request with
+/// the GIL wakes nobody.
 pub trait Intake: Send + Sync {
     /// A whole request that can be served now, if there is one. Must not
     /// block: it runs with the GIL held.
@@ -56,8 +59,11 @@ struct JobQueue {
 
 /// What an idle thread found.
 enum Wait {
-    /// Look again: a job was queued, or the intake may have a request.
+    /// Look again: a job was queued.
     Again,
+    /// Look again: the intake may have a request. The thread still leads
+    /// (see [`JobQueue::wait`]).
+    Led,
     Closed,
 }
 
@@ -85,16 +91,27 @@ impl JobQueue {
         Some(job)
     }
 
-    /// Waits until there may be work; called without the GIL.
-    fn wait(&self) -> Wait {
+    /// Waits until there may be work; called without the GIL. `leading`:
+    /// this thread led and has not stepped down since.
+    ///
+    /// A thread that returns from the intake's wait stays the leader until
+    /// it has a job (it steps down then: [`JobQueue::step_down`]). While it
+    /// waits for the GIL, the thread that holds it serves what the intake
+    /// has; handing the lead on at once would wake a follower per request
+    /// only to have it wait for the GIL too, and every idle thread would
+    /// soon be queued on the GIL (a convoy).
+    fn wait(&self, leading: bool) -> Wait {
         let mut queue = self.queue.lock().unwrap();
+        if leading {
+            queue.leader = false;
+        }
         loop {
             if !queue.jobs.is_empty() {
                 // This thread goes to work. If it was woken to take over
                 // the intake, someone else must: otherwise connections
                 // wait in the backlog while threads sleep.
                 if queue.intake.is_some() && !queue.leader {
-                    self.wake_one(&mut queue);
+                    self.wake_one(queue);
                 }
                 return Wait::Again;
             }
@@ -107,11 +124,7 @@ impl JobQueue {
                 queue.leader = true;
                 drop(queue);
                 intake.wait();
-                let mut queue = self.queue.lock().unwrap();
-                queue.leader = false;
-                // Someone else waits on the intake while this one serves.
-                self.wake_one(&mut queue);
-                return Wait::Again;
+                return Wait::Led;
             }
             queue.followers += 1;
             queue = self.ready.wait(queue).unwrap();
@@ -124,16 +137,31 @@ impl JobQueue {
         }
     }
 
+    /// The leader has a job: someone else waits on the intake while it
+    /// serves (the job may wait without the GIL, and other threads could
+    /// serve meanwhile).
+    fn step_down(&self) {
+        let mut queue = self.queue.lock().unwrap();
+        queue.leader = false;
+        self.wake_one(queue);
+    }
+
     /// A thread's life: serves what it finds until the queue closes.
     /// `wait` is [`JobQueue::wait`], called without the GIL.
-    fn work(&self, mut serve: impl FnMut(Job), mut wait: impl FnMut() -> Wait) {
+    fn work(&self, mut serve: impl FnMut(Job), mut wait: impl FnMut(bool) -> Wait) {
+        let mut leading = false;
         loop {
             if let Some(job) = self.next() {
+                if std::mem::take(&mut leading) {
+                    self.step_down();
+                }
                 serve(job);
                 continue;
             }
-            if let Wait::Closed = wait() {
-                break;
+            match wait(leading) {
+                Wait::Again => leading = false,
+                Wait::Led => leading = true,
+                Wait::Closed => break,
             }
         }
     }
@@ -143,22 +171,28 @@ impl JobQueue {
         self.ready.notify_all();
     }
 
-    /// Wakes one waiting thread, if there is one; false if none.
-    fn wake_one(&self, queue: &mut Queue) -> bool {
+    /// Wakes one waiting thread, if there is one, once the queue is
+    /// unlocked: woken under the lock, it would at once wait for the lock
+    /// (a second sleep and wake-up). Waking after the unlock loses nothing:
+    /// wake-ups are counted, not addressed, so whichever waiting thread
+    /// wakes takes one, and one that comes to wait meanwhile is counted
+    /// among the followers.
+    fn wake_one(&self, mut queue: MutexGuard<'_, Queue>) {
         if queue.followers == 0 {
-            return false;
+            return;
         }
         queue.followers -= 1;
         queue.wakeups += 1;
+        drop(queue);
         self.ready.notify_one();
-        true
     }
 
     fn push(&self, job: Job) {
         let mut queue = self.queue.lock().unwrap();
         queue.jobs.push_back(job);
-        if !self.wake_one(&mut queue)
-            && queue.leader
+        if queue.followers > 0 {
+            self.wake_one(queue);
+        } else if queue.leader
             && let Some(intake) = &queue.intake
         {
             intake.wake();
@@ -289,7 +323,7 @@ fn run_thread(
         };
         queue.work(
             |job| serve(py, &app, &mut environ, &slot, job),
-            || py.detach(|| queue.wait()),
+            |leading| py.detach(|| queue.wait(leading)),
         );
     });
 }
@@ -430,7 +464,7 @@ mod tests {
             .map(|_| {
                 let (queue, rounds) = (queue.clone(), rounds.clone());
                 std::thread::spawn(move || {
-                    queue.work(|job| rounds.serve(job.id), || queue.wait());
+                    queue.work(|job| rounds.serve(job.id), |leading| queue.wait(leading));
                 })
             })
             .collect();
