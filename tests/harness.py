@@ -384,10 +384,21 @@ class Location:
         return f"        location {self.prefix} {{\n            {body}\n        }}"
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this session: the
+    kernel may offer the same free port twice, and two nginx servers on
+    one port route every request to the first (seen: a whole conformance
+    cell answered 502 by another server's upstream)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def nginx_preamble(run_dir: Path, error_log: Path, log_dir: Path, connections: int = 1024) -> str:
