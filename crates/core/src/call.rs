@@ -5,7 +5,7 @@
 //! The head is held back until the first non-empty block (or the first
 //! `write()`), so an error before it can still become a 500.
 
-use crate::body::BodyReader;
+use crate::body::{Answering, BodyReader};
 use crate::environ::EnvironBuilder;
 use crate::errors::WsgiErrors;
 use crate::input::WsgiInput;
@@ -41,6 +41,9 @@ pub struct Job {
 #[pyclass(module = "rustgi", frozen)]
 pub struct StartResponse {
     responder: Arc<Responder>,
+    /// The request's input streams, read to their end from the first call
+    /// on (see `crate::body`).
+    bodies: Vec<Answering>,
 }
 
 #[pymethods]
@@ -53,6 +56,9 @@ impl StartResponse {
         exc_info: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
+        for body in &slf.get().bodies {
+            body.begun();
+        }
         let exc_info = exc_info.filter(|e| !e.is_none());
         match (exc_info, slf.get().responder.head_progress()) {
             (Some(exc), HeadProgress::Sent) => return Err(PyErr::from_value(exc.get_item(1)?)),
@@ -142,6 +148,8 @@ pub(crate) fn serve(
     };
     let responder = Arc::new(Responder::new(response));
     slot.begin(tag.clone(), responder.clone());
+    let mut bodies = vec![body.answering()];
+    bodies.extend(streams.iter().map(|(_, stream)| stream.answering()));
     let outcome = (|| -> Result<(), Stop> {
         let input = Bound::new(py, WsgiInput::new(body))?.into_any();
         let peer = errors_to_peer.then(|| responder.clone());
@@ -154,6 +162,7 @@ pub(crate) fn serve(
             py,
             StartResponse {
                 responder: responder.clone(),
+                bodies: bodies.clone(),
             },
         )?;
         let result = app.call1((environ, start_response))?;
@@ -177,6 +186,11 @@ pub(crate) fn serve(
             log_exception(py, &tag, "application error", &e);
             responder.fail(py);
         }
+    }
+    // The application may keep `wsgi.input` alive (in a reference cycle, a
+    // global): the connection must not wait for it to go.
+    for body in &bodies {
+        body.request_ended();
     }
     slot.end(py);
     responder.release();

@@ -26,7 +26,7 @@ mod tag;
 mod test_python;
 
 pub use app::AppSpec;
-pub use body::{BodyError, BodyReader, BodyWriter, SpoolLimits, body_pipe};
+pub use body::{BodyError, BodyReader, BodyWriter, Demand, SpoolLimits, body_pipe};
 pub use call::Job;
 /// For `benches/environ.rs` only: not part of the crate's API.
 #[doc(hidden)]

@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rustgi_core::{
-    BodyWriter, Job, PythonPool, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseTarget,
-    SpoolLimits, body_pipe, response_channel,
+    BodyWriter, Demand, Job, PythonPool, ResponseCloser, ResponseEvent, ResponseReceiver,
+    ResponseTarget, SpoolLimits, body_pipe, response_channel,
 };
 use rustgi_fastcgi::{self as fcgi, Event, Role};
 use rustgi_model::{Param, Request, Segments, length_param};
@@ -99,6 +99,9 @@ struct Driver<'a> {
     /// multiplexes, and the connection stays in this lane, where they run
     /// in parallel.
     multiplexed: bool,
+    /// The body demand of the connection's only request (see
+    /// [`Driver::held_body`]).
+    sole_body: Option<Demand>,
 }
 
 /// How a connection's driver stopped.
@@ -128,6 +131,7 @@ pub async fn serve<C: Connection>(
         out: Segments::default(),
         head_deadline: Some(accepted + ctx.timeouts.header),
         multiplexed: false,
+        sole_body: None,
     };
     let (mut reader, mut writer) = stream.halves();
     let stop = driver.run(&mut reader, &mut writer, buf).await;
@@ -176,6 +180,7 @@ impl Driver<'_> {
             {
                 return Stop::Idle;
             }
+            let held = self.held_body();
             if std::mem::take(&mut unread) {
                 if !self.receive(writer, &mut buf).await {
                     return Stop::Closed { clean: true };
@@ -186,7 +191,8 @@ impl Driver<'_> {
                     Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
                         self.on_batch(batch);
                     }
-                    read = read_some(reader, &mut buf, read_limit) => match read {
+                    () = wanted(held.as_ref()), if held.is_some() => {}
+                    read = read_some(reader, &mut buf, read_limit), if held.is_none() => match read {
                         Ok(0) => {
                             if let Err(e) = self.connection.receive_eof(&buf) {
                                 tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
@@ -239,6 +245,23 @@ impl Driver<'_> {
         true
     }
 
+    /// The demand of the connection's only request while its body is
+    /// left in the socket: the request waits for a Python thread, or (on a
+    /// connection without FCGI_KEEP_CONN, which can carry nothing else)
+    /// its application has enough of the body waiting for it (see
+    /// `BodyWriter::wanted`). Nothing else on the connection needs the
+    /// bytes behind it yet, so leaving them unread holds nothing up; with
+    /// more than one request on the connection, bodies are read as they
+    /// come.
+    fn held_body(&mut self) -> Option<Demand> {
+        let demand = self.sole_body.as_ref()?;
+        if self.connection.active_requests() != 1 || !self.connection.receiving_body() {
+            self.sole_body = None;
+            return None;
+        }
+        (!demand.is_wanted()).then(|| demand.clone())
+    }
+
     /// A kept connection with nothing in progress: it has served a request,
     /// and no byte of the next one has arrived (`head_deadline` is set again
     /// by the first one, and BEGIN_REQUEST makes the request active).
@@ -280,12 +303,12 @@ impl Driver<'_> {
                 Event::Request {
                     id,
                     role,
+                    keep_conn,
                     content_length,
                     request,
-                    ..
                 } => {
                     self.head_deadline = None;
-                    self.start(id, role, content_length, request);
+                    self.start(id, role, keep_conn, content_length, request);
                     self.multiplexed |= self.connection.active_requests() > 1;
                 }
                 Event::Stdin { id, data } => {
@@ -318,13 +341,28 @@ impl Driver<'_> {
         self.connection.request_data(id)
     }
 
-    fn start(&mut self, id: u16, role: Role, content_length: Option<u64>, mut request: Request) {
+    fn start(
+        &mut self,
+        id: u16,
+        role: Role,
+        keep_conn: bool,
+        content_length: Option<u64>,
+        mut request: Request,
+    ) {
         let log_id = crate::next_request_id();
         for warning in &request.warnings {
             tracing::warn!(peer = %self.peer, request = log_id, "{warning}");
         }
         request.params.push(Param::new("FCGI_ROLE", role.name()));
         let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
+        if self.connection.active_requests() == 1 {
+            let demand = body.demand();
+            self.sole_body = Some(if keep_conn {
+                demand.whole_once_taken()
+            } else {
+                demand
+            });
+        }
         let mut streams = Vec::new();
         let data = (role == Role::Filter).then(|| {
             // The DATA stream ends with its empty record whatever the
@@ -433,6 +471,12 @@ fn abandon(io: RequestIo) {
     drop(io.data);
 }
 
+async fn wanted(demand: Option<&Demand>) {
+    if let Some(demand) = demand {
+        demand.wanted().await;
+    }
+}
+
 /// Stream data is a slice of a 64 KiB read buffer and keeps all of it
 /// alive while spooled: small slices are copied so that a body of many small
 /// records cannot pin many times its size.
@@ -444,12 +488,21 @@ fn unpinned(data: Bytes) -> Bytes {
     }
 }
 
+/// The size of a read buffer: a read, and room for the partial record
+/// (nginx sends 32 KiB of STDIN per record) left from the last one.
+const READ_BUFFER: usize = super::stream::READ_SIZE + 32 * 1024;
+/// The least a read may ask for (after a long partial record).
+const MIN_READ: usize = 16 * 1024;
+
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     limit: Option<(Instant, &'static str)>,
 ) -> std::io::Result<usize> {
-    buf.reserve(super::stream::READ_SIZE);
+    // Every new buffer has the same size whatever part of a record it
+    // starts with: the allocator then reuses the ones freed as the spooled
+    // records are read, instead of growing the heap with odd sizes.
+    buf.reserve(READ_BUFFER.saturating_sub(buf.len()).max(MIN_READ));
     match limit {
         None => reader.read_buf(buf).await,
         Some((deadline, what)) => match timeout_at(deadline, reader.read_buf(buf)).await {

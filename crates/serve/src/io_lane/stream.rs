@@ -275,6 +275,9 @@ async fn read_body<R: AsyncRead + Unpin>(
                 }
             }
         }
+        // The rest stays in the socket until a Python thread takes the
+        // request (at once, unless the pool is busy).
+        body.wanted().await;
         buf.reserve(READ_SIZE);
         let (received, expected) = (body.received(), body.expected());
         match timeout(body_timeout, reader.read_buf(&mut buf)).await {
