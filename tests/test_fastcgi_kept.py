@@ -194,3 +194,22 @@ def test_a_kept_connection_idle_past_the_front_servers_keepalive_timeout(gateway
     assert not gw.log.lines_matching(r"\b(WARN|ERROR)\b", since=mark), gw.describe(mark)
     assert not front.error_log.lines_matching(r"\[(error|crit|alert)\]"), front.error_log.tail(20)
     gw.terminate()
+
+
+impatient = module_gateway("fcgi-kept-impatient",
+                           ["--app", APP, "--threads", "2", "--header-timeout", "1"],
+                           proto="fastcgi", check_exit=False)
+
+
+def test_a_kept_connection_that_brings_no_request_stays_kept(impatient):
+    # A stray ABORT_REQUEST for a request that has ended is no request: the
+    # connection is between requests, and its idle time is the front
+    # server's, not --header-timeout's.
+    mark = impatient.log.mark()
+    with FcgiConnection(impatient.socket) as conn:
+        assert body_of(ask(conn, 1, "/hello")) == b"hello"
+        conn.send(abort_request(1))
+        time.sleep(2.5)  # past --header-timeout 1
+        assert body_of(ask(conn, 1, "/tag", query="tag=still-kept")) == b"tag:still-kept"
+        assert not conn.eof
+    assert not impatient.log.lines_matching("header-timeout", since=mark), impatient.describe(mark)

@@ -339,7 +339,8 @@ impl Service {
                 stream::serve(&self.uwsgi, stream, buf, head, accepted, peer).await
             }
             Ok(Some(Protocol::Fastcgi)) => {
-                let idle = fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer).await;
+                let kept = tether.kept();
+                let idle = fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer, kept).await;
                 match idle.map(Connection::into_socket) {
                     Some(Ok(socket)) => tether.park(socket, Cow::Owned(peer.to_owned())),
                     Some(Err(e)) => {

@@ -105,6 +105,8 @@ impl Home {
 pub(crate) struct Tether {
     home: Arc<Home>,
     counted: bool,
+    /// Parked before: the connection is a kept one, between requests.
+    kept: bool,
 }
 
 impl Tether {
@@ -112,7 +114,15 @@ impl Tether {
         Tether {
             home: home.clone(),
             counted: false,
+            kept: false,
         }
+    }
+
+    /// Whether the connection is a kept one that has served a request: what
+    /// it brings next may be no request at all (an ABORT_REQUEST for one
+    /// that ended), and its idle time is the front server's.
+    pub(crate) fn kept(&self) -> bool {
+        self.kept
     }
 
     /// Counts the connection from now until the tether is dropped.
@@ -128,6 +138,7 @@ impl Tether {
     /// stopping.
     pub(crate) fn park(mut self, socket: Socket, peer: Cow<'static, str>) {
         self.count();
+        self.kept = true;
         let home = self.home.clone();
         // Refused once the worker stops: dropped, the connection closes.
         // (A thread waiting in poll() on the set sees what joins it.)

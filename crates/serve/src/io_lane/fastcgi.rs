@@ -102,6 +102,8 @@ struct Driver<'a> {
     /// The body demand of the connection's only request (see
     /// [`Driver::held_body`]).
     sole_body: Option<Demand>,
+    /// The connection came back from the intake: it has served requests.
+    kept: bool,
 }
 
 /// How a connection's driver stopped.
@@ -114,13 +116,17 @@ enum Stop {
 
 /// Serves one FastCGI connection until the front server or the protocol
 /// ends it, or (with `park_idle`) until it is a kept connection idle
-/// between requests: then it is returned, for the intake.
+/// between requests: then it is returned, for the intake. `kept`: it has
+/// served requests before (it came back from the intake), so it starts
+/// between requests, with no header deadline until a byte of the next
+/// request arrives.
 pub async fn serve<C: Connection>(
     ctx: &FastcgiContext,
     mut stream: C,
     buf: BytesMut,
     accepted: Instant,
     peer: &str,
+    kept: bool,
 ) -> Option<C> {
     let mut driver = Driver {
         ctx,
@@ -129,9 +135,10 @@ pub async fn serve<C: Connection>(
         responses: FuturesUnordered::new(),
         generation: 0,
         out: Segments::default(),
-        head_deadline: Some(accepted + ctx.timeouts.header),
+        head_deadline: (!kept).then(|| accepted + ctx.timeouts.header),
         multiplexed: false,
         sole_body: None,
+        kept,
     };
     let (mut reader, mut writer) = stream.halves();
     let stop = driver.run(&mut reader, &mut writer, buf).await;
@@ -171,7 +178,12 @@ impl Driver<'_> {
         let mut unread = !buf.is_empty();
         loop {
             let started = self.connection.started_requests();
-            if started == 0 && !buf.is_empty() && self.head_deadline.is_none() {
+            let served = self.kept || self.generation > 0;
+            if served && self.connection.active_requests() == 0 && buf.is_empty() {
+                // Between requests (what came was none: an ABORT_REQUEST
+                // for one that ended, say): the front server owns the wait.
+                self.head_deadline = None;
+            } else if started == 0 && !buf.is_empty() && self.head_deadline.is_none() {
                 self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
             }
             let read_limit = self.read_limit();
