@@ -58,7 +58,10 @@ pub use encode::{
 pub use end::{END_REQUEST_LEN, EndRequest, ProtocolStatus};
 pub use error::{PairError, ProtocolError};
 pub use management::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
-pub use record::{HEADER_LEN, Header, MANAGEMENT_ID, RecordType, VERSION_1, padding, padding_for};
+pub use record::{
+    HEADER_LEN, Header, MANAGEMENT_ID, RecordType, VERSION_1, holds_abort_request, padding,
+    padding_for,
+};
 pub use response::{RequestEncoder, SoleRequest};
 
 #[cfg(test)]

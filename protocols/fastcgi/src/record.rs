@@ -192,8 +192,36 @@ pub(crate) fn write_record(record_type: RecordType, id: u16, content: &[u8], out
     out.extend_from_slice(padding(content.len()));
 }
 
+/// Whether `input`, records from the front server, holds ABORT_REQUEST for
+/// request `id` among its whole records: how a writer that owns a request's
+/// connection alone, and does not decode it while the response runs, learns
+/// that the request was aborted.
+pub fn holds_abort_request(input: &[u8], id: u16) -> bool {
+    let mut rest = input;
+    while let Some(header) = Header::parse(rest) {
+        if header.known_type() == Some(RecordType::AbortRequest) && header.request_id == id {
+            return true;
+        }
+        rest = rest.get(header.record_len()..).unwrap_or_default();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_abort_request_is_found_among_whole_records() {
+        // STDIN for id 2 (3 bytes, 5 of padding), then ABORT_REQUEST for id 1.
+        let stdin = [1, 5, 0, 2, 0, 3, 5, 0, b'a', b'b', b'c', 0, 0, 0, 0, 0];
+        let abort = [1, 2, 0, 1, 0, 0, 0, 0];
+        let input = [&stdin[..], &abort[..]].concat();
+        assert!(holds_abort_request(&input, 1));
+        assert!(!holds_abort_request(&input, 2));
+        assert!(!holds_abort_request(&stdin, 1));
+        // A cut record is not read past.
+        assert!(!holds_abort_request(&input[..input.len() - 1], 1));
+    }
+
     use super::*;
 
     #[test]

@@ -61,6 +61,19 @@ struct Parked {
     tether: Tether,
 }
 
+impl Parked {
+    /// The connection with what a read of it brought into `buf`.
+    fn read(socket: Socket, peer: Cow<'static, str>, tether: Tether, buf: BytesMut) -> Accepted {
+        Accepted {
+            maybe_more: buf.len() == buf.capacity(),
+            socket,
+            buf,
+            peer,
+            tether,
+        }
+    }
+}
+
 impl AsFd for Parked {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.socket.as_fd()
@@ -240,13 +253,7 @@ impl ListenerIntake {
             } = parked;
             let mut buf = BytesMut::with_capacity(READ_SIZE);
             if let Ok(1..) = socket.try_read_into(&mut buf) {
-                let conn = Accepted {
-                    maybe_more: buf.len() == buf.capacity(),
-                    socket,
-                    buf,
-                    peer,
-                    tether,
-                };
+                let conn = Parked::read(socket, peer, tether, buf);
                 self.hand_off(conn, None, tokio::time::Instant::now());
             }
         }
@@ -357,13 +364,7 @@ impl ListenerIntake {
                     continue;
                 }
             }
-            let conn = Accepted {
-                maybe_more: buf.len() == buf.capacity(),
-                socket,
-                buf,
-                peer,
-                tether,
-            };
+            let conn = Parked::read(socket, peer, tether, buf);
             match self.service.lane(conn, &self.tracker) {
                 Lane::Python(job) => {
                     self.service.log_forced_python_lane(&job);

@@ -12,19 +12,6 @@ use rustgi_model::Param;
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
-/// Whether `input` (records from the front server) holds ABORT_REQUEST
-/// for request `id`.
-pub(super) fn aborts(input: &[u8], id: u16) -> bool {
-    let mut rest = input;
-    while let Some(header) = fcgi::Header::parse(rest) {
-        if header.record_type == fcgi::RecordType::AbortRequest as u8 && header.request_id == id {
-            return true;
-        }
-        rest = rest.get(header.record_len()..).unwrap_or_default();
-    }
-    false
-}
-
 /// Whether `event` begins a request the Python lane can carry: a
 /// RESPONDER.
 pub(crate) fn is_a_responder(event: &Event) -> bool {

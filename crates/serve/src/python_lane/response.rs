@@ -91,7 +91,7 @@ impl<E> LaneResponse<E> {
         if !matches!(sink.wire().try_read_into(&mut kept.input), Ok(1..)) {
             return false;
         }
-        super::fastcgi::aborts(&kept.input, kept.id)
+        rustgi_fastcgi::holds_abort_request(&kept.input, kept.id)
     }
 
     fn who(&self) -> Who<'_> {
