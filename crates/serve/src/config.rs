@@ -55,4 +55,7 @@ pub struct ServeConfig {
     pub spool: SpoolLimits,
     /// Bound of each response channel, in bytes.
     pub response_buffer: usize,
+    /// `--response-memory`: the bytes held for responses on their way to
+    /// clients (slow or not reading), past which new requests wait.
+    pub response_memory: usize,
 }

@@ -31,9 +31,13 @@ pub struct StreamContext<P> {
     pub spool: SpoolLimits,
     /// Bound of the response channel, in bytes.
     pub response_buffer: usize,
+    /// The I/O loop, where a Python-lane response goes once its
+    /// connection is full.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl<P> StreamContext<P> {
+    /// Call it on the I/O loop.
     pub fn new(protocol: P, config: &crate::ServeConfig, pool: Arc<PythonPool>) -> Self {
         StreamContext {
             protocol,
@@ -41,6 +45,7 @@ impl<P> StreamContext<P> {
             timeouts: config.timeouts,
             spool: config.spool,
             response_buffer: config.response_buffer,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 }
