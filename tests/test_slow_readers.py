@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fcgi_client import FcgiConnection, request_records, responder_params
+from fcgi_client import FcgiConnection, abort_request, request_records, responder_params
 from harness import parse_cgi_response, scgi_head, scgi_params, scgi_request, wait_until
 from raw_client import connect, read_until_eof
 
@@ -26,17 +26,26 @@ WHOLE = b"".join(bytes([i % 251]) * BLOCK for i in range(128))
 ANSWER_TIMEOUT = 20
 
 
+# 200 × 8 MiB of one bytes object each is within this budget.
+ARGS = ["--app", APP, "--threads", "4", "--response-memory", "2048"]
+
+
 @pytest.fixture(scope="module")
 def scgi_gateway(gateways):
-    # 200 × 8 MiB of one bytes object each is within this budget.
-    return gateways.start("slow-readers", ["--app", APP, "--threads", "4", "--response-memory", "2048"])
+    # The Python lane, whichever way the client's bytes arrive: an SCGI
+    # connection served in the I/O lane counts against its limit of
+    # 2 × threads + 8 connections until it closes, and 16 clients that do
+    # not read hold that for --write-timeout (issue 13, item 1, replaces
+    # that limit). The I/O lane's own parking is tested over FastCGI.
+    return gateways.start("slow-readers", ARGS, env={"RUSTGI_LANE": "python"})
 
 
-@pytest.fixture(scope="module")
-def fastcgi_gateway(gateways):
-    return gateways.start(
-        "slow-readers-fcgi", ["--app", APP, "--threads", "4", "--response-memory", "2048"], proto="fastcgi"
-    )
+@pytest.fixture(scope="module", params=["default", "io"])
+def fastcgi_gateway(request, gateways):
+    """The default lanes, and the I/O lane alone (RUSTGI_LANE=io): the
+    channel's parking, whatever the Python lane does."""
+    env = {"RUSTGI_LANE": "io"} if request.param == "io" else None
+    return gateways.start(f"slow-readers-fcgi-{request.param}", ARGS, proto="fastcgi", env=env)
 
 
 def scgi_bytes(path: str, query: str = "") -> bytes:
@@ -169,4 +178,47 @@ def test_past_the_response_memory_new_requests_wait_and_are_not_refused(gateways
     assert "error" not in answer, f"{answer['error']!r}\n{gw.describe(mark)}"
     r = answer["response"]
     assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
+    assert_clean_log(gw, mark)
+
+
+def test_an_abort_request_for_a_parked_response_ends_it_and_closes_the_iterable(gateways, scratch):
+    # The Python lane's hand-off, whichever way the bytes arrive (the I/O
+    # lane reads no input while it writes to a front server that does not
+    # read: there the ABORT_REQUEST waits for --write-timeout).
+    gw = gateways.start(
+        "slow-readers-abort", ["--app", APP, "--threads", "1"], proto="fastcgi", env={"RUSTGI_LANE": "python"}
+    )
+    mark = gw.log.mark()
+    closed = scratch / "closed-abort"
+    with FcgiConnection(gw.socket, timeout=ANSWER_TIMEOUT) as conn:
+        conn.send(fastcgi_bytes("/generator", f"closed={closed}"))
+        # The only thread is free while that response waits for its client.
+        r = fastcgi_get(gw.socket, "/hello")
+        assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
+        conn.send(abort_request(1))
+        assert wait_until(closed.exists, timeout=ANSWER_TIMEOUT), gw.describe(mark)
+        conn.read_until(lambda: conn.reply(1).ended, what="END_REQUEST after the abort")
+        assert len(conn.reply(1).stdout) < len(WHOLE), "the response went on after the abort"
+        # The kept connection serves its next request.
+        conn.replies.clear()
+        conn.request(1, responder_params("GET", "/hello"), keep_conn=True)
+        conn.read_until(lambda: conn.reply(1).ended, what="the next response")
+        assert conn.reply(1).response().body == b"hello", gw.describe(mark)
+    gw.log.wait_for("ABORT_REQUEST", since=mark, timeout=ANSWER_TIMEOUT)
+    assert_clean_log(gw, mark)
+
+
+def test_a_stop_closes_the_responses_parked_for_clients_that_do_not_read(gateways, scratch):
+    gw = gateways.start("slow-readers-stop", ["--app", APP, "--threads", "1", "--graceful-timeout", "1"])
+    mark = gw.log.mark()
+    closed = scratch / "closed-stop"
+    [stuck] = non_readers(gw.socket, scgi_bytes("/generator", f"closed={closed}"), 1)
+    try:
+        r = scgi_request(gw.socket, "GET", "/hello", timeout=ANSWER_TIMEOUT)
+        assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
+        assert gw.terminate(timeout=30) == 0, gw.describe(mark)
+        assert closed.exists(), f"close() was not called\n{gw.describe(mark)}"
+        assert closed.read_text() == "closed\n"
+    finally:
+        stuck.close()
     assert_clean_log(gw, mark)

@@ -234,20 +234,22 @@ pub(crate) fn serve(
 
 /// Goes on with a parked response on this thread.
 pub(crate) fn resume(py: Python<'_>, ctx: &ThreadContext<'_>, parked: Parked) {
-    ctx.slot
+    let begun = ctx
+        .slot
         .begin(parked.tag.clone(), parked.responder.clone(), parked.ran);
-    go_on(py, ctx, parked, Instant::now());
+    go_on(py, ctx, parked, begun);
 }
 
 /// Iterates until the response ends or the connection is full; then parks
 /// it, for whichever thread is free once the connection has drained.
-fn go_on(py: Python<'_>, ctx: &ThreadContext<'_>, mut parked: Parked, since: Instant) {
+/// `begun`: when the response began, as `--timeout` counts.
+fn go_on(py: Python<'_>, ctx: &ThreadContext<'_>, mut parked: Parked, begun: Instant) {
     let iterator = parked.iterator.bind(py).clone();
     let advanced = advance(py, iterator, &parked.responder);
     let result = parked.result.bind(py).clone();
     let outcome = match advanced {
         Ok(Advanced::Full) => {
-            parked.ran += since.elapsed();
+            parked.ran = begun.elapsed();
             // Off this thread: no --timeout clock, no TimeoutError for it.
             ctx.slot.end(py);
             let responder = parked.responder.clone();

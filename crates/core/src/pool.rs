@@ -72,6 +72,8 @@ struct JobQueue {
     /// The bytes held for responses on their way to clients: past its
     /// limit, no new request is taken.
     budget: Arc<Budget>,
+    /// Parked responses queued to go on, or going on.
+    resuming: AtomicUsize,
 }
 
 /// How long a leader that sees a request waits for the threads serving
@@ -281,6 +283,7 @@ impl JobQueue {
     /// Queues a parked response whose connection has drained (called on
     /// the I/O thread, or on the thread that parked it).
     fn resume(&self, parked: Parked) {
+        self.resuming.fetch_add(1, Ordering::AcqRel);
         let mut queue = self.queue.lock().unwrap();
         queue.resumes.push_back(parked);
         self.wake_for(queue);
@@ -417,6 +420,21 @@ impl PythonPool {
         self.running.stuck()
     }
 
+    /// Once the I/O loop is gone (the worker stops): gives the threads up
+    /// to `limit` to go on with the responses it left parked, each of
+    /// which finds its connection gone and calls the application's
+    /// `close()`. Returns whether they all did.
+    pub fn close_parked(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.queue.resuming.load(Ordering::Acquire) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     /// Lets the threads finish what is queued, then joins them.
     pub fn shutdown(&self) {
         self.queue.close();
@@ -462,7 +480,10 @@ fn run_thread(
         queue.work(
             |work| match work {
                 Work::New(job) => serve(py, &app, &mut environ, &ctx, job),
-                Work::Resume(parked) => resume(py, &ctx, parked),
+                Work::Resume(parked) => {
+                    resume(py, &ctx, parked);
+                    queue.resuming.fetch_sub(1, Ordering::AcqRel);
+                }
             },
             |leading| py.detach(|| queue.wait(leading)),
         );

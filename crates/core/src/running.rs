@@ -67,19 +67,21 @@ impl Running {
         tag: RequestTag,
         responder: Arc<Responder>,
         ran: Duration,
-    ) {
+    ) -> Instant {
         let now = Instant::now();
+        let started = now.checked_sub(ran).unwrap_or(now);
         let mut state = self.slots[slot].0.lock().unwrap();
         let request = state.next_request;
         state.next_request += 1;
         state.entry = Some(Entry {
             request,
-            started: now.checked_sub(ran).unwrap_or(now),
+            started,
             tag,
             thread,
             responder,
             expired: false,
         });
+        started
     }
 
     /// Frees the slot; true if its request had timed out.
@@ -162,10 +164,16 @@ pub(crate) struct ThreadSlot {
 
 impl ThreadSlot {
     /// Begins (or, after `ran` on threads before, resumes) a request:
-    /// `--timeout` counts the time it runs on threads.
-    pub(crate) fn begin(&self, tag: RequestTag, responder: Arc<Responder>, ran: Duration) {
+    /// `--timeout` counts the time it runs on threads. Returns when it
+    /// began, as `--timeout` sees it (`ran` before now).
+    pub(crate) fn begin(
+        &self,
+        tag: RequestTag,
+        responder: Arc<Responder>,
+        ran: Duration,
+    ) -> Instant {
         self.running
-            .begin(self.index, self.thread, tag, responder, ran);
+            .begin(self.index, self.thread, tag, responder, ran)
     }
 
     /// Ends the request; a TimeoutError raised for it and not yet seen by
