@@ -24,7 +24,10 @@
 //!   LISTEN_PID (listener.rs takes it, and RUSTGI_SOCKET_FILE_OWNED keeps
 //!   the duty to remove the socket file), and the old workers, which stay
 //!   our children (execve keeps the pid), are listed in RUSTGI_OLD_WORKERS:
-//!   the new image stops them once its own workers are ready.
+//!   the new image stops them once its own workers are ready. Those
+//!   already draining (a reload storm: the previous reload's old workers)
+//!   are listed in RUSTGI_DRAINING_WORKERS: their exit is expected, not a
+//!   crash to replace or back off from.
 //!
 //! These rules are decided in policy.rs, which makes no syscall; this
 //! module is the shell around it: it polls, forks, signals, reaps and
@@ -33,7 +36,9 @@
 
 use crate::config::ServerConfig;
 use crate::listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SocketFileGuard};
-use crate::policy::{Action, Ending, Event, MasterSignal, Pid, Policy, Settings, Stop, pid_list};
+use crate::policy::{
+    Action, Ending, Event, MasterSignal, OldWorkers, Pid, Policy, Settings, Stop, pid_list,
+};
 use crate::worker::{self, EXIT_PANIC, Launch};
 use crate::{RunError, proc, systemd};
 use nix::poll::{PollFd, PollFlags, poll};
@@ -50,6 +55,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Workers of the previous image of this master (pids, comma-separated).
 const OLD_WORKERS_ENV: &str = "RUSTGI_OLD_WORKERS";
+/// Workers of the previous image that were already told to stop.
+const DRAINING_WORKERS_ENV: &str = "RUSTGI_DRAINING_WORKERS";
 /// The worker count as SIGTTIN/SIGTTOU left it.
 const PROCESSES_ENV: &str = "RUSTGI_PROCESSES";
 /// How often --touch-reload's file is looked at.
@@ -63,8 +70,17 @@ const EXIT_MARGIN: Duration = Duration::from_secs(2);
 struct Start {
     argv: Vec<OsString>,
     cwd: Option<PathBuf>,
-    old_workers: Vec<libc::pid_t>,
+    old_workers: OldWorkers,
     processes: Option<usize>,
+}
+
+/// A comma-separated pid list from the environment (empty if unset).
+fn pids_from_env(key: &str) -> Vec<Pid> {
+    std::env::var(key)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pid| pid.trim().parse().ok())
+        .collect()
 }
 
 static START: OnceLock<Start> = OnceLock::new();
@@ -74,17 +90,17 @@ static START: OnceLock<Start> = OnceLock::new();
 /// Call it first in `run`, before any thread starts.
 pub(crate) fn remember_start() {
     START.get_or_init(|| {
-        let old_workers = std::env::var(OLD_WORKERS_ENV)
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|pid| pid.trim().parse().ok())
-            .collect();
+        let old_workers = OldWorkers {
+            serving: pids_from_env(OLD_WORKERS_ENV),
+            draining: pids_from_env(DRAINING_WORKERS_ENV),
+        };
         let processes = std::env::var(PROCESSES_ENV)
             .ok()
             .and_then(|n| n.parse().ok());
         // SAFETY: no other thread exists yet (documented above).
         unsafe {
             std::env::remove_var(OLD_WORKERS_ENV);
+            std::env::remove_var(DRAINING_WORKERS_ENV);
             std::env::remove_var(PROCESSES_ENV);
         }
         Start {
@@ -136,12 +152,18 @@ pub(crate) fn run(
     let owned_file = socket.created_path().map(PathBuf::from);
     let describe = socket.describe();
     let pid = std::process::id() as libc::pid_t;
-    let old_workers: Vec<libc::pid_t> = start
-        .old_workers
-        .iter()
-        .copied()
-        .filter(|&pid| proc::is_live_child(pid))
-        .collect();
+    // A worker that ended during the execve is reaped below as an
+    // unknown process: it was adopted by nobody.
+    let live = |pids: &[Pid]| -> Vec<Pid> {
+        pids.iter()
+            .copied()
+            .filter(|&pid| proc::is_live_child(pid))
+            .collect()
+    };
+    let old_workers = OldWorkers {
+        serving: live(&start.old_workers.serving),
+        draining: live(&start.old_workers.draining),
+    };
     let preload = config.processes.preload;
     let mut interpreter = None;
     if preload {
@@ -157,11 +179,11 @@ pub(crate) fn run(
                 }
                 interpreter = Some(loaded);
             }
-            Err(e) if !old_workers.is_empty() => {
+            Err(e) if !old_workers.serving.is_empty() => {
                 tracing::error!(
                     "reload failed: {}\nthe {} old worker(s) keep serving; fix the application and reload again",
                     crate::python_failed(e, config),
-                    old_workers.len()
+                    old_workers.serving.len()
                 );
             }
             Err(e) => return Err(crate::python_failed(e, config)),
@@ -182,7 +204,7 @@ pub(crate) fn run(
     };
     let processes = start
         .processes
-        .filter(|_| !old_workers.is_empty())
+        .filter(|_| !old_workers.serving.is_empty())
         .unwrap_or(config.processes.count);
     let policy = Policy::new(
         Settings {
@@ -435,7 +457,7 @@ impl Master<'_> {
     /// --preload: execve(/proc/self/exe) with the same argv, handing over
     /// the listening socket (fd 3, LISTEN_FDS=1), the `workers` and their
     /// count. Returns only if it failed: why.
-    fn reexec(&mut self, workers: &[Pid], processes: usize) -> Option<std::io::Error> {
+    fn reexec(&mut self, workers: &OldWorkers, processes: usize) -> Option<std::io::Error> {
         let socket = self.socket.as_ref()?;
         let start = START.get().expect("remembered at start");
         let mut env: Vec<CString> = std::env::vars_os()
@@ -448,6 +470,7 @@ impl Master<'_> {
                             | "LISTEN_FDNAMES"
                             | SOCKET_FILE_OWNED_ENV
                             | OLD_WORKERS_ENV
+                            | DRAINING_WORKERS_ENV
                             | PROCESSES_ENV
                     )
                 )
@@ -462,7 +485,8 @@ impl Master<'_> {
         let mut extra = vec![
             "LISTEN_FDS=1".to_string(),
             format!("LISTEN_PID={}", self.pid),
-            format!("{OLD_WORKERS_ENV}={}", pid_list(workers)),
+            format!("{OLD_WORKERS_ENV}={}", pid_list(&workers.serving)),
+            format!("{DRAINING_WORKERS_ENV}={}", pid_list(&workers.draining)),
             format!("{PROCESSES_ENV}={processes}"),
         ];
         if let Some(path) = &self.owned_file

@@ -76,7 +76,7 @@ pub(crate) struct Ending {
 #[derive(Clone, Debug)]
 pub(crate) enum Event {
     /// Workers a previous image of this master started (it re-executed).
-    Adopted(Vec<Pid>),
+    Adopted(OldWorkers),
     /// A worker of `generation` was forked, as a [`Action::Spawn`] asked.
     Spawned {
         pid: Pid,
@@ -99,6 +99,19 @@ pub(crate) enum Event {
     ReexecFailed(String),
     /// Time passed: the moment to start, stop and kill what is due.
     Tick,
+}
+
+/// What a re-executing master hands over about its workers, which stay
+/// its children across the execve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OldWorkers {
+    /// Serving (or still starting): they serve on until the new image's
+    /// workers are ready.
+    pub serving: Vec<Pid>,
+    /// Already told to stop, or retiring: they finish their requests and
+    /// exit 0, which is no crash and no reason to back off (a SIGHUP storm
+    /// re-executes while the previous reload's old workers drain).
+    pub draining: Vec<Pid>,
 }
 
 /// How a worker is told to stop.
@@ -131,7 +144,7 @@ pub(crate) enum Action {
     /// listener, the `workers` and the worker count; answer with
     /// [`Event::ReexecFailed`] if it returns.
     Reexec {
-        workers: Vec<Pid>,
+        workers: OldWorkers,
         processes: usize,
     },
     /// The master is done: every worker has ended.
@@ -211,7 +224,7 @@ impl Policy {
     pub(crate) fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
         let mut actions = Vec::new();
         match event {
-            Event::Adopted(pids) => self.adopt(now, &pids, &mut actions),
+            Event::Adopted(old) => self.adopt(now, &old, &mut actions),
             Event::Spawned { pid, generation } => {
                 self.workers.insert(
                     pid,
@@ -245,14 +258,27 @@ impl Policy {
         actions
     }
 
-    /// The workers a previous image of this master started: they serve on
-    /// until this image's own are ready.
-    fn adopt(&mut self, now: Instant, old: &[Pid], actions: &mut Vec<Action>) {
-        if old.is_empty() {
+    /// The workers a previous image of this master started: the serving
+    /// ones serve on until this image's own are ready; the draining ones
+    /// only finish (their exit is the end they were told to reach).
+    fn adopt(&mut self, now: Instant, old: &OldWorkers, actions: &mut Vec<Action>) {
+        for &pid in &old.draining {
+            self.workers.insert(
+                pid,
+                Worker {
+                    generation: 0,
+                    started: now,
+                    state: State::Stopping,
+                    kill_at: Some(now + self.settings.stop_deadline),
+                },
+            );
+        }
+        let serving = &old.serving;
+        if serving.is_empty() && old.draining.is_empty() {
             return;
         }
         self.starting = false;
-        for &pid in old {
+        for &pid in serving {
             self.workers.insert(
                 pid,
                 Worker {
@@ -273,10 +299,19 @@ impl Policy {
             self.reloading = true;
             log!(
                 info,
-                "re-executed: starting {} new worker(s); the {} old one(s) ({}) stop once these are ready",
+                "re-executed: starting {} new worker(s); the {} old one(s) ({}) stop once these are ready{}",
                 self.target,
-                old.len(),
-                pid_list(old)
+                serving.len(),
+                pid_list(serving),
+                if old.draining.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} still finishing their requests ({})",
+                        old.draining.len(),
+                        pid_list(&old.draining)
+                    )
+                }
             );
         }
     }
@@ -441,8 +476,15 @@ impl Policy {
                 "{why}: reloading: re-executing the master (--preload), which imports the application afresh"
             );
             actions.push(Action::Notify("RELOADING=1\nSTATUS=re-executing".into()));
+            let (draining, serving): (Vec<_>, Vec<_>) = self
+                .workers
+                .iter()
+                .partition(|(_, w)| w.state == State::Stopping);
             actions.push(Action::Reexec {
-                workers: self.workers.keys().copied().collect(),
+                workers: OldWorkers {
+                    serving: serving.into_iter().map(|(&pid, _)| pid).collect(),
+                    draining: draining.into_iter().map(|(&pid, _)| pid).collect(),
+                },
                 processes: self.target,
             });
             return;
@@ -724,6 +766,13 @@ mod tests {
             assert!(none.is_empty());
             assert!(matches!(&actions[..], [Action::Notify(s)] if s.starts_with("READY=1")));
             pids
+        }
+    }
+
+    fn serving(pids: &[Pid]) -> OldWorkers {
+        OldWorkers {
+            serving: pids.to_vec(),
+            draining: vec![],
         }
     }
 
@@ -1041,7 +1090,10 @@ mod tests {
             [
                 Action::Notify("RELOADING=1\nSTATUS=re-executing".into()),
                 Action::Reexec {
-                    workers: vec![100, 101],
+                    workers: OldWorkers {
+                        serving: vec![100, 101],
+                        draining: vec![]
+                    },
                     processes: 2
                 }
             ]
@@ -1063,7 +1115,7 @@ mod tests {
             preloaded: true,
             ..settings(2)
         });
-        assert!(m.handle(Event::Adopted(vec![7, 8])).is_empty());
+        assert!(m.handle(Event::Adopted(serving(&[7, 8]))).is_empty());
         let (new, _) = m.tick();
         assert_eq!(new, [100, 101]);
         // A new worker failing here is a failed reload, not a fatal start.
@@ -1074,13 +1126,75 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_storm_hands_over_the_draining_workers_whose_exits_are_no_crash() {
+        let preload = || Settings {
+            preload: true,
+            preloaded: true,
+            ..settings(2)
+        };
+        // The first image: 100 and 101 drain (retiring here; told to stop
+        // by a reload is the same state) and 102, 103 serve when the next
+        // SIGHUP comes.
+        let mut m = Master::new(preload());
+        m.serving();
+        m.at(ms(5000)).handle(Event::Retiring(100));
+        m.handle(Event::Retiring(101));
+        let (new, _) = m.tick();
+        assert_eq!(new, [102, 103]);
+        let actions = m.handle(Event::Signal(MasterSignal::Hup));
+        let Some(Action::Reexec { workers, .. }) = actions.last() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            workers,
+            &OldWorkers {
+                serving: vec![102, 103],
+                draining: vec![100, 101]
+            }
+        );
+        // The next image adopts them (its own pids from 200), and the
+        // draining ones exit 0 at once, before its own workers are ready.
+        let mut m = Master::new(preload());
+        m.next_pid = 200;
+        m.handle(Event::Adopted(workers.clone()));
+        let (mine, _) = m.at(ms(10)).tick();
+        assert_eq!(mine, [200, 201]);
+        for pid in [100, 101] {
+            let actions = m.at(ms(20)).handle(Event::Exited {
+                pid,
+                ending: exit_code(0),
+            });
+            assert!(actions.is_empty(), "{actions:?}");
+        }
+        // No replacement for them and no back-off: the next spawn would
+        // come at once (nothing is missing, so nothing is spawned).
+        assert_eq!(m.policy.quick_deaths, 0);
+        assert!(m.policy.next_spawn <= m.now());
+        assert_eq!(m.at(ms(30)).tick(), (vec![], vec![]));
+        m.handle(Event::Ready(200));
+        m.handle(Event::Ready(201));
+        let (_, actions) = m.tick();
+        assert_eq!(stops(&actions, Stop::Drain), [102, 103]);
+        // One that dies of a crash is still one.
+        let mut m = Master::new(preload());
+        m.next_pid = 200;
+        m.handle(Event::Adopted(workers.clone()));
+        m.tick();
+        m.at(ms(20)).handle(Event::Exited {
+            pid: 102,
+            ending: killed(),
+        });
+        assert_eq!(m.policy.quick_deaths, 1);
+    }
+
+    #[test]
     fn after_a_reexec_that_could_not_import_the_old_workers_serve_on() {
         let mut m = Master::new(Settings {
             preload: true,
             preloaded: false,
             ..settings(2)
         });
-        let actions = m.handle(Event::Adopted(vec![7, 8]));
+        let actions = m.handle(Event::Adopted(serving(&[7, 8])));
         assert_eq!(
             notes(&actions),
             [
