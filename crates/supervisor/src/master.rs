@@ -14,7 +14,7 @@
 //!   within a second of their start (then 0.1 s, 0.2 s, … up to 10 s).
 //! - SIGHUP (or a touch of --touch-reload) starts a new generation of
 //!   workers, which import the app afresh; once all of them are ready the
-//!   old ones are told to stop (SIGTERM: they close their listener, finish
+//!   old ones are told to stop (SIGUSR2: they close their listener, finish
 //!   what they accepted and exit). The listening socket stays open all the
 //!   while, so no connection is refused or lost. A new generation that
 //!   cannot load the app is given up and the old one keeps serving.
@@ -29,13 +29,20 @@
 //!   are listed in RUSTGI_DRAINING_WORKERS: their exit is expected, not a
 //!   crash to replace or back off from.
 //!
+//! - SIGTERM/SIGINT stop the server: the master stops new connections
+//!   from arriving where the socket allows it (removes the socket file,
+//!   shuts a Unix listener it bound down for reading), sends the workers
+//!   SIGTERM (they serve what waits in the listen queue, then finish), and
+//!   keeps its own copy of the listener until they have exited, so that
+//!   it can count what they left queued before its close resets it.
+//!
 //! These rules are decided in policy.rs, which makes no syscall; this
 //! module is the shell around it: it polls, forks, signals, reaps and
 //! re-executes, turning what happens into the policy's events and
 //! carrying out its actions.
 
 use crate::config::ServerConfig;
-use crate::listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SocketFileGuard};
+use crate::listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SOCKET_OURS_ENV, SocketFileGuard};
 use crate::policy::{
     Action, Ending, Event, MasterSignal, OldWorkers, Pid, Policy, Settings, Stop, pid_list,
 };
@@ -287,6 +294,7 @@ impl Master<'_> {
                 Action::Stop { pid, how } => {
                     let signal = match how {
                         Stop::Drain => Signal::SIGTERM,
+                        Stop::Retire => Signal::SIGUSR2,
                         Stop::Kill => Signal::SIGKILL,
                     };
                     proc::kill(pid, signal);
@@ -296,9 +304,8 @@ impl Master<'_> {
                     systemd::notify(&state);
                     continue;
                 }
-                Action::CloseListener => {
-                    self.socket = None;
-                    drop(self.socket_file.take());
+                Action::StopArrivals => {
+                    self.stop_arrivals();
                     continue;
                 }
                 Action::Reexec { workers, processes } => match self.reexec(&workers, processes) {
@@ -312,16 +319,63 @@ impl Master<'_> {
         None
     }
 
+    /// The stop: the socket file goes (connects by path fail from here),
+    /// and a Unix listener is shut down for reading (connects are refused,
+    /// the queue stays for the workers to serve). Not for an inherited
+    /// socket, which others may hold (systemd, for the next start; the
+    /// other children of spawn-fcgi -F).
+    fn stop_arrivals(&mut self) {
+        drop(self.socket_file.take());
+        let Some(socket) = &self.socket else { return };
+        if crate::listener::inherited() {
+            tracing::info!(
+                "the listening socket is inherited, and others may hold it: it stays open; the workers accept until its queue stays empty"
+            );
+            return;
+        }
+        match socket.stop_arrivals() {
+            Ok(true) => tracing::info!(
+                "new connections are refused; the workers serve what waits in the listen queue"
+            ),
+            Ok(false) => tracing::info!(
+                "TCP cannot refuse new connections and keep its listen queue: the workers accept until it stays empty"
+            ),
+            Err(e) => tracing::warn!("could not shut the listening socket down for reading: {e}"),
+        }
+    }
+
     fn finish(&mut self, fatal: Option<String>) -> Result<(), RunError> {
         if let Some(message) = fatal {
             return Err(RunError::Setup(message));
         }
+        self.close_listener();
         if let Some(interpreter) = self.interpreter.take() {
             interpreter.finalize();
         }
         drop(self.socket_file.take());
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// The master holds the last copy of a listener it bound: what the
+    /// workers left in its queue would be reset by the close. Counted and
+    /// logged. (An inherited one's queue is its other holders'.)
+    fn close_listener(&mut self) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        if crate::listener::inherited() {
+            return;
+        }
+        let dropped = socket.reset_leftovers();
+        if dropped > 0 {
+            tracing::warn!(
+                "{dropped} connection(s) still waiting in the listen queue were dropped unserved (--graceful-timeout {:?})",
+                self.config.serve.graceful_timeout
+            );
+        } else {
+            tracing::info!("no connection was left in the listen queue");
+        }
     }
 
     /// Sleeps in poll(2) until a signal, a worker's status byte, or the
@@ -469,6 +523,7 @@ impl Master<'_> {
                             | "LISTEN_PID"
                             | "LISTEN_FDNAMES"
                             | SOCKET_FILE_OWNED_ENV
+                            | SOCKET_OURS_ENV
                             | OLD_WORKERS_ENV
                             | DRAINING_WORKERS_ENV
                             | PROCESSES_ENV
@@ -493,6 +548,9 @@ impl Master<'_> {
             && self.socket_file.is_some()
         {
             extra.push(format!("{SOCKET_FILE_OWNED_ENV}={}", path.display()));
+        }
+        if !crate::listener::inherited() {
+            extra.push(format!("{SOCKET_OURS_ENV}=1"));
         }
         env.extend(extra.into_iter().filter_map(|e| CString::new(e).ok()));
         let argv: Vec<CString> = start

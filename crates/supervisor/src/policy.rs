@@ -117,8 +117,13 @@ pub(crate) struct OldWorkers {
 /// How a worker is told to stop.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Stop {
-    /// SIGTERM: close the listener, finish what was accepted, exit.
+    /// SIGTERM, the server stops: serve what waits in the listen queue
+    /// too, finish what was accepted, exit.
     Drain,
+    /// SIGUSR2, the worker is replaced (a reload, SIGTTOU): close the
+    /// listener at once (the others serve the queue), finish what was
+    /// accepted, exit.
+    Retire,
     /// SIGKILL.
     Kill,
 }
@@ -137,9 +142,12 @@ pub(crate) enum Action {
     },
     /// Send to systemd's notify socket.
     Notify(String),
-    /// Close the master's listener and remove the socket file: new
-    /// connections are refused from here.
-    CloseListener,
+    /// Stop new connections from arriving where the socket allows it
+    /// (remove the socket file we created; shut a Unix listener down for
+    /// reading). The master keeps its copy of the listener until it exits,
+    /// so that the workers can serve what waits in the queue and the
+    /// master can count what they left there.
+    StopArrivals,
     /// `--preload` reload: execve this program afresh, handing over the
     /// listener, the `workers` and the worker count; answer with
     /// [`Event::ReexecFailed`] if it returns.
@@ -456,16 +464,17 @@ impl Policy {
         self.reload(now, &why, actions);
     }
 
-    /// SIGTERM/SIGINT (`Stop::Drain`): stop accepting and let the workers
-    /// finish; SIGQUIT (`Stop::Kill`): kill them.
+    /// SIGTERM/SIGINT (`Stop::Drain`): stop arrivals and let the workers
+    /// serve the listen queue and finish; SIGQUIT (`Stop::Kill`): kill
+    /// them.
     fn stop(&mut self, now: Instant, how: Stop, actions: &mut Vec<Action>) {
         if !self.stopping {
             actions.push(Action::Notify("STOPPING=1".into()));
         }
         self.stopping = true;
-        // The master's copy of the listener, and the file: new connections
-        // are refused from here (each worker closes its own copy).
-        actions.push(Action::CloseListener);
+        // New connections are refused from here where the socket allows
+        // it; the workers serve what already waits.
+        actions.push(Action::StopArrivals);
         self.stop_all(now, how, actions);
     }
 
@@ -524,7 +533,7 @@ impl Policy {
             .map(|(&pid, _)| pid)
             .collect();
         for pid in new {
-            self.stop_worker(now, pid, Stop::Drain, actions);
+            self.stop_worker(now, pid, Stop::Retire, actions);
         }
         self.generation = self
             .workers
@@ -592,7 +601,7 @@ impl Policy {
                 .map(|(pid, ..)| pid)
                 .collect();
             for pid in extra {
-                self.stop_worker(now, pid, Stop::Drain, actions);
+                self.stop_worker(now, pid, Stop::Retire, actions);
             }
         }
         // Workers being spawned are booting: not ready.
@@ -622,7 +631,7 @@ impl Policy {
                 old.len()
             );
             for pid in old {
-                self.stop_worker(now, pid, Stop::Drain, actions);
+                self.stop_worker(now, pid, Stop::Retire, actions);
             }
             actions.push(self.notify_ready(""));
         }
@@ -922,7 +931,7 @@ mod tests {
         assert_eq!(m.tick(), (vec![], vec![]), "old ones serve on");
         m.handle(Event::Ready(103));
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain), old);
+        assert_eq!(stops(&actions, Stop::Retire), old);
         assert_eq!(
             notes(&actions),
             ["READY=1\nSTATUS=2 of 2 workers serving on unix:/run/app.sock (generation 2)"]
@@ -948,7 +957,7 @@ mod tests {
             pid: new[1],
             ending: exit_code(EXIT_APP_LOAD),
         });
-        assert_eq!(stops(&actions, Stop::Drain), [new[0]]);
+        assert_eq!(stops(&actions, Stop::Retire), [new[0]]);
         assert_eq!(
             notes(&actions),
             [
@@ -974,7 +983,7 @@ mod tests {
             pid: new[0],
             ending: exit_code(EXIT_APP_LOAD),
         });
-        assert_eq!(stops(&actions, Stop::Drain), [new[1]]);
+        assert_eq!(stops(&actions, Stop::Retire), [new[1]]);
         assert!(m.tick().1.iter().all(|a| !matches!(a, Action::Exit { .. })));
     }
 
@@ -1001,7 +1010,7 @@ mod tests {
         m.serving();
         let actions = m.at(ms(2000)).handle(Event::Signal(MasterSignal::Term));
         assert_eq!(notes(&actions), ["STOPPING=1"]);
-        assert!(actions.contains(&Action::CloseListener));
+        assert!(actions.contains(&Action::StopArrivals));
         assert_eq!(stops(&actions, Stop::Drain), [100, 101]);
         m.handle(Event::Exited {
             pid: 100,
@@ -1056,12 +1065,12 @@ mod tests {
         m.tick();
         m.handle(Event::Signal(MasterSignal::Ttou));
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain), [102]);
+        assert_eq!(stops(&actions, Stop::Retire), [102]);
         m.handle(Event::Signal(MasterSignal::Ttou));
         m.handle(Event::Signal(MasterSignal::Ttou));
         assert_eq!(m.policy.target(), 1, "never below one");
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain).len(), 1);
+        assert_eq!(stops(&actions, Stop::Retire).len(), 1);
     }
 
     #[test]
@@ -1122,7 +1131,7 @@ mod tests {
         m.handle(Event::Ready(100));
         m.handle(Event::Ready(101));
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain), [7, 8]);
+        assert_eq!(stops(&actions, Stop::Retire), [7, 8]);
     }
 
     #[test]
@@ -1174,7 +1183,7 @@ mod tests {
         m.handle(Event::Ready(200));
         m.handle(Event::Ready(201));
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain), [102, 103]);
+        assert_eq!(stops(&actions, Stop::Retire), [102, 103]);
         // One that dies of a crash is still one.
         let mut m = Master::new(preload());
         m.next_pid = 200;
