@@ -1,7 +1,27 @@
 //! A connection as accepted: a plain std socket, not yet known to tokio.
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+/// Whether the peer of a connected socket has closed it both ways
+/// (POLLHUP), or the connection failed (POLLERR: a reset): then nobody
+/// reads an answer. One that has only shut down its sending side (a plain
+/// EOF, POLLRDHUP) may still read one, and does not count: an SCGI or
+/// uwsgi client may half-close once it has sent its request. Over a Unix
+/// socket a peer's close() is seen at once. Over TCP it sends a FIN, which
+/// looks like a half-close until a write is answered with a reset: there
+/// a client that closed after sending its request cannot be told from
+/// one waiting for its answer.
+pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(1..) => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        _ => false,
+    }
+}
 
 pub(crate) enum Socket {
     Unix(std::os::unix::net::UnixStream),
