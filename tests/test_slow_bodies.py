@@ -229,3 +229,74 @@ def test_a_fastcgi_request_aborted_before_the_app_starts_is_not_run(gateways, tm
         assert aborted.read_end(1, timeout=10).response().body == b"hello"
     assert calls_of(calls) == ["/sleep", "/after"], gw.describe(mark)
     assert gw.log.lines_matching(r"not run", since=mark), gw.describe(mark)
+
+
+class FcgiTrickle:
+    """A FastCGI upload that sends BEGIN_REQUEST and PARAMS, then one STDIN
+    record of `size` bytes every `every` seconds until stopped."""
+
+    def __init__(self, address, query, body_len=1000, first=b"", size=1, every=1.0):
+        self.conn = FcgiConnection(address, timeout=30)
+        params = encode_pairs(responder_params("POST", "/upload", query=query, body_len=body_len))
+        self.conn.send(begin_request(1) + encode_record(PARAMS, 1, params) + encode_record(PARAMS, 1)
+                       + (encode_record(STDIN, 1, first) if first else b""))
+        self.size, self.every = size, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.wait(self.every):
+            if not self.conn.send_tolerant(encode_record(STDIN, 1, b"x" * self.size)):
+                return
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.conn.close()
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_trickling_fastcgi_uploads_leave_the_threads_to_other_requests(gateways, tmp_path, lane):
+    # As over SCGI: two FastCGI uploads at a byte a second with two
+    # threads, and ten normal requests meanwhile are all answered.
+    gw = start(gateways, "fcgi-trickle", lane, ["--threads", "2"], proto="fastcgi")
+    calls = tmp_path / "calls"
+    uploads = [FcgiTrickle(gw.socket, f"calls={calls}") for _ in range(2)]
+    try:
+        time.sleep(1.5)
+        answered = 0
+        for i in range(10):
+            with FcgiConnection(gw.socket, timeout=5) as conn:
+                conn.request(1, responder_params("GET", "/hello"))
+                try:
+                    answered += conn.read_end(1, timeout=5).response().body == b"hello"
+                except (AssertionError, OSError):
+                    pass
+        assert answered == 10, f"{answered} of 10 answered\n" + gw.describe()
+        assert "/upload" not in calls_of(calls), "an upload's app ran before its body was in"
+    finally:
+        for upload in uploads:
+            upload.close()
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_large_fastcgi_body_below_the_min_rate_is_cut(gateways, tmp_path, lane):
+    # 2000 bytes (over --buffer-body 1024: the app starts), then 10 bytes
+    # every 0.2 s, under --body-min-rate 1000,1: the app's read raises
+    # OSError, the connection is closed, and the log says why.
+    gw = start(gateways, "fcgi-min-rate", lane,
+               ["--threads", "2", "--buffer-body", "1024", "--body-min-rate", "1000,1"], proto="fastcgi")
+    record = tmp_path / "record"
+    mark = gw.log.mark()
+    upload = FcgiTrickle(gw.socket, f"record={record}", body_len=100_000, first=b"a" * 2000,
+                         size=10, every=0.2)
+    try:
+        assert wait_until(record.exists, timeout=15), "the app's read did not fail\n" + gw.describe(mark)
+        assert upload.conn.closed_by_peer(timeout=10), "the connection stayed open"
+    finally:
+        upload.close()
+    assert record.read_text().startswith("OSError: request body too slow"), record.read_text()
+    lines = gw.log.wait_for(r"\bWARN\b", r"peer=", r"too slow", r"\d+ bytes/s",
+                            r"--body-min-rate 1000 bytes/s", since=mark)
+    assert lines, gw.describe(mark)
