@@ -137,17 +137,19 @@ pub async fn serve<P, C>(
         errors_to_peer: false,
     });
 
+    // Bytes that came after the body, or `None` when the body failed
+    // (what follows it is then no body's).
     let mut pump = Box::pin(async {
         let extra = match buffered {
             Pumped::Buffered => match body_pump.read(&mut reader, &progress, None).await {
-                Pumped::Ended { past_end } => past_end,
-                _ => 0,
+                Pumped::Ended { past_end } => Some(past_end),
+                _ => None,
             },
             Pumped::Ended { past_end } => {
                 progress.arrived();
-                past_end + watch_hangup(&mut reader, &closer, peer, id).await
+                Some(past_end + watch_hangup(&mut reader, &closer, peer, id).await)
             }
-            Pumped::Failed => 0,
+            Pumped::Failed => None,
         };
         progress.arrived();
         extra
@@ -183,8 +185,10 @@ pub async fn serve<P, C>(
             }
             None => pump.await,
         };
-        let extra = in_body + async_io::drain(&mut reader, PeerSending::Done).await;
-        if extra > 0 {
+        let drained = async_io::drain(&mut reader, PeerSending::Done).await;
+        if let Some(extra) = in_body.map(|extra| extra + drained)
+            && extra > 0
+        {
             tracing::warn!(
                 %peer,
                 request = id,
