@@ -198,21 +198,22 @@ impl Driver<'_> {
                 self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
             }
             let read_limit = self.read_limit();
-            // While a body arrives, its reads count against --body-min-rate,
-            // and a read also ends when the rate's window does.
-            let counting = self.connection.receiving_body();
-            let window_ends_first = counting
-                && self
-                    .body_rate
-                    .time_left()
-                    .is_some_and(|left| left < self.ctx.timeouts.body);
-            let reading = Instant::now();
             let idle = self.between_requests(&buf);
             if idle && self.ctx.park_idle && !self.multiplexed && !self.ctx.shutdown.is_cancelled()
             {
                 return Stop::Idle;
             }
             let held = self.held_body();
+            // While a body arrives (and is wanted), the time spent waiting
+            // for it counts against --body-min-rate, and a read also ends
+            // when the rate's window does.
+            let counting = held.is_none() && self.connection.receiving_body();
+            let window_ends_first = counting
+                && self
+                    .body_rate
+                    .time_left()
+                    .is_some_and(|left| left < self.ctx.timeouts.body);
+            let reading = Instant::now();
             if std::mem::take(&mut unread) {
                 if !self.receive(writer, &mut buf).await {
                     return Stop::Closed { clean: true };
@@ -222,6 +223,10 @@ impl Driver<'_> {
                     () = self.ctx.shutdown.cancelled(), if idle => return Stop::Closed { clean: true },
                     Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
                         self.on_batch(batch);
+                        // The wait for body bytes so far counts too.
+                        if counting && !self.count_body_wait(reading.elapsed(), 0) {
+                            return Stop::Closed { clean: false };
+                        }
                     }
                     () = wanted(held.as_ref()), if held.is_some() => {}
                     read = read_some(reader, &mut buf, read_limit), if held.is_none() => match read {
@@ -231,6 +236,7 @@ impl Driver<'_> {
                                 return Stop::Closed { clean: false };
                             }
                         }
+                        // Counted; a body too slow closes the connection.
                         Ok(n) if n > 0 && counting && !self.count_body_wait(reading.elapsed(), n) => {
                             return Stop::Closed { clean: false };
                         }
