@@ -91,3 +91,45 @@ impl Write for &Socket {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Shutdown;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_half_close_is_not_a_hang_up_and_a_close_is() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (&theirs).write_all(b"a request").unwrap();
+        assert!(!hung_up(ours.as_fd()), "an open connection");
+        theirs.shutdown(Shutdown::Write).unwrap();
+        assert!(
+            !hung_up(ours.as_fd()),
+            "EOF only: the client may still read"
+        );
+        drop(theirs);
+        assert!(
+            hung_up(ours.as_fd()),
+            "closed both ways, unread bytes or not"
+        );
+    }
+
+    #[test]
+    fn a_tcp_close_looks_like_a_half_close_until_a_reset() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let theirs = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        drop(theirs);
+        // The FIN has arrived once a read sees EOF.
+        assert_eq!((&ours).read(&mut [0u8; 8]).unwrap(), 0);
+        assert!(!hung_up(ours.as_fd()), "a FIN alone");
+        // The peer answers a write with a reset.
+        let _ = (&ours).write_all(b"answer");
+        let reset = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            hung_up(ours.as_fd())
+        });
+        assert!(reset, "the reset is a hang-up");
+    }
+}
