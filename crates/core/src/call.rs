@@ -126,6 +126,13 @@ pub(crate) fn serve(
     slot: &ThreadSlot,
     job: Job,
 ) {
+    if job.response.client_gone() {
+        tracing::info!(
+            request = job.id,
+            "not run: its client went away (the connection hung up, or ABORT_REQUEST came) before the application started"
+        );
+        return;
+    }
     let Job {
         id,
         request,

@@ -17,7 +17,7 @@ mod service;
 mod sink;
 
 pub use allow::{AllowedPeer, from_environment as allowed_from_environment};
-pub use config::{FastcgiOptions, Protocol, ServeConfig, Timeouts};
+pub use config::{BodyLimits, FastcgiOptions, MinRate, Protocol, ServeConfig, Timeouts};
 pub use intake::Listener;
 
 use rustgi_core::PythonPool;

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use rustgi_core::{Disconnected, LaneWriter, ResponseEvent};
 use rustgi_model::ResponseEncoder;
 use std::borrow::Cow;
+use std::os::fd::AsFd;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 pub(super) struct LaneResponse<E> {
@@ -135,6 +136,12 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
             return Err(Disconnected);
         }
         Ok(written)
+    }
+
+    fn client_gone(&self) -> bool {
+        self.sink
+            .as_ref()
+            .is_some_and(|sink| super::hung_up(sink.wire().as_fd()))
     }
 
     fn wait_writable(&self) -> Result<(), Disconnected> {
