@@ -223,10 +223,12 @@ def test_abort_during_streaming_response(fcgi, marker):
 
 
 def test_abort_while_the_app_reads_its_body(fcgi, marker):
-    params = responder_params("POST", "/read-blocked", query=f"path={marker}", body_len=1000)
+    # 70,000 of 200,000 bytes: over --buffer-body (64 KiB), so the app
+    # starts before the body is in, and blocks in its read.
+    params = responder_params("POST", "/read-blocked", query=f"path={marker}", body_len=200_000)
     with connect(fcgi) as conn:
         conn.send(begin_request(1) + stream_records(PARAMS, 1, encode_pairs(params))
-                  + encode_record(STDIN, 1, b"x" * 100))
+                  + stream_records(STDIN, 1, b"x" * 70_000, end=False))
         assert wait_until(marker.exists, timeout=5), "the app never started\n" + fcgi.describe()
         time.sleep(0.3)  # the app is now blocked in read()
         aborted_at = time.monotonic()

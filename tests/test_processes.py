@@ -513,3 +513,44 @@ def test_timeout_answers_504_logs_the_stack_and_replaces_only_that_worker(gatewa
     after = answer(front.port)
     assert after["pid"] != before
     assert gw.log.lines_matching(r"timed out; exiting without waiting", since=mark), gw.describe(mark)
+
+
+def test_a_sighup_storm_with_preload_counts_no_crash_and_backs_off_from_nothing(gateways, scratch):
+    # Each reload re-executes the master, which imports the app (slowly here)
+    # before it adopts the workers of the image before it. A storm of
+    # SIGHUPs re-executes while the previous reload's old workers still
+    # finish their slow requests, so that they exit 0 during an import: the
+    # normal end of a worker told to stop, not a crash to replace or to back
+    # off from.
+    app = scratch / "storm_app.py"
+    app.write_text(APP_SOURCE + "\ntime.sleep(1.0)  # a slow import\n")
+    gw = start(gateways, "p-hup-storm", app, "--preload", processes=2, threads=2)
+    mark = gw.log.mark()
+    arrived = scratch / "storm-arrived.txt"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        slow = [
+            pool.submit(scgi_request, gw.socket, "GET", "/slow",
+                        query=f"seconds=3&path={arrived}", timeout=60)
+            for _ in range(4)
+        ]
+        assert wait_until(lambda: arrived.exists() and len(arrived.read_text().split()) == 4, 10), (
+            gw.describe(mark)
+        )
+        reloads = 0
+        while not all(f.done() for f in slow) or reloads < 3:
+            hup = gw.log.mark()
+            gw.send_signal(signal.SIGHUP)
+            assert gw.log.wait_for(r"reloaded: generation \d+ is serving", since=hup, timeout=30), (
+                gw.describe(mark)
+            )
+            reloads += 1
+            assert reloads < 20, gw.describe(mark)
+        assert [f.result().status for f in slow] == [200] * 4, gw.describe(mark)
+    assert wait_until(lambda: len(gw.workers()) == 2, 15), gw.describe(mark)
+    crashes = gw.log.lines_matching(r"\bdied\b|within a second of starting|waiting .* before starting",
+                                    since=mark)
+    assert not crashes, f"{reloads} reloads\n" + "\n".join(crashes) + "\n" + gw.describe(mark)
+    assert gw.log.lines_matching(r"still finishing their requests", since=mark), gw.describe(mark)
+    pids = {direct(gw)["pid"] for _ in range(20)}
+    assert pids <= set(gw.workers()), gw.describe(mark)
+    assert gw.terminate(timeout=30) == 0, gw.describe(mark)

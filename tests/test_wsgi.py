@@ -104,8 +104,9 @@ def test_exc_info_after_the_head_went_out_reraises_and_cuts_the_response(nginx, 
 
 
 def test_exc_info_after_the_head_while_the_body_is_still_arriving(main_gateway):
-    # Raw SCGI, the 10-byte body announced but not sent yet: the gateway
-    # holds the response back while the body arrives. The app yields its
+    # Raw SCGI, a 100,000-byte body announced and only its first 64 KiB
+    # sent (--buffer-body: enough for the app to start): the gateway holds
+    # the response back while the body arrives. The app yields its
     # block and fails at once. The app was told the head went out (its
     # start_response re-raised instead of allowing a 500), so the head and
     # the block must still reach the front server before the connection is
@@ -115,11 +116,11 @@ def test_exc_info_after_the_head_while_the_body_is_still_arriving(main_gateway):
     # the connection together.
     message = f"held-{uuid.uuid4().hex}"
     mark = main_gateway.log.mark()
-    head = scgi_head(scgi_params("POST", "/exc-info-after-body", body_len=10, query=f"message={message}"))
+    head = scgi_head(scgi_params("POST", "/exc-info-after-body", body_len=100_000, query=f"message={message}"))
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(main_gateway.socket)
-        sock.sendall(head)
+        sock.sendall(head + b"x" * 65536)
         assert main_gateway.log.wait_for(rf"ValueError: {message}", since=mark), main_gateway.describe(mark)
         raw = read_until_closed(sock)
     assert raw != b"", "the connection was closed without the 200 head and block the app had sent"

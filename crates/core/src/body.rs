@@ -59,6 +59,15 @@ pub enum BodyError {
         received: u64,
         expected: Option<u64>,
     },
+    /// The client sent the body more slowly than `--body-min-rate`: `rate`
+    /// bytes/s over the last `window_secs` seconds, under `limit`.
+    TooSlow {
+        received: u64,
+        expected: Option<u64>,
+        rate: u64,
+        limit: u64,
+        window_secs: u64,
+    },
     /// The body's own framing (uwsgi's chunked encoding) is broken.
     Framing(String),
     /// The connection failed or was abandoned.
@@ -102,6 +111,22 @@ impl fmt::Display for BodyError {
                 received,
                 expected: None,
             } => write!(f, "request body timed out after {received} bytes"),
+            BodyError::TooSlow {
+                received,
+                expected,
+                rate,
+                limit,
+                window_secs,
+            } => {
+                write!(
+                    f,
+                    "request body too slow: {rate} bytes/s over the last {window_secs} s, under --body-min-rate {limit} bytes/s; cut after {received}"
+                )?;
+                match expected {
+                    Some(expected) => write!(f, " of {expected} bytes"),
+                    None => write!(f, " bytes"),
+                }
+            }
             BodyError::Framing(e) => write!(f, "request body is malformed: {e}"),
             BodyError::Disconnected => write!(f, "the connection closed while the body was read"),
             BodyError::Spool(e) => write!(f, "could not spool the request body: {e}"),

@@ -168,6 +168,13 @@ pub(crate) fn serve(
     ctx: &ThreadContext<'_>,
     job: Job,
 ) {
+    if job.response.client_gone() {
+        tracing::info!(
+            request = job.id,
+            "not run: its client went away (the connection hung up, or ABORT_REQUEST came) before the application started"
+        );
+        return;
+    }
     let Job {
         id,
         request,
@@ -188,9 +195,9 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
-    let begun = Instant::now();
     let responder = Arc::new(Responder::new(response, ctx.budget.clone()));
-    ctx.slot
+    let begun = ctx
+        .slot
         .begin(tag.clone(), responder.clone(), Duration::ZERO);
     let mut bodies = vec![body.answering()];
     bodies.extend(streams.iter().map(|(_, stream)| stream.answering()));

@@ -29,6 +29,19 @@ pub enum ResponseTarget {
     PythonLane(Box<dyn LaneWriter>),
 }
 
+impl ResponseTarget {
+    /// Whether the request's client is known to have gone: the I/O lane
+    /// closed the channel (the connection hung up, FastCGI's ABORT_REQUEST),
+    /// or the Python lane's socket hung up. Asked before the application
+    /// starts, so that a request nobody waits for takes no thread's time.
+    pub fn client_gone(&self) -> bool {
+        match self {
+            ResponseTarget::Channel(sender) => sender.is_disconnected(),
+            ResponseTarget::PythonLane(writer) => writer.client_gone(),
+        }
+    }
+}
+
 /// The Python lane's side of a response: the Python thread writes it to
 /// the connection itself. For a
 /// request that arrived whole this spares the hand-off back to the I/O
@@ -51,6 +64,11 @@ pub trait LaneWriter: Send + Sync {
     /// through the channel returned. What is pending counts against
     /// `budget` until it is written.
     fn hand_off(self: Box<Self>, budget: &Arc<Budget>) -> Result<ResponseSender, Disconnected>;
+    /// Whether the client is known to have gone (its connection hung up)
+    /// before the application started: the request is then not run.
+    fn client_gone(&self) -> bool {
+        false
+    }
 }
 
 /// The bytes held for responses on their way to clients (queued in

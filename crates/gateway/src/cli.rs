@@ -4,8 +4,8 @@ use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
 use rustgi_supervisor::{
-    AllowedPeer, FastcgiOptions, Privileges, ProcessOptions, Protocol, ServeConfig, ServerConfig,
-    SocketSpec, Timeouts,
+    AllowedPeer, BodyLimits, FastcgiOptions, MinRate, Privileges, ProcessOptions, Protocol,
+    ServeConfig, ServerConfig, SocketSpec, Timeouts,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -119,6 +119,20 @@ pub struct Cli {
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub body_timeout: f64,
 
+    /// Bytes of a request body read before its request goes to a Python
+    /// thread: a body this size or smaller is read whole first, so that a
+    /// client sending it slowly holds no thread. 0: the application starts
+    /// as soon as the head is in.
+    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
+    pub buffer_body: usize,
+
+    /// The slowest a request body may arrive, in bytes per second,
+    /// averaged over windows of SECS seconds after a first SECS of grace
+    /// (as Apache's `RequestReadTimeout body=10,MinRate=1024`). A slower
+    /// client is cut: the application's read raises OSError. 0: no minimum.
+    #[arg(long, default_value = "1024,10", value_name = "BYTES_PER_SEC[,SECS]", value_parser = parse_min_rate)]
+    pub body_min_rate: MinRateFlag,
+
     /// Seconds a response write may make no progress before the connection is closed.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub write_timeout: f64,
@@ -203,6 +217,30 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `--body-min-rate`: `None` is "no minimum".
+#[derive(Clone, Copy, Debug)]
+pub struct MinRateFlag(Option<MinRate>);
+
+fn parse_min_rate(s: &str) -> Result<MinRateFlag, String> {
+    let (rate, window) = s.split_once(',').unwrap_or((s, "10"));
+    let rate: u64 = rate.trim().parse().map_err(|_| {
+        format!("{s:?}: give BYTES_PER_SEC[,SECS], such as 1024,10 (0: no minimum)")
+    })?;
+    let window = window
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|w| Duration::try_from_secs_f64(w).ok())
+        .filter(|w| !w.is_zero())
+        .ok_or_else(|| {
+            format!("{s:?}: the window after the comma must be a positive number of seconds")
+        })?;
+    Ok(MinRateFlag((rate > 0).then_some(MinRate {
+        bytes_per_sec: rate,
+        window,
+    })))
+}
+
 fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value)
         .ok()
@@ -244,6 +282,10 @@ impl Cli {
             graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
             spool: SpoolLimits {
                 memory_limit: self.spool_memory,
+            },
+            body: BodyLimits {
+                buffer: self.buffer_body,
+                min_rate: self.body_min_rate.0,
             },
             response_buffer: 256 * 1024,
             response_memory: self.response_memory.saturating_mul(1 << 20),

@@ -36,6 +36,39 @@ pub struct Timeouts {
     pub write: Duration,
 }
 
+/// How request bodies are read: what is read before a Python thread is
+/// taken, and how slowly a client may send the rest.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// Bytes of a body read before its request goes to a Python thread
+    /// (`--buffer-body`): a body this size or smaller is read whole first,
+    /// so that a client trickling it holds no thread, only a connection.
+    pub buffer: usize,
+    /// `--body-min-rate`; `None`: off.
+    pub min_rate: Option<MinRate>,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            buffer: 64 * 1024,
+            min_rate: Some(MinRate {
+                bytes_per_sec: 1024,
+                window: Duration::from_secs(10),
+            }),
+        }
+    }
+}
+
+/// The slowest a request body may arrive: `bytes_per_sec` on average over
+/// each `window` of waiting for it, after a first `window` of grace (as
+/// Apache's mod_reqtimeout gives `body=10,MinRate=1000`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub window: Duration,
+}
+
 /// What serving needs to know: the protocol, the limits, the timeouts.
 /// The supervisor's `ServerConfig` carries it with what only processes
 /// need (sockets, privileges, worker counts).
@@ -53,6 +86,7 @@ pub struct ServeConfig {
     /// How long a stop waits for requests in flight.
     pub graceful_timeout: Duration,
     pub spool: SpoolLimits,
+    pub body: BodyLimits,
     /// Bound of each response channel, in bytes.
     pub response_buffer: usize,
     /// `--response-memory`: the bytes held for responses on their way to

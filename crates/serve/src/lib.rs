@@ -17,7 +17,7 @@ mod service;
 mod sink;
 
 pub use allow::{AllowedPeer, from_environment as allowed_from_environment};
-pub use config::{FastcgiOptions, Protocol, ServeConfig, Timeouts};
+pub use config::{BodyLimits, FastcgiOptions, MinRate, Protocol, ServeConfig, Timeouts};
 pub use intake::Listener;
 
 use rustgi_core::PythonPool;
@@ -59,18 +59,33 @@ impl From<std::io::Error> for RunError {
     }
 }
 
+/// Why serving stops, which decides what becomes of the connections still
+/// waiting in the listen queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopping {
+    /// The server stops: they are served too (accepted until the queue is
+    /// empty, or quiet where new arrivals cannot be stopped, and at most
+    /// for half the graceful timeout), since closing the last copy of the
+    /// listener would reset them.
+    Drain,
+    /// This process is replaced or retires: the other workers serve them.
+    Leave,
+}
+
 /// Accepts until `stop` resolves (a worker's stop signal or retirement,
-/// worker.rs); then closes this process's listener first and serves the
-/// connections it already accepted (each still with its header deadline:
-/// the front server may have sent a request on it already), closing only
-/// idle FastCGI kept connections between requests. Returns whether every
-/// request finished within the graceful timeout.
+/// worker.rs); with [`Stopping::Drain`] it goes on accepting what waits
+/// in the listen queue (see `intake/drain.rs`). Then it closes this
+/// process's listener and serves the connections it already accepted
+/// (each still with its header deadline: the front server may have sent
+/// a request on it already), closing only idle FastCGI kept connections
+/// between requests. Returns whether every request finished within the
+/// graceful timeout, counted from the stop.
 pub async fn serve(
     config: &ServeConfig,
     listener: Listener,
     describe: &str,
     pool: Arc<PythonPool>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = Stopping>,
 ) -> Result<bool, RunError> {
     let allowed = &config.allow_from;
     if !allowed.is_empty() {
@@ -97,10 +112,14 @@ pub async fn serve(
             service.spawn(handoff, &tracker);
         }
     };
-    tokio::select! {
+    let stopping = tokio::select! {
         biased;
-        () = stop => {}
-        () = serve_handoffs => {}
+        stopping = stop => stopping,
+        () = serve_handoffs => Stopping::Leave,
+    };
+    let deadline = tokio::time::Instant::now() + config.graceful_timeout;
+    if stopping == Stopping::Drain {
+        drain_queue(config, &intake, &service, &tracker, &mut handoffs).await;
     }
     // This process's listener closes: what it accepted is served, the
     // other workers (or none) take the next connections.
@@ -116,8 +135,59 @@ pub async fn serve(
     }
     shutdown.cancel();
     tracker.close();
-    let drained = tokio::time::timeout(config.graceful_timeout, tracker.wait())
+    let drained = tokio::time::timeout_at(deadline, tracker.wait())
         .await
         .is_ok();
+    if !drained {
+        tracing::warn!(
+            "{} request(s) still running after --graceful-timeout {:?}: their connections are cut; exiting without waiting for them",
+            tracker.len(),
+            config.graceful_timeout
+        );
+    }
     Ok(drained)
+}
+
+/// How often the drain looks at the listener (an accept that finds the
+/// queue empty wakes it at once).
+const DRAIN_TICK: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Lets the Python threads accept what waits in the listen queue, and
+/// the I/O loop take what they pass on, until the queue is done with or
+/// half the graceful timeout has gone; logs how many were accepted.
+async fn drain_queue(
+    config: &ServeConfig,
+    intake: &intake::ListenerIntake,
+    service: &Arc<Service>,
+    tracker: &TaskTracker,
+    handoffs: &mut tokio::sync::mpsc::UnboundedReceiver<intake::Handoff>,
+) {
+    intake.begin_drain();
+    let half = config.graceful_timeout / 2;
+    let accept_until = tokio::time::Instant::now() + half;
+    let ended = loop {
+        if let Some(how) = intake.drained() {
+            break Some(how);
+        }
+        tokio::select! {
+            biased;
+            Some(handoff) = handoffs.recv() => service.spawn(handoff, tracker),
+            () = intake.found_empty() => {}
+            () = tokio::time::sleep(DRAIN_TICK) => {}
+            () = tokio::time::sleep_until(accept_until) => break None,
+        }
+    };
+    let accepted = intake.accepted_while_draining();
+    match ended {
+        Some(intake::Drained::Empty) => tracing::info!(
+            "stopping: {accepted} connection(s) that waited in the listen queue accepted; it is empty and new connections are refused"
+        ),
+        Some(intake::Drained::Quiet) => tracing::info!(
+            "stopping: {accepted} connection(s) that waited in the listen queue accepted; it stayed empty for {:?}",
+            intake::QUIET
+        ),
+        None => tracing::warn!(
+            "stopping: {accepted} connection(s) from the listen queue accepted; stopped accepting at half of --graceful-timeout ({half:?}) with connections still waiting"
+        ),
+    }
 }

@@ -128,6 +128,7 @@ impl Service {
                 pool: pool.clone(),
                 timeouts: config.timeouts,
                 spool: config.spool,
+                body: config.body,
                 response_buffer: config.response_buffer,
                 errors_to_peer: config.fastcgi.stderr,
                 shutdown,

@@ -23,7 +23,9 @@ pub use listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, fd0_is_listen
 use listener::{activation_present, bind};
 pub use pidfile::Pidfile;
 pub use privileges::{Privileges, after_bind, drop_privileges};
-pub use rustgi_serve::{AllowedPeer, FastcgiOptions, Protocol, RunError, ServeConfig, Timeouts};
+pub use rustgi_serve::{
+    AllowedPeer, BodyLimits, FastcgiOptions, MinRate, Protocol, RunError, ServeConfig, Timeouts,
+};
 
 /// Starts Python, loads the app, listens, and serves until SIGINT/SIGTERM.
 pub fn run(mut config: ServerConfig) -> Result<(), RunError> {

@@ -160,6 +160,60 @@ impl BoundSocket {
         Ok(nix::sys::socket::listen(&self.as_fd(), Backlog::MAXCONN)?)
     }
 
+    /// Stops new connections from arriving, keeping those queued: a Unix
+    /// listener shut down for reading refuses connects and can still be
+    /// accepted on until its queue is empty. Linux offers nothing of the
+    /// kind for TCP (`shutdown` on a TCP listener resets its queue, as
+    /// close does): false, and nothing done. Not for an inherited socket
+    /// ([`inherited`]), which would then refuse connects for its other
+    /// holders too.
+    pub(crate) fn stop_arrivals(&self) -> io::Result<bool> {
+        match self {
+            BoundSocket::Unix { listener, .. } => {
+                nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Read)?;
+                Ok(true)
+            }
+            BoundSocket::Tcp(_) => Ok(false),
+        }
+    }
+
+    /// Accepts, and closes unserved, whatever still waits in the queue:
+    /// what closing the listener would reset, counted.
+    pub(crate) fn reset_leftovers(&self) -> usize {
+        // Never wait in accept (a shut-down Unix listener polls readable
+        // even when empty).
+        let nonblocking = match self {
+            BoundSocket::Unix { listener, .. } => listener.set_nonblocking(true),
+            BoundSocket::Tcp(listener) => listener.set_nonblocking(true),
+        };
+        if nonblocking.is_err() {
+            return 0;
+        }
+        let mut count = 0;
+        loop {
+            let mut fds = [nix::poll::PollFd::new(
+                self.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO);
+            if !matches!(ready, Ok(1..)) {
+                return count;
+            }
+            let accepted = match self {
+                BoundSocket::Unix { listener, .. } => listener.accept().map(drop),
+                BoundSocket::Tcp(listener) => listener.accept().map(drop),
+            };
+            match accepted {
+                Ok(()) => count += 1,
+                // Empty (a shut-down Unix listener polls readable for
+                // ever), or a peer that gave up.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return count,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(_) => return count,
+            }
+        }
+    }
+
     /// The Unix socket file rustgi created, if any (for `--chown`).
     pub fn created_path(&self) -> Option<&Path> {
         match self {
@@ -207,6 +261,24 @@ pub(crate) fn bind(spec: Option<&SocketSpec>, mode: u32) -> io::Result<BoundSock
 /// the environment.
 pub const SOCKET_FILE_OWNED_ENV: &str = "RUSTGI_SOCKET_FILE_OWNED";
 
+/// `RUSTGI_SOCKET_OURS=1`, set by a rustgi that re-execs itself: the
+/// passed socket is one it bound itself (not systemd's, not fd 0's).
+/// Read and removed with `LISTEN_FDS`.
+pub const SOCKET_OURS_ENV: &str = "RUSTGI_SOCKET_OURS";
+
+/// The socket was inherited: from systemd, or on fd 0 from the program
+/// that spawned us (possibly shared with other servers it spawned:
+/// spawn-fcgi -F).
+static INHERITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the listening socket was inherited rather than bound here:
+/// others may hold it (systemd keeps it, with its queue, for our next
+/// start; spawn-fcgi's other children accept on it), so a stop must
+/// neither shut it down nor empty its queue.
+pub(crate) fn inherited() -> bool {
+    INHERITED.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// The activation sockets, taken from the environment on the first call
 /// (which must come before any thread starts: it changes the
 /// environment) and handed out once.
@@ -215,6 +287,8 @@ static ACTIVATION: std::sync::Mutex<Option<Activation>> = std::sync::Mutex::new(
 struct Activation {
     fds: Vec<crate::systemd::ActivatedFd>,
     owned_file: Option<PathBuf>,
+    /// Passed by our own re-exec, not by systemd.
+    ours: bool,
 }
 
 /// Takes `LISTEN_FDS` (and `RUSTGI_SOCKET_FILE_OWNED`) out of the
@@ -224,11 +298,19 @@ pub(crate) fn activation_present() -> io::Result<bool> {
     let mut guard = ACTIVATION.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
         let owned_file = std::env::var_os(SOCKET_FILE_OWNED_ENV).map(PathBuf::from);
+        let ours = std::env::var_os(SOCKET_OURS_ENV).is_some_and(|v| v == "1");
         // SAFETY: no other thread exists yet (documented above).
-        unsafe { std::env::remove_var(SOCKET_FILE_OWNED_ENV) };
+        unsafe {
+            std::env::remove_var(SOCKET_FILE_OWNED_ENV);
+            std::env::remove_var(SOCKET_OURS_ENV);
+        }
         let fds = crate::systemd::listen_fds()?;
         let owned_file = owned_file.filter(|_| !fds.is_empty());
-        *guard = Some(Activation { fds, owned_file });
+        *guard = Some(Activation {
+            fds,
+            owned_file,
+            ours,
+        });
     }
     Ok(guard.as_ref().is_some_and(|a| !a.fds.is_empty()))
 }
@@ -238,6 +320,9 @@ fn take_activation() -> io::Result<Vec<(crate::systemd::ActivatedFd, Option<Path
     let mut guard = ACTIVATION.lock().unwrap_or_else(|e| e.into_inner());
     let activation = guard.as_mut().expect("filled above");
     let owned = activation.owned_file.take();
+    if !activation.fds.is_empty() && !activation.ours {
+        INHERITED.store(true, std::sync::atomic::Ordering::Release);
+    }
     Ok(std::mem::take(&mut activation.fds)
         .into_iter()
         .map(|fd| (fd, owned.clone()))
@@ -489,7 +574,7 @@ fn inherit_fd0() -> io::Result<BoundSocket> {
     let fd = io::stdin().as_fd().try_clone_to_owned()?;
     let devnull = std::fs::File::open("/dev/null")?;
     nix::unistd::dup2_stdin(&devnull)?;
-    // A listening socket we own exclusively now.
+    INHERITED.store(true, std::sync::atomic::Ordering::Release);
     Ok(if socket_family(&fd)? == libc::AF_UNIX {
         BoundSocket::Unix {
             listener: StdUnixListener::from(fd),

@@ -14,7 +14,7 @@
 //!   within a second of their start (then 0.1 s, 0.2 s, … up to 10 s).
 //! - SIGHUP (or a touch of --touch-reload) starts a new generation of
 //!   workers, which import the app afresh; once all of them are ready the
-//!   old ones are told to stop (SIGTERM: they close their listener, finish
+//!   old ones are told to stop (SIGUSR2: they close their listener, finish
 //!   what they accepted and exit). The listening socket stays open all the
 //!   while, so no connection is refused or lost. A new generation that
 //!   cannot load the app is given up and the old one keeps serving.
@@ -24,7 +24,17 @@
 //!   LISTEN_PID (listener.rs takes it, and RUSTGI_SOCKET_FILE_OWNED keeps
 //!   the duty to remove the socket file), and the old workers, which stay
 //!   our children (execve keeps the pid), are listed in RUSTGI_OLD_WORKERS:
-//!   the new image stops them once its own workers are ready.
+//!   the new image stops them once its own workers are ready. Those
+//!   already draining (a reload storm: the previous reload's old workers)
+//!   are listed in RUSTGI_DRAINING_WORKERS: their exit is expected, not a
+//!   crash to replace or back off from.
+//!
+//! - SIGTERM/SIGINT stop the server: the master stops new connections
+//!   from arriving where the socket allows it (removes the socket file,
+//!   shuts a Unix listener it bound down for reading), sends the workers
+//!   SIGTERM (they serve what waits in the listen queue, then finish), and
+//!   keeps its own copy of the listener until they have exited, so that
+//!   it can count what they left queued before its close resets it.
 //!
 //! These rules are decided in policy.rs, which makes no syscall; this
 //! module is the shell around it: it polls, forks, signals, reaps and
@@ -32,8 +42,10 @@
 //! carrying out its actions.
 
 use crate::config::ServerConfig;
-use crate::listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SocketFileGuard};
-use crate::policy::{Action, Ending, Event, MasterSignal, Pid, Policy, Settings, Stop, pid_list};
+use crate::listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SOCKET_OURS_ENV, SocketFileGuard};
+use crate::policy::{
+    Action, Ending, Event, MasterSignal, OldWorkers, Pid, Policy, Settings, Stop, pid_list,
+};
 use crate::worker::{self, EXIT_PANIC, Launch};
 use crate::{RunError, proc, systemd};
 use nix::poll::{PollFd, PollFlags, poll};
@@ -50,6 +62,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Workers of the previous image of this master (pids, comma-separated).
 const OLD_WORKERS_ENV: &str = "RUSTGI_OLD_WORKERS";
+/// Workers of the previous image that were already told to stop.
+const DRAINING_WORKERS_ENV: &str = "RUSTGI_DRAINING_WORKERS";
 /// The worker count as SIGTTIN/SIGTTOU left it.
 const PROCESSES_ENV: &str = "RUSTGI_PROCESSES";
 /// How often --touch-reload's file is looked at.
@@ -63,8 +77,17 @@ const EXIT_MARGIN: Duration = Duration::from_secs(2);
 struct Start {
     argv: Vec<OsString>,
     cwd: Option<PathBuf>,
-    old_workers: Vec<libc::pid_t>,
+    old_workers: OldWorkers,
     processes: Option<usize>,
+}
+
+/// A comma-separated pid list from the environment (empty if unset).
+fn pids_from_env(key: &str) -> Vec<Pid> {
+    std::env::var(key)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pid| pid.trim().parse().ok())
+        .collect()
 }
 
 static START: OnceLock<Start> = OnceLock::new();
@@ -74,17 +97,17 @@ static START: OnceLock<Start> = OnceLock::new();
 /// Call it first in `run`, before any thread starts.
 pub(crate) fn remember_start() {
     START.get_or_init(|| {
-        let old_workers = std::env::var(OLD_WORKERS_ENV)
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|pid| pid.trim().parse().ok())
-            .collect();
+        let old_workers = OldWorkers {
+            serving: pids_from_env(OLD_WORKERS_ENV),
+            draining: pids_from_env(DRAINING_WORKERS_ENV),
+        };
         let processes = std::env::var(PROCESSES_ENV)
             .ok()
             .and_then(|n| n.parse().ok());
         // SAFETY: no other thread exists yet (documented above).
         unsafe {
             std::env::remove_var(OLD_WORKERS_ENV);
+            std::env::remove_var(DRAINING_WORKERS_ENV);
             std::env::remove_var(PROCESSES_ENV);
         }
         Start {
@@ -136,12 +159,18 @@ pub(crate) fn run(
     let owned_file = socket.created_path().map(PathBuf::from);
     let describe = socket.describe();
     let pid = std::process::id() as libc::pid_t;
-    let old_workers: Vec<libc::pid_t> = start
-        .old_workers
-        .iter()
-        .copied()
-        .filter(|&pid| proc::is_live_child(pid))
-        .collect();
+    // A worker that ended during the execve is reaped below as an
+    // unknown process: it was adopted by nobody.
+    let live = |pids: &[Pid]| -> Vec<Pid> {
+        pids.iter()
+            .copied()
+            .filter(|&pid| proc::is_live_child(pid))
+            .collect()
+    };
+    let old_workers = OldWorkers {
+        serving: live(&start.old_workers.serving),
+        draining: live(&start.old_workers.draining),
+    };
     let preload = config.processes.preload;
     let mut interpreter = None;
     if preload {
@@ -157,11 +186,11 @@ pub(crate) fn run(
                 }
                 interpreter = Some(loaded);
             }
-            Err(e) if !old_workers.is_empty() => {
+            Err(e) if !old_workers.serving.is_empty() => {
                 tracing::error!(
                     "reload failed: {}\nthe {} old worker(s) keep serving; fix the application and reload again",
                     crate::python_failed(e, config),
-                    old_workers.len()
+                    old_workers.serving.len()
                 );
             }
             Err(e) => return Err(crate::python_failed(e, config)),
@@ -182,7 +211,7 @@ pub(crate) fn run(
     };
     let processes = start
         .processes
-        .filter(|_| !old_workers.is_empty())
+        .filter(|_| !old_workers.serving.is_empty())
         .unwrap_or(config.processes.count);
     let policy = Policy::new(
         Settings {
@@ -265,6 +294,7 @@ impl Master<'_> {
                 Action::Stop { pid, how } => {
                     let signal = match how {
                         Stop::Drain => Signal::SIGTERM,
+                        Stop::Retire => Signal::SIGUSR2,
                         Stop::Kill => Signal::SIGKILL,
                     };
                     proc::kill(pid, signal);
@@ -274,9 +304,8 @@ impl Master<'_> {
                     systemd::notify(&state);
                     continue;
                 }
-                Action::CloseListener => {
-                    self.socket = None;
-                    drop(self.socket_file.take());
+                Action::StopArrivals => {
+                    self.stop_arrivals();
                     continue;
                 }
                 Action::Reexec { workers, processes } => match self.reexec(&workers, processes) {
@@ -290,16 +319,63 @@ impl Master<'_> {
         None
     }
 
+    /// The stop: the socket file goes (connects by path fail from here),
+    /// and a Unix listener is shut down for reading (connects are refused,
+    /// the queue stays for the workers to serve). Not for an inherited
+    /// socket, which others may hold (systemd, for the next start; the
+    /// other children of spawn-fcgi -F).
+    fn stop_arrivals(&mut self) {
+        drop(self.socket_file.take());
+        let Some(socket) = &self.socket else { return };
+        if crate::listener::inherited() {
+            tracing::info!(
+                "the listening socket is inherited, and others may hold it: it stays open; the workers accept until its queue stays empty"
+            );
+            return;
+        }
+        match socket.stop_arrivals() {
+            Ok(true) => tracing::info!(
+                "new connections are refused; the workers serve what waits in the listen queue"
+            ),
+            Ok(false) => tracing::info!(
+                "TCP cannot refuse new connections and keep its listen queue: the workers accept until it stays empty"
+            ),
+            Err(e) => tracing::warn!("could not shut the listening socket down for reading: {e}"),
+        }
+    }
+
     fn finish(&mut self, fatal: Option<String>) -> Result<(), RunError> {
         if let Some(message) = fatal {
             return Err(RunError::Setup(message));
         }
+        self.close_listener();
         if let Some(interpreter) = self.interpreter.take() {
             interpreter.finalize();
         }
         drop(self.socket_file.take());
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// The master holds the last copy of a listener it bound: what the
+    /// workers left in its queue would be reset by the close. Counted and
+    /// logged. (An inherited one's queue is its other holders'.)
+    fn close_listener(&mut self) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        if crate::listener::inherited() {
+            return;
+        }
+        let dropped = socket.reset_leftovers();
+        if dropped > 0 {
+            tracing::warn!(
+                "{dropped} connection(s) still waiting in the listen queue were dropped unserved (--graceful-timeout {:?})",
+                self.config.serve.graceful_timeout
+            );
+        } else {
+            tracing::info!("no connection was left in the listen queue");
+        }
     }
 
     /// Sleeps in poll(2) until a signal, a worker's status byte, or the
@@ -435,7 +511,7 @@ impl Master<'_> {
     /// --preload: execve(/proc/self/exe) with the same argv, handing over
     /// the listening socket (fd 3, LISTEN_FDS=1), the `workers` and their
     /// count. Returns only if it failed: why.
-    fn reexec(&mut self, workers: &[Pid], processes: usize) -> Option<std::io::Error> {
+    fn reexec(&mut self, workers: &OldWorkers, processes: usize) -> Option<std::io::Error> {
         let socket = self.socket.as_ref()?;
         let start = START.get().expect("remembered at start");
         let mut env: Vec<CString> = std::env::vars_os()
@@ -447,7 +523,9 @@ impl Master<'_> {
                             | "LISTEN_PID"
                             | "LISTEN_FDNAMES"
                             | SOCKET_FILE_OWNED_ENV
+                            | SOCKET_OURS_ENV
                             | OLD_WORKERS_ENV
+                            | DRAINING_WORKERS_ENV
                             | PROCESSES_ENV
                     )
                 )
@@ -462,13 +540,17 @@ impl Master<'_> {
         let mut extra = vec![
             "LISTEN_FDS=1".to_string(),
             format!("LISTEN_PID={}", self.pid),
-            format!("{OLD_WORKERS_ENV}={}", pid_list(workers)),
+            format!("{OLD_WORKERS_ENV}={}", pid_list(&workers.serving)),
+            format!("{DRAINING_WORKERS_ENV}={}", pid_list(&workers.draining)),
             format!("{PROCESSES_ENV}={processes}"),
         ];
         if let Some(path) = &self.owned_file
             && self.socket_file.is_some()
         {
             extra.push(format!("{SOCKET_FILE_OWNED_ENV}={}", path.display()));
+        }
+        if !crate::listener::inherited() {
+            extra.push(format!("{SOCKET_OURS_ENV}=1"));
         }
         env.extend(extra.into_iter().filter_map(|e| CString::new(e).ok()));
         let argv: Vec<CString> = start

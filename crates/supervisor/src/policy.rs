@@ -76,7 +76,7 @@ pub(crate) struct Ending {
 #[derive(Clone, Debug)]
 pub(crate) enum Event {
     /// Workers a previous image of this master started (it re-executed).
-    Adopted(Vec<Pid>),
+    Adopted(OldWorkers),
     /// A worker of `generation` was forked, as a [`Action::Spawn`] asked.
     Spawned {
         pid: Pid,
@@ -101,11 +101,29 @@ pub(crate) enum Event {
     Tick,
 }
 
+/// What a re-executing master hands over about its workers, which stay
+/// its children across the execve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OldWorkers {
+    /// Serving (or still starting): they serve on until the new image's
+    /// workers are ready.
+    pub serving: Vec<Pid>,
+    /// Already told to stop, or retiring: they finish their requests and
+    /// exit 0, which is no crash and no reason to back off (a SIGHUP storm
+    /// re-executes while the previous reload's old workers drain).
+    pub draining: Vec<Pid>,
+}
+
 /// How a worker is told to stop.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Stop {
-    /// SIGTERM: close the listener, finish what was accepted, exit.
+    /// SIGTERM, the server stops: serve what waits in the listen queue
+    /// too, finish what was accepted, exit.
     Drain,
+    /// SIGUSR2, the worker is replaced (a reload, SIGTTOU): close the
+    /// listener at once (the others serve the queue), finish what was
+    /// accepted, exit.
+    Retire,
     /// SIGKILL.
     Kill,
 }
@@ -124,14 +142,17 @@ pub(crate) enum Action {
     },
     /// Send to systemd's notify socket.
     Notify(String),
-    /// Close the master's listener and remove the socket file: new
-    /// connections are refused from here.
-    CloseListener,
+    /// Stop new connections from arriving where the socket allows it
+    /// (remove the socket file we created; shut a Unix listener down for
+    /// reading). The master keeps its copy of the listener until it exits,
+    /// so that the workers can serve what waits in the queue and the
+    /// master can count what they left there.
+    StopArrivals,
     /// `--preload` reload: execve this program afresh, handing over the
     /// listener, the `workers` and the worker count; answer with
     /// [`Event::ReexecFailed`] if it returns.
     Reexec {
-        workers: Vec<Pid>,
+        workers: OldWorkers,
         processes: usize,
     },
     /// The master is done: every worker has ended.
@@ -211,7 +232,7 @@ impl Policy {
     pub(crate) fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
         let mut actions = Vec::new();
         match event {
-            Event::Adopted(pids) => self.adopt(now, &pids, &mut actions),
+            Event::Adopted(old) => self.adopt(now, &old, &mut actions),
             Event::Spawned { pid, generation } => {
                 self.workers.insert(
                     pid,
@@ -245,14 +266,27 @@ impl Policy {
         actions
     }
 
-    /// The workers a previous image of this master started: they serve on
-    /// until this image's own are ready.
-    fn adopt(&mut self, now: Instant, old: &[Pid], actions: &mut Vec<Action>) {
-        if old.is_empty() {
+    /// The workers a previous image of this master started: the serving
+    /// ones serve on until this image's own are ready; the draining ones
+    /// only finish (their exit is the end they were told to reach).
+    fn adopt(&mut self, now: Instant, old: &OldWorkers, actions: &mut Vec<Action>) {
+        for &pid in &old.draining {
+            self.workers.insert(
+                pid,
+                Worker {
+                    generation: 0,
+                    started: now,
+                    state: State::Stopping,
+                    kill_at: Some(now + self.settings.stop_deadline),
+                },
+            );
+        }
+        let serving = &old.serving;
+        if serving.is_empty() && old.draining.is_empty() {
             return;
         }
         self.starting = false;
-        for &pid in old {
+        for &pid in serving {
             self.workers.insert(
                 pid,
                 Worker {
@@ -273,10 +307,19 @@ impl Policy {
             self.reloading = true;
             log!(
                 info,
-                "re-executed: starting {} new worker(s); the {} old one(s) ({}) stop once these are ready",
+                "re-executed: starting {} new worker(s); the {} old one(s) ({}) stop once these are ready{}",
                 self.target,
-                old.len(),
-                pid_list(old)
+                serving.len(),
+                pid_list(serving),
+                if old.draining.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} still finishing their requests ({})",
+                        old.draining.len(),
+                        pid_list(&old.draining)
+                    )
+                }
             );
         }
     }
@@ -421,16 +464,17 @@ impl Policy {
         self.reload(now, &why, actions);
     }
 
-    /// SIGTERM/SIGINT (`Stop::Drain`): stop accepting and let the workers
-    /// finish; SIGQUIT (`Stop::Kill`): kill them.
+    /// SIGTERM/SIGINT (`Stop::Drain`): stop arrivals and let the workers
+    /// serve the listen queue and finish; SIGQUIT (`Stop::Kill`): kill
+    /// them.
     fn stop(&mut self, now: Instant, how: Stop, actions: &mut Vec<Action>) {
         if !self.stopping {
             actions.push(Action::Notify("STOPPING=1".into()));
         }
         self.stopping = true;
-        // The master's copy of the listener, and the file: new connections
-        // are refused from here (each worker closes its own copy).
-        actions.push(Action::CloseListener);
+        // New connections are refused from here where the socket allows
+        // it; the workers serve what already waits.
+        actions.push(Action::StopArrivals);
         self.stop_all(now, how, actions);
     }
 
@@ -441,8 +485,15 @@ impl Policy {
                 "{why}: reloading: re-executing the master (--preload), which imports the application afresh"
             );
             actions.push(Action::Notify("RELOADING=1\nSTATUS=re-executing".into()));
+            let (draining, serving): (Vec<_>, Vec<_>) = self
+                .workers
+                .iter()
+                .partition(|(_, w)| w.state == State::Stopping);
             actions.push(Action::Reexec {
-                workers: self.workers.keys().copied().collect(),
+                workers: OldWorkers {
+                    serving: serving.into_iter().map(|(&pid, _)| pid).collect(),
+                    draining: draining.into_iter().map(|(&pid, _)| pid).collect(),
+                },
                 processes: self.target,
             });
             return;
@@ -482,7 +533,7 @@ impl Policy {
             .map(|(&pid, _)| pid)
             .collect();
         for pid in new {
-            self.stop_worker(now, pid, Stop::Drain, actions);
+            self.stop_worker(now, pid, Stop::Retire, actions);
         }
         self.generation = self
             .workers
@@ -550,7 +601,7 @@ impl Policy {
                 .map(|(pid, ..)| pid)
                 .collect();
             for pid in extra {
-                self.stop_worker(now, pid, Stop::Drain, actions);
+                self.stop_worker(now, pid, Stop::Retire, actions);
             }
         }
         // Workers being spawned are booting: not ready.
@@ -580,7 +631,7 @@ impl Policy {
                 old.len()
             );
             for pid in old {
-                self.stop_worker(now, pid, Stop::Drain, actions);
+                self.stop_worker(now, pid, Stop::Retire, actions);
             }
             actions.push(self.notify_ready(""));
         }
@@ -724,6 +775,13 @@ mod tests {
             assert!(none.is_empty());
             assert!(matches!(&actions[..], [Action::Notify(s)] if s.starts_with("READY=1")));
             pids
+        }
+    }
+
+    fn serving(pids: &[Pid]) -> OldWorkers {
+        OldWorkers {
+            serving: pids.to_vec(),
+            draining: vec![],
         }
     }
 
@@ -873,7 +931,7 @@ mod tests {
         assert_eq!(m.tick(), (vec![], vec![]), "old ones serve on");
         m.handle(Event::Ready(103));
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain), old);
+        assert_eq!(stops(&actions, Stop::Retire), old);
         assert_eq!(
             notes(&actions),
             ["READY=1\nSTATUS=2 of 2 workers serving on unix:/run/app.sock (generation 2)"]
@@ -899,7 +957,7 @@ mod tests {
             pid: new[1],
             ending: exit_code(EXIT_APP_LOAD),
         });
-        assert_eq!(stops(&actions, Stop::Drain), [new[0]]);
+        assert_eq!(stops(&actions, Stop::Retire), [new[0]]);
         assert_eq!(
             notes(&actions),
             [
@@ -925,7 +983,7 @@ mod tests {
             pid: new[0],
             ending: exit_code(EXIT_APP_LOAD),
         });
-        assert_eq!(stops(&actions, Stop::Drain), [new[1]]);
+        assert_eq!(stops(&actions, Stop::Retire), [new[1]]);
         assert!(m.tick().1.iter().all(|a| !matches!(a, Action::Exit { .. })));
     }
 
@@ -952,7 +1010,7 @@ mod tests {
         m.serving();
         let actions = m.at(ms(2000)).handle(Event::Signal(MasterSignal::Term));
         assert_eq!(notes(&actions), ["STOPPING=1"]);
-        assert!(actions.contains(&Action::CloseListener));
+        assert!(actions.contains(&Action::StopArrivals));
         assert_eq!(stops(&actions, Stop::Drain), [100, 101]);
         m.handle(Event::Exited {
             pid: 100,
@@ -1007,12 +1065,12 @@ mod tests {
         m.tick();
         m.handle(Event::Signal(MasterSignal::Ttou));
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain), [102]);
+        assert_eq!(stops(&actions, Stop::Retire), [102]);
         m.handle(Event::Signal(MasterSignal::Ttou));
         m.handle(Event::Signal(MasterSignal::Ttou));
         assert_eq!(m.policy.target(), 1, "never below one");
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain).len(), 1);
+        assert_eq!(stops(&actions, Stop::Retire).len(), 1);
     }
 
     #[test]
@@ -1041,7 +1099,10 @@ mod tests {
             [
                 Action::Notify("RELOADING=1\nSTATUS=re-executing".into()),
                 Action::Reexec {
-                    workers: vec![100, 101],
+                    workers: OldWorkers {
+                        serving: vec![100, 101],
+                        draining: vec![]
+                    },
                     processes: 2
                 }
             ]
@@ -1063,14 +1124,76 @@ mod tests {
             preloaded: true,
             ..settings(2)
         });
-        assert!(m.handle(Event::Adopted(vec![7, 8])).is_empty());
+        assert!(m.handle(Event::Adopted(serving(&[7, 8]))).is_empty());
         let (new, _) = m.tick();
         assert_eq!(new, [100, 101]);
         // A new worker failing here is a failed reload, not a fatal start.
         m.handle(Event::Ready(100));
         m.handle(Event::Ready(101));
         let (_, actions) = m.tick();
-        assert_eq!(stops(&actions, Stop::Drain), [7, 8]);
+        assert_eq!(stops(&actions, Stop::Retire), [7, 8]);
+    }
+
+    #[test]
+    fn a_reload_storm_hands_over_the_draining_workers_whose_exits_are_no_crash() {
+        let preload = || Settings {
+            preload: true,
+            preloaded: true,
+            ..settings(2)
+        };
+        // The first image: 100 and 101 drain (retiring here; told to stop
+        // by a reload is the same state) and 102, 103 serve when the next
+        // SIGHUP comes.
+        let mut m = Master::new(preload());
+        m.serving();
+        m.at(ms(5000)).handle(Event::Retiring(100));
+        m.handle(Event::Retiring(101));
+        let (new, _) = m.tick();
+        assert_eq!(new, [102, 103]);
+        let actions = m.handle(Event::Signal(MasterSignal::Hup));
+        let Some(Action::Reexec { workers, .. }) = actions.last() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            workers,
+            &OldWorkers {
+                serving: vec![102, 103],
+                draining: vec![100, 101]
+            }
+        );
+        // The next image adopts them (its own pids from 200), and the
+        // draining ones exit 0 at once, before its own workers are ready.
+        let mut m = Master::new(preload());
+        m.next_pid = 200;
+        m.handle(Event::Adopted(workers.clone()));
+        let (mine, _) = m.at(ms(10)).tick();
+        assert_eq!(mine, [200, 201]);
+        for pid in [100, 101] {
+            let actions = m.at(ms(20)).handle(Event::Exited {
+                pid,
+                ending: exit_code(0),
+            });
+            assert!(actions.is_empty(), "{actions:?}");
+        }
+        // No replacement for them and no back-off: the next spawn would
+        // come at once (nothing is missing, so nothing is spawned).
+        assert_eq!(m.policy.quick_deaths, 0);
+        assert!(m.policy.next_spawn <= m.now());
+        assert_eq!(m.at(ms(30)).tick(), (vec![], vec![]));
+        m.handle(Event::Ready(200));
+        m.handle(Event::Ready(201));
+        let (_, actions) = m.tick();
+        assert_eq!(stops(&actions, Stop::Retire), [102, 103]);
+        // One that dies of a crash is still one.
+        let mut m = Master::new(preload());
+        m.next_pid = 200;
+        m.handle(Event::Adopted(workers.clone()));
+        m.tick();
+        m.at(ms(20)).handle(Event::Exited {
+            pid: 102,
+            ending: killed(),
+        });
+        assert_eq!(m.policy.quick_deaths, 1);
     }
 
     #[test]
@@ -1080,7 +1203,7 @@ mod tests {
             preloaded: false,
             ..settings(2)
         });
-        let actions = m.handle(Event::Adopted(vec![7, 8]));
+        let actions = m.handle(Event::Adopted(serving(&[7, 8])));
         assert_eq!(
             notes(&actions),
             [

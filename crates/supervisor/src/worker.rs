@@ -7,14 +7,18 @@
 //! loaded and it is about to accept, and `r` when it retires on its own
 //! (--max-requests, --reload-on-rss; [`Retirement::retire`] is the one way
 //! in, for any future reason), so that the master starts its replacement
-//! at once. Retiring, SIGTERM and SIGINT all stop it the same way: close
-//! its listener, finish what it accepted, exit 0.
+//! at once. SIGTERM and SIGINT mean the server stops (the master's stop,
+//! the master's death, systemd's stop): the worker serves what waits in
+//! the listen queue too, then closes its listener, finishes what it
+//! accepted and exits 0. Retiring, and SIGUSR2 (the master's word for a
+//! worker that is replaced: a reload, SIGTTOU), leave the queue to the
+//! other workers: it closes its listener at once.
 
 use crate::RunError;
 use crate::config::ServerConfig;
 use crate::listener::BoundSocket;
 use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
-use rustgi_serve::serve;
+use rustgi_serve::{Stopping, serve};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
@@ -143,10 +147,7 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         }
     };
     if !drained {
-        tracing::warn!(
-            "requests still running after --graceful-timeout {:?}; exiting without waiting for them",
-            config.serve.graceful_timeout
-        );
+        // serve() said how many it leaves.
         return 0;
     }
     let stuck = pool.stuck_threads();
@@ -162,17 +163,19 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
     0
 }
 
-/// Resolves when the worker should stop accepting: SIGTERM or SIGINT (from
-/// the master, or the master's death), or its own retirement, which it
-/// announces to the master. SIGQUIT exits at once. The master's other
-/// signals are caught and ignored, so that one sent to the whole process
-/// group (a terminal's hangup, SIGTTIN/SIGTTOU) never stops a worker.
+/// Resolves when the worker should stop accepting: SIGTERM or SIGINT (the
+/// server stops: from the master, the master's death, or systemd), SIGUSR2
+/// (replaced), or its own retirement, which it announces to the master.
+/// SIGQUIT exits at once. The master's other signals are caught and
+/// ignored, so that one sent to the whole process group (a terminal's
+/// hangup, SIGTTIN/SIGTTOU) never stops a worker.
 fn stop_signal(
     retirement: Arc<Retirement>,
     mut status: std::fs::File,
-) -> Result<impl std::future::Future<Output = ()>, RunError> {
+) -> Result<impl std::future::Future<Output = Stopping>, RunError> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let mut sigquit = signal(SignalKind::quit())?;
     let ignored = [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU]
         .map(|s| signal(SignalKind::from_raw(s)))
@@ -200,14 +203,25 @@ fn stop_signal(
     Ok(async move {
         let _ignored = ignored;
         tokio::select! {
-            _ = sigterm.recv() => tracing::info!("SIGTERM: stopping gracefully"),
-            _ = sigint.recv() => tracing::info!("SIGINT: stopping gracefully"),
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: stopping gracefully");
+                Stopping::Drain
+            }
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT: stopping gracefully");
+                Stopping::Drain
+            }
+            _ = sigusr2.recv() => {
+                tracing::info!("replaced (SIGUSR2): finishing the requests in flight");
+                Stopping::Leave
+            }
             () = retirement.token.cancelled() => {
                 let reason = retirement.reason.get().map_or("", String::as_str);
                 tracing::info!("retiring: {reason}; finishing the requests in flight");
                 // The master starts the replacement now; it may be gone
                 // (re-executed), which is no error.
                 let _ = status.write_all(b"r");
+                Stopping::Leave
             }
         }
     })

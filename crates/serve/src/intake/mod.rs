@@ -14,9 +14,11 @@
 //! When every Python thread is busy nobody accepts: connections wait in the
 //! kernel's listen backlog, not in our memory.
 
+mod drain;
 mod kept;
 mod listener;
 
+pub(crate) use drain::{Drained, QUIET};
 pub use listener::Listener;
 
 use crate::AllowedPeer;
@@ -202,6 +204,8 @@ pub(crate) struct ListenerIntake {
     /// Counts takes, so that every [`ACCEPT_TURN`]th one accepts before it
     /// looks at kept connections.
     turns: AtomicUsize,
+    /// What the accepts after a stop found (`drain.rs`).
+    drain: drain::Drain,
 }
 
 impl ListenerIntake {
@@ -233,6 +237,7 @@ impl ListenerIntake {
             paused_until: Mutex::new(None),
             taking: AtomicUsize::new(0),
             turns: AtomicUsize::new(0),
+            drain: drain::Drain::default(),
         })
     }
 
@@ -257,6 +262,28 @@ impl ListenerIntake {
                 self.hand_off(conn, None, tokio::time::Instant::now());
             }
         }
+    }
+
+    /// The server stops: the threads go on accepting what waits in the
+    /// listen queue, counted, until [`ListenerIntake::drained`] says the
+    /// queue is done with (see `drain.rs`).
+    pub(crate) fn begin_drain(&self) {
+        self.drain.begin();
+    }
+
+    /// Whether the accepting after a stop may end now, and why.
+    pub(crate) fn drained(&self) -> Option<Drained> {
+        self.drain.check(self.listener.read().unwrap().as_ref())
+    }
+
+    /// Resolves when an accept after a stop finds the queue empty.
+    pub(crate) async fn found_empty(&self) {
+        self.drain.emptied.notified().await;
+    }
+
+    /// Connections accepted since [`ListenerIntake::begin_drain`].
+    pub(crate) fn accepted_while_draining(&self) -> usize {
+        self.drain.accepted_count()
     }
 
     /// After `close`: true once no thread can still pass a connection on,
@@ -287,15 +314,15 @@ impl ListenerIntake {
         let result = listener.as_ref()?.try_accept();
         drop(listener);
         match result {
-            Ok(accepted) => Some(accepted),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
+            Ok(accepted) => {
+                self.drain.on_accept();
+                Some(accepted)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.drain.on_empty();
                 None
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
             // The peer gave up while in the backlog: nothing to serve.
             Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => None,
             Err(e) => {

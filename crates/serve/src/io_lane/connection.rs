@@ -1,8 +1,9 @@
 //! The stream types a driver serves, with halves borrowed without a lock
 //! (`tokio::io::split` takes one on every poll).
 
-use crate::python_lane::Socket;
+use crate::python_lane::{Socket, hung_up};
 use std::io;
+use std::os::fd::AsFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
 
@@ -25,6 +26,9 @@ pub trait Connection: AsyncRead + Unpin + Send + 'static {
 /// A read that never waits: `WouldBlock` when nothing is queued.
 pub trait TryRead {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Whether the peer has closed the connection both ways (see
+    /// [`hung_up`]).
+    fn hung_up(&self) -> bool;
 }
 
 /// The same impls for both kinds of stream.
@@ -46,6 +50,11 @@ macro_rules! connection_for {
         impl TryRead for $halves::ReadHalf<'_> {
             fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
                 $halves::ReadHalf::try_read(self, buf)
+            }
+
+            fn hung_up(&self) -> bool {
+                let stream: &$stream = self.as_ref();
+                hung_up(stream.as_fd())
             }
         }
     };

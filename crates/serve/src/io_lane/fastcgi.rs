@@ -4,16 +4,17 @@
 //! back as records. Requests on one connection run concurrently: a slow one
 //! never holds back a fast one.
 
+use super::body_rate::RateCheck;
 use super::connection::{Connection, TryRead};
-use crate::config::Timeouts;
+use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rustgi_core::{
-    BodyWriter, Demand, Job, PythonPool, ResponseCloser, ResponseEvent, ResponseReceiver,
-    ResponseTarget, SpoolLimits, body_pipe, response_channel,
+    BodyError, BodyWriter, Demand, Job, PythonPool, ResponseCloser, ResponseEvent,
+    ResponseReceiver, ResponseTarget, SpoolLimits, body_pipe, response_channel,
 };
 use rustgi_fastcgi::{self as fcgi, Event, Role};
 use rustgi_model::{Param, Request, Segments, length_param};
@@ -30,6 +31,7 @@ pub struct FastcgiContext {
     pub pool: Arc<PythonPool>,
     pub timeouts: Timeouts,
     pub spool: SpoolLimits,
+    pub body: BodyLimits,
     pub response_buffer: usize,
     /// Also send `wsgi.errors` lines as FCGI_STDERR.
     pub errors_to_peer: bool,
@@ -59,6 +61,11 @@ struct RequestIo {
     /// The receiver, while it is not being waited on (the hold is full).
     parked: Option<ResponseReceiver>,
     closer: ResponseCloser,
+    /// The job, until its body has arrived (see [`body_ready`]).
+    pending: Option<Job>,
+    /// What the connection's only request's body wants, once its job is
+    /// submitted (see [`Driver::held_body`]).
+    demand: Option<Demand>,
 }
 
 /// The next events of one request's response, with its receiver back.
@@ -107,6 +114,9 @@ struct Driver<'a> {
     sole_body: Option<Demand>,
     /// The connection came back from the intake: it has served requests.
     kept: bool,
+    /// `--body-min-rate`, for the bodies this connection brings: started
+    /// afresh by each request.
+    body_rate: RateCheck,
 }
 
 /// How a connection's driver stopped.
@@ -142,6 +152,7 @@ pub async fn serve<C: Connection>(
         multiplexed: false,
         sole_body: None,
         kept,
+        body_rate: RateCheck::new(ctx.body.min_rate),
     };
     let (mut reader, mut writer) = stream.halves();
     let stop = driver.run(&mut reader, &mut writer, buf).await;
@@ -196,6 +207,16 @@ impl Driver<'_> {
                 return Stop::Idle;
             }
             let held = self.held_body();
+            // While a body arrives (and is wanted), the time spent waiting
+            // for it counts against --body-min-rate, and a read also ends
+            // when the rate's window does.
+            let counting = held.is_none() && self.connection.receiving_body();
+            let window_ends_first = counting
+                && self
+                    .body_rate
+                    .time_left()
+                    .is_some_and(|left| left < self.ctx.timeouts.body);
+            let reading = Instant::now();
             if std::mem::take(&mut unread) {
                 if !self.receive(writer, &mut buf).await {
                     return Stop::Closed { clean: true };
@@ -205,9 +226,23 @@ impl Driver<'_> {
                     () = self.ctx.shutdown.cancelled(), if idle => return Stop::Closed { clean: true },
                     Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
                         self.on_batch(batch);
+                        // The wait for body bytes so far counts too.
+                        if counting && !self.count_body_wait(reading.elapsed(), 0) {
+                            return Stop::Closed { clean: false };
+                        }
                     }
                     () = wanted(held.as_ref()), if held.is_some() => {}
                     read = read_some(reader, &mut buf, read_limit), if held.is_none() => match read {
+                        // The --body-min-rate window ended before --body-timeout.
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut && window_ends_first => {
+                            if !self.count_body_wait(reading.elapsed(), 0) {
+                                return Stop::Closed { clean: false };
+                            }
+                        }
+                        // Counted; a body too slow closes the connection.
+                        Ok(n) if n > 0 && counting && !self.count_body_wait(reading.elapsed(), n) => {
+                            return Stop::Closed { clean: false };
+                        }
                         Ok(0) => {
                             if let Err(e) = self.connection.receive_eof(&buf) {
                                 tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
@@ -290,8 +325,13 @@ impl Driver<'_> {
     /// while only responses are pending (the front server owns those).
     fn read_limit(&self) -> Option<(Instant, &'static str)> {
         if self.connection.receiving_body() {
+            let body = self.ctx.timeouts.body;
+            let wait = self
+                .body_rate
+                .time_left()
+                .map_or(body, |left| left.min(body));
             Some((
-                Instant::now() + self.ctx.timeouts.body,
+                Instant::now() + wait,
                 "--body-timeout: no request body bytes arrived",
             ))
         } else if self.connection.started_requests() == 0 {
@@ -304,6 +344,36 @@ impl Driver<'_> {
         } else {
             None
         }
+    }
+
+    /// Counts a wait for request body bytes against `--body-min-rate`;
+    /// false when the connection's bodies arrive too slowly: each is
+    /// failed (a running application's read raises OSError; one not yet
+    /// started is not run) and the connection is to be closed.
+    fn count_body_wait(&mut self, waited: std::time::Duration, bytes: usize) -> bool {
+        let Err(slow) = self.body_rate.record(waited, bytes as u64) else {
+            return true;
+        };
+        let mut received = 0;
+        for io in self.connection.take_request_data() {
+            if let Some(body) = &io.body {
+                received += body.received();
+                body.fail(BodyError::TooSlow {
+                    received: body.received(),
+                    expected: body.expected(),
+                    rate: slow.rate,
+                    limit: slow.limit,
+                    window_secs: slow.window_secs,
+                });
+            }
+            abandon(io);
+        }
+        tracing::warn!(
+            peer = %self.peer,
+            "request body too slow: {} bytes/s over the last {} s, under --body-min-rate {} bytes/s; cut after {received} bytes; closing the connection",
+            slow.rate, slow.window_secs, slow.limit
+        );
+        false
     }
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> Result<(), ()> {
@@ -323,12 +393,14 @@ impl Driver<'_> {
                     request,
                 } => {
                     self.head_deadline = None;
+                    self.body_rate = RateCheck::new(self.ctx.body.min_rate);
                     self.start(id, role, keep_conn, content_length, request);
                     self.multiplexed |= self.connection.active_requests() > 1;
                 }
                 Event::Stdin { id, data } => {
                     if let Some(body) = self.request(id).and_then(|r| r.body.as_ref()) {
                         body.push(unpinned(data));
+                        self.submit_when_ready(id);
                     }
                 }
                 Event::StdinEnd { id } => self.stdin_ended(id),
@@ -370,14 +442,12 @@ impl Driver<'_> {
         }
         request.params.push(Param::new("FCGI_ROLE", role.name()));
         let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
-        if self.connection.active_requests() == 1 {
-            let demand = body.demand();
-            self.sole_body = Some(if keep_conn {
-                demand.whole_once_taken()
-            } else {
-                demand
-            });
-        }
+        let demand = body.demand();
+        let demand = Some(if keep_conn {
+            demand.whole_once_taken()
+        } else {
+            demand
+        });
         let mut streams = Vec::new();
         let data = (role == Role::Filter).then(|| {
             // The DATA stream ends with its empty record whatever the
@@ -400,20 +470,41 @@ impl Driver<'_> {
             flow: ResponseFlow::new(false),
             parked: None,
             closer: receiver.closer(),
+            pending: Some(Job {
+                id: log_id,
+                request: Arc::new(request),
+                body: body_reader,
+                streams,
+                response: ResponseTarget::Channel(sender),
+                errors_to_peer: self.ctx.errors_to_peer,
+            }),
+            demand,
         };
         if self.connection.attach(id, io).is_err() {
             return;
         }
         self.responses
             .push(next_batch(id, self.generation, receiver));
-        self.ctx.pool.submit(Job {
-            id: log_id,
-            request: Arc::new(request),
-            body: body_reader,
-            streams,
-            response: ResponseTarget::Channel(sender),
-            errors_to_peer: self.ctx.errors_to_peer,
-        });
+        self.submit_when_ready(id);
+    }
+
+    /// Hands a request to the Python threads once its body has arrived
+    /// (see [`body_ready`]): a client sending it slowly holds no thread.
+    fn submit_when_ready(&mut self, id: u16) {
+        let buffer = self.ctx.body.buffer as u64;
+        let sole = self.connection.active_requests() == 1;
+        let Some(io) = self.connection.request_data(id) else {
+            return;
+        };
+        if io.pending.is_none() || !body_ready(io.body.as_ref(), buffer) {
+            return;
+        }
+        let job = io.pending.take().expect("checked above");
+        let demand = io.demand.take();
+        if sole {
+            self.sole_body = demand.filter(|_| io.body.is_some());
+        }
+        self.ctx.pool.submit(job);
     }
 
     fn stdin_ended(&mut self, id: u16) {
@@ -427,6 +518,7 @@ impl Driver<'_> {
         if let Some(receiver) = io.parked.take() {
             self.responses.push(next_batch(id, io.generation, receiver));
         }
+        self.submit_when_ready(id);
     }
 
     fn on_batch(&mut self, batch: Batch) {
@@ -481,9 +573,27 @@ impl Driver<'_> {
 /// Ends a request's streams: pending body reads fail, the application's
 /// next block fails and its iterable is closed.
 fn abandon(io: RequestIo) {
+    if let Some(job) = io.pending {
+        tracing::info!(
+            request = job.id,
+            "not run: ABORT_REQUEST came, or the connection closed, before its body had arrived"
+        );
+    }
     io.closer.close();
     drop(io.body);
     drop(io.data);
+}
+
+/// Whether a request's body has arrived far enough for its job to go to
+/// a Python thread: whole, or `--buffer-body` bytes of it. A body of
+/// unknown length (no CONTENT_LENGTH) is not waited for: a client may end
+/// its STDIN only after the response, as cgi-fcgi does for a GET.
+fn body_ready(body: Option<&BodyWriter>, buffer: u64) -> bool {
+    let Some(body) = body else {
+        return true;
+    };
+    body.expected()
+        .is_none_or(|length| body.received() >= length.min(buffer))
 }
 
 async fn wanted(demand: Option<&Demand>) {

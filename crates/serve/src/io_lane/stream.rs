@@ -3,14 +3,15 @@
 //! body into the spool while the response streams out, and close with
 //! shutdown + drain so no unread byte turns into an RST.
 
-use super::connection::Connection;
-use crate::config::Timeouts;
+use super::body_rate::{RateCheck, TooSlow};
+use super::connection::{Connection, TryRead};
+use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::BytesMut;
 use rustgi_core::{
-    BodyError, BodyWriter, Job, PythonPool, ResponseReceiver, ResponseTarget, SpoolLimits,
-    body_pipe, response_channel,
+    BodyError, BodyWriter, Job, PythonPool, ResponseCloser, ResponseReceiver, ResponseTarget,
+    SpoolLimits, body_pipe, response_channel,
 };
 use rustgi_model::{BodyDecoder, BodyFraming, Request, ResponseEncoder, StreamProtocol, Unframed};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub struct StreamContext<P> {
     pub pool: Arc<PythonPool>,
     pub timeouts: Timeouts,
     pub spool: SpoolLimits,
+    pub body: BodyLimits,
     /// Bound of the response channel, in bytes.
     pub response_buffer: usize,
     /// The I/O loop, where a Python-lane response goes once its
@@ -44,6 +46,7 @@ impl<P> StreamContext<P> {
             pool,
             timeouts: config.timeouts,
             spool: config.spool,
+            body: config.body,
             response_buffer: config.response_buffer,
             runtime: tokio::runtime::Handle::current(),
         }
@@ -51,6 +54,12 @@ impl<P> StreamContext<P> {
 }
 
 /// Serves the single request of one connection.
+///
+/// The body is read before a Python thread is taken, up to
+/// `--buffer-body` bytes (a body that size or smaller is then whole): a
+/// client that trickles it holds a connection, not a thread. The rest of
+/// a larger body streams while the application runs, under
+/// `--body-min-rate`.
 pub async fn serve<P, C>(
     ctx: &StreamContext<P>,
     mut stream: C,
@@ -92,8 +101,38 @@ pub async fn serve<P, C>(
         BodyFraming::Length(length) => body_pipe(Some(length), ctx.spool),
         BodyFraming::Chunked => body_pipe(None, ctx.spool),
     };
+    let progress = Progress::default();
+    let mut body_pump = BodyPump {
+        body,
+        buf,
+        decoder: BodyDecoder::new(framing),
+        body_timeout: ctx.timeouts.body,
+        rate: RateCheck::new(ctx.body.min_rate),
+        peer,
+        id,
+    };
+    let buffered = if ctx.body.buffer > 0 {
+        body_pump
+            .read(&mut reader, &progress, Some(ctx.body.buffer as u64))
+            .await
+    } else {
+        Pumped::Buffered
+    };
+    // A client that closed its connection (both ways: POLLHUP) waits for
+    // no answer. One that only shut down its sending side (plain EOF) may
+    // still read one: its request runs (see `TryRead::hung_up`).
+    if reader.hung_up() {
+        tracing::info!(
+            %peer,
+            request = id,
+            "not run: the client closed its connection before the request went to a Python thread ({} body bytes had arrived)",
+            body_pump.body.received()
+        );
+        return;
+    }
     let request = Arc::new(request);
     let (sender, receiver) = response_channel(ctx.response_buffer);
+    let closer = receiver.closer();
     ctx.pool.submit(Job {
         id,
         request: request.clone(),
@@ -103,17 +142,23 @@ pub async fn serve<P, C>(
         errors_to_peer: false,
     });
 
-    let progress = Progress::default();
-    let mut pump = Box::pin(pump_body(
-        &mut reader,
-        body,
-        buf,
-        framing,
-        ctx.timeouts.body,
-        &progress,
-        peer,
-        id,
-    ));
+    // Bytes that came after the body, or `None` when the body failed
+    // (what follows it is then no body's).
+    let mut pump = Box::pin(async {
+        let extra = match buffered {
+            Pumped::Buffered => match body_pump.read(&mut reader, &progress, None).await {
+                Pumped::Ended { past_end } => Some(past_end),
+                _ => None,
+            },
+            Pumped::Ended { past_end } => {
+                progress.arrived();
+                Some(past_end + watch_hangup(&mut reader, &closer, peer, id).await)
+            }
+            Pumped::Failed => None,
+        };
+        progress.arrived();
+        extra
+    });
     let mut pumped = None;
     let ending = {
         let encoder = ctx.protocol.encoder(&request);
@@ -145,8 +190,10 @@ pub async fn serve<P, C>(
             }
             None => pump.await,
         };
-        let extra = in_body + async_io::drain(&mut reader, PeerSending::Done).await;
-        if extra > 0 {
+        let drained = async_io::drain(&mut reader, PeerSending::Done).await;
+        if let Some(extra) = in_body.map(|extra| extra + drained)
+            && extra > 0
+        {
             tracing::warn!(
                 %peer,
                 request = id,
@@ -166,6 +213,13 @@ struct Progress {
     body_arrived: Notify,
     /// The application's response went out whole.
     response_complete: AtomicBool,
+}
+
+impl Progress {
+    fn arrived(&self) {
+        self.body_done.store(true, Ordering::Relaxed);
+        self.body_arrived.notify_one();
+    }
 }
 
 async fn read_head<P, R>(
@@ -222,93 +276,154 @@ where
     }
 }
 
-/// Moves the body from the socket into the spool until it is complete,
-/// whether or not the application reads it. Returns how many bytes came
-/// past its end (to be discarded).
-#[allow(clippy::too_many_arguments)]
-async fn pump_body<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    body: BodyWriter,
-    buffered: BytesMut,
-    framing: BodyFraming,
-    body_timeout: Duration,
-    progress: &Progress,
-    peer: &str,
-    id: u64,
-) -> u64 {
-    let extra = read_body(
-        reader,
-        &body,
-        buffered,
-        BodyDecoder::new(framing),
-        body_timeout,
-        progress,
-        peer,
-        id,
-    )
-    .await;
-    progress.body_done.store(true, Ordering::Relaxed);
-    progress.body_arrived.notify_one();
-    extra
+/// How a stretch of body reading ended.
+enum Pumped {
+    /// The whole body is in the spool; `past_end` bytes came after it (to
+    /// be discarded).
+    Ended { past_end: u64 },
+    /// The limit asked for has arrived, and more of the body is to come.
+    Buffered,
+    /// The body failed (the reader was told why).
+    Failed,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn read_body<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    body: &BodyWriter,
-    mut buf: BytesMut,
-    mut decoder: BodyDecoder,
+/// Moves a body from the socket into the spool.
+struct BodyPump<'p> {
+    body: BodyWriter,
+    /// Read but not yet decoded.
+    buf: BytesMut,
+    decoder: BodyDecoder,
     body_timeout: Duration,
-    progress: &Progress,
+    rate: RateCheck,
+    peer: &'p str,
+    id: u64,
+}
+
+impl BodyPump<'_> {
+    /// With `limit`: reads until the body ends or `limit` bytes of it have
+    /// arrived, before a Python thread has the request. Without: reads the
+    /// rest as the application wants it (see `BodyWriter::wanted`), and to
+    /// its end whether or not the application reads it.
+    async fn read<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        progress: &Progress,
+        limit: Option<u64>,
+    ) -> Pumped {
+        let (peer, id) = (self.peer, self.id);
+        loop {
+            // Hand over what is buffered; stop at the body's end.
+            loop {
+                match self.decoder.decode(&mut self.buf) {
+                    Ok(Unframed::Data(data)) => self.body.push(data),
+                    Ok(Unframed::NeedMore) => break,
+                    Ok(Unframed::End { past_end }) => {
+                        self.body.finish();
+                        return Pumped::Ended { past_end };
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, request = id, "bad chunked request body: {e}");
+                        self.body.fail(BodyError::Framing(e.to_string()));
+                        return Pumped::Failed;
+                    }
+                }
+            }
+            match limit {
+                Some(limit) if self.body.received() >= limit => return Pumped::Buffered,
+                Some(_) => {}
+                // The rest stays in the socket until a Python thread takes
+                // the request (at once, unless the pool is busy).
+                None => self.body.wanted().await,
+            }
+            self.buf.reserve(READ_SIZE);
+            let (received, expected) = (self.body.received(), self.body.expected());
+            let wait = self
+                .rate
+                .time_left()
+                .map_or(self.body_timeout, |left| left.min(self.body_timeout));
+            let began = Instant::now();
+            let read = timeout(wait, reader.read_buf(&mut self.buf)).await;
+            let waited = began.elapsed();
+            let error = match read {
+                Ok(Ok(0)) => {
+                    let error = BodyError::Truncated { received, expected };
+                    if progress.response_complete.load(Ordering::Relaxed) {
+                        // nginx stops sending a body once the response has
+                        // started; with the response whole, that is no error.
+                        tracing::debug!(%peer, request = id, "{error}");
+                    } else {
+                        tracing::warn!(%peer, request = id, "{error}");
+                    }
+                    error
+                }
+                Ok(Ok(n)) => match self.rate.record(waited, n as u64) {
+                    Ok(()) => continue,
+                    Err(slow) => self.too_slow(slow),
+                },
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, request = id, "reading the request body failed: {e}");
+                    BodyError::Disconnected
+                }
+                Err(_) if wait < self.body_timeout => match self.rate.record(waited, 0) {
+                    Ok(()) => continue,
+                    Err(slow) => self.too_slow(slow),
+                },
+                Err(_) => {
+                    let error = BodyError::TimedOut { received, expected };
+                    let body_timeout = self.body_timeout;
+                    tracing::warn!(%peer, request = id, "{error} (--body-timeout {body_timeout:?})");
+                    error
+                }
+            };
+            self.body.fail(error);
+            return Pumped::Failed;
+        }
+    }
+
+    /// The error for a body below `--body-min-rate`, logged.
+    fn too_slow(&self, slow: TooSlow) -> BodyError {
+        let error = BodyError::TooSlow {
+            received: self.body.received(),
+            expected: self.body.expected(),
+            rate: slow.rate,
+            limit: slow.limit,
+            window_secs: slow.window_secs,
+        };
+        tracing::warn!(peer = %self.peer, request = self.id, "{error}; closing the connection");
+        error
+    }
+}
+
+/// After a whole body, while the request waits for its thread and runs:
+/// reads what else comes (to be discarded; returns how much) until the
+/// client closes. A client that closed both ways (POLLHUP) or whose
+/// connection failed waits for no answer: the response channel is closed,
+/// so that a request still queued is not run and a running one stops at
+/// its next block.
+async fn watch_hangup<R: AsyncRead + TryRead + Unpin>(
+    reader: &mut R,
+    closer: &ResponseCloser,
     peer: &str,
     id: u64,
 ) -> u64 {
+    let mut extra = 0;
+    let mut scratch = BytesMut::new();
     loop {
-        // Hand over what is buffered; stop at the body's end.
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Unframed::Data(data)) => body.push(data),
-                Ok(Unframed::NeedMore) => break,
-                Ok(Unframed::End { past_end }) => {
-                    body.finish();
-                    return past_end;
+        scratch.clear();
+        scratch.reserve(16 * 1024);
+        match reader.read_buf(&mut scratch).await {
+            Ok(0) => {
+                if reader.hung_up() {
+                    tracing::debug!(%peer, request = id, "the client closed its connection");
+                    closer.close();
                 }
-                Err(e) => {
-                    tracing::warn!(%peer, request = id, "bad chunked request body: {e}");
-                    body.fail(BodyError::Framing(e.to_string()));
-                    return 0;
-                }
+                return extra;
             }
-        }
-        // The rest stays in the socket until a Python thread takes the
-        // request (at once, unless the pool is busy).
-        body.wanted().await;
-        buf.reserve(READ_SIZE);
-        let (received, expected) = (body.received(), body.expected());
-        match timeout(body_timeout, reader.read_buf(&mut buf)).await {
-            Ok(Ok(0)) => {
-                let error = BodyError::Truncated { received, expected };
-                if progress.response_complete.load(Ordering::Relaxed) {
-                    // nginx stops sending a body once the response has
-                    // started; with the response whole, that is no error.
-                    tracing::debug!(%peer, request = id, "{error}");
-                } else {
-                    tracing::warn!(%peer, request = id, "{error}");
-                }
-                body.fail(error);
-                return 0;
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::info!(%peer, request = id, "reading the request body failed: {e}");
-                body.fail(BodyError::Disconnected);
-                return 0;
-            }
-            Err(_) => {
-                let error = BodyError::TimedOut { received, expected };
-                tracing::warn!(%peer, request = id, "{error} (--body-timeout {body_timeout:?})");
-                body.fail(error);
-                return 0;
+            Ok(n) => extra += n as u64,
+            Err(e) => {
+                tracing::debug!(%peer, request = id, "the connection failed: {e}");
+                closer.close();
+                return extra;
             }
         }
     }

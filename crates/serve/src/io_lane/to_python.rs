@@ -3,10 +3,13 @@
 //! Python thread, which answers it as if it had arrived whole at accept.
 //! That makes the lane a test can see independent of how the front server
 //! split its writes. What the Python lane cannot carry (FastCGI
-//! requests interleaved on one connection, roles other than RESPONDER, uwsgi chunked bodies, bodies
-//! over [`GATHER_LIMIT`], bad input) is served in the I/O lane.
+//! requests interleaved on one connection, roles other than RESPONDER, uwsgi chunked bodies, SCGI
+//! and uwsgi bodies over `--buffer-body` (the I/O lane streams those under
+//! `--body-min-rate`), FastCGI bodies over [`GATHER_LIMIT`], bad input) is
+//! served in the I/O lane.
 
 use super::connection::Connection;
+use super::stream::StreamContext;
 use crate::config::Protocol;
 use crate::intake::Tether;
 use crate::python_lane::is_a_responder;
@@ -56,12 +59,8 @@ pub(crate) async fn serve<C: Connection>(
     let deadline = accepted + service.timeouts().header;
     let body_timeout = service.timeouts().body;
     let gathered = match protocol {
-        Protocol::Scgi => {
-            gather_stream(&service.scgi.protocol, partial, deadline, body_timeout).await
-        }
-        Protocol::Uwsgi => {
-            gather_stream(&service.uwsgi.protocol, partial, deadline, body_timeout).await
-        }
+        Protocol::Scgi => gather_stream(&service.scgi, partial, deadline, body_timeout).await,
+        Protocol::Uwsgi => gather_stream(&service.uwsgi, partial, deadline, body_timeout).await,
         Protocol::Fastcgi => gather_fastcgi(service, partial, deadline, body_timeout).await,
         _ => Gathered::Io(partial),
     };
@@ -112,11 +111,12 @@ async fn read_more<C: Connection>(partial: &mut Partial<C>, limit: Instant) -> R
 }
 
 async fn gather_stream<C: Connection, P: StreamProtocol>(
-    protocol: &P,
+    ctx: &StreamContext<P>,
     mut partial: Partial<C>,
     deadline: Instant,
     body_timeout: Duration,
 ) -> Gathered<C> {
+    let protocol = &ctx.protocol;
     let request = loop {
         if let Some(request) = &partial.head {
             break request;
@@ -135,7 +135,7 @@ async fn gather_stream<C: Connection, P: StreamProtocol>(
     let BodyFraming::Length(length) = protocol.body_framing(request) else {
         return Gathered::Io(partial);
     };
-    if length > GATHER_LIMIT as u64 {
+    if length > ctx.body.buffer as u64 {
         return Gathered::Io(partial);
     }
     while (partial.buf.len() as u64) < length {

@@ -19,7 +19,7 @@ mod socket;
 mod stream;
 
 pub(crate) use fastcgi::{is_a_responder, start as start_fastcgi};
-pub(crate) use socket::Socket;
+pub(crate) use socket::{Socket, hung_up};
 pub(crate) use stream::start;
 
 use crate::config::Protocol;

@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use rustgi_core::{Budget, Disconnected, LaneWriter, ResponseEvent, ResponseSender};
 use rustgi_model::ResponseEncoder;
 use std::borrow::Cow;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -143,6 +144,12 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
             return Err(Disconnected);
         }
         Ok(written)
+    }
+
+    fn client_gone(&self) -> bool {
+        self.sink
+            .as_ref()
+            .is_some_and(|sink| super::hung_up(sink.wire().as_fd()))
     }
 
     fn hand_off(mut self: Box<Self>, budget: &Arc<Budget>) -> Result<ResponseSender, Disconnected> {

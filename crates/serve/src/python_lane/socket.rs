@@ -1,7 +1,27 @@
 //! A connection as accepted: a plain std socket, not yet known to tokio.
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+/// Whether the peer of a connected socket has closed it both ways
+/// (POLLHUP), or the connection failed (POLLERR: a reset): then nobody
+/// reads an answer. One that has only shut down its sending side (a plain
+/// EOF, POLLRDHUP) may still read one, and does not count: an SCGI or
+/// uwsgi client may half-close once it has sent its request. Over a Unix
+/// socket a peer's close() is seen at once. Over TCP it sends a FIN, which
+/// looks like a half-close until a write is answered with a reset: there
+/// a client that closed after sending its request cannot be told from
+/// one waiting for its answer.
+pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(1..) => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        _ => false,
+    }
+}
 
 pub(crate) enum Socket {
     Unix(std::os::unix::net::UnixStream),
@@ -69,5 +89,47 @@ impl Write for &Socket {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Shutdown;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_half_close_is_not_a_hang_up_and_a_close_is() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (&theirs).write_all(b"a request").unwrap();
+        assert!(!hung_up(ours.as_fd()), "an open connection");
+        theirs.shutdown(Shutdown::Write).unwrap();
+        assert!(
+            !hung_up(ours.as_fd()),
+            "EOF only: the client may still read"
+        );
+        drop(theirs);
+        assert!(
+            hung_up(ours.as_fd()),
+            "closed both ways, unread bytes or not"
+        );
+    }
+
+    #[test]
+    fn a_tcp_close_looks_like_a_half_close_until_a_reset() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let theirs = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        drop(theirs);
+        // The FIN has arrived once a read sees EOF.
+        assert_eq!((&ours).read(&mut [0u8; 8]).unwrap(), 0);
+        assert!(!hung_up(ours.as_fd()), "a FIN alone");
+        // The peer answers a write with a reset.
+        let _ = (&ours).write_all(b"answer");
+        let reset = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            hung_up(ours.as_fd())
+        });
+        assert!(reset, "the reset is a hang-up");
     }
 }
