@@ -97,17 +97,26 @@ impl Responder {
     }
 
     /// Passes a `wsgi.errors` line on to the front server.
-    pub(crate) fn send_stderr(&self, py: Python<'_>, line: Bytes) {
+    pub(crate) fn send_stderr(&self, _py: Python<'_>, line: Bytes) {
         // In order with the body, past the channel's bound: a log line
-        // never makes the application wait.
-        let _gone_is_fine = self.push(py, vec![ResponseEvent::Stderr(line)]);
+        // never makes the application wait. The target is busy only for a
+        // moment (a write that does not block), but that moment may run
+        // Python code on this very thread (a block's finaliser that logs):
+        // then the line is in our log only.
+        let Ok(mut target) = self.target.try_lock() else {
+            return;
+        };
+        let _gone_is_fine = self.push_to(&mut target, vec![ResponseEvent::Stderr(line)]);
     }
 
     /// Sends `events`, never waiting: the connection takes what it can, and
     /// a Python-lane connection that is full goes to the I/O loop with the
     /// rest.
-    fn push(&self, _py: Python<'_>, mut events: Vec<ResponseEvent>) -> Result<Room, Stop> {
-        let mut target = self.target.lock().unwrap();
+    fn push(&self, _py: Python<'_>, events: Vec<ResponseEvent>) -> Result<Room, Stop> {
+        self.push_to(&mut self.target.lock().unwrap(), events)
+    }
+
+    fn push_to(&self, target: &mut Target, mut events: Vec<ResponseEvent>) -> Result<Room, Stop> {
         let full = match &mut *target {
             Target::Channel(sender) => sender.push(&mut events),
             Target::Writer(writer) => match writer.send(&mut events) {
