@@ -66,6 +66,14 @@ def non_readers(address: str, request: bytes, count: int) -> list[socket.socket]
     return socks
 
 
+def wait_for_the_response(sock: socket.socket):
+    """Until the response has begun on `sock` (a byte is there to read),
+    reading nothing: the application has started, and its response waits
+    for this client."""
+    sock.settimeout(ANSWER_TIMEOUT)
+    assert sock.recv(1, socket.MSG_PEEK), "the connection closed"
+
+
 def close_all(socks):
     for sock in socks:
         sock.close()
@@ -138,6 +146,7 @@ def test_a_parked_response_whose_client_goes_away_is_closed(gateways, scratch, s
     mark = gw.log.mark()
     closed = scratch / f"closed-{shape}"
     [stuck] = non_readers(gw.socket, scgi_bytes(f"/{shape}", f"closed={closed}"), 1)
+    wait_for_the_response(stuck)
     # The only thread is free while that response waits for its client.
     r = scgi_request(gw.socket, "GET", "/hello", timeout=ANSWER_TIMEOUT)
     assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
@@ -157,10 +166,13 @@ def test_past_the_response_memory_new_requests_wait_and_are_not_refused(gateways
     mark = gw.log.mark()
     # About 8 MiB held for this one: within the budget, the thread is free.
     first = non_readers(gw.socket, scgi_bytes("/bytes"), 1)
+    wait_for_the_response(first[0])
     r = scgi_request(gw.socket, "GET", "/hello", timeout=ANSWER_TIMEOUT)
     assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
     # Two more: past the budget.
     more = non_readers(gw.socket, scgi_bytes("/bytes"), 2)
+    for sock in more:
+        wait_for_the_response(sock)
     answer = {}
 
     def ask():
@@ -192,6 +204,7 @@ def test_an_abort_request_for_a_parked_response_ends_it_and_closes_the_iterable(
     closed = scratch / "closed-abort"
     with FcgiConnection(gw.socket, timeout=ANSWER_TIMEOUT) as conn:
         conn.send(fastcgi_bytes("/generator", f"closed={closed}"))
+        wait_for_the_response(conn.sock)
         # The only thread is free while that response waits for its client.
         r = fastcgi_get(gw.socket, "/hello")
         assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
@@ -213,6 +226,7 @@ def test_a_stop_closes_the_responses_parked_for_clients_that_do_not_read(gateway
     mark = gw.log.mark()
     closed = scratch / "closed-stop"
     [stuck] = non_readers(gw.socket, scgi_bytes("/generator", f"closed={closed}"), 1)
+    wait_for_the_response(stuck)
     try:
         r = scgi_request(gw.socket, "GET", "/hello", timeout=ANSWER_TIMEOUT)
         assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
