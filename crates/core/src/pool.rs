@@ -518,6 +518,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn past_the_budget_new_jobs_wait_until_room_comes_back() {
+        let queue = Arc::new(JobQueue::default());
+        let weak = Arc::downgrade(&queue);
+        queue.budget.on_room(Box::new(move || {
+            if let Some(queue) = weak.upgrade() {
+                queue.room();
+            }
+        }));
+        queue.budget.set_limit(100);
+        queue.budget.hold(150);
+        queue.push(job(1));
+        assert!(queue.next().is_none(), "over the budget: the job waits");
+        let waiting = std::thread::spawn({
+            let queue = queue.clone();
+            move || matches!(queue.wait(false), Wait::Again)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !waiting.is_finished(),
+            "an idle thread sleeps, it does not spin"
+        );
+        queue.budget.release(100);
+        assert!(waiting.join().unwrap(), "room wakes it");
+        assert!(matches!(queue.next(), Some(Work::New(job)) if job.id == 1));
+    }
+
     /// A listener whose connections the test hands in.
     #[derive(Default)]
     struct FakeIntake {
