@@ -5,8 +5,10 @@
 //! never holds back a fast one.
 
 use super::connection::{Connection, TryRead};
+use super::gate::{Admission, JobGate};
 use crate::config::Timeouts;
 use crate::flow::{Ending, ResponseFlow};
+use crate::intake::{Tether, Waiting, WaitingPlace};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -17,6 +19,7 @@ use rustgi_core::{
 };
 use rustgi_fastcgi::{self as fcgi, Event, Role};
 use rustgi_model::{Param, Request, Segments, length_param};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub struct FastcgiContext {
     pub protocol: fcgi::Config,
     pub pool: Arc<PythonPool>,
+    pub(crate) gate: JobGate,
     pub timeouts: Timeouts,
     pub spool: SpoolLimits,
     pub response_buffer: usize,
@@ -56,6 +60,8 @@ struct RequestIo {
     /// The receiver, while it is not being waited on (the hold is full).
     parked: Option<ResponseReceiver>,
     closer: ResponseCloser,
+    /// The request's place in the `JobGate`, until its response begins.
+    admission: Option<Admission>,
 }
 
 /// The next events of one request's response, with its receiver back.
@@ -104,6 +110,14 @@ struct Driver<'a> {
     sole_body: Option<Demand>,
     /// The connection came back from the intake: it has served requests.
     kept: bool,
+    tether: &'a Tether,
+    /// While the connection waits on its peer (for a head, or idle between
+    /// requests), its place among those the intake may close at
+    /// `--max-connections`.
+    waiting: Option<(Waiting, Instant, WaitingPlace)>,
+    /// Requests whose PARAMS are in (id, generation, job), held while too
+    /// many wait for a Python thread (`JobGate`).
+    held: VecDeque<(u16, u64, Job)>,
 }
 
 /// How a connection's driver stopped.
@@ -119,15 +133,16 @@ enum Stop {
 /// between requests: then it is returned, for the intake. `kept`: it has
 /// served requests before (it came back from the intake), so it starts
 /// between requests, with no header deadline until a byte of the next
-/// request arrives.
-pub async fn serve<C: Connection>(
+/// request arrives (and `--keepalive-timeout` until then).
+pub(crate) async fn serve<C: Connection>(
     ctx: &FastcgiContext,
     mut stream: C,
     buf: BytesMut,
     accepted: Instant,
     peer: &str,
-    kept: bool,
+    tether: &Tether,
 ) -> Option<C> {
+    let kept = tether.kept();
     let mut driver = Driver {
         ctx,
         peer,
@@ -139,6 +154,9 @@ pub async fn serve<C: Connection>(
         multiplexed: false,
         sole_body: None,
         kept,
+        tether,
+        waiting: None,
+        held: VecDeque::new(),
     };
     let (mut reader, mut writer) = stream.halves();
     let stop = driver.run(&mut reader, &mut writer, buf).await;
@@ -181,11 +199,19 @@ impl Driver<'_> {
             let served = self.kept || self.generation > 0;
             if served && self.connection.active_requests() == 0 && buf.is_empty() {
                 // Between requests (what came was none: an ABORT_REQUEST
-                // for one that ended, say): the front server owns the wait.
+                // for one that ended, say): --keepalive-timeout, not the
+                // header's, bounds the wait.
                 self.head_deadline = None;
-            } else if started == 0 && !buf.is_empty() && self.head_deadline.is_none() {
+            } else if started == 0
+                && (!buf.is_empty() || self.connection.active_requests() > 0)
+                && self.head_deadline.is_none()
+            {
+                // The first bytes of a request on a kept connection (read
+                // here, or a BEGIN_REQUEST already taken in): its head has
+                // --header-timeout from now.
                 self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
             }
+            self.track_waiting(&buf);
             let read_limit = self.read_limit();
             let idle = self.between_requests(&buf);
             if idle && self.ctx.park_idle && !self.multiplexed && !self.ctx.shutdown.is_cancelled()
@@ -193,6 +219,7 @@ impl Driver<'_> {
                 return Stop::Idle;
             }
             let held = self.held_body();
+            let place = self.waiting.as_ref().map(|(_, _, place)| place);
             if std::mem::take(&mut unread) {
                 if !self.receive(writer, &mut buf).await {
                     return Stop::Closed { clean: true };
@@ -200,6 +227,15 @@ impl Driver<'_> {
             } else {
                 tokio::select! {
                     () = self.ctx.shutdown.cancelled(), if idle => return Stop::Closed { clean: true },
+                    () = evicted(place), if place.is_some() => {
+                        // Nothing to answer: closed at once, so that the
+                        // room is made now, not after a drain.
+                        self.log_eviction();
+                        return Stop::Closed { clean: false };
+                    }
+                    Some(admission) = self.ctx.gate.admit(), if !self.held.is_empty() => {
+                        self.submit_held(admission);
+                    }
                     Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
                         self.on_batch(batch);
                     }
@@ -223,6 +259,10 @@ impl Driver<'_> {
                         }
                         Err(e) => {
                             match e.kind() {
+                                // The front server's to close; it did not.
+                                std::io::ErrorKind::TimedOut if self.waiting_for() == Some(Waiting::Idle) => {
+                                    tracing::info!(peer = %self.peer, "{e}")
+                                }
                                 std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
                                 _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
                             }
@@ -281,12 +321,66 @@ impl Driver<'_> {
         self.head_deadline.is_none() && self.connection.active_requests() == 0 && buf.is_empty()
     }
 
+    /// What the connection waits for from its peer, if anything: a
+    /// request head (the first, or one begun on a kept connection), or
+    /// the next request (idle between requests).
+    fn waiting_for(&self) -> Option<Waiting> {
+        self.waiting.as_ref().map(|(what, _, _)| *what)
+    }
+
+    /// Keeps the connection's place among those waiting on their peer in
+    /// step with its state (see `intake::waiting`).
+    fn track_waiting(&mut self, buf: &BytesMut) {
+        let now = if self.between_requests(buf) {
+            Some(Waiting::Idle)
+        } else if self.connection.started_requests() == 0 && self.head_deadline.is_some() {
+            Some(Waiting::Head)
+        } else {
+            None
+        };
+        if self.waiting_for() == now {
+            return;
+        }
+        self.waiting = now.map(|what| {
+            let since = match (what, self.head_deadline) {
+                (Waiting::Head, Some(deadline)) => deadline - self.ctx.timeouts.header,
+                _ => Instant::now(),
+            };
+            (what, since, self.tether.waiting(what, since))
+        });
+    }
+
+    fn log_eviction(&self) {
+        let limit = self.tether.limit();
+        match &self.waiting {
+            Some((Waiting::Head, since, _)) => tracing::warn!(
+                peer = %self.peer,
+                "closing a connection that waited {:?} for a FastCGI request head: \
+                 --max-connections {limit} reached, and it had waited longest",
+                since.elapsed()
+            ),
+            Some((Waiting::Idle, since, _)) => tracing::info!(
+                peer = %self.peer,
+                "closing a kept connection idle for {:?}: --max-connections {limit} reached, \
+                 and it was idle longest",
+                since.elapsed()
+            ),
+            None => {}
+        }
+    }
+
     /// How long the next read may take: the header timeout while a record
     /// or the first request is incomplete, the body timeout while a body is
-    /// arriving, and no limit between requests on a kept connection or
-    /// while only responses are pending (the front server owns those).
+    /// arriving, the keep-alive timeout between requests on a kept
+    /// connection, and no limit while only responses are pending (the
+    /// front server owns those).
     fn read_limit(&self) -> Option<(Instant, &'static str)> {
-        if self.connection.receiving_body() {
+        if let Some((Waiting::Idle, since, _)) = &self.waiting {
+            Some((
+                *since + self.ctx.timeouts.keepalive,
+                "--keepalive-timeout: the kept connection stayed idle",
+            ))
+        } else if self.connection.receiving_body() {
             Some((
                 Instant::now() + self.ctx.timeouts.body,
                 "--body-timeout: no request body bytes arrived",
@@ -389,6 +483,12 @@ impl Driver<'_> {
         });
         let (sender, receiver) = response_channel(self.ctx.response_buffer);
         self.generation += 1;
+        // In order: a request held waits for those held before it.
+        let admission = if self.held.is_empty() {
+            self.ctx.gate.try_admit()
+        } else {
+            None
+        };
         let io = RequestIo {
             generation: self.generation,
             log_id,
@@ -397,20 +497,43 @@ impl Driver<'_> {
             flow: ResponseFlow::new(false),
             parked: None,
             closer: receiver.closer(),
+            admission: None,
         };
         if self.connection.attach(id, io).is_err() {
             return;
         }
         self.responses
             .push(next_batch(id, self.generation, receiver));
-        self.ctx.pool.submit(Job {
+        let job = Job {
             id: log_id,
             request: Arc::new(request),
             body: body_reader,
             streams,
             response: ResponseTarget::Channel(sender),
             errors_to_peer: self.ctx.errors_to_peer,
-        });
+        };
+        match admission {
+            Some(admission) => self.submit(id, job, admission),
+            None => self.held.push_back((id, self.generation, job)),
+        }
+    }
+
+    fn submit(&mut self, id: u16, job: Job, admission: Admission) {
+        if let Some(io) = self.connection.request_data(id) {
+            io.admission = Some(admission);
+        }
+        self.ctx.pool.submit(job);
+    }
+
+    /// Submits the request held longest, unless it was aborted meanwhile.
+    fn submit_held(&mut self, admission: Admission) {
+        let Some((id, generation, job)) = self.held.pop_front() else {
+            return;
+        };
+        let current = self.connection.request_data(id).map(|io| io.generation);
+        if current == Some(generation) {
+            self.submit(id, job, admission);
+        }
     }
 
     fn stdin_ended(&mut self, id: u16) {
@@ -441,6 +564,8 @@ impl Driver<'_> {
             return;
         }
         let mut io = self.connection.detach(id).expect("looked up above");
+        // Answering: the request no longer waits for a Python thread.
+        io.admission = None;
         if !open {
             events.push(ResponseEvent::Abort);
         }
@@ -481,6 +606,13 @@ fn abandon(io: RequestIo) {
     io.closer.close();
     drop(io.body);
     drop(io.data);
+}
+
+async fn evicted(place: Option<&WaitingPlace>) {
+    match place {
+        Some(place) => place.evicted().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wanted(demand: Option<&Demand>) {

@@ -4,8 +4,10 @@
 //! shutdown + drain so no unread byte turns into an RST.
 
 use super::connection::Connection;
+use super::gate::{Admission, JobGate};
 use crate::config::Timeouts;
 use crate::flow::{Ending, ResponseFlow};
+use crate::intake::{Tether, Waiting};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::BytesMut;
 use rustgi_core::{
@@ -27,6 +29,7 @@ pub(crate) const READ_SIZE: usize = 64 * 1024;
 pub struct StreamContext<P> {
     pub protocol: P,
     pub pool: Arc<PythonPool>,
+    pub(crate) gate: JobGate,
     pub timeouts: Timeouts,
     pub spool: SpoolLimits,
     /// Bound of the response channel, in bytes.
@@ -34,10 +37,16 @@ pub struct StreamContext<P> {
 }
 
 impl<P> StreamContext<P> {
-    pub fn new(protocol: P, config: &crate::ServeConfig, pool: Arc<PythonPool>) -> Self {
+    pub(crate) fn new(
+        protocol: P,
+        config: &crate::ServeConfig,
+        pool: Arc<PythonPool>,
+        gate: JobGate,
+    ) -> Self {
         StreamContext {
             protocol,
             pool,
+            gate,
             timeouts: config.timeouts,
             spool: config.spool,
             response_buffer: config.response_buffer,
@@ -53,6 +62,7 @@ pub async fn serve<P, C>(
     head: Option<Request>,
     accepted: Instant,
     peer: &str,
+    tether: &Tether,
 ) where
     P: StreamProtocol,
     C: Connection,
@@ -60,7 +70,7 @@ pub async fn serve<P, C>(
     let (mut reader, mut writer) = stream.halves();
     let request = match head {
         Some(request) => request,
-        None => match read_head(ctx, &mut reader, &mut buf, accepted, peer).await {
+        None => match read_head(ctx, &mut reader, &mut buf, accepted, (peer, tether)).await {
             Some(request) => request,
             None => {
                 async_io::close(
@@ -89,16 +99,22 @@ pub async fn serve<P, C>(
     };
     let request = Arc::new(request);
     let (sender, receiver) = response_channel(ctx.response_buffer);
-    ctx.pool.submit(Job {
+    let job = Job {
         id,
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),
         response: ResponseTarget::Channel(sender),
         errors_to_peer: false,
-    });
+    };
+    // Beyond the requests the gate admits, this one waits unsubmitted.
+    let admission = ctx.gate.admit().await;
+    ctx.pool.submit(job);
 
-    let progress = Progress::default();
+    let progress = Progress {
+        admission: std::sync::Mutex::new(admission),
+        ..Progress::default()
+    };
     let mut pump = Box::pin(pump_body(
         &mut reader,
         body,
@@ -161,6 +177,8 @@ struct Progress {
     body_arrived: Notify,
     /// The application's response went out whole.
     response_complete: AtomicBool,
+    /// The request's place in the `JobGate`, until its response begins.
+    admission: std::sync::Mutex<Option<Admission>>,
 }
 
 async fn read_head<P, R>(
@@ -168,7 +186,7 @@ async fn read_head<P, R>(
     reader: &mut R,
     buf: &mut BytesMut,
     accepted: Instant,
-    peer: &str,
+    (peer, tether): (&str, &Tether),
 ) -> Option<Request>
 where
     P: StreamProtocol,
@@ -176,6 +194,9 @@ where
 {
     let deadline = accepted + ctx.timeouts.header;
     let name = ctx.protocol.name();
+    // At --max-connections, the connection waiting longest for its head
+    // is closed to admit a new one.
+    let mut place = None;
     loop {
         match ctx.protocol.decode_head(buf) {
             Ok(Some(request)) => return Some(request),
@@ -186,9 +207,24 @@ where
             }
         }
         buf.reserve(8 * 1024);
+        let place = place.get_or_insert_with(|| tether.waiting(Waiting::Head, accepted));
         // Also while the worker stops: the front server may have sent this
         // request already (a reload must not fail it).
-        match timeout_at(deadline, reader.read_buf(buf)).await {
+        let read = tokio::select! {
+            read = timeout_at(deadline, reader.read_buf(buf)) => read,
+            () = place.evicted() => {
+                tracing::warn!(
+                    %peer,
+                    "closing a connection that waited {:?} for its {name} request head ({} bytes arrived): \
+                     --max-connections {} reached, and it had waited longest",
+                    accepted.elapsed(),
+                    buf.len(),
+                    tether.limit()
+                );
+                return None;
+            }
+        };
+        match read {
             Ok(Ok(0)) => {
                 if !buf.is_empty() {
                     tracing::warn!(
@@ -325,6 +361,7 @@ where
 {
     let mut flow = ResponseFlow::new(false);
     let mut events = Vec::new();
+    let mut first = true;
     loop {
         if progress.body_done.load(Ordering::Relaxed) {
             flow.body_arrived();
@@ -353,6 +390,11 @@ where
         };
         if received.is_none() {
             return Ending::Aborted;
+        }
+        if first {
+            // Answering: the request no longer waits for a Python thread.
+            first = false;
+            progress.admission.lock().unwrap().take();
         }
         flow.encode(&mut encoder, events.drain(..));
     }
