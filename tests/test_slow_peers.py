@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import resource
 import socket
+import subprocess
 import time
 
 import pytest
@@ -260,3 +261,28 @@ def test_at_the_limit_heads_go_before_idle_kept_connections_and_the_longest_idle
     assert lines, gw.describe(mark)
     lines = gw.log.wait_for(r"--max-connections 3 reached", r"kept connection idle longest", since=mark)
     assert lines, gw.describe(mark)
+
+
+def test_an_open_file_limit_below_max_connections_is_raised_or_warned_about(gateways, tmp_path):
+    # A hard RLIMIT_NOFILE of 512 cannot hold --max-connections 10,000: the
+    # gateway says so at start, and serves. With room, the soft limit is
+    # raised to the hard one.
+    def limited(soft, hard):
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    for (soft, hard), warned in [((512, 512), True), ((1024, 16384), False)]:
+        gw = gateways.make(f"nofile-{hard}", ["--app", APP, "--threads", "2"])
+        log = open(gw.log.path, "ab")
+        gw.proc = subprocess.Popen(gw.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                   env=gw.env, cwd=REPO, preexec_fn=limited(soft, hard))
+        try:
+            gw.wait_listening()
+            normal_request(gw, "scgi")
+            lines = gw.log.lines_matching(r"\bWARN\b", r"RLIMIT_NOFILE is 512", r"--max-connections 10000")
+            assert bool(lines) == warned, gw.describe()
+            with open(f"/proc/{gw.workers()[0]}/limits") as limits:
+                row = next(line for line in limits if line.startswith("Max open files"))
+            assert row.split()[3] == str(hard), row
+        finally:
+            gw.terminate()
+            log.close()
