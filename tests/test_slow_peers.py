@@ -286,3 +286,27 @@ def test_an_open_file_limit_below_max_connections_is_raised_or_warned_about(gate
         finally:
             gw.terminate()
             log.close()
+
+
+def test_out_of_descriptors_the_longest_waiting_head_makes_room(gateways):
+    # RLIMIT_NOFILE 200 (below --max-connections, warned at start): accept
+    # fails with EMFILE once the one-byte connections use the descriptors.
+    # Each failure closes the connection waiting longest for its head, so a
+    # normal request behind 300 of them is answered long before their
+    # --header-timeout (60 s here) would free anything.
+    gw = gateways.make("nofile-emfile", ["--app", APP, "--threads", "2", "--header-timeout", "60"])
+    log = open(gw.log.path, "ab")
+    gw.proc = subprocess.Popen(
+        gw.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=gw.env, cwd=REPO,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200)))
+    try:
+        gw.wait_listening()
+        mark = gw.log.mark()
+        with held_connections(gw.socket, 300, b"7"):
+            r = scgi_request(gw.socket, "GET", "/hello", timeout=30)
+            assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
+        assert gw.log.lines_matching(r"accept failed", r"closed the connection that waited longest",
+                                     since=mark), gw.describe(mark)
+    finally:
+        gw.terminate()
+        log.close()

@@ -45,6 +45,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// How long to stop accepting after EMFILE and friends.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long to stop accepting after EMFILE when a connection was closed
+/// to free a descriptor.
+const ROOM_PAUSE: Duration = Duration::from_millis(10);
 
 /// Kept connections are looked at before the listener (under keep-alive
 /// load a thread finds the next request there without a failed accept),
@@ -408,8 +411,23 @@ impl ListenerIntake {
             // The peer gave up while in the backlog: nothing to serve.
             Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => None,
             Err(e) => {
-                tracing::warn!("accept failed: {e}; pausing for {ACCEPT_PAUSE:?}");
-                *self.paused_until.lock().unwrap() = Some(Instant::now() + ACCEPT_PAUSE);
+                let out_of_files = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                let pause = if out_of_files && self.home.room_to_make() {
+                    // RLIMIT_NOFILE below --max-connections (warned at
+                    // start): the descriptors run out first, and room is
+                    // made as at the limit (the closed connection's
+                    // descriptor is free once its task has run).
+                    self.home.make_room();
+                    tracing::warn!(
+                        "accept failed: {e}; closed the connection that waited longest on its peer, \
+                         pausing for {ROOM_PAUSE:?}"
+                    );
+                    ROOM_PAUSE
+                } else {
+                    tracing::warn!("accept failed: {e}; pausing for {ACCEPT_PAUSE:?}");
+                    ACCEPT_PAUSE
+                };
+                *self.paused_until.lock().unwrap() = Some(Instant::now() + pause);
                 None
             }
         }
