@@ -149,6 +149,9 @@ impl<C: AsFd> KeptSet<C> {
     /// Takes out the connections parked since before `before`
     /// (--keepalive-timeout), with since when.
     pub(crate) fn take_idle_since(&self, before: Instant) -> Vec<(C, Instant)> {
+        if self.parked() == 0 {
+            return Vec::new();
+        }
         let mut slots = self.slots.lock().unwrap();
         let expired: Vec<(usize, Instant)> = slots
             .conns
