@@ -111,10 +111,27 @@ pub async fn serve(
             service.spawn(handoff, &tracker);
         }
     };
+    let keepalive = config.timeouts.keepalive;
+    let close_idle = async {
+        // Kept connections parked in the intake are closed within a tick
+        // of their --keepalive-timeout (those in the I/O lane time out
+        // there).
+        let period = (keepalive / 2).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(1),
+        );
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            intake.close_idle(keepalive);
+        }
+    };
     let stopping = tokio::select! {
         biased;
         stopping = stop => stopping,
         () = serve_handoffs => Stopping::Leave,
+        () = close_idle => Stopping::Leave,
     };
     let deadline = tokio::time::Instant::now() + config.graceful_timeout;
     if stopping == Stopping::Drain {

@@ -8,6 +8,7 @@
 mod config;
 mod listener;
 mod master;
+mod open_files;
 mod pidfile;
 mod policy;
 mod privileges;
@@ -56,6 +57,9 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         }
         Start::Serve(protocol) => Some(protocol),
     };
+    // Before the workers fork (they inherit it) and while still root, who
+    // may raise the hard limit's soft copy.
+    open_files::raise_for(config.serve.max_connections);
     // Bound (not yet listening) before Python starts, so that privileges
     // can be dropped first: the app never runs as root.
     let mut socket = bind(config.socket.as_ref(), config.socket_mode)?;

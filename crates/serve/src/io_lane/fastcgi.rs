@@ -6,8 +6,10 @@
 
 use super::body_rate::RateCheck;
 use super::connection::{Connection, TryRead};
+use super::gate::{Admission, JobGate};
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
+use crate::intake::{Tether, Waiting, WaitingPlace};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -18,6 +20,7 @@ use rustgi_core::{
 };
 use rustgi_fastcgi::{self as fcgi, Event, Role};
 use rustgi_model::{Param, Request, Segments, length_param};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub struct FastcgiContext {
     pub protocol: fcgi::Config,
     pub pool: Arc<PythonPool>,
+    pub(crate) gate: JobGate,
     pub timeouts: Timeouts,
     pub spool: SpoolLimits,
     pub body: BodyLimits,
@@ -63,6 +67,8 @@ struct RequestIo {
     /// What the connection's only request's body wants, once its job is
     /// submitted (see [`Driver::held_body`]).
     demand: Option<Demand>,
+    /// The request's place in the `JobGate`, until its response begins.
+    admission: Option<Admission>,
 }
 
 /// The next events of one request's response, with its receiver back.
@@ -114,6 +120,14 @@ struct Driver<'a> {
     /// `--body-min-rate`, for the bodies this connection brings: started
     /// afresh by each request.
     body_rate: RateCheck,
+    tether: &'a Tether,
+    /// While the connection waits on its peer (for a head, or idle between
+    /// requests), its place among those the intake may close at
+    /// `--max-connections`.
+    waiting: Option<(Waiting, Instant, WaitingPlace)>,
+    /// Requests whose body has arrived (id, generation, job), held while
+    /// too many wait for a Python thread (`JobGate`).
+    held: VecDeque<(u16, u64, Job)>,
 }
 
 /// How a connection's driver stopped.
@@ -129,15 +143,16 @@ enum Stop {
 /// between requests: then it is returned, for the intake. `kept`: it has
 /// served requests before (it came back from the intake), so it starts
 /// between requests, with no header deadline until a byte of the next
-/// request arrives.
-pub async fn serve<C: Connection>(
+/// request arrives (and `--keepalive-timeout` until then).
+pub(crate) async fn serve<C: Connection>(
     ctx: &FastcgiContext,
     mut stream: C,
     buf: BytesMut,
     accepted: Instant,
     peer: &str,
-    kept: bool,
+    tether: &Tether,
 ) -> Option<C> {
+    let kept = tether.kept();
     let mut driver = Driver {
         ctx,
         peer,
@@ -150,6 +165,9 @@ pub async fn serve<C: Connection>(
         sole_body: None,
         kept,
         body_rate: RateCheck::new(ctx.body.min_rate),
+        tether,
+        waiting: None,
+        held: VecDeque::new(),
     };
     let (mut reader, mut writer) = stream.halves();
     let stop = driver.run(&mut reader, &mut writer, buf).await;
@@ -192,11 +210,19 @@ impl Driver<'_> {
             let served = self.kept || self.generation > 0;
             if served && self.connection.active_requests() == 0 && buf.is_empty() {
                 // Between requests (what came was none: an ABORT_REQUEST
-                // for one that ended, say): the front server owns the wait.
+                // for one that ended, say): --keepalive-timeout, not the
+                // header's, bounds the wait.
                 self.head_deadline = None;
-            } else if started == 0 && !buf.is_empty() && self.head_deadline.is_none() {
+            } else if started == 0
+                && (!buf.is_empty() || self.connection.active_requests() > 0)
+                && self.head_deadline.is_none()
+            {
+                // The first bytes of a request on a kept connection (read
+                // here, or a BEGIN_REQUEST already taken in): its head has
+                // --header-timeout from now.
                 self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
             }
+            self.track_waiting(&buf);
             let read_limit = self.read_limit();
             let idle = self.between_requests(&buf);
             if idle && self.ctx.park_idle && !self.multiplexed && !self.ctx.shutdown.is_cancelled()
@@ -214,6 +240,7 @@ impl Driver<'_> {
                     .time_left()
                     .is_some_and(|left| left < self.ctx.timeouts.body);
             let reading = Instant::now();
+            let place = self.waiting.as_ref().map(|(_, _, place)| place);
             if std::mem::take(&mut unread) {
                 if !self.receive(writer, &mut buf).await {
                     return Stop::Closed { clean: true };
@@ -221,6 +248,18 @@ impl Driver<'_> {
             } else {
                 tokio::select! {
                     () = self.ctx.shutdown.cancelled(), if idle => return Stop::Closed { clean: true },
+                    () = evicted(place), if place.is_some() => {
+                        // Nothing to answer: closed at once, so that the
+                        // room is made now, not after a drain.
+                        self.log_eviction();
+                        return Stop::Closed { clean: false };
+                    }
+                    Some(admission) = self.ctx.gate.admit(), if !self.held.is_empty() => {
+                        self.submit_held(admission);
+                        if counting && !self.count_body_wait(reading.elapsed(), 0) {
+                            return Stop::Closed { clean: false };
+                        }
+                    }
                     Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
                         self.on_batch(batch);
                         // The wait for body bytes so far counts too.
@@ -258,6 +297,10 @@ impl Driver<'_> {
                         }
                         Err(e) => {
                             match e.kind() {
+                                // The front server's to close; it did not.
+                                std::io::ErrorKind::TimedOut if self.waiting_for() == Some(Waiting::Idle) => {
+                                    tracing::info!(peer = %self.peer, "{e}")
+                                }
                                 std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
                                 _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
                             }
@@ -316,12 +359,66 @@ impl Driver<'_> {
         self.head_deadline.is_none() && self.connection.active_requests() == 0 && buf.is_empty()
     }
 
+    /// What the connection waits for from its peer, if anything: a
+    /// request head (the first, or one begun on a kept connection), or
+    /// the next request (idle between requests).
+    fn waiting_for(&self) -> Option<Waiting> {
+        self.waiting.as_ref().map(|(what, _, _)| *what)
+    }
+
+    /// Keeps the connection's place among those waiting on their peer in
+    /// step with its state (see `intake::waiting`).
+    fn track_waiting(&mut self, buf: &BytesMut) {
+        let now = if self.between_requests(buf) {
+            Some(Waiting::Idle)
+        } else if self.connection.started_requests() == 0 && self.head_deadline.is_some() {
+            Some(Waiting::Head)
+        } else {
+            None
+        };
+        if self.waiting_for() == now {
+            return;
+        }
+        self.waiting = now.map(|what| {
+            let since = match (what, self.head_deadline) {
+                (Waiting::Head, Some(deadline)) => deadline - self.ctx.timeouts.header,
+                _ => Instant::now(),
+            };
+            (what, since, self.tether.waiting(what, since))
+        });
+    }
+
+    fn log_eviction(&self) {
+        let limit = self.tether.limit();
+        match &self.waiting {
+            Some((Waiting::Head, since, _)) => tracing::warn!(
+                peer = %self.peer,
+                "closing a connection that waited {:?} for a FastCGI request head: \
+                 --max-connections {limit} reached, and it had waited longest",
+                since.elapsed()
+            ),
+            Some((Waiting::Idle, since, _)) => tracing::info!(
+                peer = %self.peer,
+                "closing a kept connection idle for {:?}: --max-connections {limit} reached, \
+                 and it was idle longest",
+                since.elapsed()
+            ),
+            None => {}
+        }
+    }
+
     /// How long the next read may take: the header timeout while a record
     /// or the first request is incomplete, the body timeout while a body is
-    /// arriving, and no limit between requests on a kept connection or
-    /// while only responses are pending (the front server owns those).
+    /// arriving, the keep-alive timeout between requests on a kept
+    /// connection, and no limit while only responses are pending (the
+    /// front server owns those).
     fn read_limit(&self) -> Option<(Instant, &'static str)> {
-        if self.connection.receiving_body() {
+        if let Some((Waiting::Idle, since, _)) = &self.waiting {
+            Some((
+                *since + self.ctx.timeouts.keepalive,
+                "--keepalive-timeout: the kept connection stayed idle",
+            ))
+        } else if self.connection.receiving_body() {
             let body = self.ctx.timeouts.body;
             let wait = self
                 .body_rate
@@ -476,6 +573,7 @@ impl Driver<'_> {
                 errors_to_peer: self.ctx.errors_to_peer,
             }),
             demand,
+            admission: None,
         };
         if self.connection.attach(id, io).is_err() {
             return;
@@ -487,6 +585,7 @@ impl Driver<'_> {
 
     /// Hands a request to the Python threads once its body has arrived
     /// (see [`body_ready`]): a client sending it slowly holds no thread.
+    /// Beyond what the `JobGate` admits, it is held, in order.
     fn submit_when_ready(&mut self, id: u16) {
         let buffer = self.ctx.body.buffer as u64;
         let sole = self.connection.active_requests() == 1;
@@ -498,10 +597,38 @@ impl Driver<'_> {
         }
         let job = io.pending.take().expect("checked above");
         let demand = io.demand.take();
+        let generation = io.generation;
         if sole {
             self.sole_body = demand.filter(|_| io.body.is_some());
         }
+        // In order: a request held waits for those held before it.
+        let admission = if self.held.is_empty() {
+            self.ctx.gate.try_admit()
+        } else {
+            None
+        };
+        match admission {
+            Some(admission) => self.submit(id, job, admission),
+            None => self.held.push_back((id, generation, job)),
+        }
+    }
+
+    fn submit(&mut self, id: u16, job: Job, admission: Admission) {
+        if let Some(io) = self.connection.request_data(id) {
+            io.admission = Some(admission);
+        }
         self.ctx.pool.submit(job);
+    }
+
+    /// Submits the request held longest, unless it was aborted meanwhile.
+    fn submit_held(&mut self, admission: Admission) {
+        let Some((id, generation, job)) = self.held.pop_front() else {
+            return;
+        };
+        let current = self.connection.request_data(id).map(|io| io.generation);
+        if current == Some(generation) {
+            self.submit(id, job, admission);
+        }
     }
 
     fn stdin_ended(&mut self, id: u16) {
@@ -533,6 +660,8 @@ impl Driver<'_> {
             return;
         }
         let mut io = self.connection.detach(id).expect("looked up above");
+        // Answering: the request no longer waits for a Python thread.
+        io.admission = None;
         if !open {
             events.push(ResponseEvent::Abort);
         }
@@ -591,6 +720,13 @@ fn body_ready(body: Option<&BodyWriter>, buffer: u64) -> bool {
     };
     body.expected()
         .is_none_or(|length| body.received() >= length.min(buffer))
+}
+
+async fn evicted(place: Option<&WaitingPlace>) {
+    match place {
+        Some(place) => place.evicted().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wanted(demand: Option<&Demand>) {

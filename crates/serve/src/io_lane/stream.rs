@@ -5,8 +5,10 @@
 
 use super::body_rate::{RateCheck, TooSlow};
 use super::connection::{Connection, TryRead};
+use super::gate::{Admission, JobGate};
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
+use crate::intake::{Tether, Waiting};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::BytesMut;
 use rustgi_core::{
@@ -28,6 +30,7 @@ pub(crate) const READ_SIZE: usize = 64 * 1024;
 pub struct StreamContext<P> {
     pub protocol: P,
     pub pool: Arc<PythonPool>,
+    pub(crate) gate: JobGate,
     pub timeouts: Timeouts,
     pub spool: SpoolLimits,
     pub body: BodyLimits,
@@ -36,10 +39,16 @@ pub struct StreamContext<P> {
 }
 
 impl<P> StreamContext<P> {
-    pub fn new(protocol: P, config: &crate::ServeConfig, pool: Arc<PythonPool>) -> Self {
+    pub(crate) fn new(
+        protocol: P,
+        config: &crate::ServeConfig,
+        pool: Arc<PythonPool>,
+        gate: JobGate,
+    ) -> Self {
         StreamContext {
             protocol,
             pool,
+            gate,
             timeouts: config.timeouts,
             spool: config.spool,
             body: config.body,
@@ -62,6 +71,7 @@ pub async fn serve<P, C>(
     head: Option<Request>,
     accepted: Instant,
     peer: &str,
+    tether: &Tether,
 ) where
     P: StreamProtocol,
     C: Connection,
@@ -69,7 +79,7 @@ pub async fn serve<P, C>(
     let (mut reader, mut writer) = stream.halves();
     let request = match head {
         Some(request) => request,
-        None => match read_head(ctx, &mut reader, &mut buf, accepted, peer).await {
+        None => match read_head(ctx, &mut reader, &mut buf, accepted, (peer, tether)).await {
             Some(request) => request,
             None => {
                 async_io::close(
@@ -128,15 +138,19 @@ pub async fn serve<P, C>(
     let request = Arc::new(request);
     let (sender, receiver) = response_channel(ctx.response_buffer);
     let closer = receiver.closer();
-    ctx.pool.submit(Job {
+    let job = Job {
         id,
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),
         response: ResponseTarget::Channel(sender),
         errors_to_peer: false,
-    });
+    };
+    // Beyond the requests the gate admits, this one waits unsubmitted.
+    let admission = ctx.gate.admit().await;
+    ctx.pool.submit(job);
 
+    *progress.admission.lock().unwrap() = admission;
     // Bytes that came after the body, or `None` when the body failed
     // (what follows it is then no body's).
     let mut pump = Box::pin(async {
@@ -208,6 +222,8 @@ struct Progress {
     body_arrived: Notify,
     /// The application's response went out whole.
     response_complete: AtomicBool,
+    /// The request's place in the `JobGate`, until its response begins.
+    admission: std::sync::Mutex<Option<Admission>>,
 }
 
 impl Progress {
@@ -222,7 +238,7 @@ async fn read_head<P, R>(
     reader: &mut R,
     buf: &mut BytesMut,
     accepted: Instant,
-    peer: &str,
+    (peer, tether): (&str, &Tether),
 ) -> Option<Request>
 where
     P: StreamProtocol,
@@ -230,6 +246,9 @@ where
 {
     let deadline = accepted + ctx.timeouts.header;
     let name = ctx.protocol.name();
+    // At --max-connections, the connection waiting longest for its head
+    // is closed to admit a new one.
+    let mut place = None;
     loop {
         match ctx.protocol.decode_head(buf) {
             Ok(Some(request)) => return Some(request),
@@ -240,9 +259,24 @@ where
             }
         }
         buf.reserve(8 * 1024);
+        let place = place.get_or_insert_with(|| tether.waiting(Waiting::Head, accepted));
         // Also while the worker stops: the front server may have sent this
         // request already (a reload must not fail it).
-        match timeout_at(deadline, reader.read_buf(buf)).await {
+        let read = tokio::select! {
+            read = timeout_at(deadline, reader.read_buf(buf)) => read,
+            () = place.evicted() => {
+                tracing::warn!(
+                    %peer,
+                    "closing a connection that waited {:?} for its {name} request head ({} bytes arrived): \
+                     --max-connections {} reached, and it had waited longest",
+                    accepted.elapsed(),
+                    buf.len(),
+                    tether.limit()
+                );
+                return None;
+            }
+        };
+        match read {
             Ok(Ok(0)) => {
                 if !buf.is_empty() {
                     tracing::warn!(
@@ -440,6 +474,7 @@ where
 {
     let mut flow = ResponseFlow::new(false);
     let mut events = Vec::new();
+    let mut first = true;
     loop {
         if progress.body_done.load(Ordering::Relaxed) {
             flow.body_arrived();
@@ -468,6 +503,11 @@ where
         };
         if received.is_none() {
             return Ending::Aborted;
+        }
+        if first {
+            // Answering: the request no longer waits for a Python thread.
+            first = false;
+            progress.admission.lock().unwrap().take();
         }
         flow.encode(&mut encoder, events.drain(..));
     }
