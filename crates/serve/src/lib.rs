@@ -6,6 +6,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod allow;
+mod bad_input;
 pub mod cgi;
 mod config;
 
@@ -96,10 +97,18 @@ pub async fn serve(
             service.spawn(handoff, &tracker);
         }
     };
+    let summaries = async {
+        let mut every = tokio::time::interval(bad_input::WINDOW);
+        loop {
+            every.tick().await;
+            bad_input::flush(false);
+        }
+    };
     tokio::select! {
         biased;
         () = stop => {}
         () = serve_handoffs => {}
+        () = summaries => {}
     }
     // This process's listener closes: what it accepted is served, the
     // other workers (or none) take the next connections.
@@ -118,5 +127,6 @@ pub async fn serve(
     let drained = tokio::time::timeout(config.graceful_timeout, tracker.wait())
         .await
         .is_ok();
+    bad_input::flush(true);
     Ok(drained)
 }

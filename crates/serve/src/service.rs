@@ -2,6 +2,7 @@
 //! connection's, told by its first byte), and which lane a connection
 //! takes.
 
+use crate::bad_input::bad_input;
 use crate::config::{Protocol, ServeConfig, Timeouts};
 use crate::intake::{Handoff, Tether};
 use crate::io_lane::connection::Connection;
@@ -198,7 +199,7 @@ impl Service {
             let uri = job
                 .request
                 .param(b"REQUEST_URI")
-                .map(|u| u.escape_ascii().to_string());
+                .map(|u| rustgi_model::show::request_field(u));
             tracing::info!(
                 request = job.id,
                 "{LANE_ENV}=python: answered in the Python lane: {}",
@@ -297,7 +298,7 @@ impl Service {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return,
                 Err(_) => {
-                    tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.timeouts.header);
+                    bad_input!(peer, "head timeout", %peer, "timed out after {:?} waiting for the first byte", self.timeouts.header);
                     return;
                 }
             }
@@ -357,7 +358,9 @@ impl Service {
                     0x16 => " (a TLS handshake? front servers speak to rustgi in the clear)",
                     _ => "",
                 };
-                tracing::warn!(
+                bad_input!(
+                    peer,
+                    "unrecognised protocol",
                     %peer,
                     "unrecognised protocol: first bytes \"{}\"{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit) or uwsgi (0x00); closing the connection",
                     start.escape_ascii()

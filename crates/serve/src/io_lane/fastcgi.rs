@@ -5,6 +5,7 @@
 //! never holds back a fast one.
 
 use super::connection::{Connection, TryRead};
+use crate::bad_input::bad_input;
 use crate::config::Timeouts;
 use crate::flow::{Ending, ResponseFlow};
 use crate::sink::{PeerSending, Who, async_io};
@@ -207,7 +208,7 @@ impl Driver<'_> {
                     read = read_some(reader, &mut buf, read_limit), if held.is_none() => match read {
                         Ok(0) => {
                             if let Err(e) = self.connection.receive_eof(&buf) {
-                                tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+                                bad_input!(self.peer, "bad FastCGI input", peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
                             } else if started > 0 {
                                 tracing::info!(
                                     peer = %self.peer,
@@ -223,7 +224,9 @@ impl Driver<'_> {
                         }
                         Err(e) => {
                             match e.kind() {
-                                std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
+                                std::io::ErrorKind::TimedOut => {
+                                    bad_input!(self.peer, "head timeout", peer = %self.peer, "{e}")
+                                }
                                 _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
                             }
                             return Stop::Closed { clean: false };
@@ -249,7 +252,7 @@ impl Driver<'_> {
         let received = self.connection.receive(buf);
         self.on_events();
         if let Err(e) = received {
-            tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+            bad_input!(self.peer, "bad FastCGI input", peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
             self.connection.take_output(self.out.small());
             let _ = self.flush(writer).await;
             return false;
@@ -363,7 +366,7 @@ impl Driver<'_> {
     ) {
         let log_id = crate::next_request_id();
         for warning in &request.warnings {
-            tracing::warn!(peer = %self.peer, request = log_id, "{warning}");
+            bad_input!(self.peer, "request", peer = %self.peer, request = log_id, "{warning}");
         }
         request.params.push(Param::new("FCGI_ROLE", role.name()));
         let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
@@ -380,7 +383,7 @@ impl Driver<'_> {
             // The DATA stream ends with its empty record whatever the
             // length says: a bad one is only a warning.
             let length = length_param(&request.params, b"FCGI_DATA_LENGTH").unwrap_or_else(|e| {
-                tracing::warn!(peer = %self.peer, request = log_id, "FCGI_DATA_LENGTH {e}; ignored");
+                bad_input!(self.peer, "request", peer = %self.peer, request = log_id, "FCGI_DATA_LENGTH {e}; ignored");
                 None
             });
             let (writer, reader) = body_pipe(length, self.ctx.spool);

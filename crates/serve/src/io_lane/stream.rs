@@ -4,6 +4,7 @@
 //! shutdown + drain so no unread byte turns into an RST.
 
 use super::connection::Connection;
+use crate::bad_input::bad_input;
 use crate::config::Timeouts;
 use crate::flow::{Ending, ResponseFlow};
 use crate::sink::{PeerSending, Who, async_io};
@@ -76,7 +77,7 @@ pub async fn serve<P, C>(
     };
     let id = crate::next_request_id();
     for warning in &request.warnings {
-        tracing::warn!(%peer, request = id, "{warning}");
+        bad_input!(peer, "request", %peer, request = id, "{warning}");
     }
     let who = Who {
         peer,
@@ -142,7 +143,9 @@ pub async fn serve<P, C>(
         };
         let extra = in_body + async_io::drain(&mut reader, PeerSending::Done).await;
         if extra > 0 {
-            tracing::warn!(
+            bad_input!(
+                peer,
+                "bytes after the body",
                 %peer,
                 request = id,
                 "the front server sent {extra} bytes after the request body; they were discarded. \
@@ -181,7 +184,7 @@ where
             Ok(Some(request)) => return Some(request),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(%peer, "bad {name} request: {e}; closing the connection");
+                bad_input!(peer, "bad request head", %peer, "bad {name} request: {e}; closing the connection");
                 return None;
             }
         }
@@ -191,7 +194,9 @@ where
         match timeout_at(deadline, reader.read_buf(buf)).await {
             Ok(Ok(0)) => {
                 if !buf.is_empty() {
-                    tracing::warn!(
+                    bad_input!(
+                        peer,
+                        "incomplete head",
                         %peer,
                         "the connection closed after {} bytes, before the {name} request head was complete",
                         buf.len()
@@ -205,7 +210,9 @@ where
                 return None;
             }
             Err(_) => {
-                tracing::warn!(
+                bad_input!(
+                    peer,
+                    "head timeout",
                     %peer,
                     "timed out after {:?} waiting for the {name} request head ({} bytes arrived)",
                     ctx.timeouts.header,
@@ -269,7 +276,7 @@ async fn read_body<R: AsyncRead + Unpin>(
                     return past_end;
                 }
                 Err(e) => {
-                    tracing::warn!(%peer, request = id, "bad chunked request body: {e}");
+                    bad_input!(peer, "bad body", %peer, request = id, "bad chunked request body: {e}");
                     body.fail(BodyError::Framing(e.to_string()));
                     return 0;
                 }
@@ -288,7 +295,7 @@ async fn read_body<R: AsyncRead + Unpin>(
                     // started; with the response whole, that is no error.
                     tracing::debug!(%peer, request = id, "{error}");
                 } else {
-                    tracing::warn!(%peer, request = id, "{error}");
+                    bad_input!(peer, "bad body", %peer, request = id, "{error}");
                 }
                 body.fail(error);
                 return 0;
@@ -301,7 +308,7 @@ async fn read_body<R: AsyncRead + Unpin>(
             }
             Err(_) => {
                 let error = BodyError::TimedOut { received, expected };
-                tracing::warn!(%peer, request = id, "{error} (--body-timeout {body_timeout:?})");
+                bad_input!(peer, "body timeout", %peer, request = id, "{error} (--body-timeout {body_timeout:?})");
                 body.fail(error);
                 return 0;
             }
