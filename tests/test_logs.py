@@ -109,3 +109,13 @@ def test_a_flood_of_malformed_messages_gives_a_bounded_log_and_a_summary(gateway
     assert logged + sum(summaries.values()) == 4 * each, (logged, summaries)
     # The limit holds per kind (a window is 10 s; the flood may span a few).
     assert logged <= len(MALFORMED) * LIMIT * 4, logged
+
+
+def test_bad_input_warnings_0_logs_every_one(gateways):
+    gw = gateways.start("logs-all", ["--threads", "2", "--bad-input-warnings", "0"], proto="auto")
+    mark = gw.log.mark()
+    send_malformed(gw.socket, MALFORMED["unrecognised protocol"], 50)
+    assert gw.terminate() == 0
+    text = gw.log.text(since=mark)
+    assert text.count("unrecognised protocol: first bytes") == 50, text[-2000:]
+    assert "suppressed" not in text

@@ -2,7 +2,8 @@
 //!
 //! A peer that sends garbage in a loop must not be able to fill the disk
 //! or bury the log: 100k malformed messages once gave 32k lines. Each
-//! (peer, kind) pair may log [`LIMIT`] warnings per [`WINDOW`]; the rest
+//! (peer, kind) pair may log `--bad-input-warnings` (default 10) warnings
+//! per [`WINDOW`]; the rest
 //! are counted, and one line says how many were suppressed once the window
 //! is over (or the worker stops). The kind is part of the key because
 //! behind a Unix socket every connection is the same peer (the front
@@ -11,18 +12,19 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// Warnings of one kind from one peer logged per window.
-pub(crate) const LIMIT: u32 = 10;
+/// Warnings of one kind from one peer logged per window; 0: all.
+static LIMIT: AtomicU32 = AtomicU32::new(10);
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 /// Peers tracked at once: the table is keyed by client data, so it is
 /// capped; past it, new peers share one entry.
 const MAX_PEERS: usize = 1024;
 const OTHER_PEERS: &str = "other peers";
 
-/// Logs a bad-input warning unless its peer and kind have had [`LIMIT`]
-/// in this window: `bad_input!(peer, "kind", "format", args…)`; fields
+/// Logs a bad-input warning unless its peer and kind have had their
+/// share in this window: `bad_input!(peer, "kind", "format", args…)`; fields
 /// may follow the kind as they do in `tracing::warn!`.
 macro_rules! bad_input {
     ($peer:expr, $kind:expr, $($rest:tt)+) => {
@@ -44,6 +46,10 @@ static WINDOWS: Mutex<Option<HashMap<(String, &'static str), Window>>> = Mutex::
 /// Whether a warning of `kind` from `peer` (`unix`, or an address with
 /// its port: connections from one host count together) may be logged now.
 pub(crate) fn admit(peer: &str, kind: &'static str) -> bool {
+    let limit = LIMIT.load(Ordering::Relaxed);
+    if limit == 0 {
+        return true;
+    }
     let now = Instant::now();
     let mut windows = WINDOWS.lock().unwrap_or_else(|e| e.into_inner());
     let windows = windows.get_or_insert_with(HashMap::new);
@@ -71,13 +77,18 @@ pub(crate) fn admit(peer: &str, kind: &'static str) -> bool {
             suppressed: 0,
         };
     }
-    if window.logged < LIMIT {
+    if window.logged < limit {
         window.logged += 1;
         true
     } else {
         window.suppressed += 1;
         false
     }
+}
+
+/// `--bad-input-warnings`: set once as a worker starts serving.
+pub(crate) fn set_limit(limit: u32) {
+    LIMIT.store(limit, Ordering::Relaxed);
 }
 
 /// Logs what was suppressed in windows that are over (all of them with
@@ -102,9 +113,10 @@ fn summarise(windows: &mut HashMap<(String, &'static str), Window>, now: Instant
 }
 
 fn log_suppressed(peer: &str, kind: &str, count: u64) {
+    let limit = LIMIT.load(Ordering::Relaxed);
     tracing::warn!(
         "suppressed {count} similar warnings ({kind}) from {peer}: \
-         at most {LIMIT} of a kind per peer every {WINDOW:?}"
+         at most {limit} of a kind per peer every {WINDOW:?} (--bad-input-warnings)"
     );
 }
 
@@ -133,7 +145,7 @@ mod tests {
         let admitted = (0..100)
             .filter(|_| admit("192.0.2.1:1", "test kind"))
             .count();
-        assert_eq!(admitted, LIMIT as usize);
+        assert_eq!(admitted, 10, "the default limit");
         assert!(admit("192.0.2.1:2", "other kind"), "kinds count apart");
         assert!(admit("192.0.2.2:1", "test kind"), "peers count apart");
         let key = ("192.0.2.1".to_owned(), "test kind");

@@ -73,6 +73,7 @@ pub async fn serve(
     pool: Arc<PythonPool>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<bool, RunError> {
+    bad_input::set_limit(config.bad_input_warnings);
     let allowed = &config.allow_from;
     if !allowed.is_empty() {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
