@@ -153,7 +153,7 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
-    let responder = Arc::new(Responder::new(response));
+    let responder = Arc::new(Responder::new(response, tag.clone()));
     slot.begin(tag.clone(), responder.clone());
     let mut bodies = vec![body.answering()];
     bodies.extend(streams.iter().map(|(_, stream)| stream.answering()));

@@ -259,7 +259,7 @@ mod tests {
 
     fn responder() -> Arc<Responder> {
         let (sender, _gone) = response_channel(1024);
-        Arc::new(Responder::new(ResponseTarget::Channel(sender)))
+        Arc::new(Responder::new(ResponseTarget::Channel(sender), tag(0)))
     }
 
     /// Runs `test` with Python attached and this thread's slot, in a pool

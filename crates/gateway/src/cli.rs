@@ -210,6 +210,11 @@ pub struct Cli {
     /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+
+    /// Warnings about bad input logged per peer and kind every 10 s; the
+    /// rest are counted in one "suppressed N" line. 0: no limit.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub bad_input_warnings: u32,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -299,6 +304,7 @@ impl Cli {
                 min_rate: self.body_min_rate.0,
             },
             response_buffer: 256 * 1024,
+            bad_input_warnings: self.bad_input_warnings,
         };
         Ok(ServerConfig {
             serve,

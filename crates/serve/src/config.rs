@@ -97,4 +97,7 @@ pub struct ServeConfig {
     pub body: BodyLimits,
     /// Bound of each response channel, in bytes.
     pub response_buffer: usize,
+    /// Bad-input warnings logged per peer and kind every 10 s (0: all);
+    /// see `bad_input`.
+    pub bad_input_warnings: u32,
 }

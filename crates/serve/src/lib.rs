@@ -6,6 +6,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod allow;
+mod bad_input;
 pub mod cgi;
 mod config;
 
@@ -87,6 +88,7 @@ pub async fn serve(
     pool: Arc<PythonPool>,
     stop: impl std::future::Future<Output = Stopping>,
 ) -> Result<bool, RunError> {
+    bad_input::set_limit(config.bad_input_warnings);
     let allowed = &config.allow_from;
     if !allowed.is_empty() {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
@@ -127,11 +129,19 @@ pub async fn serve(
             intake.close_idle(keepalive);
         }
     };
+    let summaries = async {
+        let mut every = tokio::time::interval(bad_input::WINDOW);
+        loop {
+            every.tick().await;
+            bad_input::flush(false);
+        }
+    };
     let stopping = tokio::select! {
         biased;
         stopping = stop => stopping,
         () = serve_handoffs => Stopping::Leave,
         () = close_idle => Stopping::Leave,
+        () = summaries => Stopping::Leave,
     };
     let deadline = tokio::time::Instant::now() + config.graceful_timeout;
     if stopping == Stopping::Drain {
@@ -161,6 +171,7 @@ pub async fn serve(
             config.graceful_timeout
         );
     }
+    bad_input::flush(true);
     Ok(drained)
 }
 

@@ -2,6 +2,7 @@
 //! connection's, told by its first byte), and which lane a connection
 //! takes.
 
+use crate::bad_input::bad_input;
 use crate::config::{Protocol, ServeConfig, Timeouts};
 use crate::intake::{Handoff, Tether, Waiting};
 use crate::io_lane::connection::Connection;
@@ -199,7 +200,7 @@ impl Service {
             let uri = job
                 .request
                 .param(b"REQUEST_URI")
-                .map(|u| u.escape_ascii().to_string());
+                .map(|u| rustgi_model::show::request_field(u));
             tracing::info!(
                 request = job.id,
                 "{LANE_ENV}=python: answered in the Python lane: {}",
@@ -298,7 +299,9 @@ impl Service {
             let read = tokio::select! {
                 read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
                 () = place.evicted() => {
-                    tracing::warn!(
+                    bad_input!(
+                        peer,
+                        "closed for room",
                         %peer,
                         "closing a connection that sent nothing for {:?}: --max-connections {} reached, \
                          and it had waited longest for its request head",
@@ -313,7 +316,7 @@ impl Service {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return,
                 Err(_) => {
-                    tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.timeouts.header);
+                    bad_input!(peer, "head timeout", %peer, "timed out after {:?} waiting for the first byte", self.timeouts.header);
                     return;
                 }
             }
@@ -373,7 +376,9 @@ impl Service {
                     0x16 => " (a TLS handshake? front servers speak to rustgi in the clear)",
                     _ => "",
                 };
-                tracing::warn!(
+                bad_input!(
+                    peer,
+                    "unrecognised protocol",
                     %peer,
                     "unrecognised protocol: first bytes \"{}\"{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit) or uwsgi (0x00); closing the connection",
                     start.escape_ascii()

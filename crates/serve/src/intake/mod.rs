@@ -31,6 +31,7 @@ pub use listener::Listener;
 pub(crate) use waiting::Waiting;
 
 use crate::AllowedPeer;
+use crate::bad_input::bad_input;
 use crate::python_lane::{Accepted, Lane, Socket};
 use bytes::BytesMut;
 use kept::KeptSet;
@@ -555,7 +556,9 @@ impl ListenerIntake {
         if self.allowed.iter().any(|a| a.contains(addr.ip())) {
             return false;
         }
-        tracing::warn!(
+        bad_input!(
+            &addr.ip().to_string(),
+            "refused peer",
             "refused a connection from {}: not in --allow-from / FCGI_WEB_SERVER_ADDRS",
             addr.ip()
         );

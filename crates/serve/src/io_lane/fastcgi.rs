@@ -7,6 +7,7 @@
 use super::body_rate::RateCheck;
 use super::connection::{Connection, TryRead};
 use super::gate::{Admission, JobGate};
+use crate::bad_input::bad_input;
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting, WaitingPlace};
@@ -281,7 +282,7 @@ impl Driver<'_> {
                         }
                         Ok(0) => {
                             if let Err(e) = self.connection.receive_eof(&buf) {
-                                tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+                                bad_input!(self.peer, "bad FastCGI input", peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
                             } else if started > 0 {
                                 tracing::info!(
                                     peer = %self.peer,
@@ -301,7 +302,9 @@ impl Driver<'_> {
                                 std::io::ErrorKind::TimedOut if self.waiting_for() == Some(Waiting::Idle) => {
                                     tracing::info!(peer = %self.peer, "{e}")
                                 }
-                                std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
+                                std::io::ErrorKind::TimedOut => {
+                                    bad_input!(self.peer, "head timeout", peer = %self.peer, "{e}")
+                                }
                                 _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
                             }
                             return Stop::Closed { clean: false };
@@ -327,7 +330,7 @@ impl Driver<'_> {
         let received = self.connection.receive(buf);
         self.on_events();
         if let Err(e) = received {
-            tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+            bad_input!(self.peer, "bad FastCGI input", peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
             self.connection.take_output(self.out.small());
             let _ = self.flush(writer).await;
             return false;
@@ -391,7 +394,9 @@ impl Driver<'_> {
     fn log_eviction(&self) {
         let limit = self.tether.limit();
         match &self.waiting {
-            Some((Waiting::Head, since, _)) => tracing::warn!(
+            Some((Waiting::Head, since, _)) => bad_input!(
+                self.peer,
+                "closed for room",
                 peer = %self.peer,
                 "closing a connection that waited {:?} for a FastCGI request head: \
                  --max-connections {limit} reached, and it had waited longest",
@@ -462,7 +467,9 @@ impl Driver<'_> {
             }
             abandon(io);
         }
-        tracing::warn!(
+        bad_input!(
+            self.peer,
+            "body too slow",
             peer = %self.peer,
             "request body too slow: {} bytes/s over the last {} s, under --body-min-rate {} bytes/s; cut after {received} bytes; closing the connection",
             slow.rate, slow.window_secs, slow.limit
@@ -532,7 +539,7 @@ impl Driver<'_> {
     ) {
         let log_id = crate::next_request_id();
         for warning in &request.warnings {
-            tracing::warn!(peer = %self.peer, request = log_id, "{warning}");
+            bad_input!(self.peer, "request", peer = %self.peer, request = log_id, "{warning}");
         }
         request.params.push(Param::new("FCGI_ROLE", role.name()));
         let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
@@ -547,7 +554,7 @@ impl Driver<'_> {
             // The DATA stream ends with its empty record whatever the
             // length says: a bad one is only a warning.
             let length = length_param(&request.params, b"FCGI_DATA_LENGTH").unwrap_or_else(|e| {
-                tracing::warn!(peer = %self.peer, request = log_id, "FCGI_DATA_LENGTH {e}; ignored");
+                bad_input!(self.peer, "request", peer = %self.peer, request = log_id, "FCGI_DATA_LENGTH {e}; ignored");
                 None
             });
             let (writer, reader) = body_pipe(length, self.ctx.spool);

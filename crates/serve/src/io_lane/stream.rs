@@ -6,6 +6,7 @@
 use super::body_rate::{RateCheck, TooSlow};
 use super::connection::{Connection, TryRead};
 use super::gate::{Admission, JobGate};
+use crate::bad_input::bad_input;
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting};
@@ -95,7 +96,7 @@ pub async fn serve<P, C>(
     };
     let id = crate::next_request_id();
     for warning in &request.warnings {
-        tracing::warn!(%peer, request = id, "{warning}");
+        bad_input!(peer, "request", %peer, request = id, "{warning}");
     }
     let who = Who {
         peer,
@@ -203,7 +204,9 @@ pub async fn serve<P, C>(
         if let Some(extra) = in_body.map(|extra| extra + drained)
             && extra > 0
         {
-            tracing::warn!(
+            bad_input!(
+                peer,
+                "bytes after the body",
                 %peer,
                 request = id,
                 "the front server sent {extra} bytes after the request body; they were discarded. \
@@ -254,7 +257,7 @@ where
             Ok(Some(request)) => return Some(request),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(%peer, "bad {name} request: {e}; closing the connection");
+                bad_input!(peer, "bad request head", %peer, "bad {name} request: {e}; closing the connection");
                 return None;
             }
         }
@@ -265,7 +268,9 @@ where
         let read = tokio::select! {
             read = timeout_at(deadline, reader.read_buf(buf)) => read,
             () = place.evicted() => {
-                tracing::warn!(
+                bad_input!(
+                    peer,
+                    "closed for room",
                     %peer,
                     "closing a connection that waited {:?} for its {name} request head ({} bytes arrived): \
                      --max-connections {} reached, and it had waited longest",
@@ -279,7 +284,9 @@ where
         match read {
             Ok(Ok(0)) => {
                 if !buf.is_empty() {
-                    tracing::warn!(
+                    bad_input!(
+                        peer,
+                        "incomplete head",
                         %peer,
                         "the connection closed after {} bytes, before the {name} request head was complete",
                         buf.len()
@@ -293,7 +300,9 @@ where
                 return None;
             }
             Err(_) => {
-                tracing::warn!(
+                bad_input!(
+                    peer,
+                    "head timeout",
                     %peer,
                     "timed out after {:?} waiting for the {name} request head ({} bytes arrived)",
                     ctx.timeouts.header,
@@ -351,7 +360,7 @@ impl BodyPump<'_> {
                         return Pumped::Ended { past_end };
                     }
                     Err(e) => {
-                        tracing::warn!(%peer, request = id, "bad chunked request body: {e}");
+                        bad_input!(peer, "bad body", %peer, request = id, "bad chunked request body: {e}");
                         self.body.fail(BodyError::Framing(e.to_string()));
                         return Pumped::Failed;
                     }
@@ -381,7 +390,7 @@ impl BodyPump<'_> {
                         // started; with the response whole, that is no error.
                         tracing::debug!(%peer, request = id, "{error}");
                     } else {
-                        tracing::warn!(%peer, request = id, "{error}");
+                        bad_input!(peer, "bad body", %peer, request = id, "{error}");
                     }
                     error
                 }
@@ -400,7 +409,7 @@ impl BodyPump<'_> {
                 Err(_) => {
                     let error = BodyError::TimedOut { received, expected };
                     let body_timeout = self.body_timeout;
-                    tracing::warn!(%peer, request = id, "{error} (--body-timeout {body_timeout:?})");
+                    bad_input!(peer, "body timeout", %peer, request = id, "{error} (--body-timeout {body_timeout:?})");
                     error
                 }
             };
@@ -418,7 +427,7 @@ impl BodyPump<'_> {
             limit: slow.limit,
             window_secs: slow.window_secs,
         };
-        tracing::warn!(peer = %self.peer, request = self.id, "{error}; closing the connection");
+        bad_input!(self.peer, "body too slow", peer = %self.peer, request = self.id, "{error}; closing the connection");
         error
     }
 }
