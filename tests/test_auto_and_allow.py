@@ -557,3 +557,31 @@ def test_invalid_allow_list_exits_naming_the_value(own_gateway, args, env, bad):
     assert bad in out, out
     if env:
         assert "FCGI_WEB_SERVER_ADDRS" in out, out
+
+
+# ---------------------------------------------------------------------------
+# TCP without an allow list (issue 13, item 9)
+
+OPEN_TCP_WARNING = r"WARN.*--socket tcp:\S+ is not a loopback address and there is no --allow-from"
+
+
+@pytest.mark.parametrize(
+    "host, args, env, warned",
+    [
+        ("0.0.0.0", [], None, True),
+        ("0.0.0.0", ["--allow-from", "127.0.0.1"], None, False),
+        ("0.0.0.0", [], {"FCGI_WEB_SERVER_ADDRS": "127.0.0.1"}, False),
+        ("127.0.0.1", [], None, False),
+    ],
+    ids=["any-address", "with-allow-from", "with-fcgi-web-server-addrs", "loopback"],
+)
+def test_tcp_beyond_loopback_without_an_allow_list_warns_at_start(own_gateway, host, args, env, warned):
+    gw, port = tcp_gateway(own_gateway, "open-tcp", args, host=host, env=env)
+    warnings = gw.log.lines_matching(OPEN_TCP_WARNING, since=gw.output_start)
+    if warned:
+        assert len(warnings) == 1, gw.describe(gw.output_start)
+        assert f":{port}" in warnings[0] and "REMOTE_ADDR, REMOTE_USER and HTTPS" in warnings[0]
+    else:
+        assert not warnings, gw.describe(gw.output_start)
+    # Served either way: the warning is advice, not a refusal.
+    assert_served(scgi_over_tcp("127.0.0.1", port), "scgi")

@@ -82,6 +82,29 @@ def test_demo_app_echoes_post(nginx, demo_gateway):
     assert r.content == body
 
 
+def test_demo_app_answers_text_plain_whatever_the_request_says(nginx, demo_gateway):
+    # An echo in the client's own text/html would be a page that runs the
+    # client's script on this site.
+    page = b"<script>alert(document.cookie)</script>"
+    r = requests.post(nginx.url("/demo/echo"), data=page, headers={"Content-Type": "text/html"},
+                      timeout=10)
+    assert r.status_code == 200, demo_gateway.describe()
+    assert r.headers["Content-Type"].startswith("text/plain"), r.headers
+    assert r.headers.get("X-Content-Type-Options") == "nosniff", r.headers
+    assert r.content == page
+
+
+def test_demo_app_does_not_show_authorization_or_cookie_values(nginx, demo_gateway):
+    secrets = {"Authorization": "Basic c2VjcmV0LXVzZXI6aHVudGVyMg==", "Cookie": "session=s3cr3t-value"}
+    r = requests.get(nginx.url("/demo/env"), headers=secrets, timeout=10)
+    assert r.status_code == 200, demo_gateway.describe()
+    assert r.headers["Content-Type"].startswith("text/plain")
+    assert "c2VjcmV0LXVzZXI6aHVudGVyMg" not in r.text and "s3cr3t-value" not in r.text, r.text
+    env = environ_lines(r.text)
+    assert env.get("HTTP_AUTHORIZATION") == "(hidden)" and env.get("HTTP_COOKIE") == "(hidden)", r.text
+    assert env.get("HTTP_HOST"), "other headers are still shown"
+
+
 def test_tcp_socket(gateways):
     address = f"127.0.0.1:{free_port()}"
     gw = gateways.start("tcp", ["--app", "tests/apps/conformance.py"], socket=address)

@@ -32,12 +32,7 @@ ARGS = ["--app", APP, "--threads", "4", "--response-memory", "2048"]
 
 @pytest.fixture(scope="module")
 def scgi_gateway(gateways):
-    # The Python lane, whichever way the client's bytes arrive: an SCGI
-    # connection served in the I/O lane counts against its limit of
-    # 2 × threads + 8 connections until it closes, and 16 clients that do
-    # not read hold that for --write-timeout (issue 13, item 1, replaces
-    # that limit). The I/O lane's own parking is tested over FastCGI.
-    return gateways.start("slow-readers", ARGS, env={"RUSTGI_LANE": "python"})
+    return gateways.start("slow-readers", ARGS)
 
 
 @pytest.fixture(scope="module", params=["default", "io"])

@@ -195,7 +195,7 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
-    let responder = Arc::new(Responder::new(response, ctx.budget.clone()));
+    let responder = Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()));
     let begun = ctx
         .slot
         .begin(tag.clone(), responder.clone(), Duration::ZERO);

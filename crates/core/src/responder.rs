@@ -6,6 +6,7 @@
 use crate::response::{
     Budget, Disconnected, LaneWriter, ResponseEvent, ResponseSender, ResponseTarget, Resume,
 };
+use crate::tag::RequestTag;
 use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -40,6 +41,8 @@ struct HeadState {
     /// The application's Content-Length: body bytes past it are not sent.
     content_length: Option<u64>,
     body_sent: u64,
+    /// The response has a body of its Content-Length (not so for HEAD).
+    body_expected: bool,
     /// `End` went out (with the block that reached the Content-Length).
     ended: bool,
 }
@@ -57,6 +60,9 @@ pub(crate) enum HeadProgress {
 pub(crate) struct Responder {
     target: Mutex<Target>,
     state: Mutex<HeadState>,
+    /// The request, for the log, and its method: a HEAD response declares
+    /// a Content-Length without a body.
+    tag: RequestTag,
     budget: Arc<Budget>,
 }
 
@@ -81,7 +87,7 @@ pub(crate) enum Room {
 }
 
 impl Responder {
-    pub(crate) fn new(target: ResponseTarget, budget: Arc<Budget>) -> Self {
+    pub(crate) fn new(target: ResponseTarget, tag: RequestTag, budget: Arc<Budget>) -> Self {
         let target = match target {
             ResponseTarget::Channel(sender) => {
                 sender.count_in(&budget);
@@ -92,6 +98,7 @@ impl Responder {
         Responder {
             target: Mutex::new(target),
             state: Mutex::new(HeadState::default()),
+            tag,
             budget,
         }
     }
@@ -215,7 +222,11 @@ impl Responder {
     /// end record would meet a closed socket).
     ///
     /// `block` is the application's (`None` to send the head or the end
-    /// alone); what lies past the Content-Length is not sent.
+    /// alone); what lies past the Content-Length is not sent. A body that
+    /// ends short of it is logged and ends with `Abort`, not `End`: the
+    /// connection is cut, so that the front server sees a truncated
+    /// response instead of waiting for bytes that will never come (nginx
+    /// kept its client waiting after a FastCGI END_REQUEST).
     ///
     /// Never waits: [`Room::Full`] says the iteration is to park.
     pub(crate) fn send(
@@ -237,9 +248,8 @@ impl Responder {
                     )
                 })?;
                 state.sent = true;
-                state.content_length = head
-                    .header("content-length")
-                    .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+                state.content_length = head.content_length();
+                state.body_expected = self.body_expected(&head);
                 events.push(ResponseEvent::Head(head));
             }
             let mut len = block.map_or(0, |block| block.as_bytes().len());
@@ -255,7 +265,11 @@ impl Responder {
             }
             let complete = state.content_length.is_some_and(|l| state.body_sent >= l);
             if end || complete {
-                events.push(ResponseEvent::End);
+                events.push(if complete {
+                    ResponseEvent::End
+                } else {
+                    self.end_of_body(&state)
+                });
                 state.ended = true;
             }
             complete
@@ -279,6 +293,30 @@ impl Responder {
             self.wait_for_room(py);
         }
         Ok(())
+    }
+
+    /// Whether a response carries a body of its Content-Length: not one to
+    /// HEAD, nor a 1xx, 204 or 304 (RFC 9110 §8.6).
+    fn body_expected(&self, head: &ResponseHead) -> bool {
+        let code = head.status_code();
+        !(self.tag.method.as_ref() == b"HEAD" || code < 200 || code == 204 || code == 304)
+    }
+
+    /// How a body that the application ended goes out: whole, or cut
+    /// when it is short of its Content-Length.
+    fn end_of_body(&self, state: &HeadState) -> ResponseEvent {
+        match state.content_length {
+            Some(declared) if state.body_expected && state.body_sent < declared => {
+                tracing::warn!(
+                    request = %self.tag,
+                    "the application's body ended after {} of its Content-Length {declared} bytes; \
+                     closing the connection so that the front server sees the response truncated",
+                    state.body_sent
+                );
+                ResponseEvent::Abort
+            }
+            _ => ResponseEvent::End,
+        }
     }
 
     /// The first `len` bytes of a body block, as the target takes them.
@@ -419,7 +457,20 @@ mod tests {
     }
 
     fn started(target: ResponseTarget, content_length: &'static [u8]) -> Responder {
-        let responder = Responder::new(target, Arc::new(Budget::new(usize::MAX)));
+        started_for(b"GET", target, content_length)
+    }
+
+    fn started_for(
+        method: &'static [u8],
+        target: ResponseTarget,
+        content_length: &'static [u8],
+    ) -> Responder {
+        let tag = RequestTag {
+            id: 1,
+            method: Bytes::from_static(method),
+            path: Bytes::from_static(b"/"),
+        };
+        let responder = Responder::new(target, tag, Arc::new(Budget::new(usize::MAX)));
         let head = ResponseHead::new(
             Bytes::from_static(b"200 OK"),
             vec![(
@@ -511,5 +562,33 @@ mod tests {
             .collect();
         assert_eq!(bodies, [Bytes::from_static(b"hello")]);
         assert!(matches!(events.last(), Some(ResponseEvent::End)));
+    }
+
+    #[test]
+    fn a_body_short_of_its_content_length_ends_cut_except_for_head() {
+        crate::test_python::start();
+        for (method, last) in [(&b"GET"[..], "Abort"), (b"HEAD", "End")] {
+            let (sender, receiver) = response_channel(1 << 20);
+            let responder = started_for(method, ResponseTarget::Channel(sender), b"100");
+            Python::attach(|py| {
+                let block = PyBytes::new(py, b"0123456789");
+                assert!(matches!(
+                    responder.send(py, Some(&block), true),
+                    Ok((false, _))
+                ));
+            });
+            let mut events = Vec::new();
+            {
+                let received = std::pin::pin!(receiver.recv(&mut events));
+                let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+                assert!(received.poll(&mut context).is_ready());
+            }
+            let ended = match events.last() {
+                Some(ResponseEvent::Abort) => "Abort",
+                Some(ResponseEvent::End) => "End",
+                _ => "neither",
+            };
+            assert_eq!(ended, last, "{}", String::from_utf8_lossy(method));
+        }
     }
 }

@@ -274,6 +274,7 @@ mod tests {
         let (sender, _gone) = response_channel(1024);
         Arc::new(Responder::new(
             ResponseTarget::Channel(sender),
+            tag(0),
             Arc::new(crate::response::Budget::new(usize::MAX)),
         ))
     }

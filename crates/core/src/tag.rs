@@ -1,6 +1,7 @@
 //! The request a log line belongs to, as the log shows it.
 
 use bytes::Bytes;
+use rustgi_model::show::request_field;
 
 /// The request a log line belongs to.
 #[derive(Clone, Debug)]
@@ -16,8 +17,8 @@ impl std::fmt::Display for RequestTag {
             f,
             "#{} {} {}",
             self.id,
-            String::from_utf8_lossy(&self.method),
-            String::from_utf8_lossy(&self.path)
+            request_field(&self.method),
+            request_field(&self.path)
         )
     }
 }

@@ -111,9 +111,24 @@ pub struct Cli {
     #[arg(long, default_value_t = 65536)]
     pub max_header_size: usize,
 
-    /// Seconds allowed from accepting a connection to a complete request head.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    /// Seconds allowed from accepting a connection to a complete request head
+    /// (and, on a kept FastCGI connection, from the first byte of a request).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub header_timeout: f64,
+
+    /// Seconds a kept FastCGI connection may be idle between requests
+    /// before it is closed (above nginx's keepalive_timeout of 60 s).
+    #[arg(long, default_value_t = 75.0, value_name = "SECS")]
+    pub keepalive_timeout: f64,
+
+    /// Connections each worker holds open besides those being answered:
+    /// waiting for a request head, kept between requests, or in progress
+    /// on the I/O loop. At the limit the oldest waiting for a head are
+    /// closed first, then the longest idle kept ones. Checked against
+    /// RLIMIT_NOFILE at start.
+    #[arg(long, default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 
     /// Seconds allowed between two reads of the request body.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
@@ -201,6 +216,11 @@ pub struct Cli {
     /// Log level (overridden by RUST_LOG): error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+
+    /// Warnings about bad input logged per peer and kind every 10 s; the
+    /// rest are counted in one "suppressed N" line. 0: no limit.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub bad_input_warnings: u32,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -274,10 +294,12 @@ impl Cli {
             allow_from: self.allow_from,
             threads: usize::from(self.threads),
             max_header_size: self.max_header_size,
+            max_connections: self.max_connections as usize,
             timeouts: Timeouts {
                 header: seconds("header-timeout", self.header_timeout)?,
                 body: seconds("body-timeout", self.body_timeout)?,
                 write: seconds("write-timeout", self.write_timeout)?,
+                keepalive: seconds("keepalive-timeout", self.keepalive_timeout)?,
             },
             graceful_timeout: seconds("graceful-timeout", self.graceful_timeout)?,
             spool: SpoolLimits {
@@ -288,6 +310,7 @@ impl Cli {
                 min_rate: self.body_min_rate.0,
             },
             response_buffer: 256 * 1024,
+            bad_input_warnings: self.bad_input_warnings,
             response_memory: self.response_memory.saturating_mul(1 << 20),
         };
         Ok(ServerConfig {

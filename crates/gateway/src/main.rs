@@ -3,6 +3,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod cli;
+mod log;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -10,14 +11,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     guard_standard_fds();
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level)),
-        )
-        .init();
+    log::init(&cli.log_level);
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(message) => {

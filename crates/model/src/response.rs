@@ -1,5 +1,13 @@
+use crate::length::parse_length;
+use crate::show;
 use bytes::Bytes;
 use std::fmt;
+
+/// The largest response head an application may send: its status and
+/// header lines as written, `Name: value\r\n` each. Front servers refuse
+/// far less (nginx's default proxy buffer is 4 or 8 KiB); past this it is
+/// an application error, not something to pass on.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// The status line and headers an application answered with, already checked
 /// (latin-1, no control characters, no hop-by-hop headers), so encoders can
@@ -16,8 +24,15 @@ pub struct ResponseHead {
 pub enum HeaderError {
     BadStatus(String),
     BadName(String),
-    BadValue { name: String },
+    BadValue {
+        name: String,
+    },
     HopByHop(String),
+    /// A Content-Length that is not ASCII digits (`abc`, `-5`, empty), or
+    /// two that differ: the front server could not frame the body.
+    BadContentLength(String),
+    /// Over [`MAX_RESPONSE_HEAD`]: the head's size in bytes.
+    TooLarge(usize),
 }
 
 impl fmt::Display for HeaderError {
@@ -34,6 +49,15 @@ impl fmt::Display for HeaderError {
             HeaderError::HopByHop(n) => write!(
                 f,
                 "header {n:?} is hop-by-hop; a WSGI application must not send it (PEP 3333)"
+            ),
+            HeaderError::BadContentLength(v) => write!(
+                f,
+                "Content-Length {v} is not a number of bytes (ASCII digits only, one value)"
+            ),
+            HeaderError::TooLarge(size) => write!(
+                f,
+                "the response head (status and headers) is {size} bytes, \
+                 over the limit of {MAX_RESPONSE_HEAD}"
             ),
         }
     }
@@ -56,6 +80,10 @@ impl ResponseHead {
     /// Checks an application's status and headers (already latin-1 encoded)
     /// before anything reaches the wire.
     pub fn new(status: Bytes, headers: Vec<(Bytes, Bytes)>) -> Result<Self, HeaderError> {
+        let size = status.len() + header_lines_len(&headers);
+        if size > MAX_RESPONSE_HEAD {
+            return Err(HeaderError::TooLarge(size));
+        }
         let s = status.as_ref();
         let valid_status = s.len() >= 4
             && s[..3].iter().all(u8::is_ascii_digit)
@@ -78,7 +106,32 @@ impl ResponseHead {
                 return Err(HeaderError::HopByHop(lossy(name)));
             }
         }
-        Ok(ResponseHead { status, headers })
+        let head = ResponseHead { status, headers };
+        head.checked_content_length()?;
+        Ok(head)
+    }
+
+    /// The Content-Length the application declared, if any (checked by
+    /// [`ResponseHead::new`]: digits, and every value the same).
+    pub fn content_length(&self) -> Option<u64> {
+        self.checked_content_length().ok().flatten()
+    }
+
+    fn checked_content_length(&self) -> Result<Option<u64>, HeaderError> {
+        let mut declared = None;
+        for (_, value) in self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))
+        {
+            let refused = || HeaderError::BadContentLength(format!("{:?}", show::field(value)));
+            let length = parse_length(value).ok().flatten().ok_or_else(refused)?;
+            if declared.is_some_and(|d| d != length) {
+                return Err(refused());
+            }
+            declared = Some(length);
+        }
+        Ok(declared)
     }
 
     /// [`ResponseHead::new`] for a head known when the program is written
@@ -123,12 +176,7 @@ impl ResponseHead {
     /// the part every protocol's response head shares.
     pub fn write_header_lines(&self, out: &mut Vec<u8>) {
         // One allocation, not one per doubling as the lines go in.
-        let lines: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum();
-        out.reserve(lines + 2);
+        out.reserve(header_lines_len(&self.headers) + 2);
         for (name, value) in &self.headers {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
@@ -137,6 +185,11 @@ impl ResponseHead {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// `Name: value\r\n` for every header.
+fn header_lines_len(headers: &[(Bytes, Bytes)]) -> usize {
+    headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
 }
 
 fn is_control(b: u8) -> bool {
@@ -184,6 +237,47 @@ mod tests {
         ));
         let chunked = &[("transfer-encoding", "chunked")];
         assert!(matches!(refused("200 OK", chunked), HopByHop(_)));
+    }
+
+    #[test]
+    fn a_content_length_is_digits_and_one_value() {
+        let with = |values: &[&'static str]| {
+            let headers: Vec<_> = values.iter().map(|&v| ("Content-Length", v)).collect();
+            ResponseHead::from_static("200 OK", &headers)
+        };
+        assert_eq!(with(&["12"]).unwrap().content_length(), Some(12));
+        assert_eq!(with(&["12", "12"]).unwrap().content_length(), Some(12));
+        assert_eq!(with(&[]).unwrap().content_length(), None);
+        for bad in [&["abc"][..], &["-5"], &["+5"], &[""], &[" 5"], &["5", "6"]] {
+            let refused = with(bad).unwrap_err();
+            assert!(
+                matches!(refused, HeaderError::BadContentLength(_)),
+                "{bad:?}"
+            );
+        }
+        let refused = with(&["-5"]).unwrap_err().to_string();
+        assert!(
+            refused.starts_with("Content-Length \"-5\" is not a number"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_head_over_64_kib_is_refused() {
+        let reason = format!("200 {}", "x".repeat(100_000));
+        let refused = ResponseHead::new(Bytes::from(reason), Vec::new()).unwrap_err();
+        assert_eq!(refused, HeaderError::TooLarge(100_004));
+        let headers = (0..20_000)
+            .map(|i| (Bytes::from(format!("X-{i}")), Bytes::from_static(b"y")))
+            .collect();
+        let refused = ResponseHead::new(Bytes::from_static(b"200 OK"), headers).unwrap_err();
+        assert!(matches!(refused, HeaderError::TooLarge(_)), "{refused}");
+        assert!(refused.to_string().contains("over the limit of 65536"));
+        let at_limit = vec![(
+            Bytes::from_static(b"X"),
+            Bytes::from(vec![b'y'; 65536 - 6 - 5]),
+        )];
+        assert!(ResponseHead::new(Bytes::from_static(b"200 OK"), at_limit).is_ok());
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Timeouts {
     pub body: Duration,
     /// Longest a write may make no progress.
     pub write: Duration,
+    /// Longest a kept FastCGI connection may sit idle between requests
+    /// (above nginx's 60 s, so that the front server closes first).
+    pub keepalive: Duration,
 }
 
 /// How request bodies are read: what is read before a Python thread is
@@ -82,6 +85,11 @@ pub struct ServeConfig {
     /// Python threads per process.
     pub threads: usize,
     pub max_header_size: usize,
+    /// Connections a worker holds beyond those its Python threads are
+    /// answering (waiting for a head, kept, in the I/O lane); also what
+    /// FCGI_MAX_CONNS reports. At the limit, the oldest waiting for a head
+    /// are closed first, then the longest idle kept ones.
+    pub max_connections: usize,
     pub timeouts: Timeouts,
     /// How long a stop waits for requests in flight.
     pub graceful_timeout: Duration,
@@ -89,6 +97,9 @@ pub struct ServeConfig {
     pub body: BodyLimits,
     /// Bound of each response channel, in bytes.
     pub response_buffer: usize,
+    /// Bad-input warnings logged per peer and kind every 10 s (0: all);
+    /// see `bad_input`.
+    pub bad_input_warnings: u32,
     /// `--response-memory`: the bytes held for responses on their way to
     /// clients (slow or not reading), past which new requests wait.
     pub response_memory: usize,

@@ -6,6 +6,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod allow;
+mod bad_input;
 pub mod cgi;
 mod config;
 
@@ -87,6 +88,7 @@ pub async fn serve(
     pool: Arc<PythonPool>,
     stop: impl std::future::Future<Output = Stopping>,
 ) -> Result<bool, RunError> {
+    bad_input::set_limit(config.bad_input_warnings);
     let allowed = &config.allow_from;
     if !allowed.is_empty() {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
@@ -112,10 +114,35 @@ pub async fn serve(
             service.spawn(handoff, &tracker);
         }
     };
+    let keepalive = config.timeouts.keepalive;
+    let close_idle = async {
+        // Kept connections parked in the intake are closed within a tick
+        // of their --keepalive-timeout (those in the I/O lane time out
+        // there).
+        let period = (keepalive / 2).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(1),
+        );
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            intake.close_idle(keepalive);
+        }
+    };
+    let summaries = async {
+        let mut every = tokio::time::interval(bad_input::WINDOW);
+        loop {
+            every.tick().await;
+            bad_input::flush(false);
+        }
+    };
     let stopping = tokio::select! {
         biased;
         stopping = stop => stopping,
         () = serve_handoffs => Stopping::Leave,
+        () = close_idle => Stopping::Leave,
+        () = summaries => Stopping::Leave,
     };
     let deadline = tokio::time::Instant::now() + config.graceful_timeout;
     if stopping == Stopping::Drain {
@@ -145,6 +172,7 @@ pub async fn serve(
             config.graceful_timeout
         );
     }
+    bad_input::flush(true);
     Ok(drained)
 }
 

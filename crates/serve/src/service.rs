@@ -2,10 +2,12 @@
 //! connection's, told by its first byte), and which lane a connection
 //! takes.
 
+use crate::bad_input::bad_input;
 use crate::config::{Protocol, ServeConfig, Timeouts};
-use crate::intake::{Handoff, Tether};
+use crate::intake::{Handoff, Tether, Waiting};
 use crate::io_lane::connection::Connection;
 use crate::io_lane::fastcgi::{self, FastcgiContext};
+use crate::io_lane::gate::JobGate;
 use crate::io_lane::stream::{self, StreamContext};
 use crate::io_lane::to_python;
 use crate::python_lane::{self, Accepted, Decoded, Lane, Socket};
@@ -20,11 +22,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// Most FastCGI connections a process keeps open (reported as
-/// FCGI_MAX_CONNS). Kept connections idle between requests, so they are not
-/// bounded by the Python threads as one-request connections are.
-const FASTCGI_MAX_CONNECTIONS: usize = 1024;
 
 /// The environment variable that forces a lane, for tests: `python` (the
 /// Python threads answer every request they can carry, the I/O lane
@@ -102,30 +99,34 @@ impl Service {
             Some(p @ (Protocol::Scgi | Protocol::Uwsgi | Protocol::Fastcgi)) => p,
             _ => Protocol::Auto,
         };
-        // Requests beyond what the Python threads can take soon wait in the
-        // kernel's listen backlog, not in our memory.
+        // Requests beyond what the Python threads can take soon wait
+        // unsubmitted (`JobGate`), or in the kernel's listen backlog.
         let request_limit = config.threads * 2 + 8;
-        let connection_limit = match protocol {
-            Protocol::Scgi | Protocol::Uwsgi => request_limit,
-            _ => FASTCGI_MAX_CONNECTIONS,
-        };
+        let connection_limit = config.max_connections;
+        let gate = JobGate::new(request_limit);
         let lane = LaneChoice::from_environment();
         // The vars block's size is a u16: 65535 is the most it can say.
         let uwsgi_limit = config.max_header_size.min(usize::from(u16::MAX));
         Service {
             protocol,
-            scgi: StreamContext::new(Scgi::new(config.max_header_size), config, pool.clone()),
-            uwsgi: StreamContext::new(Uwsgi::new(uwsgi_limit), config, pool.clone()),
+            scgi: StreamContext::new(
+                Scgi::new(config.max_header_size),
+                config,
+                pool.clone(),
+                gate.clone(),
+            ),
+            uwsgi: StreamContext::new(Uwsgi::new(uwsgi_limit), config, pool.clone(), gate.clone()),
             fastcgi: FastcgiContext {
                 protocol: rustgi_fastcgi::Config {
                     roles: config.fastcgi.roles,
                     max_params_size: config.max_header_size,
                     max_requests_per_connection: request_limit,
-                    max_connections: FASTCGI_MAX_CONNECTIONS,
+                    max_connections: connection_limit,
                     max_requests: request_limit,
                     multiplex: true,
                 },
                 pool: pool.clone(),
+                gate,
                 timeouts: config.timeouts,
                 spool: config.spool,
                 body: config.body,
@@ -200,7 +201,7 @@ impl Service {
             let uri = job
                 .request
                 .param(b"REQUEST_URI")
-                .map(|u| u.escape_ascii().to_string());
+                .map(|u| rustgi_model::show::request_field(u));
             tracing::info!(
                 request = job.id,
                 "{LANE_ENV}=python: answered in the Python lane: {}",
@@ -295,11 +296,28 @@ impl Service {
         if buf.is_empty() && self.protocol == Protocol::Auto {
             // Also while the worker stops: the first byte may be on its way.
             let deadline = accepted + self.timeouts.header;
-            match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            let place = tether.waiting(Waiting::Head, accepted);
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
+                () = place.evicted() => {
+                    bad_input!(
+                        peer,
+                        "closed for room",
+                        %peer,
+                        "closing a connection that sent nothing for {:?}: --max-connections {} reached, \
+                         and it had waited longest for its request head",
+                        accepted.elapsed(),
+                        tether.limit()
+                    );
+                    return;
+                }
+            };
+            drop(place);
+            match read {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return,
                 Err(_) => {
-                    tracing::warn!(%peer, "timed out after {:?} waiting for the first byte", self.timeouts.header);
+                    bad_input!(peer, "head timeout", %peer, "timed out after {:?} waiting for the first byte", self.timeouts.header);
                     return;
                 }
             }
@@ -335,14 +353,14 @@ impl Service {
         let head = head.map(|decoded| decoded.request);
         match protocol {
             Ok(Some(Protocol::Scgi)) => {
-                stream::serve(&self.scgi, stream, buf, head, accepted, peer).await
+                stream::serve(&self.scgi, stream, buf, head, accepted, peer, &tether).await
             }
             Ok(Some(Protocol::Uwsgi)) => {
-                stream::serve(&self.uwsgi, stream, buf, head, accepted, peer).await
+                stream::serve(&self.uwsgi, stream, buf, head, accepted, peer, &tether).await
             }
             Ok(Some(Protocol::Fastcgi)) => {
-                let kept = tether.kept();
-                let idle = fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer, kept).await;
+                let idle =
+                    fastcgi::serve(&self.fastcgi, stream, buf, accepted, peer, &tether).await;
                 match idle.map(Connection::into_socket) {
                     Some(Ok(socket)) => tether.park(socket, Cow::Owned(peer.to_owned())),
                     Some(Err(e)) => {
@@ -359,7 +377,9 @@ impl Service {
                     0x16 => " (a TLS handshake? front servers speak to rustgi in the clear)",
                     _ => "",
                 };
-                tracing::warn!(
+                bad_input!(
+                    peer,
+                    "unrecognised protocol",
                     %peer,
                     "unrecognised protocol: first bytes \"{}\"{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit) or uwsgi (0x00); closing the connection",
                     start.escape_ascii()

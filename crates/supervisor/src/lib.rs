@@ -8,6 +8,7 @@
 mod config;
 mod listener;
 mod master;
+mod open_files;
 mod pidfile;
 mod policy;
 mod privileges;
@@ -56,9 +57,22 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         }
         Start::Serve(protocol) => Some(protocol),
     };
+    // Before the workers fork (they inherit it) and while still root, who
+    // may raise the hard limit's soft copy.
+    open_files::raise_for(config.serve.max_connections);
     // Bound (not yet listening) before Python starts, so that privileges
     // can be dropped first: the app never runs as root.
     let mut socket = bind(config.socket.as_ref(), config.socket_mode)?;
+    if let Some(addr) = socket.reachable_from_outside()
+        && config.serve.allow_from.is_empty()
+    {
+        tracing::warn!(
+            "--socket tcp:{addr} is not a loopback address and there is no --allow-from: \
+             anyone who can reach this port can send requests and set REMOTE_ADDR, \
+             REMOTE_USER and HTTPS in them; give the front server's address with \
+             --allow-from (or FCGI_WEB_SERVER_ADDRS)"
+        );
+    }
     let socket_file = socket.socket_file_guard();
     let _pidfile = after_bind(&config.privileges, config.pidfile.as_deref(), &socket)
         .map_err(RunError::Setup)?;

@@ -85,6 +85,19 @@ impl BoundSocket {
             },
         }
     }
+
+    /// A TCP address that more than this host can reach (`0.0.0.0`, a
+    /// LAN address): without an allow list, anyone who reaches it can send
+    /// requests, and with them REMOTE_ADDR, REMOTE_USER and HTTPS.
+    pub fn reachable_from_outside(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            BoundSocket::Tcp(l) => l
+                .local_addr()
+                .ok()
+                .filter(|a| !a.ip().to_canonical().is_loopback()),
+            BoundSocket::Unix { .. } => None,
+        }
+    }
 }
 
 /// Removes the socket file we created, however the server stops; only in

@@ -355,6 +355,22 @@ impl<T> Connection<T> {
         request.data
     }
 
+    /// Ends request `id` whose response was cut short: END_REQUEST with
+    /// appStatus 1 and its STDOUT left open. That is what nginx reads as a
+    /// truncated response ("upstream prematurely closed FastCGI request"),
+    /// closing its client's connection, buffered or not, kept or not;
+    /// after a closed STDOUT, or at a bare close, it may instead keep its
+    /// client waiting for the missing bytes (checked with nginx 1.22).
+    pub fn end_request_truncated(&mut self, id: u16, out: &mut Vec<u8>) -> Option<T> {
+        let i = self.index(id)?;
+        let request = self.requests.swap_remove(i);
+        if request.stderr_written {
+            encode_stream_end(RecordType::Stderr, id, out);
+        }
+        encode_end_request(id, 1, ProtocolStatus::RequestComplete, out);
+        request.data
+    }
+
     /// Ends request `id` after [`Event::Abort`]: as
     /// [`Connection::end_request`] with appStatus 0. Returns what the
     /// driver kept with it.

@@ -23,10 +23,11 @@ impl<T> Connection<T> {
     /// The encoder of request `id`'s response. Events for a request that is
     /// not active write nothing: the output of an aborted request never
     /// reaches the next request with the same id. `End` ends the request
-    /// (END_REQUEST); `Abort` ends it with appStatus 1, or, when it is the
-    /// only request on the connection, cuts the connection
-    /// ([`Connection::response_cut`]): closing is then the only way to
-    /// tell the front server the response is not whole.
+    /// (END_REQUEST); `Abort` ends it as truncated
+    /// ([`Connection::end_request_truncated`]) and, when it is the only
+    /// request on the connection, cuts the connection too
+    /// ([`Connection::response_cut`]): a front server that does not read
+    /// the missing end of STDOUT as a truncation sees the close.
     pub fn encoder(&mut self, id: u16) -> RequestEncoder<'_, T> {
         RequestEncoder {
             connection: self,
@@ -98,12 +99,9 @@ impl<T> ResponseEncoder for RequestEncoder<'_, T> {
             }
             ResponseEvent::Abort => {
                 self.flush(out);
-                if self.connection.active_requests() > 1 {
-                    self.connection.end_request(id, 1, out.small());
-                } else {
-                    self.connection.requests.swap_remove(i);
-                    self.connection.cut = true;
-                }
+                let alone = self.connection.active_requests() == 1;
+                self.connection.end_request_truncated(id, out.small());
+                self.connection.cut |= alone;
             }
         }
     }
@@ -211,12 +209,21 @@ mod tests {
         let mut connection = connection_with_request(&[1]);
         let out = encode(&mut connection, 1, vec![head(), ResponseEvent::Abort]);
         let recs = records(&out.to_vec()).unwrap();
-        assert_eq!(recs.len(), 1, "the head, no END_REQUEST");
+        let types: Vec<u8> = recs.iter().map(|r| r.header.record_type).collect();
+        assert_eq!(
+            types,
+            [RecordType::Stdout as u8, RecordType::EndRequest as u8],
+            "the head, then END_REQUEST with STDOUT left open"
+        );
+        assert!(!recs[0].content.is_empty());
+        assert_eq!(recs[1].content[..4], 1u32.to_be_bytes(), "appStatus 1");
         assert!(connection.response_cut() && connection.should_close());
+        assert!(!connection.is_active(1));
 
         let mut connection = connection_with_request(&[1, 2]);
         let out = encode(&mut connection, 1, vec![ResponseEvent::Abort]);
         let recs = records(&out.to_vec()).unwrap();
+        assert_eq!(recs.len(), 1, "no end of STDOUT");
         let end = recs.last().unwrap();
         assert_eq!(end.header.record_type, RecordType::EndRequest as u8);
         assert_eq!(end.content[..4], 1u32.to_be_bytes(), "appStatus 1");

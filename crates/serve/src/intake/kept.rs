@@ -13,10 +13,22 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// A parked connection, and since when it has been idle.
+struct Slot<C> {
+    conn: C,
+    since: Instant,
+}
 
 struct Slots<C> {
-    /// Indexed by the token each connection's epoll event carries.
-    conns: Vec<Option<C>>,
+    /// Indexed by the low half of the token each connection's epoll event
+    /// carries.
+    conns: Vec<Option<Slot<C>>>,
+    /// The high half: counts each slot's uses, so that an event taken
+    /// from epoll just before its connection was closed here (expired,
+    /// evicted) never hands out the connection that reuses the slot.
+    uses: Vec<u32>,
     free: Vec<usize>,
     closed: bool,
 }
@@ -35,6 +47,7 @@ impl<C: AsFd> KeptSet<C> {
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
             slots: Mutex::new(Slots {
                 conns: Vec::new(),
+                uses: Vec::new(),
                 free: Vec::new(),
                 closed: false,
             }),
@@ -50,28 +63,34 @@ impl<C: AsFd> KeptSet<C> {
         if slots.closed {
             return Err(conn);
         }
-        let token = match slots.free.pop() {
-            Some(token) => token,
+        let index = match slots.free.pop() {
+            Some(index) => index,
             None => {
                 slots.conns.push(None);
+                slots.uses.push(0);
                 slots.conns.len() - 1
             }
         };
+        slots.uses[index] = slots.uses[index].wrapping_add(1);
+        let token = (u64::from(slots.uses[index]) << 32) | index as u64;
         // Armed with the lock held: a thread that gets the event at once
         // finds the connection in its slot.
         if let Err(e) = self.arm(&conn, token) {
-            slots.free.push(token);
+            slots.free.push(index);
             tracing::warn!("watching a kept connection failed: {e}; closing it");
             return Err(conn);
         }
-        slots.conns[token] = Some(conn);
+        slots.conns[index] = Some(Slot {
+            conn,
+            since: Instant::now(),
+        });
         self.parked.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
-    fn arm(&self, conn: &C, token: usize) -> nix::Result<()> {
+    fn arm(&self, conn: &C, token: u64) -> nix::Result<()> {
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
-        let mut event = EpollEvent::new(flags, token as u64);
+        let mut event = EpollEvent::new(flags, token);
         // A socket parked before is still in the set, disarmed (a closed
         // one leaves it by itself).
         match self.epoll.modify(conn, &mut event) {
@@ -91,15 +110,70 @@ impl<C: AsFd> KeptSet<C> {
             Ok(1) => {}
             _ => return None,
         }
-        let token = events[0].data() as usize;
+        let token = events[0].data();
+        let (index, uses) = ((token & 0xffff_ffff) as usize, (token >> 32) as u32);
         let mut slots = self.slots.lock().unwrap();
-        // Always there: an armed connection leaves its slot only here, by
-        // the one event it was armed for, or when the set closes (closing
-        // the socket takes its event back).
-        let conn = slots.conns.get_mut(token)?.take()?;
-        slots.free.push(token);
+        // There unless it left by `take_if` meanwhile (the event was
+        // already ours): then its slot is free, or another's.
+        if slots.uses.get(index) != Some(&uses) {
+            return None;
+        }
+        let slot = slots.conns.get_mut(index)?.take()?;
+        slots.free.push(index);
         self.parked.fetch_sub(1, Ordering::Release);
-        Some(conn)
+        Some(slot.conn)
+    }
+
+    /// How many connections are parked.
+    pub(crate) fn parked(&self) -> usize {
+        self.parked.load(Ordering::Acquire)
+    }
+
+    /// Takes out the connection idle longest, if it has been since before
+    /// `before`, with since when (for the connection limit).
+    pub(crate) fn take_oldest(&self, before: Option<Instant>) -> Option<(C, Instant)> {
+        let mut slots = self.slots.lock().unwrap();
+        let (index, since) = slots
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| Some((index, slot.as_ref()?.since)))
+            .min_by_key(|&(_, since)| since)?;
+        if before.is_some_and(|before| since >= before) {
+            return None;
+        }
+        let conn = self.take_at(&mut slots, index);
+        Some((conn, since))
+    }
+
+    /// Takes out the connections parked since before `before`
+    /// (--keepalive-timeout), with since when.
+    pub(crate) fn take_idle_since(&self, before: Instant) -> Vec<(C, Instant)> {
+        if self.parked() == 0 {
+            return Vec::new();
+        }
+        let mut slots = self.slots.lock().unwrap();
+        let expired: Vec<(usize, Instant)> = slots
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| Some((index, slot.as_ref()?.since)))
+            .filter(|&(_, since)| since < before)
+            .collect();
+        expired
+            .into_iter()
+            .map(|(index, since)| (self.take_at(&mut slots, index), since))
+            .collect()
+    }
+
+    /// Takes the connection in `index` out of its slot and out of the
+    /// epoll set (which also drops an event of it not yet taken).
+    fn take_at(&self, slots: &mut Slots<C>, index: usize) -> C {
+        let slot = slots.conns[index].take().expect("a parked connection");
+        slots.free.push(index);
+        self.parked.fetch_sub(1, Ordering::Release);
+        let _ = self.epoll.delete(&slot.conn);
+        slot.conn
     }
 
     /// Takes every parked connection out and parks no more (the worker
@@ -112,6 +186,7 @@ impl<C: AsFd> KeptSet<C> {
         std::mem::take(&mut slots.conns)
             .into_iter()
             .flatten()
+            .map(|slot| slot.conn)
             .collect()
     }
 }
@@ -171,6 +246,29 @@ mod tests {
         let (ours, _theirs) = UnixStream::pair().unwrap();
         assert!(set.park(parked(ours)).is_err());
         assert!(set.ready().is_none());
+    }
+
+    #[test]
+    fn the_longest_idle_are_taken_out_and_their_stale_events_ignored() {
+        let set = KeptSet::new().unwrap();
+        let (first, mut first_peer) = UnixStream::pair().unwrap();
+        set.park(parked(first)).ok().unwrap();
+        let between = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let (second, _second_peer) = UnixStream::pair().unwrap();
+        set.park(parked(second)).ok().unwrap();
+        first_peer.write_all(b"x").unwrap();
+        // The first became readable, but is taken out before anyone asks.
+        let (taken, _) = set.take_oldest(None).unwrap();
+        assert_eq!(set.parked(), 1);
+        assert!(set.ready().is_none(), "its event went with it");
+        drop(taken);
+        assert!(
+            set.take_oldest(Some(between)).is_none(),
+            "the second came later"
+        );
+        assert_eq!(set.take_idle_since(Instant::now()).len(), 1);
+        assert_eq!(set.parked(), 0);
     }
 
     #[test]

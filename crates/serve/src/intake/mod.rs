@@ -13,15 +13,25 @@
 //!
 //! When every Python thread is busy nobody accepts: connections wait in the
 //! kernel's listen backlog, not in our memory.
+//!
+//! Connections that outlive the request they came with (on the I/O loop,
+//! or kept) are held up to `--max-connections`. At that limit a new
+//! connection is still accepted when one held can go: the one that has
+//! waited longest for its request head, or else the kept one idle
+//! longest (`Home::make_room`). Busy connections are never closed for
+//! room; with only those, new connections wait in the backlog.
 
 mod drain;
 mod kept;
 mod listener;
+mod waiting;
 
 pub(crate) use drain::{Drained, QUIET};
 pub use listener::Listener;
+pub(crate) use waiting::Waiting;
 
 use crate::AllowedPeer;
+use crate::bad_input::bad_input;
 use crate::python_lane::{Accepted, Lane, Socket};
 use bytes::BytesMut;
 use kept::KeptSet;
@@ -38,6 +48,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// How long to stop accepting after EMFILE and friends.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long to stop accepting after EMFILE when a connection was closed
+/// to free a descriptor.
+const ROOM_PAUSE: Duration = Duration::from_millis(10);
 
 /// Kept connections are looked at before the listener (under keep-alive
 /// load a thread finds the next request there without a failed accept),
@@ -89,11 +102,54 @@ struct Home {
     open: AtomicUsize,
     limit: usize,
     kept: KeptSet<Parked>,
+    /// The I/O loop's connections that wait on their peer.
+    waiters: waiting::Waiters,
     /// The I/O loop, for connections that need waiting.
     to_loop: UnboundedSender<Handoff>,
 }
 
 impl Home {
+    fn at_limit(&self) -> bool {
+        self.open.load(Ordering::Acquire) >= self.limit
+    }
+
+    /// Whether a connection could be closed to admit a new one.
+    fn room_to_make(&self) -> bool {
+        self.waiters.len() > 0 || self.kept.parked() > 0
+    }
+
+    /// At the limit, a thread waiting in `wait` without the listener
+    /// looks again: a connection it may close for room has appeared.
+    fn evictable_now(&self) {
+        if self.at_limit() {
+            self.wake.signal();
+        }
+    }
+
+    /// Closes one held connection to admit a new one: the one that has
+    /// waited longest for its request head, else the kept one idle
+    /// longest, parked here or in the I/O lane.
+    fn make_room(&self) {
+        let limit = self.limit;
+        if let Some(since) = self.waiters.evict_oldest(Waiting::Head) {
+            tracing::debug!(
+                "--max-connections {limit} reached: closing the connection waiting longest for its request head (for {:?})",
+                since.elapsed()
+            );
+            return;
+        }
+        let in_io_lane = self.waiters.oldest(Waiting::Idle);
+        if let Some((parked, since)) = self.kept.take_oldest(in_io_lane) {
+            tracing::info!(
+                peer = %parked.peer,
+                "--max-connections {limit} reached: closing the kept connection idle longest (for {:?})",
+                since.elapsed()
+            );
+            return;
+        }
+        self.waiters.evict_oldest(Waiting::Idle);
+    }
+
     fn hand_off(
         &self,
         mut conn: Accepted,
@@ -140,6 +196,23 @@ impl Tether {
         self.kept
     }
 
+    /// Registers the connection, served in the I/O lane, as waiting on its
+    /// peer for `what` since `since`: at the connection limit it may be
+    /// closed to admit a new one (until the place is dropped).
+    pub(crate) fn waiting(&self, what: Waiting, since: tokio::time::Instant) -> WaitingPlace {
+        let place = self.home.waiters.join(what, since.into_std());
+        self.home.evictable_now();
+        WaitingPlace {
+            home: self.home.clone(),
+            place,
+        }
+    }
+
+    /// `--max-connections`, for the log.
+    pub(crate) fn limit(&self) -> usize {
+        self.home.limit
+    }
+
     /// Counts the connection from now until the tether is dropped.
     pub(crate) fn count(&mut self) {
         if !self.counted {
@@ -162,6 +235,28 @@ impl Tether {
             peer,
             tether: self,
         });
+        home.evictable_now();
+    }
+}
+
+/// A connection's place among those that wait on their peer (see
+/// [`Tether::waiting`]); it leaves when this is dropped.
+pub(crate) struct WaitingPlace {
+    home: Arc<Home>,
+    place: waiting::Place,
+}
+
+impl WaitingPlace {
+    /// Resolves when the intake closes this connection to admit another
+    /// (`--max-connections`).
+    pub(crate) async fn evicted(&self) {
+        self.place.evicted().await
+    }
+}
+
+impl Drop for WaitingPlace {
+    fn drop(&mut self) {
+        self.home.waiters.leave(&self.place);
     }
 }
 
@@ -229,6 +324,7 @@ impl ListenerIntake {
                 open: AtomicUsize::new(0),
                 limit,
                 kept: KeptSet::new()?,
+                waiters: waiting::Waiters::default(),
                 to_loop,
             }),
             service,
@@ -304,8 +400,25 @@ impl ListenerIntake {
         Some(left)
     }
 
+    /// Below the connection limit, or at it with a connection that may be
+    /// closed for room (`Home::make_room`, once one is accepted).
     fn may_accept(&self) -> bool {
-        self.home.open.load(Ordering::Acquire) < self.home.limit && self.paused().is_none()
+        (!self.home.at_limit() || self.home.room_to_make()) && self.paused().is_none()
+    }
+
+    /// Closes the kept connections parked here that have been idle
+    /// longer than `keepalive` (the I/O loop calls it every second).
+    pub(crate) fn close_idle(&self, keepalive: Duration) {
+        let Some(before) = Instant::now().checked_sub(keepalive) else {
+            return;
+        };
+        for (parked, since) in self.home.kept.take_idle_since(before) {
+            tracing::info!(
+                peer = %parked.peer,
+                "closing a kept connection idle for {:?} (--keepalive-timeout {keepalive:?})",
+                since.elapsed()
+            );
+        }
     }
 
     /// Accepts one connection; `Ok(None)` when none is waiting.
@@ -326,8 +439,23 @@ impl ListenerIntake {
             // The peer gave up while in the backlog: nothing to serve.
             Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => None,
             Err(e) => {
-                tracing::warn!("accept failed: {e}; pausing for {ACCEPT_PAUSE:?}");
-                *self.paused_until.lock().unwrap() = Some(Instant::now() + ACCEPT_PAUSE);
+                let out_of_files = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                let pause = if out_of_files && self.home.room_to_make() {
+                    // RLIMIT_NOFILE below --max-connections (warned at
+                    // start): the descriptors run out first, and room is
+                    // made as at the limit (the closed connection's
+                    // descriptor is free once its task has run).
+                    self.home.make_room();
+                    tracing::warn!(
+                        "accept failed: {e}; closed the connection that waited longest on its peer, \
+                         pausing for {ROOM_PAUSE:?}"
+                    );
+                    ROOM_PAUSE
+                } else {
+                    tracing::warn!("accept failed: {e}; pausing for {ACCEPT_PAUSE:?}");
+                    ACCEPT_PAUSE
+                };
+                *self.paused_until.lock().unwrap() = Some(Instant::now() + pause);
                 None
             }
         }
@@ -346,6 +474,9 @@ impl ListenerIntake {
         if self.may_accept()
             && let Some((socket, peer)) = self.accept()
         {
+            if self.home.at_limit() {
+                self.home.make_room();
+            }
             return Some(Parked {
                 socket,
                 peer,
@@ -425,7 +556,9 @@ impl ListenerIntake {
         if self.allowed.iter().any(|a| a.contains(addr.ip())) {
             return false;
         }
-        tracing::warn!(
+        bad_input!(
+            &addr.ip().to_string(),
+            "refused peer",
             "refused a connection from {}: not in --allow-from / FCGI_WEB_SERVER_ADDRS",
             addr.ip()
         );

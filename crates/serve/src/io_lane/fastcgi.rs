@@ -6,8 +6,11 @@
 
 use super::body_rate::RateCheck;
 use super::connection::{Connection, TryRead};
+use super::gate::{Admission, JobGate};
+use crate::bad_input::bad_input;
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
+use crate::intake::{Tether, Waiting, WaitingPlace};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -18,6 +21,7 @@ use rustgi_core::{
 };
 use rustgi_fastcgi::{self as fcgi, Event, Role};
 use rustgi_model::{Param, Request, Segments, length_param};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub struct FastcgiContext {
     pub protocol: fcgi::Config,
     pub pool: Arc<PythonPool>,
+    pub(crate) gate: JobGate,
     pub timeouts: Timeouts,
     pub spool: SpoolLimits,
     pub body: BodyLimits,
@@ -66,6 +71,8 @@ struct RequestIo {
     /// What the connection's only request's body wants, once its job is
     /// submitted (see [`Driver::held_body`]).
     demand: Option<Demand>,
+    /// The request's place in the `JobGate`, until its response begins.
+    admission: Option<Admission>,
 }
 
 /// The next events of one request's response, with its receiver back.
@@ -117,6 +124,14 @@ struct Driver<'a> {
     /// `--body-min-rate`, for the bodies this connection brings: started
     /// afresh by each request.
     body_rate: RateCheck,
+    tether: &'a Tether,
+    /// While the connection waits on its peer (for a head, or idle between
+    /// requests), its place among those the intake may close at
+    /// `--max-connections`.
+    waiting: Option<(Waiting, Instant, WaitingPlace)>,
+    /// Requests whose body has arrived (id, generation, job), held while
+    /// too many wait for a Python thread (`JobGate`).
+    held: VecDeque<(u16, u64, Job)>,
 }
 
 /// How a connection's driver stopped.
@@ -132,15 +147,16 @@ enum Stop {
 /// between requests: then it is returned, for the intake. `kept`: it has
 /// served requests before (it came back from the intake), so it starts
 /// between requests, with no header deadline until a byte of the next
-/// request arrives.
-pub async fn serve<C: Connection>(
+/// request arrives (and `--keepalive-timeout` until then).
+pub(crate) async fn serve<C: Connection>(
     ctx: &FastcgiContext,
     mut stream: C,
     buf: BytesMut,
     accepted: Instant,
     peer: &str,
-    kept: bool,
+    tether: &Tether,
 ) -> Option<C> {
+    let kept = tether.kept();
     let mut driver = Driver {
         ctx,
         peer,
@@ -153,6 +169,9 @@ pub async fn serve<C: Connection>(
         sole_body: None,
         kept,
         body_rate: RateCheck::new(ctx.body.min_rate),
+        tether,
+        waiting: None,
+        held: VecDeque::new(),
     };
     let (mut reader, mut writer) = stream.halves();
     let stop = driver.run(&mut reader, &mut writer, buf).await;
@@ -195,11 +214,19 @@ impl Driver<'_> {
             let served = self.kept || self.generation > 0;
             if served && self.connection.active_requests() == 0 && buf.is_empty() {
                 // Between requests (what came was none: an ABORT_REQUEST
-                // for one that ended, say): the front server owns the wait.
+                // for one that ended, say): --keepalive-timeout, not the
+                // header's, bounds the wait.
                 self.head_deadline = None;
-            } else if started == 0 && !buf.is_empty() && self.head_deadline.is_none() {
+            } else if started == 0
+                && (!buf.is_empty() || self.connection.active_requests() > 0)
+                && self.head_deadline.is_none()
+            {
+                // The first bytes of a request on a kept connection (read
+                // here, or a BEGIN_REQUEST already taken in): its head has
+                // --header-timeout from now.
                 self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
             }
+            self.track_waiting(&buf);
             let read_limit = self.read_limit();
             let idle = self.between_requests(&buf);
             if idle && self.ctx.park_idle && !self.multiplexed && !self.ctx.shutdown.is_cancelled()
@@ -217,6 +244,7 @@ impl Driver<'_> {
                     .time_left()
                     .is_some_and(|left| left < self.ctx.timeouts.body);
             let reading = Instant::now();
+            let place = self.waiting.as_ref().map(|(_, _, place)| place);
             if std::mem::take(&mut unread) {
                 if !self.receive(writer, &mut buf).await {
                     return Stop::Closed { clean: true };
@@ -224,6 +252,18 @@ impl Driver<'_> {
             } else {
                 tokio::select! {
                     () = self.ctx.shutdown.cancelled(), if idle => return Stop::Closed { clean: true },
+                    () = evicted(place), if place.is_some() => {
+                        // Nothing to answer: closed at once, so that the
+                        // room is made now, not after a drain.
+                        self.log_eviction();
+                        return Stop::Closed { clean: false };
+                    }
+                    Some(admission) = self.ctx.gate.admit(), if !self.held.is_empty() => {
+                        self.submit_held(admission);
+                        if counting && !self.count_body_wait(reading.elapsed(), 0) {
+                            return Stop::Closed { clean: false };
+                        }
+                    }
                     Some(batch) = self.responses.next(), if !self.responses.is_empty() => {
                         self.on_batch(batch);
                         // The wait for body bytes so far counts too.
@@ -245,7 +285,7 @@ impl Driver<'_> {
                         }
                         Ok(0) => {
                             if let Err(e) = self.connection.receive_eof(&buf) {
-                                tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+                                bad_input!(self.peer, "bad FastCGI input", peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
                             } else if started > 0 {
                                 tracing::info!(
                                     peer = %self.peer,
@@ -261,7 +301,13 @@ impl Driver<'_> {
                         }
                         Err(e) => {
                             match e.kind() {
-                                std::io::ErrorKind::TimedOut => tracing::warn!(peer = %self.peer, "{e}"),
+                                // The front server's to close; it did not.
+                                std::io::ErrorKind::TimedOut if self.waiting_for() == Some(Waiting::Idle) => {
+                                    tracing::info!(peer = %self.peer, "{e}")
+                                }
+                                std::io::ErrorKind::TimedOut => {
+                                    bad_input!(self.peer, "head timeout", peer = %self.peer, "{e}")
+                                }
                                 _ => tracing::debug!(peer = %self.peer, "reading failed: {e}"),
                             }
                             return Stop::Closed { clean: false };
@@ -287,7 +333,7 @@ impl Driver<'_> {
         let received = self.connection.receive(buf);
         self.on_events();
         if let Err(e) = received {
-            tracing::warn!(peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
+            bad_input!(self.peer, "bad FastCGI input", peer = %self.peer, "bad FastCGI input: {e}; closing the connection");
             self.connection.take_output(self.out.small());
             let _ = self.flush(writer).await;
             return false;
@@ -319,12 +365,68 @@ impl Driver<'_> {
         self.head_deadline.is_none() && self.connection.active_requests() == 0 && buf.is_empty()
     }
 
+    /// What the connection waits for from its peer, if anything: a
+    /// request head (the first, or one begun on a kept connection), or
+    /// the next request (idle between requests).
+    fn waiting_for(&self) -> Option<Waiting> {
+        self.waiting.as_ref().map(|(what, _, _)| *what)
+    }
+
+    /// Keeps the connection's place among those waiting on their peer in
+    /// step with its state (see `intake::waiting`).
+    fn track_waiting(&mut self, buf: &BytesMut) {
+        let now = if self.between_requests(buf) {
+            Some(Waiting::Idle)
+        } else if self.connection.started_requests() == 0 && self.head_deadline.is_some() {
+            Some(Waiting::Head)
+        } else {
+            None
+        };
+        if self.waiting_for() == now {
+            return;
+        }
+        self.waiting = now.map(|what| {
+            let since = match (what, self.head_deadline) {
+                (Waiting::Head, Some(deadline)) => deadline - self.ctx.timeouts.header,
+                _ => Instant::now(),
+            };
+            (what, since, self.tether.waiting(what, since))
+        });
+    }
+
+    fn log_eviction(&self) {
+        let limit = self.tether.limit();
+        match &self.waiting {
+            Some((Waiting::Head, since, _)) => bad_input!(
+                self.peer,
+                "closed for room",
+                peer = %self.peer,
+                "closing a connection that waited {:?} for a FastCGI request head: \
+                 --max-connections {limit} reached, and it had waited longest",
+                since.elapsed()
+            ),
+            Some((Waiting::Idle, since, _)) => tracing::info!(
+                peer = %self.peer,
+                "closing a kept connection idle for {:?}: --max-connections {limit} reached, \
+                 and it was idle longest",
+                since.elapsed()
+            ),
+            None => {}
+        }
+    }
+
     /// How long the next read may take: the header timeout while a record
     /// or the first request is incomplete, the body timeout while a body is
-    /// arriving, and no limit between requests on a kept connection or
-    /// while only responses are pending (the front server owns those).
+    /// arriving, the keep-alive timeout between requests on a kept
+    /// connection, and no limit while only responses are pending (the
+    /// front server owns those).
     fn read_limit(&self) -> Option<(Instant, &'static str)> {
-        if self.connection.receiving_body() {
+        if let Some((Waiting::Idle, since, _)) = &self.waiting {
+            Some((
+                *since + self.ctx.timeouts.keepalive,
+                "--keepalive-timeout: the kept connection stayed idle",
+            ))
+        } else if self.connection.receiving_body() {
             let body = self.ctx.timeouts.body;
             let wait = self
                 .body_rate
@@ -368,7 +470,9 @@ impl Driver<'_> {
             }
             abandon(io);
         }
-        tracing::warn!(
+        bad_input!(
+            self.peer,
+            "body too slow",
             peer = %self.peer,
             "request body too slow: {} bytes/s over the last {} s, under --body-min-rate {} bytes/s; cut after {received} bytes; closing the connection",
             slow.rate, slow.window_secs, slow.limit
@@ -438,7 +542,7 @@ impl Driver<'_> {
     ) {
         let log_id = crate::next_request_id();
         for warning in &request.warnings {
-            tracing::warn!(peer = %self.peer, request = log_id, "{warning}");
+            bad_input!(self.peer, "request", peer = %self.peer, request = log_id, "{warning}");
         }
         request.params.push(Param::new("FCGI_ROLE", role.name()));
         let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
@@ -453,7 +557,7 @@ impl Driver<'_> {
             // The DATA stream ends with its empty record whatever the
             // length says: a bad one is only a warning.
             let length = length_param(&request.params, b"FCGI_DATA_LENGTH").unwrap_or_else(|e| {
-                tracing::warn!(peer = %self.peer, request = log_id, "FCGI_DATA_LENGTH {e}; ignored");
+                bad_input!(self.peer, "request", peer = %self.peer, request = log_id, "FCGI_DATA_LENGTH {e}; ignored");
                 None
             });
             let (writer, reader) = body_pipe(length, self.ctx.spool);
@@ -479,6 +583,7 @@ impl Driver<'_> {
                 errors_to_peer: self.ctx.errors_to_peer,
             }),
             demand,
+            admission: None,
         };
         if self.connection.attach(id, io).is_err() {
             return;
@@ -490,6 +595,7 @@ impl Driver<'_> {
 
     /// Hands a request to the Python threads once its body has arrived
     /// (see [`body_ready`]): a client sending it slowly holds no thread.
+    /// Beyond what the `JobGate` admits, it is held, in order.
     fn submit_when_ready(&mut self, id: u16) {
         let buffer = self.ctx.body.buffer as u64;
         let sole = self.connection.active_requests() == 1;
@@ -501,10 +607,38 @@ impl Driver<'_> {
         }
         let job = io.pending.take().expect("checked above");
         let demand = io.demand.take();
+        let generation = io.generation;
         if sole {
             self.sole_body = demand.filter(|_| io.body.is_some());
         }
+        // In order: a request held waits for those held before it.
+        let admission = if self.held.is_empty() {
+            self.ctx.gate.try_admit()
+        } else {
+            None
+        };
+        match admission {
+            Some(admission) => self.submit(id, job, admission),
+            None => self.held.push_back((id, generation, job)),
+        }
+    }
+
+    fn submit(&mut self, id: u16, job: Job, admission: Admission) {
+        if let Some(io) = self.connection.request_data(id) {
+            io.admission = Some(admission);
+        }
         self.ctx.pool.submit(job);
+    }
+
+    /// Submits the request held longest, unless it was aborted meanwhile.
+    fn submit_held(&mut self, admission: Admission) {
+        let Some((id, generation, job)) = self.held.pop_front() else {
+            return;
+        };
+        let current = self.connection.request_data(id).map(|io| io.generation);
+        if current == Some(generation) {
+            self.submit(id, job, admission);
+        }
     }
 
     fn stdin_ended(&mut self, id: u16) {
@@ -536,6 +670,8 @@ impl Driver<'_> {
             return;
         }
         let mut io = self.connection.detach(id).expect("looked up above");
+        // Answering: the request no longer waits for a Python thread.
+        io.admission = None;
         if !open {
             events.push(ResponseEvent::Abort);
         }
@@ -594,6 +730,13 @@ fn body_ready(body: Option<&BodyWriter>, buffer: u64) -> bool {
     };
     body.expected()
         .is_none_or(|length| body.received() >= length.min(buffer))
+}
+
+async fn evicted(place: Option<&WaitingPlace>) {
+    match place {
+        Some(place) => place.evicted().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wanted(demand: Option<&Demand>) {

@@ -5,8 +5,11 @@
 
 use super::body_rate::{RateCheck, TooSlow};
 use super::connection::{Connection, TryRead};
+use super::gate::{Admission, JobGate};
+use crate::bad_input::bad_input;
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
+use crate::intake::{Tether, Waiting};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::BytesMut;
 use rustgi_core::{
@@ -28,6 +31,7 @@ pub(crate) const READ_SIZE: usize = 64 * 1024;
 pub struct StreamContext<P> {
     pub protocol: P,
     pub pool: Arc<PythonPool>,
+    pub(crate) gate: JobGate,
     pub timeouts: Timeouts,
     pub spool: SpoolLimits,
     pub body: BodyLimits,
@@ -40,10 +44,16 @@ pub struct StreamContext<P> {
 
 impl<P> StreamContext<P> {
     /// Call it on the I/O loop.
-    pub fn new(protocol: P, config: &crate::ServeConfig, pool: Arc<PythonPool>) -> Self {
+    pub(crate) fn new(
+        protocol: P,
+        config: &crate::ServeConfig,
+        pool: Arc<PythonPool>,
+        gate: JobGate,
+    ) -> Self {
         StreamContext {
             protocol,
             pool,
+            gate,
             timeouts: config.timeouts,
             spool: config.spool,
             body: config.body,
@@ -67,6 +77,7 @@ pub async fn serve<P, C>(
     head: Option<Request>,
     accepted: Instant,
     peer: &str,
+    tether: &Tether,
 ) where
     P: StreamProtocol,
     C: Connection,
@@ -74,7 +85,7 @@ pub async fn serve<P, C>(
     let (mut reader, mut writer) = stream.halves();
     let request = match head {
         Some(request) => request,
-        None => match read_head(ctx, &mut reader, &mut buf, accepted, peer).await {
+        None => match read_head(ctx, &mut reader, &mut buf, accepted, (peer, tether)).await {
             Some(request) => request,
             None => {
                 async_io::close(
@@ -90,7 +101,7 @@ pub async fn serve<P, C>(
     };
     let id = crate::next_request_id();
     for warning in &request.warnings {
-        tracing::warn!(%peer, request = id, "{warning}");
+        bad_input!(peer, "request", %peer, request = id, "{warning}");
     }
     let who = Who {
         peer,
@@ -133,15 +144,19 @@ pub async fn serve<P, C>(
     let request = Arc::new(request);
     let (sender, receiver) = response_channel(ctx.response_buffer);
     let closer = receiver.closer();
-    ctx.pool.submit(Job {
+    let job = Job {
         id,
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),
         response: ResponseTarget::Channel(sender),
         errors_to_peer: false,
-    });
+    };
+    // Beyond the requests the gate admits, this one waits unsubmitted.
+    let admission = ctx.gate.admit().await;
+    ctx.pool.submit(job);
 
+    *progress.admission.lock().unwrap() = admission;
     // Bytes that came after the body, or `None` when the body failed
     // (what follows it is then no body's).
     let mut pump = Box::pin(async {
@@ -194,7 +209,9 @@ pub async fn serve<P, C>(
         if let Some(extra) = in_body.map(|extra| extra + drained)
             && extra > 0
         {
-            tracing::warn!(
+            bad_input!(
+                peer,
+                "bytes after the body",
                 %peer,
                 request = id,
                 "the front server sent {extra} bytes after the request body; they were discarded. \
@@ -213,6 +230,8 @@ struct Progress {
     body_arrived: Notify,
     /// The application's response went out whole.
     response_complete: AtomicBool,
+    /// The request's place in the `JobGate`, until its response begins.
+    admission: std::sync::Mutex<Option<Admission>>,
 }
 
 impl Progress {
@@ -227,7 +246,7 @@ async fn read_head<P, R>(
     reader: &mut R,
     buf: &mut BytesMut,
     accepted: Instant,
-    peer: &str,
+    (peer, tether): (&str, &Tether),
 ) -> Option<Request>
 where
     P: StreamProtocol,
@@ -235,22 +254,44 @@ where
 {
     let deadline = accepted + ctx.timeouts.header;
     let name = ctx.protocol.name();
+    // At --max-connections, the connection waiting longest for its head
+    // is closed to admit a new one.
+    let mut place = None;
     loop {
         match ctx.protocol.decode_head(buf) {
             Ok(Some(request)) => return Some(request),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(%peer, "bad {name} request: {e}; closing the connection");
+                bad_input!(peer, "bad request head", %peer, "bad {name} request: {e}; closing the connection");
                 return None;
             }
         }
         buf.reserve(8 * 1024);
+        let place = place.get_or_insert_with(|| tether.waiting(Waiting::Head, accepted));
         // Also while the worker stops: the front server may have sent this
         // request already (a reload must not fail it).
-        match timeout_at(deadline, reader.read_buf(buf)).await {
+        let read = tokio::select! {
+            read = timeout_at(deadline, reader.read_buf(buf)) => read,
+            () = place.evicted() => {
+                bad_input!(
+                    peer,
+                    "closed for room",
+                    %peer,
+                    "closing a connection that waited {:?} for its {name} request head ({} bytes arrived): \
+                     --max-connections {} reached, and it had waited longest",
+                    accepted.elapsed(),
+                    buf.len(),
+                    tether.limit()
+                );
+                return None;
+            }
+        };
+        match read {
             Ok(Ok(0)) => {
                 if !buf.is_empty() {
-                    tracing::warn!(
+                    bad_input!(
+                        peer,
+                        "incomplete head",
                         %peer,
                         "the connection closed after {} bytes, before the {name} request head was complete",
                         buf.len()
@@ -264,7 +305,9 @@ where
                 return None;
             }
             Err(_) => {
-                tracing::warn!(
+                bad_input!(
+                    peer,
+                    "head timeout",
                     %peer,
                     "timed out after {:?} waiting for the {name} request head ({} bytes arrived)",
                     ctx.timeouts.header,
@@ -322,7 +365,7 @@ impl BodyPump<'_> {
                         return Pumped::Ended { past_end };
                     }
                     Err(e) => {
-                        tracing::warn!(%peer, request = id, "bad chunked request body: {e}");
+                        bad_input!(peer, "bad body", %peer, request = id, "bad chunked request body: {e}");
                         self.body.fail(BodyError::Framing(e.to_string()));
                         return Pumped::Failed;
                     }
@@ -352,7 +395,7 @@ impl BodyPump<'_> {
                         // started; with the response whole, that is no error.
                         tracing::debug!(%peer, request = id, "{error}");
                     } else {
-                        tracing::warn!(%peer, request = id, "{error}");
+                        bad_input!(peer, "bad body", %peer, request = id, "{error}");
                     }
                     error
                 }
@@ -371,7 +414,7 @@ impl BodyPump<'_> {
                 Err(_) => {
                     let error = BodyError::TimedOut { received, expected };
                     let body_timeout = self.body_timeout;
-                    tracing::warn!(%peer, request = id, "{error} (--body-timeout {body_timeout:?})");
+                    bad_input!(peer, "body timeout", %peer, request = id, "{error} (--body-timeout {body_timeout:?})");
                     error
                 }
             };
@@ -389,7 +432,7 @@ impl BodyPump<'_> {
             limit: slow.limit,
             window_secs: slow.window_secs,
         };
-        tracing::warn!(peer = %self.peer, request = self.id, "{error}; closing the connection");
+        bad_input!(self.peer, "body too slow", peer = %self.peer, request = self.id, "{error}; closing the connection");
         error
     }
 }
@@ -445,6 +488,7 @@ where
 {
     let mut flow = ResponseFlow::new(false);
     let mut events = Vec::new();
+    let mut first = true;
     loop {
         if progress.body_done.load(Ordering::Relaxed) {
             flow.body_arrived();
@@ -473,6 +517,11 @@ where
         };
         if received.is_none() {
             return Ending::Aborted;
+        }
+        if first {
+            // Answering: the request no longer waits for a Python thread.
+            first = false;
+            progress.admission.lock().unwrap().take();
         }
         flow.encode(&mut encoder, events.drain(..));
     }

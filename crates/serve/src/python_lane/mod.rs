@@ -22,6 +22,7 @@ pub(crate) use fastcgi::{is_a_responder, start as start_fastcgi};
 pub(crate) use socket::{Socket, hung_up};
 pub(crate) use stream::start;
 
+use crate::bad_input::bad_input;
 use crate::config::Protocol;
 use crate::intake::Tether;
 use crate::sink::PeerSending;
@@ -99,7 +100,7 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
 ) -> Lane {
     let id = crate::next_request_id();
     for warning in &request.warnings {
-        tracing::warn!(peer = %conn.peer, request = id, "{warning}");
+        bad_input!(&conn.peer, "request", peer = %conn.peer, request = id, "{warning}");
     }
     let peer_sending = if conn.maybe_more {
         PeerSending::Maybe
