@@ -9,17 +9,18 @@ use crate::body::{Answering, BodyReader};
 use crate::environ::EnvironBuilder;
 use crate::errors::WsgiErrors;
 use crate::input::WsgiInput;
-use crate::responder::{HeadProgress, Responder, Stop};
-use crate::response::ResponseTarget;
+use crate::responder::{HeadProgress, Responder, Room, Stop};
+use crate::response::{Budget, ResponseTarget};
 use crate::running::ThreadSlot;
 use crate::tag::RequestTag;
 use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 use rustgi_model::{Request, ResponseHead};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// One request handed to a Python thread.
 pub struct Job {
@@ -80,8 +81,8 @@ impl StartResponse {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
-        match self.responder.send(py, Some(data), false) {
-            Ok(_) => Ok(()),
+        match self.responder.send_waiting(py, data) {
+            Ok(()) => Ok(()),
             Err(Stop::App(e)) => Err(e),
             Err(Stop::Gone) => Err(PyOSError::new_err("the client has disconnected")),
         }
@@ -118,12 +119,53 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     ResponseHead::new(status, pairs).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// Serves one request on this (attached) Python thread.
+/// What a Python thread runs: a new request, or a parked response to go
+/// on with.
+pub(crate) enum Work {
+    New(Job),
+    Resume(Parked),
+}
+
+/// A response whose iteration waits, on no thread, for its connection to
+/// write what it was given (see `crate::response`): the application's
+/// iterator and what its end needs. Whichever Python thread is free goes
+/// on with it ([`resume`]).
+pub(crate) struct Parked {
+    tag: RequestTag,
+    responder: Arc<Responder>,
+    bodies: Vec<Answering>,
+    result: Py<PyAny>,
+    iterator: Py<PyIterator>,
+    /// How long the response has run on threads: `--timeout` counts only
+    /// that (a parked response waits for its client, which
+    /// `--write-timeout` bounds).
+    ran: Duration,
+}
+
+/// Queues a parked response for the next free thread.
+pub(crate) type Resumer = Arc<dyn Fn(Parked) + Send + Sync>;
+
+/// What every request on a thread uses.
+pub(crate) struct ThreadContext<'a> {
+    pub(crate) slot: &'a ThreadSlot,
+    pub(crate) budget: &'a Arc<Budget>,
+    pub(crate) resumer: &'a Resumer,
+}
+
+/// How far an iteration went.
+enum Advanced {
+    Done,
+    /// The connection is full: park.
+    Full,
+}
+
+/// Serves one request on this (attached) Python thread, until its
+/// response is whole or parks.
 pub(crate) fn serve(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
     environ: &mut EnvironBuilder,
-    slot: &ThreadSlot,
+    ctx: &ThreadContext<'_>,
     job: Job,
 ) {
     if job.response.client_gone() {
@@ -153,11 +195,13 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
-    let responder = Arc::new(Responder::new(response, tag.clone()));
-    slot.begin(tag.clone(), responder.clone());
+    let responder = Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()));
+    let begun = ctx
+        .slot
+        .begin(tag.clone(), responder.clone(), Duration::ZERO);
     let mut bodies = vec![body.answering()];
     bodies.extend(streams.iter().map(|(_, stream)| stream.answering()));
-    let outcome = (|| -> Result<(), Stop> {
+    let called = (|| -> PyResult<Bound<'_, PyAny>> {
         let input = Bound::new(py, WsgiInput::new(body))?.into_any();
         let peer = errors_to_peer.then(|| responder.clone());
         let errors = Bound::new(py, WsgiErrors::new(tag.clone(), peer))?.into_any();
@@ -172,46 +216,136 @@ pub(crate) fn serve(
                 bodies: bodies.clone(),
             },
         )?;
-        let result = app.call1((environ, start_response))?;
-        let iterated = iterate(py, &result, &responder);
-        let closed = close(&result);
-        match (iterated, closed) {
+        app.call1((environ, start_response))
+    })();
+    let result = match called {
+        Ok(result) => result,
+        Err(e) => return finish(py, ctx, &tag, &responder, &bodies, None, Err(e.into())),
+    };
+    match begin_iteration(py, &result, &responder) {
+        Ok(Some(iterator)) => {
+            let parked = Parked {
+                tag,
+                responder,
+                bodies,
+                result: result.unbind(),
+                iterator: iterator.unbind(),
+                ran: Duration::ZERO,
+            };
+            go_on(py, ctx, parked, begun);
+        }
+        Ok(None) => finish(py, ctx, &tag, &responder, &bodies, Some(&result), Ok(())),
+        Err(stop) => finish(py, ctx, &tag, &responder, &bodies, Some(&result), Err(stop)),
+    }
+}
+
+/// Goes on with a parked response on this thread.
+pub(crate) fn resume(py: Python<'_>, ctx: &ThreadContext<'_>, parked: Parked) {
+    let begun = ctx
+        .slot
+        .begin(parked.tag.clone(), parked.responder.clone(), parked.ran);
+    go_on(py, ctx, parked, begun);
+}
+
+/// Iterates until the response ends or the connection is full; then parks
+/// it, for whichever thread is free once the connection has drained.
+/// `begun`: when the response began, as `--timeout` counts.
+fn go_on(py: Python<'_>, ctx: &ThreadContext<'_>, mut parked: Parked, begun: Instant) {
+    let iterator = parked.iterator.bind(py).clone();
+    let advanced = advance(py, iterator, &parked.responder);
+    let result = parked.result.bind(py).clone();
+    let outcome = match advanced {
+        Ok(Advanced::Full) => {
+            parked.ran = begun.elapsed();
+            // Off this thread: no --timeout clock, no TimeoutError for it.
+            ctx.slot.end(py);
+            let responder = parked.responder.clone();
+            let resumer = ctx.resumer.clone();
+            if let Err(resume) = responder.park(Box::new(move || resumer(parked))) {
+                // The connection drained meanwhile: a free thread goes on.
+                resume();
+            }
+            return;
+        }
+        Ok(Advanced::Done) => Ok(()),
+        Err(stop) => Err(stop),
+    };
+    let Parked {
+        tag,
+        responder,
+        bodies,
+        ..
+    } = parked;
+    finish(py, ctx, &tag, &responder, &bodies, Some(&result), outcome);
+}
+
+/// Ends a request: `close()` on the application's iterable (once, on
+/// every path), the log line and our 500 or abort for what failed, then
+/// the thread and the connection are released.
+fn finish(
+    py: Python<'_>,
+    ctx: &ThreadContext<'_>,
+    tag: &RequestTag,
+    responder: &Responder,
+    bodies: &[Answering],
+    result: Option<&Bound<'_, PyAny>>,
+    iterated: Result<(), Stop>,
+) {
+    let outcome = match result {
+        None => iterated,
+        Some(result) => match (iterated, close(result)) {
             (Err(stop), Err(close_error)) => {
-                log_exception(py, &tag, "close() failed", &close_error);
+                log_exception(py, tag, "close() failed", &close_error);
                 Err(stop)
             }
             (Err(stop), Ok(())) => Err(stop),
             (Ok(()), closed) => closed.map_err(Stop::App),
-        }
-    })();
+        },
+    };
     match outcome {
         Ok(()) => {}
         Err(Stop::Gone) => {
             tracing::info!(request = %tag, "the client went away before the response was complete")
         }
         Err(Stop::App(e)) => {
-            log_exception(py, &tag, "application error", &e);
+            log_exception(py, tag, "application error", &e);
             responder.fail(py);
         }
     }
     // The application may keep `wsgi.input` alive (in a reference cycle, a
     // global): the connection must not wait for it to go.
-    for body in &bodies {
+    for body in bodies {
         body.request_ended();
     }
-    slot.end(py);
+    ctx.slot.end(py);
     responder.release();
 }
 
-fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> Result<(), Stop> {
+/// Sends a response that is one bytes object in a list at once (`None`
+/// then: nothing is left to iterate); otherwise the iterator to go on
+/// with.
+fn begin_iteration<'py>(
+    py: Python<'py>,
+    result: &Bound<'py, PyAny>,
+    responder: &Responder,
+) -> Result<Option<Bound<'py, PyIterator>>, Stop> {
     if let Ok(list) = result.cast::<PyList>()
         && list.len() == 1
         && let Ok(block) = list.get_item(0)?.cast_into::<PyBytes>()
     {
+        // What the connection does not take goes to the I/O loop whole.
         responder.send(py, Some(&block), true)?;
-        return Ok(());
+        return Ok(None);
     }
-    for block in result.try_iter()? {
+    Ok(Some(result.try_iter()?))
+}
+
+fn advance(
+    py: Python<'_>,
+    mut iterator: Bound<'_, PyIterator>,
+    responder: &Responder,
+) -> Result<Advanced, Stop> {
+    for block in iterator.by_ref() {
         let block = block?;
         let block = block.cast::<PyBytes>().map_err(|_| {
             let kind = block
@@ -224,12 +358,14 @@ fn iterate(py: Python<'_>, result: &Bound<'_, PyAny>, responder: &Responder) -> 
         if block.as_bytes().is_empty() {
             continue;
         }
-        if responder.send(py, Some(block), false)? {
-            break;
+        match responder.send(py, Some(block), false)? {
+            (true, _) => break,
+            (false, Room::Full) => return Ok(Advanced::Full),
+            (false, Room::Yes) => {}
         }
     }
     responder.send(py, None, true)?;
-    Ok(())
+    Ok(Advanced::Done)
 }
 
 fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -38,7 +38,7 @@ pub use paths::Mount;
 pub use pool::{Intake, PythonPool, RequestHook};
 pub use responder::TimeoutAnswer;
 pub use response::{
-    Disconnected, LaneWriter, ResponseCloser, ResponseEvent, ResponseReceiver, ResponseSender,
-    ResponseTarget, response_channel,
+    Budget, Disconnected, LaneWriter, ResponseCloser, ResponseEvent, ResponseReceiver,
+    ResponseSender, ResponseTarget, response_channel,
 };
 pub use running::Overdue;

@@ -4,8 +4,9 @@
 //! detaches only while it waits for the next job: attaching per request
 //! costs microseconds and would reset `threading.local`.
 
-use crate::call::{Job, serve};
+use crate::call::{Job, Parked, Resumer, ThreadContext, Work, resume, serve};
 use crate::environ::{EnvironBuilder, EnvironSettings};
+use crate::response::Budget;
 use crate::running::{Overdue, Running, ThreadSlot};
 use pyo3::prelude::*;
 use std::collections::VecDeque;
@@ -39,6 +40,9 @@ pub trait Intake: Send + Sync {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
+    /// Parked responses whose connection has drained: served before new
+    /// requests, and even when the budget is spent.
+    resumes: VecDeque<Parked>,
     closed: bool,
     intake: Option<Arc<dyn Intake>>,
     /// A thread is in `Intake::wait`.
@@ -65,6 +69,11 @@ struct JobQueue {
     serving: AtomicUsize,
     /// Jobs begun so far: whether the serving threads make progress.
     started: AtomicU64,
+    /// The bytes held for responses on their way to clients: past its
+    /// limit, no new request is taken.
+    budget: Arc<Budget>,
+    /// Parked responses queued to go on, or going on.
+    resuming: AtomicUsize,
 }
 
 /// How long a leader that sees a request waits for the threads serving
@@ -84,10 +93,17 @@ enum Wait {
 }
 
 impl JobQueue {
-    /// A job or a request from the intake, without blocking.
-    fn next(&self) -> Option<Job> {
+    /// A parked response to go on with, a job, or a request from the
+    /// intake, without blocking. Past the budget, only the first.
+    fn next(&self) -> Option<Work> {
         let (intake, hook) = {
             let mut queue = self.queue.lock().unwrap();
+            if let Some(parked) = queue.resumes.pop_front() {
+                return Some(Work::Resume(parked));
+            }
+            if self.budget.over() {
+                return None;
+            }
             let hook = queue.on_request.clone();
             match queue.jobs.pop_front() {
                 Some(job) => {
@@ -95,7 +111,7 @@ impl JobQueue {
                     if let Some(hook) = hook {
                         hook();
                     }
-                    return Some(job);
+                    return Some(Work::New(job));
                 }
                 None => (queue.intake.clone()?, hook),
             }
@@ -104,7 +120,18 @@ impl JobQueue {
         if let Some(hook) = hook {
             hook();
         }
-        Some(job)
+        Some(Work::New(job))
+    }
+
+    /// Whether a thread would find work in the queue (not the intake).
+    fn has_work(&self, queue: &Queue) -> bool {
+        !queue.resumes.is_empty() || (!queue.jobs.is_empty() && !self.budget.over())
+    }
+
+    /// Whether an idle thread should watch the intake: not past the
+    /// budget (new requests then wait in the listen backlog).
+    fn intake_open(&self, queue: &Queue) -> Option<Arc<dyn Intake>> {
+        queue.intake.clone().filter(|_| !self.budget.over())
     }
 
     /// Waits until there may be work; called without the GIL. `leading`:
@@ -126,7 +153,7 @@ impl JobQueue {
             self.patience.notify_one();
         }
         loop {
-            if !queue.jobs.is_empty() {
+            if self.has_work(&queue) {
                 // This thread goes to work. If it was woken to take over
                 // the intake, someone else must: otherwise connections
                 // wait in the backlog while threads sleep.
@@ -138,7 +165,7 @@ impl JobQueue {
             if queue.closed {
                 return Wait::Closed;
             }
-            if let Some(intake) = queue.intake.clone()
+            if let Some(intake) = self.intake_open(&queue)
                 && !queue.leader
             {
                 queue.leader = true;
@@ -179,7 +206,8 @@ impl JobQueue {
             if self.serving.load(Ordering::Acquire) == 0
                 || queue.closed
                 || queue.intake.is_none()
-                || !queue.jobs.is_empty()
+                || self.has_work(&queue)
+                || self.budget.over()
             {
                 return;
             }
@@ -204,7 +232,7 @@ impl JobQueue {
 
     /// A thread's life: serves what it finds until the queue closes.
     /// `wait` is [`JobQueue::wait`], called without the GIL.
-    fn work(&self, mut serve: impl FnMut(Job), mut wait: impl FnMut(bool) -> Wait) {
+    fn work(&self, mut serve: impl FnMut(Work), mut wait: impl FnMut(bool) -> Wait) {
         let mut leading = false;
         loop {
             if let Some(job) = self.next() {
@@ -249,6 +277,30 @@ impl JobQueue {
     fn push(&self, job: Job) {
         let mut queue = self.queue.lock().unwrap();
         queue.jobs.push_back(job);
+        self.wake_for(queue);
+    }
+
+    /// Queues a parked response whose connection has drained (called on
+    /// the I/O thread, or on the thread that parked it).
+    fn resume(&self, parked: Parked) {
+        self.resuming.fetch_add(1, Ordering::AcqRel);
+        let mut queue = self.queue.lock().unwrap();
+        queue.resumes.push_back(parked);
+        self.wake_for(queue);
+    }
+
+    /// Room came back in the budget: every idle thread looks again (one
+    /// goes back to watching the intake).
+    fn room(&self) {
+        let mut queue = self.queue.lock().unwrap();
+        self.wake_all(&mut queue);
+        if let Some(intake) = &queue.intake {
+            intake.wake();
+        }
+    }
+
+    /// Wakes a thread for what was just queued.
+    fn wake_for(&self, queue: MutexGuard<'_, Queue>) {
         if queue.followers > 0 {
             self.wake_one(queue);
         } else if queue.leader
@@ -299,6 +351,12 @@ impl PythonPool {
     ) -> std::io::Result<PythonPool> {
         let threads = threads.max(1);
         let queue = Arc::new(JobQueue::default());
+        let weak = Arc::downgrade(&queue);
+        queue.budget.on_room(Box::new(move || {
+            if let Some(queue) = weak.upgrade() {
+                queue.room();
+            }
+        }));
         let running = Arc::new(Running::new(threads));
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads {
@@ -309,7 +367,7 @@ impl PythonPool {
             let handle = std::thread::Builder::new()
                 .name(format!("python-{index}"))
                 .stack_size(THREAD_STACK)
-                .spawn(move || run_thread(app, &queue, settings, running, index))?;
+                .spawn(move || run_thread(app, queue, settings, running, index))?;
             handles.push(handle);
         }
         Ok(PythonPool {
@@ -326,9 +384,22 @@ impl PythonPool {
         self.queue.queue.lock().unwrap().on_request = Some(hook);
     }
 
-    /// Queues a request; a free thread picks it up.
+    /// Queues a request; a free thread picks it up (past the budget,
+    /// once room comes back).
     pub fn submit(&self, job: Job) {
         self.queue.push(job);
+    }
+
+    /// Bounds the bytes held for responses on their way to clients that
+    /// read slowly or not at all (see [`Budget`]): past `bytes`, new
+    /// requests wait.
+    pub fn limit_response_memory(&self, bytes: usize) {
+        self.queue.budget.set_limit(bytes);
+    }
+
+    /// The bytes held now for responses on their way to clients.
+    pub fn response_memory(&self) -> usize {
+        self.queue.budget.held()
     }
 
     /// Lets idle threads take requests from `intake` themselves; `None`
@@ -349,6 +420,21 @@ impl PythonPool {
         self.running.stuck()
     }
 
+    /// Once the I/O loop is gone (the worker stops): gives the threads up
+    /// to `limit` to go on with the responses it left parked, each of
+    /// which finds its connection gone and calls the application's
+    /// `close()`. Returns whether they all did.
+    pub fn close_parked(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.queue.resuming.load(Ordering::Acquire) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     /// Lets the threads finish what is queued, then joins them.
     pub fn shutdown(&self) {
         self.queue.close();
@@ -361,7 +447,7 @@ impl PythonPool {
 
 fn run_thread(
     app: Py<PyAny>,
-    queue: &JobQueue,
+    queue: Arc<JobQueue>,
     settings: EnvironSettings,
     running: Arc<Running>,
     index: usize,
@@ -382,8 +468,23 @@ fn run_thread(
                 return;
             }
         };
+        let resumer: Resumer = {
+            let queue = queue.clone();
+            Arc::new(move |parked| queue.resume(parked))
+        };
+        let ctx = ThreadContext {
+            slot: &slot,
+            budget: &queue.budget,
+            resumer: &resumer,
+        };
         queue.work(
-            |job| serve(py, &app, &mut environ, &slot, job),
+            |work| match work {
+                Work::New(job) => serve(py, &app, &mut environ, &ctx, job),
+                Work::Resume(parked) => {
+                    resume(py, &ctx, parked);
+                    queue.resuming.fetch_sub(1, Ordering::AcqRel);
+                }
+            },
             |leading| py.detach(|| queue.wait(leading)),
         );
     });
@@ -415,6 +516,33 @@ mod tests {
             response: ResponseTarget::Channel(sender),
             errors_to_peer: false,
         }
+    }
+
+    #[test]
+    fn past_the_budget_new_jobs_wait_until_room_comes_back() {
+        let queue = Arc::new(JobQueue::default());
+        let weak = Arc::downgrade(&queue);
+        queue.budget.on_room(Box::new(move || {
+            if let Some(queue) = weak.upgrade() {
+                queue.room();
+            }
+        }));
+        queue.budget.set_limit(100);
+        queue.budget.hold(150);
+        queue.push(job(1));
+        assert!(queue.next().is_none(), "over the budget: the job waits");
+        let waiting = std::thread::spawn({
+            let queue = queue.clone();
+            move || matches!(queue.wait(false), Wait::Again)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !waiting.is_finished(),
+            "an idle thread sleeps, it does not spin"
+        );
+        queue.budget.release(100);
+        assert!(waiting.join().unwrap(), "room wakes it");
+        assert!(matches!(queue.next(), Some(Work::New(job)) if job.id == 1));
     }
 
     /// A listener whose connections the test hands in.
@@ -525,7 +653,13 @@ mod tests {
             .map(|_| {
                 let (queue, rounds) = (queue.clone(), rounds.clone());
                 std::thread::spawn(move || {
-                    queue.work(|job| rounds.serve(job.id), |leading| queue.wait(leading));
+                    queue.work(
+                        |work| match work {
+                            Work::New(job) => rounds.serve(job.id),
+                            Work::Resume(_) => unreachable!("nothing parks here"),
+                        },
+                        |leading| queue.wait(leading),
+                    );
                 })
             })
             .collect();

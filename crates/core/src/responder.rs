@@ -4,7 +4,7 @@
 //! and our own 500 and 504 responses.
 
 use crate::response::{
-    Disconnected, LaneWriter, ResponseEvent, ResponseSender, ResponseTarget, TrySend,
+    Budget, Disconnected, LaneWriter, ResponseEvent, ResponseSender, ResponseTarget, Resume,
 };
 use crate::tag::RequestTag;
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use rustgi_model::{COALESCE_LIMIT, ResponseHead};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Why a response stopped early.
 pub(crate) enum Stop {
@@ -58,56 +58,117 @@ pub(crate) enum HeadProgress {
 /// The response side of one request, shared by `start_response`, `write()`
 /// and the iteration.
 pub(crate) struct Responder {
-    target: Target,
+    target: Mutex<Target>,
     state: Mutex<HeadState>,
     /// The request, for the log, and its method: a HEAD response declares
     /// a Content-Length without a body.
     tag: RequestTag,
+    budget: Arc<Budget>,
 }
 
 enum Target {
+    /// The I/O lane's channel, or the channel a Python-lane connection
+    /// was handed off with once it was full.
     Channel(ResponseSender),
-    /// `None` once the request is over: an application that kept
-    /// `start_response` must not keep the connection open.
-    PythonLane(Mutex<Option<Box<dyn LaneWriter>>>),
+    /// A Python-lane connection the thread writes itself, until it is
+    /// full.
+    Writer(Box<dyn LaneWriter>),
+    /// The request is over (an application that kept `start_response` must
+    /// not keep the connection open), or the connection is gone.
+    Gone,
+}
+
+/// Whether the response may take more now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Room {
+    Yes,
+    /// The connection has all it may hold for now: the iteration parks.
+    Full,
 }
 
 impl Responder {
-    pub(crate) fn new(target: ResponseTarget, tag: RequestTag) -> Self {
+    pub(crate) fn new(target: ResponseTarget, tag: RequestTag, budget: Arc<Budget>) -> Self {
         let target = match target {
-            ResponseTarget::Channel(sender) => Target::Channel(sender),
-            ResponseTarget::PythonLane(writer) => Target::PythonLane(Mutex::new(Some(writer))),
+            ResponseTarget::Channel(sender) => {
+                sender.count_in(&budget);
+                Target::Channel(sender)
+            }
+            ResponseTarget::PythonLane(writer) => Target::Writer(writer),
         };
         Responder {
-            target,
+            target: Mutex::new(target),
             state: Mutex::new(HeadState::default()),
             tag,
+            budget,
         }
     }
 
     /// Passes a `wsgi.errors` line on to the front server.
-    pub(crate) fn send_stderr(&self, py: Python<'_>, line: Bytes) {
-        if let Target::PythonLane(writer) = &self.target {
-            // Another thread of the app logging while the response waits
-            // for the socket: waiting here with the GIL could deadlock, and
-            // the line is in our log anyway.
-            if let Ok(mut writer) = writer.try_lock() {
-                let _gone_is_fine = push_here(py, &mut writer, vec![ResponseEvent::Stderr(line)]);
-            }
+    pub(crate) fn send_stderr(&self, _py: Python<'_>, line: Bytes) {
+        // In order with the body, past the channel's bound: a log line
+        // never makes the application wait. The target is busy only for a
+        // moment (a write that does not block), but that moment may run
+        // Python code on this very thread (a block's finaliser that logs):
+        // then the line is in our log only.
+        let Ok(mut target) = self.target.try_lock() else {
             return;
-        }
-        let _gone_is_fine = self.push(py, vec![ResponseEvent::Stderr(line)]);
+        };
+        let _gone_is_fine = self.push_to(&mut target, vec![ResponseEvent::Stderr(line)]);
     }
 
-    fn push(&self, py: Python<'_>, mut events: Vec<ResponseEvent>) -> Result<(), Stop> {
-        match &self.target {
-            Target::Channel(sender) => loop {
-                match sender.try_send(&mut events)? {
-                    TrySend::Sent => return Ok(()),
-                    TrySend::Full => py.detach(|| sender.wait_for_room()),
+    /// Sends `events`, never waiting: the connection takes what it can, and
+    /// a Python-lane connection that is full goes to the I/O loop with the
+    /// rest.
+    fn push(&self, _py: Python<'_>, events: Vec<ResponseEvent>) -> Result<Room, Stop> {
+        self.push_to(&mut self.target.lock().unwrap(), events)
+    }
+
+    fn push_to(&self, target: &mut Target, mut events: Vec<ResponseEvent>) -> Result<Room, Stop> {
+        let full = match &mut *target {
+            Target::Channel(sender) => sender.push(&mut events),
+            Target::Writer(writer) => match writer.send(&mut events) {
+                Ok(true) => Ok(false),
+                Ok(false) => {
+                    let Target::Writer(writer) = std::mem::replace(&mut *target, Target::Gone)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    writer.hand_off(&self.budget).map(|sender| {
+                        *target = Target::Channel(sender);
+                        true
+                    })
                 }
+                Err(gone) => Err(gone),
             },
-            Target::PythonLane(writer) => push_here(py, &mut writer.lock().unwrap(), events),
+            Target::Gone => Err(Disconnected),
+        };
+        match full {
+            Ok(full) => Ok(if full { Room::Full } else { Room::Yes }),
+            Err(gone) => {
+                *target = Target::Gone;
+                Err(gone.into())
+            }
+        }
+    }
+
+    /// For a producer that cannot park (`write()`, whose caller is the
+    /// application itself): waits, without the GIL, until the connection
+    /// has taken what is queued.
+    fn wait_for_room(&self, py: Python<'_>) {
+        let room = match &*self.target.lock().unwrap() {
+            Target::Channel(sender) => sender.room(),
+            _ => return,
+        };
+        py.detach(|| room.wait_for_room());
+    }
+
+    /// Leaves the rest of the response to `resume`, once the connection
+    /// has written what it holds; gives it back when the iteration should
+    /// go on now.
+    pub(crate) fn park(&self, resume: Resume) -> Result<(), Resume> {
+        match &*self.target.lock().unwrap() {
+            Target::Channel(sender) => sender.park(resume),
+            _ => Err(resume),
         }
     }
 
@@ -131,26 +192,26 @@ impl Responder {
                 )
             }
         };
-        match &self.target {
-            Target::Channel(sender) => sender.send_now(events),
-            // Busy only while the application's thread waits for the socket:
-            // the write timeout ends that.
-            Target::PythonLane(writer) => {
-                if let Ok(mut writer) = writer.try_lock()
-                    && let Some(mut sink) = writer.take()
-                {
-                    let _sent_or_cut = sink.send(&mut events);
-                }
+        let mut target = self.target.lock().unwrap();
+        match std::mem::replace(&mut *target, Target::Gone) {
+            Target::Channel(sender) => {
+                sender.send_now(events);
+                *target = Target::Channel(sender);
             }
+            // Written now as far as the socket takes it; the rest is cut.
+            Target::Writer(mut writer) => {
+                let _sent_or_cut = writer.send(&mut events);
+            }
+            Target::Gone => {}
         }
         answer
     }
 
-    /// The response is over: a Python-lane connection is closed.
+    /// The response is over: a Python-lane connection is closed, a
+    /// channel ends.
     pub(crate) fn release(&self) {
-        if let Target::PythonLane(writer) = &self.target {
-            writer.lock().unwrap().take();
-        }
+        let target = std::mem::replace(&mut *self.target.lock().unwrap(), Target::Gone);
+        drop(target);
     }
 
     /// Sends body bytes (and `End` when `end`), preceded by the head the
@@ -166,17 +227,19 @@ impl Responder {
     /// connection is cut, so that the front server sees a truncated
     /// response instead of waiting for bytes that will never come (nginx
     /// kept its client waiting after a FastCGI END_REQUEST).
+    ///
+    /// Never waits: [`Room::Full`] says the iteration is to park.
     pub(crate) fn send(
         &self,
         py: Python<'_>,
         block: Option<&Bound<'_, PyBytes>>,
         end: bool,
-    ) -> Result<bool, Stop> {
+    ) -> Result<(bool, Room), Stop> {
         let mut events = Vec::with_capacity(3);
         let complete = {
             let mut state = self.state.lock().unwrap();
             if state.ended {
-                return Ok(true);
+                return Ok((true, Room::Yes));
             }
             if !state.sent {
                 let head = state.pending.take().ok_or_else(|| {
@@ -211,10 +274,25 @@ impl Responder {
             }
             complete
         };
-        if !events.is_empty() {
-            self.push(py, events)?;
+        let room = if events.is_empty() {
+            Room::Yes
+        } else {
+            self.push(py, events)?
+        };
+        Ok((complete, room))
+    }
+
+    /// As [`send`](Self::send), waiting (without the GIL) while the
+    /// connection is full: for `write()`, which cannot park.
+    pub(crate) fn send_waiting(
+        &self,
+        py: Python<'_>,
+        block: &Bound<'_, PyBytes>,
+    ) -> Result<(), Stop> {
+        if let (_, Room::Full) = self.send(py, Some(block), false)? {
+            self.wait_for_room(py);
         }
-        Ok(complete)
+        Ok(())
     }
 
     /// Whether a response carries a body of its Content-Length: not one to
@@ -259,8 +337,8 @@ impl Responder {
     /// `COALESCE_LIMIT` next to what precedes them anyway, and a copy costs
     /// less than the owner's allocation and reference.
     fn body(&self, block: &Bound<'_, PyBytes>, len: usize) -> Bytes {
-        match &self.target {
-            Target::PythonLane(_) if len > COALESCE_LIMIT => {
+        match &*self.target.lock().unwrap() {
+            Target::Writer(_) if len > COALESCE_LIMIT => {
                 let mut bytes = Bytes::from_owner(PyBackedBytes::from(block.clone()));
                 bytes.truncate(len);
                 bytes
@@ -330,29 +408,6 @@ fn fixed_response(status: &'static [u8], body: &'static [u8]) -> Vec<ResponseEve
     ]
 }
 
-/// Writes `events` on the connection, waiting (without the GIL) while it
-/// is full: all written, or the writer dropped, which closes the
-/// connection.
-fn push_here(
-    py: Python<'_>,
-    slot: &mut Option<Box<dyn LaneWriter>>,
-    mut events: Vec<ResponseEvent>,
-) -> Result<(), Stop> {
-    let writer = slot.as_mut().ok_or(Stop::Gone)?;
-    let mut written = writer.send(&mut events);
-    while let Ok(false) = written {
-        written = match py.detach(|| writer.wait_writable()) {
-            Ok(()) => writer.send(&mut events),
-            Err(gone) => Err(gone),
-        };
-    }
-    if written.is_err() {
-        slot.take();
-    }
-    written?;
-    Ok(())
-}
-
 /// What the client got when its request timed out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeoutAnswer {
@@ -370,7 +425,6 @@ mod tests {
     use super::*;
     use crate::response::response_channel;
     use std::future::Future;
-    use std::sync::Arc;
 
     /// A connection that keeps every body block it is given, as an encoder
     /// that queues blocks without copying them might.
@@ -386,8 +440,11 @@ mod tests {
             Ok(true)
         }
 
-        fn wait_writable(&self) -> Result<(), Disconnected> {
-            Ok(())
+        fn hand_off(
+            self: Box<Self>,
+            _budget: &Arc<Budget>,
+        ) -> Result<ResponseSender, Disconnected> {
+            unreachable!("it takes everything")
         }
     }
 
@@ -413,7 +470,7 @@ mod tests {
             method: Bytes::from_static(method),
             path: Bytes::from_static(b"/"),
         };
-        let responder = Responder::new(target, tag);
+        let responder = Responder::new(target, tag, Arc::new(Budget::new(usize::MAX)));
         let head = ResponseHead::new(
             Bytes::from_static(b"200 OK"),
             vec![(
@@ -439,7 +496,10 @@ mod tests {
             let block = PyBytes::new(py, &vec![b'x'; large + 5]);
             let before = references(&block);
             let sent = responder.send(py, Some(&block), false);
-            assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
+            assert!(
+                matches!(sent, Ok((true, Room::Yes))),
+                "the Content-Length is reached"
+            );
             assert_eq!(
                 kept.lock().unwrap()[0].len(),
                 large,
@@ -463,7 +523,10 @@ mod tests {
             let block = PyBytes::new(py, b"hello, world");
             let before = references(&block);
             let sent = responder.send(py, Some(&block), false);
-            assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
+            assert!(
+                matches!(sent, Ok((true, Room::Yes))),
+                "the Content-Length is reached"
+            );
             assert_eq!(kept.lock().unwrap()[..], [Bytes::from_static(b"hello")]);
             assert_eq!(references(&block), before, "a copy holds no reference");
         });
@@ -478,7 +541,10 @@ mod tests {
             let block = PyBytes::new(py, b"hello, world");
             let before = references(&block);
             let sent = responder.send(py, Some(&block), false);
-            assert!(matches!(sent, Ok(true)), "the Content-Length is reached");
+            assert!(
+                matches!(sent, Ok((true, Room::Yes))),
+                "the Content-Length is reached"
+            );
             assert_eq!(references(&block), before, "not held");
         });
         let mut events = Vec::new();
@@ -506,7 +572,10 @@ mod tests {
             let responder = started_for(method, ResponseTarget::Channel(sender), b"100");
             Python::attach(|py| {
                 let block = PyBytes::new(py, b"0123456789");
-                assert!(matches!(responder.send(py, Some(&block), true), Ok(false)));
+                assert!(matches!(
+                    responder.send(py, Some(&block), true),
+                    Ok((false, _))
+                ));
             });
             let mut events = Vec::new();
             {

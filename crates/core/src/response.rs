@@ -2,13 +2,22 @@
 //!
 //! A channel bounded in bytes, not messages: one `yield` can be 100 MB, and a
 //! slow client must slow the application down instead of growing memory.
-//! The Python side blocks (GIL released) while the channel is full; the
-//! connection side is async and takes everything queued at once, so what is
-//! already waiting goes out in one write without delaying any block.
+//! When the channel is full, the iteration of the response parks
+//! ([`ResponseSender::park`]): no thread waits for a client. The
+//! connection side is async and takes everything queued at once, so what
+//! is already waiting goes out in one write without delaying any block;
+//! when it has written all it took and finds the channel empty, it resumes
+//! the parked iteration on whichever Python thread is free.
+//!
+//! Every byte queued in a channel, or handed to the I/O loop by a Python
+//! thread, counts against one [`Budget`] per process: past it the Python
+//! threads take no new request (they go on with parked ones), so that
+//! clients that do not read cannot grow memory without bound.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Poll, Waker};
 
 pub use rustgi_model::ResponseEvent;
@@ -45,14 +54,16 @@ impl ResponseTarget {
 /// the `Bytes` keeps it alive, so holding on to it is safe, but one dropped
 /// off the Python thread only frees it once a Python thread re-attaches.
 pub trait LaneWriter: Send + Sync {
-    /// Encodes `events` and writes what the connection takes now, without
-    /// blocking. `Ok(true)`: nothing is pending; `Ok(false)`: call
-    /// [`wait_writable`](Self::wait_writable) without the GIL, then `send`
-    /// again (with no events) to go on.
+    /// Encodes `events` (taking them all) and writes what the connection
+    /// takes now, without blocking. `Ok(true)`: nothing is pending;
+    /// `Ok(false)`: the connection is full, call
+    /// [`hand_off`](Self::hand_off).
     fn send(&mut self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected>;
-    /// Waits until the connection takes more bytes; `Err` when it is gone
-    /// or stalled beyond the write timeout.
-    fn wait_writable(&self) -> Result<(), Disconnected>;
+    /// Passes the connection, with what is pending, to the I/O loop, which
+    /// writes it as the client reads; the rest of the response goes there
+    /// through the channel returned. What is pending counts against
+    /// `budget` until it is written.
+    fn hand_off(self: Box<Self>, budget: &Arc<Budget>) -> Result<ResponseSender, Disconnected>;
     /// Whether the client is known to have gone (its connection hung up)
     /// before the application started: the request is then not run.
     fn client_gone(&self) -> bool {
@@ -60,22 +71,118 @@ pub trait LaneWriter: Send + Sync {
     }
 }
 
+/// The bytes held for responses on their way to clients (queued in
+/// channels, or handed to the I/O loop), against one limit per process.
+/// Past the limit the Python threads take no new request until room comes
+/// back: new requests wait (in the listen backlog, or queued), they are
+/// not refused.
+pub struct Budget {
+    limit: AtomicUsize,
+    held: AtomicUsize,
+    /// Called when the bytes held fall back to the limit.
+    on_room: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(usize::MAX)
+    }
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Self {
+        Budget {
+            limit: AtomicUsize::new(limit),
+            held: AtomicUsize::new(0),
+            on_room: OnceLock::new(),
+        }
+    }
+
+    /// `on_room` runs (on any thread) each time the bytes held fall from
+    /// over the limit back to it.
+    pub(crate) fn on_room(&self, on_room: Box<dyn Fn() + Send + Sync>) {
+        let _set_once = self.on_room.set(on_room);
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Release);
+        if let Some(on_room) = self.on_room.get() {
+            on_room();
+        }
+    }
+
+    pub fn hold(&self, bytes: usize) {
+        let before = self.held.fetch_add(bytes, Ordering::AcqRel);
+        let limit = self.limit.load(Ordering::Acquire);
+        if before <= limit && before + bytes > limit {
+            tracing::warn!(
+                "{} MiB of responses wait for clients to read them (--response-memory {} MiB): new requests wait",
+                (before + bytes) >> 20,
+                limit >> 20
+            );
+        }
+    }
+
+    pub fn release(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let before = self.held.fetch_sub(bytes, Ordering::AcqRel);
+        let limit = self.limit.load(Ordering::Acquire);
+        if before > limit && before - bytes <= limit {
+            tracing::info!(
+                "response memory back under --response-memory: taking new requests again"
+            );
+            if let Some(on_room) = self.on_room.get() {
+                on_room();
+            }
+        }
+    }
+
+    /// Over the limit: take no new request.
+    pub fn over(&self) -> bool {
+        self.held.load(Ordering::Acquire) > self.limit.load(Ordering::Acquire)
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
 /// The connection is gone; nothing more will be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Disconnected;
 
+/// What resumes a parked iteration: it queues it for a Python thread.
+pub(crate) type Resume = Box<dyn FnOnce() + Send>;
+
 struct State {
     queue: VecDeque<ResponseEvent>,
     queued_bytes: usize,
+    /// Taken by the receiver and counted in the budget until its next
+    /// `recv` (by then it has written them).
+    taken_bytes: usize,
     receiver_gone: bool,
     sender_gone: bool,
+    /// The receiver found the channel empty and waits.
+    receiver_waiting: bool,
     waker: Option<Waker>,
+    parked: Option<Resume>,
 }
 
 struct Shared {
     max_bytes: usize,
     state: Mutex<State>,
     room: Condvar,
+    budget: OnceLock<Arc<Budget>>,
+}
+
+impl Shared {
+    fn release(&self, bytes: usize) {
+        if let Some(budget) = self.budget.get() {
+            budget.release(bytes);
+        }
+    }
 }
 
 /// Creates a channel that holds at most `max_bytes` of body (one larger
@@ -86,11 +193,15 @@ pub fn response_channel(max_bytes: usize) -> (ResponseSender, ResponseReceiver) 
         state: Mutex::new(State {
             queue: VecDeque::new(),
             queued_bytes: 0,
+            taken_bytes: 0,
             receiver_gone: false,
             sender_gone: false,
+            receiver_waiting: false,
             waker: None,
+            parked: None,
         }),
         room: Condvar::new(),
+        budget: OnceLock::new(),
     });
     (
         ResponseSender {
@@ -105,65 +216,89 @@ pub struct ResponseSender {
     shared: Arc<Shared>,
 }
 
-/// What [`ResponseSender::try_send`] did.
-pub enum TrySend {
-    Sent,
-    /// The channel is full: call [`ResponseSender::wait_for_room`] (without
-    /// the GIL) and try again.
-    Full,
-}
-
 impl ResponseSender {
-    /// Queues `events` as one unit if there is room.
-    pub fn try_send(&self, events: &mut Vec<ResponseEvent>) -> Result<TrySend, Disconnected> {
-        self.enqueue(events, true)
+    /// Counts what is queued here against `budget` from now on.
+    pub fn count_in(&self, budget: &Arc<Budget>) {
+        let _set_once = self.shared.budget.set(budget.clone());
+    }
+
+    /// Queues `events` (taking them all); `Ok(true)` when the channel is
+    /// now full: the producer should [`park`](Self::park) (or, when it
+    /// cannot, [`wait_for_room`](Self::wait_for_room)). A channel holds at
+    /// most its bound plus the last batch.
+    pub fn push(&self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected> {
+        self.enqueue(events)
     }
 
     /// Queues `events` whatever the bound (a few small events of our own,
     /// sent without the application: `--timeout`'s 504).
     pub fn send_now(&self, mut events: Vec<ResponseEvent>) {
-        let _gone_is_fine = self.enqueue(&mut events, false);
+        let _gone_is_fine = self.enqueue(&mut events);
     }
 
-    /// Takes `events` (leaving it empty) unless the channel is gone, or
-    /// full and `bounded` (leaving it as it was).
-    fn enqueue(
-        &self,
-        events: &mut Vec<ResponseEvent>,
-        bounded: bool,
-    ) -> Result<TrySend, Disconnected> {
+    fn enqueue(&self, events: &mut Vec<ResponseEvent>) -> Result<bool, Disconnected> {
         let weight: usize = events.iter().map(ResponseEvent::weight).sum();
         let mut state = self.shared.state.lock().unwrap();
         if state.receiver_gone {
+            events.clear();
             return Err(Disconnected);
         }
-        if bounded && state.queued_bytes > 0 && state.queued_bytes + weight > self.shared.max_bytes
-        {
-            return Ok(TrySend::Full);
+        if let Some(budget) = self.shared.budget.get() {
+            budget.hold(weight);
         }
         state.queued_bytes += weight;
         state.queue.extend(events.drain(..));
+        state.receiver_waiting = false;
+        let full = state.queued_bytes >= self.shared.max_bytes;
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(TrySend::Sent)
+        Ok(full)
     }
 
-    /// Blocks until the connection has taken what was queued, or is gone.
+    /// Leaves the rest of the response to `resume`, called once the
+    /// connection has written everything queued (or is gone). Returns it
+    /// instead when that is already so: the producer goes on at once.
+    pub(crate) fn park(&self, resume: Resume) -> Result<(), Resume> {
+        let mut state = self.shared.state.lock().unwrap();
+        if state.receiver_gone || (state.queue.is_empty() && state.receiver_waiting) {
+            return Err(resume);
+        }
+        state.parked = Some(resume);
+        Ok(())
+    }
+
+    /// Blocks until the connection has taken what was queued, or is gone
+    /// (for a producer that cannot park: the application's `write()`).
     pub fn wait_for_room(&self) {
-        let state = self.shared.state.lock().unwrap();
-        let _unused = self
-            .shared
-            .room
-            .wait_while(state, |s| s.queued_bytes > 0 && !s.receiver_gone)
-            .unwrap();
+        self.room().wait_for_room();
+    }
+
+    /// What [`wait_for_room`](Self::wait_for_room) waits on, to wait
+    /// without holding the sender.
+    pub(crate) fn room(&self) -> RoomWaiter {
+        RoomWaiter(self.shared.clone())
     }
 
     /// True once the connection has gone away.
     pub fn is_disconnected(&self) -> bool {
         self.shared.state.lock().unwrap().receiver_gone
+    }
+}
+
+/// See [`ResponseSender::room`].
+pub(crate) struct RoomWaiter(Arc<Shared>);
+
+impl RoomWaiter {
+    pub(crate) fn wait_for_room(&self) {
+        let state = self.0.state.lock().unwrap();
+        let _unused = self
+            .0
+            .room
+            .wait_while(state, |s| s.queued_bytes > 0 && !s.receiver_gone)
+            .unwrap();
     }
 }
 
@@ -201,10 +336,17 @@ impl ResponseCloser {
 fn close_receiver(shared: &Shared) {
     let mut state = shared.state.lock().unwrap();
     state.receiver_gone = true;
-    state.queue.clear();
-    state.queued_bytes = 0;
+    let queue = std::mem::take(&mut state.queue);
+    let held = std::mem::take(&mut state.queued_bytes) + std::mem::take(&mut state.taken_bytes);
+    let parked = state.parked.take();
     drop(state);
     shared.room.notify_all();
+    shared.release(held);
+    drop(queue);
+    // The parked iteration finds the connection gone, and closes.
+    if let Some(resume) = parked {
+        resume();
+    }
 }
 
 impl ResponseReceiver {
@@ -216,20 +358,36 @@ impl ResponseReceiver {
 
     /// Takes every event queued so far, waiting for at least one. `None`
     /// means the sender went away (which, without an `End`, is an abort).
+    ///
+    /// Call it once what the last call took is written: the bytes it took
+    /// count against the budget until then, and finding the channel empty
+    /// resumes a parked producer.
     pub async fn recv(&self, into: &mut Vec<ResponseEvent>) -> Option<()> {
         poll_fn(|cx| {
             let mut state = self.shared.state.lock().unwrap();
+            let written = std::mem::take(&mut state.taken_bytes);
             if !state.queue.is_empty() {
                 into.extend(state.queue.drain(..));
-                state.queued_bytes = 0;
+                state.taken_bytes = std::mem::take(&mut state.queued_bytes);
+                state.receiver_waiting = false;
                 drop(state);
                 self.shared.room.notify_all();
+                self.shared.release(written);
                 return Poll::Ready(Some(()));
             }
             if state.sender_gone {
+                drop(state);
+                self.shared.release(written);
                 return Poll::Ready(None);
             }
             state.waker = Some(cx.waker().clone());
+            state.receiver_waiting = true;
+            let parked = state.parked.take();
+            drop(state);
+            self.shared.release(written);
+            if let Some(resume) = parked {
+                resume();
+            }
             Poll::Pending
         })
         .await
@@ -239,5 +397,88 @@ impl ResponseReceiver {
 impl Drop for ResponseReceiver {
     fn drop(&mut self) {
         close_receiver(&self.shared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::future::Future;
+    use std::sync::atomic::AtomicBool;
+
+    fn body(len: usize) -> Vec<ResponseEvent> {
+        vec![ResponseEvent::Body(Bytes::from(vec![b'x'; len]))]
+    }
+
+    /// Polls `recv` once: whether it took something.
+    fn poll_recv(receiver: &ResponseReceiver) -> Poll<Option<usize>> {
+        let mut events = Vec::new();
+        let polled = {
+            let received = std::pin::pin!(receiver.recv(&mut events));
+            let mut context = std::task::Context::from_waker(Waker::noop());
+            received.poll(&mut context)
+        };
+        polled.map(|got| got.map(|()| events.len()))
+    }
+
+    fn flag() -> (Arc<AtomicBool>, Resume) {
+        let resumed = Arc::new(AtomicBool::new(false));
+        let set = resumed.clone();
+        (resumed, Box::new(move || set.store(true, Ordering::SeqCst)))
+    }
+
+    #[test]
+    fn a_parked_producer_resumes_once_the_receiver_has_written_all_it_took() {
+        let budget = Arc::new(Budget::new(usize::MAX));
+        let (sender, receiver) = response_channel(100);
+        sender.count_in(&budget);
+        assert_eq!(sender.push(&mut body(60)), Ok(false));
+        assert_eq!(sender.push(&mut body(60)), Ok(true), "full at the bound");
+        assert_eq!(budget.held(), 120);
+        let (resumed, resume) = flag();
+        assert!(sender.park(resume).is_ok());
+        assert_eq!(poll_recv(&receiver), Poll::Ready(Some(2)));
+        assert!(!resumed.load(Ordering::SeqCst), "taken, not yet written");
+        assert_eq!(budget.held(), 120, "counted until written");
+        assert_eq!(poll_recv(&receiver), Poll::Pending);
+        assert!(
+            resumed.load(Ordering::SeqCst),
+            "written, and the channel empty"
+        );
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_receiver_already_waiting_gives_the_producer_back_its_turn() {
+        let (sender, receiver) = response_channel(100);
+        assert_eq!(sender.push(&mut body(200)), Ok(true));
+        assert_eq!(poll_recv(&receiver), Poll::Ready(Some(1)));
+        assert_eq!(poll_recv(&receiver), Poll::Pending);
+        let (resumed, resume) = flag();
+        assert!(sender.park(resume).is_err(), "nothing to wait for");
+        assert!(!resumed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_receiver_gone_resumes_the_producer_and_releases_its_bytes() {
+        let budget = Arc::new(Budget::new(50));
+        let roomy = Arc::new(AtomicBool::new(false));
+        let set = roomy.clone();
+        budget.on_room(Box::new(move || set.store(true, Ordering::SeqCst)));
+        let (sender, receiver) = response_channel(100);
+        sender.count_in(&budget);
+        assert_eq!(sender.push(&mut body(150)), Ok(true));
+        assert!(budget.over());
+        let (resumed, resume) = flag();
+        assert!(sender.park(resume).is_ok());
+        drop(receiver);
+        assert!(
+            resumed.load(Ordering::SeqCst),
+            "it finds the connection gone"
+        );
+        assert!(!budget.over() && roomy.load(Ordering::SeqCst));
+        assert_eq!(sender.push(&mut body(1)), Err(Disconnected));
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -66,18 +66,22 @@ impl Running {
         thread: u64,
         tag: RequestTag,
         responder: Arc<Responder>,
-    ) {
+        ran: Duration,
+    ) -> Instant {
+        let now = Instant::now();
+        let started = now.checked_sub(ran).unwrap_or(now);
         let mut state = self.slots[slot].0.lock().unwrap();
         let request = state.next_request;
         state.next_request += 1;
         state.entry = Some(Entry {
             request,
-            started: Instant::now(),
+            started,
             tag,
             thread,
             responder,
             expired: false,
         });
+        started
     }
 
     /// Frees the slot; true if its request had timed out.
@@ -159,8 +163,17 @@ pub(crate) struct ThreadSlot {
 }
 
 impl ThreadSlot {
-    pub(crate) fn begin(&self, tag: RequestTag, responder: Arc<Responder>) {
-        self.running.begin(self.index, self.thread, tag, responder);
+    /// Begins (or, after `ran` on threads before, resumes) a request:
+    /// `--timeout` counts the time it runs on threads. Returns when it
+    /// began, as `--timeout` sees it (`ran` before now).
+    pub(crate) fn begin(
+        &self,
+        tag: RequestTag,
+        responder: Arc<Responder>,
+        ran: Duration,
+    ) -> Instant {
+        self.running
+            .begin(self.index, self.thread, tag, responder, ran)
     }
 
     /// Ends the request; a TimeoutError raised for it and not yet seen by
@@ -259,7 +272,11 @@ mod tests {
 
     fn responder() -> Arc<Responder> {
         let (sender, _gone) = response_channel(1024);
-        Arc::new(Responder::new(ResponseTarget::Channel(sender), tag(0)))
+        Arc::new(Responder::new(
+            ResponseTarget::Channel(sender),
+            tag(0),
+            Arc::new(crate::response::Budget::new(usize::MAX)),
+        ))
     }
 
     /// Runs `test` with Python attached and this thread's slot, in a pool
@@ -273,7 +290,7 @@ mod tests {
                 index: 0,
                 thread: ident.unwrap().extract().unwrap(),
             };
-            slot.begin(tag(1), responder());
+            slot.begin(tag(1), responder(), Duration::ZERO);
             test(py, &slot);
         });
     }
@@ -288,11 +305,11 @@ mod tests {
     #[test]
     fn a_request_is_told_from_the_next_on_its_thread() {
         let running = Arc::new(Running::new(2));
-        running.begin(1, 7, tag(1), responder());
+        running.begin(1, 7, tag(1), responder(), Duration::ZERO);
         let overdue = expire_now(&running);
         assert!(running.is_running(overdue.slot, overdue.sequence));
         assert!(running.end(1), "it had timed out");
-        running.begin(1, 7, tag(1), responder());
+        running.begin(1, 7, tag(1), responder(), Duration::ZERO);
         assert!(!running.is_running(overdue.slot, overdue.sequence));
         assert!(!running.end(1), "the next one has not timed out");
     }
@@ -300,8 +317,8 @@ mod tests {
     #[test]
     fn each_slot_is_expired_once_and_alone() {
         let running = Arc::new(Running::new(3));
-        running.begin(0, 7, tag(1), responder());
-        running.begin(2, 9, tag(2), responder());
+        running.begin(0, 7, tag(1), responder(), Duration::ZERO);
+        running.begin(2, 9, tag(2), responder(), Duration::ZERO);
         let mut overdue = running.expire(Duration::ZERO);
         overdue.sort_by_key(|o| o.slot);
         let slots: Vec<_> = overdue.iter().map(|o| (o.slot, o.thread)).collect();
@@ -309,14 +326,14 @@ mod tests {
         assert!(running.expire(Duration::ZERO).is_empty(), "each once");
         assert_eq!(running.stuck(), 2);
         // A request that begins later on a free slot is its own.
-        running.begin(1, 8, tag(3), responder());
+        running.begin(1, 8, tag(3), responder(), Duration::ZERO);
         assert_eq!(running.expire(Duration::ZERO).len(), 1);
         assert!(running.end(0));
         assert_eq!(running.stuck(), 2, "slots 1 and 2");
         // Both slots' first requests have the same number: the slot tells
         // them apart.
         assert_eq!(overdue[0].sequence, overdue[1].sequence);
-        running.begin(0, 7, tag(4), responder());
+        running.begin(0, 7, tag(4), responder(), Duration::ZERO);
         assert!(!running.is_running(overdue[0].slot, overdue[0].sequence));
         assert!(running.is_running(overdue[1].slot, overdue[1].sequence));
     }
@@ -344,7 +361,7 @@ mod tests {
         on_this_thread(|py, slot| {
             let overdue = expire_now(&slot.running);
             slot.end(py);
-            slot.begin(tag(2), responder());
+            slot.begin(tag(2), responder(), Duration::ZERO);
             let stack = overdue.stack_and_interrupt();
             assert!(stack.contains("ended"), "{stack}");
             py.run(SOME_CODE, None, None).expect("no TimeoutError");
@@ -356,7 +373,7 @@ mod tests {
         on_this_thread(|py, slot| {
             expire_now(&slot.running).stack_and_interrupt();
             slot.end(py);
-            slot.begin(tag(2), responder());
+            slot.begin(tag(2), responder(), Duration::ZERO);
             py.run(SOME_CODE, None, None).expect("no TimeoutError");
         });
     }

@@ -152,6 +152,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub write_timeout: f64,
 
+    /// MiB of response bytes held, per worker, for clients that read slowly
+    /// or not at all: past it, new requests wait until clients read (or
+    /// their connections end).
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub response_memory: usize,
+
     /// Seconds a request may run: then it gets a 504, its thread's Python
     /// stack is logged and interrupted, and its worker is replaced (default: no limit).
     #[arg(long, value_name = "SECS")]
@@ -305,6 +311,7 @@ impl Cli {
             },
             response_buffer: 256 * 1024,
             bad_input_warnings: self.bad_input_warnings,
+            response_memory: self.response_memory.saturating_mul(1 << 20),
         };
         Ok(ServerConfig {
             serve,

@@ -100,4 +100,7 @@ pub struct ServeConfig {
     /// Bad-input warnings logged per peer and kind every 10 s (0: all);
     /// see `bad_input`.
     pub bad_input_warnings: u32,
+    /// `--response-memory`: the bytes held for responses on their way to
+    /// clients (slow or not reading), past which new requests wait.
+    pub response_memory: usize,
 }

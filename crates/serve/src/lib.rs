@@ -94,6 +94,7 @@ pub async fn serve(
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
         tracing::info!("TCP peers allowed: {}", list.join(", "));
     }
+    pool.limit_response_memory(config.response_memory);
     let shutdown = CancellationToken::new();
     let service = Arc::new(Service::new(config, pool.clone(), shutdown.clone()));
     let tracker = TaskTracker::new();

@@ -134,6 +134,7 @@ impl Service {
                 errors_to_peer: config.fastcgi.stderr,
                 shutdown,
                 park_idle: lane != LaneChoice::Io,
+                runtime: tokio::runtime::Handle::current(),
             },
             pool,
             timeouts: config.timeouts,

@@ -134,6 +134,11 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         .await
     });
     drop(runtime);
+    // Responses parked for clients that did not read in time: their
+    // connections closed with the loop, the application's close() runs.
+    if !pool.close_parked(std::time::Duration::from_secs(1)) {
+        tracing::warn!("parked responses not closed within 1s of the stop");
+    }
     let drained = match served {
         Ok(drained) => drained,
         Err(e) => {

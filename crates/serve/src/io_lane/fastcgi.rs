@@ -48,6 +48,9 @@ pub struct FastcgiContext {
     /// where the Python threads serve its next request themselves (false
     /// under `RUSTGI_LANE=io`).
     pub park_idle: bool,
+    /// The I/O loop, where a Python-lane response goes once its
+    /// connection is full.
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// What the driver keeps with each request, in the connection

@@ -37,9 +37,13 @@ pub struct StreamContext<P> {
     pub body: BodyLimits,
     /// Bound of the response channel, in bytes.
     pub response_buffer: usize,
+    /// The I/O loop, where a Python-lane response goes once its
+    /// connection is full.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl<P> StreamContext<P> {
+    /// Call it on the I/O loop.
     pub(crate) fn new(
         protocol: P,
         config: &crate::ServeConfig,
@@ -54,6 +58,7 @@ impl<P> StreamContext<P> {
             spool: config.spool,
             body: config.body,
             response_buffer: config.response_buffer,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 }

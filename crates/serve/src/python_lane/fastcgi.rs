@@ -4,7 +4,7 @@
 //! response it goes back to the intake for the next request). The encoding
 //! is the connection's own, as in the I/O lane.
 
-use super::{Accepted, Answer, Lane, answer_here};
+use super::{Accepted, Answer, HandOff, Lane, answer_here};
 use crate::io_lane::fastcgi::FastcgiContext;
 use rustgi_core::body_pipe;
 use rustgi_fastcgi::{self as fcgi, Event, Role, SoleRequest};
@@ -70,6 +70,10 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
         write_timeout: ctx.timeouts.write,
         errors_to_peer: ctx.errors_to_peer,
         kept: keep_conn.then_some(id),
+        handed: HandOff {
+            runtime: ctx.runtime.clone(),
+            buffer: ctx.response_buffer,
+        },
     };
     answer_here(conn, Arc::new(request), answer, tracker)
 }

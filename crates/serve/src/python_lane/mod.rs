@@ -4,14 +4,16 @@
 //! Right after accept, one read usually brings the whole request (nginx
 //! writes it as soon as it has connected). Then nothing is left for the I/O
 //! loop to do: the Python thread runs the application, writes the response
-//! with non-blocking writes (waiting without the GIL only when the socket is
-//! full), and closes the connection. That spares the cross-thread wake-ups
+//! with non-blocking writes, and closes the connection. That spares the cross-thread wake-ups
 //! and the epoll registration that otherwise cost more than the rest of a
-//! small request. Anything else (a partial head, a body still coming, uwsgi
+//! small request. When the socket is full, the connection and the rest of
+//! the response go to the I/O loop (`handed`): the thread never waits for
+//! a client. Anything else (a partial head, a body still coming, uwsgi
 //! chunked, a FastCGI connection kept for more requests) goes to the I/O
 //! lane (`io_lane`) with the bytes already read.
 
 mod fastcgi;
+mod handed;
 mod response;
 mod socket;
 mod stream;
@@ -76,6 +78,16 @@ struct Answer<E> {
     /// for its next request: after a whole response it goes back to the
     /// intake, not closed.
     kept: Option<u16>,
+    handed: HandOff,
+}
+
+/// Where a response goes when its connection is full: the Python thread
+/// never waits for a client.
+#[derive(Clone)]
+pub(crate) struct HandOff {
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// The bound of the channel the rest of the response then takes.
+    pub(crate) buffer: usize,
 }
 
 /// The job for a whole request: the response goes through `encoder`
@@ -103,6 +115,7 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
         conn.peer,
         id,
         tracker.token(),
+        answer.handed,
     )
     .kept_with(answer.kept.map(|id| (conn.tether, id)));
     Lane::Python(Job {

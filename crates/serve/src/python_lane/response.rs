@@ -1,21 +1,25 @@
 //! A response the Python thread writes itself: the flow with the blocking
-//! sink, behind core's `LaneWriter`.
+//! sink, behind core's `LaneWriter`, until the socket is full: then the
+//! connection and the rest go to the I/O loop (`super::handed`).
 
-use super::Socket;
+use super::handed::{self, Handed};
+use super::{HandOff, Socket};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::Tether;
 use crate::sink::blocking::BlockingSink;
 use crate::sink::{PeerSending, Who};
 use bytes::BytesMut;
-use rustgi_core::{Disconnected, LaneWriter, ResponseEvent};
+use rustgi_core::{Budget, Disconnected, LaneWriter, ResponseEvent, ResponseSender};
 use rustgi_model::ResponseEncoder;
 use std::borrow::Cow;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 pub(super) struct LaneResponse<E> {
     flow: ResponseFlow,
-    encoder: E,
+    /// `None` once handed off.
+    encoder: Option<E>,
     /// `None` once the connection failed.
     sink: Option<BlockingSink<Socket>>,
     /// What may still arrive from the peer when we close.
@@ -23,21 +27,22 @@ pub(super) struct LaneResponse<E> {
     peer: Cow<'static, str>,
     id: u64,
     /// Held while the connection is open: graceful shutdown waits for it.
-    _tracked: TaskTrackerToken,
+    tracked: Option<TaskTrackerToken>,
     /// A kept FastCGI connection: back to the intake after a whole
     /// response.
     kept: Option<Kept>,
+    handed: HandOff,
 }
 
 /// What a response on a kept FastCGI connection keeps.
-struct Kept {
-    tether: Tether,
+pub(super) struct Kept {
+    pub(super) tether: Tether,
     /// The request's FastCGI id.
-    id: u16,
+    pub(super) id: u16,
     /// What the front server sent while the response ran (an
     /// ABORT_REQUEST, or a request it multiplexes): the I/O lane takes it
     /// from here.
-    input: BytesMut,
+    pub(super) input: BytesMut,
     /// A batch was written: the next one looks for input first.
     written: bool,
 }
@@ -50,17 +55,19 @@ impl<E> LaneResponse<E> {
         peer: Cow<'static, str>,
         id: u64,
         tracked: TaskTrackerToken,
+        handed: HandOff,
     ) -> Self {
         LaneResponse {
             // The request arrived whole: nothing to hold back for.
             flow: ResponseFlow::new(true),
-            encoder,
+            encoder: Some(encoder),
             sink: Some(sink),
             peer_sending,
             peer,
             id,
-            _tracked: tracked,
+            tracked: Some(tracked),
             kept: None,
+            handed,
         }
     }
 
@@ -124,7 +131,8 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
             events.push(ResponseEvent::End);
         }
         let sink = self.sink.as_mut().expect("checked above");
-        self.flow.encode(&mut self.encoder, events.drain(..));
+        let encoder = self.encoder.as_mut().expect("not handed off");
+        self.flow.encode(encoder, events.drain(..));
         let out = self.flow.writable().expect("nothing is held back");
         let written = sink.write(out).map_err(|e| self.fail(e))?;
         if written && self.flow.ending() == Some(Ending::Aborted) {
@@ -144,12 +152,29 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
             .is_some_and(|sink| super::hung_up(sink.wire().as_fd()))
     }
 
-    fn wait_writable(&self) -> Result<(), Disconnected> {
-        let sink = self.sink.as_ref().ok_or(Disconnected)?;
-        sink.wait_writable().map_err(|e| {
-            e.log(self.who(), true);
-            Disconnected
-        })
+    fn hand_off(mut self: Box<Self>, budget: &Arc<Budget>) -> Result<ResponseSender, Disconnected> {
+        let sink = self.sink.take().ok_or(Disconnected)?;
+        let (sender, receiver) = rustgi_core::response_channel(self.handed.buffer);
+        sender.count_in(budget);
+        let flow = std::mem::replace(&mut self.flow, ResponseFlow::new(true));
+        // Counted from now: the thread looks at the budget before it
+        // takes its next request. Released as it is written.
+        budget.hold(flow.pending());
+        let handed = Handed {
+            write_timeout: sink.write_timeout(),
+            socket: sink.into_wire(),
+            flow,
+            encoder: self.encoder.take().expect("handed off once"),
+            receiver,
+            budget: budget.clone(),
+            peer: std::mem::take(&mut self.peer),
+            id: self.id,
+            peer_sending: self.peer_sending,
+            kept: self.kept.take(),
+            tracked: self.tracked.take(),
+        };
+        handed::spawn(&self.handed.runtime, handed);
+        Ok(sender)
     }
 }
 

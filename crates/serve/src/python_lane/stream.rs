@@ -1,6 +1,6 @@
 //! SCGI and uwsgi in the Python lane: one request per connection.
 
-use super::{Accepted, Answer, Decoded, Lane, answer_here};
+use super::{Accepted, Answer, Decoded, HandOff, Lane, answer_here};
 use crate::config::Protocol;
 use crate::io_lane::stream::StreamContext;
 use rustgi_core::body_pipe;
@@ -45,6 +45,10 @@ pub(crate) fn start<P: StreamProtocol>(
         write_timeout: ctx.timeouts.write,
         errors_to_peer: false,
         kept: None,
+        handed: HandOff {
+            runtime: ctx.runtime.clone(),
+            buffer: ctx.response_buffer,
+        },
     };
     answer_here(conn, request, answer, tracker)
 }

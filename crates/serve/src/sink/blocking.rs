@@ -32,6 +32,10 @@ where
         &self.wire
     }
 
+    pub(crate) fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
     /// The wire, to be used again (a kept connection between requests).
     pub(crate) fn into_wire(self) -> W {
         self.wire
