@@ -57,6 +57,25 @@ def test_control_characters_in_request_fields_never_reach_the_log_raw(gateways, 
     assert r.status == 500 and gw.alive()
 
 
+@pytest.mark.parametrize("lane", ["python", "io"])
+def test_a_client_that_goes_away_during_its_upload_is_no_application_error(gateways, lane):
+    # Found by tests/soak: every aborted upload logged an ERROR with a
+    # traceback, as if the application had failed.
+    gw = gateways.start(f"logs-upload-{lane}", ["--app", APP, "--buffer-body", "1024"], env={"RUSTGI_LANE": lane})
+    mark = gw.log.mark()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(gw.socket))
+    sock.sendall(scgi_head(scgi_params("POST", "/read-body", body_len=1_000_000)) + b"x" * 100_000)
+    assert gw.log.wait_for(r"reading the body", since=mark), gw.describe(mark)
+    sock.close()
+    assert gw.log.wait_for(r"the application stopped on its request body", since=mark), gw.describe(mark)
+    assert not gw.log.lines_matching(r"application error", since=mark), gw.describe(mark)
+    assert not gw.log.lines_matching(r"Traceback", since=mark), gw.describe(mark)
+    # A later request is answered as ever.
+    assert scgi_request(gw.socket, "GET", "/").status == 200
+    assert gw.alive()
+
+
 MALFORMED = {
     # kind in the log -> a message of that kind
     "unrecognised protocol": b"xx",

@@ -36,6 +36,17 @@ def application(environ, start_response):
         uri = environ.get("REQUEST_URI", "")
         print("the app saw " + uri, file=environ["wsgi.errors"])
         raise ValueError("bad uri " + uri)
+    if path == "/read-body":
+        # Reads its whole body and does not catch wsgi.input's OSError.
+        stream = environ["wsgi.input"]
+        print("reading the body", file=environ["wsgi.errors"])
+        environ["wsgi.errors"].flush()
+        left = int(environ.get("CONTENT_LENGTH") or 0)
+        while left > 0:
+            data = stream.read(min(left, 65536))
+            if not data:
+                break
+            left -= len(data)
     body = b"ok\n"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -545,6 +545,12 @@ impl Answering {
         }
     }
 
+    /// Why the body could not be read to its end (the client went away,
+    /// was too slow, broke its framing), if it could not.
+    pub(crate) fn failure(&self) -> Option<BodyError> {
+        self.shared.spool.lock().unwrap().failure.clone()
+    }
+
     /// The request is over, whether or not the application let go of its
     /// `wsgi.input`: what is left of the body is discarded, and a later
     /// read fails.

@@ -308,7 +308,17 @@ fn finish(
             tracing::info!(request = %tag, "the client went away before the response was complete")
         }
         Err(Stop::App(e)) => {
-            log_exception(py, tag, "application error", &e);
+            // The OSError that `wsgi.input` raised when the body failed
+            // (already logged, with why) is the client's doing, not an
+            // application error: one line, no traceback.
+            match bodies.iter().find_map(Answering::failure) {
+                Some(failure) if e.is_instance_of::<PyOSError>(py) => tracing::info!(
+                    request = %tag,
+                    "the application stopped on its request body ({failure}): {}",
+                    e.value(py)
+                ),
+                _ => log_exception(py, tag, "application error", &e),
+            }
             responder.fail(py);
         }
     }
