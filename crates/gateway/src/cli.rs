@@ -251,9 +251,9 @@ fn parse_min_rate(s: &str) -> Result<MinRateFlag, String> {
         .parse::<f64>()
         .ok()
         .and_then(|w| Duration::try_from_secs_f64(w).ok())
-        .filter(|w| !w.is_zero())
+        .filter(|w| !w.is_zero() && *w <= LONGEST_TIMEOUT)
         .ok_or_else(|| {
-            format!("{s:?}: the window after the comma must be a positive number of seconds")
+            format!("{s:?}: the window after the comma must be a positive number of seconds (at most a thousand years)")
         })?;
     Ok(MinRateFlag((rate > 0).then_some(MinRate {
         bytes_per_sec: rate,
@@ -261,11 +261,20 @@ fn parse_min_rate(s: &str) -> Result<MinRateFlag, String> {
     })))
 }
 
+/// The longest any of the timeouts may be: deadlines are instants, and
+/// `Instant + Duration` must not overflow (a thousand years is "never").
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
 fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value)
         .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("--{flag} {value}: give a positive number of seconds"))
+        .filter(|d| !d.is_zero() && *d <= LONGEST_TIMEOUT)
+        .ok_or_else(|| {
+            format!(
+                "--{flag} {value}: give a positive number of seconds, at most {}",
+                LONGEST_TIMEOUT.as_secs()
+            )
+        })
 }
 
 impl Cli {

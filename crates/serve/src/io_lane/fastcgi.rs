@@ -132,7 +132,13 @@ struct Driver<'a> {
     /// Requests whose body has arrived (id, generation, job), held while
     /// too many wait for a Python thread (`JobGate`).
     held: VecDeque<(u16, u64, Job)>,
+    /// The wait for a place for the first of `held`, kept across turns of
+    /// the loop: the gate is first come, first served, and a wait made
+    /// afresh at each turn would go to the back every time.
+    admitting: Option<Admitting>,
 }
+
+type Admitting = Pin<Box<dyn Future<Output = Option<Admission>> + Send>>;
 
 /// How a connection's driver stopped.
 enum Stop {
@@ -172,6 +178,7 @@ pub(crate) async fn serve<C: Connection>(
         tether,
         waiting: None,
         held: VecDeque::new(),
+        admitting: None,
     };
     let (mut reader, mut writer) = stream.halves();
     let stop = driver.run(&mut reader, &mut writer, buf).await;
@@ -258,8 +265,11 @@ impl Driver<'_> {
                         self.log_eviction();
                         return Stop::Closed { clean: false };
                     }
-                    Some(admission) = self.ctx.gate.admit(), if !self.held.is_empty() => {
-                        self.submit_held(admission);
+                    admission = admitted(&mut self.admitting, &self.ctx.gate), if !self.held.is_empty() => {
+                        self.admitting = None;
+                        if let Some(admission) = admission {
+                            self.submit_held(admission);
+                        }
                         if counting && !self.count_body_wait(reading.elapsed(), 0) {
                             return Stop::Closed { clean: false };
                         }
@@ -632,12 +642,17 @@ impl Driver<'_> {
 
     /// Submits the request held longest, unless it was aborted meanwhile.
     fn submit_held(&mut self, admission: Admission) {
-        let Some((id, generation, job)) = self.held.pop_front() else {
-            return;
-        };
-        let current = self.connection.request_data(id).map(|io| io.generation);
-        if current == Some(generation) {
-            self.submit(id, job, admission);
+        while let Some((id, generation, job)) = self.held.pop_front() {
+            let current = self.connection.request_data(id).map(|io| io.generation);
+            if current == Some(generation) {
+                self.submit(id, job, admission);
+                return;
+            }
+            tracing::info!(
+                peer = %self.peer,
+                request = job.id,
+                "not run: ABORT_REQUEST came while it waited for a Python thread"
+            );
         }
     }
 
@@ -730,6 +745,13 @@ fn body_ready(body: Option<&BodyWriter>, buffer: u64) -> bool {
     };
     body.expected()
         .is_none_or(|length| body.received() >= length.min(buffer))
+}
+
+/// A place in the gate, from the wait kept in `slot` (made on first use).
+async fn admitted(slot: &mut Option<Admitting>, gate: &JobGate) -> Option<Admission> {
+    let gate = gate.clone();
+    slot.get_or_insert_with(|| Box::pin(async move { gate.admit().await }))
+        .await
 }
 
 async fn evicted(place: Option<&WaitingPlace>) {

@@ -5,9 +5,11 @@
 //! arrived would be queued at once, its job (the head, the body read so
 //! far) kept in memory until a thread is free. The gate lets
 //! `2 × threads + 8` of the I/O lane's requests be submitted and not yet
-//! answering; a connection with a whole head beyond that holds it
-//! unsubmitted, its body left in the socket, so memory stays bounded by
-//! the connections held times a head.
+//! answering; a connection with a whole request beyond that holds it
+//! unsubmitted, with what it read of its body (up to `--buffer-body`,
+//! read before the gate so that a slow body never holds a place) and the
+//! rest left in the socket, so memory stays bounded by the connections
+//! held times a head and `--buffer-body`.
 //!
 //! A permit is held from the submission to the response's first events
 //! (or its end): a request holds one while it is queued, and while it runs

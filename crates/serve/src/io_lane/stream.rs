@@ -133,12 +133,13 @@ pub async fn serve<P, C>(
     // no answer. One that only shut down its sending side (plain EOF) may
     // still read one: its request runs (see `TryRead::hung_up`).
     if reader.hung_up() {
-        tracing::info!(
-            %peer,
-            request = id,
-            "not run: the client closed its connection before the request went to a Python thread ({} body bytes had arrived)",
-            body_pump.body.received()
-        );
+        not_run(peer, id, &body_pump, "the client closed its connection");
+        return;
+    }
+    if let Pumped::Failed = buffered {
+        // Too slow, cut short or badly framed (logged with why): nobody
+        // is served by running it.
+        not_run(peer, id, &body_pump, "its request body failed");
         return;
     }
     let request = Arc::new(request);
@@ -154,6 +155,10 @@ pub async fn serve<P, C>(
     };
     // Beyond the requests the gate admits, this one waits unsubmitted.
     let admission = ctx.gate.admit().await;
+    if reader.hung_up() {
+        not_run(peer, id, &body_pump, "the client closed its connection");
+        return;
+    }
     ctx.pool.submit(job);
 
     *progress.admission.lock().unwrap() = admission;
@@ -219,6 +224,16 @@ pub async fn serve<P, C>(
             );
         }
     }
+}
+
+/// Logs a request dropped before it went to a Python thread.
+fn not_run(peer: &str, id: u64, body: &BodyPump<'_>, why: &str) {
+    tracing::info!(
+        %peer,
+        request = id,
+        "not run: {why} before the request went to a Python thread ({} body bytes had arrived)",
+        body.body.received()
+    );
 }
 
 /// What the body pump and the response writer of one connection tell each

@@ -74,24 +74,15 @@ pub(super) fn spawn<E: ResponseEncoder + Send + 'static>(
         match socket {
             Socket::Unix(s) => match tokio::net::UnixStream::from_std(s) {
                 Ok(s) => rest.serve(s, receiver).await,
-                Err(e) => refused(id, &e),
+                Err(e) => rest.refused(&e),
             },
             Socket::Tcp(s) => match tokio::net::TcpStream::from_std(s) {
                 Ok(s) => rest.serve(s, receiver).await,
-                Err(e) => refused(id, &e),
+                Err(e) => rest.refused(&e),
             },
         }
         drop(tracked);
     });
-}
-
-/// The I/O loop would not take the connection: it is closed, and the
-/// parked iteration closes.
-fn refused(id: u64, e: &std::io::Error) {
-    tracing::warn!(
-        request = id,
-        "passing a full connection to the I/O loop failed: {e}; closing it"
-    );
 }
 
 struct Rest<E> {
@@ -110,6 +101,19 @@ enum Woke {
     Written(Result<(), WriteError>),
     /// Input from a kept connection's front server: bytes read, 0 at EOF.
     Input(std::io::Result<usize>),
+}
+
+impl<E> Rest<E> {
+    /// The I/O loop would not take the connection: it is closed, the
+    /// parked iteration closes, and what was counted against
+    /// `--response-memory` is given back (else the pool would stay shut).
+    fn refused(self, e: &std::io::Error) {
+        self.budget.release(self.flow.pending());
+        tracing::warn!(
+            request = self.id,
+            "passing a full connection to the I/O loop failed: {e}; closing it"
+        );
+    }
 }
 
 impl<E: ResponseEncoder> Rest<E> {
