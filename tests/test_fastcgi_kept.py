@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from fcgi_client import (
     request_records,
     responder_params,
     stream_records,
+    END_REQUEST,
+    GET_VALUES_RESULT,
     PARAMS,
     STDIN,
 )
@@ -213,3 +216,36 @@ def test_a_kept_connection_that_brings_no_request_stays_kept(impatient):
         assert body_of(ask(conn, 1, "/tag", query="tag=still-kept")) == b"tag:still-kept"
         assert not conn.eof
     assert not impatient.log.lines_matching("header-timeout", since=mark), impatient.describe(mark)
+
+
+@pytest.mark.parametrize("lane", ["python", "io"])
+def test_a_replaced_worker_ends_a_kept_connection_with_its_last_response(gateways, lane):
+    # A worker being replaced (SIGUSR2 on a reload) keeps no connection: the
+    # response running as it is told ends with END_REQUEST, an empty
+    # GET_VALUES_RESULT and the connection's close, all at once. nginx caches
+    # a kept connection only when END_REQUEST is the last byte it read, so
+    # it never picks this one for its next request (a POST sent on a
+    # connection that closes under it is answered 502: tests/soak).
+    gw = gateways.start(f"fcgi-kept-replaced-{lane}-{os.getpid()}",
+                        ["--app", APP, "--threads", "2", "--processes", "1"],
+                        proto="fastcgi", env={"RUSTGI_LANE": lane})
+    try:
+        [worker] = gw.workers()
+        mark = gw.log.mark()
+        with FcgiConnection(gw.socket) as conn:
+            assert body_of(ask(conn, 1, "/hello")) == b"hello"
+            params = responder_params("GET", "/tag", query="tag=last&secs=1")
+            conn.send(request_records(1, params, keep_conn=True))
+            # Running (or still waiting to be read, which a stopping worker
+            # serves too) when the worker is told.
+            time.sleep(0.3)
+            os.kill(worker, signal.SIGUSR2)
+            assert conn.closed_by_peer(timeout=10), gw.describe(mark)
+            reply = conn.reply(1)
+            assert body_of(reply) == b"tag:last", gw.describe(mark)
+            last_end = max(i for i, r in enumerate(conn.log) if r.type == END_REQUEST)
+            after = conn.log[last_end + 1:]
+            after_end = [(r.type, r.request_id, r.content) for r in after]
+            assert after_end == [(GET_VALUES_RESULT, 0, b"")], (after_end, gw.describe(mark))
+    finally:
+        gw.terminate()

@@ -221,6 +221,15 @@ impl Tether {
         }
     }
 
+    /// Whether the worker has stopped keeping connections: a kept one is
+    /// to be closed after the response now ending, and the front server
+    /// told so with it (`rustgi_fastcgi::closing_notice`), rather than
+    /// closed once the front server may have cached it for its next
+    /// request.
+    pub(crate) fn stopping(&self) -> bool {
+        self.home.kept.is_closed()
+    }
+
     /// Hands a kept FastCGI connection, idle between requests, back to the
     /// Python threads to watch; it is closed instead when the worker is
     /// stopping.

@@ -229,8 +229,7 @@ impl Driver<'_> {
             self.track_waiting(&buf);
             let read_limit = self.read_limit();
             let idle = self.between_requests(&buf);
-            if idle && self.ctx.park_idle && !self.multiplexed && !self.ctx.shutdown.is_cancelled()
-            {
+            if idle && self.ctx.park_idle && !self.multiplexed && !self.stopping() {
                 return Stop::Idle;
             }
             let held = self.held_body();
@@ -316,10 +315,23 @@ impl Driver<'_> {
                 }
             }
             self.connection.take_output(self.out.small());
+            // A kept connection whose last response goes out as the worker
+            // stops: the front server is told with END_REQUEST (see
+            // `Tether::stopping`), and the FIN follows at once.
+            let closing = self.stopping()
+                && !self.out.is_empty()
+                && !self.connection.should_close()
+                && self.between_requests(&buf);
+            if closing {
+                self.out
+                    .small()
+                    .extend_from_slice(&rustgi_fastcgi::closing_notice());
+            }
             if self.flush(writer).await.is_err() || self.connection.response_cut() {
                 return Stop::Closed { clean: false };
             }
-            if self.connection.should_close()
+            if closing
+                || self.connection.should_close()
                 || (self.ctx.shutdown.is_cancelled() && self.between_requests(&buf))
             {
                 return Stop::Closed { clean: true };
@@ -361,6 +373,11 @@ impl Driver<'_> {
     /// A kept connection with nothing in progress: it has served a request,
     /// and no byte of the next one has arrived (`head_deadline` is set again
     /// by the first one, and BEGIN_REQUEST makes the request active).
+    /// The worker stops: kept connections close once idle.
+    fn stopping(&self) -> bool {
+        self.ctx.shutdown.is_cancelled() || self.tether.stopping()
+    }
+
     fn between_requests(&self, buf: &BytesMut) -> bool {
         self.head_deadline.is_none() && self.connection.active_requests() == 0 && buf.is_empty()
     }
