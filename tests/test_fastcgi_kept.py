@@ -249,3 +249,30 @@ def test_a_replaced_worker_ends_a_kept_connection_with_its_last_response(gateway
             assert after_end == [(GET_VALUES_RESULT, 0, b"")], (after_end, gw.describe(mark))
     finally:
         gw.terminate()
+
+
+def test_a_replaced_worker_serves_a_request_sent_on_an_idle_kept_connection(gateways):
+    # An idle kept connection is in the front server's cache when the
+    # worker is told to go: it stays open for a grace, and a request sent
+    # on it meanwhile is served and ends the connection as above. Closed at
+    # once, it failed such a request (nginx sends on the connection it
+    # cached last, before it has seen the FIN: a POST got a 502).
+    gw = gateways.start(f"fcgi-kept-replaced-idle-{os.getpid()}",
+                        ["--app", APP, "--threads", "2", "--processes", "1"], proto="fastcgi")
+    try:
+        [worker] = gw.workers()
+        mark = gw.log.mark()
+        with FcgiConnection(gw.socket) as conn:
+            assert body_of(ask(conn, 1, "/hello")) == b"hello"
+            os.kill(worker, signal.SIGUSR2)
+            assert gw.log.wait_for(r"replaced \(SIGUSR2\)", since=mark, timeout=10), gw.describe(mark)
+            time.sleep(0.2)  # the worker has stopped keeping connections (within its grace of 1 s)
+            sent = conn.send_tolerant(request_records(1, responder_params("GET", "/hello"),
+                                                      keep_conn=True))
+            assert sent, gw.describe(mark)
+            assert conn.closed_by_peer(timeout=10), gw.describe(mark)
+            assert conn.reply(1).ended, (conn.log, gw.describe(mark))
+            assert body_of(conn.reply(1)) == b"hello"
+            assert [(r.type, r.request_id) for r in conn.log[-1:]] == [(GET_VALUES_RESULT, 0)]
+    finally:
+        gw.terminate()

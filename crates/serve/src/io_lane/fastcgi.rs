@@ -250,7 +250,7 @@ impl Driver<'_> {
                 }
             } else {
                 tokio::select! {
-                    () = self.ctx.shutdown.cancelled(), if idle => return Stop::Closed { clean: true },
+                    () = after_stop(&self.ctx.shutdown), if idle => return Stop::Closed { clean: true },
                     () = evicted(place), if place.is_some() => {
                         // Nothing to answer: closed at once, so that the
                         // room is made now, not after a drain.
@@ -721,6 +721,19 @@ impl Driver<'_> {
             abandon(io);
         }
     }
+}
+
+/// How long a stopping worker keeps an idle kept connection open for the
+/// front server's next request (served, then closed with the closing
+/// notice) before it closes it. nginx reuses the connection it cached last
+/// first: one it has not used for this long is rarely picked as it closes.
+/// Bounds how much longer than its requests a replaced worker lives.
+pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves `STOP_GRACE` after the worker stops.
+async fn after_stop(shutdown: &CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(STOP_GRACE).await;
 }
 
 /// Ends a request's streams: pending body reads fail, the application's
