@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from fcgi_client import (
     request_records,
     responder_params,
     stream_records,
+    END_REQUEST,
+    GET_VALUES_RESULT,
     PARAMS,
     STDIN,
 )
@@ -213,3 +216,63 @@ def test_a_kept_connection_that_brings_no_request_stays_kept(impatient):
         assert body_of(ask(conn, 1, "/tag", query="tag=still-kept")) == b"tag:still-kept"
         assert not conn.eof
     assert not impatient.log.lines_matching("header-timeout", since=mark), impatient.describe(mark)
+
+
+@pytest.mark.parametrize("lane", ["python", "io"])
+def test_a_replaced_worker_ends_a_kept_connection_with_its_last_response(gateways, lane):
+    # A worker being replaced (SIGUSR2 on a reload) keeps no connection: the
+    # response running as it is told ends with END_REQUEST, an empty
+    # GET_VALUES_RESULT and the connection's close, all at once. nginx caches
+    # a kept connection only when END_REQUEST is the last byte it read, so
+    # it never picks this one for its next request (a POST sent on a
+    # connection that closes under it is answered 502: tests/soak).
+    gw = gateways.start(f"fcgi-kept-replaced-{lane}-{os.getpid()}",
+                        ["--app", APP, "--threads", "2", "--processes", "1"],
+                        proto="fastcgi", env={"RUSTGI_LANE": lane})
+    try:
+        [worker] = gw.workers()
+        mark = gw.log.mark()
+        with FcgiConnection(gw.socket) as conn:
+            assert body_of(ask(conn, 1, "/hello")) == b"hello"
+            params = responder_params("GET", "/tag", query="tag=last&secs=1")
+            conn.send(request_records(1, params, keep_conn=True))
+            # Running (or still waiting to be read, which a stopping worker
+            # serves too) when the worker is told.
+            time.sleep(0.3)
+            os.kill(worker, signal.SIGUSR2)
+            assert conn.closed_by_peer(timeout=10), gw.describe(mark)
+            reply = conn.reply(1)
+            assert body_of(reply) == b"tag:last", gw.describe(mark)
+            last_end = max(i for i, r in enumerate(conn.log) if r.type == END_REQUEST)
+            after = conn.log[last_end + 1:]
+            after_end = [(r.type, r.request_id, r.content) for r in after]
+            assert after_end == [(GET_VALUES_RESULT, 0, b"")], (after_end, gw.describe(mark))
+    finally:
+        gw.terminate()
+
+
+def test_a_replaced_worker_serves_a_request_sent_on_an_idle_kept_connection(gateways):
+    # An idle kept connection is in the front server's cache when the
+    # worker is told to go: it stays open for a grace, and a request sent
+    # on it meanwhile is served and ends the connection as above. Closed at
+    # once, it failed such a request (nginx sends on the connection it
+    # cached last, before it has seen the FIN: a POST got a 502).
+    gw = gateways.start(f"fcgi-kept-replaced-idle-{os.getpid()}",
+                        ["--app", APP, "--threads", "2", "--processes", "1"], proto="fastcgi")
+    try:
+        [worker] = gw.workers()
+        mark = gw.log.mark()
+        with FcgiConnection(gw.socket) as conn:
+            assert body_of(ask(conn, 1, "/hello")) == b"hello"
+            os.kill(worker, signal.SIGUSR2)
+            assert gw.log.wait_for(r"replaced \(SIGUSR2\)", since=mark, timeout=10), gw.describe(mark)
+            time.sleep(0.2)  # the worker has stopped keeping connections (within its grace of 1 s)
+            sent = conn.send_tolerant(request_records(1, responder_params("GET", "/hello"),
+                                                      keep_conn=True))
+            assert sent, gw.describe(mark)
+            assert conn.closed_by_peer(timeout=10), gw.describe(mark)
+            assert conn.reply(1).ended, (conn.log, gw.describe(mark))
+            assert body_of(conn.reply(1)) == b"hello"
+            assert [(r.type, r.request_id) for r in conn.log[-1:]] == [(GET_VALUES_RESULT, 0)]
+    finally:
+        gw.terminate()

@@ -162,9 +162,20 @@ pub async fn serve(
     }
     shutdown.cancel();
     tracker.close();
-    let drained = tokio::time::timeout_at(deadline, tracker.wait())
-        .await
-        .is_ok();
+    // A kept connection whose response ended just before the stop comes
+    // back for the grace (`Tether::park`), sent before its request lets
+    // the tracker go: taken first.
+    let wait_all = async {
+        let mut all_done = std::pin::pin!(tracker.wait());
+        loop {
+            tokio::select! {
+                biased;
+                Some(handoff) = handoffs.recv() => service.spawn(handoff, &tracker),
+                () = &mut all_done => break,
+            }
+        }
+    };
+    let drained = tokio::time::timeout_at(deadline, wait_all).await.is_ok();
     if !drained {
         tracing::warn!(
             "{} request(s) still running after --graceful-timeout {:?}: their connections are cut; exiting without waiting for them",

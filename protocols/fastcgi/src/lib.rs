@@ -59,8 +59,8 @@ pub use end::{END_REQUEST_LEN, EndRequest, ProtocolStatus};
 pub use error::{PairError, ProtocolError};
 pub use management::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
 pub use record::{
-    HEADER_LEN, Header, MANAGEMENT_ID, RecordType, VERSION_1, holds_abort_request, padding,
-    padding_for,
+    HEADER_LEN, Header, MANAGEMENT_ID, RecordType, VERSION_1, closing_notice, holds_abort_request,
+    padding, padding_for,
 };
 pub use response::{RequestEncoder, SoleRequest};
 

@@ -192,6 +192,17 @@ pub(crate) fn write_record(record_type: RecordType, id: u16, content: &[u8], out
     out.extend_from_slice(padding(content.len()));
 }
 
+/// An empty GET_VALUES_RESULT (a management record: request id 0, no
+/// content), sent after the last END_REQUEST on a kept connection we are
+/// about to close. A front server that keeps connections only when
+/// END_REQUEST is the last byte it read (nginx: `u->keepalive` is set only
+/// when the record ends the buffer) then closes the connection itself
+/// instead of caching it, so that it never sends a request on it as it
+/// closes; one that reads on finds an unsolicited, empty variable list.
+pub fn closing_notice() -> [u8; HEADER_LEN] {
+    Header::new(RecordType::GetValuesResult, 0, 0).encode()
+}
+
 /// Whether `input`, records from the front server, holds ABORT_REQUEST for
 /// request `id` among its whole records: how a writer that owns a request's
 /// connection alone, and does not decode it while the response runs, learns

@@ -12,7 +12,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// A parked connection, and since when it has been idle.
@@ -39,6 +39,8 @@ pub(crate) struct KeptSet<C> {
     slots: Mutex<Slots<C>>,
     /// How many are parked: with none, nobody asks epoll.
     parked: AtomicUsize,
+    /// Closed: read without the lock by responses about to end.
+    closed: AtomicBool,
 }
 
 impl<C: AsFd> KeptSet<C> {
@@ -52,6 +54,7 @@ impl<C: AsFd> KeptSet<C> {
                 closed: false,
             }),
             parked: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -124,6 +127,11 @@ impl<C: AsFd> KeptSet<C> {
         Some(slot.conn)
     }
 
+    /// Whether the set is closed: a connection offered now will be refused.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// How many connections are parked.
     pub(crate) fn parked(&self) -> usize {
         self.parked.load(Ordering::Acquire)
@@ -181,6 +189,7 @@ impl<C: AsFd> KeptSet<C> {
     pub(crate) fn close(&self) -> Vec<C> {
         let mut slots = self.slots.lock().unwrap();
         slots.closed = true;
+        self.closed.store(true, Ordering::Release);
         slots.free.clear();
         self.parked.store(0, Ordering::Release);
         std::mem::take(&mut slots.conns)
@@ -242,7 +251,9 @@ mod tests {
             assert!(set.park(parked(ours)).is_ok());
             peers.push(theirs);
         }
+        assert!(!set.is_closed());
         assert_eq!(set.close().len(), 3);
+        assert!(set.is_closed());
         let (ours, _theirs) = UnixStream::pair().unwrap();
         assert!(set.park(parked(ours)).is_err());
         assert!(set.ready().is_none());

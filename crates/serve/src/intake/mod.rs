@@ -221,6 +221,15 @@ impl Tether {
         }
     }
 
+    /// Whether the worker has stopped keeping connections: a kept one is
+    /// to be closed after the response now ending, and the front server
+    /// told so with it (`rustgi_fastcgi::closing_notice`), rather than
+    /// closed once the front server may have cached it for its next
+    /// request.
+    pub(crate) fn stopping(&self) -> bool {
+        self.home.kept.is_closed()
+    }
+
     /// Hands a kept FastCGI connection, idle between requests, back to the
     /// Python threads to watch; it is closed instead when the worker is
     /// stopping.
@@ -228,13 +237,25 @@ impl Tether {
         self.count();
         self.kept = true;
         let home = self.home.clone();
-        // Refused once the worker stops: dropped, the connection closes.
         // (A thread waiting in poll() on the set sees what joins it.)
-        let _ = home.kept.park(Parked {
+        let refused = home.kept.park(Parked {
             socket,
             peer,
             tether: self,
         });
+        // Refused once the worker stops: the front server may have cached
+        // it already, so it goes to the I/O loop's grace as the parked ones
+        // did (`ListenerIntake::close`). Refused by epoll: dropped, closed.
+        if let Err(Parked {
+            socket,
+            peer,
+            tether,
+        }) = refused
+            && home.kept.is_closed()
+        {
+            let conn = Parked::read(socket, peer, tether, BytesMut::new());
+            home.hand_off(conn, None, tokio::time::Instant::now());
+        }
         home.evictable_now();
     }
 }
@@ -338,11 +359,15 @@ impl ListenerIntake {
     }
 
     /// Closes the listening socket: new connections are refused from here.
-    /// Idle kept connections close too, but one with bytes already waiting
-    /// (the front server sent a request as we stopped) goes to the I/O
-    /// loop, which serves it and then closes it. Call after the pool has
-    /// stopped using the intake (a thread in `wait` is woken first: it
-    /// holds the listener while it polls).
+    /// Idle kept connections go to the I/O loop, with what the front
+    /// server sent as we stopped: it serves the request that comes on one
+    /// within a grace (`io_lane::fastcgi::STOP_GRACE`), ends it with the
+    /// closing notice, and closes the others after the grace. Closing them
+    /// here, all at once, failed requests: the front server has them
+    /// cached, and sends its next one on a connection whose FIN it has not
+    /// seen yet. Call after the pool has stopped using the intake (a
+    /// thread in `wait` is woken first: it holds the listener while it
+    /// polls).
     pub(crate) fn close(&self) {
         self.home.wake.signal();
         self.listener.write().unwrap().take();
@@ -353,10 +378,15 @@ impl ListenerIntake {
                 tether,
             } = parked;
             let mut buf = BytesMut::with_capacity(READ_SIZE);
-            if let Ok(1..) = socket.try_read_into(&mut buf) {
-                let conn = Parked::read(socket, peer, tether, buf);
-                self.hand_off(conn, None, tokio::time::Instant::now());
+            match socket.try_read_into(&mut buf) {
+                // The front server closed it.
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => continue,
             }
+            let conn = Parked::read(socket, peer, tether, buf);
+            self.hand_off(conn, None, tokio::time::Instant::now());
         }
     }
 

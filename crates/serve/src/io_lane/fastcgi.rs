@@ -236,8 +236,7 @@ impl Driver<'_> {
             self.track_waiting(&buf);
             let read_limit = self.read_limit();
             let idle = self.between_requests(&buf);
-            if idle && self.ctx.park_idle && !self.multiplexed && !self.ctx.shutdown.is_cancelled()
-            {
+            if idle && self.ctx.park_idle && !self.multiplexed && !self.stopping() {
                 return Stop::Idle;
             }
             let held = self.held_body();
@@ -258,7 +257,7 @@ impl Driver<'_> {
                 }
             } else {
                 tokio::select! {
-                    () = self.ctx.shutdown.cancelled(), if idle => return Stop::Closed { clean: true },
+                    () = after_stop(&self.ctx.shutdown), if idle => return Stop::Closed { clean: true },
                     () = evicted(place), if place.is_some() => {
                         // Nothing to answer: closed at once, so that the
                         // room is made now, not after a drain.
@@ -326,10 +325,23 @@ impl Driver<'_> {
                 }
             }
             self.connection.take_output(self.out.small());
+            // A kept connection whose last response goes out as the worker
+            // stops: the front server is told with END_REQUEST (see
+            // `Tether::stopping`), and the FIN follows at once.
+            let closing = self.stopping()
+                && !self.out.is_empty()
+                && !self.connection.should_close()
+                && self.between_requests(&buf);
+            if closing {
+                self.out
+                    .small()
+                    .extend_from_slice(&rustgi_fastcgi::closing_notice());
+            }
             if self.flush(writer).await.is_err() || self.connection.response_cut() {
                 return Stop::Closed { clean: false };
             }
-            if self.connection.should_close()
+            if closing
+                || self.connection.should_close()
                 || (self.ctx.shutdown.is_cancelled() && self.between_requests(&buf))
             {
                 return Stop::Closed { clean: true };
@@ -371,6 +383,11 @@ impl Driver<'_> {
     /// A kept connection with nothing in progress: it has served a request,
     /// and no byte of the next one has arrived (`head_deadline` is set again
     /// by the first one, and BEGIN_REQUEST makes the request active).
+    /// The worker stops: kept connections close once idle.
+    fn stopping(&self) -> bool {
+        self.ctx.shutdown.is_cancelled() || self.tether.stopping()
+    }
+
     fn between_requests(&self, buf: &BytesMut) -> bool {
         self.head_deadline.is_none() && self.connection.active_requests() == 0 && buf.is_empty()
     }
@@ -719,6 +736,19 @@ impl Driver<'_> {
             abandon(io);
         }
     }
+}
+
+/// How long a stopping worker keeps an idle kept connection open for the
+/// front server's next request (served, then closed with the closing
+/// notice) before it closes it. nginx reuses the connection it cached last
+/// first: one it has not used for this long is rarely picked as it closes.
+/// Bounds how much longer than its requests a replaced worker lives.
+pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves `STOP_GRACE` after the worker stops.
+async fn after_stop(shutdown: &CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(STOP_GRACE).await;
 }
 
 /// Ends a request's streams: pending body reads fail, the application's

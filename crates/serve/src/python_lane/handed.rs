@@ -123,7 +123,8 @@ impl<E: ResponseEncoder> Rest<E> {
             // Dropped as it returns: a parked iteration then finds the
             // connection gone, and closes.
             let ending = self.respond(receiver, &mut reader, &mut writer).await;
-            if ending == Ending::Complete && self.kept.is_none() {
+            let closing = self.kept.as_ref().is_none_or(|kept| kept.closing);
+            if ending == Ending::Complete && closing {
                 async_io::close(
                     &mut reader,
                     &mut writer,
@@ -134,7 +135,9 @@ impl<E: ResponseEncoder> Rest<E> {
             }
             ending
         };
-        if let (Some(kept), Ending::Complete) = (self.kept.take(), ending) {
+        if let (Some(kept), Ending::Complete) = (self.kept.take(), ending)
+            && !kept.closing
+        {
             match stream.into_socket() {
                 Ok(socket) if kept.input.is_empty() => kept.tether.park(socket, self.who_peer),
                 Ok(socket) => kept.tether.hand_off(socket, kept.input, self.who_peer),
@@ -168,6 +171,9 @@ impl<E: ResponseEncoder> Rest<E> {
         let mut events = Vec::new();
         let mut aborted = false;
         let ending = loop {
+            if let Some(kept) = self.kept.as_mut() {
+                kept.close_if_stopping(&mut self.flow);
+            }
             let out = self.flow.writable().expect("nothing is held back");
             // Input is looked at (for an ABORT_REQUEST) up to a bound: a
             // front server that sends more is answered first.

@@ -45,6 +45,26 @@ pub(super) struct Kept {
     pub(super) input: BytesMut,
     /// A batch was written: the next one looks for input first.
     written: bool,
+    /// The worker stopped keeping connections before the response ended:
+    /// the closing notice follows END_REQUEST, and the connection closes.
+    pub(super) closing: bool,
+}
+
+impl Kept {
+    /// Once the response is whole (END_REQUEST encoded), in a worker that
+    /// keeps no more connections: the closing notice goes into the same
+    /// write as END_REQUEST, so that the front server reads both at once
+    /// and never caches the connection (see `intake::Tether::stopping`).
+    pub(super) fn close_if_stopping(&mut self, flow: &mut ResponseFlow) {
+        if self.closing || flow.ending() != Some(Ending::Complete) || !self.tether.stopping() {
+            return;
+        }
+        if let Some(out) = flow.writable() {
+            out.small()
+                .extend_from_slice(&rustgi_fastcgi::closing_notice());
+            self.closing = true;
+        }
+    }
 }
 
 impl<E> LaneResponse<E> {
@@ -80,6 +100,7 @@ impl<E> LaneResponse<E> {
             id,
             input: BytesMut::new(),
             written: false,
+            closing: false,
         });
         self
     }
@@ -133,8 +154,20 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
         let sink = self.sink.as_mut().expect("checked above");
         let encoder = self.encoder.as_mut().expect("not handed off");
         self.flow.encode(encoder, events.drain(..));
+        let closing = self.kept.as_mut().is_some_and(|kept| {
+            kept.close_if_stopping(&mut self.flow);
+            kept.closing
+        });
         let out = self.flow.writable().expect("nothing is held back");
         let written = sink.write(out).map_err(|e| self.fail(e))?;
+        if written
+            && closing
+            && let Some(sink) = self.sink.as_ref()
+        {
+            // The FIN follows at once: a front server that reads on sees
+            // the end with the response.
+            sink.wire().shutdown_write();
+        }
         if written && self.flow.ending() == Some(Ending::Aborted) {
             // What came before went out: a truncated response rather than
             // none, and the close says it is not whole.
@@ -191,6 +224,9 @@ impl<E> Drop for LaneResponse<E> {
             self.flow.ending()
         };
         match self.kept.take() {
+            // Told and shut down for writing: nothing more to say, and the
+            // front server sends nothing after the notice.
+            Some(kept) if kept.closing && ending == Some(Ending::Complete) => {}
             Some(kept) if ending == Some(Ending::Complete) => {
                 let peer = std::mem::take(&mut self.peer);
                 if kept.input.is_empty() {

@@ -54,6 +54,17 @@ impl Socket {
     }
 }
 
+impl Socket {
+    /// Sends our FIN; the socket stays open for reading. A failure means
+    /// the peer is gone already: nothing to do.
+    pub(crate) fn shutdown_write(&self) {
+        let _ = match self {
+            Socket::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Socket::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+}
+
 impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
