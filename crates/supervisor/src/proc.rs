@@ -263,8 +263,15 @@ mod tests {
         );
     }
 
+    /// Tests run on parallel threads: a child forked by one holds copies of
+    /// every descriptor open in the process at that instant (another
+    /// test's pipe, whose EOF then waits for the child), so tests that
+    /// fork and tests that wait for an EOF take turns.
+    static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn a_forked_child_is_reaped_with_its_status() {
+        let _turn = FORKING.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the child only calls _exit (async-signal-safe).
         let pid = unsafe { fork() }.unwrap();
         if pid == 0 {
@@ -278,6 +285,7 @@ mod tests {
 
     #[test]
     fn status_pipe_reads_without_blocking() {
+        let _turn = FORKING.lock().unwrap_or_else(|e| e.into_inner());
         let (read, write) = pipe().unwrap();
         set_nonblocking(&read).unwrap();
         let mut buf = [0u8; 4];
