@@ -309,19 +309,3 @@ def test_a_large_fastcgi_body_below_the_min_rate_is_cut(gateways, tmp_path, lane
                             r"--body-min-rate 1000 bytes/s", since=mark)
     assert lines, gw.describe(mark)
 
-
-@pytest.mark.parametrize("lane", ["auto", "io"])
-def test_a_request_whose_small_body_failed_before_a_thread_took_it_is_not_run(gateways, lane, tmp_path):
-    # A body within --buffer-body that stops arriving (--body-timeout):
-    # the request is dropped before it goes to a Python thread, as over
-    # FastCGI; a request after it runs.
-    gw = start(gateways, "failed-body", lane, ["--body-timeout", "1"])
-    calls = tmp_path / "calls"
-    mark = gw.log.mark()
-    with connect(gw.socket, timeout=20) as sock:
-        head = scgi_head(scgi_params("POST", "/failed-body", body_len=100, query=f"calls={calls}"))
-        sock.sendall(head + b"abc")
-        assert read_until_eof(sock) == b"", gw.describe(mark)
-    assert gw.log.wait_for(r"not run: its request body failed", since=mark), gw.describe(mark)
-    assert scgi_request(gw.socket, "GET", "/after", query=f"calls={calls}").body == b"hello", gw.describe(mark)
-    assert calls_of(calls) == ["/after"], gw.describe(mark)

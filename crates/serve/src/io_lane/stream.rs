@@ -136,12 +136,6 @@ pub async fn serve<P, C>(
         not_run(peer, id, &body_pump, "the client closed its connection");
         return;
     }
-    if let Pumped::Failed = buffered {
-        // Too slow, cut short or badly framed (logged with why): nobody
-        // is served by running it.
-        not_run(peer, id, &body_pump, "its request body failed");
-        return;
-    }
     let request = Arc::new(request);
     let (sender, receiver) = response_channel(ctx.response_buffer);
     let closer = receiver.closer();
