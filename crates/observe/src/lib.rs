@@ -1,10 +1,14 @@
 //! Observability, shared by the workers (which record what each request
 //! did) and the master (which gathers it and shows it to operators): the
 //! access log, the scoreboard in shared memory, Prometheus metrics and the
-//! status page. It knows nothing of Python or of sockets' protocols: it is
+//! status page. It knows nothing of Python or of the wire protocols: it is
 //! handed plain values.
 
 mod ended;
+mod front;
 pub mod reopen;
+pub mod totals;
 
 pub use ended::Ended;
+pub use front::Front;
+pub use totals::Totals;
