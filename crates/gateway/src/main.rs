@@ -11,7 +11,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     guard_standard_fds();
     let cli = cli::Cli::parse();
-    log::init(&cli.log_level);
+    if let Err(message) = log::init(&cli.log_level, cli.log_format, cli.log_file.as_deref()) {
+        eprintln!("rustgi-gateway: {message}");
+        return ExitCode::from(2);
+    }
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(message) => {
