@@ -88,14 +88,19 @@ impl WsgiErrors {
     /// Returns the number of characters written, as a text stream does.
     fn write(&mut self, py: Python<'_>, text: &str) -> usize {
         self.send_to_peer(py, text);
+        // An entry stays within the cap (unless one write is larger): cut
+        // before what would pass it, at the last line's end, or whole when
+        // all it holds is one long line.
+        if !self.held.is_empty() && self.held.len() + text.len() > ENTRY_CAP {
+            self.log_held(self.lines == 0);
+        }
+        let before = self.held.len();
         self.held.push_str(text);
-        if let Some(end) = self.held.rfind('\n') {
-            self.lines = end + 1;
+        if let Some(end) = text.rfind('\n') {
+            self.lines = before + end + 1;
         }
         if self.held.len() >= ENTRY_CAP {
-            // Cut at the last line's end, or, for one huge line, whole.
-            let all = self.lines == 0;
-            self.log_held(all);
+            self.log_held(self.lines == 0);
         }
         text.chars().count()
     }
@@ -117,5 +122,89 @@ impl WsgiErrors {
 impl Drop for WsgiErrors {
     fn drop(&mut self) {
         self.end(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_python::{logged, start};
+    use pyo3::types::PyDict;
+
+    fn tag() -> RequestTag {
+        RequestTag {
+            id: 7,
+            method: Bytes::from_static(b"GET"),
+            path: Bytes::from_static(b"/x"),
+        }
+    }
+
+    /// Runs `code` with `errors` bound to a fresh stream, then ends the
+    /// request; returns the messages logged.
+    fn run(code: &str) -> Vec<String> {
+        start();
+        logged(|| {
+            Python::attach(|py| {
+                let stream = Bound::new(py, WsgiErrors::new(tag(), None)).unwrap();
+                let globals = PyDict::new(py);
+                globals.set_item("errors", &stream).unwrap();
+                let code = std::ffi::CString::new(code).unwrap();
+                py.run(&code, Some(&globals), None).unwrap();
+                stream.borrow_mut().end(Some(py));
+            })
+        })
+        .into_iter()
+        .map(|(target, message, request)| {
+            assert_eq!(target, "wsgi.errors");
+            assert_eq!(request.as_deref(), Some("#7 GET /x"));
+            message
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_printed_traceback_is_one_entry() {
+        let logged = run("import traceback\n\
+             def f(n):\n    if n == 0: 1/0\n    f(n - 1)\n\
+             try:\n    f(3)\n\
+             except ZeroDivisionError:\n    traceback.print_exc(file=errors)\n");
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(logged[0].starts_with("Traceback (most recent call last):\n"));
+        assert!(logged[0].ends_with("\nZeroDivisionError: division by zero"));
+        assert_eq!(logged[0].matches("File ").count(), 5, "{}", logged[0]);
+    }
+
+    #[test]
+    fn a_logging_record_is_one_entry_each() {
+        let logged = run("import logging\n\
+             log = logging.getLogger('errors-test')\n\
+             log.propagate = False\n\
+             log.addHandler(logging.StreamHandler(errors))\n\
+             log.warning('one')\n\
+             try:\n    1/0\n\
+             except ZeroDivisionError:\n    log.exception('two')\n\
+             print('held', file=errors)\n\
+             errors.write('unfinished')\n");
+        assert_eq!(logged.len(), 3, "{logged:?}");
+        assert_eq!(logged[0], "one");
+        assert!(logged[1].starts_with("two\nTraceback"), "{}", logged[1]);
+        // What was not flushed is logged as the request ends.
+        assert_eq!(logged[2], "held\nunfinished");
+    }
+
+    #[test]
+    fn an_entry_never_grows_past_the_cap() {
+        let logged = run("for i in range(200):\n    errors.write('x' * 1000 + '\\n')\n");
+        assert!(logged.len() >= 3, "{}", logged.len());
+        assert!(
+            logged.iter().all(|e| e.len() <= ENTRY_CAP),
+            "an entry past the cap"
+        );
+        let lines: usize = logged.iter().map(|e| e.lines().count()).sum();
+        assert_eq!(lines, 200);
+        // One line longer than the cap leaves whole, in one piece.
+        let logged = run("errors.write('y' * 100000)\n");
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].len(), 100000);
     }
 }

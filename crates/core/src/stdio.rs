@@ -228,3 +228,63 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_python::{logged, start};
+    use bytes::Bytes;
+    use pyo3::types::PyDict;
+
+    #[test]
+    fn lines_are_tagged_with_the_threads_request() {
+        start();
+        let entries = logged(|| {
+            Python::attach(|py| {
+                let globals = PyDict::new(py);
+                let out = Bound::new(
+                    py,
+                    AppStream {
+                        which: Which::Stdout,
+                    },
+                )
+                .unwrap();
+                let err = Bound::new(
+                    py,
+                    AppStream {
+                        which: Which::Stderr,
+                    },
+                )
+                .unwrap();
+                globals.set_item("out", out).unwrap();
+                globals.set_item("err", err).unwrap();
+                let run = |code: &std::ffi::CStr| py.run(code, Some(&globals), None).unwrap();
+                run(c"print('before', file=out)");
+                enter(&RequestTag {
+                    id: 3,
+                    method: Bytes::from_static(b"POST"),
+                    path: Bytes::from_static(b"/p"),
+                });
+                run(c"print('a', 'b', file=out); out.write('two\\nlines\\npart'); err.write('e')");
+                leave();
+                run(c"out.write('after'); out.flush()");
+            })
+        });
+        let seen: Vec<(&str, &str, Option<&str>)> = entries
+            .iter()
+            .map(|(t, m, r)| (t.as_str(), m.as_str(), r.as_deref()))
+            .collect();
+        let tag = Some("#3 POST /p");
+        assert_eq!(
+            seen,
+            [
+                ("app.stdout", "before", None),
+                ("app.stdout", "a b", tag),
+                ("app.stdout", "two\nlines", tag),
+                ("app.stdout", "part", tag),
+                ("app.stderr", "e", tag),
+                ("app.stdout", "after", None),
+            ]
+        );
+    }
+}
