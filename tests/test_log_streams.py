@@ -2,6 +2,7 @@
 to wsgi.errors stays one entry per thing it wrote, print() is tagged with
 its request, the daemon's log as JSON or in a file, and process titles."""
 
+import ast
 import json
 import os
 import re
@@ -22,12 +23,17 @@ def entries(text: str) -> list[str]:
     return [text[a:b].rstrip("\n") for a, b in zip(starts, starts[1:])]
 
 
-def test_a_traceback_printed_to_wsgi_errors_is_one_entry(gateways):
-    gw = gateways.start("streams-tb", ["--app", APP, "--threads", "2"])
+def wsgi_errors_entries(gateways, name: str, path: str) -> list[str]:
+    """The wsgi.errors entries a request to `path` logs."""
+    gw = gateways.start(name, ["--app", APP, "--threads", "2"])
     mark = gw.log.mark()
-    assert scgi_request(gw.socket, "GET", "/print-exc").status == 200
+    assert scgi_request(gw.socket, "GET", path).status == 200
     assert gw.log.wait_for(r"ValueError: deep failure", since=mark), gw.describe(mark)
-    mine = [e for e in entries(gw.log.text(since=mark)) if "wsgi.errors" in e]
+    return [e for e in entries(gw.log.text(since=mark)) if "wsgi.errors" in e]
+
+
+def test_a_traceback_printed_to_wsgi_errors_is_one_entry(gateways):
+    mine = wsgi_errors_entries(gateways, "streams-tb", "/print-exc")
     assert len(mine) == 1, mine
     entry = mine[0]
     assert re.match(r".* WARN wsgi\.errors: Traceback \(most recent call last\):\n", entry), entry
@@ -39,11 +45,7 @@ def test_a_traceback_printed_to_wsgi_errors_is_one_entry(gateways):
 
 
 def test_logging_to_wsgi_errors_is_one_entry_per_record(gateways):
-    gw = gateways.start("streams-logging", ["--app", APP, "--threads", "2"])
-    mark = gw.log.mark()
-    assert scgi_request(gw.socket, "GET", "/logging").status == 200
-    assert gw.log.wait_for(r"ValueError: deep failure", since=mark), gw.describe(mark)
-    mine = [e for e in entries(gw.log.text(since=mark)) if "wsgi.errors" in e]
+    mine = wsgi_errors_entries(gateways, "streams-logging", "/logging")
     assert len(mine) == 2, mine
     assert re.search(r"WARN wsgi\.errors: WARNING logs_app\.\d+: first record request=#\d+ GET /logging$", mine[0]), mine
     second = mine[1].splitlines()
@@ -78,7 +80,7 @@ def test_what_the_app_sees_of_sys_stdout(gateways):
     gw = gateways.start("streams-facts", ["--app", APP, "--threads", "2"])
     r = scgi_request(gw.socket, "GET", "/stream-facts")
     assert r.status == 200
-    facts = eval(r.body.decode())  # a repr of plain values, from our app
+    facts = ast.literal_eval(r.body.decode())
     assert facts == {"write": 0, "count": 6, "isatty": False, "encoding": "utf-8", "fileno": 1,
                      "textio": True, "stderr_fileno": 2}, facts
     # A subprocess given sys.stdout writes to the real fd 1 (here: the log
