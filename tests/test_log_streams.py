@@ -179,3 +179,16 @@ def test_master_and_workers_show_their_titles(gateways):
     assert wait_until(lambda: len(gw.workers()) == 2 and victim not in gw.workers(), 10)
     workers = sorted(ps("args", pid) for pid in gw.workers())
     assert workers == [f"rustgi-gateway: worker 1 {app}", f"rustgi-gateway: worker 2 {app}"], workers
+
+
+def test_why_the_app_did_not_load_is_in_the_log_file(gateways, scratch):
+    path = scratch / "daemon.log"
+    gw = gateways.make("streams-file-broken", ["--app", "tests/apps/broken_import.py", "--log-file", str(path)])
+    gw.spawn()
+    assert gw.wait_exit() != 0
+    text = path.read_text()
+    # The worker's traceback, the master's line about it, and why it stopped.
+    assert re.search(r"ERROR .*could not load the application .*broken_import", text), text
+    assert "broken_import fails on purpose" in text and "Traceback" in text, text
+    assert re.search(r"could not load the application \(its error is above\)", text), text
+    assert "rustgi-gateway: " in gw.output(), gw.output()
