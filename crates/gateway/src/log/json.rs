@@ -79,6 +79,10 @@ impl Visit for Fields {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "request" && !self.flat {
+            // A bare request number (a request not run): still its tag.
+            return self.text(field, format!("#{value}"));
+        }
         self.pair(field, |out| {
             let _ = write!(out, "{value}");
         });
