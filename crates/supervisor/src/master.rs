@@ -165,7 +165,7 @@ pub(crate) fn run(
     // through std from here on (a re-exec uses the copy).
     unsafe {
         crate::title::set(
-            "rustgi-master",
+            crate::title::MASTER_COMM,
             &format!("rustgi-gateway: master [{app}]"),
             &start.argv,
         );
@@ -514,7 +514,7 @@ impl Master<'_> {
         // worker::run starts others; argv was copied into START before.
         unsafe {
             crate::title::set(
-                "rustgi-worker",
+                crate::title::WORKER_COMM,
                 &format!("rustgi-gateway: worker {number} [{app}]"),
                 &start.argv,
             );

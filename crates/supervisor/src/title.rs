@@ -21,6 +21,11 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// A master's `comm` (the pidfile's check of a running instance knows it).
+pub(crate) const MASTER_COMM: &str = "rustgi-master";
+/// A worker's `comm`.
+pub(crate) const WORKER_COMM: &str = "rustgi-worker";
+
 /// The argv area was checked and holds a title of ours (a forked worker
 /// inherits the master's title, and this).
 static TITLED: AtomicBool = AtomicBool::new(false);
