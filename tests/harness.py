@@ -186,6 +186,14 @@ def child_pids(parent: int) -> list[int]:
     return sorted(found)
 
 
+def process_title(pid: int) -> str:
+    """What `ps -o args` shows for `pid`: its command line with the NULs
+    between arguments as spaces and the trailing ones dropped (a
+    rustgi-gateway master or worker shows its title there)."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+
+
 def rss_kib(pid: int) -> int:
     """VmRSS of one process, in KiB."""
     with open(f"/proc/{pid}/status") as f:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -169,8 +170,11 @@ def test_print_does_not_reach_the_response(gateway_bin):
         b"printed, then answered\n"
     ), describe(p)
     err = p.stderr.decode()
-    for how in ("print()", "sys.stdout.write", "os.write(1)"):
-        assert f"{PRINTED} via {how}\n" in err, describe(p)
+    # print() and sys.stdout go to the log (stderr), tagged with the request;
+    # a write to fd 1 goes to stderr as it is.
+    for how in ("print()", "sys.stdout.write"):
+        assert re.search(rf"INFO app\.stdout: {PRINTED} via {re.escape(how)} request=#\d+ GET \S*/print\n", err), describe(p)
+    assert f"{PRINTED} via os.write(1)\n" in err, describe(p)
 
 
 def test_app_status_passes_through(gateway_bin):

@@ -297,8 +297,11 @@ def test_spawn_example_lighttpd_starts_serves_and_stops_the_gateways(
     listening = listening_unix_sockets()
     held = {}
     for pid in gws:
+        # started with bin-path's command line, which the master's title replaced
+        app = shlex.split(bin_path)[shlex.split(bin_path).index("--app") + 1]
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            assert f.read().split(b"\0")[:-1] == [a.encode() for a in shlex.split(bin_path)]
+            title = f.read().rstrip(b"\0").decode()
+        assert title == f"rustgi-gateway: master [{app}:application]", title
         # the listening socket lighttpd made for it (path-0, path-1), which
         # lighttpd put on its fd 0; rustgi moved it off fd 0 and put /dev/null there
         theirs = {fd: listening[ino] for fd, ino in socket_inodes(pid).items() if ino in listening}

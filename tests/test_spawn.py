@@ -61,6 +61,7 @@ from harness import (
     can_connect_unix,
     free_port,
     parse_cgi_response,
+    process_title,
     scgi_request,
     stop_process,
     unix_connections,
@@ -124,11 +125,6 @@ def wait_started(child: Child, pattern: str, timeout: float = 30.0):
         return re.search(pattern, child.output())
 
     assert wait_until(ready, timeout), f"{child.name} not listening after {timeout}s:\n{child.describe()}"
-
-
-def cmdline(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return [a.decode() for a in f.read().split(b"\0")[:-1]]
 
 
 def cgi_env(method: str, path: str, query: str = "", body: bytes | None = None) -> dict:
@@ -203,8 +199,9 @@ def test_spawn_fcgi_unix_socket_is_served_and_left_in_place(procs, spawn_fcgi, c
     argv = [spawn_fcgi, "-s", str(sock), "-n", "--", str(gateway_bin), "--app", str(app_file)]
     child = procs.add(Child(site_dir.name, argv, log_dir / f"{site_dir.name}.log"))
     wait_started(child, r"listening on an inherited unix socket")
-    # -n: spawn-fcgi exec'd the gateway: same process, no --socket, no --proto
-    assert cmdline(child.pid) == [str(gateway_bin), "--app", str(app_file)]
+    # -n: spawn-fcgi exec'd the gateway: same process (the master, whose
+    # title replaced the command line; no --socket, no --proto)
+    assert process_title(child.pid) == f"rustgi-gateway: master [{app_file}:application]"
     assert os.path.realpath(f"/proc/{child.pid}/exe") == os.path.realpath(gateway_bin)
     check_fastcgi_served(str(sock), cgi_fcgi, {child.pid})
 
@@ -248,9 +245,9 @@ def test_spawn_fcgi_forked_children_share_the_socket(procs, spawn_fcgi, cgi_fcgi
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 2, pidfile.read_text()
     # spawn-fcgi writes a child's pid as it forks, maybe before the exec
-    expected = [str(gateway_bin), "--app", str(app_file)]
+    expected = f"rustgi-gateway: master [{app_file}:application]"
     for pid in pids:
-        assert wait_until(lambda: cmdline(pid) == expected, 5), cmdline(pid)
+        assert wait_until(lambda: process_title(pid) == expected, 5), process_title(pid)
     # the children's output goes to /dev/null: wait for the socket to answer
     assert wait_until(lambda: can_connect_unix(sock), 30)
     check_fastcgi_served(str(sock), cgi_fcgi, set(pids))

@@ -134,6 +134,7 @@ pub(crate) struct Parked {
     tag: RequestTag,
     responder: Arc<Responder>,
     bodies: Vec<Answering>,
+    errors: Option<Py<WsgiErrors>>,
     result: Py<PyAny>,
     iterator: Py<PyIterator>,
     /// How long the response has run on threads: `--timeout` counts only
@@ -201,11 +202,13 @@ pub(crate) fn serve(
         .begin(tag.clone(), responder.clone(), Duration::ZERO);
     let mut bodies = vec![body.answering()];
     bodies.extend(streams.iter().map(|(_, stream)| stream.answering()));
+    let mut errors = None;
     let called = (|| -> PyResult<Bound<'_, PyAny>> {
         let input = Bound::new(py, WsgiInput::new(body))?.into_any();
         let peer = errors_to_peer.then(|| responder.clone());
-        let errors = Bound::new(py, WsgiErrors::new(tag.clone(), peer))?.into_any();
-        let environ = environ.build(py, &request, input, errors)?;
+        let stream = Bound::new(py, WsgiErrors::new(tag.clone(), peer))?;
+        errors = Some(stream.clone().unbind());
+        let environ = environ.build(py, &request, input, stream.into_any())?;
         for (key, stream) in streams {
             environ.set_item(key, Bound::new(py, WsgiInput::new(stream))?)?;
         }
@@ -220,7 +223,21 @@ pub(crate) fn serve(
     })();
     let result = match called {
         Ok(result) => result,
-        Err(e) => return finish(py, ctx, &tag, &responder, &bodies, None, Err(e.into())),
+        Err(e) => {
+            let ended = Ended {
+                tag: &tag,
+                responder: &responder,
+                bodies: &bodies,
+                errors: errors.as_ref(),
+            };
+            return finish(py, ctx, ended, None, Err(e.into()));
+        }
+    };
+    let ended = Ended {
+        tag: &tag,
+        responder: &responder,
+        bodies: &bodies,
+        errors: errors.as_ref(),
     };
     match begin_iteration(py, &result, &responder) {
         Ok(Some(iterator)) => {
@@ -228,14 +245,15 @@ pub(crate) fn serve(
                 tag,
                 responder,
                 bodies,
+                errors,
                 result: result.unbind(),
                 iterator: iterator.unbind(),
                 ran: Duration::ZERO,
             };
             go_on(py, ctx, parked, begun);
         }
-        Ok(None) => finish(py, ctx, &tag, &responder, &bodies, Some(&result), Ok(())),
-        Err(stop) => finish(py, ctx, &tag, &responder, &bodies, Some(&result), Err(stop)),
+        Ok(None) => finish(py, ctx, ended, Some(&result), Ok(())),
+        Err(stop) => finish(py, ctx, ended, Some(&result), Err(stop)),
     }
 }
 
@@ -270,27 +288,41 @@ fn go_on(py: Python<'_>, ctx: &ThreadContext<'_>, mut parked: Parked, begun: Ins
         Ok(Advanced::Done) => Ok(()),
         Err(stop) => Err(stop),
     };
-    let Parked {
-        tag,
-        responder,
-        bodies,
-        ..
-    } = parked;
-    finish(py, ctx, &tag, &responder, &bodies, Some(&result), outcome);
+    let ended = Ended {
+        tag: &parked.tag,
+        responder: &parked.responder,
+        bodies: &parked.bodies,
+        errors: parked.errors.as_ref(),
+    };
+    finish(py, ctx, ended, Some(&result), outcome);
+}
+
+/// What a request's end needs.
+struct Ended<'a> {
+    tag: &'a RequestTag,
+    responder: &'a Responder,
+    bodies: &'a [Answering],
+    /// Its `wsgi.errors`, whose held entry is logged as the request ends.
+    errors: Option<&'a Py<WsgiErrors>>,
 }
 
 /// Ends a request: `close()` on the application's iterable (once, on
-/// every path), the log line and our 500 or abort for what failed, then
-/// the thread and the connection are released.
+/// every path), what `wsgi.errors` still holds, the log line and our 500
+/// or abort for what failed, then the thread and the connection are
+/// released.
 fn finish(
     py: Python<'_>,
     ctx: &ThreadContext<'_>,
-    tag: &RequestTag,
-    responder: &Responder,
-    bodies: &[Answering],
+    ended: Ended<'_>,
     result: Option<&Bound<'_, PyAny>>,
     iterated: Result<(), Stop>,
 ) {
+    let Ended {
+        tag,
+        responder,
+        bodies,
+        errors,
+    } = ended;
     let outcome = match result {
         None => iterated,
         Some(result) => match (iterated, close(result)) {
@@ -302,6 +334,12 @@ fn finish(
             (Ok(()), closed) => closed.map_err(Stop::App),
         },
     };
+    // Before our own lines about the request: the application wrote first.
+    if let Some(errors) = errors
+        && let Ok(mut errors) = errors.bind(py).try_borrow_mut()
+    {
+        errors.end(Some(py));
+    }
     match outcome {
         Ok(()) => {}
         Err(Stop::Gone) => {

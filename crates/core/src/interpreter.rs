@@ -75,6 +75,8 @@ impl Interpreter {
                 app: setup.app.to_string(),
                 traceback: format_traceback(py, &e),
             };
+            // Before the import: what the application prints then is logged too.
+            crate::stdio::install(py).map_err(fail)?;
             for dir in setup.pythonpath.iter().rev() {
                 crate::app::prepend_sys_path(py, dir).map_err(fail)?;
             }

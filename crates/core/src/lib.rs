@@ -21,6 +21,7 @@ mod pool;
 mod responder;
 mod response;
 mod running;
+mod stdio;
 mod tag;
 #[cfg(test)]
 mod test_python;

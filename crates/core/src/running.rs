@@ -172,6 +172,7 @@ impl ThreadSlot {
         responder: Arc<Responder>,
         ran: Duration,
     ) -> Instant {
+        crate::stdio::enter(&tag);
         self.running
             .begin(self.index, self.thread, tag, responder, ran)
     }
@@ -181,6 +182,7 @@ impl ThreadSlot {
     /// meet the thread's next request. The GIL (`_py`) keeps
     /// [`Overdue::stack_and_interrupt`] from raising between the two.
     pub(crate) fn end(&self, _py: Python<'_>) {
+        crate::stdio::leave();
         if self.running.end(self.index) {
             // SAFETY: the GIL is held; a NULL exception clears what is
             // pending for the thread (this one), as the C API documents.

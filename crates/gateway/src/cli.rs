@@ -217,6 +217,16 @@ pub struct Cli {
     #[arg(long, default_value = "info")]
     pub log_level: String,
 
+    /// The daemon's log as text lines, or one JSON object per line
+    /// (time, level, target, message, request, fields).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: crate::log::Format,
+
+    /// Append the daemon's log to this file instead of stderr; SIGUSR1
+    /// reopens it (logrotate).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
     /// Warnings about bad input logged per peer and kind every 10 s; the
     /// rest are counted in one "suppressed N" line. 0: no limit.
     #[arg(long, default_value_t = 10, value_name = "N")]

@@ -11,18 +11,30 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     guard_standard_fds();
     let cli = cli::Cli::parse();
-    log::init(&cli.log_level);
+    if let Err(message) = log::init(&cli.log_level, cli.log_format, cli.log_file.as_deref()) {
+        eprintln!("rustgi-gateway: {message}");
+        return ExitCode::from(2);
+    }
+    // Why it stops goes to stderr, where whoever started it looks, and to
+    // the log file too, where the rest of its story is.
+    let to_file = cli.log_file.is_some();
+    let fail = |message: &dyn std::fmt::Display| {
+        eprintln!("rustgi-gateway: {message}");
+        if to_file {
+            tracing::error!("{message}");
+        }
+    };
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(message) => {
-            eprintln!("rustgi-gateway: {message}");
+            fail(&message);
             return ExitCode::from(2);
         }
     };
     match rustgi_supervisor::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rustgi-gateway: {e}");
+            fail(&e);
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,7 @@ mod privileges;
 mod proc;
 pub(crate) mod systemd;
 mod timeout;
+mod title;
 mod worker;
 
 pub use config::{ProcessOptions, ServerConfig};

@@ -143,6 +143,9 @@ struct Master<'a> {
     status: HashMap<Pid, OwnedFd>,
     touch: Option<Touch>,
     policy: Policy,
+    /// Each live worker's number, shown in its process title: the
+    /// smallest one free when it was forked.
+    numbers: HashMap<Pid, usize>,
 }
 
 /// Serves `socket` with `--processes` workers until a stop signal.
@@ -156,6 +159,17 @@ pub(crate) fn run(
     // action, not even during a long --preload import.
     let signals = proc::block_master_signals()?;
     let start = START.get().expect("remembered above");
+    let app = crate::title::app_label(&config.python.app);
+    // SAFETY: the master is single-threaded (module comment), and argv
+    // was copied into START (remember_start) before: nothing reads it
+    // through std from here on (a re-exec uses the copy).
+    unsafe {
+        crate::title::set(
+            crate::title::MASTER_COMM,
+            &format!("rustgi-gateway: master [{app}]"),
+            &start.argv,
+        );
+    }
     let owned_file = socket.created_path().map(PathBuf::from);
     let describe = socket.describe();
     let pid = std::process::id() as libc::pid_t;
@@ -236,6 +250,7 @@ pub(crate) fn run(
         status: HashMap::new(),
         touch,
         policy,
+        numbers: HashMap::new(),
     };
     tracing::info!(
         "master {pid}: {} worker(s), {} thread(s) each{}",
@@ -257,6 +272,7 @@ impl Master<'_> {
                 // What it said before it ended (an `R` just before dying).
                 self.read_status(pid);
                 self.status.remove(&pid);
+                self.numbers.remove(&pid);
                 let ending = Ending {
                     code: proc::exit_code(status),
                     how: proc::describe_wait_status(status),
@@ -469,6 +485,9 @@ impl Master<'_> {
     fn spawn(&mut self) -> std::io::Result<Pid> {
         let (read, write) = proc::pipe()?;
         proc::set_nonblocking(&read)?;
+        let number = (1..)
+            .find(|n| !self.numbers.values().any(|used| used == n))
+            .expect("fewer workers than numbers");
         let pid = match &self.interpreter {
             // SAFETY: the master never starts a thread (module comment),
             // and with --preload this is the thread that started Python.
@@ -478,16 +497,28 @@ impl Master<'_> {
         };
         if pid == 0 {
             drop(read);
-            self.become_worker(write);
+            self.become_worker(write, number);
         }
         drop(write);
         self.status.insert(pid, read);
+        self.numbers.insert(pid, number);
         Ok(pid)
     }
 
     /// The child side of [`Master::spawn`]: never returns into the master.
-    fn become_worker(&mut self, status: OwnedFd) -> ! {
+    fn become_worker(&mut self, status: OwnedFd, number: usize) -> ! {
         proc::die_with_parent(self.pid);
+        let app = crate::title::app_label(&self.config.python.app);
+        let start = START.get().expect("remembered at start");
+        // SAFETY: a forked child has one thread, this one, until
+        // worker::run starts others; argv was copied into START before.
+        unsafe {
+            crate::title::set(
+                crate::title::WORKER_COMM,
+                &format!("rustgi-gateway: worker {number} [{app}]"),
+                &start.argv,
+            );
+        }
         // What is the master's alone: its signalfd and the other workers'
         // pipes. The socket file stays (the guard is the master's).
         drop(self.signals.take());

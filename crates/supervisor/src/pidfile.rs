@@ -104,10 +104,13 @@ impl Drop for Pidfile {
 }
 
 /// Whether `pid` is alive and runs the same program as we do (by its
-/// command name, which survives an upgrade of the binary in place).
+/// command name, which survives an upgrade of the binary in place): a
+/// master names itself so (`crate::title`), a process that has not yet
+/// named itself has ours.
 fn is_running_rustgi(pid: u32) -> bool {
+    let master = format!("{}\n", crate::title::MASTER_COMM);
     let ours = std::fs::read_to_string("/proc/self/comm").ok();
-    runs(pid, ours.as_deref())
+    runs(pid, Some(&master)) || runs(pid, ours.as_deref())
 }
 
 /// Whether `pid` is alive with the command name `comm` (when known).

@@ -70,7 +70,9 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
                 interpreter
             }
             Err(e) => {
-                eprintln!("rustgi-gateway: {}", crate::python_failed(e, config));
+                // In the log (--log-file too), where the master's line
+                // about this worker's exit says it is.
+                tracing::error!("{}", crate::python_failed(e, config));
                 return EXIT_APP_LOAD;
             }
         },
