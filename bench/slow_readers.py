@@ -29,7 +29,7 @@ from raw_client import connect, read_until_eof  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", required=True)
-    parser.add_argument("--shape", default="generator", choices=["bytes", "list", "generator", "file"])
+    parser.add_argument("--shape", default="generator", choices=["bytes", "fresh", "list", "generator", "file"])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--answer-timeout", type=float, default=5.0)

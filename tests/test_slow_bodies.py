@@ -309,3 +309,33 @@ def test_a_large_fastcgi_body_below_the_min_rate_is_cut(gateways, tmp_path, lane
                             r"--body-min-rate 1000 bytes/s", since=mark)
     assert lines, gw.describe(mark)
 
+
+
+@pytest.mark.parametrize("lane", ["auto", "io"])
+@pytest.mark.parametrize("cut_by", ["body-timeout", "min-rate"])
+def test_a_request_whose_small_body_was_cut_before_a_thread_took_it_is_not_run(gateways, lane, cut_by, tmp_path):
+    # A body within --buffer-body that stops arriving (--body-timeout) or
+    # trickles (5 bytes/s, under --body-min-rate 1000,1): the client is cut
+    # and the request dropped before it goes to a Python thread, as over
+    # FastCGI; a request after it runs. (A client that half-closes after
+    # part of its body still gets the application's answer: test_scgi_raw's
+    # short body.)
+    args = ["--body-timeout", "1"] if cut_by == "body-timeout" else ["--body-min-rate", "1000,1"]
+    gw = start(gateways, f"cut-body-{cut_by}", lane, args)
+    calls = tmp_path / "calls"
+    mark = gw.log.mark()
+    with connect(gw.socket, timeout=20) as sock:
+        head = scgi_head(scgi_params("POST", "/cut-body", body_len=100, query=f"calls={calls}"))
+        sock.sendall(head + b"abc")
+        if cut_by == "min-rate":
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                try:
+                    sock.sendall(b"b")
+                except OSError:
+                    break
+        assert read_until_eof(sock) == b"", gw.describe(mark)
+    assert gw.log.wait_for(r"not run: its request body was cut", since=mark), gw.describe(mark)
+    assert scgi_request(gw.socket, "GET", "/after", query=f"calls={calls}").body == b"hello", gw.describe(mark)
+    assert calls_of(calls) == ["/after"], gw.describe(mark)

@@ -4,7 +4,8 @@ Unix socket ask for 8 MiB each (one bytes object, a list of blocks, a
 generator, wsgi.file_wrapper) and never read; with --threads 4 normal
 requests are still answered. A parked response whose client goes away is
 closed; past --response-memory new requests wait, and are answered once
-clients read or go."""
+clients read or go. One bytes object that every response shares counts
+once against --response-memory, one made per request counts for each."""
 
 import socket
 import threading
@@ -26,8 +27,9 @@ WHOLE = b"".join(bytes([i % 251]) * BLOCK for i in range(128))
 ANSWER_TIMEOUT = 20
 
 
-# 200 × 8 MiB of one bytes object each is within this budget.
-ARGS = ["--app", APP, "--threads", "4", "--response-memory", "2048"]
+# The default --response-memory (256 MiB): the one-bytes shape is one
+# module-level object that the 200 responses share, counted once.
+ARGS = ["--app", APP, "--threads", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +40,15 @@ def scgi_gateway(gateways):
 @pytest.fixture(scope="module", params=["default", "io"])
 def fastcgi_gateway(request, gateways):
     """The default lanes, and the I/O lane alone (RUSTGI_LANE=io): the
-    channel's parking, whatever the Python lane does."""
-    env = {"RUSTGI_LANE": "io"} if request.param == "io" else None
-    return gateways.start(f"slow-readers-fcgi-{request.param}", ARGS, proto="fastcgi", env=env)
+    channel's parking, whatever the Python lane does. The I/O lane copies
+    a block into its channel (a Python object must not be dropped on the
+    I/O thread): there one bytes object of 8 MiB costs 8 MiB per client,
+    200 × 8 MiB is within --response-memory 2048."""
+    if request.param == "io":
+        env, args = {"RUSTGI_LANE": "io"}, [*ARGS, "--response-memory", "2048"]
+    else:
+        env, args = None, ARGS
+    return gateways.start(f"slow-readers-fcgi-{request.param}", args, proto="fastcgi", env=env)
 
 
 def scgi_bytes(path: str, query: str = "") -> bytes:
@@ -159,13 +167,14 @@ def test_a_parked_response_whose_client_goes_away_is_closed(gateways, scratch, s
 def test_past_the_response_memory_new_requests_wait_and_are_not_refused(gateways):
     gw = gateways.start("slow-readers-budget", ["--app", APP, "--threads", "1", "--response-memory", "16"])
     mark = gw.log.mark()
-    # About 8 MiB held for this one: within the budget, the thread is free.
-    first = non_readers(gw.socket, scgi_bytes("/bytes"), 1)
+    # About 8 MiB held for this one (an object made for it): within the
+    # budget, the thread is free.
+    first = non_readers(gw.socket, scgi_bytes("/fresh"), 1)
     wait_for_the_response(first[0])
     r = scgi_request(gw.socket, "GET", "/hello", timeout=ANSWER_TIMEOUT)
     assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
-    # Two more: past the budget.
-    more = non_readers(gw.socket, scgi_bytes("/bytes"), 2)
+    # Two more, each its own 8 MiB: past the budget.
+    more = non_readers(gw.socket, scgi_bytes("/fresh"), 2)
     for sock in more:
         wait_for_the_response(sock)
     answer = {}
@@ -185,6 +194,32 @@ def test_past_the_response_memory_new_requests_wait_and_are_not_refused(gateways
     assert "error" not in answer, f"{answer['error']!r}\n{gw.describe(mark)}"
     r = answer["response"]
     assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
+    assert_clean_log(gw, mark)
+
+
+@pytest.mark.parametrize("proto", ["scgi", "fastcgi"])
+def test_one_bytes_object_that_parked_responses_share_counts_once(gateways, proto):
+    # 20 non-readers of the same 8 MiB object under a 16 MiB budget: they
+    # hold 8 MiB between them, not 160, so each is taken in turn by the
+    # only thread and a normal request is answered.
+    gw = gateways.start(
+        f"slow-readers-shared-{proto}", ["--app", APP, "--threads", "1", "--response-memory", "16"], proto=proto
+    )
+    mark = gw.log.mark()
+    request = scgi_bytes("/bytes") if proto == "scgi" else fastcgi_bytes("/bytes")
+    stuck = []
+    try:
+        for _ in range(20):
+            stuck += non_readers(gw.socket, request, 1)
+            wait_for_the_response(stuck[-1])
+        if proto == "scgi":
+            r = scgi_request(gw.socket, "GET", "/hello", timeout=ANSWER_TIMEOUT)
+        else:
+            r = fastcgi_get(gw.socket, "/hello")
+        assert (r.status, r.body) == (200, b"hello"), gw.describe(mark)
+    finally:
+        close_all(stuck)
+    assert "new requests wait" not in gw.log.text(since=mark), gw.describe(mark)
     assert_clean_log(gw, mark)
 
 

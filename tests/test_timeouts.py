@@ -45,20 +45,23 @@ def test_incomplete_head_is_closed_after_the_header_timeout(timeout_gateway, sen
 
 
 def test_stalled_body_makes_the_apps_read_raise_oserror(timeout_gateway):
-    # A full head announcing 1000 body bytes, 10 of them, then nothing (the
-    # connection stays open). The app catches the OSError and says so.
+    # A full head announcing 100,000 body bytes, 70,000 of them (past
+    # --buffer-body's 64 KiB: the app starts and reads), then nothing (the
+    # connection stays open). The app catches the OSError and says so. (A
+    # body within --buffer-body that stalls is not run at all:
+    # test_slow_bodies.)
     gw = timeout_gateway
     mark = gw.log.mark()
-    head = scgi_head(scgi_params("POST", "/read-or-report", body_len=1000))
+    head = scgi_head(scgi_params("POST", "/read-or-report", body_len=100_000))
     began = time.monotonic()
-    response = parse_cgi_response(scgi_exchange(gw.socket, head + b"b" * 10, timeout=BODY_TIMEOUT + 8))
+    response = parse_cgi_response(scgi_exchange(gw.socket, head + b"b" * 70_000, timeout=BODY_TIMEOUT + 8))
     elapsed = time.monotonic() - began
     assert response.status == 200, gw.describe(mark)
     text = response.body.decode()
     assert text.startswith("read failed: "), text
-    assert "timed out" in text and "10 of 1000" in text, text
+    assert "timed out" in text and "70000 of 100000" in text, text
     assert BODY_TIMEOUT - 0.2 <= elapsed <= BODY_TIMEOUT + 5, f"answered after {elapsed:.2f}s"
-    warns = gw.log.wait_for(r"\bWARN\b", r"timed out", r"\b10 of 1000\b", r"--body-timeout", since=mark)
+    warns = gw.log.wait_for(r"\bWARN\b", r"timed out", r"\b70000 of 100000\b", r"--body-timeout", since=mark)
     assert warns, gw.describe(mark)
     assert_still_serving(gw)
 

@@ -2,6 +2,8 @@
 
 Every shape is 8 MiB of the same bytes: block i of 64 KiB is the byte
 (i % 251) repeated, so that a client can check order and completeness.
+`/bytes` returns one module-level bytes object that every response shares;
+`/fresh` the same bytes as an object made for each request.
 `?closed=PATH` makes the response's close() write PATH (the test sees that
 close() ran, once: the file is created exclusively).
 """
@@ -52,6 +54,9 @@ def application(environ, start_response):
     if path == "/bytes":
         start_response("200 OK", headers)
         return [WHOLE]
+    if path == "/fresh":
+        start_response("200 OK", headers)
+        return [b"".join(BLOCK_LIST)]
     if path == "/list":
         start_response("200 OK", headers)
         return Recorded(BLOCK_LIST, closed) if closed else list(BLOCK_LIST)

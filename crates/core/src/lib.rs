@@ -39,7 +39,7 @@ pub use paths::Mount;
 pub use pool::{Intake, PythonPool, RequestHook};
 pub use responder::TimeoutAnswer;
 pub use response::{
-    Budget, Disconnected, LaneWriter, ResponseCloser, ResponseEvent, ResponseReceiver,
+    Budget, Charge, Disconnected, LaneWriter, ResponseCloser, ResponseEvent, ResponseReceiver,
     ResponseSender, ResponseTarget, response_channel,
 };
 pub use running::Overdue;

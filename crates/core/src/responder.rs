@@ -113,17 +113,28 @@ impl Responder {
         let Ok(mut target) = self.target.try_lock() else {
             return;
         };
-        let _gone_is_fine = self.push_to(&mut target, vec![ResponseEvent::Stderr(line)]);
+        let _gone_is_fine = self.push_to(&mut target, vec![ResponseEvent::Stderr(line)], None);
     }
 
     /// Sends `events`, never waiting: the connection takes what it can, and
     /// a Python-lane connection that is full goes to the I/O loop with the
-    /// rest.
-    fn push(&self, _py: Python<'_>, events: Vec<ResponseEvent>) -> Result<Room, Stop> {
-        self.push_to(&mut self.target.lock().unwrap(), events)
+    /// rest. `referenced`: the application's block (whole) that a body
+    /// event carries by reference, for what the hand-off counts.
+    fn push(
+        &self,
+        _py: Python<'_>,
+        events: Vec<ResponseEvent>,
+        referenced: Option<Bytes>,
+    ) -> Result<Room, Stop> {
+        self.push_to(&mut self.target.lock().unwrap(), events, referenced)
     }
 
-    fn push_to(&self, target: &mut Target, mut events: Vec<ResponseEvent>) -> Result<Room, Stop> {
+    fn push_to(
+        &self,
+        target: &mut Target,
+        mut events: Vec<ResponseEvent>,
+        referenced: Option<Bytes>,
+    ) -> Result<Room, Stop> {
         let full = match &mut *target {
             Target::Channel(sender) => sender.push(&mut events),
             Target::Writer(writer) => match writer.send(&mut events) {
@@ -133,7 +144,7 @@ impl Responder {
                     else {
                         unreachable!("matched above");
                     };
-                    writer.hand_off(&self.budget).map(|sender| {
+                    writer.hand_off(&self.budget, referenced).map(|sender| {
                         *target = Target::Channel(sender);
                         true
                     })
@@ -236,6 +247,7 @@ impl Responder {
         end: bool,
     ) -> Result<(bool, Room), Stop> {
         let mut events = Vec::with_capacity(3);
+        let mut referenced = None;
         let complete = {
             let mut state = self.state.lock().unwrap();
             if state.ended {
@@ -261,7 +273,9 @@ impl Responder {
             if let Some(block) = block
                 && len > 0
             {
-                events.push(ResponseEvent::Body(self.body(block, len)));
+                let (body, whole) = self.body(block, len);
+                referenced = whole;
+                events.push(ResponseEvent::Body(body));
             }
             let complete = state.content_length.is_some_and(|l| state.body_sent >= l);
             if end || complete {
@@ -277,7 +291,7 @@ impl Responder {
         let room = if events.is_empty() {
             Room::Yes
         } else {
-            self.push(py, events)?
+            self.push(py, events, referenced)?
         };
         Ok((complete, room))
     }
@@ -336,14 +350,16 @@ impl Responder {
     /// A small block is copied for either: the encoders copy blocks up to
     /// `COALESCE_LIMIT` next to what precedes them anyway, and a copy costs
     /// less than the owner's allocation and reference.
-    fn body(&self, block: &Bound<'_, PyBytes>, len: usize) -> Bytes {
+    ///
+    /// With a referenced block comes the whole object's (a `Bytes` of all
+    /// of it): what a hand-off counts as that object's memory.
+    fn body(&self, block: &Bound<'_, PyBytes>, len: usize) -> (Bytes, Option<Bytes>) {
         match &*self.target.lock().unwrap() {
             Target::Writer(_) if len > COALESCE_LIMIT => {
-                let mut bytes = Bytes::from_owner(PyBackedBytes::from(block.clone()));
-                bytes.truncate(len);
-                bytes
+                let whole = Bytes::from_owner(PyBackedBytes::from(block.clone()));
+                (whole.slice(..len), Some(whole))
             }
-            _ => Bytes::copy_from_slice(&block.as_bytes()[..len]),
+            _ => (Bytes::copy_from_slice(&block.as_bytes()[..len]), None),
         }
     }
 
@@ -380,7 +396,7 @@ impl Responder {
         } else {
             fixed_response(b"500 Internal Server Error", b"Internal Server Error\n")
         };
-        let _gone_is_fine = self.push(py, events);
+        let _gone_is_fine = self.push(py, events, None);
     }
 }
 
@@ -443,6 +459,7 @@ mod tests {
         fn hand_off(
             self: Box<Self>,
             _budget: &Arc<Budget>,
+            _referenced: Option<Bytes>,
         ) -> Result<ResponseSender, Disconnected> {
             unreachable!("it takes everything")
         }

@@ -12,9 +12,12 @@
 //! Every byte queued in a channel, or handed to the I/O loop by a Python
 //! thread, counts against one [`Budget`] per process: past it the Python
 //! threads take no new request (they go on with parked ones), so that
-//! clients that do not read cannot grow memory without bound.
+//! clients that do not read cannot grow memory without bound. A block the
+//! Python lane hands over by reference (the application's own bytes
+//! object) counts once however many responses hold it ([`Charge`]).
 
-use std::collections::VecDeque;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -62,8 +65,14 @@ pub trait LaneWriter: Send + Sync {
     /// Passes the connection, with what is pending, to the I/O loop, which
     /// writes it as the client reads; the rest of the response goes there
     /// through the channel returned. What is pending counts against
-    /// `budget` until it is written.
-    fn hand_off(self: Box<Self>, budget: &Arc<Budget>) -> Result<ResponseSender, Disconnected>;
+    /// `budget` until it is written ([`Budget::charge`]): `referenced` is
+    /// the application's block the last events carried by reference,
+    /// whole, if any (what is pending of it is that object's memory).
+    fn hand_off(
+        self: Box<Self>,
+        budget: &Arc<Budget>,
+        referenced: Option<Bytes>,
+    ) -> Result<ResponseSender, Disconnected>;
     /// Whether the client is known to have gone (its connection hung up)
     /// before the application started: the request is then not run.
     fn client_gone(&self) -> bool {
@@ -81,6 +90,9 @@ pub struct Budget {
     held: AtomicUsize,
     /// Called when the bytes held fall back to the limit.
     on_room: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The referenced blocks that [`Charge`]s hold, by the address of
+    /// their bytes: how many charges hold each. Each counts in `held` once.
+    referenced: Mutex<HashMap<usize, usize>>,
 }
 
 impl Default for Budget {
@@ -95,6 +107,45 @@ impl Budget {
             limit: AtomicUsize::new(limit),
             held: AtomicUsize::new(0),
             on_room: OnceLock::new(),
+            referenced: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts what a response hands to the I/O loop until the returned
+    /// charge is dropped (once it is written, or the connection is gone):
+    /// `private` bytes of its own (copies, encoded framing), and
+    /// `referenced`, the application's block that it holds by reference,
+    /// whole but once for all the charges that hold the same block.
+    ///
+    /// What a parked response keeps alive is what it references: the
+    /// bytes object cannot be freed before it is written. A block made per
+    /// request (`return [render()]`) is distinct for each, so each counts
+    /// in full and the bound holds; one block many responses share (a
+    /// module-level constant, a cache's entry) is memory that exists once,
+    /// and it counts once. Counting by identity rather than by the
+    /// object's reference count does not depend on which references the
+    /// application and the iteration still hold at the hand-off, needs no
+    /// GIL, and stays right when the application drops its own reference
+    /// later (the block then lives on for the responses only, and is
+    /// still counted, once).
+    pub fn charge(self: &Arc<Self>, private: usize, referenced: Option<Bytes>) -> Charge {
+        let referenced = referenced.filter(|block| !block.is_empty());
+        if let Some(block) = &referenced {
+            let first = {
+                let mut held = self.referenced.lock().unwrap();
+                let count = held.entry(block.as_ptr() as usize).or_insert(0);
+                *count += 1;
+                *count == 1
+            };
+            if first {
+                self.hold(block.len());
+            }
+        }
+        self.hold(private);
+        Charge {
+            budget: self.clone(),
+            private,
+            referenced,
         }
     }
 
@@ -146,6 +197,38 @@ impl Budget {
 
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
+    }
+}
+
+/// What one response holds against the [`Budget`] (see
+/// [`Budget::charge`]), given back when it is dropped.
+pub struct Charge {
+    budget: Arc<Budget>,
+    private: usize,
+    /// Keeps the block alive as long as its address is a key of
+    /// `Budget::referenced`: no other object can have that address while
+    /// it is counted.
+    referenced: Option<Bytes>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(std::mem::take(&mut self.private));
+        let Some(block) = &self.referenced else {
+            return;
+        };
+        let last = {
+            let mut held = self.budget.referenced.lock().unwrap();
+            let key = block.as_ptr() as usize;
+            let count = held.get_mut(&key).expect("counted by its charge");
+            *count -= 1;
+            *count == 0 && held.remove(&key).is_some()
+        };
+        if last {
+            self.budget.release(block.len());
+        }
+        // The block itself goes after its key: dropped here, or later by
+        // whoever still holds it.
     }
 }
 
@@ -447,6 +530,46 @@ mod tests {
             "written, and the channel empty"
         );
         assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_block_many_responses_hold_counts_once_until_the_last_lets_go() {
+        let budget = Arc::new(Budget::new(usize::MAX));
+        let shared = Bytes::from(vec![b'x'; 1000]);
+        let first = budget.charge(10, Some(shared.clone()));
+        let second = budget.charge(20, Some(shared.clone()));
+        let third = budget.charge(30, Some(shared.slice(..)));
+        assert_eq!(
+            budget.held(),
+            1000 + 60,
+            "the block once, each one's own bytes"
+        );
+        drop(second);
+        drop(first);
+        assert_eq!(budget.held(), 1000 + 30, "still held by one");
+        drop(third);
+        assert_eq!(budget.held(), 0);
+        // Counted afresh once held again.
+        let again = budget.charge(0, Some(shared));
+        assert_eq!(budget.held(), 1000);
+        drop(again);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn blocks_made_per_response_each_count_and_reach_the_bound() {
+        let budget = Arc::new(Budget::new(2500));
+        let charges: Vec<_> = (0..3)
+            .map(|_| budget.charge(5, Some(Bytes::from(vec![b'x'; 1000]))))
+            .collect();
+        assert_eq!(budget.held(), 3 * 1005);
+        assert!(
+            budget.over(),
+            "three distinct blocks are three blocks' memory"
+        );
+        drop(charges);
+        assert_eq!(budget.held(), 0);
+        assert!(!budget.over());
     }
 
     #[test]

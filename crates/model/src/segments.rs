@@ -145,6 +145,26 @@ impl Segments {
         self.len() == 0
     }
 
+    /// Unwritten bytes that are pieces of `block` itself (referenced, not
+    /// copied): what of them is someone else's memory, not this buffer's.
+    pub fn unwritten_within(&self, block: &[u8]) -> usize {
+        let range = block.as_ptr_range();
+        let within = |piece: &[u8]| {
+            let start = piece.as_ptr();
+            start >= range.start && start < range.end
+        };
+        self.sealed
+            .iter()
+            .enumerate()
+            .map(|(i, segment)| {
+                let start = if i == 0 { self.written } else { 0 };
+                &segment[start..]
+            })
+            .filter(|piece| within(piece))
+            .map(<[u8]>::len)
+            .sum()
+    }
+
     /// Fills `slices` with what is unwritten, in order, for a vectored
     /// write; returns how many it filled. [`advance`](Self::advance) by
     /// what was written.
@@ -248,6 +268,31 @@ mod tests {
             large.as_ptr(),
             "large blocks are not copied"
         );
+    }
+
+    #[test]
+    fn the_unwritten_pieces_of_a_block_are_told_from_copies() {
+        let mut out = Segments::default();
+        let block = Bytes::from(vec![b'x'; 100]);
+        out.small().extend_from_slice(b"head");
+        out.push(block.slice(..40));
+        out.small().extend_from_slice(&block[40..50]);
+        out.push(block.slice(50..));
+        out.small().extend_from_slice(b"end");
+        assert_eq!(
+            out.unwritten_within(&block),
+            90,
+            "the copy is not the block"
+        );
+        out.advance(4 + 15);
+        assert_eq!(out.unwritten_within(&block), 75);
+        out.advance(25 + 10 + 20);
+        assert_eq!(out.unwritten_within(&block), 30);
+        let other = vec![b'x'; 100];
+        assert_eq!(out.unwritten_within(&other), 0);
+        out.advance(30);
+        assert_eq!(out.unwritten_within(&block), 0);
+        assert_eq!(out.len(), 3);
     }
 
     #[test]

@@ -122,6 +122,11 @@ impl ResponseFlow {
         self.out.len()
     }
 
+    /// Encoded and not yet written, of `block` itself (referenced).
+    pub(crate) fn pending_within(&self, block: &[u8]) -> usize {
+        self.out.unwritten_within(block)
+    }
+
     /// The connection is gone: drop what was not written.
     pub(crate) fn discard(&mut self) {
         self.out.clear();

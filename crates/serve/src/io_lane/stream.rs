@@ -136,6 +136,20 @@ pub async fn serve<P, C>(
         not_run(peer, id, &body_pump, "the client closed its connection");
         return;
     }
+    if let Pumped::Failed(BodyError::TooSlow { .. } | BodyError::TimedOut { .. }) = buffered {
+        // The client stopped sending (logged with why) and is cut: nobody
+        // waits for the application's answer to that. A body cut short
+        // otherwise (a client that half-closed after part of it) still
+        // runs: that client reads the application's answer to the
+        // OSError.
+        not_run(
+            peer,
+            id,
+            &body_pump,
+            "its request body was cut for being too slow",
+        );
+        return;
+    }
     let request = Arc::new(request);
     let (sender, receiver) = response_channel(ctx.response_buffer);
     let closer = receiver.closer();
@@ -168,7 +182,7 @@ pub async fn serve<P, C>(
                 progress.arrived();
                 Some(past_end + watch_hangup(&mut reader, &closer, peer, id).await)
             }
-            Pumped::Failed => None,
+            Pumped::Failed(_) => None,
         };
         progress.arrived();
         extra
@@ -335,8 +349,8 @@ enum Pumped {
     Ended { past_end: u64 },
     /// The limit asked for has arrived, and more of the body is to come.
     Buffered,
-    /// The body failed (the reader was told why).
-    Failed,
+    /// The body failed (the reader was told why, as here).
+    Failed(BodyError),
 }
 
 /// Moves a body from the socket into the spool.
@@ -375,8 +389,9 @@ impl BodyPump<'_> {
                     }
                     Err(e) => {
                         bad_input!(peer, "bad body", %peer, request = id, "bad chunked request body: {e}");
-                        self.body.fail(BodyError::Framing(e.to_string()));
-                        return Pumped::Failed;
+                        let error = BodyError::Framing(e.to_string());
+                        self.body.fail(error.clone());
+                        return Pumped::Failed(error);
                     }
                 }
             }
@@ -427,8 +442,8 @@ impl BodyPump<'_> {
                     error
                 }
             };
-            self.body.fail(error);
-            return Pumped::Failed;
+            self.body.fail(error.clone());
+            return Pumped::Failed(error);
         }
     }
 

@@ -12,10 +12,9 @@ use super::response::Kept;
 use crate::flow::{Ending, ResponseFlow};
 use crate::io_lane::connection::Connection;
 use crate::sink::{PeerSending, Who, WriteError, async_io};
-use rustgi_core::{Budget, ResponseEvent, ResponseReceiver};
+use rustgi_core::{Charge, ResponseEvent, ResponseReceiver};
 use rustgi_model::ResponseEncoder;
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -32,8 +31,8 @@ pub(super) struct Handed<E> {
     pub(super) flow: ResponseFlow,
     pub(super) encoder: E,
     pub(super) receiver: ResponseReceiver,
-    /// What the flow holds at the hand-off counts here until written.
-    pub(super) budget: Arc<Budget>,
+    /// What the flow holds at the hand-off, counted until it is written.
+    pub(super) charge: Charge,
     pub(super) peer: Cow<'static, str>,
     pub(super) id: u64,
     pub(super) peer_sending: PeerSending,
@@ -54,7 +53,7 @@ pub(super) fn spawn<E: ResponseEncoder + Send + 'static>(
             flow,
             encoder,
             receiver,
-            budget,
+            charge,
             peer,
             id,
             peer_sending,
@@ -64,7 +63,7 @@ pub(super) fn spawn<E: ResponseEncoder + Send + 'static>(
         let rest = Rest {
             flow,
             encoder,
-            budget,
+            charge: Some(charge),
             write_timeout,
             who_peer: peer,
             id,
@@ -88,7 +87,8 @@ pub(super) fn spawn<E: ResponseEncoder + Send + 'static>(
 struct Rest<E> {
     flow: ResponseFlow,
     encoder: E,
-    budget: Arc<Budget>,
+    /// Dropped once what the hand-off left is written.
+    charge: Option<Charge>,
     write_timeout: Duration,
     who_peer: Cow<'static, str>,
     id: u64,
@@ -106,9 +106,9 @@ enum Woke {
 impl<E> Rest<E> {
     /// The I/O loop would not take the connection: it is closed, the
     /// parked iteration closes, and what was counted against
-    /// `--response-memory` is given back (else the pool would stay shut).
+    /// `--response-memory` is given back with the charge (else the pool
+    /// would stay shut).
     fn refused(self, e: &std::io::Error) {
-        self.budget.release(self.flow.pending());
         tracing::warn!(
             request = self.id,
             "passing a full connection to the I/O loop failed: {e}; closing it"
@@ -166,8 +166,6 @@ impl<E: ResponseEncoder> Rest<E> {
         R: AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
-        // Held by the hand-off.
-        let mut counted = self.flow.pending();
         let mut events = Vec::new();
         let mut aborted = false;
         let ending = loop {
@@ -214,7 +212,8 @@ impl<E: ResponseEncoder> Rest<E> {
                     continue;
                 }
             }
-            self.budget.release(std::mem::take(&mut counted));
+            // What the hand-off left is written.
+            self.charge = None;
             if let Some(ending) = self.flow.ending() {
                 break ending;
             }
@@ -224,7 +223,7 @@ impl<E: ResponseEncoder> Rest<E> {
             }
             self.flow.encode(&mut self.encoder, events.drain(..));
         };
-        self.budget.release(counted);
+        self.charge = None;
         ending
     }
 }

@@ -8,7 +8,7 @@ use crate::flow::{Ending, ResponseFlow};
 use crate::intake::Tether;
 use crate::sink::blocking::BlockingSink;
 use crate::sink::{PeerSending, Who};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rustgi_core::{Budget, Disconnected, LaneWriter, ResponseEvent, ResponseSender};
 use rustgi_model::ResponseEncoder;
 use std::borrow::Cow;
@@ -185,21 +185,33 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
             .is_some_and(|sink| super::hung_up(sink.wire().as_fd()))
     }
 
-    fn hand_off(mut self: Box<Self>, budget: &Arc<Budget>) -> Result<ResponseSender, Disconnected> {
+    fn hand_off(
+        mut self: Box<Self>,
+        budget: &Arc<Budget>,
+        referenced: Option<Bytes>,
+    ) -> Result<ResponseSender, Disconnected> {
         let sink = self.sink.take().ok_or(Disconnected)?;
         let (sender, receiver) = rustgi_core::response_channel(self.handed.buffer);
         sender.count_in(budget);
         let flow = std::mem::replace(&mut self.flow, ResponseFlow::new(true));
         // Counted from now: the thread looks at the budget before it
-        // takes its next request. Released as it is written.
-        budget.hold(flow.pending());
+        // takes its next request. Released once it is written. What is
+        // pending of the application's block is that object's memory,
+        // counted once for every response that holds it.
+        let of_block = referenced
+            .as_ref()
+            .map_or(0, |block| flow.pending_within(block));
+        let charge = budget.charge(
+            flow.pending() - of_block,
+            referenced.filter(|_| of_block > 0),
+        );
         let handed = Handed {
             write_timeout: sink.write_timeout(),
             socket: sink.into_wire(),
             flow,
             encoder: self.encoder.take().expect("handed off once"),
             receiver,
-            budget: budget.clone(),
+            charge,
             peer: std::mem::take(&mut self.peer),
             id: self.id,
             peer_sending: self.peer_sending,
