@@ -19,12 +19,20 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 use rustgi_model::{Request, ResponseHead};
+use rustgi_observe::Ended;
+use rustgi_observe::access::Verdict;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One request handed to a Python thread.
 pub struct Job {
     pub id: u64,
+    /// The id every log line about the request shows, and the
+    /// application sees as `RUSTGI_REQUEST_ID` (ASCII).
+    pub request_id: Bytes,
+    /// Where the access log learns how the request ended when the
+    /// response's bytes cannot tell (a 504 of ours, an application error).
+    pub verdict: Option<Arc<Verdict>>,
     /// Shared with the connection, whose encoder may need it (uwsgi's
     /// status line follows the request's SERVER_PROTOCOL).
     pub request: Arc<Request>,
@@ -169,6 +177,9 @@ pub(crate) fn serve(
     job: Job,
 ) {
     if job.response.client_gone() {
+        if let Some(verdict) = &job.verdict {
+            verdict.set(Ended::ClientGone);
+        }
         tracing::info!(
             request = job.id,
             "not run: its client went away (the connection hung up, or ABORT_REQUEST came) before the application started"
@@ -176,7 +187,9 @@ pub(crate) fn serve(
         return;
     }
     let Job {
-        id,
+        id: _,
+        request_id,
+        verdict,
         request,
         body,
         streams,
@@ -184,7 +197,7 @@ pub(crate) fn serve(
         errors_to_peer,
     } = job;
     let tag = RequestTag {
-        id,
+        request_id,
         method: request
             .param(b"REQUEST_METHOD")
             .cloned()
@@ -195,7 +208,8 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
-    let responder = Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()));
+    let responder =
+        Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()).with_verdict(verdict));
     let begun = ctx
         .slot
         .begin(tag.clone(), responder.clone(), Duration::ZERO);
@@ -206,6 +220,9 @@ pub(crate) fn serve(
         let peer = errors_to_peer.then(|| responder.clone());
         let errors = Bound::new(py, WsgiErrors::new(tag.clone(), peer))?.into_any();
         let environ = environ.build(py, &request, input, errors)?;
+        // Generated ids are ASCII, a trusted header's were checked to be.
+        let request_id = String::from_utf8_lossy(&tag.request_id);
+        environ.set_item(intern!(py, "RUSTGI_REQUEST_ID"), request_id.as_ref())?;
         for (key, stream) in streams {
             environ.set_item(key, Bound::new(py, WsgiInput::new(stream))?)?;
         }
@@ -305,9 +322,11 @@ fn finish(
     match outcome {
         Ok(()) => {}
         Err(Stop::Gone) => {
+            responder.ended(Ended::ClientGone);
             tracing::info!(request = %tag, "the client went away before the response was complete")
         }
         Err(Stop::App(e)) => {
+            responder.ended(Ended::AppError);
             // The OSError that `wsgi.input` raised when the body failed
             // (already logged, with why) is the client's doing, not an
             // application error: one line, no traceback.

@@ -41,4 +41,4 @@ pub use response::{
     Budget, Disconnected, LaneWriter, ResponseCloser, ResponseEvent, ResponseReceiver,
     ResponseSender, ResponseTarget, response_channel,
 };
-pub use running::Overdue;
+pub use running::{Overdue, Slow};

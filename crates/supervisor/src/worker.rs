@@ -105,6 +105,12 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
             return 1;
         }
     }
+    if let Some(limit) = config.slow_request_log
+        && let Err(e) = crate::timeout::watch_slow(&pool, limit)
+    {
+        tracing::error!("could not start the --slow-request-log watch: {e}");
+        return 1;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -177,6 +183,7 @@ fn stop_signal(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let mut sigquit = signal(SignalKind::quit())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let ignored = [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU]
         .map(|s| signal(SignalKind::from_raw(s)))
         .into_iter()
@@ -184,6 +191,14 @@ fn stop_signal(
     // Ready, with the signals handled: the master may now stop the workers
     // this one replaces (or this one, with SIGTERM).
     let _ = status.write_all(b"R");
+    tokio::spawn(async move {
+        // logrotate's word (from the master, or sent here): every log
+        // file of this worker is reopened (`rustgi_observe::reopen`).
+        while sigusr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening the log files");
+            rustgi_observe::reopen::request();
+        }
+    });
     tokio::spawn(async move {
         sigquit.recv().await;
         tracing::info!("SIGQUIT: exiting at once");

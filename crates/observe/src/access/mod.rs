@@ -117,3 +117,30 @@ pub fn cgi_name(header: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+/// How a request ended, as far as the side running the application knows
+/// it (a `--timeout` 504, an application error, a client gone under a
+/// write): the bytes of the response do not tell a 504 of ours from the
+/// application's own. Set by the WSGI side, read when the record is
+/// written; the first verdict stands.
+#[derive(Debug, Default)]
+pub struct Verdict(std::sync::atomic::AtomicU8);
+
+impl Verdict {
+    pub fn set(&self, ended: Ended) {
+        let value = ended.index() as u8 + 1;
+        let _first_stands = self.0.compare_exchange(
+            0,
+            value,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
+    }
+
+    pub fn get(&self) -> Option<Ended> {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            0 => None,
+            n => Ended::ALL.get(usize::from(n) - 1).copied(),
+        }
+    }
+}
