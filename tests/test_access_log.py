@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from fcgi_client import FcgiConnection, abort_request, responder_params
-from harness import APPS, REPO, scgi_head, scgi_params, scgi_request, wait_until
+from harness import APPS, REPO, Location, Nginx, scgi_head, scgi_params, scgi_request, wait_until
+from plugins.base import _STARTED
 
 CONFORMANCE = str((APPS / "conformance.py").relative_to(REPO))
 FASTCGI_APP = str((APPS / "fastcgi_app.py").relative_to(REPO))
@@ -286,3 +287,60 @@ def test_cgi_mode_writes_its_line(gateway_bin, run_dir):
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     [line] = records(log, 1)
     assert (line["front"], line["remote"], line["path"], line["ended"]) == ("cgi", "10.1.2.3", "/app.cgi/hello", "complete")
+
+
+NGINX_PROTOCOLS = ["scgi", "uwsgi", "fastcgi", "fastcgi-kept"]
+LANES = ["python", "io"]
+
+
+@pytest.fixture(scope="module")
+def nginx_lanes(gateways, nginx_binary, run_dir, log_dir):
+    """A gateway per lane (--proto auto, json access log) behind one nginx
+    server per protocol."""
+    gws, servers, upstreams = {}, {}, []
+    path_info = "fastcgi_param PATH_INFO $uri;"
+    for lane in LANES:
+        log = run_dir / f"access-nginx-{lane}.log"
+        gw = gateways.start(f"access-nginx-{lane}",
+                            ["--app", CONFORMANCE, "--threads", "4", "--access-log", str(log),
+                             "--access-log-format", "json", "--request-id-header", "X-Request-Id"],
+                            proto="auto", env={"RUSTGI_LANE": lane})
+        gws[lane] = (gw, log)
+        upstream = "unix:" + gw.socket
+        servers |= {
+            f"scgi-{lane}": [Location("/", upstream)],
+            f"uwsgi-{lane}": [Location("/", upstream, proto="uwsgi")],
+            f"fastcgi-{lane}": [Location("/", upstream, proto="fastcgi", params=path_info)],
+            f"fastcgi-kept-{lane}": [Location("/", f"kept_{lane}", proto="fastcgi", keep_conn=True,
+                                              params=path_info)],
+        }
+        upstreams.append(f"    upstream kept_{lane} {{ server {upstream}; keepalive 4; }}")
+    own_dir = run_dir / "nginx-access"
+    own_dir.mkdir(mode=0o755, exist_ok=True)
+    server = Nginx(nginx_binary, own_dir, log_dir / "nginx-access", [], servers=servers,
+                   upstreams="\n".join(upstreams))
+    _STARTED.append(server)
+    server.start()
+    yield server, gws
+    server.stop()
+
+
+@pytest.mark.parametrize("lane", LANES)
+@pytest.mark.parametrize("proto", NGINX_PROTOCOLS)
+def test_behind_nginx_every_protocol_and_lane(nginx_lanes, proto, lane):
+    server, gws = nginx_lanes
+    gw, log = gws[lane]
+    rid = f"nginx-{proto}-{lane}"
+    p = subprocess.run(
+        ["curl", "-sS", "--max-time", "8", "-o", "/dev/null", "-w", "%{http_code}",
+         "-H", f"X-Request-Id: {rid}", "-A", "curl-access-test",
+         server.url("/hello?x=1", server=f"{proto}-{lane}")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert p.stdout == "200", p.stderr
+    line = line_for(log, rid)
+    front = "fastcgi" if proto.startswith("fastcgi") else proto
+    assert (line["front"], line["status"], line["path"], line["query"]) == (front, 200, "/hello", "x=1"), line
+    assert (line["ended"], line["bytes"], line["user_agent"]) == ("complete", 5, "curl-access-test"), line
+    # Each request once.
+    assert sum(json.loads(raw)["request_id"] == rid for raw in log.read_bytes().splitlines()) == 1

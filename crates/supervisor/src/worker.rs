@@ -59,6 +59,7 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         status,
         multiprocess,
     } = launch;
+    crate::proc::ignore_sigusr1_until_handled();
     // Lines this process logs from its main thread name it.
     let _span = tracing::info_span!("worker", pid = std::process::id()).entered();
     let interpreter = match interpreter {
