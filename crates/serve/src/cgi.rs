@@ -55,9 +55,9 @@ pub fn run(
         .spawn(move || read_stdin(body, length))?;
     let id = crate::next_request_id();
     let request_id = crate::record::request_id(&request, id);
+    let request = Arc::new(request);
     let trail = crate::record::Trail::begin(&request, rustgi_observe::Front::Cgi, &request_id);
     let verdict = trail.as_ref().map(|t| t.verdict());
-    let request = Arc::new(request);
     let (sender, receiver) = response_channel(config.response_buffer);
     pool.submit(Job {
         id,

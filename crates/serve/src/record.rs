@@ -78,13 +78,13 @@ pub fn stop() {
     }
 }
 
-/// Records waiting for the writer at most; beyond, lines are dropped and
-/// counted (a stuck disk must not grow memory).
-const QUEUE: usize = 16 * 1024;
+/// Bytes of lines waiting for the writer at most; beyond, lines are
+/// dropped and counted (a stuck disk must not grow memory).
+const QUEUE: usize = 4 << 20;
 
 /// Where every finished record goes: the access log (and, with the
 /// metrics, the worker's counters: add them here, nowhere else).
-pub(crate) fn observe_finished(record: Record) {
+pub(crate) fn observe_finished(record: &Record<'_>) {
     if let Some(writer) = OBSERVING.get().and_then(|o| o.writer.as_ref()) {
         writer.submit(record);
     }
@@ -147,47 +147,76 @@ fn process_prefix() -> String {
         .collect()
 }
 
-/// A request's record while it runs: what the flow fills in.
+/// A request's record while it runs: what the flow fills in. It holds
+/// the request itself (shared, not copied): the line borrows from it.
 #[derive(Debug)]
 pub(crate) struct Trail {
-    record: Record,
+    request: Arc<Request>,
+    request_id: Bytes,
+    front: Front,
+    time: SystemTime,
     started: Instant,
+    status: Option<u16>,
+    first_byte: Option<std::time::Duration>,
+    response_bytes: u64,
+    /// The response headers the format shows, as the head had them.
+    response_headers: Vec<(&'static str, Bytes)>,
     verdict: Arc<Verdict>,
-    response_headers: &'static [String],
+    observing: &'static Observing,
+}
+
+impl std::fmt::Debug for Observing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observing")
+    }
+}
+
+/// The headers of a live request, for the line: request headers from its
+/// CGI parameters, response headers as the flow saw them.
+struct LiveHeaders<'a> {
+    request: &'a Request,
+    observing: &'a Observing,
+    response: &'a [(&'static str, Bytes)],
+}
+
+impl access::Headers for LiveHeaders<'_> {
+    fn request(&self, name: &str) -> Option<&[u8]> {
+        let (_, cgi) = self
+            .observing
+            .request_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        self.request.param(cgi).map(|v| v.as_ref())
+    }
+
+    fn response(&self, name: &str) -> Option<&[u8]> {
+        self.response
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
 }
 
 impl Trail {
     /// Begins the record of `request` (`None` when no record is wanted).
-    pub(crate) fn begin(request: &Request, front: Front, request_id: &Bytes) -> Option<Box<Trail>> {
+    pub(crate) fn begin(
+        request: &Arc<Request>,
+        front: Front,
+        request_id: &Bytes,
+    ) -> Option<Box<Trail>> {
         let observing = wanted()?;
-        let param = |name: &[u8]| request.param(name).map(|v| v.to_vec()).unwrap_or_default();
-        let mut record = Record::new(SystemTime::now(), front);
-        record.request_id = request_id.to_vec();
-        record.remote = param(b"REMOTE_ADDR");
-        record.method = param(b"REQUEST_METHOD");
-        let uri = request
-            .param(b"REQUEST_URI")
-            .or_else(|| request.param(b"DOCUMENT_URI"))
-            .or_else(|| request.param(b"SCRIPT_NAME"));
-        let uri = uri.map(|u| u.as_ref()).unwrap_or_default();
-        let path = uri.split(|&b| b == b'?').next().unwrap_or_default();
-        record.path = path.to_vec();
-        record.query = param(b"QUERY_STRING");
-        record.protocol = param(b"SERVER_PROTOCOL");
-        record.request_bytes = request
-            .param(b"CONTENT_LENGTH")
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
-            .unwrap_or(0);
-        for (name, cgi) in &observing.request_headers {
-            if let Some(value) = request.param(cgi) {
-                record.request_headers.push((name.clone(), value.to_vec()));
-            }
-        }
         Some(Box::new(Trail {
-            record,
+            request: request.clone(),
+            request_id: request_id.clone(),
+            front,
+            time: SystemTime::now(),
             started: Instant::now(),
+            status: None,
+            first_byte: None,
+            response_bytes: 0,
+            response_headers: Vec::new(),
             verdict: Arc::new(Verdict::default()),
-            response_headers: &observing.response_headers,
+            observing,
         }))
     }
 
@@ -198,22 +227,20 @@ impl Trail {
 
     /// The response head is going out.
     pub(crate) fn head(&mut self, head: &ResponseHead) {
-        if self.record.status.is_some() {
+        if self.status.is_some() {
             return;
         }
-        self.record.status = Some(head.status_code());
-        self.record.first_byte = Some(self.started.elapsed());
-        for wanted in self.response_headers {
+        self.status = Some(head.status_code());
+        self.first_byte = Some(self.started.elapsed());
+        for wanted in &self.observing.response_headers {
             if let Some(value) = head.header(wanted) {
-                self.record
-                    .response_headers
-                    .push((wanted.clone(), value.to_vec()));
+                self.response_headers.push((wanted.as_str(), value.clone()));
             }
         }
     }
 
     pub(crate) fn body(&mut self, len: usize) {
-        self.record.response_bytes += len as u64;
+        self.response_bytes += len as u64;
     }
 
     /// The front server aborted the request (FastCGI ABORT_REQUEST).
@@ -221,12 +248,11 @@ impl Trail {
         self.verdict.set(Ended::Aborted);
     }
 
-    /// The request is over: `whole` when the flow ended it whole and
-    /// wrote it all, `gone` when its connection failed.
-    pub(crate) fn finish(mut self: Box<Self>, ending: Option<crate::flow::Ending>, gone: bool) {
+    /// The request is over: `ending` as the flow saw it, `gone` when its
+    /// connection failed.
+    pub(crate) fn finish(&self, ending: Option<crate::flow::Ending>, gone: bool) {
         use crate::flow::Ending;
-        self.record.duration = self.started.elapsed();
-        self.record.ended = match (self.verdict.get(), ending) {
+        let ended = match (self.verdict.get(), ending) {
             (Some(ended), _) => ended,
             _ if gone => Ended::ClientGone,
             (None, Some(Ending::Complete)) => Ended::Complete,
@@ -236,6 +262,37 @@ impl Trail {
             // Never ended: its channel closed (the worker stopping).
             (None, None) => Ended::Aborted,
         };
-        observe_finished(self.record);
+        let request = &*self.request;
+        let param = |name: &[u8]| request.param(name).map_or(&[][..], |v| v.as_ref());
+        let uri = request
+            .param(b"REQUEST_URI")
+            .or_else(|| request.param(b"DOCUMENT_URI"))
+            .or_else(|| request.param(b"SCRIPT_NAME"))
+            .map_or(&[][..], |v| v.as_ref());
+        let path = uri.split(|&b| b == b'?').next().unwrap_or_default();
+        let headers = LiveHeaders {
+            request,
+            observing: self.observing,
+            response: &self.response_headers,
+        };
+        let record = Record {
+            time: self.time,
+            request_id: &self.request_id,
+            remote: param(b"REMOTE_ADDR"),
+            method: param(b"REQUEST_METHOD"),
+            path,
+            query: param(b"QUERY_STRING"),
+            protocol: param(b"SERVER_PROTOCOL"),
+            status: self.status,
+            response_bytes: self.response_bytes,
+            request_bytes: request.content_length,
+            duration: self.started.elapsed(),
+            first_byte: self.first_byte,
+            pid: access::pid(),
+            front: self.front,
+            ended,
+            headers: &headers,
+        };
+        observe_finished(&record);
     }
 }

@@ -112,6 +112,11 @@ pub(crate) fn text(out: &mut Vec<u8>, value: &[u8]) {
         out.push(b'-');
         return;
     }
+    text_raw(out, value);
+}
+
+/// As [`text`], with nothing for an empty value.
+pub(crate) fn text_raw(out: &mut Vec<u8>, value: &[u8]) {
     let (value, full) = cut(value);
     for &b in value {
         match b {

@@ -262,13 +262,16 @@ fn number(out: &mut Vec<u8>, n: impl fmt::Display) {
 }
 
 /// `path?query`, or the path alone.
-fn uri(record: &Record) -> Vec<u8> {
-    let mut uri = record.path.clone();
-    if !record.query.is_empty() {
-        uri.push(b'?');
-        uri.extend_from_slice(&record.query);
+fn uri(record: &Record, out: &mut Vec<u8>) {
+    if record.path.is_empty() && record.query.is_empty() {
+        out.push(b'-');
+        return;
     }
-    uri
+    escape::text_raw(out, record.path);
+    if !record.query.is_empty() {
+        out.push(b'?');
+        escape::text_raw(out, record.query);
+    }
 }
 
 /// A field in a text line: numbers bare, text escaped Apache-style,
@@ -277,13 +280,13 @@ fn text_field(record: &Record, field: Field, out: &mut Vec<u8>) {
     match field {
         Field::Time => time::rfc3339(out, record.time),
         Field::TimeClf => time::clf(out, record.time),
-        Field::RequestId => escape::text(out, &record.request_id),
-        Field::Remote => escape::text(out, &record.remote),
-        Field::Method => escape::text(out, &record.method),
-        Field::Path => escape::text(out, &record.path),
-        Field::Query => escape::text(out, &record.query),
-        Field::Uri => escape::text(out, &uri(record)),
-        Field::Protocol => escape::text(out, &record.protocol),
+        Field::RequestId => escape::text(out, record.request_id),
+        Field::Remote => escape::text(out, record.remote),
+        Field::Method => escape::text(out, record.method),
+        Field::Path => escape::text(out, record.path),
+        Field::Query => escape::text(out, record.query),
+        Field::Uri => uri(record, out),
+        Field::Protocol => escape::text(out, record.protocol),
         Field::Status => match record.status {
             Some(status) => number(out, status),
             None => out.push(b'-'),
@@ -334,12 +337,12 @@ fn keyed(record: &Record, mut emit: impl FnMut(&str, Value<'_>)) {
     let mut time = Vec::with_capacity(24);
     time::rfc3339(&mut time, record.time);
     emit("time", Value::Text(&time));
-    emit("request_id", Value::Text(&record.request_id));
-    emit("remote", Value::Text(&record.remote));
-    emit("method", Value::Text(&record.method));
-    emit("path", Value::Text(&record.path));
-    emit("query", Value::Text(&record.query));
-    emit("protocol", Value::Text(&record.protocol));
+    emit("request_id", Value::Text(record.request_id));
+    emit("remote", Value::Text(record.remote));
+    emit("method", Value::Text(record.method));
+    emit("path", Value::Text(record.path));
+    emit("query", Value::Text(record.query));
+    emit("protocol", Value::Text(record.protocol));
     emit("status", Value::Number(record.status.map(u128::from)));
     emit(
         "bytes",

@@ -24,21 +24,23 @@ use std::time::{Duration, SystemTime};
 /// and ends with a marker saying how long it was.
 pub const VALUE_LIMIT: usize = 1024;
 
-/// What the access log knows of one request. Byte strings are as the
-/// request carried them (the format escapes them).
-#[derive(Clone, Debug)]
-pub struct Record {
+/// What the access log knows of one request, borrowed from whoever
+/// knows it (a worker's request and flow, the master's scoreboard): no
+/// copy is made to write a line. Byte strings are as the request carried
+/// them (the format escapes them).
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
     /// When the request began (wall clock).
     pub time: SystemTime,
-    pub request_id: Vec<u8>,
+    pub request_id: &'a [u8],
     /// The client's address as the front server gave it (REMOTE_ADDR).
-    pub remote: Vec<u8>,
-    pub method: Vec<u8>,
+    pub remote: &'a [u8],
+    pub method: &'a [u8],
     /// The path, without the query string.
-    pub path: Vec<u8>,
-    pub query: Vec<u8>,
+    pub path: &'a [u8],
+    pub query: &'a [u8],
     /// SERVER_PROTOCOL (`HTTP/1.1`).
-    pub protocol: Vec<u8>,
+    pub protocol: &'a [u8],
     /// The status code sent; `None` when no head went out.
     pub status: Option<u16>,
     /// Body bytes of the response.
@@ -51,50 +53,69 @@ pub struct Record {
     pub pid: u32,
     pub front: Front,
     pub ended: Ended,
-    /// The request headers the format names (name as the format spells
-    /// it, value), when the request had them.
-    pub request_headers: Vec<(String, Vec<u8>)>,
-    /// The response headers the format names, likewise.
-    pub response_headers: Vec<(String, Vec<u8>)>,
+    /// The request's and the response's headers, looked up by name as
+    /// the format asks for them.
+    pub headers: &'a dyn Headers,
 }
 
-impl Record {
-    /// A record with nothing known yet but when, who and how it came.
-    pub fn new(time: SystemTime, front: Front) -> Record {
-        Record {
-            time,
-            request_id: Vec::new(),
-            remote: Vec::new(),
-            method: Vec::new(),
-            path: Vec::new(),
-            query: Vec::new(),
-            protocol: Vec::new(),
-            status: None,
-            response_bytes: 0,
-            request_bytes: 0,
-            duration: Duration::ZERO,
-            first_byte: None,
-            pid: std::process::id(),
-            front,
-            ended: Ended::Complete,
-            request_headers: Vec::new(),
-            response_headers: Vec::new(),
-        }
+/// Headers by name (case-insensitive), for `request_header:NAME` and
+/// `response_header:NAME` and the named formats' Referer and User-Agent.
+pub trait Headers {
+    fn request(&self, name: &str) -> Option<&[u8]>;
+    fn response(&self, name: &str) -> Option<&[u8]>;
+}
+
+/// Headers as lists of (name, value): what a record built from anything
+/// else than a live request (the master's scoreboard, tests) carries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeaderList<'a> {
+    pub request: &'a [(&'a str, &'a [u8])],
+    pub response: &'a [(&'a str, &'a [u8])],
+}
+
+fn find<'a>(list: &'a [(&'a str, &'a [u8])], name: &str) -> Option<&'a [u8]> {
+    list.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+}
+
+impl Headers for HeaderList<'_> {
+    fn request(&self, name: &str) -> Option<&[u8]> {
+        find(self.request, name)
     }
 
-    fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+    fn response(&self, name: &str) -> Option<&[u8]> {
+        find(self.response, name)
     }
+}
 
+/// No headers known.
+pub const NO_HEADERS: HeaderList<'static> = HeaderList {
+    request: &[],
+    response: &[],
+};
+
+impl Record<'_> {
     pub fn request_header(&self, name: &str) -> Option<&[u8]> {
-        Record::header(&self.request_headers, name)
+        self.headers.request(name)
     }
 
     pub fn response_header(&self, name: &str) -> Option<&[u8]> {
-        Record::header(&self.response_headers, name)
+        self.headers.response(name)
+    }
+}
+
+/// This process's pid, asked once (getpid is a system call).
+pub fn pid() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
     }
 }
 

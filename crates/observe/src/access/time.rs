@@ -41,12 +41,13 @@ fn civil(time: SystemTime) -> Civil {
 
 /// RFC 3339 with milliseconds: `2026-12-07T17:38:00.123Z`.
 pub(crate) fn rfc3339(out: &mut Vec<u8>, time: SystemTime) {
+    use std::io::Write;
     let c = civil(time);
-    let text = format!(
+    let _ = write!(
+        out,
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
     );
-    out.extend_from_slice(text.as_bytes());
 }
 
 const MONTHS: [&str; 12] = [
@@ -55,8 +56,10 @@ const MONTHS: [&str; 12] = [
 
 /// Apache's common log format: `07/Dec/2026:17:38:00 +0000`.
 pub(crate) fn clf(out: &mut Vec<u8>, time: SystemTime) {
+    use std::io::Write;
     let c = civil(time);
-    let text = format!(
+    let _ = write!(
+        out,
         "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
         c.day,
         MONTHS[(c.month - 1) as usize],
@@ -65,5 +68,4 @@ pub(crate) fn clf(out: &mut Vec<u8>, time: SystemTime) {
         c.minute,
         c.second
     );
-    out.extend_from_slice(text.as_bytes());
 }

@@ -1,8 +1,10 @@
-//! Writing the access log off the request's thread: records are queued
-//! (a lock held for a push, no system call), and one thread of the
-//! worker renders them in batches and writes each batch at once. The
-//! queue is bounded: when the disk is slow or stuck, lines are dropped and
-//! counted, never waited for, and the count is reported.
+//! Writing the access log without making a request wait for the disk:
+//! the line is rendered where the request ends (into a buffer of that
+//! thread's own, no allocation) and appended to a queue of bytes (a lock
+//! held for a copy, no system call); one thread of the worker writes what
+//! has queued in one write, every 100 ms or sooner when much has queued.
+//! The queue is bounded: when the disk is slow or stuck, lines are dropped
+//! and counted, never waited for, and the count is reported.
 //!
 //! A file is opened with `O_APPEND`, so logrotate's `copytruncate` works
 //! (writes go on at the new end); it is reopened when
@@ -65,7 +67,8 @@ impl Output {
 pub struct WriterConfig {
     pub destination: Destination,
     pub format: Format,
-    /// Most records waiting; past it new ones are dropped and counted.
+    /// Most bytes of lines waiting; past it new lines are dropped and
+    /// counted.
     pub queue: usize,
     /// Tells the operator about dropped lines and write errors (the
     /// daemon's log: this crate logs nothing itself).
@@ -74,8 +77,8 @@ pub struct WriterConfig {
 
 /// Records waiting are written at the latest this long after they came.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
-/// A batch this big wakes the writer at once.
-const BATCH: usize = 256;
+/// This many bytes waiting wake the writer at once.
+const BATCH: usize = 64 * 1024;
 
 struct Shared {
     queue: Mutex<Queue>,
@@ -87,14 +90,20 @@ struct Shared {
 
 #[derive(Default)]
 struct Queue {
-    records: Vec<Record>,
+    lines: Vec<u8>,
     stopping: bool,
 }
 
 /// See the module comment.
 pub struct Writer {
     shared: Arc<Shared>,
+    format: Format,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+thread_local! {
+    /// Where a line is rendered before it is queued.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Writer {
@@ -108,6 +117,7 @@ impl Writer {
             dropped: AtomicU64::new(0),
             limit: config.queue.max(1),
         });
+        let format = config.format.clone();
         let thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -116,20 +126,31 @@ impl Writer {
         };
         Ok(Writer {
             shared,
+            format,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Queues a record; never waits for the disk.
-    pub fn submit(&self, record: Record) {
+    /// Renders `record`'s line and queues it; never waits for the disk.
+    pub fn submit(&self, record: &Record<'_>) {
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            self.format.render(record, line);
+            self.submit_line(line);
+        });
+    }
+
+    /// Queues a rendered line (with its newline).
+    pub fn submit_line(&self, line: &[u8]) {
         let mut queue = self.shared.queue.lock().unwrap();
-        if queue.records.len() >= self.shared.limit || queue.stopping {
+        if queue.lines.len() + line.len() > self.shared.limit || queue.stopping {
             drop(queue);
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        queue.records.push(record);
-        let wake = queue.records.len() == BATCH;
+        let before = queue.lines.len();
+        queue.lines.extend_from_slice(line);
+        let wake = before < BATCH && queue.lines.len() >= BATCH;
         drop(queue);
         if wake {
             self.shared.wake.notify_one();
@@ -162,7 +183,6 @@ impl Writer {
 fn run(shared: &Shared, config: WriterConfig, output: Output) {
     let WriterConfig {
         destination,
-        format,
         report,
         ..
     } = config;
@@ -170,15 +190,16 @@ fn run(shared: &Shared, config: WriterConfig, output: Output) {
     let mut generation = crate::reopen::generation();
     let mut reported_dropped = 0;
     let mut failing = false;
-    let mut batch = Vec::new();
-    let mut bytes = Vec::with_capacity(64 * 1024);
+    let mut bytes = Vec::with_capacity(BATCH * 2);
     loop {
+        bytes.clear();
         let stopping = {
             let mut queue = shared.queue.lock().unwrap();
-            if queue.records.is_empty() && !queue.stopping {
+            if queue.lines.is_empty() && !queue.stopping {
                 queue = shared.wake.wait_timeout(queue, FLUSH_EVERY).unwrap().0;
             }
-            std::mem::swap(&mut queue.records, &mut batch);
+            // The buffers change places: both keep their capacity.
+            std::mem::swap(&mut queue.lines, &mut bytes);
             queue.stopping
         };
         let now = crate::reopen::generation();
@@ -190,10 +211,6 @@ fn run(shared: &Shared, config: WriterConfig, output: Output) {
                     "reopening the access log {destination:?} failed: {e}; writing to the file open before"
                 )),
             }
-        }
-        bytes.clear();
-        for record in batch.drain(..) {
-            format.render(&record, &mut bytes);
         }
         if !bytes.is_empty()
             && let Some(out) = output.as_mut()
@@ -218,7 +235,7 @@ fn run(shared: &Shared, config: WriterConfig, output: Output) {
             ));
             reported_dropped = dropped;
         }
-        if stopping && shared.queue.lock().unwrap().records.is_empty() {
+        if stopping && shared.queue.lock().unwrap().lines.is_empty() {
             return;
         }
     }

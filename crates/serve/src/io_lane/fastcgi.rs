@@ -593,6 +593,7 @@ impl Driver<'_> {
             writer
         });
         let request_id = crate::record::request_id(&request, log_id);
+        let request = Arc::new(request);
         let trail =
             crate::record::Trail::begin(&request, rustgi_observe::Front::Fastcgi, &request_id);
         let verdict = trail.as_ref().map(|t| t.verdict());
@@ -610,7 +611,7 @@ impl Driver<'_> {
                 id: log_id,
                 request_id,
                 verdict,
-                request: Arc::new(request),
+                request,
                 body: body_reader,
                 streams,
                 response: ResponseTarget::Channel(sender),

@@ -142,8 +142,8 @@ pub async fn serve<P, C>(
         return;
     }
     let request_id = crate::record::request_id(&request, id);
-    let trail = Trail::begin(&request, ctx.front, &request_id);
     let request = Arc::new(request);
+    let trail = Trail::begin(&request, ctx.front, &request_id);
     let (sender, receiver) = response_channel(ctx.response_buffer);
     let closer = receiver.closer();
     let job = Job {
