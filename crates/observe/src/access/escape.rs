@@ -118,17 +118,25 @@ pub(crate) fn text(out: &mut Vec<u8>, value: &[u8]) {
 /// As [`text`], with nothing for an empty value.
 pub(crate) fn text_raw(out: &mut Vec<u8>, value: &[u8]) {
     let (value, full) = cut(value);
-    for &b in value {
+    let plain = |b: &u8| (0x20..=0x7e).contains(b) && *b != b'"' && *b != b'\\';
+    let mut rest = value;
+    while !rest.is_empty() {
+        // Runs of plain bytes (most of a line) are copied at once.
+        let run = rest.iter().position(|b| !plain(b)).unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..run]);
+        let Some(&b) = rest.get(run) else {
+            break;
+        };
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
-            0x20..=0x7e => out.push(b),
             _ => {
                 out.extend_from_slice(b"\\x");
                 out.push(HEX[usize::from(b >> 4)]);
                 out.push(HEX[usize::from(b & 15)]);
             }
         }
+        rest = &rest[run + 1..];
     }
     marker(out, full);
 }
