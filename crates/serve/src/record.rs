@@ -263,12 +263,34 @@ impl Trail {
             (None, None) => Ended::Aborted,
         };
         let request = &*self.request;
-        let param = |name: &[u8]| request.param(name).map_or(&[][..], |v| v.as_ref());
-        let uri = request
-            .param(b"REQUEST_URI")
-            .or_else(|| request.param(b"DOCUMENT_URI"))
-            .or_else(|| request.param(b"SCRIPT_NAME"))
-            .map_or(&[][..], |v| v.as_ref());
+        // One pass over the parameters (each `param` would be one).
+        let mut found: [Option<&[u8]>; 8] = [None; 8];
+        const NAMES: [&[u8]; 8] = [
+            b"REQUEST_URI",
+            b"DOCUMENT_URI",
+            b"SCRIPT_NAME",
+            b"REMOTE_ADDR",
+            b"REQUEST_METHOD",
+            b"QUERY_STRING",
+            b"SERVER_PROTOCOL",
+            b"",
+        ];
+        for param in &request.params {
+            if let Some(i) = NAMES[..7].iter().position(|n| *n == param.name.as_ref()) {
+                found[i].get_or_insert(param.value.as_ref());
+            }
+        }
+        let [
+            uri,
+            document_uri,
+            script_name,
+            remote,
+            method,
+            query,
+            protocol,
+            _,
+        ] = found;
+        let uri = uri.or(document_uri).or(script_name).unwrap_or_default();
         let path = uri.split(|&b| b == b'?').next().unwrap_or_default();
         let headers = LiveHeaders {
             request,
@@ -278,11 +300,11 @@ impl Trail {
         let record = Record {
             time: self.time,
             request_id: &self.request_id,
-            remote: param(b"REMOTE_ADDR"),
-            method: param(b"REQUEST_METHOD"),
+            remote: remote.unwrap_or_default(),
+            method: method.unwrap_or_default(),
             path,
-            query: param(b"QUERY_STRING"),
-            protocol: param(b"SERVER_PROTOCOL"),
+            query: query.unwrap_or_default(),
+            protocol: protocol.unwrap_or_default(),
             status: self.status,
             response_bytes: self.response_bytes,
             request_bytes: request.content_length,

@@ -54,8 +54,29 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
+thread_local! {
+    /// The last second written, as `clf` wrote it: lines come many to a
+    /// second.
+    static LAST_CLF: std::cell::RefCell<(u64, Vec<u8>)> = const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
+}
+
 /// Apache's common log format: `07/Dec/2026:17:38:00 +0000`.
 pub(crate) fn clf(out: &mut Vec<u8>, time: SystemTime) {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    LAST_CLF.with_borrow_mut(|(last, text)| {
+        if *last != secs {
+            text.clear();
+            clf_uncached(text, time);
+            *last = secs;
+        }
+        out.extend_from_slice(text);
+    });
+}
+
+fn clf_uncached(out: &mut Vec<u8>, time: SystemTime) {
     use std::io::Write;
     let c = civil(time);
     let _ = write!(
