@@ -19,12 +19,20 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 use rustgi_model::{Request, ResponseHead};
+use rustgi_observe::Ended;
+use rustgi_observe::access::Verdict;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One request handed to a Python thread.
 pub struct Job {
     pub id: u64,
+    /// The id every log line about the request shows, and the
+    /// application sees as `RUSTGI_REQUEST_ID` (ASCII).
+    pub request_id: Bytes,
+    /// Where the access log learns how the request ended when the
+    /// response's bytes cannot tell (a 504 of ours, an application error).
+    pub verdict: Option<Arc<Verdict>>,
     /// Shared with the connection, whose encoder may need it (uwsgi's
     /// status line follows the request's SERVER_PROTOCOL).
     pub request: Arc<Request>,
@@ -170,6 +178,9 @@ pub(crate) fn serve(
     job: Job,
 ) {
     if job.response.client_gone() {
+        if let Some(verdict) = &job.verdict {
+            verdict.set(Ended::ClientGone);
+        }
         tracing::info!(
             request = job.id,
             "not run: its client went away (the connection hung up, or ABORT_REQUEST came) before the application started"
@@ -177,7 +188,9 @@ pub(crate) fn serve(
         return;
     }
     let Job {
-        id,
+        id: _,
+        request_id,
+        verdict,
         request,
         body,
         streams,
@@ -185,7 +198,7 @@ pub(crate) fn serve(
         errors_to_peer,
     } = job;
     let tag = RequestTag {
-        id,
+        request_id,
         method: request
             .param(b"REQUEST_METHOD")
             .cloned()
@@ -196,7 +209,8 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
-    let responder = Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()));
+    let responder =
+        Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()).with_verdict(verdict));
     let begun = ctx
         .slot
         .begin(tag.clone(), responder.clone(), Duration::ZERO);
@@ -209,6 +223,9 @@ pub(crate) fn serve(
         let stream = Bound::new(py, WsgiErrors::new(tag.clone(), peer))?;
         errors = Some(stream.clone().unbind());
         let environ = environ.build(py, &request, input, stream.into_any())?;
+        // Generated ids are ASCII, a trusted header's were checked to be.
+        let request_id = String::from_utf8_lossy(&tag.request_id);
+        environ.set_item(intern!(py, "RUSTGI_REQUEST_ID"), request_id.as_ref())?;
         for (key, stream) in streams {
             environ.set_item(key, Bound::new(py, WsgiInput::new(stream))?)?;
         }
@@ -224,7 +241,7 @@ pub(crate) fn serve(
     let result = match called {
         Ok(result) => result,
         Err(e) => {
-            let ended = Ended {
+            let ended = RequestEnd {
                 tag: &tag,
                 responder: &responder,
                 bodies: &bodies,
@@ -233,7 +250,7 @@ pub(crate) fn serve(
             return finish(py, ctx, ended, None, Err(e.into()));
         }
     };
-    let ended = Ended {
+    let ended = RequestEnd {
         tag: &tag,
         responder: &responder,
         bodies: &bodies,
@@ -288,7 +305,7 @@ fn go_on(py: Python<'_>, ctx: &ThreadContext<'_>, mut parked: Parked, begun: Ins
         Ok(Advanced::Done) => Ok(()),
         Err(stop) => Err(stop),
     };
-    let ended = Ended {
+    let ended = RequestEnd {
         tag: &parked.tag,
         responder: &parked.responder,
         bodies: &parked.bodies,
@@ -298,7 +315,7 @@ fn go_on(py: Python<'_>, ctx: &ThreadContext<'_>, mut parked: Parked, begun: Ins
 }
 
 /// What a request's end needs.
-struct Ended<'a> {
+struct RequestEnd<'a> {
     tag: &'a RequestTag,
     responder: &'a Responder,
     bodies: &'a [Answering],
@@ -313,11 +330,11 @@ struct Ended<'a> {
 fn finish(
     py: Python<'_>,
     ctx: &ThreadContext<'_>,
-    ended: Ended<'_>,
+    ended: RequestEnd<'_>,
     result: Option<&Bound<'_, PyAny>>,
     iterated: Result<(), Stop>,
 ) {
-    let Ended {
+    let RequestEnd {
         tag,
         responder,
         bodies,
@@ -343,9 +360,11 @@ fn finish(
     match outcome {
         Ok(()) => {}
         Err(Stop::Gone) => {
+            responder.ended(Ended::ClientGone);
             tracing::info!(request = %tag, "the client went away before the response was complete")
         }
         Err(Stop::App(e)) => {
+            responder.ended(Ended::AppError);
             // The OSError that `wsgi.input` raised when the body failed
             // (already logged, with why) is the client's doing, not an
             // application error: one line, no traceback.

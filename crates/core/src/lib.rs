@@ -42,4 +42,4 @@ pub use response::{
     Budget, Charge, Disconnected, LaneWriter, ResponseCloser, ResponseEvent, ResponseReceiver,
     ResponseSender, ResponseTarget, response_channel,
 };
-pub use running::Overdue;
+pub use running::{Overdue, Slow};

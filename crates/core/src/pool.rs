@@ -7,7 +7,7 @@
 use crate::call::{Job, Parked, Resumer, ThreadContext, Work, resume, serve};
 use crate::environ::{EnvironBuilder, EnvironSettings};
 use crate::response::Budget;
-use crate::running::{Overdue, Running, ThreadSlot};
+use crate::running::{Overdue, Running, Slow, ThreadSlot};
 use pyo3::prelude::*;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -414,6 +414,12 @@ impl PythonPool {
         self.running.expire(limit)
     }
 
+    /// Requests running longer than `limit`, each reported once (see
+    /// [`Slow`]).
+    pub fn slow(&self, limit: std::time::Duration) -> Vec<Slow> {
+        self.running.slow(limit)
+    }
+
     /// Threads still running a request that timed out (`expire`): joining
     /// them could wait for ever.
     pub fn stuck_threads(&self) -> usize {
@@ -510,6 +516,8 @@ mod tests {
         let (sender, _receiver) = response_channel(1024);
         Job {
             id,
+            request_id: bytes::Bytes::from(format!("t-{id}")),
+            verdict: None,
             request: Arc::new(Request::default()),
             body,
             streams: Vec::new(),

@@ -13,6 +13,9 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use rustgi_model::{COALESCE_LIMIT, ResponseHead};
+use rustgi_observe::Ended;
+use rustgi_observe::access::Verdict;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Why a response stopped early.
@@ -64,6 +67,10 @@ pub(crate) struct Responder {
     /// a Content-Length without a body.
     tag: RequestTag,
     budget: Arc<Budget>,
+    /// How the request ended, for the access log.
+    verdict: Option<Arc<Verdict>>,
+    /// `--slow-request-log` logged it already (across parks and resumes).
+    slow_logged: AtomicBool,
 }
 
 enum Target {
@@ -100,7 +107,26 @@ impl Responder {
             state: Mutex::new(HeadState::default()),
             tag,
             budget,
+            verdict: None,
+            slow_logged: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn with_verdict(mut self, verdict: Option<Arc<Verdict>>) -> Self {
+        self.verdict = verdict;
+        self
+    }
+
+    /// Tells the access log how the request ended (the first word stands).
+    pub(crate) fn ended(&self, ended: Ended) {
+        if let Some(verdict) = &self.verdict {
+            verdict.set(ended);
+        }
+    }
+
+    /// True the first time only: `--slow-request-log` logs a request once.
+    pub(crate) fn first_slow(&self) -> bool {
+        !self.slow_logged.swap(true, Ordering::Relaxed)
     }
 
     /// Passes a `wsgi.errors` line on to the front server.
@@ -193,6 +219,7 @@ impl Responder {
                 return TimeoutAnswer::Complete;
             }
             state.ended = true;
+            self.ended(Ended::Timeout);
             if state.sent {
                 (TimeoutAnswer::Cut, vec![ResponseEvent::Abort])
             } else {
@@ -483,7 +510,7 @@ mod tests {
         content_length: &'static [u8],
     ) -> Responder {
         let tag = RequestTag {
-            id: 1,
+            request_id: Bytes::from_static(b"t-1"),
             method: Bytes::from_static(method),
             path: Bytes::from_static(b"/"),
         };

@@ -154,6 +154,63 @@ impl Running {
     }
 }
 
+impl Running {
+    /// `--slow-request-log`: requests that have run longer than `limit`
+    /// and were not reported yet (each once, parks and resumes included).
+    /// Needs no GIL; nothing is done to them.
+    pub(crate) fn slow(self: &Arc<Self>, limit: Duration) -> Vec<Slow> {
+        let mut slow = Vec::new();
+        for (slot, state) in self.slots.iter().enumerate() {
+            let state = state.0.lock().unwrap();
+            let Some(e) = state.entry.as_ref() else {
+                continue;
+            };
+            let elapsed = e.started.elapsed();
+            if elapsed > limit && e.responder.first_slow() {
+                slow.push(Slow {
+                    request: e.tag.to_string(),
+                    elapsed,
+                    thread: e.thread,
+                    running: self.clone(),
+                    slot,
+                    sequence: e.request,
+                });
+            }
+        }
+        slow
+    }
+}
+
+/// A request that has run past `--slow-request-log`, still running.
+pub struct Slow {
+    /// `#id METHOD path`, as in the log.
+    pub request: String,
+    pub elapsed: Duration,
+    thread: u64,
+    running: Arc<Running>,
+    slot: usize,
+    sequence: u64,
+}
+
+impl Slow {
+    /// The Python stack of the request's thread, unless the request ended
+    /// meanwhile (the thread may run another one by then). Takes the GIL:
+    /// call it from a thread that nothing else waits on.
+    pub fn stack(&self) -> String {
+        Python::attach(|py| {
+            let stack =
+                thread_stack(py, self.thread).unwrap_or_else(|e| format!("(no stack: {e})"));
+            // Holding the GIL, the request cannot have begun or ended
+            // between the stack and this look (see `stack_and_interrupt`).
+            if self.running.is_running(self.slot, self.sequence) {
+                stack
+            } else {
+                "(none: the request ended before its stack was taken)".into()
+            }
+        })
+    }
+}
+
 /// One Python thread's place in [`Running`].
 pub(crate) struct ThreadSlot {
     pub(crate) running: Arc<Running>,
@@ -266,7 +323,7 @@ mod tests {
 
     fn tag(id: u64) -> RequestTag {
         RequestTag {
-            id,
+            request_id: Bytes::from(format!("t-{id}")),
             method: Bytes::from_static(b"GET"),
             path: Bytes::from_static(b"/"),
         }

@@ -6,7 +6,9 @@ use rustgi_model::show::request_field;
 /// The request a log line belongs to.
 #[derive(Clone, Debug)]
 pub struct RequestTag {
-    pub id: u64,
+    /// The request id operators see (`RUSTGI_REQUEST_ID`, the access
+    /// log's `request_id`): the trusted header's, or generated.
+    pub request_id: Bytes,
     pub method: Bytes,
     pub path: Bytes,
 }
@@ -16,7 +18,7 @@ impl std::fmt::Display for RequestTag {
         write!(
             f,
             "#{} {} {}",
-            self.id,
+            request_field(&self.request_id),
             request_field(&self.method),
             request_field(&self.path)
         )

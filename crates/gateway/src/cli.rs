@@ -3,9 +3,10 @@
 use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
+use rustgi_observe::access::{Destination, Format as AccessFormat};
 use rustgi_supervisor::{
-    AllowedPeer, BodyLimits, FastcgiOptions, MinRate, Privileges, ProcessOptions, Protocol,
-    ServeConfig, ServerConfig, SocketSpec, Timeouts,
+    AllowedPeer, BodyLimits, FastcgiOptions, MinRate, ObserveConfig, Privileges, ProcessOptions,
+    Protocol, ServeConfig, ServerConfig, SocketSpec, Timeouts,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -163,6 +164,31 @@ pub struct Cli {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
 
+    /// Seconds after which a running request is logged, once, with its
+    /// Python stack (it goes on running). Default: never.
+    #[arg(long, value_name = "SECS")]
+    pub slow_request_log: Option<f64>,
+
+    /// Write one line per request to this file (`-`: stderr) once its
+    /// response is over, including timeouts, aborts and clients gone.
+    /// Reopened on SIGUSR1. Default: no access log.
+    #[arg(long, value_name = "PATH|-")]
+    pub access_log: Option<String>,
+
+    /// The access log's lines: combined, json, logfmt, or a template such
+    /// as '{remote} {method} {uri} {status} {duration_us} {request_header:User-Agent}'
+    /// (fields: time, time_clf, request_id, remote, method, path, query, uri,
+    /// protocol, status, bytes, request_bytes, duration_us, ttfb_us, pid,
+    /// front, ended, request_header:NAME, response_header:NAME; `{{` for a brace).
+    #[arg(long, default_value = "combined", value_name = "FORMAT", value_parser = parse_access_format)]
+    pub access_log_format: AccessFormat,
+
+    /// Take the request id from this request header, set by a front server
+    /// you trust (printable ASCII up to 128 bytes; otherwise one is
+    /// generated). Default: always generated.
+    #[arg(long, value_name = "HEADER", value_parser = parse_header_name)]
+    pub request_id_header: Option<String>,
+
     /// Seconds SIGTERM/SIGINT wait for requests in flight.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub graceful_timeout: f64,
@@ -231,6 +257,21 @@ pub struct Cli {
     /// rest are counted in one "suppressed N" line. 0: no limit.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub bad_input_warnings: u32,
+}
+
+fn parse_access_format(s: &str) -> Result<AccessFormat, String> {
+    AccessFormat::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_header_name(s: &str) -> Result<String, String> {
+    let token = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a header name"))
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -331,7 +372,20 @@ impl Cli {
             response_buffer: 256 * 1024,
             bad_input_warnings: self.bad_input_warnings,
             response_memory: self.response_memory.saturating_mul(1 << 20),
+            observe: ObserveConfig {
+                access_log: self.access_log.as_deref().map(Destination::parse),
+                access_log_format: Some(self.access_log_format),
+                request_id_header: self.request_id_header,
+            },
         };
+        if let Some(Destination::File(path)) = &serve.observe.access_log {
+            // Refused at start rather than in every worker.
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| format!("--access-log {}: {e}", path.display()))?;
+        }
         Ok(ServerConfig {
             serve,
             socket: self.socket.as_deref().map(SocketSpec::parse),
@@ -345,6 +399,10 @@ impl Cli {
             env: self.env,
             mount: self.mount.as_deref().map(Mount::new),
             request_timeout: self.timeout.map(|t| seconds("timeout", t)).transpose()?,
+            slow_request_log: self
+                .slow_request_log
+                .map(|t| seconds("slow-request-log", t))
+                .transpose()?,
             privileges: Privileges {
                 user: self.user,
                 group: self.group,

@@ -4,6 +4,7 @@
 //! status page. It knows nothing of Python or of the wire protocols: it is
 //! handed plain values.
 
+pub mod access;
 mod ended;
 mod front;
 pub mod reopen;

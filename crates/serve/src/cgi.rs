@@ -36,6 +36,8 @@ pub fn run(
             return answer_bad_request(&mut sink);
         }
     };
+    crate::record::start(&config.observe)
+        .map_err(|e| RunError::Setup(format!("opening the access log failed: {e}")))?;
     let interpreter = Interpreter::start(python).map_err(RunError::Python)?;
     tracing::debug!("Python {}", interpreter.description);
     let settings = EnvironSettings {
@@ -51,10 +53,16 @@ pub fn run(
     let stdin = std::thread::Builder::new()
         .name("cgi-stdin".into())
         .spawn(move || read_stdin(body, length))?;
+    let id = crate::next_request_id();
+    let request_id = crate::record::request_id(&request, id);
     let request = Arc::new(request);
+    let trail = crate::record::Trail::begin(&request, rustgi_observe::Front::Cgi, &request_id);
+    let verdict = trail.as_ref().map(|t| t.verdict());
     let (sender, receiver) = response_channel(config.response_buffer);
     pool.submit(Job {
-        id: crate::next_request_id(),
+        id,
+        request_id,
+        verdict,
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),
@@ -63,7 +71,7 @@ pub fn run(
     });
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let written = runtime.block_on(async {
-        let mut flow = ResponseFlow::new(true);
+        let mut flow = ResponseFlow::new(true).traced(trail);
         let mut encoder = ScgiEncoder;
         let mut events = Vec::new();
         loop {
@@ -73,7 +81,10 @@ pub fn run(
             }
             flow.encode(&mut encoder, events.drain(..));
             let out = flow.writable().expect("nothing is held back");
-            sink.write_all(out).map_err(unwritten)?;
+            if let Err(e) = sink.write_all(out) {
+                flow.discard();
+                return Err(unwritten(e));
+            }
             match flow.ending() {
                 None => {}
                 Some(Ending::Complete) => return Ok(()),
@@ -93,6 +104,7 @@ pub fn run(
     // The stdin thread may still wait on a client that sends no more.
     drop(stdin);
     interpreter.finalize();
+    crate::record::stop();
     written
 }
 

@@ -15,6 +15,20 @@ pub enum Protocol {
     Cgi,
 }
 
+impl Protocol {
+    /// The name the access log and the metrics give it (`Auto` is never
+    /// a request's: each connection's is told apart first).
+    pub(crate) fn front(self) -> rustgi_observe::Front {
+        use rustgi_observe::Front;
+        match self {
+            Protocol::Scgi => Front::Scgi,
+            Protocol::Uwsgi => Front::Uwsgi,
+            Protocol::Fastcgi | Protocol::Auto => Front::Fastcgi,
+            Protocol::Cgi => Front::Cgi,
+        }
+    }
+}
+
 /// What only FastCGI has.
 #[derive(Clone, Copy, Debug)]
 pub struct FastcgiOptions {
@@ -103,4 +117,6 @@ pub struct ServeConfig {
     /// `--response-memory`: the bytes held for responses on their way to
     /// clients (slow or not reading), past which new requests wait.
     pub response_memory: usize,
+    /// The access log and request ids.
+    pub observe: crate::record::ObserveConfig,
 }

@@ -10,6 +10,7 @@
 //! blocks on its full channel while the body drains into the spool, then
 //! carries on.
 
+use crate::record::Trail;
 use rustgi_model::{ResponseEncoder, ResponseEvent, Segments};
 
 /// Response bytes held back per request while its body is still arriving.
@@ -31,6 +32,11 @@ pub(crate) struct ResponseFlow {
     /// The request body is still arriving.
     holding: bool,
     ending: Option<Ending>,
+    /// The request's record (when one is wanted), finished as the flow is
+    /// dropped: the request is over then (see `crate::record`).
+    trail: Option<Box<Trail>>,
+    /// The connection failed: what was not written is lost.
+    gone: bool,
 }
 
 impl ResponseFlow {
@@ -41,6 +47,21 @@ impl ResponseFlow {
             out: Segments::default(),
             holding: !body_arrived,
             ending: None,
+            trail: None,
+            gone: false,
+        }
+    }
+
+    /// The flow of the request whose record is `trail`.
+    pub(crate) fn traced(mut self, trail: Option<Box<Trail>>) -> Self {
+        self.trail = trail;
+        self
+    }
+
+    /// The front server aborted the request (FastCGI ABORT_REQUEST).
+    pub(crate) fn aborted_by_peer(&self) {
+        if let Some(trail) = &self.trail {
+            trail.aborted();
         }
     }
 
@@ -52,7 +73,12 @@ impl ResponseFlow {
         encoder: &mut E,
         events: impl IntoIterator<Item = ResponseEvent>,
     ) {
-        encode_events(&mut self.ending, encoder, events, &mut self.out);
+        encode_events(
+            (&mut self.ending, &mut self.trail),
+            encoder,
+            events,
+            &mut self.out,
+        );
     }
 
     /// As [`encode`](Self::encode), for a connection that carries several
@@ -71,7 +97,7 @@ impl ResponseFlow {
             return;
         }
         out.append(&mut self.out);
-        encode_events(&mut self.ending, encoder, events, out);
+        encode_events((&mut self.ending, &mut self.trail), encoder, events, out);
     }
 
     /// The request body is all in (or will never be): what was held goes
@@ -130,21 +156,42 @@ impl ResponseFlow {
     /// The connection is gone: drop what was not written.
     pub(crate) fn discard(&mut self) {
         self.out.clear();
+        self.gone = true;
         self.end(Ending::Aborted);
+    }
+}
+
+impl Drop for ResponseFlow {
+    fn drop(&mut self) {
+        if let Some(trail) = self.trail.take() {
+            // Bytes never written: the connection went before they could.
+            let gone = self.gone || !self.out.is_empty();
+            trail.finish(self.ending, gone);
+        }
     }
 }
 
 /// Encodes `events` into `out`, remembering the first ending.
 fn encode_events<E: ResponseEncoder + ?Sized>(
-    ending: &mut Option<Ending>,
+    (ending, trail): (&mut Option<Ending>, &mut Option<Box<Trail>>),
     encoder: &mut E,
     events: impl IntoIterator<Item = ResponseEvent>,
     out: &mut Segments,
 ) {
     for event in events {
-        match event {
+        match &event {
             ResponseEvent::End => _ = ending.get_or_insert(Ending::Complete),
             ResponseEvent::Abort => _ = ending.get_or_insert(Ending::Aborted),
+            ResponseEvent::Head(head) if ending.is_none() => {
+                if let Some(trail) = trail {
+                    trail.head(head);
+                }
+            }
+            ResponseEvent::Body(data) if ending.is_none() => {
+                if let Some(trail) = trail {
+                    trail.body(data.len());
+                }
+            }
             _ => {}
         }
         encoder.encode(event, out);

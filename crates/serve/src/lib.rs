@@ -14,12 +14,14 @@ mod flow;
 mod intake;
 mod io_lane;
 mod python_lane;
+mod record;
 mod service;
 mod sink;
 
 pub use allow::{AllowedPeer, from_environment as allowed_from_environment};
 pub use config::{BodyLimits, FastcgiOptions, MinRate, Protocol, ServeConfig, Timeouts};
 pub use intake::Listener;
+pub use record::{ObserveConfig, start as start_observing, stop as stop_observing};
 
 use rustgi_core::PythonPool;
 use service::Service;
@@ -89,6 +91,8 @@ pub async fn serve(
     stop: impl std::future::Future<Output = Stopping>,
 ) -> Result<bool, RunError> {
     bad_input::set_limit(config.bad_input_warnings);
+    record::start(&config.observe)
+        .map_err(|e| RunError::Setup(format!("opening the access log failed: {e}")))?;
     let allowed = &config.allow_from;
     if !allowed.is_empty() {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
@@ -184,6 +188,7 @@ pub async fn serve(
         );
     }
     bad_input::flush(true);
+    record::stop();
     Ok(drained)
 }
 

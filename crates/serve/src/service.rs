@@ -111,11 +111,18 @@ impl Service {
             protocol,
             scgi: StreamContext::new(
                 Scgi::new(config.max_header_size),
+                rustgi_observe::Front::Scgi,
                 config,
                 pool.clone(),
                 gate.clone(),
             ),
-            uwsgi: StreamContext::new(Uwsgi::new(uwsgi_limit), config, pool.clone(), gate.clone()),
+            uwsgi: StreamContext::new(
+                Uwsgi::new(uwsgi_limit),
+                rustgi_observe::Front::Uwsgi,
+                config,
+                pool.clone(),
+                gate.clone(),
+            ),
             fastcgi: FastcgiContext {
                 protocol: rustgi_fastcgi::Config {
                     roles: config.fastcgi.roles,

@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub mount: Option<Mount>,
     /// `--timeout`: the longest a request may run (see timeout.rs).
     pub request_timeout: Option<Duration>,
+    /// `--slow-request-log`: a request running longer is logged once,
+    /// with its Python stack, and left to run.
+    pub slow_request_log: Option<Duration>,
     /// `--processes` and what makes a worker retire (see master.rs).
     pub processes: ProcessOptions,
     /// `--user`, `--group`, `--chown` (see `privileges.rs`).

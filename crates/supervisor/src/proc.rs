@@ -192,6 +192,16 @@ pub(crate) fn signal_name(signal: libc::c_int) -> String {
 /// The handlers SIGSEGV and SIGBUS had before [`die_of_sent_faults`].
 static PREVIOUS_HANDLER: [OnceLock<SigHandler>; 2] = [OnceLock::new(), OnceLock::new()];
 
+/// SIGUSR1 (logrotate's "reopen your logs", forwarded by the master) is
+/// ignored from the fork until the worker's signal task handles it: its
+/// default action would kill a worker still importing the application.
+pub(crate) fn ignore_sigusr1_until_handled() {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN runs no code in the handler; tokio's signal
+    // registration replaces it later with its own.
+    let _ = unsafe { sigaction(Signal::SIGUSR1, &ignore) };
+}
+
 /// Rust's runtime handles SIGSEGV and SIGBUS to report stack overflows;
 /// for any other fault it restores the default action and returns, so the
 /// faulting instruction runs again and the process dies of the signal. A

@@ -48,6 +48,35 @@ pub(crate) fn watch(
     Ok(())
 }
 
+/// `--slow-request-log`: logs each request running longer than `limit`,
+/// once, with its Python stack, and leaves it running. On a thread of its
+/// own: taking the GIL for a stack may wait on code stuck in C.
+pub(crate) fn watch_slow(pool: &Arc<PythonPool>, limit: Duration) -> std::io::Result<()> {
+    let pool: Weak<PythonPool> = Arc::downgrade(pool);
+    let tick = (limit / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+    std::thread::Builder::new()
+        .name("slow-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                let slow = pool.slow(limit);
+                drop(pool);
+                for request in slow {
+                    tracing::warn!(
+                        "request {} has run {:.1?}, past --slow-request-log {limit:?}; still running, its Python stack is:\n{}",
+                        request.request,
+                        request.elapsed,
+                        request.stack()
+                    );
+                }
+            }
+        })?;
+    Ok(())
+}
+
 fn log(request: &Overdue, limit: Duration) {
     let answer = match request.answer {
         TimeoutAnswer::GatewayTimeout => "answered 504",

@@ -59,6 +59,7 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         status,
         multiprocess,
     } = launch;
+    crate::proc::ignore_sigusr1_until_handled();
     // Lines this process logs from its main thread name it.
     let _span = tracing::info_span!("worker", pid = std::process::id()).entered();
     let interpreter = match interpreter {
@@ -106,6 +107,12 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
             tracing::error!("could not start the --timeout watch: {e}");
             return 1;
         }
+    }
+    if let Some(limit) = config.slow_request_log
+        && let Err(e) = crate::timeout::watch_slow(&pool, limit)
+    {
+        tracing::error!("could not start the --slow-request-log watch: {e}");
+        return 1;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -179,6 +186,7 @@ fn stop_signal(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let mut sigquit = signal(SignalKind::quit())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let ignored = [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU]
         .map(|s| signal(SignalKind::from_raw(s)))
         .into_iter()
@@ -186,6 +194,14 @@ fn stop_signal(
     // Ready, with the signals handled: the master may now stop the workers
     // this one replaces (or this one, with SIGTERM).
     let _ = status.write_all(b"R");
+    tokio::spawn(async move {
+        // logrotate's word (from the master, or sent here): every log
+        // file of this worker is reopened (`rustgi_observe::reopen`).
+        while sigusr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening the log files");
+            rustgi_observe::reopen::request();
+        }
+    });
     tokio::spawn(async move {
         sigquit.recv().await;
         tracing::info!("SIGQUIT: exiting at once");

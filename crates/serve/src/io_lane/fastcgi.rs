@@ -547,6 +547,7 @@ impl Driver<'_> {
                 }
                 Event::Abort { id } => {
                     if let Some(io) = self.connection.abort_complete(id, self.out.small()) {
+                        io.flow.aborted_by_peer();
                         tracing::info!(peer = %self.peer, request = io.log_id, "ABORT_REQUEST from the front server");
                         abandon(io);
                     }
@@ -591,6 +592,11 @@ impl Driver<'_> {
             streams.push(("fastcgi.data", reader));
             writer
         });
+        let request_id = crate::record::request_id(&request, log_id);
+        let request = Arc::new(request);
+        let trail =
+            crate::record::Trail::begin(&request, rustgi_observe::Front::Fastcgi, &request_id);
+        let verdict = trail.as_ref().map(|t| t.verdict());
         let (sender, receiver) = response_channel(self.ctx.response_buffer);
         self.generation += 1;
         let io = RequestIo {
@@ -598,12 +604,14 @@ impl Driver<'_> {
             log_id,
             body: Some(body),
             data,
-            flow: ResponseFlow::new(false),
+            flow: ResponseFlow::new(false).traced(trail),
             parked: None,
             closer: receiver.closer(),
             pending: Some(Job {
                 id: log_id,
-                request: Arc::new(request),
+                request_id,
+                verdict,
+                request,
                 body: body_reader,
                 streams,
                 response: ResponseTarget::Channel(sender),
@@ -732,7 +740,8 @@ impl Driver<'_> {
 
     /// The connection is going away: every request still running is told.
     fn abandon_all(&mut self) {
-        for io in self.connection.take_request_data() {
+        for mut io in self.connection.take_request_data() {
+            io.flow.discard();
             abandon(io);
         }
     }

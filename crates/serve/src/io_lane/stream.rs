@@ -10,6 +10,7 @@ use crate::bad_input::bad_input;
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting};
+use crate::record::Trail;
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::BytesMut;
 use rustgi_core::{
@@ -30,6 +31,8 @@ pub(crate) const READ_SIZE: usize = 64 * 1024;
 /// What every connection of a listener shares.
 pub struct StreamContext<P> {
     pub protocol: P,
+    /// Its name in the access log.
+    pub(crate) front: rustgi_observe::Front,
     pub pool: Arc<PythonPool>,
     pub(crate) gate: JobGate,
     pub timeouts: Timeouts,
@@ -46,12 +49,14 @@ impl<P> StreamContext<P> {
     /// Call it on the I/O loop.
     pub(crate) fn new(
         protocol: P,
+        front: rustgi_observe::Front,
         config: &crate::ServeConfig,
         pool: Arc<PythonPool>,
         gate: JobGate,
     ) -> Self {
         StreamContext {
             protocol,
+            front,
             pool,
             gate,
             timeouts: config.timeouts,
@@ -150,11 +155,15 @@ pub async fn serve<P, C>(
         );
         return;
     }
+    let request_id = crate::record::request_id(&request, id);
     let request = Arc::new(request);
+    let trail = Trail::begin(&request, ctx.front, &request_id);
     let (sender, receiver) = response_channel(ctx.response_buffer);
     let closer = receiver.closer();
     let job = Job {
         id,
+        request_id,
+        verdict: trail.as_ref().map(|t| t.verdict()),
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),
@@ -197,6 +206,7 @@ pub async fn serve<P, C>(
             &progress,
             ctx.timeouts.write,
             who,
+            trail,
         );
         tokio::pin!(respond);
         loop {
@@ -505,12 +515,13 @@ async fn respond<E, W>(
     progress: &Progress,
     write_timeout: Duration,
     who: Who<'_>,
+    trail: Option<Box<Trail>>,
 ) -> Ending
 where
     E: ResponseEncoder,
     W: AsyncWrite + Unpin,
 {
-    let mut flow = ResponseFlow::new(false);
+    let mut flow = ResponseFlow::new(false).traced(trail);
     let mut events = Vec::new();
     let mut first = true;
     loop {
@@ -521,6 +532,7 @@ where
             && let Err(e) = async_io::write_all(writer, out, write_timeout).await
         {
             e.log(who, false);
+            flow.discard();
             return Ending::Aborted;
         }
         if let Some(ending) = flow.ending() {
@@ -597,7 +609,15 @@ mod tests {
             let progress = Progress::default();
             let (_, mut writer) = ours.split();
             let second = Duration::from_secs(1);
-            let respond = respond(&mut writer, receiver, ScgiEncoder, &progress, second, WHO);
+            let respond = respond(
+                &mut writer,
+                receiver,
+                ScgiEncoder,
+                &progress,
+                second,
+                WHO,
+                None,
+            );
             let peer = async {
                 sender.send_now(vec![
                     head(),
@@ -630,7 +650,16 @@ mod tests {
             let (_, mut writer) = ours.split();
             sender.send_now(vec![head(), ResponseEvent::End]);
             let second = Duration::from_secs(1);
-            let ending = respond(&mut writer, receiver, ScgiEncoder, &progress, second, WHO).await;
+            let ending = respond(
+                &mut writer,
+                receiver,
+                ScgiEncoder,
+                &progress,
+                second,
+                WHO,
+                None,
+            )
+            .await;
             assert_eq!(ending, Ending::Complete);
             let got = received(&mut theirs, Duration::from_millis(100)).await;
             assert_eq!(got, b"Status: 200 OK\r\n\r\n");
@@ -647,7 +676,16 @@ mod tests {
             sender.send_now(vec![head()]);
             drop(sender);
             let second = Duration::from_secs(1);
-            let ending = respond(&mut writer, receiver, ScgiEncoder, &progress, second, WHO).await;
+            let ending = respond(
+                &mut writer,
+                receiver,
+                ScgiEncoder,
+                &progress,
+                second,
+                WHO,
+                None,
+            )
+            .await;
             assert_eq!(ending, Ending::Aborted);
         });
     }
@@ -666,7 +704,16 @@ mod tests {
                 ResponseEvent::Body(Bytes::from(vec![0; 1 << 16])),
             ]);
             let second = Duration::from_secs(1);
-            let ending = respond(&mut writer, receiver, ScgiEncoder, &progress, second, WHO).await;
+            let ending = respond(
+                &mut writer,
+                receiver,
+                ScgiEncoder,
+                &progress,
+                second,
+                WHO,
+                None,
+            )
+            .await;
             assert_eq!(ending, Ending::Aborted);
         });
     }

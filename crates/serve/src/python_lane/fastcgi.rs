@@ -70,6 +70,7 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
         write_timeout: ctx.timeouts.write,
         errors_to_peer: ctx.errors_to_peer,
         kept: keep_conn.then_some(id),
+        front: rustgi_observe::Front::Fastcgi,
         handed: HandOff {
             runtime: ctx.runtime.clone(),
             buffer: ctx.response_buffer,

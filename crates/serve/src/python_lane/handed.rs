@@ -193,16 +193,19 @@ impl<E: ResponseEncoder> Rest<E> {
                 Woke::Written(Ok(())) => {}
                 Woke::Written(Err(e)) => {
                     e.log(self.who(), false);
+                    self.flow.discard();
                     break Ending::Aborted;
                 }
                 Woke::Input(Ok(0) | Err(_)) => {
                     tracing::info!(peer = %self.who_peer, request = self.id, "the front server closed the connection during the response");
+                    self.flow.discard();
                     break Ending::Aborted;
                 }
                 Woke::Input(Ok(_)) => {
                     let kept = self.kept.as_ref().expect("read for a kept connection");
                     if rustgi_fastcgi::holds_abort_request(&kept.input, kept.id) {
                         tracing::info!(peer = %self.who_peer, request = self.id, "ABORT_REQUEST from the front server");
+                        self.flow.aborted_by_peer();
                         aborted = true;
                         // The application's iteration ends; the request
                         // ends here, whole as far as the protocol goes.

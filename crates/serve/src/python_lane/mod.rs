@@ -79,6 +79,7 @@ struct Answer<E> {
     /// intake, not closed.
     kept: Option<u16>,
     handed: HandOff,
+    front: rustgi_observe::Front,
 }
 
 /// Where a response goes when its connection is full: the Python thread
@@ -107,6 +108,9 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
     } else {
         PeerSending::Done
     };
+    let request_id = crate::record::request_id(&request, id);
+    let trail = crate::record::Trail::begin(&request, answer.front, &request_id);
+    let verdict = trail.as_ref().map(|t| t.verdict());
     let sink = BlockingSink::new(conn.socket, answer.write_timeout);
     let response = LaneResponse::new(
         sink,
@@ -117,9 +121,12 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
         tracker.token(),
         answer.handed,
     )
+    .traced(trail)
     .kept_with(answer.kept.map(|id| (conn.tether, id)));
     Lane::Python(Job {
         id,
+        request_id,
+        verdict,
         request,
         body: answer.body,
         streams: Vec::new(),

@@ -91,6 +91,12 @@ impl<E> LaneResponse<E> {
         }
     }
 
+    /// The request's record, which the flow fills in.
+    pub(super) fn traced(mut self, trail: Option<Box<crate::record::Trail>>) -> Self {
+        self.flow = std::mem::replace(&mut self.flow, ResponseFlow::new(true)).traced(trail);
+        self
+    }
+
     /// The front server keeps the connection (FastCGI request `id`): after
     /// a whole response it goes back to the intake through `tether`,
     /// instead of closing.
@@ -146,6 +152,7 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
         let aborted = self.aborted();
         if aborted {
             tracing::info!(peer = %self.peer, request = self.id, "ABORT_REQUEST from the front server");
+            self.flow.aborted_by_peer();
             // The request ends here, whole as far as the protocol goes
             // (END_REQUEST), and the application stops.
             events.clear();

@@ -45,6 +45,7 @@ pub(crate) fn start<P: StreamProtocol>(
         write_timeout: ctx.timeouts.write,
         errors_to_peer: false,
         kept: None,
+        front: protocol.front(),
         handed: HandOff {
             runtime: ctx.runtime.clone(),
             buffer: ctx.response_buffer,

@@ -1,0 +1,320 @@
+//! The per-request record: begun where a request is decoded (every lane,
+//! every protocol, CGI mode), filled in by the flow as the response's
+//! events pass (status, headers, bytes, first byte), and finished when the
+//! flow is dropped, which is when the request truly ends: its last byte
+//! handed to the sink, or its connection failed. [`observe_finished`] is
+//! the one place a finished record goes.
+
+use bytes::Bytes;
+use rustgi_model::{Request, ResponseHead};
+use rustgi_observe::access::{self, Destination, Format, Record, Verdict, Writer, WriterConfig};
+use rustgi_observe::{Ended, Front};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+/// What operators asked to see of each request (the flags).
+#[derive(Clone, Debug, Default)]
+pub struct ObserveConfig {
+    /// `--access-log`: `None` is off.
+    pub access_log: Option<Destination>,
+    /// `--access-log-format` (`combined` when `None`).
+    pub access_log_format: Option<Format>,
+    /// `--request-id-header`: a header the front server sets, trusted
+    /// for the request id.
+    pub request_id_header: Option<String>,
+}
+
+struct Observing {
+    writer: Option<Writer>,
+    /// Request headers the format shows: (name as written, CGI name).
+    request_headers: Vec<(String, Vec<u8>)>,
+    response_headers: Vec<String>,
+    /// The CGI name of `--request-id-header`.
+    id_param: Option<Vec<u8>>,
+}
+
+static OBSERVING: OnceLock<Observing> = OnceLock::new();
+
+/// Starts what `config` asks for in this process (a worker, after the
+/// fork: the writer is a thread). Once per process; the first call wins.
+pub fn start(config: &ObserveConfig) -> std::io::Result<()> {
+    if OBSERVING.get().is_some() {
+        return Ok(());
+    }
+    let format = config
+        .access_log_format
+        .clone()
+        .unwrap_or_else(|| Format::parse("combined").expect("a named format"));
+    let writer = match &config.access_log {
+        Some(destination) => Some(Writer::start(WriterConfig {
+            destination: destination.clone(),
+            format: format.clone(),
+            queue: QUEUE,
+            report: Box::new(|line| tracing::warn!("{line}")),
+        })?),
+        None => None,
+    };
+    let observing = Observing {
+        request_headers: format
+            .request_headers()
+            .into_iter()
+            .map(|h| {
+                let cgi = access::cgi_name(&h);
+                (h, cgi)
+            })
+            .collect(),
+        response_headers: format.response_headers(),
+        writer,
+        id_param: config.request_id_header.as_deref().map(access::cgi_name),
+    };
+    let _first_wins = OBSERVING.set(observing);
+    Ok(())
+}
+
+/// Writes what is queued, as the process ends.
+pub fn stop() {
+    if let Some(writer) = OBSERVING.get().and_then(|o| o.writer.as_ref()) {
+        writer.stop(std::time::Duration::from_secs(2));
+    }
+}
+
+/// Bytes of lines waiting for the writer at most; beyond, lines are
+/// dropped and counted (a stuck disk must not grow memory).
+const QUEUE: usize = 4 << 20;
+
+/// Where every finished record goes: the access log (and, with the
+/// metrics, the worker's counters: add them here, nowhere else).
+pub(crate) fn observe_finished(record: &Record<'_>) {
+    if let Some(writer) = OBSERVING.get().and_then(|o| o.writer.as_ref()) {
+        writer.submit(record);
+    }
+}
+
+/// Whether records are wanted at all (otherwise none is built).
+fn wanted() -> Option<&'static Observing> {
+    OBSERVING.get().filter(|o| o.writer.is_some())
+}
+
+/// The most bytes a trusted request id may have.
+const ID_LIMIT: usize = 128;
+
+/// The request's id: the trusted header's when it is printable ASCII of
+/// at most [`ID_LIMIT`] bytes, otherwise generated.
+pub(crate) fn request_id(request: &Request, id: u64) -> Bytes {
+    if let Some(param) = OBSERVING.get().and_then(|o| o.id_param.as_deref())
+        && let Some(value) = request.param(param)
+    {
+        if !value.is_empty()
+            && value.len() <= ID_LIMIT
+            && value.iter().all(|b| b.is_ascii_graphic())
+        {
+            return value.clone();
+        }
+        tracing::debug!(
+            request = id,
+            "the request id header's value is empty, over {ID_LIMIT} bytes or not printable ASCII: generating one"
+        );
+    }
+    generated(id)
+}
+
+/// `<8 random base-32 characters, one set per process>-<the process's
+/// request number>`: unique across workers and restarts, short, and its
+/// number is the `request` field of this process's own log lines.
+fn generated(id: u64) -> Bytes {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    let prefix = PREFIX.get_or_init(process_prefix);
+    Bytes::from(format!("{prefix}-{id}"))
+}
+
+/// Drawn after the fork (a worker's first request), so no two processes
+/// share one.
+fn process_prefix() -> String {
+    use std::io::Read;
+    let mut seed = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
+    let mut bits = u64::from_le_bytes(seed);
+    if random.is_err() {
+        // No /dev/urandom (a chroot): the pid and the time differ enough.
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        bits = now.as_nanos() as u64 ^ (u64::from(std::process::id()) << 40);
+    }
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    (0..8)
+        .map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char)
+        .collect()
+}
+
+/// A request's record while it runs: what the flow fills in. It holds
+/// the request itself (shared, not copied): the line borrows from it.
+#[derive(Debug)]
+pub(crate) struct Trail {
+    request: Arc<Request>,
+    request_id: Bytes,
+    front: Front,
+    time: SystemTime,
+    started: Instant,
+    status: Option<u16>,
+    first_byte: Option<std::time::Duration>,
+    response_bytes: u64,
+    /// The response headers the format shows, as the head had them.
+    response_headers: Vec<(&'static str, Bytes)>,
+    verdict: Arc<Verdict>,
+    observing: &'static Observing,
+}
+
+impl std::fmt::Debug for Observing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observing")
+    }
+}
+
+/// The headers of a live request, for the line: request headers from its
+/// CGI parameters, response headers as the flow saw them.
+struct LiveHeaders<'a> {
+    request: &'a Request,
+    observing: &'a Observing,
+    response: &'a [(&'static str, Bytes)],
+}
+
+impl access::Headers for LiveHeaders<'_> {
+    fn request(&self, name: &str) -> Option<&[u8]> {
+        let (_, cgi) = self
+            .observing
+            .request_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        self.request.param(cgi).map(|v| v.as_ref())
+    }
+
+    fn response(&self, name: &str) -> Option<&[u8]> {
+        self.response
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+impl Trail {
+    /// Begins the record of `request` (`None` when no record is wanted).
+    pub(crate) fn begin(
+        request: &Arc<Request>,
+        front: Front,
+        request_id: &Bytes,
+    ) -> Option<Box<Trail>> {
+        let observing = wanted()?;
+        Some(Box::new(Trail {
+            request: request.clone(),
+            request_id: request_id.clone(),
+            front,
+            time: SystemTime::now(),
+            started: Instant::now(),
+            status: None,
+            first_byte: None,
+            response_bytes: 0,
+            response_headers: Vec::new(),
+            verdict: Arc::new(Verdict::default()),
+            observing,
+        }))
+    }
+
+    /// For the Python side (core), which knows what the bytes do not tell.
+    pub(crate) fn verdict(&self) -> Arc<Verdict> {
+        self.verdict.clone()
+    }
+
+    /// The response head is going out.
+    pub(crate) fn head(&mut self, head: &ResponseHead) {
+        if self.status.is_some() {
+            return;
+        }
+        self.status = Some(head.status_code());
+        self.first_byte = Some(self.started.elapsed());
+        for wanted in &self.observing.response_headers {
+            if let Some(value) = head.header(wanted) {
+                self.response_headers.push((wanted.as_str(), value.clone()));
+            }
+        }
+    }
+
+    pub(crate) fn body(&mut self, len: usize) {
+        self.response_bytes += len as u64;
+    }
+
+    /// The front server aborted the request (FastCGI ABORT_REQUEST).
+    pub(crate) fn aborted(&self) {
+        self.verdict.set(Ended::Aborted);
+    }
+
+    /// The request is over: `ending` as the flow saw it, `gone` when its
+    /// connection failed.
+    pub(crate) fn finish(&self, ending: Option<crate::flow::Ending>, gone: bool) {
+        use crate::flow::Ending;
+        let ended = match (self.verdict.get(), ending) {
+            (Some(ended), _) => ended,
+            _ if gone => Ended::ClientGone,
+            (None, Some(Ending::Complete)) => Ended::Complete,
+            // Cut after its head without a word from the Python side: a
+            // body short of its Content-Length.
+            (None, Some(Ending::Aborted)) => Ended::AppError,
+            // Never ended: its channel closed (the worker stopping).
+            (None, None) => Ended::Aborted,
+        };
+        let request = &*self.request;
+        // One pass over the parameters (each `param` would be one).
+        let mut found: [Option<&[u8]>; 8] = [None; 8];
+        const NAMES: [&[u8]; 8] = [
+            b"REQUEST_URI",
+            b"DOCUMENT_URI",
+            b"SCRIPT_NAME",
+            b"REMOTE_ADDR",
+            b"REQUEST_METHOD",
+            b"QUERY_STRING",
+            b"SERVER_PROTOCOL",
+            b"",
+        ];
+        for param in &request.params {
+            if let Some(i) = NAMES[..7].iter().position(|n| *n == param.name.as_ref()) {
+                found[i].get_or_insert(param.value.as_ref());
+            }
+        }
+        let [
+            uri,
+            document_uri,
+            script_name,
+            remote,
+            method,
+            query,
+            protocol,
+            _,
+        ] = found;
+        let uri = uri.or(document_uri).or(script_name).unwrap_or_default();
+        let path = uri.split(|&b| b == b'?').next().unwrap_or_default();
+        let headers = LiveHeaders {
+            request,
+            observing: self.observing,
+            response: &self.response_headers,
+        };
+        let record = Record {
+            time: self.time,
+            request_id: &self.request_id,
+            remote: remote.unwrap_or_default(),
+            method: method.unwrap_or_default(),
+            path,
+            query: query.unwrap_or_default(),
+            protocol: protocol.unwrap_or_default(),
+            status: self.status,
+            response_bytes: self.response_bytes,
+            request_bytes: request.content_length,
+            duration: self.started.elapsed(),
+            first_byte: self.first_byte,
+            pid: access::pid(),
+            front: self.front,
+            ended,
+            headers: &headers,
+        };
+        observe_finished(&record);
+    }
+}
