@@ -198,14 +198,17 @@ impl Board {
     /// Master, before a fork: a free slot, zeroed, marked taken. None when
     /// every slot is taken (the worker then runs without one: its
     /// requests are not counted).
-    pub fn claim(&self, generation: u64, index: u64) -> Option<usize> {
+    /// The worker's number (its label in the metrics) is the slot's, from
+    /// 1: a replacement takes the number of the worker it replaces when it
+    /// reuses its slot, so dashboards keep a handful of series.
+    pub fn claim(&self, generation: u64) -> Option<usize> {
         let slot = (0..self.workers).find(|&s| self.slot(s)[W_PID].load(Ordering::Acquire) == 0)?;
         let words = self.slot(slot);
         for word in words {
             word.store(0, Ordering::Relaxed);
         }
         words[W_GENERATION].store(generation, Ordering::Relaxed);
-        words[W_INDEX].store(index, Ordering::Relaxed);
+        words[W_INDEX].store(slot as u64 + 1, Ordering::Relaxed);
         words[W_PID].store(CLAIMED, Ordering::Release);
         Some(slot)
     }

@@ -26,7 +26,7 @@ fn done(status: u16, ended: Ended) -> Finished {
 #[test]
 fn a_running_request_reads_back_and_goes_on_end() {
     let board = Board::create(2, 3).unwrap();
-    let slot = board.claim(1, 1).unwrap();
+    let slot = board.claim(1).unwrap();
     board.started(slot, 4242, 5);
     let writer = board.writer(slot);
     writer.thread_begin(2, &begin(b"/slow"));
@@ -49,7 +49,7 @@ fn a_running_request_reads_back_and_goes_on_end() {
 #[test]
 fn long_text_is_cut_to_its_room_and_does_not_spill() {
     let board = Board::create(1, 1).unwrap();
-    let slot = board.claim(1, 1).unwrap();
+    let slot = board.claim(1).unwrap();
     let writer = board.writer(slot);
     let long = vec![b'x'; 1000];
     writer.thread_begin(0, &begin(&long));
@@ -64,7 +64,7 @@ fn long_text_is_cut_to_its_room_and_does_not_spill() {
 #[test]
 fn a_write_cut_in_the_middle_reads_as_torn_without_hanging() {
     let board = Board::create(1, 1).unwrap();
-    let slot = board.claim(1, 1).unwrap();
+    let slot = board.claim(1).unwrap();
     let writer = board.writer(slot);
     writer.thread_begin(0, &begin(b"/x"));
     // What a worker that died inside thread_begin leaves: an odd sequence.
@@ -78,7 +78,7 @@ fn a_write_cut_in_the_middle_reads_as_torn_without_hanging() {
 #[test]
 fn totals_survive_the_release_of_a_slot_and_the_slot_is_reused_clean() {
     let board = Board::create(2, 2).unwrap();
-    let slot = board.claim(1, 1).unwrap();
+    let slot = board.claim(1).unwrap();
     board.started(slot, 100, 0);
     let writer = board.writer(slot);
     writer.finished(0, &done(200, Ended::Complete));
@@ -99,7 +99,7 @@ fn totals_survive_the_release_of_a_slot_and_the_slot_is_reused_clean() {
     assert_eq!(board.totals(), before, "totals never go down");
     assert!(board.find(100).is_none());
     // The freed slot comes back zeroed.
-    let again = board.claim(2, 2).unwrap();
+    let again = board.claim(2).unwrap();
     assert_eq!(again, slot);
     board.started(again, 101, 0);
     let view = board.worker(again);
@@ -111,18 +111,18 @@ fn totals_survive_the_release_of_a_slot_and_the_slot_is_reused_clean() {
 #[test]
 fn slots_run_out_and_come_back() {
     let board = Board::create(2, 1).unwrap();
-    let a = board.claim(1, 1).unwrap();
-    let b = board.claim(1, 2).unwrap();
+    let a = board.claim(1).unwrap();
+    let b = board.claim(1).unwrap();
     assert_ne!(a, b);
-    assert!(board.claim(1, 3).is_none());
+    assert!(board.claim(1).is_none());
     board.release(a);
-    assert_eq!(board.claim(1, 3), Some(a));
+    assert_eq!(board.claim(1), Some(a));
 }
 
 #[test]
 fn a_board_handed_across_exec_opens_with_its_contents() {
     let board = Board::create(3, 2).unwrap();
-    let slot = board.claim(1, 1).unwrap();
+    let slot = board.claim(1).unwrap();
     board.started(slot, 7, 0);
     board.writer(slot).finished(0, &done(200, Ended::Complete));
     board.count(Counter::Reloads);
@@ -146,7 +146,7 @@ fn a_file_that_is_no_board_is_refused() {
 #[test]
 fn readers_never_see_a_mix_of_two_requests() {
     let board = Board::create(1, 1).unwrap();
-    let slot = board.claim(1, 1).unwrap();
+    let slot = board.claim(1).unwrap();
     let writer = board.writer(slot);
     let paths: [&[u8]; 2] = [&[b'a'; 200], &[b'b'; 200]];
     std::thread::scope(|scope| {
