@@ -295,12 +295,5 @@ fn unix_ms() -> u64 {
 
 /// A worker's resident set size, from /proc/PID/statm.
 fn rss_of(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|page| u64::try_from(page).ok())
-        .unwrap_or(4096);
-    Some(pages * page)
+    crate::proc::rss_from_statm(&std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?)
 }

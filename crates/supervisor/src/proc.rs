@@ -174,6 +174,17 @@ pub(crate) fn describe_wait_status(status: libc::c_int) -> String {
     }
 }
 
+/// The resident set size in bytes from the text of a /proc/PID/statm.
+pub(crate) fn rss_from_statm(text: &str) -> Option<u64> {
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|page| u64::try_from(page).ok())
+        .unwrap_or(4096);
+    Some(pages * page)
+}
+
 /// The exit code, when the child exited (rather than being killed).
 pub(crate) fn exit_code(status: libc::c_int) -> Option<libc::c_int> {
     libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))

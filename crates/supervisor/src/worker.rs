@@ -331,14 +331,7 @@ impl Retirement {
 fn rss_bytes(statm: &std::fs::File) -> Option<u64> {
     let mut buf = [0u8; 128];
     let n = statm.read_at(&mut buf, 0).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|page| u64::try_from(page).ok())
-        .unwrap_or(4096);
-    Some(pages * page)
+    crate::proc::rss_from_statm(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
 /// A number in 0..=max, different in each worker.
