@@ -412,25 +412,28 @@ pub(crate) struct Shown {
 
 impl Shown {
     fn of(request: &Request, tag: &RequestTag) -> Shown {
-        let param = |name: &[u8]| request.param(name).cloned().unwrap_or_default();
+        // One pass over the params (first value wins, as `param` does).
         // FastCGI requests carry the role the decoder added; nginx's SCGI
         // requests carry SCGI=1; what is left is uwsgi. (Lane A's request
         // record carries the front from the connection.)
-        let front = if request.param(b"FCGI_ROLE").is_some() {
-            Front::Fastcgi
-        } else if request.param(b"SCGI").is_some() {
-            Front::Scgi
-        } else {
-            Front::Uwsgi
-        };
+        let (mut query, mut remote, mut front) = (None, None, None);
+        for param in &request.params {
+            match param.name.as_ref() {
+                b"QUERY_STRING" if query.is_none() => query = Some(param.value.clone()),
+                b"REMOTE_ADDR" if remote.is_none() => remote = Some(param.value.clone()),
+                b"FCGI_ROLE" => front = Some(Front::Fastcgi),
+                b"SCGI" if front.is_none() => front = Some(Front::Scgi),
+                _ => {}
+            }
+        }
         Shown {
             started: Instant::now(),
             started_unix_us: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
-            front,
-            query: param(b"QUERY_STRING"),
-            remote: param(b"REMOTE_ADDR"),
+            front: front.unwrap_or(Front::Uwsgi),
+            query: query.unwrap_or_default(),
+            remote: remote.unwrap_or_default(),
             id: tag.id,
             request_bytes: request.content_length,
         }
