@@ -213,7 +213,9 @@ def test_a_timeout_gets_its_line_and_the_slow_log_its_stack(gateways, run_dir):
         r = scgi_request(gw.socket, "GET", "/slow", query="seconds=5",
                          extra=[("HTTP_X_REQUEST_ID", "too-slow-1")], timeout=20)
         assert r.status == 504
-        [line] = records(log, 1)
+        lines = records(log, 1)
+        assert len(lines) == 1, lines
+        [line] = lines
         assert (line["status"], line["ended"], line["request_id"]) == (504, "timeout", "too-slow-1"), line
         assert gw.log.wait_for(r"past --slow-request-log", "too-slow-1", since=mark), gw.describe(mark)
         # The stack follows the line: the app's frame, in its sleep.

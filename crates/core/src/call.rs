@@ -19,8 +19,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 use rustgi_model::{Request, ResponseHead};
-use rustgi_observe::Ended;
 use rustgi_observe::access::Verdict;
+use rustgi_observe::{Ended, Front, board};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub struct Job {
     /// Where the access log learns how the request ended when the
     /// response's bytes cannot tell (a 504 of ours, an application error).
     pub verdict: Option<Arc<Verdict>>,
+    /// The protocol it came in with, as the scoreboard shows it.
+    pub front: Front,
     /// Shared with the connection, whose encoder may need it (uwsgi's
     /// status line follows the request's SERVER_PROTOCOL).
     pub request: Arc<Request>,
@@ -140,6 +142,7 @@ pub(crate) enum Work {
 /// on with it ([`resume`]).
 pub(crate) struct Parked {
     tag: RequestTag,
+    shown: Shown,
     responder: Arc<Responder>,
     bodies: Vec<Answering>,
     errors: Option<Py<WsgiErrors>>,
@@ -191,6 +194,7 @@ pub(crate) fn serve(
         id: _,
         request_id,
         verdict,
+        front,
         request,
         body,
         streams,
@@ -209,11 +213,13 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
+    let shown = Shown::of(&request, front);
     let responder =
         Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()).with_verdict(verdict));
     let begun = ctx
         .slot
         .begin(tag.clone(), responder.clone(), Duration::ZERO);
+    shown.begin(ctx.slot.index, &tag);
     let mut bodies = vec![body.answering()];
     bodies.extend(streams.iter().map(|(_, stream)| stream.answering()));
     let mut errors = None;
@@ -260,6 +266,7 @@ pub(crate) fn serve(
         Ok(Some(iterator)) => {
             let parked = Parked {
                 tag,
+                shown,
                 responder,
                 bodies,
                 errors,
@@ -279,6 +286,7 @@ pub(crate) fn resume(py: Python<'_>, ctx: &ThreadContext<'_>, parked: Parked) {
     let begun = ctx
         .slot
         .begin(parked.tag.clone(), parked.responder.clone(), parked.ran);
+    parked.shown.begin(ctx.slot.index, &parked.tag);
     go_on(py, ctx, parked, begun);
 }
 
@@ -384,8 +392,58 @@ fn finish(
     for body in bodies {
         body.request_ended();
     }
-    ctx.slot.end(py);
+    // A timeout's verdict is the responder's (its 504 or cut): whether
+    // this thread's clock expired adds nothing here.
+    let _expired = ctx.slot.end(py);
     responder.release();
+}
+
+/// What the scoreboard shows of a request while a thread runs it (see
+/// `rustgi_observe::board`); the counters of finished requests are the
+/// connection's to add, from its record (`rustgi_serve::record`).
+pub(crate) struct Shown {
+    started_unix_us: u64,
+    front: Front,
+    query: Bytes,
+    remote: Bytes,
+}
+
+impl Shown {
+    fn of(request: &Request, front: Front) -> Shown {
+        // One pass over the params (first value wins, as `param` does).
+        let (mut query, mut remote) = (None, None);
+        for param in &request.params {
+            match param.name.as_ref() {
+                b"QUERY_STRING" if query.is_none() => query = Some(param.value.clone()),
+                b"REMOTE_ADDR" if remote.is_none() => remote = Some(param.value.clone()),
+                _ => {}
+            }
+        }
+        Shown {
+            started_unix_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            front,
+            query: query.unwrap_or_default(),
+            remote: remote.unwrap_or_default(),
+        }
+    }
+
+    fn begin(&self, thread: usize, tag: &RequestTag) {
+        let path = tag.path.split(|&b| b == b'?').next().unwrap_or_default();
+        board::thread_begin(
+            thread,
+            &board::Begin {
+                started_unix_us: self.started_unix_us,
+                front: Some(self.front),
+                method: &tag.method,
+                path,
+                query: &self.query,
+                remote: &self.remote,
+                request_id: &tag.request_id,
+            },
+        );
+    }
 }
 
 /// Sends a response that is one bytes object in a list at once (`None`

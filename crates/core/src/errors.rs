@@ -133,7 +133,7 @@ mod tests {
 
     fn tag() -> RequestTag {
         RequestTag {
-            id: 7,
+            request_id: Bytes::from_static(b"7"),
             method: Bytes::from_static(b"GET"),
             path: Bytes::from_static(b"/x"),
         }

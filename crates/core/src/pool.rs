@@ -518,6 +518,7 @@ mod tests {
             id,
             request_id: bytes::Bytes::from(format!("t-{id}")),
             verdict: None,
+            front: rustgi_observe::Front::Scgi,
             request: Arc::new(Request::default()),
             body,
             streams: Vec::new(),

@@ -140,10 +140,12 @@ impl Running {
             let Some((request, tag, elapsed, thread, responder)) = found else {
                 continue;
             };
+            let answer = responder.time_out();
+            rustgi_observe::board::answered(slot);
             overdue.push(Overdue {
                 request: tag.to_string(),
                 elapsed,
-                answer: responder.time_out(),
+                answer,
                 thread,
                 running: self.clone(),
                 slot,
@@ -238,9 +240,12 @@ impl ThreadSlot {
     /// its code (the thread was in Rust or C since) is dropped, or it would
     /// meet the thread's next request. The GIL (`_py`) keeps
     /// [`Overdue::stack_and_interrupt`] from raising between the two.
-    pub(crate) fn end(&self, _py: Python<'_>) {
+    /// Returns whether it had timed out.
+    pub(crate) fn end(&self, _py: Python<'_>) -> bool {
         crate::stdio::leave();
-        if self.running.end(self.index) {
+        rustgi_observe::board::thread_end(self.index);
+        let expired = self.running.end(self.index);
+        if expired {
             // SAFETY: the GIL is held; a NULL exception clears what is
             // pending for the thread (this one), as the C API documents.
             unsafe {
@@ -250,6 +255,7 @@ impl ThreadSlot {
                 );
             }
         }
+        expired
     }
 }
 

@@ -261,7 +261,7 @@ mod tests {
                 let run = |code: &std::ffi::CStr| py.run(code, Some(&globals), None).unwrap();
                 run(c"print('before', file=out)");
                 enter(&RequestTag {
-                    id: 3,
+                    request_id: Bytes::from_static(b"3"),
                     method: Bytes::from_static(b"POST"),
                     path: Bytes::from_static(b"/p"),
                 });

@@ -47,7 +47,8 @@ pub struct Totals {
     pub duration_sum_us: u64,
     /// Request body bytes read from the front server.
     pub request_bytes: u64,
-    /// Response bytes (head and body) sent to the front server.
+    /// Response body bytes sent to the front server (as the access log
+    /// counts them).
     pub response_bytes: u64,
 }
 

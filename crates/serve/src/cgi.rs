@@ -63,6 +63,7 @@ pub fn run(
         id,
         request_id,
         verdict,
+        front: rustgi_observe::Front::Cgi,
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),

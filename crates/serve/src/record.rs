@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use rustgi_model::{Request, ResponseHead};
 use rustgi_observe::access::{self, Destination, Format, Record, Verdict, Writer, WriterConfig};
-use rustgi_observe::{Ended, Front};
+use rustgi_observe::{Ended, Front, board};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
@@ -41,10 +41,7 @@ pub fn start(config: &ObserveConfig) -> std::io::Result<()> {
     if OBSERVING.get().is_some() {
         return Ok(());
     }
-    let format = config
-        .access_log_format
-        .clone()
-        .unwrap_or_else(|| Format::parse("combined").expect("a named format"));
+    let format = config.access_log_format.clone().unwrap_or_default();
     let writer = match &config.access_log {
         Some(destination) => Some(Writer::start(WriterConfig {
             destination: destination.clone(),
@@ -82,17 +79,29 @@ pub fn stop() {
 /// dropped and counted (a stuck disk must not grow memory).
 const QUEUE: usize = 4 << 20;
 
-/// Where every finished record goes: the access log (and, with the
-/// metrics, the worker's counters: add them here, nowhere else).
+/// Where every finished record goes: the access log and the worker's
+/// counters on the scoreboard. Nowhere else.
 pub(crate) fn observe_finished(record: &Record<'_>) {
     if let Some(writer) = OBSERVING.get().and_then(|o| o.writer.as_ref()) {
         writer.submit(record);
     }
+    board::finished(&board::Finished {
+        front: record.front,
+        status: record.status.unwrap_or(0),
+        ended: record.ended,
+        duration: record.duration,
+        request_bytes: record.request_bytes,
+        response_bytes: record.response_bytes,
+    });
 }
 
-/// Whether records are wanted at all (otherwise none is built).
+/// Whether records are wanted at all (otherwise none is built): for the
+/// access log, or for the scoreboard's counters (a worker the master
+/// gave a slot).
 fn wanted() -> Option<&'static Observing> {
-    OBSERVING.get().filter(|o| o.writer.is_some())
+    OBSERVING
+        .get()
+        .filter(|o| o.writer.is_some() || board::attached())
 }
 
 /// The most bytes a trusted request id may have.

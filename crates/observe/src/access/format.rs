@@ -125,6 +125,13 @@ fn valid_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// `combined`: what `--access-log-format` is when not given.
+impl Default for Format {
+    fn default() -> Format {
+        Format(Kind::Combined)
+    }
+}
+
 impl Format {
     /// `combined`, `json`, `logfmt`, or a template where `{field}` stands
     /// for a field, `{request_header:NAME}` and `{response_header:NAME}`

@@ -611,6 +611,7 @@ impl Driver<'_> {
                 id: log_id,
                 request_id,
                 verdict,
+                front: rustgi_observe::Front::Fastcgi,
                 request,
                 body: body_reader,
                 streams,

@@ -164,6 +164,7 @@ pub async fn serve<P, C>(
         id,
         request_id,
         verdict: trail.as_ref().map(|t| t.verdict()),
+        front: ctx.front,
         request: request.clone(),
         body: body_reader,
         streams: Vec::new(),

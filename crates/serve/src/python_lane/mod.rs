@@ -127,6 +127,7 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
         id,
         request_id,
         verdict,
+        front: answer.front,
         request,
         body: answer.body,
         streams: Vec::new(),
