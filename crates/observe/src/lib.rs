@@ -6,6 +6,8 @@
 
 mod ended;
 mod front;
+pub mod history;
+pub mod page;
 pub mod reopen;
 pub mod totals;
 
