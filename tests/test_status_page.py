@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
 import json
 import re
@@ -142,6 +144,20 @@ def stub():
     s = Stub()
     yield s
     s.close()
+
+
+def test_the_pages_policy_lets_its_own_script_run_and_nothing_else():
+    """The page's Content-Security-Policy names its one script by hash, so
+    that markup which slipped in (an inline handler, a script element) or a
+    request elsewhere could not run; the hash must follow every edit of
+    the script."""
+    html = PAGE.read_text()
+    script = html[html.index("<script>") + len("<script>"):html.index("</script>")]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html).group(1)
+    assert f"script-src 'sha256-{digest}'" in policy, f"the page's script changed: its hash is now sha256-{digest}"
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+    assert html.count("<script") == 1
 
 
 def updates(tab) -> int:
