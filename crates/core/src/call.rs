@@ -19,6 +19,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 use rustgi_model::{Request, ResponseHead};
+use rustgi_observe::{Ended, Front, board};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,6 +133,7 @@ pub(crate) enum Work {
 /// on with it ([`resume`]).
 pub(crate) struct Parked {
     tag: RequestTag,
+    shown: Shown,
     responder: Arc<Responder>,
     bodies: Vec<Answering>,
     result: Py<PyAny>,
@@ -195,10 +197,12 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
+    let shown = Shown::of(&request, &tag);
     let responder = Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()));
     let begun = ctx
         .slot
         .begin(tag.clone(), responder.clone(), Duration::ZERO);
+    shown.begin(ctx.slot.index, &tag);
     let mut bodies = vec![body.answering()];
     bodies.extend(streams.iter().map(|(_, stream)| stream.answering()));
     let called = (|| -> PyResult<Bound<'_, PyAny>> {
@@ -220,12 +224,21 @@ pub(crate) fn serve(
     })();
     let result = match called {
         Ok(result) => result,
-        Err(e) => return finish(py, ctx, &tag, &responder, &bodies, None, Err(e.into())),
+        Err(e) => {
+            let ending = Ending {
+                tag: &tag,
+                shown: &shown,
+                responder: &responder,
+                bodies: &bodies,
+            };
+            return finish(py, ctx, ending, None, Err(e.into()));
+        }
     };
     match begin_iteration(py, &result, &responder) {
         Ok(Some(iterator)) => {
             let parked = Parked {
                 tag,
+                shown,
                 responder,
                 bodies,
                 result: result.unbind(),
@@ -234,8 +247,20 @@ pub(crate) fn serve(
             };
             go_on(py, ctx, parked, begun);
         }
-        Ok(None) => finish(py, ctx, &tag, &responder, &bodies, Some(&result), Ok(())),
-        Err(stop) => finish(py, ctx, &tag, &responder, &bodies, Some(&result), Err(stop)),
+        Ok(None) => finish(
+            py,
+            ctx,
+            ending(&tag, &shown, &responder, &bodies),
+            Some(&result),
+            Ok(()),
+        ),
+        Err(stop) => finish(
+            py,
+            ctx,
+            ending(&tag, &shown, &responder, &bodies),
+            Some(&result),
+            Err(stop),
+        ),
     }
 }
 
@@ -244,6 +269,7 @@ pub(crate) fn resume(py: Python<'_>, ctx: &ThreadContext<'_>, parked: Parked) {
     let begun = ctx
         .slot
         .begin(parked.tag.clone(), parked.responder.clone(), parked.ran);
+    parked.shown.begin(ctx.slot.index, &parked.tag);
     go_on(py, ctx, parked, begun);
 }
 
@@ -272,11 +298,18 @@ fn go_on(py: Python<'_>, ctx: &ThreadContext<'_>, mut parked: Parked, begun: Ins
     };
     let Parked {
         tag,
+        shown,
         responder,
         bodies,
         ..
     } = parked;
-    finish(py, ctx, &tag, &responder, &bodies, Some(&result), outcome);
+    finish(
+        py,
+        ctx,
+        ending(&tag, &shown, &responder, &bodies),
+        Some(&result),
+        outcome,
+    );
 }
 
 /// Ends a request: `close()` on the application's iterable (once, on
@@ -285,12 +318,16 @@ fn go_on(py: Python<'_>, ctx: &ThreadContext<'_>, mut parked: Parked, begun: Ins
 fn finish(
     py: Python<'_>,
     ctx: &ThreadContext<'_>,
-    tag: &RequestTag,
-    responder: &Responder,
-    bodies: &[Answering],
+    ending: Ending<'_>,
     result: Option<&Bound<'_, PyAny>>,
     iterated: Result<(), Stop>,
 ) {
+    let Ending {
+        tag,
+        shown,
+        responder,
+        bodies,
+    } = ending;
     let outcome = match result {
         None => iterated,
         Some(result) => match (iterated, close(result)) {
@@ -301,6 +338,11 @@ fn finish(
             (Err(stop), Ok(())) => Err(stop),
             (Ok(()), closed) => closed.map_err(Stop::App),
         },
+    };
+    let mut ended = match &outcome {
+        Ok(()) => Ended::Complete,
+        Err(Stop::Gone) => Ended::ClientGone,
+        Err(Stop::App(_)) => Ended::AppError,
     };
     match outcome {
         Ok(()) => {}
@@ -327,8 +369,103 @@ fn finish(
     for body in bodies {
         body.request_ended();
     }
-    ctx.slot.end(py);
+    if ctx.slot.end(py) {
+        ended = Ended::Timeout;
+    }
+    shown.finished(ctx.slot.index, responder, ended);
     responder.release();
+}
+
+/// What [`finish`] ends.
+struct Ending<'a> {
+    tag: &'a RequestTag,
+    shown: &'a Shown,
+    responder: &'a Responder,
+    bodies: &'a [Answering],
+}
+
+fn ending<'a>(
+    tag: &'a RequestTag,
+    shown: &'a Shown,
+    responder: &'a Responder,
+    bodies: &'a [Answering],
+) -> Ending<'a> {
+    Ending {
+        tag,
+        shown,
+        responder,
+        bodies,
+    }
+}
+
+/// What the scoreboard shows of a request while a thread runs it, and
+/// what its counters need at the end (see `rustgi_observe::board`).
+pub(crate) struct Shown {
+    started: Instant,
+    started_unix_us: u64,
+    front: Front,
+    query: Bytes,
+    remote: Bytes,
+    id: String,
+    request_bytes: u64,
+}
+
+impl Shown {
+    fn of(request: &Request, tag: &RequestTag) -> Shown {
+        let param = |name: &[u8]| request.param(name).cloned().unwrap_or_default();
+        // FastCGI requests carry the role the decoder added; nginx's SCGI
+        // requests carry SCGI=1; what is left is uwsgi. (Lane A's request
+        // record carries the front from the connection.)
+        let front = if request.param(b"FCGI_ROLE").is_some() {
+            Front::Fastcgi
+        } else if request.param(b"SCGI").is_some() {
+            Front::Scgi
+        } else {
+            Front::Uwsgi
+        };
+        Shown {
+            started: Instant::now(),
+            started_unix_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            front,
+            query: param(b"QUERY_STRING"),
+            remote: param(b"REMOTE_ADDR"),
+            id: tag.id.to_string(),
+            request_bytes: request.content_length,
+        }
+    }
+
+    fn begin(&self, thread: usize, tag: &RequestTag) {
+        let path = tag.path.split(|&b| b == b'?').next().unwrap_or_default();
+        board::thread_begin(
+            thread,
+            &board::Begin {
+                started_unix_us: self.started_unix_us,
+                front: Some(self.front),
+                method: &tag.method,
+                path,
+                query: &self.query,
+                remote: &self.remote,
+                request_id: self.id.as_bytes(),
+            },
+        );
+    }
+
+    fn finished(&self, thread: usize, responder: &Responder, ended: Ended) {
+        let (status, response_bytes) = responder.outcome();
+        board::finished(
+            thread,
+            &board::Finished {
+                front: self.front,
+                status,
+                ended,
+                duration: self.started.elapsed(),
+                request_bytes: self.request_bytes,
+                response_bytes,
+            },
+        );
+    }
 }
 
 /// Sends a response that is one bytes object in a list at once (`None`

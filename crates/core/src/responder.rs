@@ -45,6 +45,8 @@ struct HeadState {
     body_expected: bool,
     /// `End` went out (with the block that reached the Content-Length).
     ended: bool,
+    /// The status that went out (0: none yet), for the scoreboard.
+    status: u16,
 }
 
 /// How far `start_response` has gone.
@@ -186,6 +188,7 @@ impl Responder {
                 (TimeoutAnswer::Cut, vec![ResponseEvent::Abort])
             } else {
                 state.sent = true;
+                state.status = 504;
                 (
                     TimeoutAnswer::GatewayTimeout,
                     fixed_response(b"504 Gateway Timeout", b"Gateway Timeout\n"),
@@ -248,6 +251,7 @@ impl Responder {
                     )
                 })?;
                 state.sent = true;
+                state.status = head.status_code();
                 state.content_length = head.content_length();
                 state.body_expected = self.body_expected(&head);
                 events.push(ResponseEvent::Head(head));
@@ -364,14 +368,24 @@ impl Responder {
         self.state.lock().unwrap().pending = Some(head);
     }
 
+    /// The status sent (0 if none) and the body bytes sent, for the
+    /// scoreboard's counters.
+    pub(crate) fn outcome(&self) -> (u16, u64) {
+        let state = self.state.lock().unwrap();
+        (state.status, state.body_sent)
+    }
+
     /// Ends a failed response: a 500 while the head is still ours,
     /// otherwise an abort (the connection is cut, never passed off as whole).
     pub(crate) fn fail(&self, py: Python<'_>) {
         let head_sent = {
-            let state = self.state.lock().unwrap();
+            let mut state = self.state.lock().unwrap();
             if state.ended {
                 // The response is whole (a close() that failed): keep it.
                 return;
+            }
+            if !state.sent {
+                state.status = 500;
             }
             state.sent
         };

@@ -180,8 +180,11 @@ impl ThreadSlot {
     /// its code (the thread was in Rust or C since) is dropped, or it would
     /// meet the thread's next request. The GIL (`_py`) keeps
     /// [`Overdue::stack_and_interrupt`] from raising between the two.
-    pub(crate) fn end(&self, _py: Python<'_>) {
-        if self.running.end(self.index) {
+    /// Returns whether it had timed out.
+    pub(crate) fn end(&self, _py: Python<'_>) -> bool {
+        rustgi_observe::board::thread_end(self.index);
+        let expired = self.running.end(self.index);
+        if expired {
             // SAFETY: the GIL is held; a NULL exception clears what is
             // pending for the thread (this one), as the C API documents.
             unsafe {
@@ -191,6 +194,7 @@ impl ThreadSlot {
                 );
             }
         }
+        expired
     }
 }
 

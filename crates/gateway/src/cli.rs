@@ -4,8 +4,8 @@ use clap::{Parser, ValueEnum};
 use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
 use rustgi_supervisor::{
-    AllowedPeer, BodyLimits, FastcgiOptions, MinRate, Privileges, ProcessOptions, Protocol,
-    ServeConfig, ServerConfig, SocketSpec, Timeouts,
+    AllowedPeer, BodyLimits, FastcgiOptions, MetricsAddr, MinRate, Privileges, ProcessOptions,
+    Protocol, ServeConfig, ServerConfig, SocketSpec, Timeouts,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,6 +74,13 @@ pub struct Cli {
     /// while it names a running rustgi-gateway.
     #[arg(long, value_name = "PATH")]
     pub pidfile: Option<PathBuf>,
+
+    /// Serve Prometheus metrics (/metrics), the live status (/status.json,
+    /// /status.txt) and the status page (/) from the master, at HOST:PORT
+    /// or a Unix socket path (it has a /). Refused at start if it cannot
+    /// be bound. See docs/observability.md.
+    #[arg(long, value_name = "ADDR:PORT|PATH")]
+    pub metrics: Option<String>,
 
     /// The WSGI application: MODULE[:CALLABLE] or path/to/file.py[:CALLABLE]
     /// (CALLABLE defaults to `application`; `name()` calls a factory).
@@ -341,6 +348,7 @@ impl Cli {
                 socket_owner: self.chown,
             },
             pidfile: self.pidfile,
+            metrics: self.metrics.as_deref().map(MetricsAddr::parse),
             processes: ProcessOptions {
                 count: usize::from(self.processes),
                 preload: self.preload,
@@ -351,4 +359,28 @@ impl Cli {
             },
         })
     }
+}
+
+/// `rustgi-gateway status`: what a running server's workers are doing.
+#[derive(Debug, Parser)]
+#[command(name = "rustgi-gateway status")]
+pub struct StatusCli {
+    /// The server's --pidfile: asks the master over its status socket
+    /// (an abstract Unix socket named from its pid; only its own user and
+    /// root are answered). Works without --metrics.
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "metrics",
+        conflicts_with = "metrics"
+    )]
+    pub pidfile: Option<PathBuf>,
+
+    /// The server's --metrics address (HOST:PORT or a socket path).
+    #[arg(long, value_name = "ADDR:PORT|PATH")]
+    pub metrics: Option<String>,
+
+    /// Print /status.json instead of the text.
+    #[arg(long)]
+    pub json: bool,
 }

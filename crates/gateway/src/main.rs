@@ -10,6 +10,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     guard_standard_fds();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "status") {
+        return status(cli::StatusCli::parse_from(std::env::args_os().skip(1)));
+    }
     let cli = cli::Cli::parse();
     log::init(&cli.log_level);
     let config = match cli.into_config() {
@@ -23,6 +26,63 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rustgi-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rustgi-gateway status --pidfile PATH | --metrics ADDR`: the master's
+/// live status (per worker: pid, age, requests, RSS, what each busy thread
+/// runs and for how long).
+fn status(cli: cli::StatusCli) -> ExitCode {
+    use rustgi_supervisor::{MetricsAddr, StatusSource};
+    let source = match (&cli.pidfile, &cli.metrics) {
+        (_, Some(addr)) => StatusSource::Metrics(MetricsAddr::parse(addr)),
+        (Some(path), None) => {
+            let pid = std::fs::read_to_string(path)
+                .map_err(|e| format!("--pidfile {}: {e}", path.display()))
+                .and_then(|text| {
+                    text.trim().parse::<u32>().map_err(|_| {
+                        format!(
+                            "--pidfile {}: {:?} is not a pid",
+                            path.display(),
+                            text.trim()
+                        )
+                    })
+                });
+            match pid {
+                Ok(pid) => StatusSource::Pid(pid),
+                Err(message) => {
+                    eprintln!("rustgi-gateway status: {message}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let path = if cli.json {
+        "/status.json"
+    } else {
+        "/status.txt"
+    };
+    match rustgi_supervisor::fetch_status(&source, path) {
+        Ok(body) => {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let _ = out.write_all(&body);
+            if cli.json {
+                let _ = out.write_all(b"\n");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let whom = match source {
+                StatusSource::Pid(pid) => format!(
+                    "master {pid} (is it running, as this user? it answers its own user and root)"
+                ),
+                StatusSource::Metrics(addr) => format!("--metrics {addr}"),
+            };
+            eprintln!("rustgi-gateway status: could not ask {whom}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -4,9 +4,13 @@
 //! status page. It knows nothing of Python or of the wire protocols: it is
 //! handed plain values.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod board;
 mod ended;
 mod front;
 pub mod history;
+pub mod metrics;
 pub mod page;
 pub mod reopen;
 pub mod totals;

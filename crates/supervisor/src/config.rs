@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub privileges: crate::Privileges,
     /// `--pidfile`, written after binding (see `pidfile.rs`).
     pub pidfile: Option<PathBuf>,
+    /// `--metrics`: the master's metrics and status endpoint (endpoint.rs).
+    pub metrics: Option<crate::MetricsAddr>,
 }
 
 /// The worker processes (master.rs, worker.rs).

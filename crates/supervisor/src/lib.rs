@@ -5,9 +5,12 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod backlog;
 mod config;
+mod endpoint;
 mod listener;
 mod master;
+mod observing;
 mod open_files;
 mod pidfile;
 mod policy;
@@ -18,6 +21,7 @@ mod timeout;
 mod worker;
 
 pub use config::{ProcessOptions, ServerConfig};
+pub use endpoint::{MetricsAddr, Source as StatusSource, fetch as fetch_status};
 // Not public: `activation_present` (and `bind`, which calls it) edit the
 // environment, which is sound only before any thread starts, as in `run`.
 pub use listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, fd0_is_listening_socket};
@@ -73,11 +77,14 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
              --allow-from (or FCGI_WEB_SERVER_ADDRS)"
         );
     }
+    // Refused at start, like the socket: a --metrics that cannot be bound
+    // is a mistake to hear about now, not at the first scrape.
+    let endpoint = endpoint::Endpoint::bind(config.metrics.as_ref()).map_err(RunError::Setup)?;
     let socket_file = socket.socket_file_guard();
     let _pidfile = after_bind(&config.privileges, config.pidfile.as_deref(), &socket)
         .map_err(RunError::Setup)?;
     // A master forks the workers, which load the app (master.rs).
-    master::run(&config, socket, socket_file)
+    master::run(&config, socket, socket_file, endpoint)
 }
 
 /// An interpreter that cannot start after `--user` usually cannot read its

@@ -42,7 +42,9 @@
 //! carrying out its actions.
 
 use crate::config::ServerConfig;
+use crate::endpoint::Endpoint;
 use crate::listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SOCKET_OURS_ENV, SocketFileGuard};
+use crate::observing::{BOARD_FD_ENV, Observer};
 use crate::policy::{
     Action, Ending, Event, MasterSignal, OldWorkers, Pid, Policy, Settings, Stop, pid_list,
 };
@@ -79,6 +81,8 @@ struct Start {
     cwd: Option<PathBuf>,
     old_workers: OldWorkers,
     processes: Option<usize>,
+    /// The scoreboard's descriptor, from a previous image.
+    board_fd: Option<i32>,
 }
 
 /// A comma-separated pid list from the environment (empty if unset).
@@ -104,8 +108,12 @@ pub(crate) fn remember_start() {
         let processes = std::env::var(PROCESSES_ENV)
             .ok()
             .and_then(|n| n.parse().ok());
+        let board_fd = std::env::var(BOARD_FD_ENV)
+            .ok()
+            .and_then(|n| n.parse().ok());
         // SAFETY: no other thread exists yet (documented above).
         unsafe {
+            std::env::remove_var(BOARD_FD_ENV);
             std::env::remove_var(OLD_WORKERS_ENV);
             std::env::remove_var(DRAINING_WORKERS_ENV);
             std::env::remove_var(PROCESSES_ENV);
@@ -115,6 +123,7 @@ pub(crate) fn remember_start() {
             cwd: std::env::current_dir().ok(),
             old_workers,
             processes,
+            board_fd,
         }
     });
 }
@@ -143,6 +152,8 @@ struct Master<'a> {
     status: HashMap<Pid, OwnedFd>,
     touch: Option<Touch>,
     policy: Policy,
+    /// The scoreboard, the endpoint, the history (observing.rs).
+    observer: Observer,
 }
 
 /// Serves `socket` with `--processes` workers until a stop signal.
@@ -150,6 +161,7 @@ pub(crate) fn run(
     config: &ServerConfig,
     socket: BoundSocket,
     socket_file: SocketFileGuard,
+    endpoint: Endpoint,
 ) -> Result<(), RunError> {
     remember_start();
     // First: from here on no signal can kill the master by its default
@@ -224,6 +236,22 @@ pub(crate) fn run(
         },
         now,
     );
+    let mut observer = Observer::new(
+        start.board_fd,
+        endpoint,
+        processes,
+        config.serve.threads,
+        describe.clone(),
+        &old_workers.draining,
+    )
+    .map_err(|e| RunError::Setup(format!("could not make the scoreboard: {e}")))?;
+    let adopted: Vec<Pid> = old_workers
+        .serving
+        .iter()
+        .chain(&old_workers.draining)
+        .copied()
+        .collect();
+    observer.forget_gone(&adopted);
     let mut master = Master {
         config,
         pid,
@@ -236,6 +264,7 @@ pub(crate) fn run(
         status: HashMap::new(),
         touch,
         policy,
+        observer,
     };
     tracing::info!(
         "master {pid}: {} worker(s), {} thread(s) each{}",
@@ -261,6 +290,8 @@ impl Master<'_> {
                     code: proc::exit_code(status),
                     how: proc::describe_wait_status(status),
                 };
+                self.observer
+                    .reaped(pid, &ending.how, self.policy.stopping());
                 if let Some(done) = self.handle(Event::Exited { pid, ending }) {
                     return done;
                 }
@@ -269,6 +300,8 @@ impl Master<'_> {
             if let Some(done) = self.handle(Event::Tick) {
                 return done;
             }
+            self.observer
+                .tick(self.socket.as_ref(), self.policy.target());
             self.wait();
         }
     }
@@ -284,23 +317,34 @@ impl Master<'_> {
         while let Some(action) = queue.pop_front() {
             let followed = match action {
                 Action::Spawn { .. } if forks_fail => continue,
-                Action::Spawn { generation } => match self.spawn() {
-                    Ok(pid) => Event::Spawned { pid, generation },
-                    Err(e) => {
-                        forks_fail = true;
-                        Event::SpawnFailed(e.to_string())
+                Action::Spawn { generation } => {
+                    let slot = self.observer.claim(generation);
+                    match self.spawn(slot) {
+                        Ok(pid) => {
+                            self.observer.spawned(slot, Some(pid));
+                            Event::Spawned { pid, generation }
+                        }
+                        Err(e) => {
+                            self.observer.spawned(slot, None);
+                            forks_fail = true;
+                            Event::SpawnFailed(e.to_string())
+                        }
                     }
-                },
+                }
                 Action::Stop { pid, how } => {
                     let signal = match how {
                         Stop::Drain => Signal::SIGTERM,
                         Stop::Retire => Signal::SIGUSR2,
                         Stop::Kill => Signal::SIGKILL,
                     };
+                    self.observer.told_to_stop(pid);
                     proc::kill(pid, signal);
                     continue;
                 }
                 Action::Notify(state) => {
+                    if state.starts_with("RELOADING=1") {
+                        self.observer.reloading();
+                    }
                     systemd::notify(&state);
                     continue;
                 }
@@ -382,7 +426,7 @@ impl Master<'_> {
     /// next deadline; then hands what came to the policy.
     fn wait(&mut self) {
         let now = Instant::now();
-        let mut deadline = self.policy.next_deadline(now);
+        let mut deadline = self.policy.next_deadline(now).min(self.observer.deadline());
         if let Some(touch) = &self.touch {
             deadline = deadline.min(touch.next_check);
         }
@@ -395,16 +439,27 @@ impl Master<'_> {
             fds.push(PollFd::new(status.as_fd(), PollFlags::POLLIN));
             pids.push(pid);
         }
+        let first_endpoint = fds.len();
+        fds.extend(self.observer.poll_fds());
         if !matches!(poll(&mut fds, timeout_ms), Ok(ready) if ready > 0) {
             return;
         }
         let signalled = fds[0].any() != Some(false);
-        let said: Vec<Pid> = fds[1..]
+        let said: Vec<Pid> = fds[1..first_endpoint]
             .iter()
             .zip(pids)
             .filter(|(fd, _)| fd.any() != Some(false))
             .map(|(_, pid)| pid)
             .collect();
+        let endpoint_ready: Vec<bool> = fds[first_endpoint..]
+            .iter()
+            .map(|fd| fd.any() != Some(false))
+            .collect();
+        drop(fds);
+        if endpoint_ready.contains(&true) {
+            self.observer
+                .ready(&endpoint_ready, self.socket.as_ref(), self.policy.target());
+        }
         for pid in said {
             self.read_status(pid);
         }
@@ -418,7 +473,23 @@ impl Master<'_> {
                     libc::SIGHUP => MasterSignal::Hup,
                     libc::SIGTTIN => MasterSignal::Ttin,
                     libc::SIGTTOU => MasterSignal::Ttou,
-                    _ => continue, // SIGCHLD: reaped at the top of the loop
+                    libc::SIGCHLD => continue, // reaped at the top of the loop
+                    libc::SIGUSR1 => {
+                        self.reopen_logs();
+                        continue;
+                    }
+                    libc::SIGUSR2 => {
+                        self.observer
+                            .log_status(self.socket.as_ref(), self.policy.target());
+                        continue;
+                    }
+                    other => {
+                        tracing::warn!(
+                            "{} received: it means nothing to rustgi-gateway; ignored",
+                            proc::signal_name(other)
+                        );
+                        continue;
+                    }
                 };
                 // Exit comes only from a tick.
                 let _ = self.handle(Event::Signal(signal));
@@ -466,7 +537,24 @@ impl Master<'_> {
         let _ = self.handle(Event::TouchSeen(seen));
     }
 
-    fn spawn(&mut self) -> std::io::Result<Pid> {
+    /// SIGUSR1 (logrotate): this process's log files are reopened, and
+    /// the workers are told to reopen theirs.
+    fn reopen_logs(&self) {
+        rustgi_observe::reopen::request();
+        let mut workers: Vec<Pid> = self.status.keys().copied().collect();
+        workers.extend(self.observer.board.pids().into_iter().map(|pid| pid as Pid));
+        workers.sort_unstable();
+        workers.dedup();
+        tracing::info!(
+            "SIGUSR1: reopening the log files (and telling {} worker(s))",
+            workers.len()
+        );
+        for pid in workers {
+            proc::kill(pid, Signal::SIGUSR1);
+        }
+    }
+
+    fn spawn(&mut self, slot: Option<usize>) -> std::io::Result<Pid> {
         let (read, write) = proc::pipe()?;
         proc::set_nonblocking(&read)?;
         let pid = match &self.interpreter {
@@ -478,7 +566,7 @@ impl Master<'_> {
         };
         if pid == 0 {
             drop(read);
-            self.become_worker(write);
+            self.become_worker(write, slot);
         }
         drop(write);
         self.status.insert(pid, read);
@@ -486,12 +574,13 @@ impl Master<'_> {
     }
 
     /// The child side of [`Master::spawn`]: never returns into the master.
-    fn become_worker(&mut self, status: OwnedFd) -> ! {
+    fn become_worker(&mut self, status: OwnedFd, slot: Option<usize>) -> ! {
         proc::die_with_parent(self.pid);
         // What is the master's alone: its signalfd and the other workers'
         // pipes. The socket file stays (the guard is the master's).
         drop(self.signals.take());
         self.status.clear();
+        self.observer.close_in_child();
         std::mem::forget(self.socket_file.take());
         proc::unblock_all_signals();
         proc::die_of_sent_faults();
@@ -502,6 +591,7 @@ impl Master<'_> {
             interpreter: self.interpreter.take(),
             status,
             multiprocess: self.policy.target() > 1,
+            board: slot.map(|slot| (self.observer.board, slot)),
         };
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(launch)))
             .unwrap_or(EXIT_PANIC);
@@ -527,6 +617,7 @@ impl Master<'_> {
                             | OLD_WORKERS_ENV
                             | DRAINING_WORKERS_ENV
                             | PROCESSES_ENV
+                            | BOARD_FD_ENV
                     )
                 )
             })
@@ -543,6 +634,7 @@ impl Master<'_> {
             format!("{OLD_WORKERS_ENV}={}", pid_list(&workers.serving)),
             format!("{DRAINING_WORKERS_ENV}={}", pid_list(&workers.draining)),
             format!("{PROCESSES_ENV}={processes}"),
+            format!("{BOARD_FD_ENV}={}", self.observer.board_fd_for_exec(true)),
         ];
         if let Some(path) = &self.owned_file
             && self.socket_file.is_some()
@@ -603,6 +695,7 @@ impl Master<'_> {
             // SAFETY: as above; fd 3 is the copy of the listener put there.
             unsafe { libc::close(3) };
         }
+        self.observer.board_fd_for_exec(false);
         if let Some(dir) = &self.config.chdir {
             let _ = std::env::set_current_dir(dir);
         }

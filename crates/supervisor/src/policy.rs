@@ -216,6 +216,11 @@ impl Policy {
         self.target
     }
 
+    /// The server is stopping: workers that end now were told to.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping
+    }
+
     /// When [`Event::Tick`] next has something to do (at the latest a
     /// second from `now`).
     pub(crate) fn next_deadline(&self, now: Instant) -> Instant {

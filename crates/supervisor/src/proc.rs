@@ -15,8 +15,13 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
 
-/// The signals the master takes from its signalfd.
-pub(crate) const MASTER_SIGNALS: [Signal; 7] = [
+/// The signals the master takes from its signalfd: those it acts on, and
+/// every other catchable one whose default action would end it or that an
+/// operator may send by mistake (logged and ignored: the master never dies
+/// silently of a stray signal). SIGPIPE stays ignored as Rust's runtime set
+/// it; the faults (SIGSEGV, SIGBUS, …), SIGXCPU/SIGXFSZ and SIGTSTP keep
+/// their default meaning.
+pub(crate) const MASTER_SIGNALS: [Signal; 17] = [
     Signal::SIGCHLD,
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -24,6 +29,16 @@ pub(crate) const MASTER_SIGNALS: [Signal; 7] = [
     Signal::SIGHUP,
     Signal::SIGTTIN,
     Signal::SIGTTOU,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGWINCH,
+    Signal::SIGURG,
+    Signal::SIGPWR,
+    Signal::SIGIO,
+    Signal::SIGSTKFLT,
 ];
 
 /// Blocks [`MASTER_SIGNALS`] and returns a non-blocking signalfd that
@@ -180,6 +195,16 @@ pub(crate) fn signal_name(signal: libc::c_int) -> String {
         libc::SIGUSR1 => "SIGUSR1",
         libc::SIGUSR2 => "SIGUSR2",
         libc::SIGALRM => "SIGALRM",
+        libc::SIGVTALRM => "SIGVTALRM",
+        libc::SIGPROF => "SIGPROF",
+        libc::SIGWINCH => "SIGWINCH",
+        libc::SIGURG => "SIGURG",
+        libc::SIGPWR => "SIGPWR",
+        libc::SIGIO => "SIGIO",
+        libc::SIGSTKFLT => "SIGSTKFLT",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
+        libc::SIGCHLD => "SIGCHLD",
         libc::SIGXCPU => "SIGXCPU, CPU time limit",
         libc::SIGXFSZ => "SIGXFSZ, file size limit",
         libc::SIGSYS => "SIGSYS, a bad system call",

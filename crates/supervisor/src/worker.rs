@@ -18,6 +18,7 @@ use crate::RunError;
 use crate::config::ServerConfig;
 use crate::listener::BoundSocket;
 use rustgi_core::{EnvironSettings, Interpreter, PythonPool};
+use rustgi_observe::board::{Board, Retired};
 use rustgi_serve::{Stopping, serve};
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -47,6 +48,8 @@ pub(crate) struct Launch<'a> {
     pub status: OwnedFd,
     /// `wsgi.multiprocess`.
     pub multiprocess: bool,
+    /// The scoreboard and this worker's slot in it (None: no slot was free).
+    pub board: Option<(&'static Board, usize)>,
 }
 
 /// Runs the worker; returns its exit code.
@@ -58,7 +61,12 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         interpreter,
         status,
         multiprocess,
+        board,
     } = launch;
+    // Before any Python thread runs a request.
+    if let Some((board, slot)) = board {
+        rustgi_observe::board::attach(board.writer(slot));
+    }
     // Lines this process logs from its main thread name it.
     let _span = tracing::info_span!("worker", pid = std::process::id()).entered();
     let interpreter = match interpreter {
@@ -75,6 +83,10 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
             }
         },
     };
+    if let Some((board, _)) = board {
+        let version = interpreter.description.split_whitespace().next();
+        board.set_python(version.unwrap_or_default());
+    }
     let status = std::fs::File::from(status);
     let retirement = Arc::new(Retirement::new(config));
     let settings = EnvironSettings {
@@ -98,9 +110,9 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
     let pool = Arc::new(pool);
     if let Some(limit) = config.request_timeout {
         let retirement = retirement.clone();
-        if let Err(e) =
-            crate::timeout::watch(&pool, limit, move |why| retirement.retire(why.into()))
-        {
+        if let Err(e) = crate::timeout::watch(&pool, limit, move |why| {
+            retirement.retire(Retired::Timeout, why.into())
+        }) {
             tracing::error!("could not start the --timeout watch: {e}");
             return 1;
         }
@@ -177,6 +189,7 @@ fn stop_signal(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let mut sigquit = signal(SignalKind::quit())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let ignored = [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU]
         .map(|s| signal(SignalKind::from_raw(s)))
         .into_iter()
@@ -184,6 +197,12 @@ fn stop_signal(
     // Ready, with the signals handled: the master may now stop the workers
     // this one replaces (or this one, with SIGTERM).
     let _ = status.write_all(b"R");
+    // SIGUSR1 (logrotate, forwarded by the master): reopen the log files.
+    tokio::spawn(async move {
+        while sigusr1.recv().await.is_some() {
+            rustgi_observe::reopen::request();
+        }
+    });
     tokio::spawn(async move {
         sigquit.recv().await;
         tracing::info!("SIGQUIT: exiting at once");
@@ -266,8 +285,10 @@ impl Retirement {
     /// Stops accepting, finishes the requests in flight, exits 0; the
     /// master starts a replacement as soon as it hears of it. The first
     /// reason given is the one logged.
-    pub(crate) fn retire(&self, reason: String) {
+    pub(crate) fn retire(&self, why: Retired, reason: String) {
         if self.reason.set(reason).is_ok() {
+            // Before the master hears of it: its respawn counters read it.
+            rustgi_observe::board::retiring(why);
             self.token.cancel();
         }
     }
@@ -276,7 +297,10 @@ impl Retirement {
     fn on_request(&self) {
         let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         if self.max_requests == Some(served) {
-            self.retire(format!("served {served} requests (--max-requests)"));
+            self.retire(
+                Retired::MaxRequests,
+                format!("served {served} requests (--max-requests)"),
+            );
         }
         self.check_rss();
     }
@@ -291,11 +315,14 @@ impl Retirement {
         if let Some(rss) = rss_bytes(statm)
             && rss > limit
         {
-            self.retire(format!(
-                "RSS {} MiB is above --reload-on-rss {} MiB",
-                rss >> 20,
-                limit >> 20
-            ));
+            self.retire(
+                Retired::Rss,
+                format!(
+                    "RSS {} MiB is above --reload-on-rss {} MiB",
+                    rss >> 20,
+                    limit >> 20
+                ),
+            );
         }
     }
 }

@@ -1,0 +1,342 @@
+"""--metrics, the status command and the master's signals (issue 14, items 4
+and 5), against the real binary:
+
+- /metrics is valid for `promtool check metrics` and a real Prometheus
+  (Debian's package) scrapes it; its values move as requests of each
+  protocol are served (one gateway with --proto auto takes all three);
+- a slow request shows as a busy thread (/metrics, /status.json and
+  `rustgi-gateway status`), and the endpoint answers while every thread is
+  busy; stopped workers (SIGSTOP) let the listen queue grow, and the
+  backlog gauge shows it;
+- a killed worker's counts stay in the totals, the respawn is counted and
+  its in-flight request is logged by the master;
+- 404 and 405; an address that cannot be bound is refused at start;
+- SIGUSR1, SIGUSR2 and meaningless signals no longer kill the master (they
+  did: exit 138/140, socket file and pidfile left behind); a worker's
+  SIGUSR2 still means "replaced: drain".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+import uwsgi_client
+from fcgi_client import FcgiConnection, responder_params
+from harness import APPS, free_port, scgi_request, wait_until
+
+APP = str(APPS / "processes_app.py")
+
+
+def start(gateways, name, *args, processes=1, threads=2, metrics=True):
+    port = free_port()
+    extra = ["--metrics", f"127.0.0.1:{port}"] if metrics else []
+    gw = gateways.start(
+        name,
+        ["--app", APP, "--processes", str(processes), "--threads", str(threads), *extra, *args],
+        proto="auto",
+    )
+    assert gw.log.wait_for(rf"\b{processes} worker\(s\) ready", timeout=20), gw.describe()
+    gw.metrics_port = port
+    return gw
+
+
+def get(gw, path, method="GET"):
+    req = urllib.request.Request(f"http://127.0.0.1:{gw.metrics_port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metrics(gw) -> str:
+    status, text = get(gw, "/metrics")
+    assert status == 200, text
+    return text
+
+
+def value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {series} in\n{text}")
+
+
+def requests_of(text, protocol, klass="2xx", ended="complete"):
+    return value(text, f'rustgi_requests_total{{protocol="{protocol}",class="{klass}",ended="{ended}"}}')
+
+
+def fastcgi_get(gw, path="/", query=""):
+    with FcgiConnection(gw.socket) as conn:
+        conn.request(1, responder_params("GET", path, query=query), keep_conn=False)
+        reply = conn.read_end(1, 10)
+    assert b"200 OK" in reply.stdout, reply.stdout[:200]
+
+
+def slow_in_background(gw, seconds):
+    """An SCGI /slow request on a thread of its own; join it to wait. Its
+    answer (or the exception that replaced it) lands in `t.outcome`."""
+    def run():
+        try:
+            t.outcome = scgi_request(gw.socket, path="/slow", query=f"seconds={seconds}", timeout=seconds + 20)
+        except (AssertionError, OSError) as e:
+            t.outcome = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_values_move_with_each_protocol_and_promtool_accepts_them(gateways, tmp_path):
+    gw = start(gateways, "metrics-protocols", processes=2)
+    before = metrics(gw)
+    for p in ("scgi", "uwsgi", "fastcgi"):
+        assert requests_of(before, p) == 0
+    for _ in range(3):
+        assert scgi_request(gw.socket, path="/").status == 200
+    r = scgi_request(gw.socket, "POST", path="/", body=b"x" * 1000)
+    assert r.status == 200
+    for _ in range(2):
+        assert uwsgi_client.request(gw.socket, path="/").status == 200
+    fastcgi_get(gw)
+    # The counters are written as each request ends, the answer may come
+    # just before: wait for them rather than race.
+    assert wait_until(lambda: value(metrics(gw), "rustgi_request_duration_seconds_count") == 7, 10), metrics(gw)
+    text = metrics(gw)
+    assert requests_of(text, "scgi") == 4
+    assert requests_of(text, "uwsgi") == 2
+    assert requests_of(text, "fastcgi") == 1
+    assert value(text, 'rustgi_request_duration_seconds_bucket{le="+Inf"}') == 7
+    assert value(text, "rustgi_request_body_bytes_total") == 1000
+    assert value(text, "rustgi_response_bytes_total") > 7 * 50
+    assert value(text, "rustgi_workers") == 2
+    assert value(text, "rustgi_threads") == 4
+    assert sum(value(text, f'rustgi_worker_requests_total{{worker="{w}"}}') for w in (1, 2)) == 7
+    assert value(text, 'rustgi_worker_resident_memory_bytes{worker="1"}') > 1 << 20
+    assert re.search(r'^rustgi_build_info\{version="[^"]+",python="3\.\d+\.\d+"\} 1$', text, re.M), text
+    assert value(text, "rustgi_listen_backlog_limit") > 0
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run the suite through tests/run, which installs it"
+    checked = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+
+
+def test_a_real_prometheus_scrapes_every_metric(gateways, tmp_path):
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is missing: run the suite through tests/run, which installs it"
+    gw = start(gateways, "metrics-prometheus")
+    assert scgi_request(gw.socket, path="/").status == 200
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: rustgi\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{gw.metrics_port}']\n"
+    )
+    log = open(tmp_path / "prometheus.log", "wb")
+    prom = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=log,
+    )
+    try:
+        def query(q):
+            url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(q)}"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    return json.load(resp)["data"]["result"]
+            except OSError:
+                return []
+
+        assert wait_until(lambda: query('up{job="rustgi"} == 1'), 60), (tmp_path / "prometheus.log").read_text()[-3000:]
+        assert wait_until(lambda: query('rustgi_requests_total{protocol="scgi",class="2xx",ended="complete"} == 1'), 30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/label/__name__/values", timeout=5) as resp:
+            names = set(json.load(resp)["data"])
+        ours = {line.split()[2] for line in metrics(gw).splitlines() if line.startswith("# TYPE ")}
+        for name in ours:
+            if name == "rustgi_request_duration_seconds":
+                name += "_bucket"
+            assert name in names, (name, sorted(n for n in names if n.startswith("rustgi")))
+        # What scrapes say about the scrape itself: no sample was rejected.
+        assert query('scrape_samples_post_metric_relabeling{job="rustgi"} > 100')
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
+        log.close()
+
+
+def test_a_slow_request_shows_busy_and_the_endpoint_answers_while_every_thread_is(gateways, tmp_path):
+    pidfile = tmp_path / "gw.pid"
+    gw = start(gateways, "metrics-busy", "--pidfile", str(pidfile), processes=1, threads=1)
+    slow = slow_in_background(gw, 4)
+    assert wait_until(lambda: value(metrics(gw), "rustgi_threads_busy") == 1, 10), metrics(gw)
+    text = metrics(gw)
+    assert value(text, 'rustgi_worker_threads{worker="1",state="busy"}') == 1
+    assert value(text, 'rustgi_worker_threads{worker="1",state="idle"}') == 0
+    status = json.loads(get(gw, "/status.json")[1])
+    (worker,) = status["workers"]
+    (thread,) = worker["threads"]
+    assert thread["busy"] and thread["method"] == "GET" and thread["path"] == "/slow", status
+    assert worker["pid"] == gw.workers()[0]
+    assert status["totals"]["requests"] == 0
+    # The status command, both ways; the --pidfile way needs no --metrics.
+    for how in (["--pidfile", str(pidfile)], ["--metrics", f"127.0.0.1:{gw.metrics_port}"]):
+        out = subprocess.run([str(gw.binary), "status", *how], capture_output=True, text=True, timeout=10)
+        assert out.returncode == 0, out.stderr
+        assert re.search(rf"^worker 1 pid {worker['pid']}: age [\d.]+\w+, 0 requests, RSS [\d.]+ MiB, 1 of 1 threads busy$",
+                         out.stdout, re.M), out.stdout
+        assert re.search(r"^  thread 0: GET /slow\?seconds=4 for [\d.]+m?s$", out.stdout, re.M), out.stdout
+    slow.join(30)
+    assert wait_until(lambda: value(metrics(gw), "rustgi_threads_busy") == 0, 10)
+    assert value(metrics(gw), "rustgi_request_duration_seconds_count") == 1
+
+
+def test_status_by_pidfile_works_without_metrics(gateways, tmp_path):
+    pidfile = tmp_path / "gw.pid"
+    gw = start(gateways, "metrics-none", "--pidfile", str(pidfile), metrics=False)
+    out = subprocess.run([str(gw.binary), "status", "--pidfile", str(pidfile)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert "1 of 1 workers" in out.stdout, out.stdout
+    out = subprocess.run([str(gw.binary), "status", "--pidfile", str(pidfile), "--json"], capture_output=True, text=True, timeout=10)
+    assert json.loads(out.stdout)["workers"][0]["pid"] == gw.workers()[0]
+    # A pidfile naming no master: said, exit 1.
+    other = tmp_path / "other.pid"
+    other.write_text("999999\n")
+    out = subprocess.run([str(gw.binary), "status", "--pidfile", str(other)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 1 and "could not ask master 999999" in out.stderr, out.stderr
+
+
+def test_stopped_workers_let_the_backlog_grow(gateways):
+    gw = start(gateways, "metrics-backlog", processes=1)
+    assert value(metrics(gw), "rustgi_listen_backlog_depth") == 0
+    (worker,) = gw.workers()
+    os.kill(worker, signal.SIGSTOP)
+    waiting = []
+    try:
+        for _ in range(5):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(gw.socket)
+            waiting.append(s)
+        assert value(metrics(gw), "rustgi_listen_backlog_depth") == 5
+    finally:
+        os.kill(worker, signal.SIGCONT)
+        for s in waiting:
+            s.close()
+    assert wait_until(lambda: value(metrics(gw), "rustgi_listen_backlog_depth") == 0, 10)
+
+
+def test_a_killed_workers_counts_stay_and_its_request_is_logged(gateways):
+    gw = start(gateways, "metrics-kill", processes=1, threads=2)
+    for _ in range(5):
+        assert scgi_request(gw.socket, path="/", query="n=1").status == 200
+    assert wait_until(lambda: value(metrics(gw), "rustgi_request_duration_seconds_count") == 5, 10)
+    slow = slow_in_background(gw, 30)
+    assert wait_until(lambda: value(metrics(gw), "rustgi_threads_busy") == 1, 10)
+    (worker,) = gw.workers()
+    mark = gw.log.mark()
+    os.kill(worker, signal.SIGKILL)
+    assert gw.log.wait_for(r"\b1 worker\(s\) ready|worker \d+ ready", timeout=20, since=mark), gw.describe()
+    text = metrics(gw)
+    assert requests_of(text, "scgi") == 5, text
+    assert value(text, 'rustgi_worker_respawns_total{cause="crash"}') == 1
+    assert value(text, "rustgi_workers") == 1
+    assert gw.log.lines_matching(rf"worker 1 \(pid {worker}\) killed by signal 9 .* while running request \d+ GET /slow\?seconds=30", since=mark), gw.describe()
+    slow.join(30)
+    assert isinstance(slow.outcome, AssertionError), "its client got no answer"
+
+
+def test_totals_and_counters_cross_a_preload_reload(gateways):
+    """--preload reloads re-execute the master: the scoreboard's memfd is
+    handed over, so the totals and the counters go on."""
+    gw = start(gateways, "metrics-preload", "--preload", processes=2)
+    for _ in range(4):
+        assert scgi_request(gw.socket, path="/").status == 200
+    assert wait_until(lambda: value(metrics(gw), "rustgi_request_duration_seconds_count") == 4, 10)
+    old = set(gw.workers())
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reloaded: generation", timeout=30, since=mark), gw.describe()
+    assert wait_until(lambda: not (set(gw.workers()) & old) and len(gw.workers()) == 2, 30), gw.describe()
+    assert scgi_request(gw.socket, path="/").status == 200
+    assert wait_until(lambda: value(metrics(gw), "rustgi_request_duration_seconds_count") == 5, 10), metrics(gw)
+    text = metrics(gw)
+    assert value(text, "rustgi_reloads_total") == 1
+    assert value(text, 'rustgi_worker_respawns_total{cause="crash"}') == 0
+    assert value(text, "rustgi_workers") == 2
+
+
+def test_only_the_pages_and_only_get(gateways):
+    gw = start(gateways, "metrics-404")
+    assert get(gw, "/nope")[0] == 404
+    assert get(gw, "/metrics", method="POST")[0] == 405
+    assert get(gw, "/metrics", method="DELETE")[0] == 405
+    status, html = get(gw, "/")
+    assert status == 200 and "<html" in html.lower() or "<!doctype html" in html.lower()
+    assert get(gw, "/status.json")[0] == 200
+
+
+def test_a_unix_socket_metrics_path(gateways, run_dir):
+    path = run_dir / "metrics-unix.sock"
+    gw = gateways.start("metrics-unix", ["--app", APP, "--metrics", str(path)], proto="auto")
+    out = subprocess.run(["curl", "-sS", "--unix-socket", str(path), "http://x/metrics"], capture_output=True, text=True, timeout=10)
+    assert "rustgi_workers 1" in out.stdout, out.stderr
+    assert gw.terminate() == 0
+    assert not path.exists(), "the metrics socket file is removed at exit"
+
+
+@pytest.mark.parametrize("addr, why", [("192.0.2.1:9", "Cannot assign requested address"), ("no-such-host.invalid:9", "")])
+def test_an_address_that_cannot_be_bound_is_refused_at_start(gateways, addr, why):
+    gw = gateways.make(f"metrics-refused-{addr.split(':')[0]}", ["--app", APP, "--metrics", addr], proto="auto")
+    gw.spawn()
+    assert gw.wait_exit(20) != 0
+    assert f"--metrics {addr}:" in gw.output() and why in gw.output(), gw.output()
+
+
+def test_a_port_in_use_is_refused_at_start(gateways):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gw = gateways.make("metrics-in-use", ["--app", APP, "--metrics", f"127.0.0.1:{port}"], proto="auto")
+        gw.spawn()
+        assert gw.wait_exit(20) != 0
+        assert "Address already in use" in gw.output(), gw.output()
+
+
+def test_signals_mean_what_operators_expect(gateways, tmp_path):
+    pidfile = tmp_path / "gw.pid"
+    gw = start(gateways, "metrics-signals", "--pidfile", str(pidfile), processes=2)
+    (w1, w2) = gw.workers()
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGUSR1)
+    assert gw.log.wait_for(r"SIGUSR1: reopening the log files \(and telling 2 worker", timeout=10, since=mark), gw.describe()
+    gw.send_signal(signal.SIGUSR2)
+    assert gw.log.wait_for(r"SIGUSR2: live status:", timeout=10, since=mark), gw.describe()
+    assert gw.log.wait_for(rf"worker \d pid {w1}: age", timeout=10, since=mark), gw.describe()
+    for sig in (signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGPWR, signal.SIGIO, signal.SIGPIPE):
+        gw.send_signal(sig)
+    assert gw.log.wait_for(r"SIGIO received: it means nothing to rustgi-gateway; ignored", timeout=10, since=mark)
+    assert gw.log.wait_for(r"SIGALRM received: it means nothing", timeout=10, since=mark)
+    time.sleep(0.5)
+    assert gw.alive(), gw.describe()
+    # The workers lived through SIGUSR1 (forwarded to them), and serve.
+    assert sorted(gw.workers()) == sorted([w1, w2])
+    assert scgi_request(gw.socket, path="/").status == 200
+    # A worker's SIGUSR2 still means "replaced: finish and go".
+    os.kill(w1, signal.SIGUSR2)
+    assert gw.log.wait_for(rf"worker\{{pid={w1}\}}.*replaced \(SIGUSR2\)", timeout=10, since=mark), gw.describe()
+    assert wait_until(lambda: w1 not in gw.workers() and len(gw.workers()) == 2, 20), gw.describe()
+    assert gw.terminate() == 0
+    assert not os.path.exists(gw.socket), "socket file left behind"
+    assert not pidfile.exists(), "pidfile left behind"
