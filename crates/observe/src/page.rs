@@ -25,6 +25,27 @@ mod tests {
     }
 
     #[test]
+    fn the_page_reads_the_history_under_the_names_it_is_written_with() {
+        let mut history = crate::history::History::new();
+        history.push(0, &crate::Totals::default());
+        history.push(5_000, &crate::Totals::default());
+        let json = history.to_json();
+        for key in [
+            "points",
+            "from_unix_ms",
+            "to_unix_ms",
+            "rps",
+            "by_class",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+        ] {
+            assert!(json.contains(&format!("\"{key}\":")), "history lacks {key}");
+            assert!(HTML.contains(key), "the page does not read {key}");
+        }
+    }
+
+    #[test]
     fn data_never_goes_in_as_markup() {
         for sink in [
             "innerHTML",
