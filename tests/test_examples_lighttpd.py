@@ -301,7 +301,10 @@ def test_spawn_example_lighttpd_starts_serves_and_stops_the_gateways(
             assert f.read().split(b"\0")[:-1] == [a.encode() for a in shlex.split(bin_path)]
         # the listening socket lighttpd made for it (path-0, path-1), which
         # lighttpd put on its fd 0; rustgi moved it off fd 0 and put /dev/null there
-        theirs = {fd: listening[ino] for fd, ino in socket_inodes(pid).items() if ino in listening}
+        # (besides the master's own status socket, @rustgi-gateway/PID/status,
+        # which `rustgi-gateway status --pidfile` asks)
+        theirs = {fd: listening[ino] for fd, ino in socket_inodes(pid).items()
+                  if ino in listening and not listening[ino].startswith("@rustgi-gateway/")}
         assert len(theirs) == 1, f"gateway {pid} listens on {theirs}"
         held[pid] = next(iter(theirs.values()))
         assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"

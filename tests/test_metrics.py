@@ -340,3 +340,26 @@ def test_signals_mean_what_operators_expect(gateways, tmp_path):
     assert gw.terminate() == 0
     assert not os.path.exists(gw.socket), "socket file left behind"
     assert not pidfile.exists(), "pidfile left behind"
+
+
+def test_systemd_status_line_shows_the_load(gateways, run_dir):
+    address = str(run_dir / "metrics-notify.notify")
+    if os.path.exists(address):
+        os.unlink(address)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(address)
+        gw = gateways.start("metrics-notify", ["--app", APP, "--threads", "3"], proto="auto",
+                            env={"NOTIFY_SOCKET": address})
+        assert scgi_request(gw.socket, path="/").status == 200
+        notify.settimeout(1.0)
+        deadline = time.monotonic() + 20
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                seen.append(notify.recv(4096).decode())
+            except socket.timeout:
+                continue
+            if re.search(r"^STATUS=1 of 1 workers, 0/3 threads busy, 1 requests on unix:", seen[-1], re.M):
+                break
+        else:
+            raise AssertionError(f"no load in STATUS= within 20 s: {seen}")

@@ -406,7 +406,7 @@ pub(crate) struct Shown {
     front: Front,
     query: Bytes,
     remote: Bytes,
-    id: String,
+    id: u64,
     request_bytes: u64,
 }
 
@@ -431,13 +431,25 @@ impl Shown {
             front,
             query: param(b"QUERY_STRING"),
             remote: param(b"REMOTE_ADDR"),
-            id: tag.id.to_string(),
+            id: tag.id,
             request_bytes: request.content_length,
         }
     }
 
     fn begin(&self, thread: usize, tag: &RequestTag) {
         let path = tag.path.split(|&b| b == b'?').next().unwrap_or_default();
+        // The id in decimal, without an allocation.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = self.id;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
         board::thread_begin(
             thread,
             &board::Begin {
@@ -447,7 +459,7 @@ impl Shown {
                 path,
                 query: &self.query,
                 remote: &self.remote,
-                request_id: self.id.as_bytes(),
+                request_id: &digits[at..],
             },
         );
     }
