@@ -2,7 +2,7 @@
 that keeps forged input from breaking or forging lines, the 1 KiB cut,
 lines for requests that time out, fail, are aborted or lose their client,
 request ids (trusted header, generated), the slow-request log, and
-logrotate's copytruncate and create (SIGUSR1 to the workers)."""
+logrotate's copytruncate and create (SIGUSR1 to the master, passed on to the workers)."""
 
 from __future__ import annotations
 
@@ -258,15 +258,14 @@ def test_logrotate_copytruncate_and_create(gateways, run_dir):
         os.truncate(log, 0)
         send(2)
         wait_until(lambda: log.read_bytes() == b"2\n", 10)
-        # create: moved away, then SIGUSR1. The master forwarding SIGUSR1 is
-        # the metrics lane's; here every worker gets it directly.
+        # create: moved away, then SIGUSR1 to the master (logrotate's
+        # postrotate with the pidfile), which passes it on to its workers.
         rotated = log.with_suffix(".log.1")
         log.rename(rotated)
         workers = gw.workers()
         assert len(workers) == 2
         mark = gw.log.mark()
-        for pid in workers:
-            os.kill(pid, signal.SIGUSR1)
+        gw.send_signal(signal.SIGUSR1)
         wait_until(lambda: len(gw.log.lines_matching("SIGUSR1: reopening", since=mark)) == 2, 10)
         for n in range(3, 9):  # enough for both workers to serve some
             send(n)

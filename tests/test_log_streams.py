@@ -149,6 +149,30 @@ def test_log_file_gets_the_daemons_log(gateways, scratch):
     assert "listening on" not in gw.output() and "hello from print" not in gw.output(), gw.output()
 
 
+def test_logrotate_create_with_sigusr1_to_the_master(gateways, scratch):
+    """logrotate's `create`: the log file is moved away and the master gets
+    SIGUSR1; the master and its workers write to a new file at the path."""
+    path = scratch / "daemon.log"
+    gw = gateways.start("streams-rotate", ["--app", APP, "--threads", "2", "--processes", "2",
+                                           "--log-file", str(path)])
+    assert wait_until(lambda: len(re.findall(r"listening on unix:", path.read_text())) == 2, 10), path.read_text()
+    workers = gw.workers()
+    rotated = scratch / "daemon.log.1"
+    path.rename(rotated)
+    gw.send_signal(signal.SIGUSR1)
+    # Each worker says so in the new file, and the master too.
+    assert wait_until(lambda: path.exists()
+                      and len(re.findall(r"SIGUSR1: reopening the log files$", path.read_text(), re.M)) == 2, 10), \
+        (path.read_text() if path.exists() else "no new file", rotated.read_text())
+    assert wait_until(lambda: "rustgi_supervisor" in path.read_text(), 10), path.read_text()
+    assert scgi_request(gw.socket, "GET", "/print", query="f=2").status == 200
+    assert wait_until(lambda: "hello from print f=2" in path.read_text(), 5), path.read_text()
+    assert "hello from print f=2" not in rotated.read_text()
+    assert sorted(gw.workers()) == sorted(workers), "SIGUSR1 must not kill a worker"
+    assert gw.terminate() == 0
+    assert re.search(r"INFO rustgi_supervisor::master: stopped$", path.read_text(), re.M), path.read_text()
+
+
 def test_an_unwritable_log_file_is_refused_at_start(gateways, scratch):
     gw = gateways.make("streams-badfile", ["--app", APP, "--log-file", str(scratch / "no" / "such.log")])
     gw.spawn()

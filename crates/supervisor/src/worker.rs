@@ -210,8 +210,9 @@ fn stop_signal(
         // logrotate's word (from the master, or sent here): every log
         // file of this worker is reopened (`rustgi_observe::reopen`).
         while sigusr1.recv().await.is_some() {
-            tracing::info!("SIGUSR1: reopening the log files");
+            // First: this line then goes to the new file.
             rustgi_observe::reopen::request();
+            tracing::info!("SIGUSR1: reopening the log files");
         }
     });
     tokio::spawn(async move {
