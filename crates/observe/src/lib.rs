@@ -11,6 +11,7 @@ pub mod board;
 mod ended;
 mod front;
 pub mod history;
+pub mod json;
 pub mod metrics;
 pub mod page;
 pub mod reopen;

@@ -315,29 +315,7 @@ pub fn prometheus(snap: &Snapshot) -> String {
     out
 }
 
-/// A JSON string literal of `bytes` (invalid UTF-8 replaced, controls
-/// escaped).
-pub fn json_string(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // U+2028/2029 too: a JSON document may be read as JavaScript.
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use crate::json::string as json_string;
 
 fn opt(n: Option<u64>) -> String {
     n.map_or("null".into(), |n| n.to_string())
