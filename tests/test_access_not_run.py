@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 
 import pytest
 
@@ -34,14 +35,14 @@ APP = str((APPS / "conformance.py").relative_to(REPO))
 LANES = ["io", "python"]
 
 
-def start(gateways, run_dir, name, lane, *args, proto="auto"):
+def start(gateways, run_dir, name, lane, *args, proto="auto", threads=2):
     log = run_dir / f"{name}-{lane}-access.log"
     if log.exists():
         log.unlink()
     port = free_port()
     gw = gateways.start(
         f"{name}-{lane}",
-        ["--app", APP, "--threads", "2", "--processes", "1", "--metrics", f"127.0.0.1:{port}",
+        ["--app", APP, "--threads", str(threads), "--processes", "1", "--metrics", f"127.0.0.1:{port}",
          "--access-log", str(log), "--access-log-format", "json", "--request-id-header", "X-Request-Id", *args],
         proto=proto, env={"RUSTGI_LANE": lane},
     )
@@ -56,13 +57,13 @@ def lines_for(log, rid) -> list[dict]:
     return [r for r in map(json.loads, log.read_bytes().splitlines()) if r["request_id"] == rid]
 
 
-def assert_one_line_and_counted(gw, log, rid, front, ended, mark):
+def assert_one_line_and_counted(gw, log, rid, front, ended, mark, others=()):
     assert wait_until(lambda: lines_for(log, rid), 10), f"no access line for {rid}\n" + gw.describe(mark)
     # A second line would come with the first: the writer batches them.
     [line] = lines_for(log, rid)
     assert (line["front"], line["ended"], line["status"], line["ttfb_us"]) == (front, ended, None, None), line
     assert wait_until(lambda: requests_of(metrics(gw), front, "5xx", ended) == 1, 10), metrics(gw)
-    assert [r["request_id"] for r in map(json.loads, log.read_bytes().splitlines())] == [rid]
+    assert sorted(r["request_id"] for r in map(json.loads, log.read_bytes().splitlines())) == sorted([rid, *others])
 
 
 def assert_id_on_not_run(gw, rid, method, path, mark):
@@ -119,3 +120,21 @@ def test_a_small_body_cut_for_being_slow_gets_its_line(gateways, run_dir, lane):
     assert_id_on_not_run(gw, rid, "POST", "/upload", mark)
     # The line that says why carries it too.
     assert gw.log.wait_for(r"body", rf"request=#{rid} ", r"--body-timeout", since=mark), gw.describe(mark)
+
+
+@pytest.mark.parametrize("lane", ["auto", "io", "python"])
+def test_a_whole_request_whose_client_left_while_the_threads_were_busy_gets_its_line(gateways, run_dir, lane):
+    # The only thread is busy; a whole GET comes and its client closes:
+    # it is not run (in whichever lane notices), and still gets its line.
+    gw, log = start(gateways, run_dir, "notrun-busy", lane, proto="scgi", threads=1)
+    rid = f"busy-{lane}"
+    mark = gw.log.mark()
+    busy = connect(gw.socket, timeout=20)
+    busy.sendall(scgi_head(scgi_params("GET", "/slow", query="seconds=2", extra=[("HTTP_X_REQUEST_ID", "busy")])))
+    time.sleep(0.5)  # the thread has taken it
+    with connect(gw.socket) as sock:
+        sock.sendall(scgi_head(scgi_params("GET", "/left", extra=[("HTTP_X_REQUEST_ID", rid)])))
+    assert read_until_eof(busy, timeout=20).startswith(b"Status: 200")
+    busy.close()
+    assert_one_line_and_counted(gw, log, rid, "scgi", "client-gone", mark, others=["busy"])
+    assert_id_on_not_run(gw, rid, "GET", "/left", mark)
