@@ -180,16 +180,6 @@ pub(crate) fn serve(
     ctx: &ThreadContext<'_>,
     job: Job,
 ) {
-    if job.response.client_gone() {
-        if let Some(verdict) = &job.verdict {
-            verdict.set(Ended::ClientGone);
-        }
-        tracing::info!(
-            request = job.id,
-            "not run: its client went away (the connection hung up, or ABORT_REQUEST came) before the application started"
-        );
-        return;
-    }
     let Job {
         id: _,
         request_id,
@@ -213,6 +203,16 @@ pub(crate) fn serve(
             .cloned()
             .unwrap_or_default(),
     };
+    if response.client_gone() {
+        if let Some(verdict) = &verdict {
+            verdict.set(Ended::ClientGone);
+        }
+        tracing::info!(
+            request = %tag,
+            "not run: its client went away (the connection hung up, or ABORT_REQUEST came) before the application started"
+        );
+        return;
+    }
     let shown = Shown::of(&request, front);
     let responder =
         Arc::new(Responder::new(response, tag.clone(), ctx.budget.clone()).with_verdict(verdict));

@@ -13,6 +13,7 @@ mod config;
 mod flow;
 mod intake;
 mod io_lane;
+mod named;
 mod python_lane;
 mod record;
 mod service;

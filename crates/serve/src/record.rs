@@ -110,30 +110,44 @@ const ID_LIMIT: usize = 128;
 /// The request's id: the trusted header's when it is printable ASCII of
 /// at most [`ID_LIMIT`] bytes, otherwise generated.
 pub(crate) fn request_id(request: &Request, id: u64) -> Bytes {
-    if let Some(param) = OBSERVING.get().and_then(|o| o.id_param.as_deref())
-        && let Some(value) = request.param(param)
+    if let Some(value) = trusted_id(request) {
+        return value.clone();
+    }
+    let generated = generated(id);
+    if OBSERVING
+        .get()
+        .and_then(|o| o.id_param.as_deref())
+        .is_some_and(|param| request.param(param).is_some())
     {
-        if !value.is_empty()
-            && value.len() <= ID_LIMIT
-            && value.iter().all(|b| b.is_ascii_graphic())
-        {
-            return value.clone();
-        }
         tracing::debug!(
-            request = id,
-            "the request id header's value is empty, over {ID_LIMIT} bytes or not printable ASCII: generating one"
+            request = %crate::named::Shown(&generated),
+            "the request id header's value is empty, over {ID_LIMIT} bytes or not printable ASCII: generated one"
         );
     }
-    generated(id)
+    generated
+}
+
+/// The trusted header's value, when it may be the request's id (see
+/// [`request_id`]): the log names a request the same way without a copy.
+pub(crate) fn trusted_id(request: &Request) -> Option<&Bytes> {
+    let param = OBSERVING.get()?.id_param.as_deref()?;
+    request.param(param).filter(|value| {
+        !value.is_empty() && value.len() <= ID_LIMIT && value.iter().all(|b| b.is_ascii_graphic())
+    })
 }
 
 /// `<8 random base-32 characters, one set per process>-<the process's
 /// request number>`: unique across workers and restarts, short, and its
-/// number is the `request` field of this process's own log lines.
+/// number counts the requests of this process.
 fn generated(id: u64) -> Bytes {
+    Bytes::from(format!("{}-{id}", id_prefix()))
+}
+
+/// The part of a generated id that is the same for each request of this
+/// process.
+pub(crate) fn id_prefix() -> &'static str {
     static PREFIX: OnceLock<String> = OnceLock::new();
-    let prefix = PREFIX.get_or_init(process_prefix);
-    Bytes::from(format!("{prefix}-{id}"))
+    PREFIX.get_or_init(process_prefix)
 }
 
 /// Drawn after the fork (a worker's first request), so no two processes
@@ -255,6 +269,13 @@ impl Trail {
     /// The front server aborted the request (FastCGI ABORT_REQUEST).
     pub(crate) fn aborted(&self) {
         self.verdict.set(Ended::Aborted);
+    }
+
+    /// The request ended before it went to a Python thread (no flow
+    /// carries it): `ended` says how.
+    pub(crate) fn not_run(&self, ended: Ended) {
+        self.verdict.set(ended);
+        self.finish(None, false);
     }
 
     /// The request is over: `ending` as the flow saw it, `gone` when its

@@ -210,7 +210,7 @@ impl Service {
                 .param(b"REQUEST_URI")
                 .map(|u| rustgi_model::show::request_field(u));
             tracing::info!(
-                request = job.id,
+                request = %crate::named::Named::new(&job.request, job.id),
                 "{LANE_ENV}=python: answered in the Python lane: {}",
                 uri.as_deref().unwrap_or("")
             );

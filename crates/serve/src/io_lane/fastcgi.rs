@@ -11,6 +11,7 @@ use crate::bad_input::bad_input;
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting, WaitingPlace};
+use crate::named::{Named, Naming};
 use crate::sink::{PeerSending, Who, async_io};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -59,7 +60,8 @@ struct RequestIo {
     /// Tells this request's responses from those of an earlier request
     /// that had the same FastCGI id (ids are reused at once).
     generation: u64,
-    log_id: u64,
+    /// How its log lines name it.
+    named: Naming,
     body: Option<BodyWriter>,
     data: Option<BodyWriter>,
     flow: ResponseFlow,
@@ -548,7 +550,7 @@ impl Driver<'_> {
                 Event::Abort { id } => {
                     if let Some(io) = self.connection.abort_complete(id, self.out.small()) {
                         io.flow.aborted_by_peer();
-                        tracing::info!(peer = %self.peer, request = io.log_id, "ABORT_REQUEST from the front server");
+                        tracing::info!(peer = %self.peer, request = %io.named, "ABORT_REQUEST from the front server");
                         abandon(io);
                     }
                 }
@@ -568,11 +570,17 @@ impl Driver<'_> {
         content_length: Option<u64>,
         mut request: Request,
     ) {
+        // Its id and record begin here, as its head is decoded: a request
+        // dropped before a Python thread takes it still gets its line (the
+        // flow carries the record from here), named by that id.
         let log_id = crate::next_request_id();
-        for warning in &request.warnings {
-            bad_input!(self.peer, "request", peer = %self.peer, request = log_id, "{warning}");
-        }
         request.params.push(Param::new("FCGI_ROLE", role.name()));
+        let request_id = crate::record::request_id(&request, log_id);
+        let request = Arc::new(request);
+        let named = Naming::new(&request, log_id);
+        for warning in &request.warnings {
+            bad_input!(self.peer, "request", peer = %self.peer, request = %named, "{warning}");
+        }
         let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
         let demand = body.demand();
         let demand = Some(if keep_conn {
@@ -585,15 +593,13 @@ impl Driver<'_> {
             // The DATA stream ends with its empty record whatever the
             // length says: a bad one is only a warning.
             let length = length_param(&request.params, b"FCGI_DATA_LENGTH").unwrap_or_else(|e| {
-                bad_input!(self.peer, "request", peer = %self.peer, request = log_id, "FCGI_DATA_LENGTH {e}; ignored");
+                bad_input!(self.peer, "request", peer = %self.peer, request = %named, "FCGI_DATA_LENGTH {e}; ignored");
                 None
             });
             let (writer, reader) = body_pipe(length, self.ctx.spool);
             streams.push(("fastcgi.data", reader));
             writer
         });
-        let request_id = crate::record::request_id(&request, log_id);
-        let request = Arc::new(request);
         let trail =
             crate::record::Trail::begin(&request, rustgi_observe::Front::Fastcgi, &request_id);
         let verdict = trail.as_ref().map(|t| t.verdict());
@@ -601,7 +607,7 @@ impl Driver<'_> {
         self.generation += 1;
         let io = RequestIo {
             generation: self.generation,
-            log_id,
+            named,
             body: Some(body),
             data,
             flow: ResponseFlow::new(false).traced(trail),
@@ -676,7 +682,7 @@ impl Driver<'_> {
             }
             tracing::info!(
                 peer = %self.peer,
-                request = job.id,
+                request = %Named::new(&job.request, job.id),
                 "not run: ABORT_REQUEST came while it waited for a Python thread"
             );
         }
@@ -732,7 +738,7 @@ impl Driver<'_> {
             Some(ending) => {
                 // The encoder ended the request (END_REQUEST, or a cut).
                 if ending == Ending::Aborted {
-                    tracing::info!(peer = %self.peer, request = io.log_id, "response cut short after its head");
+                    tracing::info!(peer = %self.peer, request = %io.named, "response cut short after its head");
                 }
                 abandon(io);
             }
@@ -764,9 +770,9 @@ async fn after_stop(shutdown: &CancellationToken) {
 /// Ends a request's streams: pending body reads fail, the application's
 /// next block fails and its iterable is closed.
 fn abandon(io: RequestIo) {
-    if let Some(job) = io.pending {
+    if io.pending.is_some() {
         tracing::info!(
-            request = job.id,
+            request = %io.named,
             "not run: ABORT_REQUEST came, or the connection closed, before its body had arrived"
         );
     }

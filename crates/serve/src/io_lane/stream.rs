@@ -10,14 +10,16 @@ use crate::bad_input::bad_input;
 use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting};
+use crate::named::Named;
 use crate::record::Trail;
-use crate::sink::{PeerSending, Who, async_io};
+use crate::sink::{PeerSending, Who, async_io, log_for};
 use bytes::BytesMut;
 use rustgi_core::{
     BodyError, BodyWriter, Job, PythonPool, ResponseCloser, ResponseReceiver, ResponseTarget,
     SpoolLimits, body_pipe, response_channel,
 };
 use rustgi_model::{BodyDecoder, BodyFraming, Request, ResponseEncoder, StreamProtocol, Unframed};
+use rustgi_observe::Ended;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -104,13 +106,20 @@ pub async fn serve<P, C>(
             }
         },
     };
+    // The request's record and its id begin here, as its head is
+    // decoded: a request dropped before a Python thread takes it still
+    // gets its line, and every log line about it names it by that id.
     let id = crate::next_request_id();
+    let request_id = crate::record::request_id(&request, id);
+    let request = Arc::new(request);
+    let trail = Trail::begin(&request, ctx.front, &request_id);
+    let named = Named::new(&request, id);
     for warning in &request.warnings {
-        bad_input!(peer, "request", %peer, request = id, "{warning}");
+        bad_input!(peer, "request", %peer, request = %named, "{warning}");
     }
     let who = Who {
         peer,
-        request: Some(id),
+        request: Some(named),
     };
     let framing = ctx.protocol.body_framing(&request);
     let (body, body_reader) = match framing {
@@ -125,7 +134,7 @@ pub async fn serve<P, C>(
         body_timeout: ctx.timeouts.body,
         rate: RateCheck::new(ctx.body.min_rate),
         peer,
-        id,
+        named,
     };
     let buffered = if ctx.body.buffer > 0 {
         body_pump
@@ -138,7 +147,13 @@ pub async fn serve<P, C>(
     // no answer. One that only shut down its sending side (plain EOF) may
     // still read one: its request runs (see `TryRead::hung_up`).
     if reader.hung_up() {
-        not_run(peer, id, &body_pump, "the client closed its connection");
+        not_run(
+            who,
+            &body_pump,
+            trail,
+            Ended::ClientGone,
+            "the client closed its connection",
+        );
         return;
     }
     if let Pumped::Failed(BodyError::TooSlow { .. } | BodyError::TimedOut { .. }) = buffered {
@@ -148,16 +163,14 @@ pub async fn serve<P, C>(
         // runs: that client reads the application's answer to the
         // OSError.
         not_run(
-            peer,
-            id,
+            who,
             &body_pump,
+            trail,
+            Ended::Aborted,
             "its request body was cut for being too slow",
         );
         return;
     }
-    let request_id = crate::record::request_id(&request, id);
-    let request = Arc::new(request);
-    let trail = Trail::begin(&request, ctx.front, &request_id);
     let (sender, receiver) = response_channel(ctx.response_buffer);
     let closer = receiver.closer();
     let job = Job {
@@ -174,7 +187,13 @@ pub async fn serve<P, C>(
     // Beyond the requests the gate admits, this one waits unsubmitted.
     let admission = ctx.gate.admit().await;
     if reader.hung_up() {
-        not_run(peer, id, &body_pump, "the client closed its connection");
+        not_run(
+            who,
+            &body_pump,
+            trail,
+            Ended::ClientGone,
+            "the client closed its connection",
+        );
         return;
     }
     ctx.pool.submit(job);
@@ -190,7 +209,7 @@ pub async fn serve<P, C>(
             },
             Pumped::Ended { past_end } => {
                 progress.arrived();
-                Some(past_end + watch_hangup(&mut reader, &closer, peer, id).await)
+                Some(past_end + watch_hangup(&mut reader, &closer, who).await)
             }
             Pumped::Failed(_) => None,
         };
@@ -237,7 +256,7 @@ pub async fn serve<P, C>(
                 peer,
                 "bytes after the body",
                 %peer,
-                request = id,
+                request = %named,
                 "the front server sent {extra} bytes after the request body; they were discarded. \
                  nginx 1.22 does this over SCGI with scgi_request_buffering off, when it sends the length it had read so far"
             );
@@ -245,14 +264,18 @@ pub async fn serve<P, C>(
     }
 }
 
-/// Logs a request dropped before it went to a Python thread.
-fn not_run(peer: &str, id: u64, body: &BodyPump<'_>, why: &str) {
-    tracing::info!(
-        %peer,
-        request = id,
+/// Logs a request dropped before it went to a Python thread, and ends
+/// its record with `ended` (no status: nothing was answered).
+fn not_run(who: Who<'_>, body: &BodyPump<'_>, trail: Option<Box<Trail>>, ended: Ended, why: &str) {
+    log_for!(
+        info,
+        who,
         "not run: {why} before the request went to a Python thread ({} body bytes had arrived)",
         body.body.received()
     );
+    if let Some(trail) = trail {
+        trail.not_run(ended);
+    }
 }
 
 /// What the body pump and the response writer of one connection tell each
@@ -373,7 +396,7 @@ struct BodyPump<'p> {
     body_timeout: Duration,
     rate: RateCheck,
     peer: &'p str,
-    id: u64,
+    named: Named<'p>,
 }
 
 impl BodyPump<'_> {
@@ -387,7 +410,7 @@ impl BodyPump<'_> {
         progress: &Progress,
         limit: Option<u64>,
     ) -> Pumped {
-        let (peer, id) = (self.peer, self.id);
+        let (peer, named) = (self.peer, self.named);
         loop {
             // Hand over what is buffered; stop at the body's end.
             loop {
@@ -399,7 +422,7 @@ impl BodyPump<'_> {
                         return Pumped::Ended { past_end };
                     }
                     Err(e) => {
-                        bad_input!(peer, "bad body", %peer, request = id, "bad chunked request body: {e}");
+                        bad_input!(peer, "bad body", %peer, request = %named, "bad chunked request body: {e}");
                         let error = BodyError::Framing(e.to_string());
                         self.body.fail(error.clone());
                         return Pumped::Failed(error);
@@ -428,9 +451,9 @@ impl BodyPump<'_> {
                     if progress.response_complete.load(Ordering::Relaxed) {
                         // nginx stops sending a body once the response has
                         // started; with the response whole, that is no error.
-                        tracing::debug!(%peer, request = id, "{error}");
+                        tracing::debug!(%peer, request = %named, "{error}");
                     } else {
-                        bad_input!(peer, "bad body", %peer, request = id, "{error}");
+                        bad_input!(peer, "bad body", %peer, request = %named, "{error}");
                     }
                     error
                 }
@@ -439,7 +462,7 @@ impl BodyPump<'_> {
                     Err(slow) => self.too_slow(slow),
                 },
                 Ok(Err(e)) => {
-                    tracing::info!(%peer, request = id, "reading the request body failed: {e}");
+                    tracing::info!(%peer, request = %named, "reading the request body failed: {e}");
                     BodyError::Disconnected
                 }
                 Err(_) if wait < self.body_timeout => match self.rate.record(waited, 0) {
@@ -449,7 +472,7 @@ impl BodyPump<'_> {
                 Err(_) => {
                     let error = BodyError::TimedOut { received, expected };
                     let body_timeout = self.body_timeout;
-                    bad_input!(peer, "body timeout", %peer, request = id, "{error} (--body-timeout {body_timeout:?})");
+                    bad_input!(peer, "body timeout", %peer, request = %named, "{error} (--body-timeout {body_timeout:?})");
                     error
                 }
             };
@@ -467,7 +490,7 @@ impl BodyPump<'_> {
             limit: slow.limit,
             window_secs: slow.window_secs,
         };
-        bad_input!(self.peer, "body too slow", peer = %self.peer, request = self.id, "{error}; closing the connection");
+        bad_input!(self.peer, "body too slow", peer = %self.peer, request = %self.named, "{error}; closing the connection");
         error
     }
 }
@@ -481,8 +504,7 @@ impl BodyPump<'_> {
 async fn watch_hangup<R: AsyncRead + TryRead + Unpin>(
     reader: &mut R,
     closer: &ResponseCloser,
-    peer: &str,
-    id: u64,
+    who: Who<'_>,
 ) -> u64 {
     let mut extra = 0;
     let mut scratch = BytesMut::new();
@@ -492,14 +514,14 @@ async fn watch_hangup<R: AsyncRead + TryRead + Unpin>(
         match reader.read_buf(&mut scratch).await {
             Ok(0) => {
                 if reader.hung_up() {
-                    tracing::debug!(%peer, request = id, "the client closed its connection");
+                    log_for!(debug, who, "the client closed its connection");
                     closer.close();
                 }
                 return extra;
             }
             Ok(n) => extra += n as u64,
             Err(e) => {
-                tracing::debug!(%peer, request = id, "the connection failed: {e}");
+                log_for!(debug, who, "the connection failed: {e}");
                 closer.close();
                 return extra;
             }
@@ -575,7 +597,7 @@ mod tests {
 
     const WHO: Who<'static> = Who {
         peer: "test",
-        request: Some(1),
+        request: None,
     };
 
     fn runtime() -> tokio::runtime::Runtime {

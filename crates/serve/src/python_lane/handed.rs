@@ -34,7 +34,7 @@ pub(super) struct Handed<E> {
     /// What the flow holds at the hand-off, counted until it is written.
     pub(super) charge: Charge,
     pub(super) peer: Cow<'static, str>,
-    pub(super) id: u64,
+    pub(super) id: crate::named::Naming,
     pub(super) peer_sending: PeerSending,
     pub(super) kept: Option<Kept>,
     /// Graceful shutdown waits for the response.
@@ -91,7 +91,7 @@ struct Rest<E> {
     charge: Option<Charge>,
     write_timeout: Duration,
     who_peer: Cow<'static, str>,
-    id: u64,
+    id: crate::named::Naming,
     peer_sending: PeerSending,
     kept: Option<Kept>,
 }
@@ -110,7 +110,7 @@ impl<E> Rest<E> {
     /// would stay shut).
     fn refused(self, e: &std::io::Error) {
         tracing::warn!(
-            request = self.id,
+            request = %self.id,
             "passing a full connection to the I/O loop failed: {e}; closing it"
         );
     }
@@ -142,7 +142,7 @@ impl<E: ResponseEncoder> Rest<E> {
                 Ok(socket) if kept.input.is_empty() => kept.tether.park(socket, self.who_peer),
                 Ok(socket) => kept.tether.hand_off(socket, kept.input, self.who_peer),
                 Err(e) => {
-                    tracing::warn!(peer = %self.who_peer, request = self.id, "keeping the connection failed: {e}")
+                    tracing::warn!(peer = %self.who_peer, request = %self.id, "keeping the connection failed: {e}")
                 }
             }
         }
@@ -151,7 +151,7 @@ impl<E: ResponseEncoder> Rest<E> {
     fn who(&self) -> Who<'_> {
         Who {
             peer: &self.who_peer,
-            request: Some(self.id),
+            request: Some(self.id.named()),
         }
     }
 
@@ -197,14 +197,14 @@ impl<E: ResponseEncoder> Rest<E> {
                     break Ending::Aborted;
                 }
                 Woke::Input(Ok(0) | Err(_)) => {
-                    tracing::info!(peer = %self.who_peer, request = self.id, "the front server closed the connection during the response");
+                    tracing::info!(peer = %self.who_peer, request = %self.id, "the front server closed the connection during the response");
                     self.flow.discard();
                     break Ending::Aborted;
                 }
                 Woke::Input(Ok(_)) => {
                     let kept = self.kept.as_ref().expect("read for a kept connection");
                     if rustgi_fastcgi::holds_abort_request(&kept.input, kept.id) {
-                        tracing::info!(peer = %self.who_peer, request = self.id, "ABORT_REQUEST from the front server");
+                        tracing::info!(peer = %self.who_peer, request = %self.id, "ABORT_REQUEST from the front server");
                         self.flow.aborted_by_peer();
                         aborted = true;
                         // The application's iteration ends; the request

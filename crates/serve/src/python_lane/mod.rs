@@ -100,8 +100,9 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
     tracker: &TaskTracker,
 ) -> Lane {
     let id = crate::next_request_id();
+    let named = crate::named::Naming::new(&request, id);
     for warning in &request.warnings {
-        bad_input!(&conn.peer, "request", peer = %conn.peer, request = id, "{warning}");
+        bad_input!(&conn.peer, "request", peer = %conn.peer, request = %named, "{warning}");
     }
     let peer_sending = if conn.maybe_more {
         PeerSending::Maybe
@@ -117,7 +118,7 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
         answer.encoder,
         peer_sending,
         conn.peer,
-        id,
+        named,
         tracker.token(),
         answer.handed,
     )

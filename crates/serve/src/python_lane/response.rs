@@ -25,7 +25,7 @@ pub(super) struct LaneResponse<E> {
     /// What may still arrive from the peer when we close.
     peer_sending: PeerSending,
     peer: Cow<'static, str>,
-    id: u64,
+    id: crate::named::Naming,
     /// Held while the connection is open: graceful shutdown waits for it.
     tracked: Option<TaskTrackerToken>,
     /// A kept FastCGI connection: back to the intake after a whole
@@ -73,7 +73,7 @@ impl<E> LaneResponse<E> {
         encoder: E,
         peer_sending: PeerSending,
         peer: Cow<'static, str>,
-        id: u64,
+        id: crate::named::Naming,
         tracked: TaskTrackerToken,
         handed: HandOff,
     ) -> Self {
@@ -132,7 +132,7 @@ impl<E> LaneResponse<E> {
     fn who(&self) -> Who<'_> {
         Who {
             peer: &self.peer,
-            request: Some(self.id),
+            request: Some(self.id.named()),
         }
     }
 
@@ -151,7 +151,7 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
         }
         let aborted = self.aborted();
         if aborted {
-            tracing::info!(peer = %self.peer, request = self.id, "ABORT_REQUEST from the front server");
+            tracing::info!(peer = %self.peer, request = %self.id, "ABORT_REQUEST from the front server");
             self.flow.aborted_by_peer();
             // The request ends here, whole as far as the protocol goes
             // (END_REQUEST), and the application stops.
@@ -220,7 +220,7 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
             receiver,
             charge,
             peer: std::mem::take(&mut self.peer),
-            id: self.id,
+            id: self.id.clone(),
             peer_sending: self.peer_sending,
             kept: self.kept.take(),
             tracked: self.tracked.take(),

@@ -117,7 +117,7 @@ mod tests {
     fn who() -> Who<'static> {
         Who {
             peer: "test",
-            request: Some(1),
+            request: None,
         }
     }
 

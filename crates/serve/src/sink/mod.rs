@@ -23,14 +23,14 @@ pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(2);
 pub(crate) struct Who<'a> {
     pub(crate) peer: &'a str,
     /// The request, when the connection carries one at a time.
-    pub(crate) request: Option<u64>,
+    pub(crate) request: Option<crate::named::Named<'a>>,
 }
 
 /// Logs with the peer and, when there is one, the request as fields.
 macro_rules! log_for {
     ($level:ident, $who:expr, $($message:tt)+) => {
         match $who.request {
-            Some(id) => tracing::$level!(peer = %$who.peer, request = id, $($message)+),
+            Some(named) => tracing::$level!(peer = %$who.peer, request = %named, $($message)+),
             None => tracing::$level!(peer = %$who.peer, $($message)+),
         }
     };
