@@ -615,6 +615,10 @@ impl Master<'_> {
         self.status.clear();
         self.observer.close_in_child();
         std::mem::forget(self.socket_file.take());
+        // SIGUSR1 is ignored before the mask that kept it pending is
+        // lifted: one the master forwarded right after the fork would
+        // otherwise kill the worker before worker::run handles it.
+        proc::ignore_sigusr1_until_handled();
         proc::unblock_all_signals();
         proc::die_of_sent_faults();
         let launch = Launch {
