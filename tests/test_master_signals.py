@@ -49,3 +49,23 @@ def test_sigusr1_right_after_a_fork_does_not_kill_the_new_worker(gateways):
     assert gw.alive(), gw.describe(first)
     assert wait_until(lambda: len(gw.workers()) == 1, 20), gw.describe(first)
     assert scgi_request(gw.socket, path="/").status == 200
+
+
+def test_real_time_signals_and_sent_faults_are_logged_and_ignored(gateways):
+    gw = start(gateways, "sig-rt", processes=2)
+    workers = sorted(gw.workers())
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGRTMIN + 3)
+    assert gw.log.wait_for(r"SIGRTMIN\+3 received: it means nothing to rustgi-gateway; ignored", since=mark, timeout=10), gw.describe(mark)
+    gw.send_signal(signal.SIGRTMAX)
+    assert gw.log.wait_for(rf"SIGRTMIN\+{signal.SIGRTMAX - signal.SIGRTMIN} received", since=mark, timeout=10), gw.describe(mark)
+    # Those three are faults when the master causes them (it dies of them,
+    # as any program does); sent with kill(1), they mean nothing.
+    for sig in (signal.SIGABRT, signal.SIGTRAP, signal.SIGSYS):
+        gw.send_signal(sig)
+        assert gw.log.wait_for(rf"signal {int(sig)} \(SIG\w+.*\) sent by another process: it means nothing", since=mark, timeout=10), gw.describe(mark)
+    time.sleep(0.3)
+    assert gw.alive(), gw.describe(mark)
+    assert sorted(gw.workers()) == workers
+    assert scgi_request(gw.socket, path="/").status == 200
+    assert gw.terminate() == 0

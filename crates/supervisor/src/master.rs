@@ -167,6 +167,7 @@ pub(crate) fn run(
     // First: from here on no signal can kill the master by its default
     // action, not even during a long --preload import.
     let signals = proc::block_master_signals()?;
+    proc::ignore_sent_faults();
     let start = START.get().expect("remembered above");
     let app = crate::title::app_label(&config.python.app);
     // SAFETY: the master is single-threaded (module comment), and argv
@@ -456,7 +457,14 @@ impl Master<'_> {
         }
         let first_endpoint = fds.len();
         fds.extend(self.observer.poll_fds());
-        if !matches!(poll(&mut fds, timeout_ms), Ok(ready) if ready > 0) {
+        let polled = poll(&mut fds, timeout_ms);
+        for signal in proc::take_sent_faults() {
+            tracing::warn!(
+                "signal {signal} ({}) sent by another process: it means nothing to rustgi-gateway; ignored",
+                proc::signal_name(signal)
+            );
+        }
+        if !matches!(polled, Ok(ready) if ready > 0) {
             return;
         }
         let signalled = fds[0].any() != Some(false);
@@ -619,6 +627,7 @@ impl Master<'_> {
         // lifted: one the master forwarded right after the fork would
         // otherwise kill the worker before worker::run handles it.
         proc::ignore_sigusr1_until_handled();
+        proc::default_faults();
         proc::unblock_all_signals();
         proc::die_of_sent_faults();
         let launch = Launch {
