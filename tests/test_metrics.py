@@ -378,3 +378,26 @@ def test_systemd_status_line_shows_the_load(gateways, run_dir):
                 break
         else:
             raise AssertionError(f"no load in STATUS= within 20 s: {seen}")
+
+
+def test_an_idle_connection_is_closed_past_its_deadline(gateways):
+    """Nothing else happens on the endpoint: the master still closes it
+    (it only did when another endpoint socket was ready, and polled with a
+    1 ms timeout meanwhile)."""
+    gw = start(gateways, "metrics-idle")
+    with socket.create_connection(("127.0.0.1", gw.metrics_port)) as idle:
+        idle.settimeout(15)
+        assert idle.recv(1) == b"", "closed by the master, no answer"
+
+
+def test_idle_connections_do_not_lock_scrapes_out(gateways):
+    gw = start(gateways, "metrics-slowloris")
+    idle = [socket.create_connection(("127.0.0.1", gw.metrics_port)) for _ in range(40)]
+    try:
+        for s in idle[:5]:
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")  # never finished
+        for _ in range(3):
+            assert "rustgi_workers 1" in metrics(gw)
+    finally:
+        for s in idle:
+            s.close()

@@ -465,6 +465,12 @@ impl Master<'_> {
             );
         }
         if !matches!(polled, Ok(ready) if ready > 0) {
+            drop(fds);
+            // Endpoint connections past their deadline expire on every
+            // pass, not only when another endpoint socket is ready (an
+            // expired one made the timeout 1 ms: a busy loop).
+            self.observer
+                .ready(&[], self.socket.as_ref(), self.policy.target());
             return;
         }
         let signalled = fds[0].any() != Some(false);
@@ -479,10 +485,8 @@ impl Master<'_> {
             .map(|fd| fd.any() != Some(false))
             .collect();
         drop(fds);
-        if endpoint_ready.contains(&true) {
-            self.observer
-                .ready(&endpoint_ready, self.socket.as_ref(), self.policy.target());
-        }
+        self.observer
+            .ready(&endpoint_ready, self.socket.as_ref(), self.policy.target());
         for pid in said {
             self.read_status(pid);
         }
