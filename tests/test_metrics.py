@@ -38,13 +38,14 @@ from harness import APPS, free_port, scgi_request, wait_until
 APP = str(APPS / "processes_app.py")
 
 
-def start(gateways, name, *args, processes=1, threads=2, metrics=True):
+def start(gateways, name, *args, processes=1, threads=2, metrics=True, env=None):
     port = free_port()
     extra = ["--metrics", f"127.0.0.1:{port}"] if metrics else []
     gw = gateways.start(
         name,
         ["--app", APP, "--processes", str(processes), "--threads", str(threads), *extra, *args],
         proto="auto",
+        env=env,
     )
     assert gw.log.wait_for(rf"\b{processes} worker\(s\) ready", timeout=20), gw.describe()
     gw.metrics_port = port
@@ -401,3 +402,31 @@ def test_idle_connections_do_not_lock_scrapes_out(gateways):
     finally:
         for s in idle:
             s.close()
+
+
+def board_fd_flags(pid: int) -> int:
+    """The flags (fdinfo) of the scoreboard's memfd in process `pid`."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if "rustgi-scoreboard" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+            info = open(f"/proc/{pid}/fdinfo/{fd}").read()
+            return int(re.search(r"^flags:\s+(\d+)", info, re.M).group(1), 8)
+    raise AssertionError(f"no scoreboard memfd in {pid}")
+
+
+def test_the_board_stays_close_on_exec_across_a_preload_reload(gateways):
+    gw = start(gateways, "metrics-board-cloexec", "--preload", processes=1)
+    assert board_fd_flags(gw.pid) & os.O_CLOEXEC
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reloaded: generation", timeout=30, since=mark), gw.describe()
+    assert board_fd_flags(gw.pid) & os.O_CLOEXEC, "the app's subprocesses would inherit the board"
+
+
+def test_a_board_fd_in_the_environment_is_ignored_at_a_first_start(gateways):
+    """RUSTGI_BOARD_FD only means something after our own re-exec: at any
+    other start the number is someone else's descriptor (here fd 0), which
+    the master must neither take nor close."""
+    gw = start(gateways, "metrics-board-env", env={"RUSTGI_BOARD_FD": "0"})
+    assert os.path.exists(f"/proc/{gw.pid}/fd/0"), "the master closed fd 0"
+    assert not gw.log.lines_matching(r"scoreboard .* unusable|is no scoreboard"), gw.describe()
+    assert "rustgi_workers 1" in metrics(gw)

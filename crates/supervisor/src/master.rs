@@ -108,9 +108,17 @@ pub(crate) fn remember_start() {
         let processes = std::env::var(PROCESSES_ENV)
             .ok()
             .and_then(|n| n.parse().ok());
+        // The board's descriptor is only ours to take after our own
+        // --preload re-exec: it sets RUSTGI_PROCESSES and passes the
+        // listener with LISTEN_PID naming this very process. On any other
+        // start the number is someone else's (fd 0 is the listener when
+        // spawned), and it is ignored.
+        let reexecuted =
+            processes.is_some() && crate::listener::activation_present().unwrap_or(false);
         let board_fd = std::env::var(BOARD_FD_ENV)
             .ok()
-            .and_then(|n| n.parse().ok());
+            .and_then(|n| n.parse().ok())
+            .filter(|_| reexecuted);
         // SAFETY: no other thread exists yet (documented above).
         unsafe {
             std::env::remove_var(BOARD_FD_ENV);

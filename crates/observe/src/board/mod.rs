@@ -162,6 +162,14 @@ impl Board {
         })
     }
 
+    /// Whether `fd` can be a board handed over by a previous image (a
+    /// memfd sealed at a fixed size), asked before anyone takes ownership
+    /// of the descriptor: a number read from the environment may name a
+    /// descriptor that is someone else's.
+    pub fn check_handed(fd: BorrowedFd<'_>) -> io::Result<()> {
+        shm::check(fd).map(drop)
+    }
+
     /// The board a previous image of this master handed over (its
     /// descriptor), checked to be one of this layout.
     pub fn open(fd: OwnedFd) -> io::Result<Board> {
