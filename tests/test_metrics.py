@@ -219,11 +219,26 @@ def test_status_by_pidfile_works_without_metrics(gateways, tmp_path):
     assert out.returncode == 1 and "could not ask master 999999" in out.stderr, out.stderr
 
 
+def all_threads_stopped(pid: int) -> bool:
+    """kill(SIGSTOP) returns before every thread of `pid` has stopped: one
+    still running could accept a connection."""
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{task}/stat").read()
+        except FileNotFoundError:
+            continue
+        states.append(stat.rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
 def test_stopped_workers_let_the_backlog_grow(gateways):
     gw = start(gateways, "metrics-backlog", processes=1)
-    assert value(metrics(gw), "rustgi_listen_backlog_depth") == 0
+    # The harness' readiness connection may still sit in the queue.
+    assert wait_until(lambda: value(metrics(gw), "rustgi_listen_backlog_depth") == 0, 10), metrics(gw)
     (worker,) = gw.workers()
     os.kill(worker, signal.SIGSTOP)
+    assert wait_until(lambda: all_threads_stopped(worker), 10), "the worker's threads did not all stop"
     waiting = []
     try:
         for _ in range(5):
