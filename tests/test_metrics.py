@@ -445,3 +445,43 @@ def test_a_board_fd_in_the_environment_is_ignored_at_a_first_start(gateways):
     assert os.path.exists(f"/proc/{gw.pid}/fd/0"), "the master closed fd 0"
     assert not gw.log.lines_matching(r"scoreboard .* unusable|is no scoreboard"), gw.describe()
     assert "rustgi_workers 1" in metrics(gw)
+
+
+def test_status_refuses_a_status_socket_held_by_another_process(gateways, tmp_path):
+    """Anyone can bind an abstract name first: `status --pidfile` checks
+    that the socket's peer is the pid the pidfile names."""
+    decoy = subprocess.Popen(["sleep", "60"])
+    try:
+        with socket.socket(socket.AF_UNIX) as squatter:
+            squatter.bind(f"\0rustgi-gateway/{decoy.pid}/status")
+            squatter.listen()
+
+            def answer():
+                try:
+                    conn, _ = squatter.accept()
+                    with conn:
+                        conn.recv(4096)
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+                except OSError:
+                    pass  # the status command left without asking
+
+            threading.Thread(target=answer, daemon=True).start()
+            pidfile = tmp_path / "decoy.pid"
+            pidfile.write_text(f"{decoy.pid}\n")
+            binary = gateways.make("metrics-decoy", ["--app", APP]).binary
+            out = subprocess.run([str(binary), "status", "--pidfile", str(pidfile)], capture_output=True, text=True, timeout=20)
+            assert out.returncode != 0 and "forged" not in out.stdout, out
+            assert "not by the master" in out.stderr, out.stderr
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+def test_status_gives_up_on_a_metrics_address_that_never_answers(gateways):
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()  # the kernel accepts; nobody answers
+        port = mute.getsockname()[1]
+        binary = gateways.make("metrics-mute", ["--app", APP]).binary
+        out = subprocess.run([str(binary), "status", "--metrics", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0, out

@@ -501,14 +501,36 @@ fn peer_allowed(stream: &UnixStream) -> bool {
 /// status`.
 pub fn fetch(from: &Source, path: &str) -> io::Result<Vec<u8>> {
     let mut stream: Box<dyn ReadWrite> = match from {
-        Source::Metrics(MetricsAddr::Tcp(addr)) => Box::new(TcpStream::connect(addr.as_str())?),
-        Source::Metrics(MetricsAddr::Unix(path)) => Box::new(UnixStream::connect(path)?),
+        Source::Metrics(MetricsAddr::Tcp(addr)) => {
+            let stream = connect_tcp(addr)?;
+            stream.set_read_timeout(Some(DEADLINE))?;
+            stream.set_write_timeout(Some(DEADLINE))?;
+            Box::new(stream)
+        }
+        Source::Metrics(MetricsAddr::Unix(path)) => {
+            let stream = UnixStream::connect(path)?;
+            stream.set_read_timeout(Some(DEADLINE))?;
+            stream.set_write_timeout(Some(DEADLINE))?;
+            Box::new(stream)
+        }
         Source::Pid(pid) => {
             use std::os::linux::net::SocketAddrExt;
             let addr =
                 std::os::unix::net::SocketAddr::from_abstract_name(status_socket_name(*pid))?;
             let stream = UnixStream::connect_addr(&addr)?;
+            // Anyone can bind an abstract name: the one listening must be
+            // the master the pidfile names, or what it says is not asked.
+            let peer =
+                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)?;
+            if peer.pid() != *pid as libc::pid_t {
+                return Err(io::Error::other(format!(
+                    "the status socket of {pid} is held by process {} (uid {}), not by the master",
+                    peer.pid(),
+                    peer.uid()
+                )));
+            }
             stream.set_read_timeout(Some(DEADLINE))?;
+            stream.set_write_timeout(Some(DEADLINE))?;
             Box::new(stream)
         }
     };
@@ -528,6 +550,20 @@ pub fn fetch(from: &Source, path: &str) -> io::Result<Vec<u8>> {
         return Err(io::Error::other(format!("the server answered {line}")));
     }
     Ok(reply[end + 4..].to_vec())
+}
+
+/// Connects to the first address of `addr` that answers within
+/// [`DEADLINE`] each (an unreachable one would otherwise take the
+/// system's minutes).
+fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
+    let mut last = io::Error::other(format!("{addr}: no address"));
+    for one in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&one, DEADLINE) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Which master `rustgi-gateway status` asks.

@@ -365,10 +365,11 @@ impl Master<'_> {
                     proc::kill(pid, signal);
                     continue;
                 }
+                Action::Reloading => {
+                    self.observer.reloading();
+                    continue;
+                }
                 Action::Notify(state) => {
-                    if state.starts_with("RELOADING=1") {
-                        self.observer.reloading();
-                    }
                     systemd::notify(&state);
                     continue;
                 }

@@ -635,28 +635,29 @@ impl Writer {
                 (&self.slot[start..start + BLOCK_WORDS], add_shared)
             }
         };
-        let bump = add;
         let totals = &block[B_TOTALS..B_TOTALS + TOTALS_WORDS];
         let cell = (done.front.index() * STATUS_CLASSES + status_class(done.status))
             * Ended::ALL.len()
             + done.ended.index();
-        bump(&totals[T_REQUESTS + cell], 1);
-        bump(
+        add(&totals[T_REQUESTS + cell], 1);
+        add(
             &totals[T_BUCKETS + duration_bucket(done.duration.as_secs_f64())],
             1,
         );
-        bump(&totals[T_SUM_US], done.duration.as_micros() as u64);
-        bump(&totals[T_REQUEST_BYTES], done.request_bytes);
-        bump(&totals[T_RESPONSE_BYTES], done.response_bytes);
+        add(&totals[T_SUM_US], done.duration.as_micros() as u64);
+        add(&totals[T_REQUEST_BYTES], done.request_bytes);
+        add(&totals[T_RESPONSE_BYTES], done.response_bytes);
     }
 }
 
-/// Adds to a word only this thread writes: a load and a store, no locked
-/// instruction.
+/// Adds to a word that several threads add to (a slot's shared block): an
+/// atomic read-modify-write, so that no addition is lost.
 fn add_shared(word: &AtomicU64, by: u64) {
     word.fetch_add(by, Ordering::Relaxed);
 }
 
+/// Adds to a word only this thread writes (its own block): a load and a
+/// store, no locked instruction; readers still see whole values.
 fn bump(word: &AtomicU64, by: u64) {
     word.store(
         word.load(Ordering::Relaxed).wrapping_add(by),
