@@ -485,3 +485,31 @@ def test_status_gives_up_on_a_metrics_address_that_never_answers(gateways):
         binary = gateways.make("metrics-mute", ["--app", APP]).binary
         out = subprocess.run([str(binary), "status", "--metrics", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=30)
         assert out.returncode != 0, out
+
+
+def test_a_killed_workers_line_keeps_a_long_request_id_and_marks_what_the_board_cut(gateways, tmp_path):
+    access_log = tmp_path / "access.json"
+    gw = start(gateways, "metrics-kill-cut", "--access-log", str(access_log), "--access-log-format", "json",
+               "--request-id-header", "X-Request-Id", processes=1, threads=1)
+    request_id = "r" * 128  # the longest trusted id
+    query = "seconds=30&pad=" + "q" * 200  # longer than the board's 128 bytes
+
+    def run():
+        try:
+            scgi_request(gw.socket, path="/slow", query=query, extra=[("HTTP_X_REQUEST_ID", request_id)], timeout=50)
+        except (AssertionError, OSError):
+            pass
+
+    slow = threading.Thread(target=run, daemon=True)
+    slow.start()
+    assert wait_until(lambda: value(metrics(gw), "rustgi_threads_busy") == 1, 10)
+    (worker,) = gw.workers()
+    mark = gw.log.mark()
+    os.kill(worker, signal.SIGKILL)
+    assert gw.log.wait_for(r"worker \d+ ready", timeout=20, since=mark), gw.describe()
+    assert wait_until(lambda: access_log.exists() and access_log.read_bytes().strip(), 10)
+    (killed,) = [json.loads(raw) for raw in access_log.read_bytes().splitlines()]
+    assert killed["ended"] == "killed", killed
+    assert killed["request_id"] == request_id, killed
+    assert killed["query"] == query[:128] + "...[cut]", killed
+    slow.join(30)

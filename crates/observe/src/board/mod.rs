@@ -32,7 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"rgiboard");
-const LAYOUT: u64 = 2;
+/// 3: the request id's room is 128 bytes (a trusted one may be that long),
+/// and a field cut to its room is marked so.
+const LAYOUT: u64 = 3;
 
 /// Counters the master keeps, in the header so that they survive the
 /// master's own re-execution (a `--preload` reload).
@@ -102,12 +104,21 @@ const CLAIMED: u64 = u64::MAX;
 const B_SEQ: usize = 0;
 /// Wall-clock start of the running request, µs since the epoch; 0: idle.
 const B_STARTED_US: usize = 1;
-/// The front's index + 1 (0: none), then the text fields' lengths.
+/// The front's index + 1 (0: none, 8 bits), then the text fields'
+/// lengths (9 bits each), then one bit per field: cut to its room.
 const B_META: usize = 2;
 const B_TEXT: usize = 3;
-/// Text fields and their room in bytes (multiples of 8).
-const FIELDS: [usize; 5] = [16, 256, 128, 64, 64];
-const TEXT_WORDS: usize = (16 + 256 + 128 + 64 + 64) / 8;
+/// Text fields and their room in bytes (multiples of 8, at most 511):
+/// method, path, query, remote address, request id (a trusted one may be
+/// 128 bytes: serve's record.rs ID_LIMIT).
+const FIELDS: [usize; 5] = [16, 256, 128, 64, 128];
+const TEXT_WORDS: usize = (16 + 256 + 128 + 64 + 128) / 8;
+/// Where the cut bits begin in `B_META`.
+const META_CUT: usize = 8 + 9 * FIELDS.len();
+/// What ends a value the board cut to its room. The board does not know
+/// how long the value was (the access log's own marker, for a value over
+/// 1 KiB, says `...[cut, bytes: N]`).
+pub const CUT_MARKER: &[u8] = b"...[cut]";
 /// The start (as `B_STARTED_US`) of the request that was answered while
 /// its thread still ran it (a `--timeout` 504): its access-log line is the
 /// worker's, the master must not write a `killed` one. Written by the
@@ -401,7 +412,8 @@ pub struct WorkerView {
     pub totals: Totals,
 }
 
-/// A request a thread runs, as the board holds it (text cut to its room).
+/// A request a thread runs, as the board holds it: a text value longer
+/// than its room is cut there and ends with [`CUT_MARKER`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Running {
     pub started_unix_us: u64,
@@ -427,7 +439,11 @@ impl Running {
         let mut offset = 0;
         for (i, room) in FIELDS.iter().enumerate() {
             let len = (((meta >> (8 + 9 * i)) & 0x1ff) as usize).min(*room);
-            fields.push(bytes[offset..offset + len].to_vec());
+            let mut field = bytes[offset..offset + len].to_vec();
+            if meta >> (META_CUT + i) & 1 == 1 {
+                field.extend_from_slice(CUT_MARKER);
+            }
+            fields.push(field);
             offset += room;
         }
         let mut fields = fields.into_iter();
@@ -598,6 +614,9 @@ impl Writer {
         for (i, (value, room)) in fields.iter().zip(FIELDS).enumerate() {
             let len = value.len().min(room);
             meta |= (len as u64) << (8 + 9 * i);
+            if len < value.len() {
+                meta |= 1 << (META_CUT + i);
+            }
             for (k, chunk) in value[..len].chunks(8).enumerate() {
                 let mut bytes = [0u8; 8];
                 bytes[..chunk.len()].copy_from_slice(chunk);
