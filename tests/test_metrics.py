@@ -38,13 +38,14 @@ from harness import APPS, free_port, scgi_request, wait_until
 APP = str(APPS / "processes_app.py")
 
 
-def start(gateways, name, *args, processes=1, threads=2, metrics=True):
+def start(gateways, name, *args, processes=1, threads=2, metrics=True, env=None):
     port = free_port()
     extra = ["--metrics", f"127.0.0.1:{port}"] if metrics else []
     gw = gateways.start(
         name,
         ["--app", APP, "--processes", str(processes), "--threads", str(threads), *extra, *args],
         proto="auto",
+        env=env,
     )
     assert gw.log.wait_for(rf"\b{processes} worker\(s\) ready", timeout=20), gw.describe()
     gw.metrics_port = port
@@ -218,11 +219,26 @@ def test_status_by_pidfile_works_without_metrics(gateways, tmp_path):
     assert out.returncode == 1 and "could not ask master 999999" in out.stderr, out.stderr
 
 
+def all_threads_stopped(pid: int) -> bool:
+    """kill(SIGSTOP) returns before every thread of `pid` has stopped: one
+    still running could accept a connection."""
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{task}/stat").read()
+        except FileNotFoundError:
+            continue
+        states.append(stat.rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
 def test_stopped_workers_let_the_backlog_grow(gateways):
     gw = start(gateways, "metrics-backlog", processes=1)
-    assert value(metrics(gw), "rustgi_listen_backlog_depth") == 0
+    # The harness' readiness connection may still sit in the queue.
+    assert wait_until(lambda: value(metrics(gw), "rustgi_listen_backlog_depth") == 0, 10), metrics(gw)
     (worker,) = gw.workers()
     os.kill(worker, signal.SIGSTOP)
+    assert wait_until(lambda: all_threads_stopped(worker), 10), "the worker's threads did not all stop"
     waiting = []
     try:
         for _ in range(5):
@@ -378,3 +394,122 @@ def test_systemd_status_line_shows_the_load(gateways, run_dir):
                 break
         else:
             raise AssertionError(f"no load in STATUS= within 20 s: {seen}")
+
+
+def test_an_idle_connection_is_closed_past_its_deadline(gateways):
+    """Nothing else happens on the endpoint: the master still closes it
+    (it only did when another endpoint socket was ready, and polled with a
+    1 ms timeout meanwhile)."""
+    gw = start(gateways, "metrics-idle")
+    with socket.create_connection(("127.0.0.1", gw.metrics_port)) as idle:
+        idle.settimeout(15)
+        assert idle.recv(1) == b"", "closed by the master, no answer"
+
+
+def test_idle_connections_do_not_lock_scrapes_out(gateways):
+    gw = start(gateways, "metrics-slowloris")
+    idle = [socket.create_connection(("127.0.0.1", gw.metrics_port)) for _ in range(40)]
+    try:
+        for s in idle[:5]:
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")  # never finished
+        for _ in range(3):
+            assert "rustgi_workers 1" in metrics(gw)
+    finally:
+        for s in idle:
+            s.close()
+
+
+def board_fd_flags(pid: int) -> int:
+    """The flags (fdinfo) of the scoreboard's memfd in process `pid`."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if "rustgi-scoreboard" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+            info = open(f"/proc/{pid}/fdinfo/{fd}").read()
+            return int(re.search(r"^flags:\s+(\d+)", info, re.M).group(1), 8)
+    raise AssertionError(f"no scoreboard memfd in {pid}")
+
+
+def test_the_board_stays_close_on_exec_across_a_preload_reload(gateways):
+    gw = start(gateways, "metrics-board-cloexec", "--preload", processes=1)
+    assert board_fd_flags(gw.pid) & os.O_CLOEXEC
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reloaded: generation", timeout=30, since=mark), gw.describe()
+    assert board_fd_flags(gw.pid) & os.O_CLOEXEC, "the app's subprocesses would inherit the board"
+
+
+def test_a_board_fd_in_the_environment_is_ignored_at_a_first_start(gateways):
+    """RUSTGI_BOARD_FD only means something after our own re-exec: at any
+    other start the number is someone else's descriptor (here fd 0), which
+    the master must neither take nor close."""
+    gw = start(gateways, "metrics-board-env", env={"RUSTGI_BOARD_FD": "0"})
+    assert os.path.exists(f"/proc/{gw.pid}/fd/0"), "the master closed fd 0"
+    assert not gw.log.lines_matching(r"scoreboard .* unusable|is no scoreboard"), gw.describe()
+    assert "rustgi_workers 1" in metrics(gw)
+
+
+def test_status_refuses_a_status_socket_held_by_another_process(gateways, tmp_path):
+    """Anyone can bind an abstract name first: `status --pidfile` checks
+    that the socket's peer is the pid the pidfile names."""
+    decoy = subprocess.Popen(["sleep", "60"])
+    try:
+        with socket.socket(socket.AF_UNIX) as squatter:
+            squatter.bind(f"\0rustgi-gateway/{decoy.pid}/status")
+            squatter.listen()
+
+            def answer():
+                try:
+                    conn, _ = squatter.accept()
+                    with conn:
+                        conn.recv(4096)
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+                except OSError:
+                    pass  # the status command left without asking
+
+            threading.Thread(target=answer, daemon=True).start()
+            pidfile = tmp_path / "decoy.pid"
+            pidfile.write_text(f"{decoy.pid}\n")
+            binary = gateways.make("metrics-decoy", ["--app", APP]).binary
+            out = subprocess.run([str(binary), "status", "--pidfile", str(pidfile)], capture_output=True, text=True, timeout=20)
+            assert out.returncode != 0 and "forged" not in out.stdout, out
+            assert "not by the master" in out.stderr, out.stderr
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+def test_status_gives_up_on_a_metrics_address_that_never_answers(gateways):
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()  # the kernel accepts; nobody answers
+        port = mute.getsockname()[1]
+        binary = gateways.make("metrics-mute", ["--app", APP]).binary
+        out = subprocess.run([str(binary), "status", "--metrics", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0, out
+
+
+def test_a_killed_workers_line_keeps_a_long_request_id_and_marks_what_the_board_cut(gateways, tmp_path):
+    access_log = tmp_path / "access.json"
+    gw = start(gateways, "metrics-kill-cut", "--access-log", str(access_log), "--access-log-format", "json",
+               "--request-id-header", "X-Request-Id", processes=1, threads=1)
+    request_id = "r" * 128  # the longest trusted id
+    query = "seconds=30&pad=" + "q" * 200  # longer than the board's 128 bytes
+
+    def run():
+        try:
+            scgi_request(gw.socket, path="/slow", query=query, extra=[("HTTP_X_REQUEST_ID", request_id)], timeout=50)
+        except (AssertionError, OSError):
+            pass
+
+    slow = threading.Thread(target=run, daemon=True)
+    slow.start()
+    assert wait_until(lambda: value(metrics(gw), "rustgi_threads_busy") == 1, 10)
+    (worker,) = gw.workers()
+    mark = gw.log.mark()
+    os.kill(worker, signal.SIGKILL)
+    assert gw.log.wait_for(r"worker \d+ ready", timeout=20, since=mark), gw.describe()
+    assert wait_until(lambda: access_log.exists() and access_log.read_bytes().strip(), 10)
+    (killed,) = [json.loads(raw) for raw in access_log.read_bytes().splitlines()]
+    assert killed["ended"] == "killed", killed
+    assert killed["request_id"] == request_id, killed
+    assert killed["query"] == query[:128] + "...[cut]", killed
+    slow.join(30)

@@ -2,10 +2,13 @@
 //! and the status socket that `rustgi-gateway status --pidfile` reaches
 //! (an abstract Unix socket named from the master's pid, answering only
 //! its own user and root). Served from the master's poll(2) loop: every
-//! socket is non-blocking, a connection has [`DEADLINE`] to be answered
-//! and written, and at most [`MAX_CONNECTIONS`] are open at once (more
-//! are closed as they come). The answer is made from the scoreboard, so
-//! it never waits for a worker, busy or not.
+//! socket is non-blocking, a connection has [`HEAD_DEADLINE`] to send its
+//! request head and [`DEADLINE`] to read the answer, and at most
+//! [`MAX_CONNECTIONS`] are open at once: when full, a new connection
+//! replaces the oldest one still without a whole head (idle connections
+//! cannot lock a scraper out), or is closed if every one has its head.
+//! The answer is made from the scoreboard, so it never waits for a
+//! worker, busy or not.
 //!
 //! `GET /metrics` (Prometheus), `GET /status.json` (the status page's
 //! data), `GET /status.txt` (the status command's text), `GET /` (the
@@ -22,6 +25,15 @@ use std::time::{Duration, Instant};
 /// A scraper that has not sent its request and read the answer by then is
 /// dropped.
 const DEADLINE: Duration = Duration::from_secs(5);
+/// A connection that has not sent a whole request head by then is dropped
+/// (a scraper sends it at once).
+const HEAD_DEADLINE: Duration = Duration::from_secs(1);
+/// Connections accepted from one listener per wake-up of the master, so
+/// that a flood of them does not hold up its other duties.
+const MAX_ACCEPTS: usize = 16;
+/// Unread input read and dropped before a close, at most (a close with
+/// unread input resets the connection, and the peer may lose the answer).
+const MAX_DRAIN: usize = 64 * 1024;
 /// Connections open at once, all listeners together.
 const MAX_CONNECTIONS: usize = 32;
 /// A request head longer than this is refused.
@@ -96,6 +108,7 @@ struct Conn {
     /// The answer, once the head is in.
     answer: Option<Vec<u8>>,
     written: usize,
+    accepted: Instant,
     deadline: Instant,
 }
 
@@ -179,8 +192,9 @@ impl Endpoint {
     }
 
     /// Acts on what poll(2) said (`ready[i]`: descriptor `i` of
-    /// [`Endpoint::poll_fds`] has something), answering with `answer`;
-    /// drops connections past their deadline.
+    /// [`Endpoint::poll_fds`] has something; empty when nothing was),
+    /// answering with `answer`; drops connections done or past their
+    /// deadline. Called on every pass of the master's loop.
     pub fn ready(&mut self, ready: &[bool], answer: &mut dyn FnMut(Page) -> Vec<u8>) {
         let listeners = self.listeners.len();
         for (i, conn) in self.conns.iter_mut().enumerate() {
@@ -188,8 +202,7 @@ impl Endpoint {
                 conn.step(answer);
             }
         }
-        let now = Instant::now();
-        self.conns.retain(|c| !c.done() && c.deadline > now);
+        self.expire(Instant::now());
         for i in 0..listeners {
             if ready.get(i) == Some(&true) {
                 self.accept(i);
@@ -197,8 +210,41 @@ impl Endpoint {
         }
     }
 
+    /// Closes the connections that are done or past their deadline.
+    fn expire(&mut self, now: Instant) {
+        self.conns.retain_mut(|c| {
+            let keep = !c.done() && c.deadline > now;
+            if !keep {
+                c.drain();
+            }
+            keep
+        });
+    }
+
+    /// Room for one more connection: true if there is, or if the oldest
+    /// connection still without a whole head was closed to make it.
+    fn make_room(&mut self) -> bool {
+        if self.conns.len() < MAX_CONNECTIONS {
+            return true;
+        }
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.answer.is_none())
+            .min_by_key(|(_, c)| c.accepted)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => {
+                self.conns.remove(i).drain();
+                true
+            }
+            None => false,
+        }
+    }
+
     fn accept(&mut self, listener: usize) {
-        loop {
+        for _ in 0..MAX_ACCEPTS {
             let stream = match &self.listeners[listener] {
                 Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
                 Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
@@ -217,9 +263,9 @@ impl Endpoint {
                     return;
                 }
             };
-            if self.conns.len() >= MAX_CONNECTIONS {
+            if !self.make_room() {
                 tracing::debug!(
-                    "metrics endpoint: {MAX_CONNECTIONS} connections open; one more closed"
+                    "metrics endpoint: {MAX_CONNECTIONS} connections open, each answering; one more closed"
                 );
                 continue;
             }
@@ -230,12 +276,14 @@ impl Endpoint {
             if nonblocking.is_err() {
                 continue;
             }
+            let now = Instant::now();
             self.conns.push(Conn {
                 stream,
                 head: Vec::new(),
                 answer: None,
                 written: 0,
-                deadline: Instant::now() + DEADLINE,
+                accepted: now,
+                deadline: now + HEAD_DEADLINE,
             });
         }
     }
@@ -256,6 +304,24 @@ impl Drop for Endpoint {
 }
 
 impl Conn {
+    /// Reads and drops what the peer sent and we did not read, without
+    /// waiting, before the close (DESIGN's close rule: a close with unread
+    /// input resets the connection, and the answer may be lost).
+    fn drain(&mut self) {
+        let _ = match &self.stream {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+        let mut buf = [0u8; 4096];
+        let mut drained = 0;
+        while drained < MAX_DRAIN {
+            match self.stream.io().read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+
     fn done(&self) -> bool {
         self.answer
             .as_ref()
@@ -287,6 +353,7 @@ impl Conn {
                 return;
             };
             self.answer = Some(reply);
+            self.deadline = self.accepted + DEADLINE;
         }
         let Some(reply) = &self.answer else { return };
         while self.written < reply.len() {
@@ -434,14 +501,36 @@ fn peer_allowed(stream: &UnixStream) -> bool {
 /// status`.
 pub fn fetch(from: &Source, path: &str) -> io::Result<Vec<u8>> {
     let mut stream: Box<dyn ReadWrite> = match from {
-        Source::Metrics(MetricsAddr::Tcp(addr)) => Box::new(TcpStream::connect(addr.as_str())?),
-        Source::Metrics(MetricsAddr::Unix(path)) => Box::new(UnixStream::connect(path)?),
+        Source::Metrics(MetricsAddr::Tcp(addr)) => {
+            let stream = connect_tcp(addr)?;
+            stream.set_read_timeout(Some(DEADLINE))?;
+            stream.set_write_timeout(Some(DEADLINE))?;
+            Box::new(stream)
+        }
+        Source::Metrics(MetricsAddr::Unix(path)) => {
+            let stream = UnixStream::connect(path)?;
+            stream.set_read_timeout(Some(DEADLINE))?;
+            stream.set_write_timeout(Some(DEADLINE))?;
+            Box::new(stream)
+        }
         Source::Pid(pid) => {
             use std::os::linux::net::SocketAddrExt;
             let addr =
                 std::os::unix::net::SocketAddr::from_abstract_name(status_socket_name(*pid))?;
             let stream = UnixStream::connect_addr(&addr)?;
+            // Anyone can bind an abstract name: the one listening must be
+            // the master the pidfile names, or what it says is not asked.
+            let peer =
+                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)?;
+            if peer.pid() != *pid as libc::pid_t {
+                return Err(io::Error::other(format!(
+                    "the status socket of {pid} is held by process {} (uid {}), not by the master",
+                    peer.pid(),
+                    peer.uid()
+                )));
+            }
             stream.set_read_timeout(Some(DEADLINE))?;
+            stream.set_write_timeout(Some(DEADLINE))?;
             Box::new(stream)
         }
     };
@@ -461,6 +550,20 @@ pub fn fetch(from: &Source, path: &str) -> io::Result<Vec<u8>> {
         return Err(io::Error::other(format!("the server answered {line}")));
     }
     Ok(reply[end + 4..].to_vec())
+}
+
+/// Connects to the first address of `addr` that answers within
+/// [`DEADLINE`] each (an unreachable one would otherwise take the
+/// system's minutes).
+fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
+    let mut last = io::Error::other(format!("{addr}: no address"));
+    for one in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&one, DEADLINE) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Which master `rustgi-gateway status` asks.

@@ -108,9 +108,17 @@ pub(crate) fn remember_start() {
         let processes = std::env::var(PROCESSES_ENV)
             .ok()
             .and_then(|n| n.parse().ok());
+        // The board's descriptor is only ours to take after our own
+        // --preload re-exec: it sets RUSTGI_PROCESSES and passes the
+        // listener with LISTEN_PID naming this very process. On any other
+        // start the number is someone else's (fd 0 is the listener when
+        // spawned), and it is ignored.
+        let reexecuted =
+            processes.is_some() && crate::listener::activation_present().unwrap_or(false);
         let board_fd = std::env::var(BOARD_FD_ENV)
             .ok()
-            .and_then(|n| n.parse().ok());
+            .and_then(|n| n.parse().ok())
+            .filter(|_| reexecuted);
         // SAFETY: no other thread exists yet (documented above).
         unsafe {
             std::env::remove_var(BOARD_FD_ENV);
@@ -167,6 +175,7 @@ pub(crate) fn run(
     // First: from here on no signal can kill the master by its default
     // action, not even during a long --preload import.
     let signals = proc::block_master_signals()?;
+    proc::ignore_sent_faults();
     let start = START.get().expect("remembered above");
     let app = crate::title::app_label(&config.python.app);
     // SAFETY: the master is single-threaded (module comment), and argv
@@ -356,10 +365,11 @@ impl Master<'_> {
                     proc::kill(pid, signal);
                     continue;
                 }
+                Action::Reloading => {
+                    self.observer.reloading();
+                    continue;
+                }
                 Action::Notify(state) => {
-                    if state.starts_with("RELOADING=1") {
-                        self.observer.reloading();
-                    }
                     systemd::notify(&state);
                     continue;
                 }
@@ -456,7 +466,20 @@ impl Master<'_> {
         }
         let first_endpoint = fds.len();
         fds.extend(self.observer.poll_fds());
-        if !matches!(poll(&mut fds, timeout_ms), Ok(ready) if ready > 0) {
+        let polled = poll(&mut fds, timeout_ms);
+        for signal in proc::take_sent_faults() {
+            tracing::warn!(
+                "signal {signal} ({}) sent by another process: it means nothing to rustgi-gateway; ignored",
+                proc::signal_name(signal)
+            );
+        }
+        if !matches!(polled, Ok(ready) if ready > 0) {
+            drop(fds);
+            // Endpoint connections past their deadline expire on every
+            // pass, not only when another endpoint socket is ready (an
+            // expired one made the timeout 1 ms: a busy loop).
+            self.observer
+                .ready(&[], self.socket.as_ref(), self.policy.target());
             return;
         }
         let signalled = fds[0].any() != Some(false);
@@ -471,10 +494,8 @@ impl Master<'_> {
             .map(|fd| fd.any() != Some(false))
             .collect();
         drop(fds);
-        if endpoint_ready.contains(&true) {
-            self.observer
-                .ready(&endpoint_ready, self.socket.as_ref(), self.policy.target());
-        }
+        self.observer
+            .ready(&endpoint_ready, self.socket.as_ref(), self.policy.target());
         for pid in said {
             self.read_status(pid);
         }
@@ -615,6 +636,11 @@ impl Master<'_> {
         self.status.clear();
         self.observer.close_in_child();
         std::mem::forget(self.socket_file.take());
+        // SIGUSR1 is ignored before the mask that kept it pending is
+        // lifted: one the master forwarded right after the fork would
+        // otherwise kill the worker before worker::run handles it.
+        proc::ignore_sigusr1_until_handled();
+        proc::default_faults();
         proc::unblock_all_signals();
         proc::die_of_sent_faults();
         let launch = Launch {

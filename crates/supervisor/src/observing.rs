@@ -43,23 +43,32 @@ pub(crate) struct Observer {
 }
 
 /// The board a previous image handed over (`fd`), or a new one.
+/// `handed` is only given after our own --preload re-exec (master.rs,
+/// `remember_start`); even then the descriptor is checked, borrowed, to
+/// be a sealed memfd before it is taken, and one that is not is left
+/// alone (it may be someone else's).
 fn board_for(handed: Option<i32>, workers: usize, threads: usize) -> std::io::Result<Board> {
-    if let Some(raw) = handed
-        && nix::fcntl::fcntl(
-            // SAFETY: only asks whether the number is open; touches no memory.
-            unsafe { BorrowedFd::borrow_raw(raw) },
-            nix::fcntl::FcntlArg::F_GETFD,
-        )
-        .is_ok()
-    {
-        // SAFETY: the previous image of this master put the board's
-        // descriptor at `raw` (RUSTGI_BOARD_FD) and nothing else in this
-        // process took it: it is read once, at start (remember_start).
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        match Board::open(fd) {
-            Ok(board) => return Ok(board),
+    // SAFETY: fcntl(F_GETFD) only asks whether the number is open.
+    if let Some(raw) = handed.filter(|&raw| unsafe { libc::fcntl(raw, libc::F_GETFD) } >= 0) {
+        // SAFETY: `raw` is open (above), and the borrow lives only for the
+        // checks below, during which nothing closes it (the master is
+        // single-threaded).
+        let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+        match Board::check_handed(borrowed) {
+            Ok(()) => {
+                // SAFETY: a sealed memfd at `raw`, named by our previous
+                // image in RUSTGI_BOARD_FD, which is read once, at start
+                // (remember_start): nothing else in this process owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                match Board::open(fd) {
+                    Ok(board) => return Ok(board),
+                    Err(e) => tracing::warn!(
+                        "the scoreboard handed over by the previous image is unusable ({e}); starting a new one: totals restart from 0"
+                    ),
+                }
+            }
             Err(e) => tracing::warn!(
-                "the scoreboard handed over by the previous image is unusable ({e}); starting a new one: totals restart from 0"
+                "{BOARD_FD_ENV}={raw} is no scoreboard ({e}); the descriptor is left alone and a new board started: totals restart from 0"
             ),
         }
     }

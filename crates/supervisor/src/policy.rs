@@ -140,6 +140,8 @@ pub(crate) enum Action {
         pid: Pid,
         how: Stop,
     },
+    /// A reload begins (SIGHUP, --touch-reload): counted in the metrics.
+    Reloading,
     /// Send to systemd's notify socket.
     Notify(String),
     /// Stop new connections from arriving where the socket allows it
@@ -484,6 +486,7 @@ impl Policy {
     }
 
     fn reload(&mut self, now: Instant, why: &str, actions: &mut Vec<Action>) {
+        actions.push(Action::Reloading);
         if self.settings.preload {
             log!(
                 info,
@@ -1102,6 +1105,7 @@ mod tests {
         assert_eq!(
             actions,
             [
+                Action::Reloading,
                 Action::Notify("RELOADING=1\nSTATUS=re-executing".into()),
                 Action::Reexec {
                     workers: OldWorkers {

@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The signals the master takes from its signalfd: those it acts on, and
 /// every other catchable one whose default action would end it or that an
@@ -41,12 +42,22 @@ pub(crate) const MASTER_SIGNALS: [Signal; 17] = [
     Signal::SIGSTKFLT,
 ];
 
-/// Blocks [`MASTER_SIGNALS`] and returns a non-blocking signalfd that
-/// receives them. Blocked signals stay pending across fork (cleared in the
-/// child) and across execve (kept), so none is lost while the master
-/// re-executes itself.
+/// Blocks [`MASTER_SIGNALS`] and the real-time signals (SIGRTMIN to
+/// SIGRTMAX: no one gives them a meaning here, and their default action
+/// ends the process) and returns a non-blocking signalfd that receives
+/// them. Blocked signals stay pending across fork (cleared in the child)
+/// and across execve (kept), so none is lost while the master re-executes
+/// itself.
 pub(crate) fn block_master_signals() -> io::Result<SignalFd> {
     let set: SigSet = MASTER_SIGNALS.into_iter().collect();
+    let mut raw = *set.as_ref();
+    for signal in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        // SAFETY: `raw` is an initialised sigset_t of ours; sigaddset only
+        // sets a bit in it (and refuses a number out of range).
+        unsafe { libc::sigaddset(&mut raw, signal) };
+    }
+    // SAFETY: `raw` came from a valid SigSet and sigaddset.
+    let set = unsafe { SigSet::from_sigset_t_unchecked(raw) };
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
     Ok(SignalFd::with_flags(
         &set,
@@ -220,9 +231,84 @@ pub(crate) fn signal_name(signal: libc::c_int) -> String {
         libc::SIGXFSZ => "SIGXFSZ, file size limit",
         libc::SIGSYS => "SIGSYS, a bad system call",
         libc::SIGTRAP => "SIGTRAP",
+        _ if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signal) => {
+            return format!("SIGRTMIN+{}", signal - libc::SIGRTMIN());
+        }
         _ => return format!("signal {signal}"),
     };
     name.to_string()
+}
+
+/// SIGTRAP, SIGSYS and SIGABRT sent to the master by another process
+/// (kill(1), sigqueue): one bit per signal number, taken by
+/// [`take_sent_faults`] on the master's next pass.
+static SENT_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// The signals whose default action ends the master but which cannot be
+/// blocked into its signalfd: a synchronous one (a breakpoint, a seccomp
+/// kill, abort(3)) is delivered even while blocked, and must keep its
+/// default meaning. A handler tells them apart: one *sent* by another
+/// process (si_code <= 0, si_pid not ours) is noted and ignored (logged by
+/// the master's loop, which wakes at least once a second); anything else,
+/// the master's own abort(3) included, gets the default action.
+const MASTER_FAULTS: [Signal; 3] = [Signal::SIGTRAP, Signal::SIGSYS, Signal::SIGABRT];
+
+/// Installs the handler of [`MASTER_FAULTS`] in the master (again after a
+/// re-exec: execve resets caught signals).
+pub(crate) fn ignore_sent_faults() {
+    let ours = SigAction::new(
+        SigHandler::SigAction(on_master_fault),
+        SaFlags::SA_SIGINFO,
+        SigSet::empty(),
+    );
+    for signal in MASTER_FAULTS {
+        // SAFETY: `on_master_fault` only makes async-signal-safe calls
+        // (getpid, an atomic, signal(2), raise(2)).
+        let _ = unsafe { sigaction(signal, &ours) };
+    }
+}
+
+/// A worker's: the master's handler of [`MASTER_FAULTS`] is inherited
+/// across fork, and a worker dies of them as any program does.
+pub(crate) fn default_faults() {
+    for signal in MASTER_FAULTS {
+        // SAFETY: the default action installs no handler.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+    }
+}
+
+/// The [`MASTER_FAULTS`] sent since the last call, and the pid of a sender
+/// is not kept (one word for the lot, written from a signal handler).
+pub(crate) fn take_sent_faults() -> Vec<libc::c_int> {
+    let bits = SENT_FAULTS.swap(0, Ordering::Relaxed);
+    (1..64).filter(|signal| bits & (1 << signal) != 0).collect()
+}
+
+extern "C" fn on_master_fault(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    // SAFETY: installed with SA_SIGINFO, so the kernel passes a valid
+    // siginfo_t, alive for the whole call; si_pid is meaningful for
+    // si_code <= 0 (SI_USER, SI_QUEUE, SI_TKILL).
+    let (code, sender) = unsafe { ((*info).si_code, (*info).si_pid()) };
+    // SAFETY: getpid(2) cannot fail and is async-signal-safe.
+    if code <= 0 && sender != unsafe { libc::getpid() } && (1..64).contains(&signal) {
+        SENT_FAULTS.fetch_or(1 << signal, Ordering::Relaxed);
+        return;
+    }
+    let Ok(signal) = Signal::try_from(signal) else {
+        return;
+    };
+    // SAFETY: as in `on_fault`: the default action, then a signal of our
+    // own is raised again (pending until we return, then it ends us; the
+    // second abort(3) does the same); a real fault happens again when the
+    // instruction re-runs.
+    let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+    if code <= 0 {
+        let _ = nix::sys::signal::raise(signal);
+    }
 }
 
 /// The handlers SIGSEGV and SIGBUS had before [`die_of_sent_faults`].

@@ -32,7 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"rgiboard");
-const LAYOUT: u64 = 2;
+/// 3: the request id's room is 128 bytes (a trusted one may be that long),
+/// and a field cut to its room is marked so.
+const LAYOUT: u64 = 3;
 
 /// Counters the master keeps, in the header so that they survive the
 /// master's own re-execution (a `--preload` reload).
@@ -102,12 +104,21 @@ const CLAIMED: u64 = u64::MAX;
 const B_SEQ: usize = 0;
 /// Wall-clock start of the running request, µs since the epoch; 0: idle.
 const B_STARTED_US: usize = 1;
-/// The front's index + 1 (0: none), then the text fields' lengths.
+/// The front's index + 1 (0: none, 8 bits), then the text fields'
+/// lengths (9 bits each), then one bit per field: cut to its room.
 const B_META: usize = 2;
 const B_TEXT: usize = 3;
-/// Text fields and their room in bytes (multiples of 8).
-const FIELDS: [usize; 5] = [16, 256, 128, 64, 64];
-const TEXT_WORDS: usize = (16 + 256 + 128 + 64 + 64) / 8;
+/// Text fields and their room in bytes (multiples of 8, at most 511):
+/// method, path, query, remote address, request id (a trusted one may be
+/// 128 bytes: serve's record.rs ID_LIMIT).
+const FIELDS: [usize; 5] = [16, 256, 128, 64, 128];
+const TEXT_WORDS: usize = (16 + 256 + 128 + 64 + 128) / 8;
+/// Where the cut bits begin in `B_META`.
+const META_CUT: usize = 8 + 9 * FIELDS.len();
+/// What ends a value the board cut to its room. The board does not know
+/// how long the value was (the access log's own marker, for a value over
+/// 1 KiB, says `...[cut, bytes: N]`).
+pub const CUT_MARKER: &[u8] = b"...[cut]";
 /// The start (as `B_STARTED_US`) of the request that was answered while
 /// its thread still ran it (a `--timeout` 504): its access-log line is the
 /// worker's, the master must not write a `killed` one. Written by the
@@ -160,6 +171,14 @@ impl Board {
             workers,
             threads,
         })
+    }
+
+    /// Whether `fd` can be a board handed over by a previous image (a
+    /// memfd sealed at a fixed size), asked before anyone takes ownership
+    /// of the descriptor: a number read from the environment may name a
+    /// descriptor that is someone else's.
+    pub fn check_handed(fd: BorrowedFd<'_>) -> io::Result<()> {
+        shm::check(fd).map(drop)
     }
 
     /// The board a previous image of this master handed over (its
@@ -393,7 +412,8 @@ pub struct WorkerView {
     pub totals: Totals,
 }
 
-/// A request a thread runs, as the board holds it (text cut to its room).
+/// A request a thread runs, as the board holds it: a text value longer
+/// than its room is cut there and ends with [`CUT_MARKER`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Running {
     pub started_unix_us: u64,
@@ -419,7 +439,11 @@ impl Running {
         let mut offset = 0;
         for (i, room) in FIELDS.iter().enumerate() {
             let len = (((meta >> (8 + 9 * i)) & 0x1ff) as usize).min(*room);
-            fields.push(bytes[offset..offset + len].to_vec());
+            let mut field = bytes[offset..offset + len].to_vec();
+            if meta >> (META_CUT + i) & 1 == 1 {
+                field.extend_from_slice(CUT_MARKER);
+            }
+            fields.push(field);
             offset += room;
         }
         let mut fields = fields.into_iter();
@@ -590,6 +614,9 @@ impl Writer {
         for (i, (value, room)) in fields.iter().zip(FIELDS).enumerate() {
             let len = value.len().min(room);
             meta |= (len as u64) << (8 + 9 * i);
+            if len < value.len() {
+                meta |= 1 << (META_CUT + i);
+            }
             for (k, chunk) in value[..len].chunks(8).enumerate() {
                 let mut bytes = [0u8; 8];
                 bytes[..chunk.len()].copy_from_slice(chunk);
@@ -627,28 +654,29 @@ impl Writer {
                 (&self.slot[start..start + BLOCK_WORDS], add_shared)
             }
         };
-        let bump = add;
         let totals = &block[B_TOTALS..B_TOTALS + TOTALS_WORDS];
         let cell = (done.front.index() * STATUS_CLASSES + status_class(done.status))
             * Ended::ALL.len()
             + done.ended.index();
-        bump(&totals[T_REQUESTS + cell], 1);
-        bump(
+        add(&totals[T_REQUESTS + cell], 1);
+        add(
             &totals[T_BUCKETS + duration_bucket(done.duration.as_secs_f64())],
             1,
         );
-        bump(&totals[T_SUM_US], done.duration.as_micros() as u64);
-        bump(&totals[T_REQUEST_BYTES], done.request_bytes);
-        bump(&totals[T_RESPONSE_BYTES], done.response_bytes);
+        add(&totals[T_SUM_US], done.duration.as_micros() as u64);
+        add(&totals[T_REQUEST_BYTES], done.request_bytes);
+        add(&totals[T_RESPONSE_BYTES], done.response_bytes);
     }
 }
 
-/// Adds to a word only this thread writes: a load and a store, no locked
-/// instruction.
+/// Adds to a word that several threads add to (a slot's shared block): an
+/// atomic read-modify-write, so that no addition is lost.
 fn add_shared(word: &AtomicU64, by: u64) {
     word.fetch_add(by, Ordering::Relaxed);
 }
 
+/// Adds to a word only this thread writes (its own block): a load and a
+/// store, no locked instruction; readers still see whole values.
 fn bump(word: &AtomicU64, by: u64) {
     word.store(
         word.load(Ordering::Relaxed).wrapping_add(by),

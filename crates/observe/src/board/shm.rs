@@ -13,7 +13,7 @@
 //! process (the master's whole life; a worker's, which inherits it), and
 //! the `&'static` slice handed out relies on that.
 
-use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+use nix::fcntl::{FcntlArg, FdFlag, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap};
 use std::io;
@@ -56,24 +56,16 @@ impl Shared {
     }
 
     /// The mapping a previous image of this process made (the descriptor it
-    /// handed over across execve).
+    /// handed over across execve, where it had to lose close-on-exec: it
+    /// gets it back, or the app's subprocesses would inherit the board).
     pub(crate) fn open(fd: OwnedFd) -> io::Result<Shared> {
-        Shared::map(high_fd(fd)?)
+        let fd = high_fd(fd)?;
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        Shared::map(fd)
     }
 
     fn map(fd: OwnedFd) -> io::Result<Shared> {
-        // Only a memfd sealed at a fixed size is mapped (what `create`
-        // makes): another file could be truncated under the mapping.
-        let seals = SealFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GET_SEALS)?);
-        if !seals.contains(FIXED_SIZE) {
-            return Err(io::Error::other("the scoreboard's size is not sealed"));
-        }
-        let size = nix::sys::stat::fstat(&fd)?.st_size;
-        let bytes = usize::try_from(size)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .filter(|b| b.get() % 8 == 0)
-            .ok_or_else(|| io::Error::other(format!("scoreboard file of {size} bytes")))?;
+        let bytes = check(fd.as_fd())?;
         // SAFETY: a fresh mapping chosen by the kernel (no address given)
         // overlaps no Rust object. `fd` is a memfd of `bytes` bytes (fstat
         // above) sealed against shrinking and growing (checked above), so
@@ -107,6 +99,31 @@ impl Shared {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// The size in bytes of `fd` if it can be a scoreboard: a file sealed at
+/// a fixed size (a memfd as [`Shared::create`] makes; another file could
+/// be truncated under the mapping) of whole words, beyond the descriptors
+/// a re-exec places. Checked on a borrowed descriptor, before anything
+/// takes ownership of it.
+pub(crate) fn check(fd: BorrowedFd<'_>) -> io::Result<NonZeroUsize> {
+    use std::os::fd::AsRawFd;
+    if fd.as_raw_fd() < LOWEST_FD {
+        return Err(io::Error::other(format!(
+            "descriptor {} is below {LOWEST_FD}, where the scoreboard never is",
+            fd.as_raw_fd()
+        )));
+    }
+    let seals = SealFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GET_SEALS)?);
+    if !seals.contains(FIXED_SIZE) {
+        return Err(io::Error::other("the scoreboard's size is not sealed"));
+    }
+    let size = nix::sys::stat::fstat(fd)?.st_size;
+    usize::try_from(size)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .filter(|b| b.get() % 8 == 0)
+        .ok_or_else(|| io::Error::other(format!("scoreboard file of {size} bytes")))
 }
 
 /// Moves `fd` to a number at or above [`LOWEST_FD`] (close-on-exec).

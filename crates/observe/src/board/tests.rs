@@ -54,8 +54,10 @@ fn long_text_is_cut_to_its_room_and_does_not_spill() {
     let long = vec![b'x'; 1000];
     writer.thread_begin(0, &begin(&long));
     let running = board.running(slot, 0).unwrap();
-    assert_eq!(running.path.len(), 256);
-    assert_eq!(running.query, b"a=1");
+    let mut cut = vec![b'x'; 256];
+    cut.extend_from_slice(CUT_MARKER);
+    assert_eq!(running.path, cut, "cut to its room, and marked");
+    assert_eq!(running.query, b"a=1", "an uncut one has no marker");
     // A shorter one after it leaves nothing of the longer one.
     writer.thread_begin(0, &begin(b"/a"));
     assert_eq!(board.running(slot, 0).unwrap().path, b"/a");
@@ -166,4 +168,31 @@ fn readers_never_see_a_mix_of_two_requests() {
             }
         }
     });
+}
+
+#[test]
+fn a_request_id_of_128_bytes_is_kept_whole_and_a_longer_one_marked() {
+    let board = Board::create(1, 1).unwrap();
+    let slot = board.claim(1).unwrap();
+    let writer = board.writer(slot);
+    let id = vec![b'i'; 128];
+    writer.thread_begin(
+        0,
+        &Begin {
+            request_id: &id,
+            ..begin(b"/")
+        },
+    );
+    assert_eq!(board.running(slot, 0).unwrap().request_id, id);
+    let longer = vec![b'i'; 129];
+    writer.thread_begin(
+        0,
+        &Begin {
+            request_id: &longer,
+            ..begin(b"/")
+        },
+    );
+    let running = board.running(slot, 0).unwrap();
+    assert_eq!(running.request_id, [&id[..], CUT_MARKER].concat());
+    assert_eq!(running.path, b"/");
 }

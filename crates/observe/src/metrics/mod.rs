@@ -162,7 +162,7 @@ pub fn prometheus(snap: &Snapshot) -> String {
         o,
         "rustgi_request_body_bytes_total",
         "counter",
-        "Request body bytes read from the front server.",
+        "Request body bytes declared by CONTENT_LENGTH (chunked bodies, without one, count 0).",
     );
     let _ = writeln!(o, "rustgi_request_body_bytes_total {}", t.request_bytes);
     head(
