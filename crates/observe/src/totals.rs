@@ -45,7 +45,8 @@ pub struct Totals {
     pub duration_buckets: [u64; DURATION_BUCKETS],
     /// Sum of all durations, in microseconds.
     pub duration_sum_us: u64,
-    /// Request body bytes read from the front server.
+    /// Request body bytes as the requests declared them (CONTENT_LENGTH;
+    /// a chunked body counts 0).
     pub request_bytes: u64,
     /// Response body bytes sent to the front server (as the access log
     /// counts them).
