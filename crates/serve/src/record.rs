@@ -217,7 +217,16 @@ impl access::Headers for LiveHeaders<'_> {
             .request_headers
             .iter()
             .enumerate()
-            .find(|(_, (n, _))| n.eq_ignore_ascii_case(name))?;
+            // The formats ask by the name they listed: the exact match
+            // first (a memcmp), any case second.
+            .find(|(_, (n, _))| n == name)
+            .or_else(|| {
+                self.observing
+                    .request_headers
+                    .iter()
+                    .enumerate()
+                    .find(|(_, (n, _))| n.eq_ignore_ascii_case(name))
+            })?;
         match self.found.get(i) {
             Some(value) => *value,
             None => self.request.param(cgi).map(|v| v.as_ref()),
@@ -234,13 +243,9 @@ impl access::Headers for LiveHeaders<'_> {
 
 impl Trail {
     /// Begins the record of `request` (`None` when no record is wanted).
-    pub(crate) fn begin(
-        request: &Arc<Request>,
-        front: Front,
-        request_id: &Bytes,
-    ) -> Option<Box<Trail>> {
+    pub(crate) fn begin(request: &Arc<Request>, front: Front, request_id: &Bytes) -> Option<Trail> {
         let observing = wanted()?;
-        Some(Box::new(Trail {
+        Some(Trail {
             request: request.clone(),
             request_id: request_id.clone(),
             front,
@@ -256,7 +261,7 @@ impl Trail {
             response_headers: Vec::new(),
             verdict: Arc::new(Verdict::default()),
             observing,
-        }))
+        })
     }
 
     /// For the Python side (core), which knows what the bytes do not tell.

@@ -516,7 +516,7 @@ async fn respond<E, W>(
     progress: &Progress,
     write_timeout: Duration,
     who: Who<'_>,
-    trail: Option<Box<Trail>>,
+    trail: Option<Trail>,
 ) -> Ending
 where
     E: ResponseEncoder,
