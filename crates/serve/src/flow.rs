@@ -34,7 +34,7 @@ pub(crate) struct ResponseFlow {
     ending: Option<Ending>,
     /// The request's record (when one is wanted), finished as the flow is
     /// dropped: the request is over then (see `crate::record`).
-    trail: Option<Box<Trail>>,
+    trail: Option<Trail>,
     /// The connection failed: what was not written is lost.
     gone: bool,
 }
@@ -53,7 +53,7 @@ impl ResponseFlow {
     }
 
     /// The flow of the request whose record is `trail`.
-    pub(crate) fn traced(mut self, trail: Option<Box<Trail>>) -> Self {
+    pub(crate) fn traced(mut self, trail: Option<Trail>) -> Self {
         self.trail = trail;
         self
     }
@@ -173,7 +173,7 @@ impl Drop for ResponseFlow {
 
 /// Encodes `events` into `out`, remembering the first ending.
 fn encode_events<E: ResponseEncoder + ?Sized>(
-    (ending, trail): (&mut Option<Ending>, &mut Option<Box<Trail>>),
+    (ending, trail): (&mut Option<Ending>, &mut Option<Trail>),
     encoder: &mut E,
     events: impl IntoIterator<Item = ResponseEvent>,
     out: &mut Segments,

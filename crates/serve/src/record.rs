@@ -85,14 +85,20 @@ pub(crate) fn observe_finished(record: &Record<'_>) {
     if let Some(writer) = OBSERVING.get().and_then(|o| o.writer.as_ref()) {
         writer.submit(record);
     }
-    board::finished(&board::Finished {
+    board::finished(&counted(record));
+}
+
+/// What the scoreboard counts of a record: its figures, none of its
+/// text.
+fn counted(record: &Record<'_>) -> board::Finished {
+    board::Finished {
         front: record.front,
         status: record.status.unwrap_or(0),
         ended: record.ended,
         duration: record.duration,
         request_bytes: record.request_bytes,
         response_bytes: record.response_bytes,
-    });
+    }
 }
 
 /// Whether records are wanted at all (otherwise none is built): for the
@@ -140,7 +146,16 @@ pub(crate) fn trusted_id(request: &Request) -> Option<&Bytes> {
 /// request number>`: unique across workers and restarts, short, and its
 /// number counts the requests of this process.
 fn generated(id: u64) -> Bytes {
-    Bytes::from(format!("{}-{id}", id_prefix()))
+    let prefix = id_prefix();
+    let mut digits = [0; 20];
+    let number = access::decimal(id, &mut digits);
+    // Exactly as long as it will be: `Bytes` takes it without a second
+    // allocation (`format!` cost more than the rest of the id).
+    let mut text = Vec::with_capacity(prefix.len() + 1 + number.len());
+    text.extend_from_slice(prefix.as_bytes());
+    text.push(b'-');
+    text.extend_from_slice(number);
+    Bytes::from(text)
 }
 
 /// The part of a generated id that is the same for each request of this
@@ -199,17 +214,38 @@ impl std::fmt::Debug for Observing {
 struct LiveHeaders<'a> {
     request: &'a Request,
     observing: &'a Observing,
+    /// The values of the format's first [`PASS_HEADERS`] request
+    /// headers, found in the record's one pass over the parameters.
+    found: &'a [Option<&'a [u8]>; PASS_HEADERS],
     response: &'a [(&'static str, Bytes)],
 }
 
+/// Request headers of the format looked for in the record's one pass
+/// over the parameters (the named formats have two); any more are looked
+/// up one by one.
+const PASS_HEADERS: usize = 6;
+
 impl access::Headers for LiveHeaders<'_> {
     fn request(&self, name: &str) -> Option<&[u8]> {
-        let (_, cgi) = self
+        let (i, (_, cgi)) = self
             .observing
             .request_headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        self.request.param(cgi).map(|v| v.as_ref())
+            .enumerate()
+            // The formats ask by the name they listed: the exact match
+            // first (a memcmp), any case second.
+            .find(|(_, (n, _))| n == name)
+            .or_else(|| {
+                self.observing
+                    .request_headers
+                    .iter()
+                    .enumerate()
+                    .find(|(_, (n, _))| n.eq_ignore_ascii_case(name))
+            })?;
+        match self.found.get(i) {
+            Some(value) => *value,
+            None => self.request.param(cgi).map(|v| v.as_ref()),
+        }
     }
 
     fn response(&self, name: &str) -> Option<&[u8]> {
@@ -222,17 +258,17 @@ impl access::Headers for LiveHeaders<'_> {
 
 impl Trail {
     /// Begins the record of `request` (`None` when no record is wanted).
-    pub(crate) fn begin(
-        request: &Arc<Request>,
-        front: Front,
-        request_id: &Bytes,
-    ) -> Option<Box<Trail>> {
+    pub(crate) fn begin(request: &Arc<Request>, front: Front, request_id: &Bytes) -> Option<Trail> {
         let observing = wanted()?;
-        Some(Box::new(Trail {
+        Some(Trail {
             request: request.clone(),
             request_id: request_id.clone(),
             front,
-            time: SystemTime::now(),
+            // Only a line shows it (the wall clock is the dearer one).
+            time: match observing.writer {
+                Some(_) => SystemTime::now(),
+                None => SystemTime::UNIX_EPOCH,
+            },
             started: Instant::now(),
             status: None,
             first_byte: None,
@@ -240,7 +276,7 @@ impl Trail {
             response_headers: Vec::new(),
             verdict: Arc::new(Verdict::default()),
             observing,
-        }))
+        })
     }
 
     /// For the Python side (core), which knows what the bytes do not tell.
@@ -293,22 +329,56 @@ impl Trail {
             (None, None) => Ended::Aborted,
         };
         let request = &*self.request;
-        // One pass over the parameters (each `param` would be one).
-        let mut found: [Option<&[u8]>; 8] = [None; 8];
-        const NAMES: [&[u8]; 8] = [
-            b"REQUEST_URI",
-            b"DOCUMENT_URI",
-            b"SCRIPT_NAME",
-            b"REMOTE_ADDR",
-            b"REQUEST_METHOD",
-            b"QUERY_STRING",
-            b"SERVER_PROTOCOL",
-            b"",
-        ];
+        let mut record = Record {
+            time: self.time,
+            request_id: &self.request_id,
+            remote: &[],
+            method: &[],
+            path: &[],
+            query: &[],
+            protocol: &[],
+            status: self.status,
+            response_bytes: self.response_bytes,
+            request_bytes: request.content_length,
+            duration: self.started.elapsed(),
+            first_byte: self.first_byte,
+            pid: access::pid(),
+            front: self.front,
+            ended,
+            headers: &access::NO_HEADERS,
+        };
+        if self.observing.writer.is_none() {
+            // Only the scoreboard: its figures need no pass over the
+            // parameters (the pass cost more than the rest of the record).
+            board::finished(&counted(&record));
+            return;
+        }
+        // One pass over the parameters (each `param` would be one): the
+        // fields, then the format's request headers. A `match` on the
+        // names compares lengths, then the bytes inline (a search of a
+        // list of names called memcmp: the pass cost as much as the line).
+        let mut fixed: [Option<&[u8]>; 7] = [None; 7];
+        let mut found: [Option<&[u8]>; PASS_HEADERS] = [None; PASS_HEADERS];
+        let wanted = &self.observing.request_headers;
+        let wanted = &wanted[..wanted.len().min(PASS_HEADERS)];
         for param in &request.params {
-            if let Some(i) = NAMES[..7].iter().position(|n| *n == param.name.as_ref()) {
-                found[i].get_or_insert(param.value.as_ref());
-            }
+            let name = param.name.as_ref();
+            let i = match name {
+                b"REQUEST_URI" => 0,
+                b"DOCUMENT_URI" => 1,
+                b"SCRIPT_NAME" => 2,
+                b"REMOTE_ADDR" => 3,
+                b"REQUEST_METHOD" => 4,
+                b"QUERY_STRING" => 5,
+                b"SERVER_PROTOCOL" => 6,
+                _ => {
+                    if let Some(i) = wanted.iter().position(|(_, cgi)| cgi == name) {
+                        found[i].get_or_insert(param.value.as_ref());
+                    }
+                    continue;
+                }
+            };
+            fixed[i].get_or_insert(param.value.as_ref());
         }
         let [
             uri,
@@ -318,33 +388,21 @@ impl Trail {
             method,
             query,
             protocol,
-            _,
-        ] = found;
+        ] = fixed;
         let uri = uri.or(document_uri).or(script_name).unwrap_or_default();
         let path = uri.split(|&b| b == b'?').next().unwrap_or_default();
         let headers = LiveHeaders {
             request,
             observing: self.observing,
+            found: &found,
             response: &self.response_headers,
         };
-        let record = Record {
-            time: self.time,
-            request_id: &self.request_id,
-            remote: remote.unwrap_or_default(),
-            method: method.unwrap_or_default(),
-            path,
-            query: query.unwrap_or_default(),
-            protocol: protocol.unwrap_or_default(),
-            status: self.status,
-            response_bytes: self.response_bytes,
-            request_bytes: request.content_length,
-            duration: self.started.elapsed(),
-            first_byte: self.first_byte,
-            pid: access::pid(),
-            front: self.front,
-            ended,
-            headers: &headers,
-        };
+        record.remote = remote.unwrap_or_default();
+        record.method = method.unwrap_or_default();
+        record.path = path;
+        record.query = query.unwrap_or_default();
+        record.protocol = protocol.unwrap_or_default();
+        record.headers = &headers;
         observe_finished(&record);
     }
 }

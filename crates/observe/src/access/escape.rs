@@ -23,6 +23,7 @@ fn cut(value: &[u8]) -> (&[u8], Option<usize>) {
     (&value[..end], Some(value.len()))
 }
 
+#[inline]
 fn marker(out: &mut Vec<u8>, full: Option<usize>) {
     if let Some(full) = full {
         out.extend_from_slice(CUT_MARKER.as_bytes());
@@ -118,11 +119,10 @@ pub(crate) fn text(out: &mut Vec<u8>, value: &[u8]) {
 /// As [`text`], with nothing for an empty value.
 pub(crate) fn text_raw(out: &mut Vec<u8>, value: &[u8]) {
     let (value, full) = cut(value);
-    let plain = |b: &u8| (0x20..=0x7e).contains(b) && *b != b'"' && *b != b'\\';
     let mut rest = value;
     while !rest.is_empty() {
         // Runs of plain bytes (most of a line) are copied at once.
-        let run = rest.iter().position(|b| !plain(b)).unwrap_or(rest.len());
+        let run = plain_run(rest);
         out.extend_from_slice(&rest[..run]);
         let Some(&b) = rest.get(run) else {
             break;
@@ -139,4 +139,61 @@ pub(crate) fn text_raw(out: &mut Vec<u8>, value: &[u8]) {
         rest = &rest[run + 1..];
     }
     marker(out, full);
+}
+
+/// Whether a text line shows `b` as it is: printable ASCII but `"` and `\`.
+fn plain(b: u8) -> bool {
+    (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// How many bytes `value` begins with that [`plain`] passes, eight at a
+/// time while none of eight needs escaping (the scan was the access
+/// log's largest cost: a line is mostly plain bytes).
+fn plain_run(value: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Some byte of `w` is zero (no false alarm when none is).
+    let zero = |w: u64| w.wrapping_sub(LO) & !w & HI;
+    let mut at = 0;
+    while let Some(chunk) = value.get(at..at + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // Below 0x20: subtracting 0x20 borrows into the byte's top bit.
+        let control = w.wrapping_sub(LO * 0x20) & !w & HI;
+        // 0x7f and up: the top bit, set or set by adding one.
+        let high = (w | w.wrapping_add(LO)) & HI;
+        let quote = zero(w ^ (LO * u64::from(b'"')));
+        let backslash = zero(w ^ (LO * u64::from(b'\\')));
+        if control | high | quote | backslash != 0 {
+            break;
+        }
+        at += 8;
+    }
+    at + value[at..]
+        .iter()
+        .position(|&b| !plain(b))
+        .unwrap_or(value.len() - at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte value, at every place of an eight-byte word and past
+    /// it, between plain bytes: the run stops exactly there.
+    #[test]
+    fn plain_runs_stop_at_the_first_byte_to_escape() {
+        for b in 0..=255u8 {
+            for at in 0..20 {
+                let mut value = vec![b'a'; 24];
+                value[at] = b;
+                let want = if plain(b) { 24 } else { at };
+                assert_eq!(plain_run(&value), want, "byte {b:#04x} at {at}");
+            }
+        }
+        // Carries and borrows across bytes: neighbours at the edges.
+        for (x, y) in [(0x00u8, 0xffu8), (0xff, 0x00), (0x1f, 0x7f), (0x7e, 0x80)] {
+            let value = [b'a', b'b', b'c', x, y, b'd', b'e', b'f', b'g'];
+            assert_eq!(plain_run(&value), 3 + usize::from(plain(x)));
+        }
+    }
 }

@@ -263,9 +263,10 @@ impl Format {
     }
 }
 
-fn number(out: &mut Vec<u8>, n: impl fmt::Display) {
-    use std::io::Write;
-    let _ = write!(out, "{n}");
+fn number(out: &mut Vec<u8>, n: impl Into<u128>) {
+    // Every figure a line carries fits in a u64; a u128 is cut there.
+    let n = u64::try_from(n.into()).unwrap_or(u64::MAX);
+    out.extend_from_slice(super::decimal(n, &mut [0; 20]));
 }
 
 /// `path?query`, or the path alone.
@@ -341,9 +342,7 @@ fn combined(record: &Record, out: &mut Vec<u8>) {
 
 /// The fields of the `json` and `logfmt` lines, in order.
 fn keyed(record: &Record, mut emit: impl FnMut(&str, Value<'_>)) {
-    let mut time = Vec::with_capacity(24);
-    time::rfc3339(&mut time, record.time);
-    emit("time", Value::Text(&time));
+    emit("time", Value::Time(record.time));
     emit("request_id", Value::Text(record.request_id));
     emit("remote", Value::Text(record.remote));
     emit("method", Value::Text(record.method));
@@ -382,6 +381,8 @@ fn keyed(record: &Record, mut emit: impl FnMut(&str, Value<'_>)) {
 
 enum Value<'a> {
     Text(&'a [u8]),
+    /// RFC 3339: plain ASCII, written as it is (no escaping, no copy).
+    Time(std::time::SystemTime),
     /// `None`: not known (JSON null, logfmt `-`).
     Number(Option<u128>),
 }
@@ -398,6 +399,11 @@ fn json(record: &Record, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\":");
         match value {
             Value::Text(text) => escape::json(out, text),
+            Value::Time(at) => {
+                out.push(b'"');
+                time::rfc3339(out, at);
+                out.push(b'"');
+            }
             Value::Number(Some(n)) => number(out, n),
             Value::Number(None) => out.extend_from_slice(b"null"),
         }
@@ -415,6 +421,7 @@ fn logfmt(record: &Record, out: &mut Vec<u8>) {
         out.push(b'=');
         match value {
             Value::Text(text) => escape::logfmt(out, text),
+            Value::Time(at) => time::rfc3339(out, at),
             Value::Number(Some(n)) => number(out, n),
             Value::Number(None) => out.push(b'-'),
         }

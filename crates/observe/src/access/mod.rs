@@ -119,6 +119,22 @@ pub fn pid() -> u32 {
     }
 }
 
+/// `n` in decimal, written into `digits` (its end), without `fmt`'s
+/// machinery: a line has up to six numbers, and a generated request id
+/// one.
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &digits[at..]
+}
+
 /// The CGI parameter a request header arrives as (`User-Agent` →
 /// `HTTP_USER_AGENT`; Content-Type and Content-Length have no `HTTP_`).
 pub fn cgi_name(header: &str) -> Vec<u8> {

@@ -10,7 +10,6 @@ struct Civil {
     hour: u32,
     minute: u32,
     second: u32,
-    millis: u32,
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
@@ -35,18 +34,38 @@ fn civil(time: SystemTime) -> Civil {
         hour: (rest / 3600) as u32,
         minute: (rest / 60 % 60) as u32,
         second: (rest % 60) as u32,
-        millis: since.subsec_millis(),
     }
 }
 
-/// RFC 3339 with milliseconds: `2026-12-07T17:38:00.123Z`.
+/// RFC 3339 with milliseconds: `2026-12-07T17:38:00.123Z`. The part up
+/// to the second is written once per second and thread (as [`clf`]).
 pub(crate) fn rfc3339(out: &mut Vec<u8>, time: SystemTime) {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    LAST_RFC3339.with_borrow_mut(|(last, text)| {
+        if *last != since.as_secs() {
+            text.clear();
+            rfc3339_second(text, time);
+            *last = since.as_secs();
+        }
+        out.extend_from_slice(text);
+    });
+    let millis = since.subsec_millis();
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
+}
+
+fn rfc3339_second(out: &mut Vec<u8>, time: SystemTime) {
     use std::io::Write;
     let c = civil(time);
     let _ = write!(
         out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
     );
 }
 
@@ -58,6 +77,8 @@ thread_local! {
     /// The last second written, as `clf` wrote it: lines come many to a
     /// second.
     static LAST_CLF: std::cell::RefCell<(u64, Vec<u8>)> = const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
+    /// The same for [`rfc3339`], up to the second.
+    static LAST_RFC3339: std::cell::RefCell<(u64, Vec<u8>)> = const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
 }
 
 /// Apache's common log format: `07/Dec/2026:17:38:00 +0000`.

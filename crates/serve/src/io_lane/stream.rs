@@ -266,7 +266,7 @@ pub async fn serve<P, C>(
 
 /// Logs a request dropped before it went to a Python thread, and ends
 /// its record with `ended` (no status: nothing was answered).
-fn not_run(who: Who<'_>, body: &BodyPump<'_>, trail: Option<Box<Trail>>, ended: Ended, why: &str) {
+fn not_run(who: Who<'_>, body: &BodyPump<'_>, trail: Option<Trail>, ended: Ended, why: &str) {
     log_for!(
         info,
         who,
@@ -538,7 +538,7 @@ async fn respond<E, W>(
     progress: &Progress,
     write_timeout: Duration,
     who: Who<'_>,
-    trail: Option<Box<Trail>>,
+    trail: Option<Trail>,
 ) -> Ending
 where
     E: ResponseEncoder,

@@ -92,7 +92,7 @@ impl<E> LaneResponse<E> {
     }
 
     /// The request's record, which the flow fills in.
-    pub(super) fn traced(mut self, trail: Option<Box<crate::record::Trail>>) -> Self {
+    pub(super) fn traced(mut self, trail: Option<crate::record::Trail>) -> Self {
         self.flow = std::mem::replace(&mut self.flow, ResponseFlow::new(true)).traced(trail);
         self
     }
