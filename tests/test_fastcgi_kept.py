@@ -163,7 +163,9 @@ def test_abort_request_on_a_kept_connection_in_the_fast_lane(gateway, request, m
         assert aborted.ended_at - aborted_at < 2, "END_REQUEST did not follow ABORT_REQUEST"
         assert b"block 150" not in aborted.stdout
         # The application stopped: its iterable was closed.
-        assert wait_until(marker.exists, timeout=5), gw.describe(mark)
+        # The app opens the file, then writes its line: wait for the line.
+        assert wait_until(lambda: marker.exists() and marker.read_text().endswith("\n"), timeout=5), \
+            gw.describe(mark)
         assert marker.read_text().startswith("closed after"), marker.read_text()
         # The connection is still kept, and serves the next request.
         del conn.replies[1]
