@@ -63,7 +63,6 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         multiprocess,
         board,
     } = launch;
-    crate::proc::ignore_sigusr1_until_handled();
     // Before any Python thread runs a request.
     if let Some((board, slot)) = board {
         rustgi_observe::board::attach(board.writer(slot));
