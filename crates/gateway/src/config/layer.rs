@@ -70,8 +70,9 @@ pub fn validate(layer: &Layer, keys: &[Key]) -> Result<(), String> {
             ));
         }
         for value in &setting.values {
-            let flag = format!("--{name}");
-            let argv = ["rustgi-gateway", flag.as_str(), value.as_str()];
+            // `--name=value`: a value may start with a dash.
+            let flag = format!("--{name}={value}");
+            let argv = ["rustgi-gateway", flag.as_str()];
             if let Err(e) = crate::cli::Cli::command().try_get_matches_from(argv) {
                 let text = e.to_string();
                 let first = text.lines().next().unwrap_or_default();
@@ -123,6 +124,8 @@ mod tests {
         assert!(validate(&one("threads", &["1", "2"]), &keys()).is_err());
         assert!(validate(&one("env", &["A=1", "B=2"]), &keys()).is_ok());
         assert!(validate(&one("env", &["novalue"]), &keys()).is_err());
+        assert!(validate(&one("env", &["-X=1"]), &keys()).is_ok());
+        assert!(validate(&one("mount", &["--"]), &keys()).is_ok());
     }
 
     #[test]
