@@ -45,7 +45,7 @@ pub struct Cli {
 
     /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
     /// listening socket the front server passed on fd 0 is used.
-    #[arg(long)]
+    #[arg(long, visible_alias = "bind")]
     pub socket: Option<String>,
 
     /// Only serve TCP peers at this address or network (repeatable; e.g.
@@ -86,8 +86,14 @@ pub struct Cli {
     /// The WSGI application: MODULE[:CALLABLE] or path/to/file.py[:CALLABLE]
     /// (CALLABLE defaults to `application`; `name()` calls a factory).
     /// Without it, a built-in demo app is served.
-    #[arg(long)]
+    #[arg(long, visible_aliases = ["module", "wsgi-file"])]
     pub app: Option<String>,
+
+    /// A PasteDeploy ini file whose app (and pipeline) is served, with
+    /// `#NAME` for another app than `main`; its `[server:main]` section
+    /// (flup's fcgi/scgi/ajp servers) supplies the protocol and address.
+    #[arg(long, value_name = "PATH[#NAME]", conflicts_with = "app")]
+    pub paste: Option<String>,
 
     /// Change to this directory before loading the application.
     #[arg(long)]
@@ -98,7 +104,7 @@ pub struct Cli {
     pub pythonpath: Vec<PathBuf>,
 
     /// Run the application inside this virtualenv.
-    #[arg(long)]
+    #[arg(long, visible_aliases = ["virtualenv", "home"])]
     pub venv: Option<PathBuf>,
 
     /// Set an environment variable before Python starts (repeatable).
@@ -168,7 +174,7 @@ pub struct Cli {
 
     /// Seconds a request may run: then it gets a 504, its thread's Python
     /// stack is logged and interrupted, and its worker is replaced (default: no limit).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", visible_alias = "harakiri")]
     pub timeout: Option<f64>,
 
     /// Seconds after which a running request is logged, once, with its
@@ -202,8 +208,13 @@ pub struct Cli {
 
     /// Worker processes, forked by a master that replaces any that dies
     /// (daemon mode; a CGI request is always one process).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, visible_alias = "workers", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub processes: u16,
+
+    /// uWSGI's --master, accepted so that its command lines work: rustgi
+    /// always runs a master (a note says so in the log).
+    #[arg(long, hide = true)]
+    pub master: bool,
 
     /// Import the application once in the master, then fork the workers
     /// (shared memory, fast start; a reload re-executes the master).
@@ -264,6 +275,47 @@ pub struct Cli {
     /// rest are counted in one "suppressed N" line. 0: no limit.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub bad_input_warnings: u32,
+
+    #[command(flatten)]
+    pub sources: Sources,
+}
+
+/// Where settings come from besides the command line. These flags are not
+/// settings themselves: they are no keys of the file.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Configuration sources")]
+pub struct Sources {
+    /// Read settings from this TOML file: each key is a flag's name
+    /// (`max-requests = 100`; `max_requests` too), repeatable flags take
+    /// arrays. Flags win over RUSTGI_<FLAG> environment variables, which
+    /// win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Read a uWSGI ini file (`FILE` or `FILE:SECTION`, section `uwsgi` by
+    /// default) as settings, below --config; `rustgi-gateway convert FILE`
+    /// shows what it becomes.
+    #[arg(long, value_name = "FILE[:SECTION]")]
+    pub uwsgi_ini: Option<String>,
+
+    /// Print the merged settings (flags, environment, files, defaults) as
+    /// TOML that --config reads back, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// `--socket`, also as gunicorn and uWSGI write it: `unix:PATH`, and
+/// `:PORT` for every address.
+fn socket_spec(spec: &str) -> SocketSpec {
+    if let Some(path) = spec.strip_prefix("unix:") {
+        return SocketSpec::Unix(PathBuf::from(path));
+    }
+    match spec.strip_prefix(':') {
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            SocketSpec::Tcp(format!("0.0.0.0:{port}"))
+        }
+        _ => SocketSpec::parse(spec),
+    }
 }
 
 fn parse_access_format(s: &str) -> Result<AccessFormat, String> {
@@ -337,6 +389,11 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 
 impl Cli {
     pub fn into_config(self) -> Result<ServerConfig, String> {
+        if let Some(paste) = &self.paste {
+            return Err(format!(
+                "--paste {paste}: this build reads the file's [server:main] but cannot load a PasteDeploy app"
+            ));
+        }
         let app = self.app.as_deref().map_or(AppSpec::Demo, AppSpec::parse);
         let serve = ServeConfig {
             protocol: self.proto.map(|proto| match proto {
@@ -395,7 +452,7 @@ impl Cli {
         }
         Ok(ServerConfig {
             serve,
-            socket: self.socket.as_deref().map(SocketSpec::parse),
+            socket: self.socket.as_deref().map(socket_spec),
             socket_mode: self.chmod,
             python: PythonSetup {
                 app,

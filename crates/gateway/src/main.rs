@@ -3,6 +3,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod cli;
+mod config;
 mod log;
 
 use clap::Parser;
@@ -13,10 +14,32 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "status") {
         return status(cli::StatusCli::parse_from(std::env::args_os().skip(1)));
     }
-    let cli = cli::Cli::parse();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "convert") {
+        return convert(std::env::args_os().skip(2).collect());
+    }
+    let loaded = match config::load(std::env::args_os().collect(), std::env::vars().collect()) {
+        Ok(loaded) => loaded,
+        Err(config::Failure::Clap(e)) => e.exit(),
+        Err(config::Failure::Message(message)) => {
+            eprintln!("rustgi-gateway: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(text) = &loaded.printed {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    let cli = loaded.cli;
     if let Err(message) = log::init(&cli.log_level, cli.log_format, cli.log_file.as_deref()) {
         eprintln!("rustgi-gateway: {message}");
         return ExitCode::from(2);
+    }
+    for note in &loaded.notes {
+        if note.warn {
+            tracing::warn!("{}", note.text);
+        } else {
+            tracing::info!("{}", note.text);
+        }
     }
     // Why it stops goes to stderr, where whoever started it looks, and to
     // the log file too, where the rest of its story is.
@@ -39,6 +62,30 @@ fn main() -> ExitCode {
         Err(e) => {
             fail(&e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rustgi-gateway convert app.ini[:section]`: prints the TOML that
+/// `--config` reads for a uWSGI ini file (what `--uwsgi-ini` would take).
+fn convert(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let spec = match args.as_slice() {
+        [spec] => spec.to_string_lossy().into_owned(),
+        _ => {
+            eprintln!(
+                "usage: rustgi-gateway convert FILE[:SECTION]\n\nPrints the rustgi settings (TOML, for --config) of a uWSGI ini file."
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match config::convert(&spec) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("rustgi-gateway convert: {message}");
+            ExitCode::from(2)
         }
     }
 }

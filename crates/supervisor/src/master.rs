@@ -67,7 +67,8 @@ const OLD_WORKERS_ENV: &str = "RUSTGI_OLD_WORKERS";
 /// Workers of the previous image that were already told to stop.
 const DRAINING_WORKERS_ENV: &str = "RUSTGI_DRAINING_WORKERS";
 /// The worker count as SIGTTIN/SIGTTOU left it.
-const PROCESSES_ENV: &str = "RUSTGI_PROCESSES";
+/// (Not RUSTGI_PROCESSES: that is --processes' environment variable.)
+const PROCESSES_ENV: &str = "RUSTGI_REEXEC_PROCESSES";
 /// How often --touch-reload's file is looked at.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Beyond --graceful-timeout, how long a worker told to stop has to exit
@@ -109,7 +110,7 @@ pub(crate) fn remember_start() {
             .ok()
             .and_then(|n| n.parse().ok());
         // The board's descriptor is only ours to take after our own
-        // --preload re-exec: it sets RUSTGI_PROCESSES and passes the
+        // --preload re-exec: it sets RUSTGI_REEXEC_PROCESSES and passes the
         // listener with LISTEN_PID naming this very process. On any other
         // start the number is someone else's (fd 0 is the listener when
         // spawned), and it is ignored.

@@ -1,0 +1,188 @@
+"""Settings from elsewhere than flags, seen from outside: --config (TOML),
+RUSTGI_<FLAG> variables, --uwsgi-ini and `rustgi-gateway convert`, the
+aliases uWSGI and gunicorn users type, and the tip for an unknown flag.
+The uWSGI file is fixtures/config/uwsgi.ini, served behind nginx."""
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness import REPO, Gateway, Location, Nginx, can_connect_unix, free_port
+
+FIXTURE = REPO / "fixtures" / "config" / "uwsgi.ini"
+APPS_FROM_FIXTURE = f"{FIXTURE.parent}/../../tests/apps"
+
+
+def run(gateway_bin, *args, env=None, cwd=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RUSTGI_") or k == "RUSTGI_BIN"}
+    full_env.update(env or {})
+    return subprocess.run([str(gateway_bin), *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd or REPO, timeout=60)
+
+
+def settings(printed: str) -> dict:
+    """--print-config's text as a dict, defaults included (they are the
+    commented `# key = value  (default)` lines)."""
+    lines = []
+    for line in printed.splitlines():
+        default = re.fullmatch(r"# (\S+ = .*)  \(default\)", line)
+        if default:
+            lines.append(default.group(1))
+        elif not line.startswith("#"):
+            lines.append(line)
+    return tomllib.loads("\n".join(lines))
+
+
+def printed(gateway_bin, *args, env=None) -> dict:
+    r = run(gateway_bin, *args, "--print-config", env=env)
+    assert r.returncode == 0, r.stderr
+    return settings(r.stdout)
+
+
+@pytest.fixture
+def site_env(run_dir, venv_dir):
+    return {
+        "SITE_RUN": str(run_dir),
+        "SITE_VENV": str(venv_dir),
+        "SITE_STATS_PORT": str(free_port()),
+    }
+
+
+def equivalent_flags(site_env) -> list[str]:
+    run_dir = site_env["SITE_RUN"]
+    return [
+        "--proto", "uwsgi", "--socket", f"{run_dir}/uwsgi-ini.sock", "--chmod", "666",
+        "--app", "conformance:application", "--chdir", APPS_FROM_FIXTURE,
+        "--pythonpath", APPS_FROM_FIXTURE, "--venv", site_env["SITE_VENV"],
+        "--processes", "2", "--threads", "4",
+        "--max-header-size", "32768", "--buffer-body", "8192", "--max-requests", "1000",
+        "--reload-on-rss", "512", "--timeout", "30", "--touch-reload", f"{run_dir}/uwsgi-ini.reload",
+        "--env", "DJANGO_SETTINGS_MODULE=site.settings", "--env", "SITE_NAME=from-uwsgi",
+        "--log-file", f"{run_dir}/uwsgi-ini.log",
+        "--metrics", f"127.0.0.1:{site_env['SITE_STATS_PORT']}",
+    ]
+
+
+def test_uwsgi_ini_is_the_same_as_its_flags(gateway_bin, site_env):
+    from_ini = printed(gateway_bin, "--uwsgi-ini", str(FIXTURE), env=site_env)
+    from_flags = printed(gateway_bin, *equivalent_flags(site_env))
+    assert from_ini == from_flags
+    assert from_ini["timeout"] == 30 and from_ini["preload"] is False
+
+
+def test_convert_prints_a_config_that_reads_the_same(gateway_bin, site_env, scratch):
+    r = run(gateway_bin, "convert", str(FIXTURE), env=site_env)
+    assert r.returncode == 0, r.stderr
+    assert "# WARNING: " in r.stdout and "location /static/ { alias " in r.stdout, r.stdout
+    assert "max-worker-lifetime" in r.stdout, r.stdout
+    toml_file = scratch / "site.toml"
+    toml_file.write_text(r.stdout)
+    assert printed(gateway_bin, "--config", str(toml_file)) == printed(
+        gateway_bin, "--uwsgi-ini", str(FIXTURE), env=site_env)
+    # And --print-config's own output reads back the same.
+    again = run(gateway_bin, "--config", str(toml_file), "--print-config")
+    (scratch / "again.toml").write_text(again.stdout)
+    assert printed(gateway_bin, "--config", str(scratch / "again.toml")) == settings(again.stdout)
+
+
+def test_flags_over_environment_over_files(gateway_bin, site_env, scratch):
+    toml_file = scratch / "rustgi.toml"
+    toml_file.write_text("threads = 3\nmax_requests = 50\nprocesses = 2\n")
+    got = printed(gateway_bin, "--uwsgi-ini", str(FIXTURE), "--config", str(toml_file), "--processes", "3",
+                  env={**site_env, "RUSTGI_MAX_REQUESTS": "70"})
+    assert (got["threads"], got["max-requests"], got["processes"]) == (3, 70, 3)
+    # The project's own RUSTGI_ names are no settings, and no typos.
+    got = printed(gateway_bin, env={"RUSTGI_LANE": "io", "RUSTGI_REQUEST_ID": "x", "RUSTGI_KEEP_RUN": "1"})
+    assert got["threads"] == 8
+
+
+def test_unknown_keys_and_variables_name_the_closest(gateway_bin, scratch):
+    toml_file = scratch / "rustgi.toml"
+    toml_file.write_text("threads = 2\nmax-request = 5\n")
+    r = run(gateway_bin, "--config", str(toml_file))
+    assert r.returncode == 2
+    assert f"{toml_file}:2: unknown key `max-request`; did you mean `max-requests`?" in r.stderr, r.stderr
+    r = run(gateway_bin, env={"RUSTGI_MAX_REQUEST": "5"})
+    assert r.returncode == 2
+    assert "RUSTGI_MAX_REQUEST: not a rustgi setting; did you mean RUSTGI_MAX_REQUESTS?" in r.stderr
+
+
+@pytest.mark.parametrize("typed, tip", [
+    ("--modul", "did you mean --module (that is --app)?"),
+    ("--harakri", "did you mean --harakiri (that is --timeout)?"),
+    ("--max-request", "did you mean --max-requests?"),
+    ("--chmod-socket", "uWSGI's --chmod-socket is --chmod here"),
+    ("--uid", "uWSGI's --uid is --user here"),
+    ("--socket-mode", None),
+    ("--mastr-fifo", None),
+])
+def test_the_tip_for_an_unknown_flag(gateway_bin, typed, tip):
+    r = run(gateway_bin, typed, "x")
+    assert r.returncode == 2
+    assert f"unexpected argument '{typed}'" in r.stderr, r.stderr
+    if tip is None:
+        assert "tip:" not in r.stderr, r.stderr
+    else:
+        assert f"tip: {tip}" in r.stderr, r.stderr
+    for other_meaning in ("--mount", "--user", "--chown"):
+        assert f"tip: did you mean {other_meaning}?" not in r.stderr
+
+
+def test_aliases_users_type(gateway_bin):
+    got = printed(gateway_bin, "--workers", "2", "--harakiri", "9", "--module", "m:app", "--virtualenv", "/v",
+                  "--bind", "127.0.0.1:9", "--master")
+    assert (got["processes"], got["timeout"], got["app"], got["venv"], got["socket"]) == (
+        2, 9, "m:app", "/v", "127.0.0.1:9")
+
+
+class IniGateway(Gateway):
+    """A gateway whose socket and protocol come from its ini file."""
+
+    @property
+    def command(self) -> list[str]:
+        return [str(self.binary), *self.args]
+
+
+def test_served_from_the_ini_behind_nginx(gateway_bin, nginx_binary, site_env, run_dir, log_dir):
+    run_path = Path(site_env["SITE_RUN"])
+    (run_path / "uwsgi-ini.reload").touch()
+    socket = run_path / "uwsgi-ini.sock"
+    gw = IniGateway("uwsgi-ini", str(socket), ["--uwsgi-ini", str(FIXTURE)], log_dir / "uwsgi-ini.log",
+                    env=site_env, binary=gateway_bin)
+    log_file = run_path / "uwsgi-ini.log"
+    try:
+        try:
+            gw.start()
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{log_file.read_text() if log_file.exists() else ''}")
+        own_dir = run_dir / "nginx-uwsgi-ini"
+        own_dir.mkdir(mode=0o755, exist_ok=True)
+        server = Nginx(nginx_binary, own_dir, log_dir / "nginx-uwsgi-ini",
+                       [Location("/", f"unix:{socket}", proto="uwsgi")])
+        server.start()
+        try:
+            r = requests.get(server.url("/osenv?name=SITE_NAME"), timeout=10)
+            assert (r.status_code, r.text) == (200, "from-uwsgi"), log_file.read_text()
+            r = requests.get(server.url("/environ"), timeout=10)
+            assert r.status_code == 200
+            assert r.json()["wsgi.multiprocess"] is True
+        finally:
+            server.stop()
+        # stats = … is --metrics.
+        metrics = requests.get(f"http://127.0.0.1:{site_env['SITE_STATS_PORT']}/metrics", timeout=10)
+        assert metrics.status_code == 200 and "rustgi_" in metrics.text
+        log = log_file.read_text()
+        assert re.search(r"WARN.*static-map.*location /static/ \{ alias .*/static/; \}", log), log
+        assert re.search(r"WARN.*max-worker-lifetime", log), log
+        assert re.search(r"INFO.*\(master\): not needed", log), log
+        # disable-logging: no access log.
+        assert "GET /osenv" not in log
+    finally:
+        gw.terminate()
+    assert not can_connect_unix(socket)
