@@ -217,12 +217,16 @@ class Gateway:
     With `socket_path=None` there is no --socket: the gateway takes the
     listening socket on its fd 0, which is `stdin` (a file descriptor or a
     subprocess constant), and `start()` waits for its "listening on" line.
+
+    With `new_session` it starts a session of its own, so that its process
+    group is its master and workers (`os.killpg(gw.pid, ...)`).
     """
 
     def __init__(self, name: str, socket_path: str | None, args: list[str], log_path: Path,
                  env: dict | None = None, binary: Path | None = None, stdin=subprocess.DEVNULL,
-                 proto: str = "scgi"):
+                 proto: str = "scgi", new_session: bool = False):
         self.name = name
+        self.new_session = new_session
         self.proto = proto
         self.socket = None if socket_path is None else str(socket_path)
         self.stdin = stdin
@@ -269,6 +273,7 @@ class Gateway:
                 env=self.env,
                 cwd=REPO,
                 preexec_fn=_die_with_parent,
+                start_new_session=self.new_session,
             )
         return self
 

@@ -21,7 +21,7 @@ mod sink;
 
 pub use allow::{AllowedPeer, from_environment as allowed_from_environment};
 pub use config::{BodyLimits, FastcgiOptions, MinRate, Protocol, ServeConfig, Timeouts};
-pub use intake::Listener;
+pub use intake::{Listener, drop_new_connections};
 pub use record::{ObserveConfig, start as start_observing, stop as stop_observing};
 
 use rustgi_core::PythonPool;
@@ -225,7 +225,7 @@ async fn drain_queue(
     let accepted = intake.accepted_while_draining();
     match ended {
         Some(intake::Drained::Empty) => tracing::info!(
-            "stopping: {accepted} connection(s) that waited in the listen queue accepted; it is empty and new connections are refused"
+            "stopping: {accepted} connection(s) that waited in the listen queue accepted; it is empty and no new connection can join it"
         ),
         Some(intake::Drained::Quiet) => tracing::info!(
             "stopping: {accepted} connection(s) that waited in the listen queue accepted; it stayed empty for {:?}",

@@ -173,20 +173,26 @@ impl BoundSocket {
         Ok(nix::sys::socket::listen(&self.as_fd(), Backlog::MAXCONN)?)
     }
 
-    /// Stops new connections from arriving, keeping those queued: a Unix
-    /// listener shut down for reading refuses connects and can still be
-    /// accepted on until its queue is empty. Linux offers nothing of the
-    /// kind for TCP (`shutdown` on a TCP listener resets its queue, as
-    /// close does): false, and nothing done. Not for an inherited socket
-    /// ([`inherited`]), which would then refuse connects for its other
-    /// holders too.
-    pub(crate) fn stop_arrivals(&self) -> io::Result<bool> {
+    /// Stops new connections from arriving, keeping those queued, and
+    /// says how: a Unix listener shut down for reading refuses connects
+    /// and can still be accepted on until its queue is empty. `shutdown`
+    /// on a TCP listener resets its queue, as close does, so new SYNs are
+    /// dropped by a socket filter instead (`rustgi_serve::drop_new_connections`):
+    /// their senders send them again and find the listener closed. Not for
+    /// an inherited socket ([`inherited`]), which would then stop
+    /// connects for its other holders too.
+    pub(crate) fn stop_arrivals(&self) -> io::Result<&'static str> {
         match self {
             BoundSocket::Unix { listener, .. } => {
                 nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Read)?;
-                Ok(true)
+                Ok("new connections are refused")
             }
-            BoundSocket::Tcp(_) => Ok(false),
+            BoundSocket::Tcp(listener) => {
+                rustgi_serve::drop_new_connections(listener.as_fd())?;
+                Ok(
+                    "new connections get no answer (a socket filter: their senders send the SYN again a second later, and are refused once the listener closes)",
+                )
+            }
         }
     }
 

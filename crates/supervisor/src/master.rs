@@ -391,7 +391,8 @@ impl Master<'_> {
 
     /// The stop: the socket file goes (connects by path fail from here),
     /// and a Unix listener is shut down for reading (connects are refused,
-    /// the queue stays for the workers to serve). Not for an inherited
+    /// the queue stays for the workers to serve); a TCP one drops new
+    /// SYNs (the queue stays too). Not for an inherited
     /// socket, which others may hold (systemd, for the next start; the
     /// other children of spawn-fcgi -F).
     fn stop_arrivals(&mut self) {
@@ -404,13 +405,12 @@ impl Master<'_> {
             return;
         }
         match socket.stop_arrivals() {
-            Ok(true) => tracing::info!(
-                "new connections are refused; the workers serve what waits in the listen queue"
+            Ok(how) => {
+                tracing::info!("{how}; the workers serve what waits in the listen queue")
+            }
+            Err(e) => tracing::warn!(
+                "could not stop new connections to the listening socket: {e}; the workers accept until its queue stays empty"
             ),
-            Ok(false) => tracing::info!(
-                "TCP cannot refuse new connections and keep its listen queue: the workers accept until it stays empty"
-            ),
-            Err(e) => tracing::warn!("could not shut the listening socket down for reading: {e}"),
         }
     }
 

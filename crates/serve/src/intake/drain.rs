@@ -8,9 +8,12 @@
 //! (`shutdown(SHUT_RD)`, which the master does for a socket that is not
 //! systemd's) refuses new connects and keeps its queue, and accept says
 //! EAGAIN once the queue is empty: that is the end. A TCP listener cannot
-//! stop new SYNs and keep its queue (`shutdown` on it drops the queue, as
-//! close does): it is accepted on until its queue stays empty for
-//! [`QUIET`]. Either way the accepting ends at the latest at half the
+//! refuse new SYNs and keep its queue (`shutdown` on it drops the queue,
+//! as close does), but the master drops them with a socket filter
+//! (`closed_door.rs`) where the socket is its own; poll then says when
+//! the queue is empty, and that is the end too. One whose arrivals cannot
+//! be stopped (a socket systemd keeps) is accepted on until its queue
+//! stays empty for [`QUIET`]. Either way the accepting ends at the latest at half the
 //! graceful timeout, so that what was accepted can still finish.
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -90,6 +93,9 @@ impl Drain {
                 .found_empty
                 .load(Ordering::Acquire)
                 .then_some(Drained::Empty);
+        }
+        if super::closed_door::drops_new_connections(listener.as_fd()) {
+            return (revents & libc::POLLIN == 0).then_some(Drained::Empty);
         }
         let mut quiet_since = self.quiet_since.lock().unwrap();
         if revents & libc::POLLIN != 0 {

@@ -21,11 +21,13 @@
 //! longest (`Home::make_room`). Busy connections are never closed for
 //! room; with only those, new connections wait in the backlog.
 
+mod closed_door;
 mod drain;
 mod kept;
 mod listener;
 mod waiting;
 
+pub use closed_door::drop_new_connections;
 pub(crate) use drain::{Drained, QUIET};
 pub use listener::Listener;
 pub(crate) use waiting::Waiting;
