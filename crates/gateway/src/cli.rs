@@ -84,10 +84,19 @@ pub struct Cli {
     pub metrics: Option<String>,
 
     /// The WSGI application: MODULE[:CALLABLE] or path/to/file.py[:CALLABLE]
-    /// (CALLABLE defaults to `application`; `name()` calls a factory).
-    /// Without it, a built-in demo app is served.
+    /// (CALLABLE defaults to `application`; `name()` calls a factory), or a
+    /// script such as a flup dispatch.fcgi, run as __main__ (its
+    /// WSGIServer(app).run() hands the app over). Without it, a built-in
+    /// demo app is served.
     #[arg(long)]
     pub app: Option<String>,
+
+    /// A PasteDeploy ini file (Pyramid, Pylons, TurboGears): the app or
+    /// pipeline NAME (default `main`) from paste.deploy.loadapp, after the
+    /// file's [loggers]/[handlers]/[formatters] are applied with
+    /// logging.config.fileConfig. Needs PasteDeploy in the app's Python.
+    #[arg(long, value_name = "PATH[#NAME]", conflicts_with = "app")]
+    pub paste: Option<String>,
 
     /// Change to this directory before loading the application.
     #[arg(long)]
@@ -337,7 +346,10 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 
 impl Cli {
     pub fn into_config(self) -> Result<ServerConfig, String> {
-        let app = self.app.as_deref().map_or(AppSpec::Demo, AppSpec::parse);
+        let app = match (&self.paste, &self.app) {
+            (Some(ini), _) => AppSpec::paste(ini),
+            (None, app) => app.as_deref().map_or(AppSpec::Demo, AppSpec::parse),
+        };
         let serve = ServeConfig {
             protocol: self.proto.map(|proto| match proto {
                 Proto::Scgi => Protocol::Scgi,
