@@ -1,7 +1,7 @@
 //! The command line. Every flag is documented in README.md too.
 
 use clap::{Parser, ValueEnum};
-use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
+use rustgi_core::{AppSpec, ForwardedScheme, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
 use rustgi_observe::access::{Destination, Format as AccessFormat};
 use rustgi_supervisor::{
@@ -52,6 +52,21 @@ pub struct Cli {
     /// 127.0.0.1, 10.0.0.0/8, ::1). FCGI_WEB_SERVER_ADDRS adds to the list.
     #[arg(long = "allow-from", value_name = "ADDR[/BITS]", value_parser = AllowedPeer::parse)]
     pub allow_from: Vec<AllowedPeer>,
+
+    /// Believe this request header for the client's scheme (https or on,
+    /// http or off), as set by a TLS-ending load balancer in front of the
+    /// web server: it sets wsgi.url_scheme (and HTTPS=on). Only for
+    /// requests whose REMOTE_ADDR, as the web server sends it, is in
+    /// --forwarded-allow-from. Off by default.
+    #[arg(long, value_name = "HEADER", value_parser = parse_header_name,
+          requires = "forwarded_allow_from")]
+    pub trusted_proxy_header: Option<String>,
+
+    /// The balancers whose --trusted-proxy-header is believed: an address
+    /// or network (repeatable), matched against REMOTE_ADDR.
+    #[arg(long = "forwarded-allow-from", value_name = "ADDR[/BITS]",
+          value_parser = AllowedPeer::parse, requires = "trusted_proxy_header")]
+    pub forwarded_allow_from: Vec<AllowedPeer>,
 
     /// Permissions of a Unix socket we create, in octal.
     #[arg(long, default_value = "660", value_parser = parse_mode)]
@@ -371,6 +386,10 @@ impl Cli {
                 stderr: !self.no_fastcgi_stderr,
             },
             allow_from: self.allow_from,
+            forwarded: self
+                .trusted_proxy_header
+                .as_deref()
+                .map(|header| ForwardedScheme::new(header, self.forwarded_allow_from.clone())),
             threads: usize::from(self.threads),
             max_header_size: self.max_header_size,
             max_connections: self.max_connections as usize,
