@@ -153,3 +153,21 @@ def test_every_flup_server_module_hands_over(gateways, scratch, module):
     r = scgi_request(gw.socket, path="/")
     assert (r.status, r.body) == (200, module.encode()), gw.describe()
     gw.terminate()
+
+
+def test_a_module_that_calls_run_as_it_is_imported(gateways, scratch):
+    """`--app site.py` whose run() has no __main__ guard: the import ends
+    there and the handed application is served."""
+    (scratch / "unguarded.py").write_text(
+        "from flup.server.fcgi import WSGIServer\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'unguarded']\n"
+        "WSGIServer(app).run()\n"
+        "raise SystemExit('the import went on after run()')\n"
+    )
+    gw = gateways.start("flup-unguarded", ["--app", str(scratch / "unguarded.py"), "--threads", "1"])
+    from harness import scgi_request
+    r = scgi_request(gw.socket, path="/")
+    assert (r.status, r.body) == (200, b"unguarded"), gw.describe()
+    assert "unguarded: flup.server.fcgi.WSGIServer(...).run() handed the application" in gw.output()

@@ -113,7 +113,10 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
         AppSpec::Module { module, callable } => {
             let cwd = std::env::current_dir()?;
             prepend_sys_path(py, &cwd)?;
-            (import(py, module)?, callable)
+            match import(py, module)? {
+                Imported::Module(module) => (module, callable),
+                Imported::HandedOver(app) => return Ok(app),
+            }
         }
         AppSpec::File { path, callable } => {
             let path = std::path::absolute(path)?;
@@ -135,7 +138,10 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .unwrap_or_default();
-                (import(py, stem)?, callable)
+                match import(py, stem)? {
+                    Imported::Module(module) => (module, callable),
+                    Imported::HandedOver(app) => return Ok(app),
+                }
             }
         }
         AppSpec::Paste { path, name } => {
@@ -181,9 +187,25 @@ fn is_script(path: &std::path::Path) -> bool {
 
 /// Imports through `importlib.import_module`, so a failure carries the
 /// Python traceback users know from `python -c 'import …'`.
-fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Bound<'py, PyAny>> {
-    py.import("importlib")?
+///
+/// A module that calls flup's `WSGIServer(app).run()` as it is imported
+/// ends its import there; the application it handed over is what it gives.
+fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Imported<'py>> {
+    match py
+        .import("importlib")?
         .call_method1("import_module", (module,))
+    {
+        Ok(module) => Ok(Imported::Module(module)),
+        Err(e) => match crate::flup::handed_over_on_import(py, &e, module)? {
+            Some(app) => Ok(Imported::HandedOver(app)),
+            None => Err(e),
+        },
+    }
+}
+
+enum Imported<'py> {
+    Module(Bound<'py, PyAny>),
+    HandedOver(Bound<'py, PyAny>),
 }
 
 /// Puts `dir` first on `sys.path` (once).

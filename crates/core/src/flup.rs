@@ -39,6 +39,21 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// The application a module handed to `WSGIServer(app).run()` while it
+/// was imported (a `run()` with no `__main__` guard), if `error` is that.
+pub(crate) fn handed_over_on_import<'py>(
+    py: Python<'py>,
+    error: &PyErr,
+    module: &str,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let shim = shim(py)?;
+    if !error.matches(py, shim.getattr("HandedOver")?)? {
+        return Ok(None);
+    }
+    let app = shim.call_method1("take", (module,))?;
+    Ok((!app.is_none()).then_some(app))
+}
+
 /// What running a script gave.
 pub(crate) enum Ran<'py> {
     /// `WSGIServer(app).run()` was called: the application.

@@ -235,6 +235,22 @@ def install(logger):
         sys.meta_path.insert(0, Finder())
 
 
+def take(where):
+    """The application handed over while `where` ran, with each argument
+    logged; None when nothing was handed over."""
+    if not handed:
+        return None
+    module, application, kw = handed.pop(0)
+    del handed[:]
+    log("info", f"{where}: {module}.WSGIServer(...).run() handed the application "
+        "to rustgi-gateway; the rest of the script does not run")
+    for level, text in describe(module, kw):
+        log(level, text)
+    if kw.get("environ"):
+        application = with_environ(application, kw["environ"])
+    return application
+
+
 def run_script(path):
     """Runs `path` as `python path` would (as `__main__`) and returns
     (handed-over application or None, the script's globals as a module)."""
@@ -246,14 +262,8 @@ def run_script(path):
         found = runpy.run_path(path, run_name="__main__")
     except HandedOver:
         pass
-    if handed:
-        module, application, kw = handed[0]
-        log("info", f"{path}: {module}.WSGIServer(...).run() handed the application "
-            "to rustgi-gateway; the rest of the script does not run")
-        for level, text in describe(module, kw):
-            log(level, text)
-        if kw.get("environ"):
-            application = with_environ(application, kw["environ"])
+    application = take(path)
+    if application is not None:
         return application, None
     namespace = types.ModuleType("__main__")
     namespace.__dict__.update(found)
