@@ -69,3 +69,11 @@ def test_paste_and_app_exclude_each_other(gateway_bin):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "--paste" in r.stderr and "cannot be used with" in r.stderr
+
+
+def test_paste_without_pastedeploy_says_so(gateways):
+    """The Python rustgi was built with has no PasteDeploy (no --venv)."""
+    gw = gateways.make("paste-missing", ["--paste", str(SITE / "production.ini")])
+    gw.spawn()
+    assert gw.wait_exit(30) != 0
+    assert "--paste needs PasteDeploy in the application's Python" in gw.output(), gw.describe()

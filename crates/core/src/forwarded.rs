@@ -39,7 +39,7 @@ impl ForwardedScheme {
     /// A balancer that appends to a header the client already sent puts
     /// its own value last, so the last comma-separated value is the one
     /// read. `on`/`off` are accepted too, for `X-Forwarded-Ssl` and
-    /// `Front-End-Https`.
+    /// `Front-End-Https`, and so is RFC 7239's `Forwarded` (its `proto=`).
     pub(crate) fn https(&self, remote_addr: Option<&[u8]>, value: Option<&[u8]>) -> Option<bool> {
         let value = value?;
         let peer: IpAddr = std::str::from_utf8(remote_addr?)
@@ -50,7 +50,7 @@ impl ForwardedScheme {
         if !self.from.iter().any(|net| net.contains(peer)) {
             return None;
         }
-        let last = value.rsplit(|&b| b == b',').next()?.trim_ascii();
+        let last = scheme_word(value.rsplit(|&b| b == b',').next()?.trim_ascii())?;
         if last.eq_ignore_ascii_case(b"https") || last.eq_ignore_ascii_case(b"on") {
             Some(true)
         } else if last.eq_ignore_ascii_case(b"http") || last.eq_ignore_ascii_case(b"off") {
@@ -59,6 +59,23 @@ impl ForwardedScheme {
             None
         }
     }
+}
+
+/// The scheme word of one forwarded value: the value itself, or the
+/// `proto=` of RFC 7239's `for=192.0.2.60;proto=https`, unquoted.
+fn scheme_word(value: &[u8]) -> Option<&[u8]> {
+    let word = if value.contains(&b'=') {
+        value.split(|&b| b == b';').find_map(|pair| {
+            let (name, word) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+            name.trim_ascii()
+                .eq_ignore_ascii_case(b"proto")
+                .then(|| word[1..].trim_ascii())
+        })?
+    } else {
+        value
+    };
+    let word = word.strip_prefix(b"\"").unwrap_or(word);
+    Some(word.strip_suffix(b"\"").unwrap_or(word))
 }
 
 #[cfg(test)]
@@ -112,5 +129,22 @@ mod tests {
         );
         assert_eq!(f.https(Some(b"127.0.0.1"), Some(b"on")), Some(true));
         assert_eq!(f.https(Some(b"127.0.0.1"), Some(b"wss")), None);
+    }
+
+    #[test]
+    fn forwarded_says_proto() {
+        let f = ForwardedScheme::new("Forwarded", vec![AllowedPeer::parse("::1").unwrap()]);
+        assert_eq!(f.param(), b"HTTP_FORWARDED");
+        let https = |v: &[u8]| f.https(Some(b"::1"), Some(v));
+        assert_eq!(
+            https(b"for=192.0.2.60;proto=https;by=203.0.113.43"),
+            Some(true)
+        );
+        assert_eq!(
+            https(b"for=192.0.2.43, for=198.51.100.17; Proto=\"http\""),
+            Some(false)
+        );
+        assert_eq!(https(b"proto=https, for=198.51.100.17"), None);
+        assert_eq!(https(b"for=192.0.2.60"), None);
     }
 }

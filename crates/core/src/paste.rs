@@ -8,7 +8,8 @@ use std::path::Path;
 
 const LOADER_SOURCE: &str = include_str!("paste_loader.py");
 
-/// Loads the ini's application `name` (`main` when `None`).
+/// Loads the ini's application `name` (`main` when `None`); `path` is
+/// absolute.
 pub(crate) fn load<'py>(
     py: Python<'py>,
     path: &Path,
@@ -16,16 +17,17 @@ pub(crate) fn load<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let source = CString::new(LOADER_SOURCE).expect("no NUL in the paste loader");
     let loader = PyModule::from_code(py, &source, c"<rustgi paste loader>", c"_rustgi_paste")?;
-    let (app, logging): (Bound<'py, PyAny>, bool) = loader
-        .call_method1("load", (path.to_string_lossy().as_ref(), name))?
-        .extract()?;
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    if logging {
+    let text = path.to_string_lossy();
+    if loader
+        .call_method1("configure_logging", (text.as_ref(),))?
+        .extract()?
+    {
         tracing::info!(
             "--paste: applied the logging sections of {} (logging.config.fileConfig)",
             path.display()
         );
     }
+    let app = loader.call_method1("load", (text.as_ref(), name))?;
     tracing::info!(
         "--paste: loaded {}#{} with paste.deploy.loadapp",
         path.display(),

@@ -15,22 +15,24 @@ import logging.config
 import os
 
 
-def load(path, name):
-    path = os.path.abspath(path)
-    here = os.path.dirname(path)
+def configure_logging(path):
+    """The ini's logging sections, if it has them: True when applied."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--paste: no ini file at {path}")
-    defaults = {"here": here, "__file__": path}
+    defaults = {"here": os.path.dirname(path), "__file__": path}
     parser = configparser.ConfigParser(defaults=defaults)
     parser.read(path)
-    configured = parser.has_section("loggers")
-    if configured:
-        logging.config.fileConfig(path, defaults, disable_existing_loggers=False)
+    if not parser.has_section("loggers"):
+        return False
+    logging.config.fileConfig(path, defaults, disable_existing_loggers=False)
+    return True
+
+
+def load(path, name):
     try:
         from paste.deploy import loadapp
     except ImportError as e:
         raise ImportError(
             "--paste needs PasteDeploy in the application's Python: "
             "pip install PasteDeploy (in the --venv, if one is given)") from e
-    app = loadapp("config:" + path, name=name or "main", relative_to=here)
-    return app, configured
+    return loadapp("config:" + path, name=name or "main", relative_to=os.path.dirname(path))
