@@ -2,7 +2,8 @@
 Django and Flask" says, on a non-default port (every nginx of the suite
 listens on one):
 
-- Django (from PyPI, in .venv-test) over FastCGI: an admin login with CSRF
+- Django (from PyPI, in .venv-test) over FastCGI, through the README's
+  examples/nginx-django.conf as written: an admin login with CSRF
   as a browser sends it (Origin: http://host:port), which needs
   `fastcgi_param HTTP_HOST $http_host;` after Debian's stock params (they
   send `$host`, without the port: the same login then fails with 403);
@@ -19,24 +20,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass
 
 import pytest
 import requests
 
 from harness import APPS, REPO, Location, Nginx
+from test_example_config import EXAMPLES, ExampleNginx
 
 SITE = REPO / "fixtures" / "django_site"
 PASSWORD = "rustgi-s3cret-pass"
-
-
-@dataclass
-class Raw:
-    """A location block written out as it is."""
-    text: str
-
-    def render(self) -> str:
-        return self.text
 
 
 @pytest.fixture(scope="module")
@@ -65,26 +57,45 @@ def django_gateway(gateways, django_env, venv_dir):
     gw.terminate()
 
 
+class DjangoNginx(ExampleNginx):
+    """examples/nginx-django.conf as written (only its port, socket and
+    alias replaced), included from an http {} block that includes
+    mime.types as Debian's nginx.conf does; with `stock=True`, without its
+    HTTP_HOST line: Debian's stock params alone."""
+
+    def __init__(self, binary, run_dir, log_dir, socket_path, static_root, stock=False):
+        super().__init__(binary, run_dir, log_dir, socket_path, DJANGO_EXAMPLE)
+        text = self.site.read_text()
+        assert text.count(EXAMPLE_ALIAS) == 1 and text.count(HOST_LINE) == 1
+        text = text.replace(EXAMPLE_ALIAS, f"alias {static_root}/;")
+        if stock:
+            text = text.replace(HOST_LINE, "")
+        self.site.write_text(text)
+
+    def config(self) -> str:
+        return super().config().replace(
+            f"    include {self.site};", f"    include /etc/nginx/mime.types;\n    include {self.site};")
+
+
+DJANGO_EXAMPLE = next(e for e in EXAMPLES if e.path.name == "nginx-django.conf")
+EXAMPLE_ALIAS = "alias /srv/mysite/static/;"
+HOST_LINE = "fastcgi_param HTTP_HOST $http_host;"
+
+
 @pytest.fixture(scope="module")
 def django_nginx(nginx_binary, run_dir, log_dir, django_gateway, django_env):
-    """Server `site`: the README's configuration. Server `stock`: the same
-    without the HTTP_HOST line."""
-    own = run_dir / "nginx-django"
-    own.mkdir(mode=0o755, exist_ok=True)
-    upstream = "unix:" + django_gateway.socket
-    # The suite's nginx.conf has no `include mime.types;` at the http level
-    # (Debian's has): here it is, for the static files' Content-Type.
-    static = Raw(f"""        location /static/ {{
-            include /etc/nginx/mime.types;
-            alias {django_env['DJANGO_STATIC_ROOT']}/;
-        }}""")
-    site = [static, Location("/", upstream, proto="fastcgi",
-                             params="fastcgi_param HTTP_HOST $http_host;")]
-    stock = [static, Location("/", upstream, proto="fastcgi")]
-    front = Nginx(nginx_binary, own, log_dir / "nginx-django", site, servers={"stock": stock})
-    front.start()
+    """The README's example; `.stock`: the same without the HTTP_HOST line."""
+    fronts = []
+    for stock in (False, True):
+        name = "nginx-django-stock" if stock else "nginx-django"
+        own = run_dir / name
+        own.mkdir(mode=0o755, exist_ok=True)
+        fronts.append(DjangoNginx(nginx_binary, own, log_dir / name, django_gateway.socket,
+                                  django_env["DJANGO_STATIC_ROOT"], stock=stock).start())
+    front, front.stock = fronts
     yield front
-    front.stop()
+    for f in fronts:
+        f.stop()
 
 
 def admin_login(base: str) -> tuple[requests.Response, requests.Session]:
@@ -119,7 +130,7 @@ def test_django_admin_login_with_csrf_on_a_non_default_port(django_nginx, django
 def test_django_csrf_fails_with_the_stock_host_param(django_nginx):
     """The control: Debian's `HTTP_HOST $host` drops the port, and Django
     refuses the browser's Origin."""
-    base = f"http://127.0.0.1:{django_nginx.server_port('stock')}"
+    base = f"http://127.0.0.1:{django_nginx.stock.port}"
     r, _ = admin_login(base)
     assert r.status_code == 403
     assert "CSRF" in r.text
