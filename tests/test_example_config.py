@@ -32,6 +32,9 @@ EXAMPLES = [
     Example("nginx-scgi.conf", "scgi", "scgi_params", r"^SCGI = '1'$"),
     Example("nginx-fastcgi.conf", "fastcgi", "fastcgi_params", r"^FCGI_ROLE = 'RESPONDER'$"),
     Example("nginx-uwsgi.conf", "uwsgi", "uwsgi_params", r"^REQUEST_SCHEME = 'http'$"),
+    # The README's "Deploying Django and Flask"; test_django_flask.py serves
+    # a Django site through it.
+    Example("nginx-django.conf", "fastcgi", "fastcgi_params", r"^FCGI_ROLE = 'RESPONDER'$"),
 ]
 
 

@@ -9,16 +9,37 @@ use std::path::PathBuf;
 const DEMO_SOURCE: &str = include_str!("demo_app.py");
 
 /// `--app`: a module (`pkg.wsgi:application`), a file
-/// (`path/to/app.py[:callable]`), or the built-in demo.
+/// (`path/to/app.py[:callable]`), a script (`dispatch.fcgi`), or the
+/// built-in demo; `--paste`: a PasteDeploy ini file.
 ///
 /// The callable part may be a dotted attribute path, and may end in `()` for
 /// an application factory called with no arguments (`app:create_app()`).
+///
+/// A file that does not end in `.py` is a script, run as `__main__` the
+/// way the web server ran it (a flup `dispatch.fcgi`, a CGI script): its
+/// application is the one it hands to flup's `WSGIServer(app).run()`, or
+/// else its global named by the callable part.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppSpec {
-    Module { module: String, callable: String },
-    File { path: PathBuf, callable: String },
+    Module {
+        module: String,
+        callable: String,
+    },
+    File {
+        path: PathBuf,
+        callable: String,
+    },
+    /// `--paste PATH[#NAME]`.
+    Paste {
+        path: PathBuf,
+        name: Option<String>,
+    },
     Demo,
 }
+
+/// Names a script by its extension even without a `/`: a dotted module
+/// name never ends so (`mysite.wsgi` stays a module).
+const SCRIPT_EXTENSIONS: [&str; 3] = [".fcgi", ".scgi", ".cgi"];
 
 const DEFAULT_CALLABLE: &str = "application";
 
@@ -30,7 +51,10 @@ impl AppSpec {
             }
             _ => (spec, DEFAULT_CALLABLE.to_string()),
         };
-        if target.ends_with(".py") || target.contains('/') {
+        if target.ends_with(".py")
+            || target.contains('/')
+            || SCRIPT_EXTENSIONS.iter().any(|ext| target.ends_with(ext))
+        {
             AppSpec::File {
                 path: PathBuf::from(target),
                 callable,
@@ -42,6 +66,19 @@ impl AppSpec {
             }
         }
     }
+
+    /// `--paste PATH[#NAME]`.
+    pub fn paste(spec: &str) -> AppSpec {
+        let (path, name) = match spec.rsplit_once('#') {
+            Some((path, name)) if !name.is_empty() => (path, Some(name.to_string())),
+            Some((path, _)) => (path, None),
+            None => (spec, None),
+        };
+        AppSpec::Paste {
+            path: PathBuf::from(path),
+            name,
+        }
+    }
 }
 
 impl fmt::Display for AppSpec {
@@ -49,6 +86,14 @@ impl fmt::Display for AppSpec {
         match self {
             AppSpec::Module { module, callable } => write!(f, "{module}:{callable}"),
             AppSpec::File { path, callable } => write!(f, "{}:{callable}", path.display()),
+            AppSpec::Paste { path, name } => {
+                write!(
+                    f,
+                    "{}#{}",
+                    path.display(),
+                    name.as_deref().unwrap_or("main")
+                )
+            }
             AppSpec::Demo => write!(f, "the built-in demo app"),
         }
     }
@@ -68,7 +113,10 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
         AppSpec::Module { module, callable } => {
             let cwd = std::env::current_dir()?;
             prepend_sys_path(py, &cwd)?;
-            (import(py, module)?, callable)
+            match import(py, module)? {
+                Imported::Module(module) => (module, callable),
+                Imported::HandedOver(app) => return Ok(app),
+            }
         }
         AppSpec::File { path, callable } => {
             let path = std::path::absolute(path)?;
@@ -80,11 +128,27 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
             }
             let dir = path.parent().expect("an absolute file path has a parent");
             prepend_sys_path(py, dir)?;
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default();
-            (import(py, stem)?, callable)
+            if is_script(&path) {
+                match crate::flup::run_script(py, &path)? {
+                    crate::flup::Ran::HandedOver(app) => return Ok(app),
+                    crate::flup::Ran::Globals(globals) => (globals, callable),
+                }
+            } else {
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                match import(py, stem)? {
+                    Imported::Module(module) => (module, callable),
+                    Imported::HandedOver(app) => return Ok(app),
+                }
+            }
+        }
+        AppSpec::Paste { path, name } => {
+            let path = std::path::absolute(path)?;
+            let dir = path.parent().expect("an absolute file path has a parent");
+            prepend_sys_path(py, dir)?;
+            return crate::paste::load(py, &path, name.as_deref());
         }
     };
     let (path, call) = match callable.strip_suffix("()") {
@@ -93,7 +157,16 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
     };
     let mut object = module;
     for attr in path.split('.') {
-        object = object.getattr(attr)?;
+        object = object.getattr(attr).map_err(|e| match spec {
+            AppSpec::File { path, .. } if is_script(path) => {
+                pyo3::exceptions::PyLookupError::new_err(format!(
+                    "{} ran to its end without calling flup's WSGIServer(app).run(), \
+                     and has no global {attr:?} to serve ({e})",
+                    path.display()
+                ))
+            }
+            _ => e,
+        })?;
     }
     if call {
         object = object.call0()?;
@@ -107,11 +180,32 @@ pub(crate) fn load<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, 
     Ok(object)
 }
 
+/// A file that is not a `.py` module: run as a script.
+fn is_script(path: &std::path::Path) -> bool {
+    path.extension().is_none_or(|ext| ext != "py")
+}
+
 /// Imports through `importlib.import_module`, so a failure carries the
 /// Python traceback users know from `python -c 'import …'`.
-fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Bound<'py, PyAny>> {
-    py.import("importlib")?
+///
+/// A module that calls flup's `WSGIServer(app).run()` as it is imported
+/// ends its import there; the application it handed over is what it gives.
+fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Imported<'py>> {
+    match py
+        .import("importlib")?
         .call_method1("import_module", (module,))
+    {
+        Ok(module) => Ok(Imported::Module(module)),
+        Err(e) => match crate::flup::handed_over_on_import(py, &e, module)? {
+            Some(app) => Ok(Imported::HandedOver(app)),
+            None => Err(e),
+        },
+    }
+}
+
+enum Imported<'py> {
+    Module(Bound<'py, PyAny>),
+    HandedOver(Bound<'py, PyAny>),
 }
 
 /// Puts `dir` first on `sys.path` (once).
@@ -155,6 +249,34 @@ mod tests {
             AppSpec::File {
                 path: "site/app.py".into(),
                 callable: "application".into()
+            }
+        );
+        assert_eq!(
+            AppSpec::parse("dispatch.fcgi"),
+            AppSpec::File {
+                path: "dispatch.fcgi".into(),
+                callable: "application".into()
+            }
+        );
+        assert_eq!(
+            AppSpec::parse("mysite.wsgi"),
+            AppSpec::Module {
+                module: "mysite.wsgi".into(),
+                callable: "application".into()
+            }
+        );
+        assert_eq!(
+            AppSpec::paste("/srv/production.ini#api"),
+            AppSpec::Paste {
+                path: "/srv/production.ini".into(),
+                name: Some("api".into())
+            }
+        );
+        assert_eq!(
+            AppSpec::paste("production.ini"),
+            AppSpec::Paste {
+                path: "production.ini".into(),
+                name: None
             }
         );
         assert_eq!(

@@ -38,6 +38,8 @@ pub struct EnvironSettings {
     /// Take SCRIPT_NAME and PATH_INFO exactly as sent (CGI, where RFC 3875
     /// makes them the script's own URL and the rest).
     pub paths_as_sent: bool,
+    /// `--trusted-proxy-header`: the scheme a trusted balancer reports.
+    pub forwarded: Option<crate::ForwardedScheme>,
 }
 
 /// Makes a `str` from bytes as latin-1: every byte is one code point.
@@ -84,6 +86,7 @@ struct Keys {
     run_once: Py<PyString>,
     input_terminated: Py<PyString>,
     file_wrapper: Py<PyString>,
+    https: Py<PyString>,
 }
 
 impl CachedName {
@@ -110,6 +113,7 @@ pub struct EnvironBuilder {
     http: Py<PyString>,
     https: Py<PyString>,
     empty: Py<PyString>,
+    on: Py<PyString>,
     file_wrapper: Py<PyAny>,
 }
 
@@ -134,6 +138,7 @@ impl EnvironBuilder {
                 run_once: key("wsgi.run_once"),
                 input_terminated: key("wsgi.input_terminated"),
                 file_wrapper: key("wsgi.file_wrapper"),
+                https: key("HTTPS"),
             },
             settings,
             names: foldhash::HashMap::default(),
@@ -141,28 +146,29 @@ impl EnvironBuilder {
             http: key("http"),
             https: key("https"),
             empty: key(""),
+            on: key("on"),
             file_wrapper: py.get_type::<crate::FileWrapper>().into_any().unbind(),
         })
     }
 
     /// The `str`s of a parameter's name and value.
     fn strings<'py>(
-        &mut self,
+        names: &mut foldhash::HashMap<Box<[u8]>, CachedName>,
         py: Python<'py>,
         name: &[u8],
         value: &[u8],
     ) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyString>)> {
-        let Some(cached) = self.names.get_mut(name) else {
+        let Some(cached) = names.get_mut(name) else {
             let key = interned(py, name)?;
             let value_str = latin1(py, value)?;
-            if self.names.len() < MAX_CACHED_NAMES {
+            if names.len() < MAX_CACHED_NAMES {
                 let mut cached = CachedName {
                     key: key.clone().unbind(),
                     last_value: Vec::new(),
                     last: None,
                 };
                 cached.keep(value, &value_str);
-                self.names.insert(name.into(), cached);
+                names.insert(name.into(), cached);
             }
             return Ok((key, value_str));
         };
@@ -190,6 +196,8 @@ impl EnvironBuilder {
         let mut paths = SentPaths::default();
         let mut https = false;
         let mut seen = Seen::default();
+        let forwarded = self.settings.forwarded.as_ref();
+        let (mut remote_addr, mut forwarded_value) = (None, None);
         for param in &request.params {
             let (name, value) = (param.name.as_ref(), param.value.as_ref());
             match name {
@@ -206,10 +214,26 @@ impl EnvironBuilder {
                 b"SERVER_PORT" => seen.server_port = true,
                 b"SERVER_PROTOCOL" => seen.protocol = true,
                 b"QUERY_STRING" => seen.query = true,
-                _ => {}
+                b"REMOTE_ADDR" => first(&mut remote_addr, value),
+                _ => {
+                    if let Some(f) = forwarded
+                        && name == f.param()
+                    {
+                        first(&mut forwarded_value, value);
+                    }
+                }
             }
-            let (key, value) = self.strings(py, name, value)?;
+            let (key, value) = Self::strings(&mut self.names, py, name, value)?;
             set_or_merge(&environ, &key, &value, name)?;
+        }
+
+        if let Some(said) = forwarded.and_then(|f| f.https(remote_addr, forwarded_value)) {
+            https = said;
+            if said {
+                environ.set_item(self.keys.https.bind(py), self.on.bind(py))?;
+            } else if environ.contains(self.keys.https.bind(py))? {
+                environ.del_item(self.keys.https.bind(py))?;
+            }
         }
 
         let (script_name, path_info) =
@@ -274,7 +298,8 @@ fn first<'a>(slot: &mut Option<&'a [u8]>, value: &'a [u8]) {
 }
 
 /// Sets `key`, or merges a repeated header the way HTTP does: Cookie values
-/// with "; ", any other header with ", " (nginx 1.22 repeats them).
+/// with "; ", any other header with ", " (nginx 1.22 repeats them); a
+/// repeated HTTP_HOST is replaced instead.
 fn set_or_merge(
     environ: &Bound<'_, PyDict>,
     key: &Bound<'_, PyString>,
@@ -293,9 +318,116 @@ fn set_or_merge(
     if existing == value.as_ptr() || !name.starts_with(b"HTTP_") {
         return Ok(());
     }
+    // A client cannot repeat Host (nginx answers 400), so a second HTTP_HOST
+    // is the site's `fastcgi_param HTTP_HOST $http_host;` after Debian's
+    // stock params, which send `$host`: the later line wins, as it does
+    // under uWSGI and flup, whose environ is a dict filled in order.
+    if name == b"HTTP_HOST" {
+        return environ.set_item(key, value);
+    }
     // SAFETY: `existing` is a borrowed reference owned by the dict.
     let previous = unsafe { Bound::from_borrowed_ptr(environ.py(), existing) };
     let separator = if name == b"HTTP_COOKIE" { "; " } else { ", " };
     let merged = format!("{}{separator}{}", previous.str()?, value.to_str()?);
     environ.set_item(key, merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustgi_model::{AllowedPeer, Param};
+
+    /// The environ built from `params`, as (key, value) strings.
+    fn environ(settings: EnvironSettings, params: &[(&str, &str)]) -> Vec<(String, String)> {
+        crate::test_python::start();
+        let request = Request {
+            params: params
+                .iter()
+                .map(|(n, v)| Param::new(n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+            ..Request::default()
+        };
+        Python::attach(|py| {
+            let mut builder = EnvironBuilder::new(py, settings).unwrap();
+            let none = py.None().into_bound(py);
+            let environ = builder.build(py, &request, none.clone(), none).unwrap();
+            environ
+                .iter()
+                .filter_map(|(k, v)| Some((k.extract().ok()?, v.str().ok()?.to_string())))
+                .collect()
+        })
+    }
+
+    fn get<'a>(environ: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        environ
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_second_http_host_replaces_the_first_while_other_headers_merge() {
+        let env = environ(
+            EnvironSettings::default(),
+            &[
+                ("HTTP_HOST", "example.org"),
+                ("HTTP_HOST", "example.org:8080"),
+                ("HTTP_ACCEPT", "text/html"),
+                ("HTTP_ACCEPT", "text/plain"),
+            ],
+        );
+        assert_eq!(get(&env, "HTTP_HOST"), Some("example.org:8080"));
+        assert_eq!(get(&env, "HTTP_ACCEPT"), Some("text/html, text/plain"));
+    }
+
+    fn behind_balancer() -> EnvironSettings {
+        EnvironSettings {
+            forwarded: Some(crate::ForwardedScheme::new(
+                "X-Forwarded-Proto",
+                vec![AllowedPeer::parse("10.0.0.0/8").unwrap()],
+            )),
+            ..EnvironSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_trusted_balancer_sets_the_scheme() {
+        let env = environ(
+            behind_balancer(),
+            &[
+                ("REMOTE_ADDR", "10.0.0.5"),
+                ("HTTP_X_FORWARDED_PROTO", "https"),
+            ],
+        );
+        assert_eq!(get(&env, "wsgi.url_scheme"), Some("https"));
+        assert_eq!(get(&env, "HTTPS"), Some("on"));
+        assert_eq!(get(&env, "SERVER_PORT"), Some("443"));
+
+        let env = environ(
+            behind_balancer(),
+            &[
+                ("REMOTE_ADDR", "10.0.0.5"),
+                ("HTTPS", "on"),
+                ("HTTP_X_FORWARDED_PROTO", "http"),
+            ],
+        );
+        assert_eq!(get(&env, "wsgi.url_scheme"), Some("http"));
+        assert_eq!(get(&env, "HTTPS"), None);
+    }
+
+    #[test]
+    fn anyone_else_changes_nothing() {
+        for settings in [behind_balancer(), EnvironSettings::default()] {
+            let env = environ(
+                settings,
+                &[
+                    ("REMOTE_ADDR", "192.0.2.7"),
+                    ("HTTP_X_FORWARDED_PROTO", "https"),
+                ],
+            );
+            assert_eq!(get(&env, "wsgi.url_scheme"), Some("http"));
+            assert_eq!(get(&env, "HTTPS"), None);
+            assert_eq!(get(&env, "HTTP_X_FORWARDED_PROTO"), Some("https"));
+        }
+    }
 }

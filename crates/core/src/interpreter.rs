@@ -77,6 +77,7 @@ impl Interpreter {
             };
             // Before the import: what the application prints then is logged too.
             crate::stdio::install(py).map_err(fail)?;
+            crate::flup::install(py).map_err(fail)?;
             for dir in setup.pythonpath.iter().rev() {
                 crate::app::prepend_sys_path(py, dir).map_err(fail)?;
             }

@@ -1,7 +1,7 @@
 //! The command line. Every flag is documented in README.md too.
 
 use clap::{Parser, ValueEnum};
-use rustgi_core::{AppSpec, Mount, PythonSetup, SpoolLimits};
+use rustgi_core::{AppSpec, ForwardedScheme, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
 use rustgi_observe::access::{Destination, Format as AccessFormat};
 use rustgi_supervisor::{
@@ -53,6 +53,21 @@ pub struct Cli {
     #[arg(long = "allow-from", value_name = "ADDR[/BITS]", value_parser = AllowedPeer::parse)]
     pub allow_from: Vec<AllowedPeer>,
 
+    /// Believe this request header for the client's scheme (https or on,
+    /// http or off), as set by a TLS-ending load balancer in front of the
+    /// web server: it sets wsgi.url_scheme (and HTTPS=on). Only for
+    /// requests whose REMOTE_ADDR, as the web server sends it, is in
+    /// --forwarded-allow-from. Off by default.
+    #[arg(long, value_name = "HEADER", value_parser = parse_header_name,
+          requires = "forwarded_allow_from")]
+    pub trusted_proxy_header: Option<String>,
+
+    /// The balancers whose --trusted-proxy-header is believed: an address
+    /// or network (repeatable), matched against REMOTE_ADDR.
+    #[arg(long = "forwarded-allow-from", value_name = "ADDR[/BITS]",
+          value_parser = AllowedPeer::parse, requires = "trusted_proxy_header")]
+    pub forwarded_allow_from: Vec<AllowedPeer>,
+
     /// Permissions of a Unix socket we create, in octal.
     #[arg(long, default_value = "660", value_parser = parse_mode)]
     pub chmod: u32,
@@ -84,14 +99,19 @@ pub struct Cli {
     pub metrics: Option<String>,
 
     /// The WSGI application: MODULE[:CALLABLE] or path/to/file.py[:CALLABLE]
-    /// (CALLABLE defaults to `application`; `name()` calls a factory).
-    /// Without it, a built-in demo app is served.
+    /// (CALLABLE defaults to `application`; `name()` calls a factory), or a
+    /// script such as a flup dispatch.fcgi, run as __main__ (its
+    /// WSGIServer(app).run() hands the app over). Without it, a built-in
+    /// demo app is served.
     #[arg(long, visible_aliases = ["module", "wsgi-file"])]
     pub app: Option<String>,
 
-    /// A PasteDeploy ini file whose app (and pipeline) is served, with
-    /// `#NAME` for another app than `main`; its `[server:main]` section
-    /// (flup's fcgi/scgi/ajp servers) supplies the protocol and address.
+    /// A PasteDeploy ini file (Pyramid, Pylons, TurboGears): the app or
+    /// pipeline NAME (default `main`) from paste.deploy.loadapp, after the
+    /// file's [loggers]/[handlers]/[formatters] are applied with
+    /// logging.config.fileConfig; its `[server:main]` section (flup's
+    /// fcgi/scgi/ajp servers) supplies the protocol and address. Needs
+    /// PasteDeploy in the app's Python.
     #[arg(long, value_name = "PATH[#NAME]", conflicts_with = "app")]
     pub paste: Option<String>,
 
@@ -389,12 +409,10 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 
 impl Cli {
     pub fn into_config(self) -> Result<ServerConfig, String> {
-        if let Some(paste) = &self.paste {
-            return Err(format!(
-                "--paste {paste}: this build reads the file's [server:main] but cannot load a PasteDeploy app"
-            ));
-        }
-        let app = self.app.as_deref().map_or(AppSpec::Demo, AppSpec::parse);
+        let app = match (&self.paste, &self.app) {
+            (Some(ini), _) => AppSpec::paste(ini),
+            (None, app) => app.as_deref().map_or(AppSpec::Demo, AppSpec::parse),
+        };
         let serve = ServeConfig {
             protocol: self.proto.map(|proto| match proto {
                 Proto::Scgi => Protocol::Scgi,
@@ -416,6 +434,10 @@ impl Cli {
                 stderr: !self.no_fastcgi_stderr,
             },
             allow_from: self.allow_from,
+            forwarded: self
+                .trusted_proxy_header
+                .as_deref()
+                .map(|header| ForwardedScheme::new(header, self.forwarded_allow_from.clone())),
             threads: usize::from(self.threads),
             max_header_size: self.max_header_size,
             max_connections: self.max_connections as usize,

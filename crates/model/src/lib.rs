@@ -10,6 +10,7 @@ mod body;
 pub mod chunked;
 mod codec;
 mod length;
+mod network;
 mod request;
 mod response;
 pub mod sample;
@@ -24,6 +25,7 @@ pub use codec::{BodyFraming, StreamProtocol};
 pub use length::{
     CONTENT_LENGTH, LengthError, LengthValues, content_length, length_param, parse_length,
 };
+pub use network::AllowedPeer;
 pub use request::{Param, Request};
 pub use response::{HeaderError, ResponseHead};
 pub use segments::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, Segments, encode_stream_event};

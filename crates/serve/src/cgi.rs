@@ -46,6 +46,7 @@ pub fn run(
         multiprocess: true,
         run_once: true,
         paths_as_sent: true,
+        forwarded: config.forwarded.clone(),
     };
     let pool = PythonPool::start(interpreter.app(), 1, settings)?;
     let length = request.content_length;

@@ -96,6 +96,9 @@ pub struct ServeConfig {
     pub fastcgi: FastcgiOptions,
     /// TCP peers allowed to connect (with FCGI_WEB_SERVER_ADDRS); empty: all.
     pub allow_from: Vec<crate::AllowedPeer>,
+    /// `--trusted-proxy-header` with `--forwarded-allow-from`; `None`: the
+    /// scheme is the front server's alone.
+    pub forwarded: Option<rustgi_core::ForwardedScheme>,
     /// Python threads per process.
     pub threads: usize,
     pub max_header_size: usize,

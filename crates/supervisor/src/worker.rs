@@ -97,6 +97,7 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
         multiprocess,
         run_once: false,
         paths_as_sent: false,
+        forwarded: config.serve.forwarded.clone(),
     };
     let pool = match PythonPool::start(interpreter.app(), config.serve.threads, settings) {
         Ok(pool) => pool,
