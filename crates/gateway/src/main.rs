@@ -4,6 +4,7 @@
 
 mod cli;
 mod log;
+mod version;
 
 use clap::Parser;
 use std::process::ExitCode;
