@@ -211,8 +211,10 @@ def test_why_the_app_did_not_load_is_in_the_log_file(gateways, scratch):
     gw.spawn()
     assert gw.wait_exit() != 0
     text = path.read_text()
-    # The worker's traceback, the master's line about it, and why it stopped.
-    assert re.search(r"ERROR .*could not load the application .*broken_import", text), text
+    # The master's line with the worker's traceback (handed over on its
+    # status pipe), and why it stopped.
+    assert re.search(r"ERROR .*worker \d+ could not load the application \(exited with code 4\):\n"
+                     r"  could not load the application .*broken_import", text), text
     assert "broken_import fails on purpose" in text and "Traceback" in text, text
-    assert re.search(r"could not load the application \(its error is above\)", text), text
+    assert re.search(r"worker \d+ could not load the application; stopping", text), text
     assert "rustgi-gateway: " in gw.output(), gw.output()

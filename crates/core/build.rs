@@ -11,16 +11,30 @@ fn main() {
         "cargo:rustc-env=RUSTGI_BUILD_PYTHON_VERSION={}.{}",
         version.major, version.minor
     );
-    // The prefix of the Python built against, to tell at run time whether
-    // the loader found that libpython or another one with the same soname.
+    // The prefix and exact version of the Python built against: to tell at
+    // run time whether the loader found that libpython or another one with
+    // the same soname, and whether a venv was made by that installation.
     if let Some(executable) = config.executable()
         && let Ok(out) = std::process::Command::new(executable)
-            .args(["-c", "import sys; print(sys.base_prefix)"])
+            .args([
+                "-c",
+                "import sys; print(sys.base_prefix); print('%d.%d.%d' % sys.version_info[:3])",
+            ])
             .output()
         && out.status.success()
     {
-        let prefix = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        println!("cargo:rustc-env=RUSTGI_BUILD_PYTHON_PREFIX={prefix}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        if let (Some(prefix), Some(version)) = (lines.next(), lines.next()) {
+            println!(
+                "cargo:rustc-env=RUSTGI_BUILD_PYTHON_PREFIX={}",
+                prefix.trim()
+            );
+            println!(
+                "cargo:rustc-env=RUSTGI_BUILD_PYTHON_FULL_VERSION={}",
+                version.trim()
+            );
+        }
     }
     // The benches and tests embed Python: pin the libpython built against
     // (rpath), as the gateway's build.rs does, or the loader may take

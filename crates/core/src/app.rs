@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 const DEMO_SOURCE: &str = include_str!("demo_app.py");
+const LOAD_ERROR_SOURCE: &str = include_str!("load_error.py");
 
 /// `--app`: a module (`pkg.wsgi:application`), a file
 /// (`path/to/app.py[:callable]`), a script (`dispatch.fcgi`), or the
@@ -206,6 +207,19 @@ fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Imported<'py>> {
 enum Imported<'py> {
     Module(Bound<'py, PyAny>),
     HandedOver(Bound<'py, PyAny>),
+}
+
+/// What is reported when the application fails to load: its traceback
+/// without importlib's frames, and for an ImportError the working
+/// directory and `sys.path` (load_error.py).
+pub(crate) fn format_load_error(py: Python<'_>, error: &PyErr) -> String {
+    let source = CString::new(LOAD_ERROR_SOURCE).expect("no NUL in load_error.py");
+    PyModule::from_code(py, &source, c"rustgi_load_error.py", c"rustgi_load_error")
+        .and_then(|module| {
+            module.call_method1("format_load_error", (error.value(py), error.traceback(py)))
+        })
+        .and_then(|text| text.extract::<String>())
+        .unwrap_or_else(|_| crate::call::format_traceback(py, error))
 }
 
 /// Puts `dir` first on `sys.path` (once).

@@ -3,7 +3,7 @@
 //! imported on the thread that initialised Python, finalisation only after
 //! every Python thread is parked.
 
-use crate::app::{AppSpec, load};
+use crate::app::{AppSpec, format_load_error, load};
 use crate::call::format_traceback;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -20,6 +20,41 @@ pub struct PythonSetup {
     pub venv: Option<PathBuf>,
     /// Directories put first on `sys.path`, in order.
     pub pythonpath: Vec<PathBuf>,
+}
+
+impl PythonSetup {
+    /// Decides the venv once, before anything is bound or forked: the
+    /// `--venv` given, else the venv this executable sits in (venv.rs);
+    /// checks it against the embedded Python (a venv of another
+    /// installation is refused here, before the socket exists) and logs
+    /// what it found.
+    pub fn settle(&mut self) -> Result<(), StartError> {
+        let implicit = self.venv.is_none();
+        if implicit && let Some(venv) = crate::venv::venv_of_executable() {
+            tracing::info!(
+                "serving the venv {}: rustgi-gateway runs from its bin/ (--venv DIR serves another)",
+                venv.display()
+            );
+            self.venv = Some(venv);
+        }
+        if let Some(venv) = &self.venv {
+            let venv = std::path::absolute(venv).map_err(|e| StartError::Venv(e.to_string()))?;
+            let checked = crate::venv::check(&venv).map_err(|why| {
+                StartError::Venv(if implicit {
+                    format!(
+                        "{why} (no --venv was given: this venv is the one rustgi-gateway runs from)"
+                    )
+                } else {
+                    why
+                })
+            })?;
+            if let Some(warning) = checked {
+                tracing::warn!("{warning}");
+            }
+            self.venv = Some(venv);
+        }
+        Ok(())
+    }
 }
 
 /// Why the interpreter or the application could not start.
@@ -82,7 +117,10 @@ impl Interpreter {
                 crate::app::prepend_sys_path(py, dir).map_err(fail)?;
             }
             let handlers_before = signal_handlers(py);
-            let app = load(py, &setup.app).map_err(fail)?;
+            let app = load(py, &setup.app).map_err(|e| StartError::App {
+                app: setup.app.to_string(),
+                traceback: format_load_error(py, &e),
+            })?;
             warn_about_new_signal_handlers(py, &handlers_before);
             release_python_sigint(py).map_err(fail)?;
             let sys = py.import("sys").map_err(fail)?;
@@ -228,31 +266,10 @@ fn initialize(program: Option<&Path>) -> Result<(), StartError> {
     Ok(())
 }
 
-/// `<venv>/bin/python`, after checking the venv was made by a Python of the
-/// version this binary links against.
+/// `<venv>/bin/python`, after checking that the venv was made by the
+/// installation this binary embeds (venv.rs).
 fn venv_python(venv: &Path) -> Result<PathBuf, StartError> {
-    let cfg_path = venv.join("pyvenv.cfg");
-    let cfg = std::fs::read_to_string(&cfg_path).map_err(|e| {
-        StartError::Venv(format!(
-            "{} is not a virtualenv ({}: {e})",
-            venv.display(),
-            cfg_path.display()
-        ))
-    })?;
-    let version = cfg
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .find(|(key, _)| matches!(key.trim(), "version" | "version_info"))
-        .map(|(_, value)| value.trim().to_string())
-        .unwrap_or_default();
-    let major_minor: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
-    if major_minor != BUILD_PYTHON_VERSION {
-        return Err(StartError::Venv(format!(
-            "{} was made by Python {version}, but rustgi-gateway embeds Python {BUILD_PYTHON_VERSION}; \
-             recreate it with python{BUILD_PYTHON_VERSION} -m venv",
-            venv.display()
-        )));
-    }
+    crate::venv::check(venv).map_err(StartError::Venv)?;
     let python = std::path::absolute(venv.join("bin").join("python"))
         .map_err(|e| StartError::Venv(e.to_string()))?;
     if !python.exists() {

@@ -11,6 +11,7 @@
 mod app;
 mod body;
 mod call;
+pub mod embedded;
 mod environ;
 mod errors;
 mod file_wrapper;
@@ -28,6 +29,7 @@ mod stdio;
 mod tag;
 #[cfg(test)]
 mod test_python;
+mod venv;
 
 pub use app::AppSpec;
 pub use body::{BodyError, BodyReader, BodyWriter, Demand, SpoolLimits, body_pipe};

@@ -35,7 +35,7 @@ pub enum FastcgiRole {
 
 /// A gateway between a front web server and a Python WSGI application.
 #[derive(Debug, Parser)]
-#[command(name = "rustgi-gateway", version)]
+#[command(name = "rustgi-gateway", version = crate::version::text())]
 pub struct Cli {
     /// Wire protocol the front server speaks. Without it: auto with
     /// --socket; otherwise decided from how the web server started us
@@ -75,6 +75,12 @@ pub struct Cli {
     /// Owner of the Unix socket file we create: USER[:GROUP] (names or ids).
     #[arg(long, value_name = "USER[:GROUP]")]
     pub chown: Option<String>,
+
+    /// The user the front server runs as (repeatable): at start, a warning
+    /// names the fix if it could not connect to the Unix socket. Default:
+    /// those of www-data, nginx, http, apache and lighttpd that exist.
+    #[arg(long = "web-user", value_name = "NAME")]
+    pub web_user: Vec<String>,
 
     /// Become this user (name or uid) after binding, before Python starts.
     /// Needs root. Without --group, the user's primary group.
@@ -493,6 +499,7 @@ impl Cli {
                 user: self.user,
                 group: self.group,
                 socket_owner: self.chown,
+                web_users: self.web_user,
             },
             pidfile: self.pidfile,
             metrics: self.metrics.as_deref().map(MetricsAddr::parse),

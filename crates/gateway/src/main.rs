@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod log;
+mod version;
 
 use clap::Parser;
 use std::process::ExitCode;

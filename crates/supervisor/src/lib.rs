@@ -50,6 +50,9 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         std::env::set_current_dir(dir)
             .map_err(|e| RunError::Setup(format!("--chdir {}: {e}", dir.display())))?;
     }
+    // The venv (--venv, or the one this program sits in) is decided and
+    // checked once, before the socket exists: a wrong one is refused now.
+    config.python.settle().map_err(RunError::Python)?;
     // A bad FCGI_WEB_SERVER_ADDRS is a start-up error, before Python loads.
     config
         .serve

@@ -7,6 +7,9 @@
 //! application is loaded ([`BoundSocket::listen`]): until then a connect is
 //! refused, so "accepts connections" still means "ready to serve".
 
+mod access;
+
+pub(crate) use access::warn_unreachable;
 use nix::sys::socket::{Backlog, sockopt};
 use std::fmt;
 use std::io;
@@ -524,7 +527,21 @@ fn bind_tcp(addr: &str) -> io::Result<BoundSocket> {
     Err(fail(last))
 }
 
+/// Binds a Unix socket at `path`, made absolute (a relative one is taken
+/// from the working directory, `--chdir`'s when given) so that every log
+/// line and the removal at exit name the same file.
 fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
+    let path = &std::path::absolute(path)?;
+    let fail = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on {}: {}",
+                path.display(),
+                why_not_bound(path, &e)
+            ),
+        )
+    };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if StdUnixStream::connect(path).is_ok() {
@@ -546,14 +563,8 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
             ));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+        Err(e) => return Err(fail(e)),
     }
-    let fail = |e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen on {}: {e}", path.display()),
-        )
-    };
     let socket =
         socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).map_err(fail)?;
     socket
@@ -568,6 +579,59 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
         listener,
         created: Some(path.to_path_buf()),
     })
+}
+
+/// Why binding at `path` failed, naming the directory at fault: a bare
+/// "No such file or directory" does not say which one is missing.
+fn why_not_bound(path: &Path, error: &io::Error) -> String {
+    let Some(dir) = path.parent() else {
+        return error.to_string();
+    };
+    // sockaddr_un's sun_path: 108 bytes with the NUL.
+    let length = path.as_os_str().len();
+    if length >= 108 {
+        return format!(
+            "the path is {length} bytes long, and a Unix socket's path must be under 108; \
+             use a shorter one (such as /run/rustgi/app.sock)"
+        );
+    }
+    match error.kind() {
+        io::ErrorKind::NotFound => {
+            let missing = dir
+                .ancestors()
+                .take_while(|a| std::fs::symlink_metadata(a).is_err())
+                .last()
+                .unwrap_or(dir);
+            if missing == dir {
+                format!(
+                    "the directory {} does not exist (make it first: mkdir -p {}; under systemd, RuntimeDirectory=)",
+                    dir.display(),
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "the directory {} does not exist, nor does {} (make them first: mkdir -p {}; under systemd, RuntimeDirectory=)",
+                    dir.display(),
+                    missing.display(),
+                    dir.display()
+                )
+            }
+        }
+        io::ErrorKind::NotADirectory => {
+            let file = dir
+                .ancestors()
+                .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()));
+            match file {
+                Some(file) => format!("{} is not a directory", file.display()),
+                None => error.to_string(),
+            }
+        }
+        io::ErrorKind::PermissionDenied => format!(
+            "{error}: this user may not create files in {} (or pass through a directory above it)",
+            dir.display()
+        ),
+        _ => error.to_string(),
+    }
 }
 
 /// True when fd 0 is a listening socket (spawned by a front server).
@@ -679,6 +743,36 @@ mod tests {
         drop(second.socket_file_guard());
         assert!(!path.exists());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let base =
+            std::env::temp_dir().join(format!("rustgi-listener-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let path = base.join("gone/deeper/app.sock");
+        let err = bind_unix(&path, 0o600).err().expect("refused").to_string();
+        let missing = base.join("gone");
+        assert!(
+            err.contains(&format!(
+                "the directory {} does not exist, nor does {}",
+                path.parent().unwrap().display(),
+                missing.display()
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("No such file"), "{err}");
+        let file = base.join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = bind_unix(&file.join("app.sock"), 0o600)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains(&format!("{} is not a directory", file.display())),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

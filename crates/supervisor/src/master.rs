@@ -159,6 +159,9 @@ struct Master<'a> {
     /// Read ends of the workers' status pipes (not for a worker of a
     /// previous image, nor once it closed).
     status: HashMap<Pid, OwnedFd>,
+    /// What a worker said after `E` on its pipe: why its app could not
+    /// load (worker.rs), handed to the policy with its exit.
+    load_errors: HashMap<Pid, Vec<u8>>,
     touch: Option<Touch>,
     policy: Policy,
     /// The scoreboard, the endpoint, the history (observing.rs).
@@ -287,6 +290,7 @@ pub(crate) fn run(
         interpreter,
         signals: Some(signals),
         status: HashMap::new(),
+        load_errors: HashMap::new(),
         touch,
         policy,
         observer,
@@ -299,6 +303,15 @@ pub(crate) fn run(
     );
     master.handle(Event::Adopted(old_workers));
     master.supervise()
+}
+
+/// The most of a worker's load error the master keeps: a traceback is a
+/// few KiB; a runaway one must not grow the master.
+const LOAD_ERROR_LIMIT: usize = 256 * 1024;
+
+fn add_capped(text: &mut Vec<u8>, more: &[u8]) {
+    let room = LOAD_ERROR_LIMIT.saturating_sub(text.len());
+    text.extend_from_slice(&more[..more.len().min(room)]);
 }
 
 impl Master<'_> {
@@ -314,6 +327,10 @@ impl Master<'_> {
                 let ending = Ending {
                     code: proc::exit_code(status),
                     how: proc::describe_wait_status(status),
+                    load_error: self
+                        .load_errors
+                        .remove(&pid)
+                        .map(|text| String::from_utf8_lossy(&text).into_owned()),
                 };
                 self.observer
                     .reaped(pid, &ending.how, self.policy.stopping());
@@ -539,7 +556,7 @@ impl Master<'_> {
         let Some(fd) = self.status.get(&pid) else {
             return;
         };
-        let mut buf = [0u8; 16];
+        let mut buf = [0u8; 4096];
         let mut got = Vec::new();
         loop {
             match proc::read_available(fd, &mut buf) {
@@ -551,10 +568,21 @@ impl Master<'_> {
                 }
             }
         }
-        for byte in got {
+        let mut bytes = got.as_slice();
+        if let Some(text) = self.load_errors.get_mut(&pid) {
+            add_capped(text, bytes);
+            return;
+        }
+        while let Some((&byte, rest)) = bytes.split_first() {
+            bytes = rest;
             let event = match byte {
                 b'R' => Event::Ready(pid),
                 b'r' => Event::Retiring(pid),
+                // The rest, to its exit, is why its app could not load.
+                b'E' => {
+                    add_capped(self.load_errors.entry(pid).or_default(), bytes);
+                    return;
+                }
                 _ => continue,
             };
             let _ = self.handle(event);

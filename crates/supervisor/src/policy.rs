@@ -71,6 +71,9 @@ pub(crate) struct Ending {
     pub code: Option<i32>,
     /// "exited with code 3", "killed by signal 9 (…)".
     pub how: String,
+    /// Why it could not load the application (its traceback), as it told
+    /// the master before exiting with [`EXIT_APP_LOAD`].
+    pub load_error: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -195,6 +198,11 @@ pub(crate) struct Policy {
     next_spawn: Instant,
     stopping: bool,
     fatal: Option<String>,
+    /// The last load error logged in full: (generation, worker, text). A
+    /// worker of the same generation failing the same way is logged as
+    /// "the same error as worker N", so that a reload of broken code
+    /// shows one traceback, not one per worker.
+    last_load_error: Option<(u64, Pid, String)>,
 }
 
 impl Policy {
@@ -210,6 +218,7 @@ impl Policy {
             next_spawn: now,
             stopping: false,
             fatal: None,
+            last_load_error: None,
         }
     }
 
@@ -366,10 +375,14 @@ impl Policy {
             State::Stopping => log!(info, "worker {pid} {how}"),
             State::Booting => {
                 let why = match ending.code {
+                    Some(EXIT_APP_LOAD) if ending.load_error.is_some() => {
+                        "could not load the application"
+                    }
                     Some(EXIT_APP_LOAD) => "could not load the application (its error is above)",
                     Some(EXIT_PANIC) => "panicked (its message is above)",
                     _ => "died while starting",
                 };
+                let detail = self.load_error_detail(pid, worker.generation, ending);
                 // A reload sent while the first workers still start: the
                 // new code is what failed, and a worker of the old serves.
                 let old_serving = self
@@ -382,15 +395,15 @@ impl Policy {
                     && worker.generation == self.generation
                     && (old_serving || !self.starting)
                 {
-                    self.reload_failed(now, pid, why, how, actions);
+                    self.reload_failed(now, pid, why, how, &detail, actions);
                 } else if self.starting {
-                    log!(error, "worker {pid} {why}: {how}");
+                    log!(error, "worker {pid} {why} ({how}){detail}");
                     self.fatal = Some(format!(
                         "worker {pid} {why}; stopping instead of starting it again and again"
                     ));
                     self.stop_all(now, Stop::Kill, actions);
                 } else {
-                    log!(error, "worker {pid} {why}: {how}");
+                    log!(error, "worker {pid} {why} ({how}){detail}");
                     self.count_quick_death(now, worker.started);
                 }
             }
@@ -401,6 +414,23 @@ impl Policy {
                     log!(warn, "worker {pid} died: {how}; starting another");
                     self.count_quick_death(now, worker.started);
                 }
+            }
+        }
+    }
+
+    /// What follows "could not load the application" in the log line:
+    /// the worker's traceback, the first time it is seen in a generation.
+    fn load_error_detail(&mut self, pid: Pid, generation: u64, ending: &Ending) -> String {
+        let Some(text) = &ending.load_error else {
+            return String::new();
+        };
+        match &self.last_load_error {
+            Some((seen_in, first, seen)) if *seen_in == generation && seen == text => {
+                format!(" (the same error as worker {first})")
+            }
+            _ => {
+                self.last_load_error = Some((generation, pid, text.clone()));
+                format!(":\n{text}")
             }
         }
     }
@@ -528,11 +558,12 @@ impl Policy {
         pid: Pid,
         why: &str,
         how: &str,
+        detail: &str,
         actions: &mut Vec<Action>,
     ) {
         log!(
             error,
-            "reload failed: new worker {pid} {why} ({how}); the old workers keep serving"
+            "reload failed: new worker {pid} {why} ({how}); the old workers keep serving{detail}"
         );
         let new: Vec<Pid> = self
             .workers
@@ -712,6 +743,7 @@ mod tests {
         Ending {
             code: Some(code),
             how: format!("exited with code {code}"),
+            load_error: None,
         }
     }
 
@@ -719,6 +751,7 @@ mod tests {
         Ending {
             code: None,
             how: "killed by signal 9".into(),
+            load_error: None,
         }
     }
 
@@ -952,6 +985,36 @@ mod tests {
             });
         }
         assert_eq!(m.tick(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_load_error_is_told_in_full_once_per_generation() {
+        let mut m = Master::new(settings(3));
+        let failed = |text: &str| Ending {
+            load_error: Some(text.into()),
+            ..exit_code(EXIT_APP_LOAD)
+        };
+        let traceback = "Traceback (most recent call last):\nImportError: no";
+        assert_eq!(
+            m.policy.load_error_detail(100, 2, &failed(traceback)),
+            format!(":\n{traceback}")
+        );
+        for pid in [101, 102] {
+            assert_eq!(
+                m.policy.load_error_detail(pid, 2, &failed(traceback)),
+                " (the same error as worker 100)"
+            );
+        }
+        // Another error, or the next reload's: in full again.
+        assert_eq!(
+            m.policy.load_error_detail(103, 2, &failed("other")),
+            ":\nother"
+        );
+        assert_eq!(
+            m.policy.load_error_detail(104, 3, &failed("other")),
+            ":\nother"
+        );
+        assert_eq!(m.policy.load_error_detail(105, 3, &exit_code(4)), "");
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct Privileges {
     pub group: Option<String>,
     /// `--chown USER[:GROUP]`: owner of the Unix socket file we create.
     pub socket_owner: Option<String>,
+    /// `--web-user`: who must be able to connect to that socket (checked
+    /// after the chown, with a warning naming the fix; without it, the
+    /// users web servers usually run as).
+    pub web_users: Vec<String>,
 }
 
 /// A user, resolved.
@@ -153,6 +157,10 @@ fn settle(
                  (with socket activation, set SocketUser=/SocketGroup= in the .socket unit)"
             ),
         }
+    }
+    // As root still, who can look at every directory on the way.
+    if let Some(path) = socket.created_path() {
+        crate::listener::warn_unreachable(path, &privileges.web_users)?;
     }
     let pidfile = pidfile.map(Pidfile::create).transpose()?;
     drop_privileges(privileges)?;

@@ -78,9 +78,7 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
                 interpreter
             }
             Err(e) => {
-                // In the log (--log-file too), where the master's line
-                // about this worker's exit says it is.
-                tracing::error!("{}", crate::python_failed(e, config));
+                report_load_error(status, &crate::python_failed(e, config).to_string());
                 return EXIT_APP_LOAD;
             }
         },
@@ -182,6 +180,20 @@ pub(crate) fn run(launch: Launch<'_>) -> i32 {
     interpreter.finalize();
     tracing::info!("stopped");
     0
+}
+
+/// Hands why the app could not load to the master (`E` and the text, on
+/// the status pipe), which logs it once: with several new workers failing
+/// on the same broken code, one traceback, not one per worker. Logged here
+/// only when the master cannot be told.
+fn report_load_error(status: OwnedFd, message: &str) {
+    let mut pipe = std::fs::File::from(status);
+    let said = pipe
+        .write_all(b"E")
+        .and_then(|()| pipe.write_all(message.as_bytes()));
+    if said.is_err() {
+        tracing::error!("{message}");
+    }
 }
 
 /// Resolves when the worker should stop accepting: SIGTERM or SIGINT (the
