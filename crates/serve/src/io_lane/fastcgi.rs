@@ -762,7 +762,7 @@ impl Driver<'_> {
 pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Resolves `STOP_GRACE` after the worker stops.
-async fn after_stop(shutdown: &CancellationToken) {
+pub(crate) async fn after_stop(shutdown: &CancellationToken) {
     shutdown.cancelled().await;
     tokio::time::sleep(STOP_GRACE).await;
 }
