@@ -138,7 +138,14 @@ impl BodyReader {
                 packet: payload.len(),
             });
         }
-        let data = payload.split_off(2).slice(..chunk);
+        if chunk < payload.len() - 2 {
+            self.ended = true;
+            return Err(AjpError::ChunkShorterThanPacket {
+                chunk,
+                packet: payload.len(),
+            });
+        }
+        let data = payload.split_off(2);
         self.received += chunk as u64;
         if let Some(length) = self.length {
             if self.received > length {
@@ -202,6 +209,15 @@ mod tests {
             Err(AjpError::ChunkLongerThanPacket {
                 chunk: 9,
                 packet: 4
+            })
+        );
+        let mut body = BodyReader::new(BodyKind::Length(100), 8188);
+        let mut buf = BytesMut::from(&[0x12, 0x34, 0, 5, 0, 1, b'a', b'b', b'c'][..]);
+        assert_eq!(
+            body.decode(&mut buf),
+            Err(AjpError::ChunkShorterThanPacket {
+                chunk: 1,
+                packet: 5
             })
         );
         let mut body = BodyReader::new(BodyKind::Length(2), 8188);

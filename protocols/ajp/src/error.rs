@@ -46,6 +46,11 @@ pub enum AjpError {
     SecretWrong,
     /// A body packet whose inner length says more than the packet holds.
     ChunkLongerThanPacket { chunk: usize, packet: usize },
+    /// A body packet with bytes after its chunk: AJP's chunk fills its
+    /// packet. lighttpd 1.4's mod_ajp13 sends bodies without the chunk
+    /// length, so its data shows as this (or as a chunk longer than the
+    /// packet) rather than being taken for what it is not.
+    ChunkShorterThanPacket { chunk: usize, packet: usize },
     /// Body bytes beyond the request's CONTENT_LENGTH.
     BodyBeyondLength { received: u64, length: u64 },
     /// A body packet while none was asked for.
@@ -113,6 +118,11 @@ impl fmt::Display for AjpError {
             ChunkLongerThanPacket { chunk, packet } => write!(
                 f,
                 "AJP body chunk announces {chunk} bytes in a packet of {packet}"
+            ),
+            ChunkShorterThanPacket { chunk, packet } => write!(
+                f,
+                "AJP body chunk announces {chunk} bytes in a packet of {packet}, which holds more \
+                 (lighttpd's mod_ajp13 sends bodies without AJP's chunk length: not supported)"
             ),
             BodyBeyondLength { received, length } => write!(
                 f,
