@@ -7,8 +7,9 @@ use std::fmt;
 /// byte (the magic), so that they can be found in a capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AjpError {
-    /// A packet from the web server starts with 0x12 0x34; these two bytes
-    /// do not (an HTTP request sent here shows as `GE`).
+    /// A packet from the web server starts with 0x12 0x34; this one does
+    /// not: its bytes up to the first that differs (an HTTP request sent
+    /// here shows as `G`), the same however the bytes were cut.
     WrongMagic { found: Vec<u8> },
     /// The packet's length field is over the limit (`--max-header-size`,
     /// at most 65535 by the format).

@@ -21,10 +21,11 @@ pub const MAX_PAYLOAD: usize = u16::MAX as usize;
 /// ("need more") consumes nothing. The length is checked against `limit`
 /// as soon as the header is in, so no buffer grows beyond it.
 pub fn split_packet(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>, AjpError> {
-    let start = &buf[..buf.len().min(2)];
-    if start != &MAGIC[..start.len()] {
+    // Refused at the first byte that differs, and named up to it: the
+    // same error however the bytes were cut.
+    if let Some(wrong) = buf.iter().zip(MAGIC).position(|(b, m)| *b != m) {
         return Err(AjpError::WrongMagic {
-            found: start.to_vec(),
+            found: buf[..=wrong].to_vec(),
         });
     }
     let parsed: nom::IResult<&[u8], u16> = (tag(&MAGIC[..]), be_u16)
@@ -74,10 +75,17 @@ mod tests {
         assert_eq!(
             error,
             AjpError::WrongMagic {
-                found: b"GE".to_vec()
+                found: b"G".to_vec()
             }
         );
         assert!(error.to_string().contains("an HTTP request?"), "{error}");
+        let mut second = BytesMut::from(&[0x12, 0x35, 0][..]);
+        assert_eq!(
+            split_packet(&mut second, 100),
+            Err(AjpError::WrongMagic {
+                found: vec![0x12, 0x35]
+            })
+        );
         let mut long = BytesMut::from(&[0x12, 0x34, 0x20, 0x01][..]);
         assert_eq!(
             split_packet(&mut long, 8188),

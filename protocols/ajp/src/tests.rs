@@ -199,7 +199,7 @@ fn each_bad_input_is_a_typed_error() {
         (
             BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]),
             AjpError::WrongMagic {
-                found: b"GE".to_vec(),
+                found: b"G".to_vec(),
             },
         ),
         (
