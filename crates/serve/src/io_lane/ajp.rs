@@ -10,7 +10,7 @@
 //! Python thread, and for the rest as the application reads. The web
 //! server reads the response all the while, so nothing is held back.
 
-use super::connection::{Connection, TryRead};
+use super::connection::{Connection, Stop, TryRead};
 use super::gate::JobGate;
 use crate::bad_input::bad_input;
 use crate::config::{BodyLimits, Timeouts};
@@ -18,7 +18,7 @@ use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting};
 use crate::named::Named;
 use crate::record::Trail;
-use crate::sink::{PeerSending, Who, async_io, log_for};
+use crate::sink::{Who, async_io, log_for};
 use bytes::BytesMut;
 use rustgi_ajp::{Ajp, AjpEncoder, AjpError, BodyReader, Chunk, Command, Forward};
 use rustgi_core::{
@@ -51,15 +51,6 @@ pub struct AjpContext {
     pub runtime: tokio::runtime::Handle,
 }
 
-/// How the driver stopped.
-enum Stop {
-    Closed {
-        clean: bool,
-    },
-    /// Idle between requests, for the intake.
-    Idle,
-}
-
 /// Serves one AJP connection until it closes, or until it is idle between
 /// requests (with `park_idle`): then it is returned, for the intake.
 pub(crate) async fn serve<C: Connection>(
@@ -90,22 +81,8 @@ pub(crate) async fn serve<C: Connection>(
         out: Segments::default(),
     };
     let stop = driver.run(&mut reader, &mut writer, buf, accepted).await;
-    match stop {
-        Stop::Idle => {}
-        Stop::Closed { clean: true } => {
-            async_io::close(
-                &mut reader,
-                &mut writer,
-                PeerSending::Maybe,
-                ctx.timeouts.write,
-            )
-            .await;
-            return None;
-        }
-        Stop::Closed { clean: false } => return None,
-    }
     drop((reader, writer));
-    Some(stream)
+    stop.settle(stream, ctx.timeouts.write).await
 }
 
 struct Driver<'a> {
