@@ -8,7 +8,8 @@ bodies in many chunks asked for with GET_BODY_CHUNK, 1,000 requests on
 one kept connection, each bad input (a typed error, a log line naming it,
 the connection closed, the gateway serving on), the secret (required,
 missing, wrong; Apache with a wrong `secret=`), REMOTE_USER from Apache's
-basic auth, connection reuse behind Apache, --proto auto, and what
+basic auth, HTTPS from Apache over TLS (SSLEngine, a self-signed
+certificate), connection reuse behind Apache, --proto auto, and what
 lighttpd's mod_ajp13 does.
 """
 
@@ -284,6 +285,28 @@ def test_remote_user_from_apache_basic_auth(apache, ajp_gw, unique):
     assert env["REMOTE_USER"] == "alice"
     assert env["AUTH_TYPE"] == "Basic"
     assert env["PATH_INFO"] == "/private/x"
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_https_attributes_from_apache_over_tls(apache, ajp_gw, unique):
+    # SSLEngine with a self-signed certificate: mod_proxy_ajp sends
+    # is_ssl and the ?ssl_cipher, ?ssl_session and ?ssl_key_size attributes.
+    _, d = unique("tls")
+    key, cert = d / "key.pem", d / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    site = (f'SSLEngine on\nSSLCertificateFile "{cert}"\nSSLCertificateKeyFile "{key}"\n'
+            + _apache_site(ajp_gw, SECRET))
+    front = apache("ajp-tls", site, ["proxy_ajp", "ssl", "socache_shmcb"])
+    r = requests.get(f"https://127.0.0.1:{front.port}/x?dump=environ", verify=False, timeout=10)
+    assert r.status_code == 200, front.logs()
+    env = r.json()
+    assert env["HTTPS"] == "on"
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["SERVER_PORT"] == str(front.port)
+    assert re.fullmatch(r"[A-Z0-9_-]+", env["SSL_CIPHER"]), env
+    assert int(env["SSL_KEY_SIZE"]) >= 128
 
 
 def test_apache_with_a_wrong_secret_is_refused(apache, ajp_gw):
