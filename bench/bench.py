@@ -18,6 +18,12 @@ measures, in interleaved rounds (every cell once per round, then again):
    backend's socket, pinned to core 1, with the backend started on core 0:
    req/s and CPU per request with nginx out of the way.
 
+AJP has no nginx module: the AJP targets (rustgi-ajp against flup's AJP
+server) sit behind one Apache 2.4 (mod_proxy_ajp, mpm_event) instead, on
+TCP (flup's AJP server has no Unix socket), and Apache's CPU takes the
+nginx columns; rustgi-loadgen does not speak AJP, so they have no direct
+measure.
+
 It prints the medians and the rustgi/uWSGI ratios with their targets, and
 writes results.md (tables to paste into docs/benchmarks.md) and
 results.json into the run directory. --instructions counts instead the
@@ -55,6 +61,9 @@ import instructions  # noqa: E402
 import plots  # noqa: E402
 
 UPLOAD_SIZE = 1 << 20
+# The AJP secret the rustgi-ajp target and its Apache share (flup's AJP
+# server refuses the ?secret attribute: its Apache sends none).
+AJP_SECRET = "bench-secret"
 
 
 # --- what is measured ---------------------------------------------------------
@@ -115,7 +124,7 @@ def scenarios() -> list[Scenario]:
 class Target:
     name: str
     server: str  # rustgi, uwsgi, flup, granian, gunicorn, nginx, base
-    proto: str  # scgi, fastcgi, fastcgi-keep, uwsgi (rustgi-loadgen's --proto); http
+    proto: str  # scgi, fastcgi, fastcgi-keep, uwsgi (rustgi-loadgen's --proto); http; ajp
     default: bool = True  # measured unless --only says otherwise
     threads1: bool = False  # rustgi with --threads 1 instead of its default (8)
 
@@ -130,8 +139,13 @@ class Target:
 
     @property
     def direct(self) -> bool:
-        """Whether rustgi-loadgen speaks its protocol (not HTTP)."""
-        return self.proto != "http"
+        """Whether rustgi-loadgen speaks its protocol (not HTTP, not AJP)."""
+        return self.proto not in ("http", "ajp")
+
+    @property
+    def behind_apache(self) -> bool:
+        """AJP: behind Apache's mod_proxy_ajp, on TCP (nginx has no AJP)."""
+        return self.proto == "ajp"
 
 
 # Grouped so that the servers compared on one protocol run one after the
@@ -155,6 +169,9 @@ TARGETS = [
     Target("rustgi-uwsgi", "rustgi", "uwsgi"),
     Target("rustgi-uwsgi-t1", "rustgi", "uwsgi", threads1=True),
     Target("uwsgi-uwsgi", "uwsgi", "uwsgi"),
+    # AJP, behind Apache (see the module comment): against flup's AJP server.
+    Target("rustgi-ajp", "rustgi", "ajp"),
+    Target("flup-ajp", "flup", "ajp"),
     # Anchors: WSGI servers that speak HTTP/1.1, behind nginx's proxy_pass.
     Target("granian-http", "granian", "http"),
     Target("gunicorn-http", "gunicorn", "http"),
@@ -373,15 +390,17 @@ class Procs:
             self.stop(p, signal.SIGTERM, wait=2.0)
 
 
-def wait_for_socket(path: Path, proc: subprocess.Popen, log: Path, timeout=20.0):
+def wait_for_socket(path: Path | tuple, proc: subprocess.Popen, log: Path, timeout=20.0):
+    """Waits until `path` (a Unix socket, or a (host, port)) accepts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}; see {log}:\n"
                                + log.read_text(errors="replace")[-2000:])
         try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(path))
+            family = socket.AF_INET if isinstance(path, tuple) else socket.AF_UNIX
+            with socket.socket(family) as s:
+                s.connect(path if isinstance(path, tuple) else str(path))
             return
         except OSError:
             time.sleep(0.02)
@@ -402,10 +421,22 @@ class Bench:
         self.keepalives = [None, *sorted({s.keepalive for s in self.scenarios.values()
                                           if s.keepalive})]
         self.nginx = None
+        self.apache = None
 
     def port(self, t: Target, sc: Scenario | None = None) -> int:
-        """nginx's port for a target in a scenario."""
+        """nginx's port for a target in a scenario (Apache's for AJP)."""
+        if t.behind_apache:
+            return self.apache_ports(t)[0]
         return self.block_port(t, sc.keepalive if sc else None)
+
+    def apache_ports(self, t: Target) -> tuple[int, int]:
+        """(Apache's port, the backend's) for an AJP target: after nginx's."""
+        ajp = [x for x in TARGETS if x.behind_apache]
+        first = self.args.port_base + len(self.keepalives) * len(TARGETS)
+        return first + 2 * ajp.index(t), first + 2 * ajp.index(t) + 1
+
+    def front_pid(self, t: Target) -> int:
+        return self.apache.pid if t.behind_apache else self.nginx.pid
 
     def block_port(self, t: Target, block: int | None) -> int:
         """One block of ports per upstream keepalive setting: the targets'
@@ -426,12 +457,16 @@ class Bench:
     def backend_argv(self, t: Target, sc: Scenario) -> tuple[list[str], int]:
         """The command line, and the signal that stops it."""
         sock = str(self.sock(t))
+        if t.behind_apache:
+            sock = f"127.0.0.1:{self.apache_ports(t)[1]}"
         appfile = str(BENCH / "app.py")
         if t.server in ("rustgi", "base"):
             binary = self.args.rustgi_binary if t.server == "rustgi" else self.args.baseline_binary
             # Its defaults (8 threads), as users run it; the -t1 rows one thread.
             argv = [binary, "--proto", t.pass_proto, "--socket", sock,
                     "--chmod", "666", "--app", appfile]
+            if t.proto == "ajp":
+                argv += ["--ajp-secret", AJP_SECRET]
             if t.threads1:
                 argv += ["--threads", "1"]
             if sc.processes != 1:
@@ -451,8 +486,9 @@ class Bench:
                 argv += ["--listen", str(LISTEN_BACKLOG)]
             return argv, signal.SIGINT  # SIGINT stops uWSGI's master and workers at once
         if t.server == "flup":
+            kind = {"scgi": "scgi", "ajp": "ajp"}.get(t.proto, "fcgi")
             return [str(VENV / "bin" / "python"), str(BENCH / "flup_server.py"),
-                    "scgi" if t.proto == "scgi" else "fcgi", sock], signal.SIGKILL
+                    kind, sock], signal.SIGKILL
         if t.server == "granian":
             # One worker process and one Python thread (issue 12's setting),
             # HTTP/1.1 only; Granian's access log is off by default.
@@ -480,6 +516,8 @@ class Bench:
         its socket accepts."""
         sock = self.sock(t)
         sock.unlink(missing_ok=True)
+        if t.behind_apache:
+            sock = ("127.0.0.1", self.apache_ports(t)[1])
         argv, sig = self.backend_argv(t, sc)
         log = self.run / "logs" / f"{t.name}.log"
         p = self.procs.start((wrap or []) + argv, log, pin, env)
@@ -522,7 +560,8 @@ class Bench:
 
     def nginx_conf(self) -> str:
         r = self.run
-        blocks = [self.nginx_server(t, block) for block in self.keepalives for t in TARGETS]
+        blocks = [self.nginx_server(t, block) for block in self.keepalives for t in TARGETS
+                  if not t.behind_apache]
         upstreams = [u for u, _ in blocks]
         servers = [sv for _, sv in blocks]
         return f"""# written by bench/bench.py
@@ -575,6 +614,68 @@ http {{
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("nginx did not listen")
+
+    # --- Apache, for AJP ----------------------------------------------------------
+
+    def apache_conf(self, targets: list[Target]) -> str:
+        """One Apache (mpm_event, threads enough for the clients) with a
+        virtual host per AJP target."""
+        r = self.run / "apache"
+        mods = "/usr/lib/apache2/modules"
+        clients = max(self.args.connections, 64)
+        hosts = []
+        for t in targets:
+            front, back = self.apache_ports(t)
+            secret = f" secret={AJP_SECRET}" if t.server != "flup" else ""
+            hosts.append(f"Listen 127.0.0.1:{front}\n<VirtualHost 127.0.0.1:{front}>\n"
+                         f'    ProxyPass "/" "ajp://127.0.0.1:{back}/"{secret}\n</VirtualHost>\n')
+        user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+        return f"""# written by bench/bench.py
+ServerRoot "{r}"
+ServerName 127.0.0.1
+PidFile "{r}/httpd.pid"
+DefaultRuntimeDir "{r}"
+Mutex file:{r} default
+LoadModule mpm_event_module {mods}/mod_mpm_event.so
+LoadModule authz_core_module {mods}/mod_authz_core.so
+LoadModule proxy_module {mods}/mod_proxy.so
+LoadModule proxy_ajp_module {mods}/mod_proxy_ajp.so
+{user}ErrorLog "{self.run}/logs/apache-error.log"
+LogLevel warn
+KeepAlive On
+MaxKeepAliveRequests 0
+StartServers 1
+ServerLimit 1
+ThreadsPerChild {clients}
+ThreadLimit {clients}
+MaxRequestWorkers {clients}
+MinSpareThreads 1
+MaxSpareThreads {clients}
+<Directory />
+    Require all granted
+</Directory>
+{"".join(hosts)}"""
+
+    def start_apache(self, targets: list[Target]):
+        """Apache in front of the AJP targets of the run (none: not started)."""
+        if not targets:
+            return
+        (self.run / "apache").mkdir(exist_ok=True)
+        (self.run / "apache").chmod(0o755)
+        conf = self.run / "apache" / "httpd.conf"
+        conf.write_text(self.apache_conf(targets))
+        self.apache = self.procs.start(["apache2", "-d", str(self.run / "apache"), "-f", str(conf),
+                                        "-DFOREGROUND"], self.run / "logs" / "apache.log")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.apache.poll() is not None:
+                raise RuntimeError("Apache exited:\n" + (self.run / "logs" / "apache.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", self.port(targets[0])), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("Apache did not listen")
 
     def nginx_errors(self) -> int:
         try:
@@ -667,10 +768,14 @@ http {{
             self.check_via_nginx(t, sc)
             log_before = self.nginx_errors()
             self.wrk(t, sc, a.warmup_wrk)
-            with Window(backend and backend.pid, self.nginx.pid) as win, \
+            with Window(backend and backend.pid, self.front_pid(t)) as win, \
                     PeakPss(backend and backend.pid) as pss:
                 w = self.wrk(t, sc, a.duration_wrk)
-            per_req = 1e6 / max(w["requests"], 1)
+            if w["requests"] == 0:
+                # (flup's AJP server stalls so at times): no figure to divide.
+                raise RuntimeError(f"{t.name} {sc.name}: no request answered in "
+                                   f"{a.duration_wrk} s")
+            per_req = 1e6 / w["requests"]
             res.update(rps=w["rps"], p99_ms=w["p99_ms"], p50_ms=w["p50_ms"],
                        latency_ms=w["latency_ms"], wrk_requests=w["requests"],
                        nginx_cpu_us=win.nginx_cpu * per_req,
@@ -811,6 +916,8 @@ def loadgen_bound(m: dict) -> bool:
 
 BUSY_NOTE = (f"† other processes took over {BUSY_MACHINE:.0%} of the machine's CPU during "
              "the median window: the figure is less reliable (repeat, or add --rounds).")
+AJP_NOTE = ("AJP rows: behind Apache 2.4's mod_proxy_ajp (mpm_event) on TCP, not nginx: the "
+            "nginx columns are Apache's CPU; no direct measure (rustgi-loadgen speaks no AJP).")
 LOADGEN_NOTE = ("‡ rustgi-loadgen spent over 0.8× the backend's CPU per request: with one core "
                 "each, the load generator rather than the backend limits this req/s (a new "
                 "connection per request costs the client's kernel about as much as the server's).")
@@ -850,7 +957,7 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
     flup_lines = [f"| scenario | protocol | CPU/req flup ÷ rustgi (goal >= {FLUP_GOAL:g}) |",
                   "|---|---|---:|"]
     for sc in scs:
-        for proto, suffix in ((p, s) for p in ("scgi", "fastcgi", "fastcgi-keep", "uwsgi")
+        for proto, suffix in ((p, s) for p in ("scgi", "fastcgi", "fastcgi-keep", "uwsgi", "ajp")
                               for s in ("", "-t1")):
             us = med.get((f"rustgi-{proto}{suffix}", sc))
             them = med.get((f"uwsgi-{proto}", sc))
@@ -889,6 +996,8 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
           + "\n\nrustgi ÷ uWSGI, same protocol and scenario:\n\n" + "\n".join(ratio_lines))
     if len(flup_lines) > 2:
         md += "\n\nflup ÷ rustgi:\n\n" + "\n".join(flup_lines)
+    if any(TARGETS_BY_NAME[tg].behind_apache for tg in tgs):
+        md += "\n\n" + AJP_NOTE
     return md + "\n" + paid_table(med, scs, tgs), held, checked
 
 
@@ -1123,6 +1232,8 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     try:
         bench.start_nginx()
+        bench.start_apache([t for t in TARGETS
+                            if t.behind_apache and any(tg == t.name for tg, _ in cells)])
         for rnd in range(1, args.rounds + 1):
             for tg, sc in cells:
                 try:

@@ -130,6 +130,14 @@ def main() -> None:
     add("fastcgi_records", names)
     get_values = struct.pack(">BBHHBB", 1, 9, 0, len(names), 0, 0) + names
     add("fastcgi_connection", get_values)
+    # AJP: Apache's captures as a connection reads them (a forward request,
+    # then its body packets), and lighttpd's.
+    ajp = FIXTURES / "ajp"
+    add("ajp_connection", (ajp / "get_query_cookie.bin").read_bytes())
+    add("ajp_connection", (ajp / "patch_stored_method.bin").read_bytes() + b"\x12\x34\x00\x01\x0a")
+    add("ajp_connection", (ajp / "post_head.bin").read_bytes() + (ajp / "post_body_packets.bin").read_bytes())
+    add("ajp_connection", (ajp / "chunked_head.bin").read_bytes() + (ajp / "body_end.bin").read_bytes())
+    add("ajp_connection", (ajp / "lighttpd_get.bin").read_bytes())
     for body in CHUNKED:
         add("chunked", body)
         add("body_framing", body)

@@ -13,6 +13,8 @@ to the rendered /srv/app/app.py.
 
 - mod_proxy_fcgi, mod_proxy_scgi, mod_proxy_uwsgi: GET, POST and the
   Authorization header reach the app.
+- mod_proxy_ajp: the same under the example's /app prefix (SCRIPT_NAME from
+  --mount), with the example's secret; the connection is kept.
 - mod_fcgid: Apache itself starts the wrapper (no --socket: a listening
   socket on fd 0), which serves several requests (a 1 MiB body included),
   sends print() and tracebacks to Apache's error log, and is stopped by
@@ -214,6 +216,23 @@ def test_proxy_example_get_post_and_authorization(example, procs, apache_binary,
             answer(s.get(server.url("/again")), server, gw)
         kept = wait_until(lambda: unix_connections(sock), 2.0)
         assert kept, "no FastCGI connection stays open: enablereuse=on not in effect?"
+
+
+def test_proxy_ajp_example_under_its_prefix_with_its_secret(procs, apache_binary, gateway_bin, log_dir,
+                                                           site_dir, app_dir):
+    example = "apache-proxy-ajp.conf"
+    sock = str(site_dir / "app.sock")
+    gw = start_example_gateway(procs, gateway_bin, log_dir, example, sock, app_dir)
+    server = start_apache(procs, apache_binary, log_dir, site_dir, example, {
+        SOCKET: (sock, 1),
+        APP_DIR: (str(app_dir), 0),
+    })
+    s = requests.Session()
+    got = check_echo_requests(server, gw, prefix="/app", script_name="/app", s=s)[0]
+    assert got["ppid"] == gw.pid
+    assert got["environ"]["wsgi.url_scheme"] == "http"
+    kept = wait_until(lambda: unix_connections(sock), 2.0)
+    assert kept, "no AJP connection stays open after the requests"
 
 
 # ---------------------------------------------------------------------------

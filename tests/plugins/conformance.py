@@ -11,7 +11,9 @@ the protocol's stock params file, with `/` (nginx's defaults) and
 
 Apache and lighttpd sit in front of the FastCGI and uwsgi gateways too,
 each an instance of its own (`apache-conf-PROTO-LANE`, ...) with `/` to the
-gateway.
+gateway; AJP is served behind Apache's mod_proxy_ajp only (nginx has no
+AJP, and lighttpd's mod_ajp13 frames request bodies its own way: see
+test_ajp.py).
 
 `front` is one cell of the matrix, parametrized with ids such as
 `fastcgi-nginx-python` or `uwsgi-apache-io`; `nginx_front` the cells behind
@@ -30,6 +32,9 @@ from harness import Gateway, Location, Nginx
 from plugins.base import _STARTED, CONFORMANCE_FILE
 
 PROTOCOLS = ("scgi", "fastcgi", "uwsgi")
+# AJP's shared secret (Apache's `secret=`), for the gateways and fronts
+# that speak it.
+AJP_SECRET = "conformance-secret"
 LANES = ("python", "io")
 
 # nginx's per-protocol buffers large enough for the big bodies.
@@ -82,7 +87,7 @@ class Front:
     def body_prefixes(self) -> list[str]:
         """The locations to send bodies to: nginx's unbuffered one too, where
         the app sees the body's length right there."""
-        right = self.server == "nginx" and _UNBUFFERED_BODY_LENGTH_RIGHT[self.protocol]
+        right = self.server == "nginx" and _UNBUFFERED_BODY_LENGTH_RIGHT.get(self.protocol, False)
         return ["", "/unbuffered"] if right else [""]
 
 
@@ -98,14 +103,16 @@ OTHER_CELLS = [
     for server in ("apache", "lighttpd")
     for proto in ("fastcgi", "uwsgi")
     for lane in LANES
-]
+] + [("ajp", "apache", lane) for lane in LANES]
 MATRIX = NGINX_CELLS + OTHER_CELLS
 
 
 def _apache_site(proto: str, lane: str, socket_path: str) -> tuple[str, list[str]]:
-    scheme = {"fastcgi": "fcgi", "uwsgi": "uwsgi"}[proto]
-    modules = ["proxy_uwsgi"] if proto == "uwsgi" else []
-    return f'ProxyPass "/" "unix:{socket_path}|{scheme}://{gateway_name(proto, lane)}/"\n', modules
+    scheme = {"fastcgi": "fcgi", "uwsgi": "uwsgi", "ajp": "ajp"}[proto]
+    modules = {"uwsgi": ["proxy_uwsgi"], "ajp": ["proxy_ajp"]}.get(proto, [])
+    options = f" secret={AJP_SECRET}" if proto == "ajp" else ""
+    target = f"unix:{socket_path}|{scheme}://{gateway_name(proto, lane)}/"
+    return f'ProxyPass "/" "{target}"{options}\n', modules
 
 
 def _lighttpd_site(proto: str, socket_path: str) -> tuple[str, tuple[str, ...]]:
@@ -125,7 +132,8 @@ def lane_gateways(gateways):
         if (proto, lane) not in started:
             started[proto, lane] = gateways.start(
                 gateway_name(proto, lane),
-                ["--app", CONFORMANCE_FILE, "--threads", "8"],
+                ["--app", CONFORMANCE_FILE, "--threads", "8"]
+                + (["--ajp-secret", AJP_SECRET] if proto == "ajp" else []),
                 proto=proto,
                 env={"RUSTGI_LANE": lane},
             )

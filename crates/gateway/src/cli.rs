@@ -5,8 +5,8 @@ use rustgi_core::{AppSpec, ForwardedScheme, Mount, PythonSetup, SpoolLimits};
 use rustgi_fastcgi::Roles;
 use rustgi_observe::access::{Destination, Format as AccessFormat};
 use rustgi_supervisor::{
-    AllowedPeer, BodyLimits, FastcgiOptions, MetricsAddr, MinRate, ObserveConfig, Privileges,
-    ProcessOptions, Protocol, ServeConfig, ServerConfig, SocketSpec, Timeouts,
+    AjpOptions, AllowedPeer, BodyLimits, FastcgiOptions, MetricsAddr, MinRate, ObserveConfig,
+    Privileges, ProcessOptions, Protocol, ServeConfig, ServerConfig, SocketSpec, Timeouts,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +20,10 @@ pub enum Proto {
     /// uWSGI's binary protocol (nginx uwsgi_pass, Apache mod_proxy_uwsgi,
     /// lighttpd scgi.protocol = "uwsgi").
     Uwsgi,
-    /// Each connection's first byte says which of the three it speaks.
+    /// AJP 1.3 (Apache ProxyPass ajp://, mod_jk, lighttpd mod_ajp13);
+    /// needs --ajp-secret or --ajp-secret-optional.
+    Ajp,
+    /// Each connection's first byte says which of the four it speaks.
     Auto,
     /// Run one request as a CGI program (environment + stdin → stdout).
     Cgi,
@@ -42,6 +45,24 @@ pub struct Cli {
     /// (listening socket on fd 0: auto; GATEWAY_INTERFACE: cgi).
     #[arg(long, value_enum)]
     pub proto: Option<Proto>,
+
+    /// AJP's shared secret: every AJP request must carry it (Apache's
+    /// ProxyPass `secret=`). Read from RUSTGI_AJP_SECRET too, so that it
+    /// need not show in the process list.
+    #[arg(
+        long,
+        env = "RUSTGI_AJP_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub ajp_secret: Option<String>,
+
+    /// Serve AJP without a secret (anyone who can connect can then pass
+    /// any REMOTE_USER or HTTPS: see CVE-2020-1938). Without it and
+    /// without --ajp-secret, --proto ajp refuses to start and
+    /// --proto auto refuses AJP connections.
+    #[arg(long, conflicts_with = "ajp_secret")]
+    pub ajp_secret_optional: bool,
 
     /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
     /// listening socket the front server passed on fd 0 is used.
@@ -424,6 +445,7 @@ impl Cli {
                 Proto::Scgi => Protocol::Scgi,
                 Proto::Fastcgi => Protocol::Fastcgi,
                 Proto::Uwsgi => Protocol::Uwsgi,
+                Proto::Ajp => Protocol::Ajp,
                 Proto::Auto => Protocol::Auto,
                 Proto::Cgi => Protocol::Cgi,
             }),
@@ -438,6 +460,10 @@ impl Cli {
                     })
                     .fold(Roles::NONE, |all, role| all | role),
                 stderr: !self.no_fastcgi_stderr,
+            },
+            ajp: AjpOptions {
+                secret: self.ajp_secret.filter(|s| !s.is_empty()),
+                secret_optional: self.ajp_secret_optional,
             },
             allow_from: self.allow_from,
             forwarded: self
@@ -470,6 +496,16 @@ impl Cli {
                 request_id_header: self.request_id_header,
             },
         };
+        if matches!(serve.protocol, Some(Protocol::Ajp))
+            && serve.ajp.secret.is_none()
+            && !serve.ajp.secret_optional
+        {
+            return Err(
+                "--proto ajp needs --ajp-secret SECRET (Apache: ProxyPass ... secret=SECRET) \
+                 or, to serve AJP without one, --ajp-secret-optional (see CVE-2020-1938)"
+                    .into(),
+            );
+        }
         if let Some(Destination::File(path)) = &serve.observe.access_log {
             // Refused at start rather than in every worker.
             std::fs::OpenOptions::new()

@@ -48,6 +48,12 @@ pub trait ResponseEncoder {
     /// After a batch of events: flush what the encoder holds back to join
     /// it with what follows (FastCGI's STDOUT record content).
     fn end_batch(&mut self, _out: &mut Segments) {}
+    /// The connection closes after this response (the server is
+    /// stopping): whether the encoder's end tells the front server so, as
+    /// AJP's END_RESPONSE can. By default it cannot.
+    fn last_on_connection(&mut self) -> bool {
+        false
+    }
 }
 
 /// Encodes `event` for a protocol whose response is its head then the body

@@ -9,11 +9,18 @@ pub enum Front {
     Uwsgi,
     /// Run as a CGI program (no master, no metrics: the access log only).
     Cgi,
+    Ajp,
 }
 
 impl Front {
     /// Every value, in the order of their index.
-    pub const ALL: [Front; 4] = [Front::Fastcgi, Front::Scgi, Front::Uwsgi, Front::Cgi];
+    pub const ALL: [Front; 5] = [
+        Front::Fastcgi,
+        Front::Scgi,
+        Front::Uwsgi,
+        Front::Cgi,
+        Front::Ajp,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -21,6 +28,7 @@ impl Front {
             Front::Scgi => "scgi",
             Front::Uwsgi => "uwsgi",
             Front::Cgi => "cgi",
+            Front::Ajp => "ajp",
         }
     }
 

@@ -9,7 +9,9 @@ pub enum Protocol {
     Scgi,
     Fastcgi,
     Uwsgi,
-    /// Each connection's first byte picks FastCGI, SCGI or uwsgi.
+    /// AJP 1.3 (Apache mod_proxy_ajp, mod_jk, lighttpd mod_ajp13).
+    Ajp,
+    /// Each connection's first byte picks FastCGI, SCGI, uwsgi or AJP.
     Auto,
     /// One request from the environment and stdin, then exit.
     Cgi,
@@ -23,6 +25,7 @@ impl Protocol {
         match self {
             Protocol::Scgi => Front::Scgi,
             Protocol::Uwsgi => Front::Uwsgi,
+            Protocol::Ajp => Front::Ajp,
             Protocol::Fastcgi | Protocol::Auto => Front::Fastcgi,
             Protocol::Cgi => Front::Cgi,
         }
@@ -36,6 +39,16 @@ pub struct FastcgiOptions {
     pub roles: rustgi_fastcgi::Roles,
     /// Send `wsgi.errors` lines as FCGI_STDERR too (the front server's log).
     pub stderr: bool,
+}
+
+/// What only AJP has: the shared secret (Apache's `secret=`).
+#[derive(Clone, Debug, Default)]
+pub struct AjpOptions {
+    /// `--ajp-secret`: every forward request must carry it.
+    pub secret: Option<String>,
+    /// `--ajp-secret-optional`: serve AJP without a secret (without it and
+    /// without a secret, AJP connections are refused).
+    pub secret_optional: bool,
 }
 
 /// Each stage of a connection has its own limit, so a stalled front-server
@@ -94,6 +107,7 @@ pub struct ServeConfig {
     /// `None`: decided at start (see `rustgi_supervisor::run`).
     pub protocol: Option<Protocol>,
     pub fastcgi: FastcgiOptions,
+    pub ajp: AjpOptions,
     /// TCP peers allowed to connect (with FCGI_WEB_SERVER_ADDRS); empty: all.
     pub allow_from: Vec<crate::AllowedPeer>,
     /// `--trusted-proxy-header` with `--forwarded-allow-from`; `None`: the

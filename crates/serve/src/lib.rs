@@ -20,7 +20,9 @@ mod service;
 mod sink;
 
 pub use allow::{AllowedPeer, from_environment as allowed_from_environment};
-pub use config::{BodyLimits, FastcgiOptions, MinRate, Protocol, ServeConfig, Timeouts};
+pub use config::{
+    AjpOptions, BodyLimits, FastcgiOptions, MinRate, Protocol, ServeConfig, Timeouts,
+};
 pub use intake::{Listener, drop_new_connections};
 pub use record::{ObserveConfig, start as start_observing, stop as stop_observing};
 

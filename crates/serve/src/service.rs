@@ -5,6 +5,7 @@
 use crate::bad_input::bad_input;
 use crate::config::{Protocol, ServeConfig, Timeouts};
 use crate::intake::{Handoff, Tether, Waiting};
+use crate::io_lane::ajp::{self, AjpContext};
 use crate::io_lane::connection::Connection;
 use crate::io_lane::fastcgi::{self, FastcgiContext};
 use crate::io_lane::gate::JobGate;
@@ -66,10 +67,11 @@ impl LaneChoice {
 
 /// Tells the protocols apart by a connection's first byte: 0x01 is
 /// FastCGI's version, an ASCII digit starts an SCGI netstring, 0x00 or 30
-/// is a uwsgi modifier1.
+/// is a uwsgi modifier1, 0x12 (of 0x12 0x34) AJP's magic.
 pub(crate) fn sniff(first: u8) -> Option<Protocol> {
     match first {
         1 => Some(Protocol::Fastcgi),
+        0x12 => Some(Protocol::Ajp),
         b'0'..=b'9' => Some(Protocol::Scgi),
         0 | 30 => Some(Protocol::Uwsgi),
         _ => None,
@@ -83,6 +85,7 @@ pub(crate) struct Service {
     pub(crate) scgi: StreamContext<Scgi>,
     pub(crate) uwsgi: StreamContext<Uwsgi>,
     pub(crate) fastcgi: FastcgiContext,
+    pub(crate) ajp: AjpContext,
     pool: Arc<PythonPool>,
     timeouts: Timeouts,
     lane: LaneChoice,
@@ -96,7 +99,7 @@ impl Service {
         shutdown: CancellationToken,
     ) -> Service {
         let protocol = match config.protocol {
-            Some(p @ (Protocol::Scgi | Protocol::Uwsgi | Protocol::Fastcgi)) => p,
+            Some(p @ (Protocol::Scgi | Protocol::Uwsgi | Protocol::Fastcgi | Protocol::Ajp)) => p,
             _ => Protocol::Auto,
         };
         // Requests beyond what the Python threads can take soon wait
@@ -123,6 +126,18 @@ impl Service {
                 pool.clone(),
                 gate.clone(),
             ),
+            ajp: AjpContext {
+                protocol: ajp_protocol(config),
+                pool: pool.clone(),
+                gate: gate.clone(),
+                timeouts: config.timeouts,
+                spool: config.spool,
+                body: config.body,
+                response_buffer: config.response_buffer,
+                shutdown: shutdown.clone(),
+                park_idle: lane != LaneChoice::Io,
+                runtime: tokio::runtime::Handle::current(),
+            },
             fastcgi: FastcgiContext {
                 protocol: rustgi_fastcgi::Config {
                     roles: config.fastcgi.roles,
@@ -160,7 +175,8 @@ impl Service {
             Protocol::Scgi => "scgi",
             Protocol::Uwsgi => "uwsgi",
             Protocol::Fastcgi => "fastcgi",
-            _ => "auto: fastcgi, scgi or uwsgi by the first byte",
+            Protocol::Ajp => "ajp",
+            _ => "auto: fastcgi, scgi, uwsgi or ajp by the first byte",
         }
     }
 
@@ -231,6 +247,7 @@ impl Service {
             Protocol::Scgi => python_lane::start(&self.scgi, protocol, conn, head, tracker),
             Protocol::Uwsgi => python_lane::start(&self.uwsgi, protocol, conn, head, tracker),
             Protocol::Fastcgi => python_lane::start_fastcgi(&self.fastcgi, conn, tracker),
+            Protocol::Ajp => python_lane::start_ajp(&self.ajp, conn, tracker),
             _ => Lane::Io {
                 conn,
                 head: head.map(|request| Decoded { protocol, request }),
@@ -376,6 +393,16 @@ impl Service {
                     None => {}
                 }
             }
+            Ok(Some(Protocol::Ajp)) => {
+                let idle = ajp::serve(&self.ajp, stream, buf, accepted, peer, &tether).await;
+                match idle.map(Connection::into_socket) {
+                    Some(Ok(socket)) => tether.park(socket, Cow::Owned(peer.to_owned())),
+                    Some(Err(e)) => {
+                        tracing::warn!(%peer, "taking a kept connection off the I/O loop failed: {e}")
+                    }
+                    None => {}
+                }
+            }
             Ok(_) => {}
             Err(first) => {
                 let start = &buf[..buf.len().min(8)];
@@ -388,7 +415,7 @@ impl Service {
                     peer,
                     "unrecognised protocol",
                     %peer,
-                    "unrecognised protocol: first bytes \"{}\"{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit) or uwsgi (0x00); closing the connection",
+                    "unrecognised protocol: first bytes \"{}\"{hint}; --proto auto takes FastCGI (0x01), SCGI (a digit), uwsgi (0x00) or AJP (0x12 0x34); closing the connection",
                     start.escape_ascii()
                 );
                 let (_, mut writer) = stream.halves();
@@ -396,4 +423,20 @@ impl Service {
             }
         }
     }
+}
+
+/// The AJP protocol as configured; `None` when AJP is refused: no secret
+/// and no `--ajp-secret-optional` (under `--proto auto`; `--proto ajp`
+/// refuses to start so).
+fn ajp_protocol(config: &ServeConfig) -> Option<rustgi_ajp::Ajp> {
+    let secret = config.ajp.secret.clone().map(rustgi_ajp::Secret::new);
+    if secret.is_none() && !config.ajp.secret_optional {
+        return None;
+    }
+    if secret.is_none() {
+        tracing::warn!(
+            "AJP is served without a secret (--ajp-secret-optional): anyone who can connect can set REMOTE_USER and HTTPS"
+        );
+    }
+    Some(rustgi_ajp::Ajp::new(config.max_header_size, secret))
 }

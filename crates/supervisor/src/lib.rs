@@ -30,8 +30,8 @@ use listener::{activation_present, bind};
 pub use pidfile::Pidfile;
 pub use privileges::{Privileges, after_bind, drop_privileges};
 pub use rustgi_serve::{
-    AllowedPeer, BodyLimits, FastcgiOptions, MinRate, ObserveConfig, Protocol, RunError,
-    ServeConfig, Timeouts,
+    AjpOptions, AllowedPeer, BodyLimits, FastcgiOptions, MinRate, ObserveConfig, Protocol,
+    RunError, ServeConfig, Timeouts,
 };
 
 /// Starts Python, loads the app, listens, and serves until SIGINT/SIGTERM.

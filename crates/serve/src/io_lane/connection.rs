@@ -62,3 +62,39 @@ macro_rules! connection_for {
 
 connection_for!(UnixStream, unix, Unix);
 connection_for!(TcpStream, tcp, Tcp);
+
+/// How the driver of a connection the front server keeps (FastCGI with
+/// FCGI_KEEP_CONN, AJP) stopped.
+pub(crate) enum Stop {
+    /// Closed: shut down and drained first when `clean`.
+    Closed { clean: bool },
+    /// Idle between requests, for the intake.
+    Idle,
+}
+
+impl Stop {
+    /// Ends the driver's part: an idle connection is returned, for the
+    /// intake; a closed one is closed, after a shutdown and a drain of
+    /// what the peer still sends when `clean`.
+    pub(crate) async fn settle<C: Connection>(
+        self,
+        mut stream: C,
+        write_timeout: std::time::Duration,
+    ) -> Option<C> {
+        match self {
+            Stop::Idle => Some(stream),
+            Stop::Closed { clean: true } => {
+                let (mut reader, mut writer) = stream.halves();
+                crate::sink::async_io::close(
+                    &mut reader,
+                    &mut writer,
+                    crate::sink::PeerSending::Maybe,
+                    write_timeout,
+                )
+                .await;
+                None
+            }
+            Stop::Closed { clean: false } => None,
+        }
+    }
+}

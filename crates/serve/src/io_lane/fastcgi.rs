@@ -12,7 +12,7 @@ use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting, WaitingPlace};
 use crate::named::{Named, Naming};
-use crate::sink::{PeerSending, Who, async_io};
+use crate::sink::{Who, async_io};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -142,13 +142,7 @@ struct Driver<'a> {
 
 type Admitting = Pin<Box<dyn Future<Output = Option<Admission>> + Send>>;
 
-/// How a connection's driver stopped.
-enum Stop {
-    /// Closed: shut down and drained first when `clean`.
-    Closed { clean: bool },
-    /// A kept connection idle between requests, for the intake.
-    Idle,
-}
+use super::connection::Stop;
 
 /// Serves one FastCGI connection until the front server or the protocol
 /// ends it, or (with `park_idle`) until it is a kept connection idle
@@ -185,22 +179,8 @@ pub(crate) async fn serve<C: Connection>(
     let (mut reader, mut writer) = stream.halves();
     let stop = driver.run(&mut reader, &mut writer, buf).await;
     driver.abandon_all();
-    match stop {
-        Stop::Idle => {}
-        Stop::Closed { clean: true } => {
-            async_io::close(
-                &mut reader,
-                &mut writer,
-                PeerSending::Maybe,
-                ctx.timeouts.write,
-            )
-            .await;
-            return None;
-        }
-        Stop::Closed { clean: false } => return None,
-    }
     drop((reader, writer));
-    Some(stream)
+    stop.settle(stream, ctx.timeouts.write).await
 }
 
 impl Driver<'_> {
@@ -762,7 +742,7 @@ impl Driver<'_> {
 pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Resolves `STOP_GRACE` after the worker stops.
-async fn after_stop(shutdown: &CancellationToken) {
+pub(crate) async fn after_stop(shutdown: &CancellationToken) {
     shutdown.cancelled().await;
     tokio::time::sleep(STOP_GRACE).await;
 }

@@ -4,6 +4,7 @@
 //! their responses come back through a channel and go out through the
 //! flow (`crate::flow`) and the async sink.
 
+pub(crate) mod ajp;
 pub(crate) mod body_rate;
 pub(crate) mod connection;
 pub(crate) mod fastcgi;

@@ -69,7 +69,7 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
         encoder: SoleRequest { connection, id },
         write_timeout: ctx.timeouts.write,
         errors_to_peer: ctx.errors_to_peer,
-        kept: keep_conn.then_some(id),
+        kept: keep_conn.then_some(super::KeptAs::Fastcgi(id)),
         front: rustgi_observe::Front::Fastcgi,
         handed: HandOff {
             runtime: ctx.runtime.clone(),

@@ -203,7 +203,7 @@ impl<E: ResponseEncoder> Rest<E> {
                 }
                 Woke::Input(Ok(_)) => {
                     let kept = self.kept.as_ref().expect("read for a kept connection");
-                    if rustgi_fastcgi::holds_abort_request(&kept.input, kept.id) {
+                    if kept.aborts() {
                         tracing::info!(peer = %self.who_peer, request = %self.id, "ABORT_REQUEST from the front server");
                         self.flow.aborted_by_peer();
                         aborted = true;
@@ -223,6 +223,9 @@ impl<E: ResponseEncoder> Rest<E> {
             events.clear();
             if receiver.recv(&mut events).await.is_none() {
                 break Ending::Aborted;
+            }
+            if let Some(kept) = self.kept.as_mut() {
+                kept.say_last(&mut self.encoder);
             }
             self.flow.encode(&mut self.encoder, events.drain(..));
         };

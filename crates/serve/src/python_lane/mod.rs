@@ -12,12 +12,14 @@
 //! chunked, a FastCGI connection kept for more requests) goes to the I/O
 //! lane (`io_lane`) with the bytes already read.
 
+mod ajp;
 mod fastcgi;
 mod handed;
 mod response;
 mod socket;
 mod stream;
 
+pub(crate) use ajp::start as start_ajp;
 pub(crate) use fastcgi::{is_a_responder, start as start_fastcgi};
 pub(crate) use socket::{Socket, hung_up};
 pub(crate) use stream::start;
@@ -74,12 +76,22 @@ struct Answer<E> {
     encoder: E,
     write_timeout: Duration,
     errors_to_peer: bool,
-    /// The FastCGI request id, when the front server keeps the connection
-    /// for its next request: after a whole response it goes back to the
-    /// intake, not closed.
-    kept: Option<u16>,
+    /// When the front server keeps the connection for its next request:
+    /// after a whole response it goes back to the intake, not closed.
+    kept: Option<KeptAs>,
     handed: HandOff,
     front: rustgi_observe::Front,
+}
+
+/// How a kept connection's protocol carries its requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeptAs {
+    /// FastCGI with FCGI_KEEP_CONN: the request's id (an ABORT_REQUEST
+    /// for it may come while the response runs).
+    Fastcgi(u16),
+    /// AJP: always kept; nothing comes while the response runs, and
+    /// END_RESPONSE's reuse flag says whether the connection stays.
+    Ajp,
 }
 
 /// Where a response goes when its connection is full: the Python thread
@@ -123,7 +135,7 @@ fn answer_here<E: ResponseEncoder + Send + Sync + 'static>(
         answer.handed,
     )
     .traced(trail)
-    .kept_with(answer.kept.map(|id| (conn.tether, id)));
+    .kept_with(answer.kept.map(|kind| (conn.tether, kind)));
     Lane::Python(Job {
         id,
         request_id,

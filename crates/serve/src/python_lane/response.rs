@@ -3,7 +3,7 @@
 //! connection and the rest go to the I/O loop (`super::handed`).
 
 use super::handed::{self, Handed};
-use super::{HandOff, Socket};
+use super::{HandOff, KeptAs, Socket};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::Tether;
 use crate::sink::blocking::BlockingSink;
@@ -34,11 +34,10 @@ pub(super) struct LaneResponse<E> {
     handed: HandOff,
 }
 
-/// What a response on a kept FastCGI connection keeps.
+/// What a response on a kept connection keeps.
 pub(super) struct Kept {
     pub(super) tether: Tether,
-    /// The request's FastCGI id.
-    pub(super) id: u16,
+    pub(super) kind: KeptAs,
     /// What the front server sent while the response ran (an
     /// ABORT_REQUEST, or a request it multiplexes): the I/O lane takes it
     /// from here.
@@ -56,13 +55,41 @@ impl Kept {
     /// write as END_REQUEST, so that the front server reads both at once
     /// and never caches the connection (see `intake::Tether::stopping`).
     pub(super) fn close_if_stopping(&mut self, flow: &mut ResponseFlow) {
-        if self.closing || flow.ending() != Some(Ending::Complete) || !self.tether.stopping() {
+        if self.closing
+            || self.kind == KeptAs::Ajp
+            || flow.ending() != Some(Ending::Complete)
+            || !self.tether.stopping()
+        {
             return;
         }
         if let Some(out) = flow.writable() {
             out.small()
                 .extend_from_slice(&rustgi_fastcgi::closing_notice());
             self.closing = true;
+        }
+    }
+}
+
+impl Kept {
+    /// Before a batch is encoded, in a worker that keeps no more
+    /// connections: an encoder that can say so in its end (AJP's
+    /// END_RESPONSE reuse=0) does, and the connection closes after it.
+    pub(super) fn say_last<E: ResponseEncoder>(&mut self, encoder: &mut E) {
+        if !self.closing
+            && self.kind == KeptAs::Ajp
+            && self.tether.stopping()
+            && encoder.last_on_connection()
+        {
+            self.closing = true;
+        }
+    }
+
+    /// Whether what the front server sent meanwhile ends the request
+    /// (FastCGI's ABORT_REQUEST for it).
+    pub(super) fn aborts(&self) -> bool {
+        match self.kind {
+            KeptAs::Fastcgi(id) => rustgi_fastcgi::holds_abort_request(&self.input, id),
+            KeptAs::Ajp => false,
         }
     }
 }
@@ -97,13 +124,12 @@ impl<E> LaneResponse<E> {
         self
     }
 
-    /// The front server keeps the connection (FastCGI request `id`): after
-    /// a whole response it goes back to the intake through `tether`,
-    /// instead of closing.
-    pub(super) fn kept_with(mut self, kept: Option<(Tether, u16)>) -> Self {
-        self.kept = kept.map(|(tether, id)| Kept {
+    /// The front server keeps the connection: after a whole response it
+    /// goes back to the intake through `tether`, instead of closing.
+    pub(super) fn kept_with(mut self, kept: Option<(Tether, KeptAs)>) -> Self {
+        self.kept = kept.map(|(tether, kind)| Kept {
             tether,
-            id,
+            kind,
             input: BytesMut::new(),
             written: false,
             closing: false,
@@ -126,7 +152,7 @@ impl<E> LaneResponse<E> {
         if !matches!(sink.wire().try_read_into(&mut kept.input), Ok(1..)) {
             return false;
         }
-        rustgi_fastcgi::holds_abort_request(&kept.input, kept.id)
+        kept.aborts()
     }
 
     fn who(&self) -> Who<'_> {
@@ -160,6 +186,9 @@ impl<E: ResponseEncoder + Send + Sync + 'static> LaneWriter for LaneResponse<E> 
         }
         let sink = self.sink.as_mut().expect("checked above");
         let encoder = self.encoder.as_mut().expect("not handed off");
+        if let Some(kept) = self.kept.as_mut() {
+            kept.say_last(encoder);
+        }
         self.flow.encode(encoder, events.drain(..));
         let closing = self.kept.as_mut().is_some_and(|kept| {
             kept.close_if_stopping(&mut self.flow);
