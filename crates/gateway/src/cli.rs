@@ -47,14 +47,9 @@ pub struct Cli {
     pub proto: Option<Proto>,
 
     /// AJP's shared secret: every AJP request must carry it (Apache's
-    /// ProxyPass `secret=`). Read from RUSTGI_AJP_SECRET too, so that it
-    /// need not show in the process list.
-    #[arg(
-        long,
-        env = "RUSTGI_AJP_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
+    /// ProxyPass `secret=`). RUSTGI_AJP_SECRET or --config, like every
+    /// flag, keep it out of the process list.
+    #[arg(long, value_name = "SECRET")]
     pub ajp_secret: Option<String>,
 
     /// Serve AJP without a secret (anyone who can connect can then pass
