@@ -5,6 +5,7 @@ The uWSGI file is fixtures/config/uwsgi.ini, served behind nginx."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tomllib
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import REPO, Gateway, Location, Nginx, can_connect_unix, free_port
+from harness import (APPS, REPO, Gateway, Location, Nginx, can_connect_unix, free_port, scgi_request,
+                     wait_until)
 
 FIXTURE = REPO / "fixtures" / "config" / "uwsgi.ini"
 APPS_FROM_FIXTURE = f"{FIXTURE.parent}/../../tests/apps"
@@ -186,3 +188,35 @@ def test_served_from_the_ini_behind_nginx(gateway_bin, nginx_binary, site_env, r
     finally:
         gw.terminate()
     assert not can_connect_unix(socket)
+
+
+# ---------------------------------------------------------------------------
+# What the reviewer of issue 15 found: each test fails on the code before
+# its fix.
+
+def test_a_settings_error_on_a_preload_reload_keeps_the_old_workers(gateways, scratch):
+    """A --preload reload re-executes rustgi, which reads --config again:
+    a file broken meanwhile fails the reload, as a broken app does, instead
+    of taking the server down."""
+    conf = scratch / "reload.toml"
+    conf.write_text("threads = 2\n")
+    gw = gateways.start("cfg-preload-reload", ["--config", str(conf), "--preload", "--processes", "2",
+                                               "--app", str(APPS / "processes_app.py")])
+    assert wait_until(lambda: len(gw.workers()) == 2, 15), gw.describe()
+    assert gw.log.wait_for(r"\b2 worker\(s\) ready", timeout=15), gw.describe()
+    workers = set(gw.workers())
+    conf.write_text("threads = 2\nmax-request = 5\n")
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reload failed", since=mark, timeout=15), gw.describe(mark)
+    assert f"{conf}:2: unknown key `max-request`; did you mean `max-requests`?" in gw.log.text(mark)
+    for _ in range(5):
+        assert scgi_request(gw.socket, "GET", "/", timeout=10).status == 200
+    assert gw.alive() and set(gw.workers()) == workers, gw.describe(mark)
+    # Mended, the next reload goes through.
+    conf.write_text("threads = 2\n")
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reloaded: generation \d+ is serving", since=mark, timeout=20), gw.describe(mark)
+    assert wait_until(lambda: not set(gw.workers()) & workers, 10), gw.describe(mark)
+    assert scgi_request(gw.socket, "GET", "/", timeout=10).status == 200

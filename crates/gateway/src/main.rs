@@ -18,7 +18,22 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "convert") {
         return convert(std::env::args_os().skip(2).collect());
     }
-    let loaded = match config::load(std::env::args_os().collect(), std::env::vars().collect()) {
+    // A --preload master about to re-execute itself asks first whether the
+    // settings, read again, would start (master.rs, `check_settings`).
+    let reload_check = std::env::var_os(rustgi_supervisor::RELOAD_CHECK_ENV).is_some();
+    let vars = std::env::vars()
+        .filter(|(k, _)| k != rustgi_supervisor::RELOAD_CHECK_ENV)
+        .collect();
+    let loaded = match config::load(std::env::args_os().collect(), vars) {
+        Ok(loaded) if reload_check => {
+            return match loaded.cli.into_config() {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("rustgi-gateway: {message}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Ok(loaded) => loaded,
         Err(config::Failure::Clap(e)) => e.exit(),
         Err(config::Failure::Message(message)) => {
