@@ -110,9 +110,9 @@ fn convert(args: Vec<std::ffi::OsString>) -> ExitCode {
 /// live status (per worker: pid, age, requests, RSS, what each busy thread
 /// runs and for how long).
 fn status(cli: cli::StatusCli) -> ExitCode {
-    use rustgi_supervisor::{MetricsAddr, StatusSource};
+    use rustgi_supervisor::StatusSource;
     let source = match (&cli.pidfile, &cli.metrics) {
-        (_, Some(addr)) => StatusSource::Metrics(MetricsAddr::parse(addr)),
+        (_, Some(addr)) => StatusSource::Metrics(cli::metrics_addr(addr)),
         (Some(path), None) => {
             let pid = std::fs::read_to_string(path)
                 .map_err(|e| format!("--pidfile {}: {e}", path.display()))
