@@ -5,6 +5,7 @@ The uWSGI file is fixtures/config/uwsgi.ini, served behind nginx."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tomllib
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import REPO, Gateway, Location, Nginx, can_connect_unix, free_port
+from harness import (APPS, REPO, Gateway, Location, Nginx, can_connect_tcp, can_connect_unix, free_port,
+                     scgi_request, wait_until)
 
 FIXTURE = REPO / "fixtures" / "config" / "uwsgi.ini"
 APPS_FROM_FIXTURE = f"{FIXTURE.parent}/../../tests/apps"
@@ -186,3 +188,142 @@ def test_served_from_the_ini_behind_nginx(gateway_bin, nginx_binary, site_env, r
     finally:
         gw.terminate()
     assert not can_connect_unix(socket)
+
+
+# ---------------------------------------------------------------------------
+# What the reviewer of issue 15 found: each test fails on the code before
+# its fix.
+
+def test_a_settings_error_on_a_preload_reload_keeps_the_old_workers(gateways, scratch):
+    """A --preload reload re-executes rustgi, which reads --config again:
+    a file broken meanwhile fails the reload, as a broken app does, instead
+    of taking the server down."""
+    conf = scratch / "reload.toml"
+    conf.write_text("threads = 2\n")
+    gw = gateways.start("cfg-preload-reload", ["--config", str(conf), "--preload", "--processes", "2",
+                                               "--app", str(APPS / "processes_app.py")])
+    assert wait_until(lambda: len(gw.workers()) == 2, 15), gw.describe()
+    assert gw.log.wait_for(r"\b2 worker\(s\) ready", timeout=15), gw.describe()
+    workers = set(gw.workers())
+    conf.write_text("threads = 2\nmax-request = 5\n")
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reload failed", since=mark, timeout=15), gw.describe(mark)
+    assert f"{conf}:2: unknown key `max-request`; did you mean `max-requests`?" in gw.log.text(mark)
+    for _ in range(5):
+        assert scgi_request(gw.socket, "GET", "/", timeout=10).status == 200
+    assert gw.alive() and set(gw.workers()) == workers, gw.describe(mark)
+    # Mended, the next reload goes through.
+    conf.write_text("threads = 2\n")
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reloaded: generation \d+ is serving", since=mark, timeout=20), gw.describe(mark)
+    assert wait_until(lambda: not set(gw.workers()) & workers, 10), gw.describe(mark)
+    assert scgi_request(gw.socket, "GET", "/", timeout=10).status == 200
+
+
+def test_the_trusted_proxy_pair_from_any_source(gateway_bin, scratch):
+    both = {"RUSTGI_TRUSTED_PROXY_HEADER": "X-Forwarded-Proto", "RUSTGI_FORWARDED_ALLOW_FROM": "10.0.0.0/8"}
+    got = printed(gateway_bin, env=both)
+    assert (got["trusted-proxy-header"], got["forwarded-allow-from"]) == ("X-Forwarded-Proto", ["10.0.0.0/8"])
+    conf = scratch / "proxy.toml"
+    conf.write_text('forwarded-allow-from = ["192.0.2.0/24"]\n')
+    got = printed(gateway_bin, "--config", str(conf), "--trusted-proxy-header", "X-Forwarded-Proto")
+    assert got["forwarded-allow-from"] == ["192.0.2.0/24"]
+    # One without the other is refused, wherever it was set, whole.
+    conf.write_text('trusted-proxy-header = "X-Forwarded-Proto"\n')
+    r = run(gateway_bin, "--config", str(conf), "--print-config")
+    assert r.returncode == 2
+    assert (f"trusted-proxy-header ({conf}:1) needs --forwarded-allow-from too "
+            "(the balancers whose header is believed)") in r.stderr, r.stderr
+    r = run(gateway_bin, "--forwarded-allow-from", "10.0.0.1")
+    assert r.returncode == 2 and "--forwarded-allow-from needs --trusted-proxy-header" in r.stderr, r.stderr
+    # A bad value in a file: clap's whole message, not its first line.
+    conf.write_text('forwarded-allow-from = ["not an address"]\ntrusted-proxy-header = "X-Forwarded-Proto"\n')
+    r = run(gateway_bin, "--config", str(conf), "--print-config")
+    assert r.returncode == 2 and f"{conf}:1: invalid value 'not an address'" in r.stderr, r.stderr
+    assert "required arguments" not in r.stderr
+
+
+def test_exclusive_settings_across_sources(gateway_bin, scratch):
+    conf = scratch / "both.toml"
+    conf.write_text('app = "x:y"\npaste = "site.ini"\n')
+    r = run(gateway_bin, "--config", str(conf), "--print-config")
+    assert r.returncode == 2
+    assert f"paste ({conf}:2) cannot be used with app ({conf}:1)" in r.stderr, r.stderr
+    # A higher source's setting hides the lower one it excludes.
+    conf.write_text("ajp-secret-optional = true\n")
+    got = printed(gateway_bin, "--config", str(conf), env={"RUSTGI_AJP_SECRET": "s3"})
+    assert (got["ajp-secret"], got["ajp-secret-optional"]) == ("s3", False)
+    got = printed(gateway_bin, "--config", str(conf), "--ajp-secret-optional=false", env={"RUSTGI_AJP_SECRET": "s3"})
+    assert got["ajp-secret"] == "s3"
+    r = run(gateway_bin, "--ajp-secret", "s", "--ajp-secret-optional")
+    assert r.returncode == 2 and "--ajp-secret-optional cannot be used with --ajp-secret" in r.stderr, r.stderr
+
+
+def flup_ini(path: Path, use: str, port: int) -> Path:
+    path.write_text(f"[app:main]\nuse = egg:nothing\n\n[server:main]\nuse = {use}\nhost = 127.0.0.1\nport = {port}\n")
+    return path
+
+
+def test_a_hidden_paste_is_not_read(gateway_bin, scratch):
+    conf = scratch / "paste.toml"
+    conf.write_text(f'paste = "{scratch}/missing.ini"\n')
+    got = printed(gateway_bin, "--app", "x:y", "--config", str(conf))
+    assert got["app"] == "x:y" and "paste" not in got
+    flup_ini(scratch / "s.ini", "egg:flup#scgi_thread", 4321)
+    conf.write_text(f'paste = "{scratch}/s.ini"\n')
+    got = printed(gateway_bin, "--config", str(conf), env={"RUSTGI_APP": "x:y"})
+    assert "paste" not in got and "proto" not in got and "socket" not in got, got
+
+
+def test_a_relative_paste_is_inside_chdir(gateway_bin, scratch):
+    site = scratch / "site"
+    site.mkdir()
+    flup_ini(site / "site.ini", "egg:flup#scgi_thread", 4322)
+    got = printed(gateway_bin, "--chdir", str(site), "--paste", "site.ini")
+    assert (got["proto"], got["socket"]) == ("scgi", "127.0.0.1:4322")
+
+
+def test_uwsgi_options_that_stopped_the_start(gateway_bin, scratch):
+    ini = scratch / "offs.ini"
+    ini.write_text("[uwsgi]\nmodule = app\nchmod = 664\nharakiri = 0\nreload-on-rss = 0\nmax-requests = 0\n"
+                   "reload-mercy = 0\nstats = :9191\n")
+    got = printed(gateway_bin, "--uwsgi-ini", str(ini))
+    assert got["chmod"] == 664 and got["metrics"] == "0.0.0.0:9191"
+    assert "timeout" not in got and "reload-on-rss" not in got
+    assert (got["max-requests"], got["graceful-timeout"]) == (0, 30)
+    ini.write_text("[uwsgi]\nC = 666\n")
+    assert printed(gateway_bin, "--uwsgi-ini", str(ini))["chmod"] == 666
+
+
+def test_metrics_every_address_and_a_relative_path(gateways, scratch):
+    port = free_port()
+    gw = gateways.start("cfg-metrics-port", ["--metrics", f":{port}"])
+    assert wait_until(lambda: can_connect_tcp("127.0.0.1", port), 10), gw.describe()
+    assert "rustgi_" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    gw.terminate()
+    ini = scratch / "stats.ini"
+    ini.write_text(f"[uwsgi]\nchdir = {scratch}\nstats = stats.sock\n")
+    gw = gateways.start("cfg-metrics-path", ["--uwsgi-ini", str(ini)])
+    assert wait_until(lambda: can_connect_unix(scratch / "stats.sock"), 10), gw.describe()
+    gw.terminate()
+
+
+def test_a_flag_turns_off_a_switch_a_file_turned_on(gateway_bin, scratch):
+    conf = scratch / "on.toml"
+    conf.write_text("preload = true\n")
+    assert printed(gateway_bin, "--config", str(conf), "--preload=false")["preload"] is False
+    assert printed(gateway_bin, "--preload")["preload"] is True
+    ini = scratch / "preloads.ini"
+    ini.write_text("[uwsgi]\nmodule = app\n")
+    assert printed(gateway_bin, "--uwsgi-ini", str(ini), "--preload=no")["preload"] is False
+
+
+def test_a_list_variable_with_spaces_is_a_toml_array(gateway_bin):
+    got = printed(gateway_bin, env={"RUSTGI_ENV": '["GREETING=hello world", "B=2"]',
+                                    "RUSTGI_ALLOW_FROM": "127.0.0.1 ::1"})
+    assert got["env"] == ["GREETING=hello world", "B=2"]
+    assert got["allow-from"] == ["127.0.0.1", "::1"]
+    r = run(gateway_bin, "--print-config", env={"RUSTGI_ENV": "GREETING=hello world"})
+    assert r.returncode == 2 and "TOML array" in r.stderr, r.stderr

@@ -8,7 +8,7 @@ use rustgi_supervisor::{
     AjpOptions, AllowedPeer, BodyLimits, FastcgiOptions, MetricsAddr, MinRate, ObserveConfig,
     Privileges, ProcessOptions, Protocol, ServeConfig, ServerConfig, SocketSpec, Timeouts,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -56,7 +56,7 @@ pub struct Cli {
     /// any REMOTE_USER or HTTPS: see CVE-2020-1938). Without it and
     /// without --ajp-secret, --proto ajp refuses to start and
     /// --proto auto refuses AJP connections.
-    #[arg(long, conflicts_with = "ajp_secret")]
+    #[arg(long)]
     pub ajp_secret_optional: bool,
 
     /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
@@ -74,14 +74,13 @@ pub struct Cli {
     /// web server: it sets wsgi.url_scheme (and HTTPS=on). Only for
     /// requests whose REMOTE_ADDR, as the web server sends it, is in
     /// --forwarded-allow-from. Off by default.
-    #[arg(long, value_name = "HEADER", value_parser = parse_header_name,
-          requires = "forwarded_allow_from")]
+    #[arg(long, value_name = "HEADER", value_parser = parse_header_name)]
     pub trusted_proxy_header: Option<String>,
 
     /// The balancers whose --trusted-proxy-header is believed: an address
     /// or network (repeatable), matched against REMOTE_ADDR.
     #[arg(long = "forwarded-allow-from", value_name = "ADDR[/BITS]",
-          value_parser = AllowedPeer::parse, requires = "trusted_proxy_header")]
+          value_parser = AllowedPeer::parse)]
     pub forwarded_allow_from: Vec<AllowedPeer>,
 
     /// Permissions of a Unix socket we create, in octal.
@@ -115,8 +114,9 @@ pub struct Cli {
 
     /// Serve Prometheus metrics (/metrics), the live status (/status.json,
     /// /status.txt) and the status page (/) from the master, at HOST:PORT
-    /// or a Unix socket path (it has a /). Refused at start if it cannot
-    /// be bound. See docs/observability.md.
+    /// (`:PORT`: every address) or a Unix socket path (read as --socket
+    /// reads it). Refused at start if it cannot be bound. See
+    /// docs/observability.md.
     #[arg(long, value_name = "ADDR:PORT|PATH")]
     pub metrics: Option<String>,
 
@@ -134,7 +134,7 @@ pub struct Cli {
     /// logging.config.fileConfig; its `[server:main]` section (flup's
     /// fcgi/scgi/ajp servers) supplies the protocol and address. Needs
     /// PasteDeploy in the app's Python.
-    #[arg(long, value_name = "PATH[#NAME]", conflicts_with = "app")]
+    #[arg(long, value_name = "PATH[#NAME]")]
     pub paste: Option<String>,
 
     /// Change to this directory before loading the application.
@@ -346,17 +346,92 @@ pub struct Sources {
     pub print_config: bool,
 }
 
-/// `--socket`, also as gunicorn and uWSGI write it: `unix:PATH`, and
-/// `:PORT` for every address.
-fn socket_spec(spec: &str) -> SocketSpec {
-    if let Some(path) = spec.strip_prefix("unix:") {
-        return SocketSpec::Unix(PathBuf::from(path));
+/// Settings that must come together, whatever sources set them: checked
+/// once the sources are merged (config's `pairs`), not by clap, which sees
+/// the command line only. (the setting, the one it needs, why)
+pub const REQUIRES: &[(&str, &str, &str)] = &[
+    (
+        "trusted-proxy-header",
+        "forwarded-allow-from",
+        "the balancers whose header is believed",
+    ),
+    (
+        "forwarded-allow-from",
+        "trusted-proxy-header",
+        "the header those balancers set",
+    ),
+];
+
+/// Settings that exclude each other, whatever sources set them: a source
+/// that sets one hides the other in the sources below it; two set by the
+/// same source are refused once the sources are merged.
+pub const CONFLICTS: &[(&str, &str)] = &[("paste", "app"), ("ajp-secret-optional", "ajp-secret")];
+
+/// A listening address as `--socket` and `--metrics` take it, also as
+/// gunicorn and uWSGI write it: `unix:PATH`; `:PORT` for every address;
+/// a path (anything with a `/`, or without a `:`) or HOST:PORT.
+pub(crate) enum Address {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Address {
+    pub(crate) fn parse(spec: &str) -> Address {
+        if let Some(path) = spec.strip_prefix("unix:") {
+            return Address::Unix(PathBuf::from(path));
+        }
+        match every_address(spec) {
+            Some(addr) => Address::Tcp(addr),
+            None if spec.contains('/') || !spec.contains(':') => Address::Unix(PathBuf::from(spec)),
+            None => Address::Tcp(spec.to_string()),
+        }
     }
+}
+
+/// `:3031` is `0.0.0.0:3031` (uWSGI's and gunicorn's every address); any
+/// other spec is `None`.
+pub(crate) fn every_address(spec: &str) -> Option<String> {
     match spec.strip_prefix(':') {
         Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-            SocketSpec::Tcp(format!("0.0.0.0:{port}"))
+            Some(format!("0.0.0.0:{port}"))
         }
-        _ => SocketSpec::parse(spec),
+        _ => None,
+    }
+}
+
+fn socket_spec(spec: &str) -> SocketSpec {
+    match Address::parse(spec) {
+        Address::Unix(path) => SocketSpec::Unix(path),
+        Address::Tcp(addr) => SocketSpec::Tcp(addr),
+    }
+}
+
+pub(crate) fn metrics_addr(spec: &str) -> MetricsAddr {
+    match Address::parse(spec) {
+        Address::Unix(path) => MetricsAddr::Unix(path),
+        Address::Tcp(addr) => MetricsAddr::Tcp(addr),
+    }
+}
+
+/// `--paste PATH[#NAME]` with PATH made absolute as the app loader reads
+/// it: a relative PATH is inside `--chdir`'s directory (itself taken from
+/// the start directory), like every relative path rustgi is given. The
+/// settings' reading of `[server:main]` and the loader both go by it.
+pub fn paste_spec(spec: &str, chdir: Option<&Path>) -> String {
+    let spec = spec.strip_prefix("config:").unwrap_or(spec);
+    let (file, name) = match spec.rsplit_once('#') {
+        Some((file, name)) => (file, Some(name)),
+        None => (spec, None),
+    };
+    let file = Path::new(file);
+    let joined = match chdir {
+        Some(dir) if file.is_relative() => dir.join(file),
+        _ => file.to_path_buf(),
+    };
+    let absolute = std::path::absolute(&joined).unwrap_or(joined);
+    match name {
+        Some(name) => format!("{}#{name}", absolute.display()),
+        None => absolute.display().to_string(),
     }
 }
 
@@ -430,9 +505,29 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 }
 
 impl Cli {
+    /// `--proto ajp` without a secret or --ajp-secret-optional: why it is
+    /// refused. `proto_from` says where `ajp` came from, when not a flag.
+    pub fn ajp_without_secret(&self, proto_from: Option<&str>) -> Option<String> {
+        let secret = self.ajp_secret.as_deref().is_some_and(|s| !s.is_empty());
+        if !matches!(self.proto, Some(Proto::Ajp)) || secret || self.ajp_secret_optional {
+            return None;
+        }
+        let whence = match proto_from {
+            Some(origin) if origin.contains("[server:main]") => format!(
+                "proto = ajp ({origin}; flup's AJP server took no secret, rustgi's needs one) "
+            ),
+            Some(origin) => format!("proto = ajp ({origin}) "),
+            None => "--proto ajp ".into(),
+        };
+        Some(format!(
+            "{whence}needs --ajp-secret SECRET (or RUSTGI_AJP_SECRET; Apache: ProxyPass ... secret=SECRET) \
+             or, to serve AJP without one, --ajp-secret-optional (see CVE-2020-1938)"
+        ))
+    }
+
     pub fn into_config(self) -> Result<ServerConfig, String> {
         let app = match (&self.paste, &self.app) {
-            (Some(ini), _) => AppSpec::paste(ini),
+            (Some(ini), _) => AppSpec::paste(&paste_spec(ini, self.chdir.as_deref())),
             (None, app) => app.as_deref().map_or(AppSpec::Demo, AppSpec::parse),
         };
         let serve = ServeConfig {
@@ -491,16 +586,6 @@ impl Cli {
                 request_id_header: self.request_id_header,
             },
         };
-        if matches!(serve.protocol, Some(Protocol::Ajp))
-            && serve.ajp.secret.is_none()
-            && !serve.ajp.secret_optional
-        {
-            return Err(
-                "--proto ajp needs --ajp-secret SECRET (Apache: ProxyPass ... secret=SECRET) \
-                 or, to serve AJP without one, --ajp-secret-optional (see CVE-2020-1938)"
-                    .into(),
-            );
-        }
         if let Some(Destination::File(path)) = &serve.observe.access_log {
             // Refused at start rather than in every worker.
             std::fs::OpenOptions::new()
@@ -533,7 +618,7 @@ impl Cli {
                 web_users: self.web_user,
             },
             pidfile: self.pidfile,
-            metrics: self.metrics.as_deref().map(MetricsAddr::parse),
+            metrics: self.metrics.as_deref().map(metrics_addr),
             processes: ProcessOptions {
                 count: usize::from(self.processes),
                 preload: self.preload,

@@ -18,7 +18,22 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "convert") {
         return convert(std::env::args_os().skip(2).collect());
     }
-    let loaded = match config::load(std::env::args_os().collect(), std::env::vars().collect()) {
+    // A --preload master about to re-execute itself asks first whether the
+    // settings, read again, would start (master.rs, `check_settings`).
+    let reload_check = std::env::var_os(rustgi_supervisor::RELOAD_CHECK_ENV).is_some();
+    let vars = std::env::vars()
+        .filter(|(k, _)| k != rustgi_supervisor::RELOAD_CHECK_ENV)
+        .collect();
+    let loaded = match config::load(std::env::args_os().collect(), vars) {
+        Ok(loaded) if reload_check => {
+            return match loaded.cli.into_config() {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("rustgi-gateway: {message}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Ok(loaded) => loaded,
         Err(config::Failure::Clap(e)) => e.exit(),
         Err(config::Failure::Message(message)) => {
@@ -95,9 +110,9 @@ fn convert(args: Vec<std::ffi::OsString>) -> ExitCode {
 /// live status (per worker: pid, age, requests, RSS, what each busy thread
 /// runs and for how long).
 fn status(cli: cli::StatusCli) -> ExitCode {
-    use rustgi_supervisor::{MetricsAddr, StatusSource};
+    use rustgi_supervisor::StatusSource;
     let source = match (&cli.pidfile, &cli.metrics) {
-        (_, Some(addr)) => StatusSource::Metrics(MetricsAddr::parse(addr)),
+        (_, Some(addr)) => StatusSource::Metrics(cli::metrics_addr(addr)),
         (Some(path), None) => {
             let pid = std::fs::read_to_string(path)
                 .map_err(|e| format!("--pidfile {}: {e}", path.display()))

@@ -23,6 +23,7 @@ mod worker;
 
 pub use config::{ProcessOptions, ServerConfig};
 pub use endpoint::{MetricsAddr, Source as StatusSource, fetch as fetch_status};
+pub use master::RELOAD_CHECK_ENV;
 // Not public: `activation_present` (and `bind`, which calls it) edit the
 // environment, which is sound only before any thread starts, as in `run`.
 pub use listener::{BoundSocket, SOCKET_FILE_OWNED_ENV, SocketSpec, fd0_is_listening_socket};

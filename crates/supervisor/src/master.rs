@@ -27,7 +27,11 @@
 //!   the new image stops them once its own workers are ready. Those
 //!   already draining (a reload storm: the previous reload's old workers)
 //!   are listed in RUSTGI_DRAINING_WORKERS: their exit is expected, not a
-//!   crash to replace or back off from.
+//!   crash to replace or back off from. Before the execve the master
+//!   runs the program once with [`RELOAD_CHECK_ENV`] set, which reads the
+//!   settings again (files and variables may have changed) and exits: if
+//!   they are refused, the reload fails with that message and the old
+//!   workers keep serving, as for an app that no longer imports.
 //!
 //! - SIGTERM/SIGINT stop the server: the master stops new connections
 //!   from arriving where the socket allows it (removes the socket file,
@@ -64,6 +68,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Workers of the previous image of this master (pids, comma-separated).
 const OLD_WORKERS_ENV: &str = "RUSTGI_OLD_WORKERS";
+/// Set for the run that checks the settings before a --preload re-exec:
+/// the program reads its settings as a start would, says why they are
+/// refused on stderr (exit status not 0), and exits without serving.
+pub const RELOAD_CHECK_ENV: &str = "RUSTGI_RELOAD_CHECK";
+/// The longest the settings check may take before the reload is given up.
+const RELOAD_CHECK_DEADLINE: Duration = Duration::from_secs(30);
 /// Workers of the previous image that were already told to stop.
 const DRAINING_WORKERS_ENV: &str = "RUSTGI_DRAINING_WORKERS";
 /// The worker count as SIGTTIN/SIGTTOU left it.
@@ -692,6 +702,9 @@ impl Master<'_> {
     fn reexec(&mut self, workers: &OldWorkers, processes: usize) -> Option<std::io::Error> {
         let socket = self.socket.as_ref()?;
         let start = START.get().expect("remembered at start");
+        if let Err(refused) = check_settings(start) {
+            return Some(std::io::Error::other(refused));
+        }
         let mut env: Vec<CString> = std::env::vars_os()
             .filter(|(key, _)| {
                 !matches!(
@@ -789,6 +802,57 @@ impl Master<'_> {
         }
         Some(error)
     }
+}
+
+/// Runs this program with `start`'s argv, from its directory, with this
+/// environment and [`RELOAD_CHECK_ENV`]: the settings the re-executed
+/// master would read. Err: why they are refused (or the check failed).
+fn check_settings(start: &Start) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .args(start.argv.iter().skip(1))
+        .env(RELOAD_CHECK_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(arg0) = start.argv.first() {
+        std::os::unix::process::CommandExt::arg0(&mut command, arg0);
+    }
+    if let Some(cwd) = &start.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("could not check the settings: {e}"))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    // Read once it has ended: what it says (a message and clap's usage)
+    // is far less than a pipe holds, so it cannot block on a full pipe.
+    let deadline = Instant::now() + RELOAD_CHECK_DEADLINE;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the settings check did not end within {} s",
+                    RELOAD_CHECK_DEADLINE.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("could not check the settings: {e}")),
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut said = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+    Err(format!(
+        "the settings are refused ({status}): {}",
+        said.trim_end()
+    ))
 }
 
 fn mtime(path: &std::path::Path) -> Option<SystemTime> {

@@ -1,5 +1,9 @@
 //! `RUSTGI_<FLAG>` environment variables: `RUSTGI_MAX_REQUESTS=100` is
-//! `--max-requests 100`.
+//! `--max-requests 100`. A repeatable flag's variable is a list separated
+//! by spaces (`RUSTGI_ALLOW_FROM="127.0.0.1 ::1"`), by commas for a flag
+//! that takes them (`--fastcgi-roles`), or a TOML array for values with
+//! spaces in them (`RUSTGI_ENV='["A=1", "B=two words"]'`), as a `--config`
+//! file writes it.
 //!
 //! rustgi and its tests use other `RUSTGI_` names among themselves (the
 //! hand-over of a re-exec, `RUSTGI_LANE`, `RUSTGI_BIN`): a name that is no
@@ -38,6 +42,14 @@ pub fn read(
                     .to_string(),
             ],
             Kind::One => vec![value],
+            Kind::Many if value.trim_start().starts_with('[') => {
+                // A TOML array: values with spaces or commas in them.
+                let text = format!("{} = {value}", key.name);
+                let parsed = super::toml_file::parse(&text, &var, keys).map_err(|e| {
+                    format!("{e}\n(a list in {var} is a TOML array: '[\"A=1\", \"B=two words\"]')")
+                })?;
+                parsed[&key.name].values.clone()
+            }
             Kind::Many => match key.delimiter {
                 Some(d) => value.split(d).map(|s| s.trim().to_string()).collect(),
                 None => value.split_whitespace().map(str::to_string).collect(),
@@ -110,6 +122,17 @@ mod tests {
         assert_eq!(layer["fastcgi-roles"].values, ["responder", "filter"]);
         assert_eq!(layer["env"].values, ["A=1"]);
         assert_eq!(layer.len(), 5);
+        let layer = read_vars(&[
+            ("RUSTGI_ENV", r#"["A=1", "GREETING=hello world"]"#),
+            ("RUSTGI_PYTHONPATH", r#" ["/srv/my lib"]"#),
+        ])
+        .unwrap();
+        assert_eq!(layer["env"].values, ["A=1", "GREETING=hello world"]);
+        assert_eq!(layer["env"].origin, "RUSTGI_ENV");
+        assert_eq!(layer["pythonpath"].values, ["/srv/my lib"]);
+        let e = read_vars(&[("RUSTGI_ENV", "[\"A=1\"")]).unwrap_err();
+        assert!(e.starts_with("RUSTGI_ENV"), "{e}");
+        assert!(e.contains("TOML array"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! flags they stand for.
 
 use super::keys::{Key, Kind};
-use clap::CommandFactory;
+use clap::Command;
 use std::collections::BTreeMap;
 
 /// A setting's values as the flag would take them (a switch: `true` or
@@ -69,19 +69,38 @@ pub fn validate(layer: &Layer, keys: &[Key]) -> Result<(), String> {
                 setting.values.len()
             ));
         }
+        // The argument alone, with its own parser: how the value combines
+        // with other settings is checked once the sources are merged.
+        let arg = super::command()
+            .get_arguments()
+            .find(|a| a.get_id().as_str() == key.id)
+            .expect("every key is an argument")
+            .clone();
+        let alone = Command::new("rustgi-gateway").arg(arg);
         for value in &setting.values {
             // `--name=value`: a value may start with a dash.
             let flag = format!("--{name}={value}");
-            let argv = ["rustgi-gateway", flag.as_str()];
-            if let Err(e) = crate::cli::Cli::command().try_get_matches_from(argv) {
-                let text = e.to_string();
-                let first = text.lines().next().unwrap_or_default();
-                let first = first.strip_prefix("error: ").unwrap_or(first);
-                return Err(format!("{}: {first}", setting.origin));
+            if let Err(e) = alone
+                .clone()
+                .try_get_matches_from(["rustgi-gateway", &flag])
+            {
+                return Err(format!("{}: {}", setting.origin, clap_message(&e)));
             }
         }
     }
     Ok(())
+}
+
+/// clap's whole message for `e`, without its `error: ` lead and its
+/// closing "For more information" line.
+pub fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let text = text.trim_end();
+    let text = text.strip_prefix("error: ").unwrap_or(text);
+    let text = text
+        .strip_suffix("For more information, try '--help'.")
+        .unwrap_or(text);
+    text.trim_end().to_string()
 }
 
 /// Reads a switch as written in an environment variable or an ini file.

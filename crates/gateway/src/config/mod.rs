@@ -20,10 +20,11 @@ mod uwsgi;
 
 pub use layer::Note;
 
-use crate::cli::{Cli, Sources};
+use crate::cli::{CONFLICTS, Cli, REQUIRES, Sources};
+use clap::builder::BoolishValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, Command, CommandFactory, FromArgMatches};
+use clap::{ArgAction, ArgMatches, Args, Command, CommandFactory, FromArgMatches};
 use keys::{Key, Kind};
 use layer::Layer;
 use std::collections::HashSet;
@@ -66,10 +67,29 @@ pub(crate) fn all_keys() -> Vec<Key> {
     keys::settings(&Cli::command(), &source_ids())
 }
 
+/// The command line as rustgi parses it: cli.rs's flags, with every switch
+/// also taking a value (`--preload=false`), so that a flag can turn off
+/// what a file or a variable turned on.
+pub(crate) fn command() -> Command {
+    Cli::command().mut_args(|arg| {
+        if !matches!(arg.get_action(), ArgAction::SetTrue) {
+            return arg;
+        }
+        arg.action(ArgAction::Set)
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+            .default_value("false")
+            .hide_default_value(true)
+            .value_name("BOOL")
+            .value_parser(BoolishValueParser::new())
+    })
+}
+
 /// Reads every source for `argv` (with the program name) and the
 /// environment `vars`.
 pub fn load(argv: Vec<OsString>, vars: Vec<(String, String)>) -> Result<Loaded, Failure> {
-    let cmd = Cli::command();
+    let cmd = command();
     let keys = all_keys();
     let first = cmd
         .clone()
@@ -105,33 +125,59 @@ pub fn load(argv: Vec<OsString>, vars: Vec<(String, String)>) -> Result<Loaded, 
         }
         None => Layer::new(),
     };
-    for layer in [&env_layer, &toml_layer, &uwsgi_layer] {
+    layer::validate(&env_layer, &keys).map_err(|e| split_hint(e, &env_layer))?;
+    for layer in [&toml_layer, &uwsgi_layer] {
         layer::validate(layer, &keys)?;
     }
-    // --paste's own file is a source too, below the others.
+    let switches = |name: &str, values: &[String]| -> bool {
+        let is_switch = keys
+            .iter()
+            .any(|k| k.name == name && k.kind == Kind::Switch);
+        is_switch && values.iter().all(|v| v == "false")
+    };
+    let cli_set: HashSet<String> = on_cli
+        .iter()
+        .filter(|name| {
+            let raw: Vec<String> = keys
+                .iter()
+                .find(|k| &k.name == *name)
+                .and_then(|k| first.get_raw(&k.id))
+                .map(|raw| raw.map(|v| v.to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            !switches(name, &raw) || raw.iter().any(|v| v != "false")
+        })
+        .cloned()
+        .collect();
+    let mut merged = merge(&on_cli, &cli_set, &[&env_layer, &toml_layer, &uwsgi_layer]);
+    // Before --paste's file is read: it may be the one refused.
+    pairs(&cli_set, &merged)?;
+    // --paste's own file is a source too, below the others: read only if
+    // its `paste` survives the merge, from where the app loader reads it.
     let paste = if on_cli.contains("paste") {
         first.get_one::<String>("paste").cloned()
     } else {
-        [&env_layer, &toml_layer, &uwsgi_layer]
-            .iter()
-            .find_map(|layer| layer.get("paste"))
-            .and_then(|s| s.values.first().cloned())
+        merged.get("paste").and_then(|s| s.values.first().cloned())
     };
-    let paste_layer = match &paste {
-        Some(spec) => {
-            let (layer, paste_notes) = paste::read(spec)?;
-            notes.extend(paste_notes);
-            layer::validate(&layer, &keys)?;
-            layer
-        }
-        None => Layer::new(),
-    };
-    let merged = merge(
-        &cmd,
-        &keys,
-        &on_cli,
-        &[&env_layer, &toml_layer, &uwsgi_layer, &paste_layer],
-    );
+    if let Some(spec) = &paste {
+        let chdir = if on_cli.contains("chdir") {
+            first.get_one::<PathBuf>("chdir").cloned()
+        } else {
+            merged
+                .get("chdir")
+                .and_then(|s| s.values.first())
+                .map(PathBuf::from)
+        };
+        let (paste_layer, paste_notes) =
+            paste::read(&crate::cli::paste_spec(spec, chdir.as_deref()))?;
+        notes.extend(paste_notes);
+        layer::validate(&paste_layer, &keys)?;
+        merged = merge(
+            &on_cli,
+            &cli_set,
+            &[&env_layer, &toml_layer, &uwsgi_layer, &paste_layer],
+        );
+        pairs(&cli_set, &merged)?;
+    }
 
     let with_defaults = cmd.mut_args(|arg| {
         let setting = arg.get_long().and_then(|long| merged.get(long));
@@ -144,6 +190,12 @@ pub fn load(argv: Vec<OsString>, vars: Vec<(String, String)>) -> Result<Loaded, 
         .try_get_matches_from(&argv)
         .map_err(Failure::Clap)?;
     let cli = Cli::from_arg_matches(&matches).map_err(Failure::Clap)?;
+    let proto_from = (!on_cli.contains("proto"))
+        .then(|| merged.get("proto").map(|s| s.origin.as_str()))
+        .flatten();
+    if let Some(refused) = cli.ajp_without_secret(proto_from) {
+        return Err(refused.into());
+    }
     if cli.master {
         notes.push(Note::info(
             "--master: rustgi always runs a master; the flag does nothing",
@@ -160,49 +212,101 @@ pub fn load(argv: Vec<OsString>, vars: Vec<(String, String)>) -> Result<Loaded, 
     })
 }
 
-/// The settings taken from `layers` (highest first) for what the command
-/// line does not set. A setting also masks, in the layers below the one
-/// that sets it, those it conflicts with (`paste` and `app`: a file's
-/// `app` does not count against a `--paste` flag).
-fn merge(cmd: &Command, keys: &[Key], on_cli: &HashSet<String>, layers: &[&Layer]) -> Layer {
-    let conflicts = |name: &str| -> Vec<String> {
-        let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(name)) else {
-            return Vec::new();
-        };
-        let mut out: Vec<String> = cmd
-            .get_arg_conflicts_with(arg)
-            .iter()
-            .filter_map(|a| a.get_long().map(str::to_string))
-            .collect();
-        for other in cmd.get_arguments() {
-            if cmd
-                .get_arg_conflicts_with(other)
-                .iter()
-                .any(|a| a.get_id() == arg.get_id())
-                && let Some(long) = other.get_long()
-            {
-                out.push(long.to_string());
+/// A list variable's value is split at spaces: when one of its values is
+/// refused, say how to write values with spaces.
+fn split_hint(error: String, env_layer: &Layer) -> String {
+    let split = env_layer
+        .values()
+        .find(|s| s.values.len() > 1 && error.starts_with(&format!("{}:", s.origin)));
+    match split {
+        Some(s) => format!(
+            "{error}\n({var} is split at spaces; for values with spaces give a TOML array: \
+             {var}='[\"A=1\", \"B=two words\"]')",
+            var = s.origin
+        ),
+        None => error,
+    }
+}
+
+/// The names `name` conflicts with (cli.rs's CONFLICTS, both ways).
+fn conflicts(name: &str) -> Vec<&'static str> {
+    CONFLICTS
+        .iter()
+        .filter_map(|&(a, b)| {
+            if a == name {
+                Some(b)
+            } else if b == name {
+                Some(a)
+            } else {
+                None
             }
-        }
-        out
-    };
-    let mut masked: HashSet<String> = on_cli.iter().flat_map(|n| conflicts(n)).collect();
+        })
+        .collect()
+}
+
+/// A switch that is off sets nothing that could conflict.
+fn is_off(setting: &layer::Setting) -> bool {
+    setting.values.iter().all(|v| v == "false")
+}
+
+/// The settings taken from `layers` (highest first) for what the command
+/// line (`on_cli`) does not set. A setting also masks, in the layers below
+/// the one that sets it, those it conflicts with (`paste` and `app`: a
+/// file's `app` does not count against a `--paste` flag); `cli_set` are
+/// the flags that do so (a switch given `=false` masks nothing).
+fn merge(on_cli: &HashSet<String>, cli_set: &HashSet<String>, layers: &[&Layer]) -> Layer {
+    let mut masked: HashSet<&str> = cli_set.iter().flat_map(|n| conflicts(n)).collect();
     let mut merged = Layer::new();
     for layer in layers {
         let mut masks_below = Vec::new();
         for (name, setting) in layer.iter() {
-            if on_cli.contains(name) || masked.contains(name) || merged.contains_key(name) {
-                continue;
-            }
-            if !keys.iter().any(|k| &k.name == name) {
+            if on_cli.contains(name) || masked.contains(name.as_str()) || merged.contains_key(name)
+            {
                 continue;
             }
             merged.insert(name.clone(), setting.clone());
-            masks_below.extend(conflicts(name));
+            if !is_off(setting) {
+                masks_below.extend(conflicts(name));
+            }
         }
         masked.extend(masks_below);
     }
     merged
+}
+
+/// cli.rs's REQUIRES and CONFLICTS, on the merged settings: the flags
+/// that set something (`cli_set`) and `merged`; where each was set is
+/// named.
+fn pairs(cli_set: &HashSet<String>, merged: &Layer) -> Result<(), String> {
+    // Where `name` is set (a switch: only if on), as a message names it.
+    let set_at = |name: &str| -> Option<String> {
+        if cli_set.contains(name) {
+            return Some(format!("--{name}"));
+        }
+        let setting = merged.get(name)?;
+        if setting.values.is_empty() || is_off(setting) {
+            return None;
+        }
+        Some(format!("{name} ({})", setting.origin))
+    };
+    for &(a, b) in CONFLICTS {
+        if let (Some(at_a), Some(at_b)) = (set_at(a), set_at(b)) {
+            return Err(format!(
+                "{at_a} cannot be used with {at_b}: give one of them"
+            ));
+        }
+    }
+    for &(name, needed, why) in REQUIRES {
+        if let Some(at) = set_at(name)
+            && set_at(needed).is_none()
+        {
+            return Err(format!(
+                "{at} needs --{needed} too ({why}), as a flag, a variable ({}) or a key of a file",
+                keys::env_name(needed)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// --print-config's text: every setting in `--help`'s order; those at
@@ -281,7 +385,7 @@ fn unknown_flag(e: clap::Error, keys: &[Key]) -> Failure {
     let name = given.trim_start_matches('-');
     let name = name.split_once('=').map_or(name, |(n, _)| n);
     let mut known: Vec<suggest::Known> = Vec::new();
-    let command = Cli::command();
+    let command = command();
     for arg in command.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
         known.push(suggest::Known {
@@ -310,7 +414,7 @@ fn unknown_flag(e: clap::Error, keys: &[Key]) -> Failure {
     }
     text.push_str(&format!(
         "\n{}\n\nFor more information, try '--help'.",
-        Cli::command().render_usage()
+        command.clone().render_usage()
     ));
     Failure::Message(text)
 }

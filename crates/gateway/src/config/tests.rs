@@ -251,3 +251,152 @@ fn convert_output_is_a_config() {
             .any(|n| n.warn && n.text.contains("location /static/"))
     );
 }
+
+#[test]
+fn pairs_are_checked_on_the_merged_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rustgi.toml");
+    let f = file.to_str().unwrap();
+    // Each half from another source.
+    std::fs::write(&file, "forwarded-allow-from = [\"10.0.0.0/8\"]\n").unwrap();
+    let l = loaded(
+        &["--config", f, "--trusted-proxy-header", "X-Forwarded-Proto"],
+        &[],
+    );
+    assert_eq!(l.cli.forwarded_allow_from.len(), 1);
+    let l = loaded(
+        &[],
+        &[
+            ("RUSTGI_TRUSTED_PROXY_HEADER", "X-Forwarded-Proto"),
+            ("RUSTGI_FORWARDED_ALLOW_FROM", "10.0.0.1 ::1"),
+        ],
+    );
+    assert_eq!(l.cli.forwarded_allow_from.len(), 2);
+    let e = failure(&[], &[("RUSTGI_TRUSTED_PROXY_HEADER", "X-Forwarded-Proto")]);
+    assert!(
+        e.starts_with(
+            "trusted-proxy-header (RUSTGI_TRUSTED_PROXY_HEADER) needs --forwarded-allow-from too"
+        ),
+        "{e}"
+    );
+    // Both in one file: refused, naming both lines.
+    std::fs::write(&file, "app = \"x:y\"\npaste = \"p.ini\"\n").unwrap();
+    let e = failure(&["--config", f], &[]);
+    assert_eq!(
+        e,
+        format!("paste ({f}:2) cannot be used with app ({f}:1): give one of them")
+    );
+    // A switch that is off excludes nothing.
+    std::fs::write(&file, "ajp-secret = \"s\"\n").unwrap();
+    let l = loaded(
+        &["--config", f, "--ajp-secret-optional=false"],
+        &[("RUSTGI_AJP_SECRET_OPTIONAL", "0")],
+    );
+    assert_eq!(l.cli.ajp_secret.as_deref(), Some("s"));
+    // One that is on hides the other below it.
+    let l = loaded(&["--config", f, "--ajp-secret-optional"], &[]);
+    assert_eq!(l.cli.ajp_secret, None);
+    assert!(l.cli.ajp_secret_optional);
+}
+
+#[test]
+fn a_switch_flag_takes_false() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rustgi.toml");
+    std::fs::write(&file, "preload = true\nno-fastcgi-stderr = true\n").unwrap();
+    let f = file.to_str().unwrap();
+    let l = loaded(
+        &["--config", f, "--preload=false", "--no-fastcgi-stderr=no"],
+        &[],
+    );
+    assert!(!l.cli.preload && !l.cli.no_fastcgi_stderr);
+    assert!(loaded(&["--preload"], &[]).cli.preload);
+    assert!(loaded(&["--preload=true"], &[]).cli.preload);
+    // `--preload false` is no value: the switch stands alone.
+    assert!(failure(&["--preload", "false"], &[]).contains("unexpected argument 'false'"));
+}
+
+#[test]
+fn paste_is_read_only_if_it_survives_and_inside_chdir() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rustgi.toml");
+    let f = file.to_str().unwrap();
+    std::fs::write(&file, "paste = \"/nonexistent/missing.ini\"\n").unwrap();
+    let l = loaded(&["--app", "x:y", "--config", f], &[]);
+    assert_eq!((l.cli.app.as_deref(), l.cli.paste), (Some("x:y"), None));
+    let ini = dir.path().join("s.ini");
+    std::fs::write(
+        &ini,
+        "[server:main]\nuse = egg:flup#scgi_thread\nhost = 127.0.0.1\nport = 4100\n",
+    )
+    .unwrap();
+    std::fs::write(&file, format!("paste = \"{}\"\n", ini.display())).unwrap();
+    let l = loaded(&["--config", f], &[("RUSTGI_APP", "x:y")]);
+    assert_eq!((l.cli.socket, l.cli.proto.is_some()), (None, false));
+    // Relative: inside --chdir, as the loader reads it.
+    let l = loaded(
+        &[
+            "--chdir",
+            dir.path().to_str().unwrap(),
+            "--paste",
+            "s.ini#web",
+        ],
+        &[],
+    );
+    assert_eq!(l.cli.socket.as_deref(), Some("127.0.0.1:4100"));
+    assert_eq!(
+        crate::cli::paste_spec("s.ini#web", Some(dir.path())),
+        format!("{}#web", ini.display())
+    );
+    assert_eq!(
+        crate::cli::paste_spec("config:/srv/p.ini", Some(dir.path())),
+        "/srv/p.ini"
+    );
+}
+
+#[test]
+fn flups_ajp_asks_for_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("p.ini");
+    std::fs::write(&ini, "[server:main]\nuse = egg:flup#ajp_thread\n").unwrap();
+    let p = ini.to_str().unwrap();
+    let e = failure(&["--paste", p], &[]);
+    assert!(
+        e.starts_with(&format!(
+            "proto = ajp ({p}:2 ([server:main] use); flup's AJP server took no secret"
+        )),
+        "{e}"
+    );
+    let l = loaded(&["--paste", p], &[("RUSTGI_AJP_SECRET", "s")]);
+    assert_eq!(l.cli.socket.as_deref(), Some("localhost:8009"));
+    let e = failure(&["--proto", "ajp"], &[]);
+    assert!(
+        e.starts_with("--proto ajp needs --ajp-secret SECRET"),
+        "{e}"
+    );
+}
+
+#[test]
+fn addresses_for_socket_and_metrics() {
+    use crate::cli::{Address, metrics_addr};
+    use rustgi_supervisor::MetricsAddr;
+    let tcp = |s: &str| match Address::parse(s) {
+        Address::Tcp(a) => a,
+        Address::Unix(p) => panic!("{s} read as the path {}", p.display()),
+    };
+    assert_eq!(tcp(":9191"), "0.0.0.0:9191");
+    assert_eq!(tcp("127.0.0.1:9"), "127.0.0.1:9");
+    assert_eq!(tcp("[::1]:9"), "[::1]:9");
+    assert_eq!(
+        metrics_addr("stats.sock"),
+        MetricsAddr::Unix(PathBuf::from("stats.sock"))
+    );
+    assert_eq!(
+        metrics_addr("unix:/run/m.sock"),
+        MetricsAddr::Unix(PathBuf::from("/run/m.sock"))
+    );
+    assert_eq!(
+        metrics_addr(":9191"),
+        MetricsAddr::Tcp("0.0.0.0:9191".into())
+    );
+}

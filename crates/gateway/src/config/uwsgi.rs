@@ -218,6 +218,20 @@ impl Acc {
         setting.values.push(value.into());
     }
 
+    /// `set`, except for uWSGI's `0`, which means "off" (no limit, no
+    /// timeout): rustgi's default stays, with a note. True if it set.
+    fn set_unless_off(&mut self, key: &str, value: &str, o: &Opt) -> bool {
+        if value.trim() == "0" {
+            self.info(
+                o,
+                &format!("0 is uWSGI's \"off\": {key} stays at rustgi's default"),
+            );
+            return false;
+        }
+        self.set(key, value, o);
+        true
+    }
+
     fn info(&mut self, o: &Opt, text: &str) {
         self.notes
             .push(Note::info(format!("{} ({}): {text}", o.at, o.key)));
@@ -260,7 +274,8 @@ fn one(acc: &mut Acc, o: &Opt) {
             "rustgi does not speak HTTP: put nginx in front (`uwsgi_pass` to the socket), \
              as README's \"nginx\" shows",
         ),
-        "chmod-socket" => {
+        // `chmod` and `C` are uWSGI's other names of chmod-socket.
+        "chmod-socket" | "chmod" | "C" => {
             // A bare `chmod-socket` is 666 in uWSGI.
             let mode = if v.is_empty() || v == "true" { "666" } else { v };
             acc.set("chmod", mode, o);
@@ -302,9 +317,13 @@ fn one(acc: &mut Acc, o: &Opt) {
             );
         }
         "post-buffering-bufsize" => acc.info(o, "not needed: --spool-memory bounds a body's memory"),
-        "max-requests" | "R" => acc.set("max-requests", v, o),
+        "max-requests" | "R" => {
+            acc.set_unless_off("max-requests", v, o);
+        }
         "max-requests-delta" => {
-            acc.set("max-requests-jitter", v, o);
+            if !acc.set_unless_off("max-requests-jitter", v, o) {
+                return;
+            }
             acc.info(o, "max-requests-jitter: each worker adds a random 0..=N, not worker-id × N");
         }
         "max-worker-lifetime" | "max-worker-lifetime-delta" => acc.warn(
@@ -312,13 +331,19 @@ fn one(acc: &mut Acc, o: &Opt) {
             "rustgi has no lifetime limit: workers retire by max-requests or reload-on-rss; \
              a periodic SIGHUP (systemd timer) replaces them all without dropping a request",
         ),
-        "reload-on-rss" | "evil-reload-on-rss" => acc.set("reload-on-rss", v, o),
+        "reload-on-rss" | "evil-reload-on-rss" => {
+            acc.set_unless_off("reload-on-rss", v, o);
+        }
         "reload-on-as" | "evil-reload-on-as" => {
             acc.warn(o, "rustgi watches resident memory only: use reload-on-rss (MiB)")
         }
-        "harakiri" | "t" => acc.set("timeout", v, o),
+        "harakiri" | "t" => {
+            acc.set_unless_off("timeout", v, o);
+        }
         "harakiri-verbose" => acc.info(o, "not needed: a timed-out request is logged with its Python stack"),
-        "reload-mercy" | "worker-reload-mercy" => acc.set("graceful-timeout", v, o),
+        "reload-mercy" | "worker-reload-mercy" => {
+            acc.set_unless_off("graceful-timeout", v, o);
+        }
         "lazy-apps" => {
             if let Some(b) = acc.switch(o) {
                 acc.lazy_apps = Some((b, o.at.clone()));
@@ -355,7 +380,7 @@ fn one(acc: &mut Acc, o: &Opt) {
         | "log-5xx" | "log-slow" => acc.info(o, "not needed: rustgi's log lines carry their time"),
         "log-maxsize" => acc.warn(o, "no rotation by size: use logrotate, which sends SIGUSR1 to reopen"),
         "stats" | "stats-server" => {
-            acc.set("metrics", v, o);
+            acc.set("metrics", address(v), o);
             acc.info(
                 o,
                 "metrics: Prometheus at /metrics and JSON at /status.json, not uWSGI's stats JSON (uwsgitop cannot read it)",
@@ -368,7 +393,7 @@ fn one(acc: &mut Acc, o: &Opt) {
         | "procname-master" | "procname" | "enable-metrics" | "ignore-sigpipe"
         | "ignore-write-errors" | "disable-write-exception" | "so-keepalive" | "reuse-port"
         | "offload-threads" | "memory-report-interval" | "max-fd" | "uwsgi" | "honour-stdin"
-        | "wsgi-disable-file-wrapper" | "master-fifo" | "chmod" => {
+        | "wsgi-disable-file-wrapper" | "master-fifo" => {
             acc.info(o, "nothing to set in rustgi: accepted and ignored")
         }
         "umask" => acc.info(
@@ -440,12 +465,10 @@ fn with_slash(url: &str) -> String {
     }
 }
 
-/// `:3031` (every address, as uWSGI reads it) is `0.0.0.0:3031`.
+/// `:3031` (every address, as uWSGI reads it) is `0.0.0.0:3031`, as the
+/// flags read it too: written out for `convert`'s readers.
 fn address(spec: &str) -> String {
-    match spec.strip_prefix(':') {
-        Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => format!("0.0.0.0:{port}"),
-        _ => spec.to_string(),
-    }
+    crate::cli::every_address(spec).unwrap_or_else(|| spec.to_string())
 }
 
 fn finish(mut acc: Acc) -> Result<Converted, String> {
@@ -682,6 +705,35 @@ mod tests {
         assert_eq!(value(&c, "log-file"), ["/var/log/app.log"]);
         assert_eq!(value(&c, "access-log"), ["/var/log/app.log"]);
         assert_eq!(value(&c, "chmod"), ["666"]);
+    }
+
+    #[test]
+    fn chmod_and_c_are_chmod_socket_and_zero_is_off() {
+        let none = HashMap::new();
+        let c = convert_text("[uwsgi]\nchmod = 664\n", &none);
+        assert_eq!(value(&c, "chmod"), ["664"]);
+        let c = convert_text("[uwsgi]\nC = 666\n", &none);
+        assert_eq!(value(&c, "chmod"), ["666"]);
+        let c = convert_text(
+            "[uwsgi]\nharakiri = 0\nreload-on-rss = 0\nmax-requests = 0\nreload-mercy = 0\nstats = :9191\n",
+            &none,
+        );
+        for unset in [
+            "timeout",
+            "reload-on-rss",
+            "max-requests",
+            "graceful-timeout",
+        ] {
+            assert!(!c.layer.contains_key(unset), "{unset}");
+        }
+        assert_eq!(
+            c.notes
+                .iter()
+                .filter(|n| !n.warn && n.text.contains("uWSGI's \"off\""))
+                .count(),
+            4
+        );
+        assert_eq!(value(&c, "metrics"), ["0.0.0.0:9191"]);
     }
 
     #[test]
