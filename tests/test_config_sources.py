@@ -62,7 +62,8 @@ def equivalent_flags(site_env) -> list[str]:
         "--pythonpath", APPS_FROM_FIXTURE, "--venv", site_env["SITE_VENV"],
         "--processes", "2", "--threads", "4",
         "--max-header-size", "32768", "--buffer-body", "8192", "--max-requests", "1000",
-        "--reload-on-rss", "512", "--timeout", "30", "--touch-reload", f"{run_dir}/uwsgi-ini.reload",
+        "--reload-on-rss", "512", "--max-worker-lifetime", "3600", "--max-worker-lifetime-jitter", "30",
+        "--timeout", "30", "--touch-reload", f"{run_dir}/uwsgi-ini.reload",
         "--env", "DJANGO_SETTINGS_MODULE=site.settings", "--env", "SITE_NAME=from-uwsgi",
         "--log-file", f"{run_dir}/uwsgi-ini.log",
         "--metrics", f"127.0.0.1:{site_env['SITE_STATS_PORT']}",
@@ -179,7 +180,8 @@ def test_served_from_the_ini_behind_nginx(gateway_bin, nginx_binary, site_env, r
         assert metrics.status_code == 200 and "rustgi_" in metrics.text
         log = log_file.read_text()
         assert re.search(r"WARN.*static-map.*location /static/ \{ alias .*/static/; \}", log), log
-        assert re.search(r"WARN.*max-worker-lifetime", log), log
+        assert not re.search(r"WARN.*max-worker-lifetime", log), log
+        assert re.search(r"INFO.*max-worker-lifetime-jitter: each worker lives its own share", log), log
         assert re.search(r"INFO.*\(master\): not needed", log), log
         # disable-logging: no access log.
         assert "GET /osenv" not in log

@@ -273,6 +273,18 @@ pub struct Cli {
     #[arg(long, default_value_t = 0, value_name = "J")]
     pub max_requests_jitter: u64,
 
+    /// A worker that has lived this many seconds is replaced: the master
+    /// starts a fresh one, which imports the app, and stops the old one
+    /// (it finishes its requests) once the fresh one is ready. 0: never.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub max_worker_lifetime: u64,
+
+    /// Each worker lives its own share of 0..J more seconds than
+    /// --max-worker-lifetime (spread evenly, not drawn at random), so that
+    /// workers started together are not all replaced at once.
+    #[arg(long, default_value_t = 0, value_name = "J")]
+    pub max_worker_lifetime_jitter: u64,
+
     /// A worker whose resident memory exceeds this many MiB retires.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     pub reload_on_rss: Option<u64>,
@@ -540,6 +552,9 @@ impl Cli {
                 max_requests: (self.max_requests > 0).then_some(self.max_requests),
                 max_requests_jitter: self.max_requests_jitter,
                 reload_on_rss_mib: self.reload_on_rss,
+                max_worker_lifetime: (self.max_worker_lifetime > 0)
+                    .then(|| Duration::from_secs(self.max_worker_lifetime)),
+                max_worker_lifetime_jitter: Duration::from_secs(self.max_worker_lifetime_jitter),
                 touch_reload: self.touch_reload,
             },
         })
