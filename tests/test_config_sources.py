@@ -3,6 +3,7 @@ RUSTGI_<FLAG> variables, --uwsgi-ini and `rustgi-gateway convert`, the
 aliases uWSGI and gunicorn users type, and the tip for an unknown flag.
 The uWSGI file is fixtures/config/uwsgi.ini, served behind nginx."""
 
+import json
 import os
 import re
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import REPO, Gateway, Location, Nginx, can_connect_unix, free_port
+from harness import APPS, REPO, Gateway, Location, Nginx, can_connect_unix, free_port, scgi_request
 
 FIXTURE = REPO / "fixtures" / "config" / "uwsgi.ini"
 APPS_FROM_FIXTURE = f"{FIXTURE.parent}/../../tests/apps"
@@ -188,3 +189,32 @@ def test_served_from_the_ini_behind_nginx(gateway_bin, nginx_binary, site_env, r
     finally:
         gw.terminate()
     assert not can_connect_unix(socket)
+
+
+def test_gunicorns_short_flags(gateway_bin, scratch):
+    got = printed(gateway_bin, "-w", "3", "-b", "unix:/run/app.sock")
+    assert (got["processes"], got["socket"]) == (3, "unix:/run/app.sock")
+    # Settings are named by long names only: no `w` or `b` key.
+    r = run(gateway_bin, "-w", "2", "--print-config")
+    assert not re.search(r"^#? ?[wb] = ", r.stdout, re.M), r.stdout
+    assert printed(gateway_bin, env={"RUSTGI_W": "2", "RUSTGI_B": "/x.sock"})["processes"] == 1
+    toml_file = scratch / "short.toml"
+    toml_file.write_text("w = 2\n")
+    r = run(gateway_bin, "--config", str(toml_file))
+    assert r.returncode == 2 and "unknown key `w`" in r.stderr, r.stderr
+
+
+def test_short_flags_serve_on_a_unix_socket(gateway_bin, scratch, log_dir):
+    socket = scratch / "short.sock"
+    gw = IniGateway("short-flags", str(socket),
+                    ["--proto", "scgi", "-b", f"unix:{socket}", "-w", "2", "--app", str(APPS / "processes_app.py")],
+                    log_dir / "short-flags.log", binary=gateway_bin)
+    try:
+        gw.start()
+        assert gw.log.wait_for(r"\b2 worker\(s\) ready", timeout=15), gw.describe()
+        r = scgi_request(str(socket), "GET", "/")
+        assert r.status == 200, r.body[:300]
+        assert json.loads(r.body)["multiprocess"] is True
+    finally:
+        gw.terminate()
+    assert not can_connect_unix(str(socket))

@@ -61,7 +61,8 @@ pub struct Cli {
 
     /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
     /// listening socket the front server passed on fd 0 is used.
-    #[arg(long, visible_alias = "bind")]
+    /// (`--bind`, `-b`: gunicorn's names.)
+    #[arg(long, short = 'b', visible_alias = "bind")]
     pub socket: Option<String>,
 
     /// Only serve TCP peers at this address or network (repeatable; e.g.
@@ -250,7 +251,8 @@ pub struct Cli {
 
     /// Worker processes, forked by a master that replaces any that dies
     /// (daemon mode; a CGI request is always one process).
-    #[arg(long, visible_alias = "workers", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// (`--workers`, `-w`: gunicorn's names.)
+    #[arg(long, short = 'w', visible_alias = "workers", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub processes: u16,
 
     /// uWSGI's --master, accepted so that its command lines work: rustgi
