@@ -3,6 +3,7 @@ RUSTGI_<FLAG> variables, --uwsgi-ini and `rustgi-gateway convert`, the
 aliases uWSGI and gunicorn users type, and the tip for an unknown flag.
 The uWSGI file is fixtures/config/uwsgi.ini, served behind nginx."""
 
+import json
 import os
 import re
 import signal
@@ -64,7 +65,8 @@ def equivalent_flags(site_env) -> list[str]:
         "--pythonpath", APPS_FROM_FIXTURE, "--venv", site_env["SITE_VENV"],
         "--processes", "2", "--threads", "4",
         "--max-header-size", "32768", "--buffer-body", "8192", "--max-requests", "1000",
-        "--reload-on-rss", "512", "--timeout", "30", "--touch-reload", f"{run_dir}/uwsgi-ini.reload",
+        "--reload-on-rss", "512", "--max-worker-lifetime", "3600", "--max-worker-lifetime-jitter", "30",
+        "--timeout", "30", "--touch-reload", f"{run_dir}/uwsgi-ini.reload",
         "--env", "DJANGO_SETTINGS_MODULE=site.settings", "--env", "SITE_NAME=from-uwsgi",
         "--log-file", f"{run_dir}/uwsgi-ini.log",
         "--metrics", f"127.0.0.1:{site_env['SITE_STATS_PORT']}",
@@ -181,7 +183,8 @@ def test_served_from_the_ini_behind_nginx(gateway_bin, nginx_binary, site_env, r
         assert metrics.status_code == 200 and "rustgi_" in metrics.text
         log = log_file.read_text()
         assert re.search(r"WARN.*static-map.*location /static/ \{ alias .*/static/; \}", log), log
-        assert re.search(r"WARN.*max-worker-lifetime", log), log
+        assert not re.search(r"WARN.*max-worker-lifetime", log), log
+        assert re.search(r"INFO.*max-worker-lifetime-jitter: each worker lives its own share", log), log
         assert re.search(r"INFO.*\(master\): not needed", log), log
         # disable-logging: no access log.
         assert "GET /osenv" not in log
@@ -327,3 +330,30 @@ def test_a_list_variable_with_spaces_is_a_toml_array(gateway_bin):
     assert got["allow-from"] == ["127.0.0.1", "::1"]
     r = run(gateway_bin, "--print-config", env={"RUSTGI_ENV": "GREETING=hello world"})
     assert r.returncode == 2 and "TOML array" in r.stderr, r.stderr
+def test_gunicorns_short_flags(gateway_bin, scratch):
+    got = printed(gateway_bin, "-w", "3", "-b", "unix:/run/app.sock")
+    assert (got["processes"], got["socket"]) == (3, "unix:/run/app.sock")
+    # Settings are named by long names only: no `w` or `b` key.
+    r = run(gateway_bin, "-w", "2", "--print-config")
+    assert not re.search(r"^#? ?[wb] = ", r.stdout, re.M), r.stdout
+    assert printed(gateway_bin, env={"RUSTGI_W": "2", "RUSTGI_B": "/x.sock"})["processes"] == 1
+    toml_file = scratch / "short.toml"
+    toml_file.write_text("w = 2\n")
+    r = run(gateway_bin, "--config", str(toml_file))
+    assert r.returncode == 2 and "unknown key `w`" in r.stderr, r.stderr
+
+
+def test_short_flags_serve_on_a_unix_socket(gateway_bin, scratch, log_dir):
+    socket = scratch / "short.sock"
+    gw = IniGateway("short-flags", str(socket),
+                    ["--proto", "scgi", "-b", f"unix:{socket}", "-w", "2", "--app", str(APPS / "processes_app.py")],
+                    log_dir / "short-flags.log", binary=gateway_bin)
+    try:
+        gw.start()
+        assert gw.log.wait_for(r"\b2 worker\(s\) ready", timeout=15), gw.describe()
+        r = scgi_request(str(socket), "GET", "/")
+        assert r.status == 200, r.body[:300]
+        assert json.loads(r.body)["multiprocess"] is True
+    finally:
+        gw.terminate()
+    assert not can_connect_unix(str(socket))

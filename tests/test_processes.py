@@ -10,7 +10,8 @@ with real client load.
   served, broken new code leaves the old workers serving;
 - SIGTERM lets 20 slow requests finish, then the master exits 0 and the
   socket file is gone;
-- --max-requests and --reload-on-rss replace workers without a failure;
+- --max-requests, --reload-on-rss and --max-worker-lifetime replace
+  workers without a failure;
 - SIGTTIN/SIGTTOU add and remove a worker; workers die with the master.
 
 The app (tests/apps/processes_app.py, wrapped in wsgiref.validate) answers
@@ -23,9 +24,11 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -334,8 +337,6 @@ def test_max_requests_jitter_varies_the_limit(gateways):
 
 
 def re_findall(text: str, pattern: str) -> list[str]:
-    import re
-
     return re.findall(pattern, text)
 
 
@@ -356,6 +357,45 @@ def test_reload_on_rss_replaces_a_grown_worker(gateways):
     )
     assert wait_until(lambda: direct(gw)["pid"] != first, 5)
     assert wait_until(lambda: gw.workers() and first not in gw.workers(), 10)
+
+
+def respawns(port: int, cause: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf'^rustgi_worker_respawns_total\{{cause="{cause}"\}} (\d+)$', text, re.M)
+    assert m, text
+    return int(m.group(1))
+
+
+def test_max_worker_lifetime_replaces_workers_under_load_without_a_failure(gateways, private_nginx):
+    from harness import free_port
+
+    port = free_port()
+    # One worker: each replacement must be ready before the old one stops,
+    # or requests would wait with no worker at all.
+    gw = start(gateways, "p-lifetime", APP, "--max-worker-lifetime", "2",
+               "--metrics", f"127.0.0.1:{port}", processes=1, threads=2)
+    (first,) = gw.workers()
+    front = private_nginx("p-lifetime", gw)
+    load = Load(front.port, clients=3).start()
+    replaced = r"worker \d+: its replacement is ready; telling it to stop \(--max-worker-lifetime\)"
+    assert wait_until(lambda: len(gw.log.lines_matching(replaced)) >= 3, 30), gw.describe()
+    results = load.stop()
+    failed = failures(results)
+    pids = [r[3]["pid"] for r in results if r[3]]
+    print(f"{len(results)} requests: {len(failed)} failed, {len(set(pids))} distinct workers")
+    assert not failed, failed[:5]
+    assert len(results) == load.sent
+    assert len(set(pids)) >= 3 and first in pids
+    # Why, in the master's log and the retired worker's.
+    lived = gw.log.lines_matching(r"worker (\d+) has lived \d+s \(--max-worker-lifetime\): starting its replacement")
+    assert len(lived) >= 3, gw.describe()
+    assert re.search(rf"worker {first} has lived [23]s \(--max-worker-lifetime\)", gw.log.text()), gw.describe()
+    assert gw.log.lines_matching(r"replaced \(SIGUSR2\): finishing the requests in flight")
+    # Counted by cause once the old workers have been reaped; no crash.
+    assert wait_until(lambda: respawns(port, "max-worker-lifetime") >= 3, 10), gw.describe()
+    assert respawns(port, "crash") == 0
+    assert respawns(port, "max-requests") == 0
 
 
 def test_sigttin_and_sigttou_change_the_worker_count(gateways):

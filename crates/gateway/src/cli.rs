@@ -61,7 +61,8 @@ pub struct Cli {
 
     /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
     /// listening socket the front server passed on fd 0 is used.
-    #[arg(long, visible_alias = "bind")]
+    /// (`--bind`, `-b`: gunicorn's names.)
+    #[arg(long, short = 'b', visible_alias = "bind")]
     pub socket: Option<String>,
 
     /// Only serve TCP peers at this address or network (repeatable; e.g.
@@ -250,7 +251,8 @@ pub struct Cli {
 
     /// Worker processes, forked by a master that replaces any that dies
     /// (daemon mode; a CGI request is always one process).
-    #[arg(long, visible_alias = "workers", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// (`--workers`, `-w`: gunicorn's names.)
+    #[arg(long, short = 'w', visible_alias = "workers", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub processes: u16,
 
     /// uWSGI's --master, accepted so that its command lines work: rustgi
@@ -272,6 +274,18 @@ pub struct Cli {
     /// workers do not all retire at once.
     #[arg(long, default_value_t = 0, value_name = "J")]
     pub max_requests_jitter: u64,
+
+    /// A worker that has lived this many seconds is replaced: the master
+    /// starts a fresh one, which imports the app, and stops the old one
+    /// (it finishes its requests) once the fresh one is ready. 0: never.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub max_worker_lifetime: u64,
+
+    /// Each worker lives its own share of 0..J more seconds than
+    /// --max-worker-lifetime (spread evenly, not drawn at random), so that
+    /// workers started together are not all replaced at once.
+    #[arg(long, default_value_t = 0, value_name = "J")]
+    pub max_worker_lifetime_jitter: u64,
 
     /// A worker whose resident memory exceeds this many MiB retires.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
@@ -625,6 +639,9 @@ impl Cli {
                 max_requests: (self.max_requests > 0).then_some(self.max_requests),
                 max_requests_jitter: self.max_requests_jitter,
                 reload_on_rss_mib: self.reload_on_rss,
+                max_worker_lifetime: (self.max_worker_lifetime > 0)
+                    .then(|| Duration::from_secs(self.max_worker_lifetime)),
+                max_worker_lifetime_jitter: Duration::from_secs(self.max_worker_lifetime_jitter),
                 touch_reload: self.touch_reload,
             },
         })

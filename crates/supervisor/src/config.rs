@@ -47,6 +47,11 @@ pub struct ProcessOptions {
     pub max_requests_jitter: u64,
     /// `--reload-on-rss`: a worker whose RSS exceeds this retires.
     pub reload_on_rss_mib: Option<u64>,
+    /// `--max-worker-lifetime`: a worker that has lived this long is
+    /// replaced (decided by the master: policy.rs)...
+    pub max_worker_lifetime: Option<Duration>,
+    /// ...plus its share of 0..=`--max-worker-lifetime-jitter`.
+    pub max_worker_lifetime_jitter: Duration,
     /// `--touch-reload`: reload when this file's mtime changes.
     pub touch_reload: Option<PathBuf>,
 }
@@ -59,6 +64,8 @@ impl Default for ProcessOptions {
             max_requests: None,
             max_requests_jitter: 0,
             reload_on_rss_mib: None,
+            max_worker_lifetime: None,
+            max_worker_lifetime_jitter: Duration::ZERO,
             touch_reload: None,
         }
     }

@@ -10,6 +10,11 @@
 //! - A worker writes `R` on its pipe once its app is loaded, and `r` when
 //!   it retires on its own (--max-requests, --reload-on-rss): its
 //!   replacement starts at once while it drains.
+//! - A worker that has lived --max-worker-lifetime (plus its share of
+//!   --max-worker-lifetime-jitter) is replaced as a reload replaces the
+//!   workers: the master starts its replacement while it serves on, and
+//!   tells it to stop (SIGUSR2) once that one is ready; one such
+//!   replacement at a time.
 //! - A worker that dies is replaced, at once unless workers keep dying
 //!   within a second of their start (then 0.1 s, 0.2 s, … up to 10 s).
 //! - SIGHUP (or a touch of --touch-reload) starts a new generation of
@@ -267,6 +272,8 @@ pub(crate) fn run(
             stop_deadline: config.serve.graceful_timeout + EXIT_MARGIN,
             describe: describe.clone(),
             touch: watched,
+            lifetime: config.processes.max_worker_lifetime,
+            lifetime_jitter: config.processes.max_worker_lifetime_jitter,
         },
         now,
     );
@@ -395,6 +402,10 @@ impl Master<'_> {
                 }
                 Action::Reloading => {
                     self.observer.reloading();
+                    continue;
+                }
+                Action::Expired(pid) => {
+                    self.observer.expired(pid);
                     continue;
                 }
                 Action::Notify(state) => {

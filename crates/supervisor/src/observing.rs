@@ -144,6 +144,14 @@ impl Observer {
         self.told_to_stop.insert(pid);
     }
 
+    /// The master replaces `pid` for its lifetime: counted as that
+    /// cause when it is reaped.
+    pub(crate) fn expired(&self, pid: Pid) {
+        if let Some(slot) = self.board.find(pid as u32) {
+            self.board.retired(slot, Retired::Lifetime);
+        }
+    }
+
     pub(crate) fn reloading(&self) {
         self.board.count(Counter::Reloads);
     }
@@ -161,6 +169,7 @@ impl Observer {
             Some(Retired::MaxRequests) => Some(Counter::RespawnMaxRequests),
             Some(Retired::Rss) => Some(Counter::RespawnRss),
             Some(Retired::Timeout) => Some(Counter::RespawnTimeout),
+            Some(Retired::Lifetime) => Some(Counter::RespawnLifetime),
             None if told || stopping => None,
             None => Some(Counter::RespawnCrash),
         };
@@ -261,6 +270,7 @@ impl Observer {
                 max_requests: board.counter(Counter::RespawnMaxRequests),
                 reload_on_rss: board.counter(Counter::RespawnRss),
                 timeout: board.counter(Counter::RespawnTimeout),
+                max_worker_lifetime: board.counter(Counter::RespawnLifetime),
             },
             reloads: board.counter(Counter::Reloads),
         }

@@ -51,6 +51,12 @@ pub(crate) struct Settings {
     pub describe: String,
     /// `--touch-reload`: its path and its mtime at start.
     pub touch: Option<(PathBuf, Option<SystemTime>)>,
+    /// `--max-worker-lifetime`: a worker that has lived this long is
+    /// replaced, the replacement ready before it stops.
+    pub lifetime: Option<Duration>,
+    /// `--max-worker-lifetime-jitter`: each worker lives its own share of
+    /// this longer ([`lifetime_share`]).
+    pub lifetime_jitter: Duration,
 }
 
 /// Signals the master acts on (SIGCHLD only wakes it up to reap).
@@ -145,6 +151,9 @@ pub(crate) enum Action {
     },
     /// A reload begins (SIGHUP, --touch-reload): counted in the metrics.
     Reloading,
+    /// The worker's `--max-worker-lifetime` is over and its replacement
+    /// starts: the cause, for the metrics' respawn counters.
+    Expired(Pid),
     /// Send to systemd's notify socket.
     Notify(String),
     /// Stop new connections from arriving where the socket allows it
@@ -173,6 +182,9 @@ enum State {
     Ready,
     /// Told to stop, or retiring on its own: draining, not counted.
     Stopping,
+    /// Past its `--max-worker-lifetime`: it serves on, not counted, so that
+    /// a replacement starts; it is told to stop once that one is ready.
+    Expired,
 }
 
 struct Worker {
@@ -181,6 +193,8 @@ struct Worker {
     state: State,
     /// When to SIGKILL it if it has not exited (it was told to stop).
     kill_at: Option<Instant>,
+    /// When its `--max-worker-lifetime` is over.
+    retire_at: Option<Instant>,
 }
 
 pub(crate) struct Policy {
@@ -203,6 +217,9 @@ pub(crate) struct Policy {
     /// "the same error as worker N", so that a reload of broken code
     /// shows one traceback, not one per worker.
     last_load_error: Option<(u64, Pid, String)>,
+    /// Workers given a lifetime so far: the next one's share of the
+    /// jitter ([`lifetime_share`]).
+    lifetimes: u64,
 }
 
 impl Policy {
@@ -219,6 +236,7 @@ impl Policy {
             stopping: false,
             fatal: None,
             last_load_error: None,
+            lifetimes: 0,
         }
     }
 
@@ -239,10 +257,29 @@ impl Policy {
         if self.next_spawn > now {
             deadline = deadline.min(self.next_spawn);
         }
+        // A lifetime that ends is acted on at once; one that is over but
+        // waits for another replacement is looked at again by the next
+        // tick (at most a second later).
+        let lifetimes = self
+            .workers
+            .values()
+            .filter(|w| w.state == State::Ready)
+            .filter_map(|w| w.retire_at)
+            .filter(|&at| at > now);
         self.workers
             .values()
             .filter_map(|w| w.kill_at)
+            .chain(lifetimes)
             .fold(deadline, Instant::min)
+    }
+
+    /// When a worker that starts `now` has lived its lifetime.
+    fn retire_at(&mut self, now: Instant) -> Option<Instant> {
+        let lifetime = self.settings.lifetime?;
+        let share = lifetime_share(self.lifetimes, self.settings.lifetime_jitter);
+        self.lifetimes += 1;
+        // Beyond what an Instant can hold: never.
+        now.checked_add(lifetime.saturating_add(share))
     }
 
     pub(crate) fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
@@ -250,6 +287,7 @@ impl Policy {
         match event {
             Event::Adopted(old) => self.adopt(now, &old, &mut actions),
             Event::Spawned { pid, generation } => {
+                let retire_at = self.retire_at(now);
                 self.workers.insert(
                     pid,
                     Worker {
@@ -257,6 +295,7 @@ impl Policy {
                         started: now,
                         state: State::Booting,
                         kill_at: None,
+                        retire_at,
                     },
                 );
                 log!(info, "worker {pid} started (generation {generation})");
@@ -294,6 +333,7 @@ impl Policy {
                     started: now,
                     state: State::Stopping,
                     kill_at: Some(now + self.settings.stop_deadline),
+                    retire_at: None,
                 },
             );
         }
@@ -303,6 +343,10 @@ impl Policy {
         }
         self.starting = false;
         for &pid in serving {
+            // Their start is not known here: their lifetime counts from
+            // the re-exec (they are replaced by then unless the new image
+            // could not import the app).
+            let retire_at = self.retire_at(now);
             self.workers.insert(
                 pid,
                 Worker {
@@ -310,6 +354,7 @@ impl Policy {
                     started: now,
                     state: State::Ready,
                     kill_at: None,
+                    retire_at,
                 },
             );
         }
@@ -385,10 +430,10 @@ impl Policy {
                 let detail = self.load_error_detail(pid, worker.generation, ending);
                 // A reload sent while the first workers still start: the
                 // new code is what failed, and a worker of the old serves.
-                let old_serving = self
-                    .workers
-                    .values()
-                    .any(|w| w.generation < self.generation && w.state == State::Ready);
+                let old_serving = self.workers.values().any(|w| {
+                    w.generation < self.generation
+                        && matches!(w.state, State::Ready | State::Expired)
+                });
                 if self.stopping {
                     log!(info, "worker {pid} {how}");
                 } else if self.reloading
@@ -415,6 +460,12 @@ impl Policy {
                     self.count_quick_death(now, worker.started);
                 }
             }
+            // Its replacement is already on the way.
+            State::Expired if self.stopping => log!(info, "worker {pid} {how}"),
+            State::Expired => log!(
+                warn,
+                "worker {pid} died: {how}, while its replacement (--max-worker-lifetime) was starting"
+            ),
         }
     }
 
@@ -619,10 +670,11 @@ impl Policy {
     /// Starts missing workers, stops extra ones, and notices when a
     /// generation is ready.
     fn maintain(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.expire(now, actions);
         let mut serving: Vec<(Pid, Instant, State)> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.generation == self.generation && w.state != State::Stopping)
+            .filter(|(_, w)| w.generation == self.generation && w.counted())
             .map(|(&pid, w)| (pid, w.started, w.state))
             .collect();
         let mut spawning = 0;
@@ -650,6 +702,19 @@ impl Policy {
         if !ready {
             return;
         }
+        let expired: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state == State::Expired)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in expired {
+            log!(
+                info,
+                "worker {pid}: its replacement is ready; telling it to stop (--max-worker-lifetime)"
+            );
+            self.stop_worker(now, pid, Stop::Retire, actions);
+        }
         if self.starting {
             self.starting = false;
             log!(info, "{} worker(s) ready", self.target);
@@ -674,6 +739,40 @@ impl Policy {
             }
             actions.push(self.notify_ready(""));
         }
+    }
+
+    /// `--max-worker-lifetime`: sets aside the worker whose lifetime is
+    /// over, so that [`Policy::maintain`] starts its replacement; it serves
+    /// on until that one is ready. One at a time: while any worker of this
+    /// generation boots, or waits for its replacement, no other expires, so
+    /// that workers started together are replaced one after another even
+    /// with no jitter, and each import has the CPU to itself. During a
+    /// reload nothing expires: every worker is being replaced anyway.
+    fn expire(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.settings.lifetime.is_none() || self.reloading {
+            return;
+        }
+        let generation = self.generation;
+        let current = || self.workers.values().filter(|w| w.generation == generation);
+        if current().any(|w| matches!(w.state, State::Booting | State::Expired)) {
+            return;
+        }
+        let due = self
+            .workers
+            .iter_mut()
+            .filter(|(_, w)| w.generation == generation && w.state == State::Ready)
+            .filter(|(_, w)| w.retire_at.is_some_and(|at| at <= now))
+            .min_by_key(|(_, w)| w.retire_at);
+        let Some((&pid, worker)) = due else {
+            return;
+        };
+        worker.state = State::Expired;
+        log!(
+            info,
+            "worker {pid} has lived {:.0?} (--max-worker-lifetime): starting its replacement; it serves until that one is ready",
+            now.saturating_duration_since(worker.started)
+        );
+        actions.push(Action::Expired(pid));
     }
 
     fn stop_worker(&mut self, now: Instant, pid: Pid, how: Stop, actions: &mut Vec<Action>) {
@@ -711,6 +810,27 @@ impl Policy {
     }
 }
 
+impl Worker {
+    /// Counted among the workers the target asks for (an expired one
+    /// serves, but its replacement is the one counted).
+    fn counted(&self) -> bool {
+        !matches!(self.state, State::Stopping | State::Expired)
+    }
+}
+
+/// The `k`-th worker's share of `jitter`: `jitter` × the fractional part
+/// of k/φ (a Weyl sequence). Deterministic, so that the policy stays a
+/// function of its events, and evenly spread: the first shares are 0,
+/// 0.62, 0.24, 0.85, 0.47 × `jitter`, so that workers started together
+/// never draw the same lifetime, as random draws can.
+pub(crate) fn lifetime_share(k: u64, jitter: Duration) -> Duration {
+    // 2^64 / φ: k × STEP mod 2^64 is frac(k/φ) in 64-bit fixed point.
+    const STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+    let fraction = u128::from(k.wrapping_mul(STEP));
+    let nanos = (jitter.as_nanos().saturating_mul(fraction)) >> 64;
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 pub(crate) fn pid_list(pids: &[Pid]) -> String {
     pids.iter()
         .map(ToString::to_string)
@@ -736,6 +856,8 @@ mod tests {
             stop_deadline: GRACE,
             describe: "unix:/run/app.sock".into(),
             touch: None,
+            lifetime: None,
+            lifetime_jitter: Duration::ZERO,
         }
     }
 
@@ -1308,5 +1430,185 @@ mod tests {
         assert!(notes(&actions)[0].starts_with("RELOADING=1"), "{actions:?}");
         assert_eq!(m.tick().0, [101]);
         assert!(m.handle(Event::TouchSeen(Some(later))).is_empty(), "once");
+    }
+
+    fn with_lifetime(processes: usize, lifetime_s: u64, jitter_s: u64) -> Settings {
+        Settings {
+            lifetime: Some(Duration::from_secs(lifetime_s)),
+            lifetime_jitter: Duration::from_secs(jitter_s),
+            ..settings(processes)
+        }
+    }
+
+    fn expired(actions: &[Action]) -> Vec<Pid> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Expired(pid) => Some(*pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_worker_past_its_lifetime_is_stopped_only_once_its_replacement_is_ready() {
+        let mut m = Master::new(with_lifetime(2, 60, 0));
+        assert_eq!(m.serving(), [100, 101]);
+        assert_eq!(m.at(ms(59_999)).tick(), (vec![], vec![]));
+        // Both are due; one is replaced at a time.
+        let (pids, actions) = m.at(ms(60_000)).tick();
+        assert_eq!(pids, [102]);
+        assert_eq!(actions, [Action::Expired(100)]);
+        // 100 serves on while 102 boots: not stopped, not replaced twice.
+        assert_eq!(m.at(ms(61_000)).tick(), (vec![], vec![]));
+        m.handle(Event::Ready(102));
+        let (pids, actions) = m.tick();
+        assert!(pids.is_empty());
+        assert_eq!(stops(&actions, Stop::Retire), [100]);
+        assert!(expired(&actions).is_empty(), "101 waits for the next turn");
+        // Then 101, the same way.
+        let (pids, actions) = m.at(ms(61_100)).tick();
+        assert_eq!(pids, [103]);
+        assert_eq!(actions, [Action::Expired(101)]);
+        m.handle(Event::Exited {
+            pid: 100,
+            ending: exit_code(0),
+        });
+        m.handle(Event::Ready(103));
+        let (pids, actions) = m.tick();
+        assert!(pids.is_empty());
+        assert_eq!(
+            actions,
+            [Action::Stop {
+                pid: 101,
+                how: Stop::Retire
+            }]
+        );
+        m.handle(Event::Exited {
+            pid: 101,
+            ending: exit_code(0),
+        });
+        // The replacements live their own lifetime, from their start.
+        assert_eq!(m.at(ms(119_999)).tick(), (vec![], vec![]));
+        let (pids, actions) = m.at(ms(120_000)).tick();
+        assert_eq!((pids, actions), (vec![104], vec![Action::Expired(102)]));
+    }
+
+    #[test]
+    fn the_jitter_spreads_the_lifetimes_of_workers_started_together() {
+        // Shares of 10 s: 0, 6.18 s, 2.36 s.
+        let mut m = Master::new(with_lifetime(3, 60, 10));
+        assert_eq!(m.serving(), [100, 101, 102]);
+        let (pids, actions) = m.at(ms(60_000)).tick();
+        assert_eq!((pids, actions), (vec![103], vec![Action::Expired(100)]));
+        m.handle(Event::Ready(103));
+        assert_eq!(stops(&m.tick().1, Stop::Retire), [100]);
+        assert_eq!(m.at(ms(62_359)).tick(), (vec![], vec![]));
+        let (pids, actions) = m.at(ms(62_361)).tick();
+        assert_eq!((pids, actions), (vec![104], vec![Action::Expired(102)]));
+        m.handle(Event::Ready(104));
+        assert_eq!(stops(&m.tick().1, Stop::Retire), [102]);
+        assert_eq!(m.at(ms(66_179)).tick(), (vec![], vec![]));
+        let (pids, actions) = m.at(ms(66_181)).tick();
+        assert_eq!((pids, actions), (vec![105], vec![Action::Expired(101)]));
+    }
+
+    #[test]
+    fn the_master_wakes_up_when_a_lifetime_ends() {
+        let mut m = Master::new(with_lifetime(1, 60, 0));
+        m.serving();
+        let now = m.at(ms(59_500)).now();
+        assert_eq!(m.policy.next_deadline(now), m.base + ms(60_000));
+        // Over, and its replacement booting: no busy loop on a past time.
+        m.at(ms(60_000)).tick();
+        let now = m.now();
+        assert_eq!(m.policy.next_deadline(now), now + ms(1000));
+    }
+
+    #[test]
+    fn an_expired_worker_serves_on_while_its_replacement_cannot_start() {
+        let mut m = Master::new(with_lifetime(1, 60, 0));
+        assert_eq!(m.serving(), [100]);
+        let (pids, _) = m.at(ms(60_000)).tick();
+        assert_eq!(pids, [101]);
+        let actions = m.at(ms(60_500)).handle(Event::Exited {
+            pid: 101,
+            ending: exit_code(EXIT_APP_LOAD),
+        });
+        assert!(actions.is_empty(), "{actions:?}");
+        let (pids, actions) = m.tick();
+        assert_eq!(pids, [102], "another try");
+        assert!(stops(&actions, Stop::Retire).is_empty(), "100 still serves");
+        m.handle(Event::Ready(102));
+        assert_eq!(stops(&m.tick().1, Stop::Retire), [100]);
+    }
+
+    #[test]
+    fn an_expired_worker_that_dies_is_not_replaced_twice() {
+        let mut m = Master::new(with_lifetime(2, 60, 0));
+        m.serving();
+        let (pids, _) = m.at(ms(60_000)).tick();
+        assert_eq!(pids, [102]);
+        m.handle(Event::Exited {
+            pid: 100,
+            ending: killed(),
+        });
+        assert_eq!(m.tick(), (vec![], vec![]), "102 is already its replacement");
+    }
+
+    #[test]
+    fn a_reload_stops_an_expired_worker_with_the_old_generation() {
+        let mut m = Master::new(with_lifetime(2, 60, 0));
+        m.serving();
+        let (pids, _) = m.at(ms(60_000)).tick();
+        assert_eq!(pids, [102]);
+        m.handle(Event::Signal(MasterSignal::Hup));
+        let (new, actions) = m.tick();
+        assert_eq!(new, [103, 104]);
+        assert!(
+            expired(&actions).is_empty(),
+            "nothing expires during a reload"
+        );
+        for pid in [102, 103, 104] {
+            m.handle(Event::Ready(pid));
+        }
+        let (_, actions) = m.tick();
+        let mut stopped = stops(&actions, Stop::Retire);
+        stopped.sort_unstable();
+        assert_eq!(stopped, [100, 101, 102]);
+    }
+
+    #[test]
+    fn without_a_lifetime_workers_are_never_expired() {
+        let mut m = Master::new(settings(1));
+        m.serving();
+        assert_eq!(
+            m.at(Duration::from_secs(86_400 * 365)).tick(),
+            (vec![], vec![])
+        );
+    }
+
+    #[test]
+    fn a_lifetime_too_long_for_the_clock_is_never() {
+        let mut m = Master::new(Settings {
+            lifetime: Some(Duration::from_secs(u64::MAX)),
+            lifetime_jitter: Duration::from_secs(u64::MAX),
+            ..settings(2)
+        });
+        m.serving();
+        assert_eq!(m.at(ms(60_000)).tick(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn lifetime_shares_are_spread_over_the_jitter() {
+        let jitter = Duration::from_secs(100);
+        let shares: Vec<u64> = (0..5)
+            .map(|k| lifetime_share(k, jitter).as_secs())
+            .collect();
+        assert_eq!(shares, [0, 61, 23, 85, 47]);
+        assert!((0..10_000).all(|k| lifetime_share(k, jitter) < jitter));
+        assert_eq!(lifetime_share(7, Duration::ZERO), Duration::ZERO);
+        // No overflow on an absurd jitter.
+        assert!(lifetime_share(3, Duration::from_secs(u64::MAX)) > Duration::ZERO);
     }
 }

@@ -90,10 +90,6 @@ const FOREIGN: &[(&str, &str)] = &[
         "uWSGI's --worker-reload-mercy is --graceful-timeout here",
     ),
     (
-        "max-worker-lifetime",
-        "no lifetime limit: workers retire by --max-requests or --reload-on-rss",
-    ),
-    (
         "static-map",
         "serve static files from the front server (nginx: location /static/ { alias DIR/; })",
     ),

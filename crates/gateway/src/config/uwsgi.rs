@@ -326,11 +326,19 @@ fn one(acc: &mut Acc, o: &Opt) {
             }
             acc.info(o, "max-requests-jitter: each worker adds a random 0..=N, not worker-id × N");
         }
-        "max-worker-lifetime" | "max-worker-lifetime-delta" => acc.warn(
-            o,
-            "rustgi has no lifetime limit: workers retire by max-requests or reload-on-rss; \
-             a periodic SIGHUP (systemd timer) replaces them all without dropping a request",
-        ),
+        "max-worker-lifetime" => {
+            acc.set_unless_off("max-worker-lifetime", v, o);
+        }
+        "max-worker-lifetime-delta" => {
+            if !acc.set_unless_off("max-worker-lifetime-jitter", v, o) {
+                return;
+            }
+            acc.info(
+                o,
+                "max-worker-lifetime-jitter: each worker lives its own share of 0..N seconds more \
+                 (spread evenly), not worker-id × N; (processes - 1) × N spreads them as uWSGI does",
+            );
+        }
         "reload-on-rss" | "evil-reload-on-rss" => {
             acc.set_unless_off("reload-on-rss", v, o);
         }
@@ -739,17 +747,28 @@ mod tests {
     #[test]
     fn no_equivalent_gets_a_warning_that_says_what_to_do() {
         let c = convert_text(
-            "[uwsgi]\nhttp = :8080\ngevent = 100\nattach-daemon = celery worker\ncron = 0 -1 -1 -1 -1 x\nmax-worker-lifetime = 3600\nfrobnicate = 1\n",
+            "[uwsgi]\nhttp = :8080\ngevent = 100\nattach-daemon = celery worker\ncron = 0 -1 -1 -1 -1 x\nfrobnicate = 1\n",
             &HashMap::new(),
         );
         let warned = warnings(&c);
-        assert_eq!(warned.len(), 6, "{warned:?}");
+        assert_eq!(warned.len(), 5, "{warned:?}");
         assert!(warned[0].contains("nginx"));
         assert!(warned[1].contains("--threads"));
         assert!(warned[2].contains("systemd unit"));
         assert!(warned[3].contains("systemd timer"));
-        assert!(warned[4].contains("max-requests"));
-        assert!(warned[5].contains("not known"));
+        assert!(warned[4].contains("not known"));
+    }
+
+    #[test]
+    fn max_worker_lifetime_and_its_delta_are_read() {
+        let c = convert_text(
+            "[uwsgi]\nmax-worker-lifetime = 3600\nmax-worker-lifetime-delta = 30\n",
+            &HashMap::new(),
+        );
+        assert!(warnings(&c).is_empty(), "{:?}", warnings(&c));
+        assert_eq!(value(&c, "max-worker-lifetime"), ["3600"]);
+        assert_eq!(value(&c, "max-worker-lifetime-jitter"), ["30"]);
+        assert!(c.notes.iter().any(|n| n.text.contains("not worker-id")));
     }
 
     #[test]

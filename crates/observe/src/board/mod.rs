@@ -52,6 +52,9 @@ pub enum Counter {
     Reloads,
     /// Workers forked.
     Spawns,
+    /// A worker replaced after `--max-worker-lifetime` (last: the words
+    /// before keep their place for a board handed over by an older image).
+    RespawnLifetime,
 }
 
 impl Counter {
@@ -60,13 +63,15 @@ impl Counter {
     }
 }
 
-/// Why a worker retired on its own; it writes this into its slot before it
-/// tells the master.
+/// Why a worker retired: one that retires on its own writes this into its
+/// slot before it tells the master; the master writes `Lifetime`, which
+/// it decides ([`Board::retired`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retired {
     MaxRequests = 1,
     Rss = 2,
     Timeout = 3,
+    Lifetime = 4,
 }
 
 // Header words.
@@ -275,6 +280,7 @@ impl Board {
             1 => Some(Retired::MaxRequests),
             2 => Some(Retired::Rss),
             3 => Some(Retired::Timeout),
+            4 => Some(Retired::Lifetime),
             _ => None,
         };
         let in_flight = (0..self.threads)
@@ -291,6 +297,13 @@ impl Board {
         write_totals(header, &folded);
         self.slot(slot)[W_PID].store(0, Ordering::Release);
         Released { in_flight, retired }
+    }
+
+    /// Master: the worker in `slot` is being replaced for a reason the
+    /// master decided (its lifetime), counted when it is reaped, as a
+    /// retirement the worker decides is.
+    pub fn retired(&self, slot: usize, why: Retired) {
+        self.slot(slot)[W_RETIRED].store(why as u64, Ordering::Relaxed);
     }
 
     /// Adds one to a master counter.

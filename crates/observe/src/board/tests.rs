@@ -111,6 +111,19 @@ fn totals_survive_the_release_of_a_slot_and_the_slot_is_reused_clean() {
 }
 
 #[test]
+fn a_retirement_the_master_decides_is_read_back_at_release() {
+    let board = Board::create(1, 1).unwrap();
+    let slot = board.claim(1).unwrap();
+    board.started(slot, 100, 0);
+    board.retired(slot, Retired::Lifetime);
+    assert_eq!(board.release(slot).retired, Some(Retired::Lifetime));
+    // The slot's next worker starts with no cause.
+    let again = board.claim(1).unwrap();
+    board.started(again, 101, 0);
+    assert_eq!(board.release(again).retired, None);
+}
+
+#[test]
 fn slots_run_out_and_come_back() {
     let board = Board::create(2, 1).unwrap();
     let a = board.claim(1).unwrap();

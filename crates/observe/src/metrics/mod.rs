@@ -42,6 +42,7 @@ pub struct Respawns {
     pub max_requests: u64,
     pub reload_on_rss: u64,
     pub timeout: u64,
+    pub max_worker_lifetime: u64,
 }
 
 /// A live worker.
@@ -186,7 +187,7 @@ pub fn prometheus(snap: &Snapshot) -> String {
         o,
         "rustgi_worker_respawns_total",
         "counter",
-        "Workers started to replace one that crashed or retired (max-requests, reload-on-rss, timeout).",
+        "Workers started to replace one that crashed or retired (max-requests, reload-on-rss, timeout, max-worker-lifetime).",
     );
     let r = snap.respawns;
     for (cause, n) in [
@@ -194,6 +195,7 @@ pub fn prometheus(snap: &Snapshot) -> String {
         ("max-requests", r.max_requests),
         ("reload-on-rss", r.reload_on_rss),
         ("timeout", r.timeout),
+        ("max-worker-lifetime", r.max_worker_lifetime),
     ] {
         let _ = writeln!(o, "rustgi_worker_respawns_total{{cause=\"{cause}\"}} {n}");
     }

@@ -44,6 +44,7 @@ fn snapshot() -> Snapshot {
         }],
         respawns: Respawns {
             crash: 1,
+            max_worker_lifetime: 3,
             ..Respawns::default()
         },
         reloads: 2,
@@ -110,6 +111,13 @@ fn prometheus_values() {
     assert_eq!(
         value(&text, "rustgi_worker_respawns_total{cause=\"crash\"}"),
         1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "rustgi_worker_respawns_total{cause=\"max-worker-lifetime\"}"
+        ),
+        3.0
     );
     assert_eq!(
         value(&text, "rustgi_worker_uptime_seconds{worker=\"1\"}"),
