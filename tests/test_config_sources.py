@@ -330,6 +330,8 @@ def test_a_list_variable_with_spaces_is_a_toml_array(gateway_bin):
     assert got["allow-from"] == ["127.0.0.1", "::1"]
     r = run(gateway_bin, "--print-config", env={"RUSTGI_ENV": "GREETING=hello world"})
     assert r.returncode == 2 and "TOML array" in r.stderr, r.stderr
+
+
 def test_gunicorns_short_flags(gateway_bin, scratch):
     got = printed(gateway_bin, "-w", "3", "-b", "unix:/run/app.sock")
     assert (got["processes"], got["socket"]) == (3, "unix:/run/app.sock")
@@ -341,6 +343,9 @@ def test_gunicorns_short_flags(gateway_bin, scratch):
     toml_file.write_text("w = 2\n")
     r = run(gateway_bin, "--config", str(toml_file))
     assert r.returncode == 2 and "unknown key `w`" in r.stderr, r.stderr
+    # uWSGI's -b is its buffer size: a bare number is not made a socket file.
+    r = run(gateway_bin, "-b", "32768", "--print-config")
+    assert r.returncode == 2 and "write :32768 for every address" in r.stderr, r.stderr
 
 
 def test_short_flags_serve_on_a_unix_socket(gateway_bin, scratch, log_dir):

@@ -62,7 +62,7 @@ pub struct Cli {
     /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
     /// listening socket the front server passed on fd 0 is used.
     /// (`--bind`, `-b`: gunicorn's names.)
-    #[arg(long, short = 'b', visible_alias = "bind")]
+    #[arg(long, short = 'b', visible_alias = "bind", value_parser = parse_socket)]
     pub socket: Option<String>,
 
     /// Only serve TCP peers at this address or network (repeatable; e.g.
@@ -411,6 +411,19 @@ pub(crate) fn every_address(spec: &str) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// Refuses a bare number: a port meant as `:PORT` (or uWSGI's `-b`, its
+/// buffer size) would otherwise become a socket file of that name.
+fn parse_socket(spec: &str) -> Result<String, String> {
+    if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "a bare number is not taken as a socket file: write :{spec} for every address, \
+             127.0.0.1:{spec} for this host only, or ./{spec} for a file (uWSGI's -b is its \
+             buffer size: --max-header-size)"
+        ));
+    }
+    Ok(spec.to_string())
 }
 
 fn socket_spec(spec: &str) -> SocketSpec {
