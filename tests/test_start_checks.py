@@ -136,6 +136,29 @@ def test_a_relative_socket_is_logged_absolute(gateway_bin, place):
     assert not socket.exists(), "the socket file stays after the stop"
 
 
+def test_a_short_relative_socket_in_a_deep_chdir_binds(gateway_bin, place):
+    """The socket is bound by the path as given, relative to --chdir's
+    directory: its absolute form is longer than a Unix socket's 107 bytes
+    and would not bind. The log still names it absolute."""
+    deep = place / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    socket, log = deep / "rel.sock", place / "gw.log"
+    assert len(str(socket)) >= 108
+    # A short way to the same file, for this test's own connects.
+    fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    short = f"/proc/{os.getpid()}/fd/{fd}/rel.sock"
+    proc = gateway(gateway_bin, log, "--socket", "rel.sock", "--chdir", deep, "--chmod", "666",
+                   "--app", APPS / "conformance.py")
+    try:
+        text = started(proc, short, log)
+        assert f"listening on unix:{socket} " in text, text
+        assert scgi_request(short, "GET", "/hello").status == 200
+    finally:
+        assert stop_process(proc) == 0, log.read_text()
+        os.close(fd)
+    assert not socket.exists(), "the socket file stays after the stop"
+
+
 def test_a_missing_socket_directory_is_named(gateway_bin, place):
     log = place / "gw.log"
     socket = place / "gone" / "deeper" / "app.sock"
