@@ -95,7 +95,9 @@ def test_a_socket_the_web_user_cannot_reach_is_warned_with_the_fix(gateway_bin, 
             assert not warnings, text
         else:
             assert len(warnings) == 1, text
-            assert re.search(r"\bWARN\b.*www-data cannot connect to " + re.escape(str(socket)), warnings[0])
+            assert re.search(r"\bWARN\b.*www-data \(--web-user\) cannot connect to "
+                             + re.escape(str(socket)), warnings[0])
+            assert "SupplementaryGroups=" in warnings[0], warnings[0]
             for word in fix:
                 assert word.format(dir=inner) in warnings[0], warnings[0]
     finally:
@@ -108,7 +110,8 @@ def test_the_usual_web_users_are_checked_without_web_user(gateway_bin, place):
     proc = gateway(gateway_bin, log, "--socket", socket, "--app", APPS / "conformance.py")
     try:
         text = started(proc, socket, log)
-        assert re.search(r"www-data cannot connect to .*--web-user NAME names yours", text), text
+        assert re.search(r"www-data \(a user web servers usually run as; --web-user NAME names yours\)"
+                         r" cannot connect to ", text), text
     finally:
         assert stop_process(proc) == 0, log.read_text()
 
