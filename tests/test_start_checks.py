@@ -206,7 +206,7 @@ def test_version_names_the_embedded_python_and_the_commit(gateway_bin):
     out = subprocess.run([gateway_bin, "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out
     text = out.stdout
-    commit = re.match(r"rustgi-gateway \d+\.\d+\.\d+ \(git ([0-9a-f]{7,})\)\n", text)
+    commit = re.match(r"rustgi-gateway \d+\.\d+\.\d+ \(git ([0-9a-f]{7,})(-dirty)?\)\n", text)
     assert commit, text
     known = subprocess.run(["git", "-C", REPO, "cat-file", "-e", commit[1] + "^{commit}"])
     assert known.returncode == 0, f"{commit[1]} is not a commit of this repository"
