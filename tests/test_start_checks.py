@@ -162,6 +162,41 @@ def test_a_short_relative_socket_in_a_deep_chdir_binds(gateway_bin, place):
     assert not socket.exists(), "the socket file stays after the stop"
 
 
+@pytest.mark.parametrize("how", ["path", "name"])
+def test_a_symlink_in_a_venvs_bin_serves_that_venv(gateway_bin, place, how):
+    """A venv's bin/rustgi-gateway that is a symlink to the gateway
+    installed elsewhere serves that venv, started by its path or by its
+    name through PATH; without a venv, the log says so."""
+    venv = place / "v"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", venv], check=True)
+    (venv / "bin" / "rustgi-gateway").symlink_to(gateway_bin)
+    socket, log = place / "app.sock", place / "gw.log"
+    env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+    env.pop("VIRTUAL_ENV", None)
+    if how == "path":
+        argv0 = str(venv / "bin" / "rustgi-gateway")
+    else:
+        argv0 = "rustgi-gateway"
+        env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([argv0, "--socket", socket, "--app", APPS / "conformance.py"],
+                                stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+    try:
+        text = started(proc, socket, log)
+        assert f"serving the venv {venv}: rustgi-gateway was started from its bin/, as {venv}/bin/rustgi-gateway" \
+            in text, text
+    finally:
+        assert stop_process(proc) == 0, log.read_text()
+
+    log2 = place / "gw2.log"
+    proc = gateway(gateway_bin, log2, "--socket", socket, "--app", APPS / "conformance.py")
+    try:
+        text = started(proc, socket, log2)
+        assert re.search(r"no venv: serving the packages of the Python at /\S+", text), text
+    finally:
+        assert stop_process(proc) == 0, log2.read_text()
+
+
 def test_a_missing_socket_directory_is_named(gateway_bin, place):
     log = place / "gw.log"
     socket = place / "gone" / "deeper" / "app.sock"
