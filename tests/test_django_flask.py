@@ -17,6 +17,8 @@ listens on one):
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import subprocess
@@ -211,6 +213,25 @@ def test_flask_behind_a_trusted_tls_balancer_is_https(flask_sites):
     assert r.status_code == 200
     assert r.json()["url"] == f"https://127.0.0.1:{flask_sites.port}/where"
     assert r.json()["secure"] is True
+
+
+def test_a_clients_own_x_forwarded_proto_line_loses_to_the_balancers(flask_sites):
+    """The client sends `X-Forwarded-Proto: https`; the balancer appends
+    its own line, `http`. nginx 1.22 passes the two lines as two uwsgi
+    parameters, and the balancer's, the last, is the one believed."""
+    conn = http.client.HTTPConnection("127.0.0.1", flask_sites.port, timeout=10)
+    try:
+        conn.putrequest("GET", "/where")
+        conn.putheader("X-Forwarded-Proto", "https")
+        conn.putheader("X-Forwarded-Proto", "http")
+        conn.endheaders()
+        r = conn.getresponse()
+        assert r.status == 200
+        where = json.loads(r.read())
+    finally:
+        conn.close()
+    assert where["url"] == f"http://127.0.0.1:{flask_sites.port}/where"
+    assert where["secure"] is False
 
 
 def test_x_forwarded_proto_from_elsewhere_changes_nothing(flask_sites):

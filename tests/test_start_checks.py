@@ -95,7 +95,9 @@ def test_a_socket_the_web_user_cannot_reach_is_warned_with_the_fix(gateway_bin, 
             assert not warnings, text
         else:
             assert len(warnings) == 1, text
-            assert re.search(r"\bWARN\b.*www-data cannot connect to " + re.escape(str(socket)), warnings[0])
+            assert re.search(r"\bWARN\b.*www-data \(--web-user\) cannot connect to "
+                             + re.escape(str(socket)), warnings[0])
+            assert "SupplementaryGroups=" in warnings[0], warnings[0]
             for word in fix:
                 assert word.format(dir=inner) in warnings[0], warnings[0]
     finally:
@@ -108,7 +110,8 @@ def test_the_usual_web_users_are_checked_without_web_user(gateway_bin, place):
     proc = gateway(gateway_bin, log, "--socket", socket, "--app", APPS / "conformance.py")
     try:
         text = started(proc, socket, log)
-        assert re.search(r"www-data cannot connect to .*--web-user NAME names yours", text), text
+        assert re.search(r"www-data \(a user web servers usually run as; --web-user NAME names yours\)"
+                         r" cannot connect to ", text), text
     finally:
         assert stop_process(proc) == 0, log.read_text()
 
@@ -134,6 +137,64 @@ def test_a_relative_socket_is_logged_absolute(gateway_bin, place):
     finally:
         assert stop_process(proc) == 0, log.read_text()
     assert not socket.exists(), "the socket file stays after the stop"
+
+
+def test_a_short_relative_socket_in_a_deep_chdir_binds(gateway_bin, place):
+    """The socket is bound by the path as given, relative to --chdir's
+    directory: its absolute form is longer than a Unix socket's 107 bytes
+    and would not bind. The log still names it absolute."""
+    deep = place / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    socket, log = deep / "rel.sock", place / "gw.log"
+    assert len(str(socket)) >= 108
+    # A short way to the same file, for this test's own connects.
+    fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    short = f"/proc/{os.getpid()}/fd/{fd}/rel.sock"
+    proc = gateway(gateway_bin, log, "--socket", "rel.sock", "--chdir", deep, "--chmod", "666",
+                   "--app", APPS / "conformance.py")
+    try:
+        text = started(proc, short, log)
+        assert f"listening on unix:{socket} " in text, text
+        assert scgi_request(short, "GET", "/hello").status == 200
+    finally:
+        assert stop_process(proc) == 0, log.read_text()
+        os.close(fd)
+    assert not socket.exists(), "the socket file stays after the stop"
+
+
+@pytest.mark.parametrize("how", ["path", "name"])
+def test_a_symlink_in_a_venvs_bin_serves_that_venv(gateway_bin, place, how):
+    """A venv's bin/rustgi-gateway that is a symlink to the gateway
+    installed elsewhere serves that venv, started by its path or by its
+    name through PATH; without a venv, the log says so."""
+    venv = place / "v"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", venv], check=True)
+    (venv / "bin" / "rustgi-gateway").symlink_to(gateway_bin)
+    socket, log = place / "app.sock", place / "gw.log"
+    env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+    env.pop("VIRTUAL_ENV", None)
+    if how == "path":
+        argv0 = str(venv / "bin" / "rustgi-gateway")
+    else:
+        argv0 = "rustgi-gateway"
+        env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([argv0, "--socket", socket, "--app", APPS / "conformance.py"],
+                                stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+    try:
+        text = started(proc, socket, log)
+        assert f"serving the venv {venv}: rustgi-gateway was started from its bin/, as {venv}/bin/rustgi-gateway" \
+            in text, text
+    finally:
+        assert stop_process(proc) == 0, log.read_text()
+
+    log2 = place / "gw2.log"
+    proc = gateway(gateway_bin, log2, "--socket", socket, "--app", APPS / "conformance.py")
+    try:
+        text = started(proc, socket, log2)
+        assert re.search(r"no venv: serving the packages of the Python at /\S+", text), text
+    finally:
+        assert stop_process(proc) == 0, log2.read_text()
 
 
 def test_a_missing_socket_directory_is_named(gateway_bin, place):
@@ -180,7 +241,7 @@ def test_version_names_the_embedded_python_and_the_commit(gateway_bin):
     out = subprocess.run([gateway_bin, "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out
     text = out.stdout
-    commit = re.match(r"rustgi-gateway \d+\.\d+\.\d+ \(git ([0-9a-f]{7,})\)\n", text)
+    commit = re.match(r"rustgi-gateway \d+\.\d+\.\d+ \(git ([0-9a-f]{7,})(-dirty)?\)\n", text)
     assert commit, text
     known = subprocess.run(["git", "-C", REPO, "cat-file", "-e", commit[1] + "^{commit}"])
     assert known.returncode == 0, f"{commit[1]} is not a commit of this repository"

@@ -1,6 +1,8 @@
 //! Records the Python this crate was built against, so the embedded
 //! interpreter can be given it as `program_name` (its prefix and
-//! `sys.executable` then come out right without a venv).
+//! `sys.executable` then come out right without a venv). Runs again when
+//! that Python changes: PYO3_PYTHON, or the interpreter, its libpython or
+//! its patchlevel.h upgraded in place.
 fn main() {
     let config = pyo3_build_config::get();
     if let Some(executable) = config.executable() {
@@ -18,7 +20,8 @@ fn main() {
         && let Ok(out) = std::process::Command::new(executable)
             .args([
                 "-c",
-                "import sys; print(sys.base_prefix); print('%d.%d.%d' % sys.version_info[:3])",
+                "import sys, sysconfig; print(sys.base_prefix); \
+                 print('%d.%d.%d' % sys.version_info[:3]); print(sysconfig.get_paths()['include'])",
             ])
             .output()
         && out.status.success()
@@ -26,6 +29,13 @@ fn main() {
         let text = String::from_utf8_lossy(&out.stdout);
         let mut lines = text.lines();
         if let (Some(prefix), Some(version)) = (lines.next(), lines.next()) {
+            // An upgrade in place (a distribution's patch release, a
+            // rebuilt pyenv version) changes the exact version without
+            // changing PYO3_PYTHON: patchlevel.h is where the version is
+            // written down, and the upgrade rewrites it.
+            if let Some(include) = lines.next() {
+                watch(&format!("{}/patchlevel.h", include.trim()));
+            }
             println!(
                 "cargo:rustc-env=RUSTGI_BUILD_PYTHON_PREFIX={}",
                 prefix.trim()
@@ -42,6 +52,21 @@ fn main() {
     // crate has no binary, so this reaches only them.
     if let Some(lib_dir) = config.lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+        if let Some(name) = config.lib_name() {
+            watch(&format!("{lib_dir}/lib{name}.so"));
+        }
     }
+    if let Some(executable) = config.executable() {
+        watch(executable);
+    }
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+}
+
+/// Runs this script again when `path` changes, if it exists (cargo would
+/// otherwise run it at every build).
+fn watch(path: &str) {
+    if std::path::Path::new(path).exists() {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

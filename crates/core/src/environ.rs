@@ -216,10 +216,14 @@ impl EnvironBuilder {
                 b"QUERY_STRING" => seen.query = true,
                 b"REMOTE_ADDR" => first(&mut remote_addr, value),
                 _ => {
+                    // The last line counts, as the last value of a list
+                    // does: nginx 1.22 passes a repeated header line as
+                    // its own parameter, the client's line before the one
+                    // the balancer appended.
                     if let Some(f) = forwarded
                         && name == f.param()
                     {
-                        first(&mut forwarded_value, value);
+                        forwarded_value = Some(value);
                     }
                 }
             }
@@ -413,6 +417,32 @@ mod tests {
         );
         assert_eq!(get(&env, "wsgi.url_scheme"), Some("http"));
         assert_eq!(get(&env, "HTTPS"), None);
+    }
+
+    #[test]
+    fn a_repeated_header_line_counts_by_its_last_occurrence() {
+        // nginx 1.22 sends each repeated header line as its own parameter:
+        // the client's line first, the balancer's appended line last.
+        let env = environ(
+            behind_balancer(),
+            &[
+                ("REMOTE_ADDR", "10.0.0.5"),
+                ("HTTP_X_FORWARDED_PROTO", "https"),
+                ("HTTP_X_FORWARDED_PROTO", "http"),
+            ],
+        );
+        assert_eq!(get(&env, "wsgi.url_scheme"), Some("http"));
+        assert_eq!(get(&env, "HTTPS"), None);
+
+        let env = environ(
+            behind_balancer(),
+            &[
+                ("REMOTE_ADDR", "10.0.0.5"),
+                ("HTTP_X_FORWARDED_PROTO", "http, http"),
+                ("HTTP_X_FORWARDED_PROTO", "http, https"),
+            ],
+        );
+        assert_eq!(get(&env, "wsgi.url_scheme"), Some("https"));
     }
 
     #[test]

@@ -28,14 +28,26 @@ impl PythonSetup {
     /// checks it against the embedded Python (a venv of another
     /// installation is refused here, before the socket exists) and logs
     /// what it found.
-    pub fn settle(&mut self) -> Result<(), StartError> {
+    ///
+    /// `start_dir` is the working directory the program started in
+    /// (before `--chdir`), which a relative `argv[0]` is relative to.
+    pub fn settle(&mut self, start_dir: Option<&Path>) -> Result<(), StartError> {
         let implicit = self.venv.is_none();
-        if implicit && let Some(venv) = crate::venv::venv_of_executable() {
+        if let Some(venv) = &self.venv {
+            tracing::info!("serving the venv {} (--venv)", venv.display());
+        } else if let Some((venv, invoked)) = crate::venv::implicit_venv(start_dir) {
             tracing::info!(
-                "serving the venv {}: rustgi-gateway runs from its bin/ (--venv DIR serves another)",
-                venv.display()
+                "serving the venv {}: rustgi-gateway was started from its bin/, as {} (--venv DIR serves another)",
+                venv.display(),
+                invoked.display()
             );
             self.venv = Some(venv);
+        } else {
+            let python = match crate::embedded::BUILD_PREFIX {
+                Some(prefix) => format!("the Python at {prefix}"),
+                None => "the Python built against".to_string(),
+            };
+            tracing::info!("no venv: serving the packages of {python} (--venv DIR serves a venv)");
         }
         if let Some(venv) = &self.venv {
             let venv = std::path::absolute(venv).map_err(|e| StartError::Venv(e.to_string()))?;

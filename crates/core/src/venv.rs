@@ -9,7 +9,8 @@
 //! Without `--venv`, a gateway whose executable sits in a venv's `bin/`
 //! (`<venv>/bin/rustgi-gateway` next to `<venv>/pyvenv.cfg`: what
 //! `pip install` inside a venv makes) serves that venv, as gunicorn and
-//! uwsgi do once installed there.
+//! uwsgi do once installed there; so does one started as a venv's
+//! `bin/rustgi-gateway` that is a symlink to a gateway elsewhere.
 
 use crate::embedded;
 use std::path::{Path, PathBuf};
@@ -60,10 +61,67 @@ pub(crate) fn venv_of(executable: &Path) -> Option<PathBuf> {
     (bin.file_name()? == "bin" && root.join("pyvenv.cfg").is_file()).then(|| root.to_path_buf())
 }
 
-/// The venv this running executable sits in (`/proc/self/exe`, so a
-/// symlink to it elsewhere counts as it).
-pub fn venv_of_executable() -> Option<PathBuf> {
-    venv_of(&std::env::current_exe().ok()?)
+/// The venv to serve without `--venv`, and the path that says so: the
+/// venv of the path this program was started by (`argv[0]`, looked up in
+/// PATH as the shell did when it has no slash), so that a venv's
+/// `bin/rustgi-gateway` that is a symlink to one installed elsewhere
+/// serves that venv; else the venv its real file sits in
+/// (`/proc/self/exe`). `start_dir` is the working directory at start, which
+/// a relative `argv[0]` is relative to.
+pub fn implicit_venv(start_dir: Option<&Path>) -> Option<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().ok()?;
+    let argv0 = std::env::args_os().next();
+    let path = std::env::var_os("PATH");
+    argv0
+        .and_then(|argv0| invoked_as(Path::new(&argv0), path.as_deref(), start_dir, &exe))
+        .and_then(|invoked| Some((venv_of(&invoked)?, invoked)))
+        .or_else(|| Some((venv_of(&exe)?, exe)))
+}
+
+/// The path `argv0` started this program by, absolute, when it leads to
+/// `exe` (the same file, symlinks followed): `argv[0]` is whatever the
+/// caller put there, and only a path to this very program may choose the
+/// venv.
+pub(crate) fn invoked_as(
+    argv0: &Path,
+    path_var: Option<&std::ffi::OsStr>,
+    start_dir: Option<&Path>,
+    exe: &Path,
+) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let identity = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let this = identity(exe)?;
+    let from_start = |p: PathBuf| -> Option<PathBuf> {
+        let p = if p.is_absolute() {
+            p
+        } else {
+            start_dir?.join(p)
+        };
+        std::path::absolute(p).ok()
+    };
+    let candidates: Vec<PathBuf> = if argv0.as_os_str().as_bytes().contains(&b'/') {
+        vec![argv0.to_path_buf()]
+    } else {
+        // The first match in PATH, as execvp takes it (an empty entry is
+        // the working directory).
+        let found = std::env::split_paths(path_var?)
+            .map(|dir| {
+                let dir = if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir
+                };
+                dir.join(argv0)
+            })
+            .find(|candidate| {
+                std::fs::metadata(from_start(candidate.clone()).unwrap_or_default())
+                    .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+            });
+        found.into_iter().collect()
+    };
+    let invoked = from_start(candidates.into_iter().next()?)?;
+    (identity(&invoked)? == this).then_some(invoked)
 }
 
 /// The embedded Python, as a venv is checked against it.
@@ -293,5 +351,39 @@ mod tests {
         // Next to pyvenv.cfg, but not in bin/: not a venv's program.
         assert_eq!(venv_of(&dir.path().join("rustgi-gateway")), None);
         assert_eq!(venv_of(Path::new("/usr/local/bin/rustgi-gateway")), None);
+    }
+    #[test]
+    fn a_symlink_in_a_venvs_bin_serves_that_venv() {
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(dir.path().join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        let link = bin.join("rustgi-gateway");
+        std::os::unix::fs::symlink(&exe, &link).unwrap();
+
+        // By its path, absolute or relative to the directory at start.
+        let invoked = invoked_as(&link, None, None, &exe).unwrap();
+        assert_eq!(invoked, link);
+        assert_eq!(venv_of(&invoked), Some(dir.path().to_path_buf()));
+        let relative = invoked_as(
+            Path::new("./bin/rustgi-gateway"),
+            None,
+            Some(dir.path()),
+            &exe,
+        );
+        assert_eq!(relative, Some(link.clone()));
+        // By its name alone, found in PATH as the shell found it.
+        let path = std::env::join_paths(["/nonexistent", bin.to_str().unwrap()]).unwrap();
+        let by_name = invoked_as(Path::new("rustgi-gateway"), Some(&path), None, &exe);
+        assert_eq!(by_name, Some(link.clone()));
+        // An argv[0] that leads to another program chooses nothing.
+        let other = bin.join("python");
+        std::fs::write(&other, "").unwrap();
+        assert_eq!(invoked_as(&other, None, None, &exe), None);
+        assert_eq!(
+            invoked_as(Path::new("rustgi-gateway"), None, None, &exe),
+            None
+        );
     }
 }

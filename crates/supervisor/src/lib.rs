@@ -47,13 +47,18 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         // all start below), so nothing can read the environment meanwhile.
         unsafe { std::env::set_var(key, value) };
     }
+    // A relative argv[0], which may choose the venv, is relative to it.
+    let start_dir = std::env::current_dir().ok();
     if let Some(dir) = &config.chdir {
         std::env::set_current_dir(dir)
             .map_err(|e| RunError::Setup(format!("--chdir {}: {e}", dir.display())))?;
     }
     // The venv (--venv, or the one this program sits in) is decided and
     // checked once, before the socket exists: a wrong one is refused now.
-    config.python.settle().map_err(RunError::Python)?;
+    config
+        .python
+        .settle(start_dir.as_deref())
+        .map_err(RunError::Python)?;
     // A bad FCGI_WEB_SERVER_ADDRS is a start-up error, before Python loads.
     config
         .serve

@@ -527,31 +527,34 @@ fn bind_tcp(addr: &str) -> io::Result<BoundSocket> {
     Err(fail(last))
 }
 
-/// Binds a Unix socket at `path`, made absolute (a relative one is taken
-/// from the working directory, `--chdir`'s when given) so that every log
-/// line and the removal at exit name the same file.
-fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
-    let path = &std::path::absolute(path)?;
+/// Binds a Unix socket at `given`, as given: a relative path is taken
+/// from the working directory (`--chdir`'s when given), and the kernel
+/// holds at most 107 bytes of it, so a short relative path inside a deep
+/// directory fits where its absolute form would not. Every log line and
+/// the removal at exit name the file by its absolute form, which stays
+/// right whatever the working directory becomes.
+fn bind_unix(given: &Path, mode: u32) -> io::Result<BoundSocket> {
+    let path = &std::path::absolute(given)?;
     let fail = |e: io::Error| {
         io::Error::new(
             e.kind(),
             format!(
                 "cannot listen on {}: {}",
                 path.display(),
-                why_not_bound(path, &e)
+                why_not_bound(path, given, &e)
             ),
         )
     };
-    match std::fs::symlink_metadata(path) {
+    match std::fs::symlink_metadata(given) {
         Ok(meta) if meta.file_type().is_socket() => {
-            if StdUnixStream::connect(path).is_ok() {
+            if StdUnixStream::connect(given).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("{} is in use by a running server", path.display()),
                 ));
             }
             // A stale socket left by a server that died: replace it.
-            std::fs::remove_file(path)?;
+            std::fs::remove_file(given)?;
         }
         Ok(_) => {
             return Err(io::Error::new(
@@ -568,11 +571,11 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
     let socket =
         socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).map_err(fail)?;
     socket
-        .bind(&socket2::SockAddr::unix(path).map_err(fail)?)
+        .bind(&socket2::SockAddr::unix(given).map_err(fail)?)
         .map_err(fail)?;
     let listener = StdUnixListener::from(OwnedFd::from(socket));
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
-        let _ = std::fs::remove_file(path);
+    if let Err(e) = std::fs::set_permissions(given, std::fs::Permissions::from_mode(mode)) {
+        let _ = std::fs::remove_file(given);
         return Err(e);
     }
     Ok(BoundSocket::Unix {
@@ -581,14 +584,15 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundSocket> {
     })
 }
 
-/// Why binding at `path` failed, naming the directory at fault: a bare
-/// "No such file or directory" does not say which one is missing.
-fn why_not_bound(path: &Path, error: &io::Error) -> String {
+/// Why binding at `path` (`bound` as given to bind) failed, naming the
+/// directory at fault: a bare "No such file or directory" does not say
+/// which one is missing.
+fn why_not_bound(path: &Path, bound: &Path, error: &io::Error) -> String {
     let Some(dir) = path.parent() else {
         return error.to_string();
     };
     // sockaddr_un's sun_path: 108 bytes with the NUL.
-    let length = path.as_os_str().len();
+    let length = bound.as_os_str().len();
     if length >= 108 {
         return format!(
             "the path is {length} bytes long, and a Unix socket's path must be under 108; \

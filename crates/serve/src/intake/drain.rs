@@ -11,7 +11,9 @@
 //! refuse new SYNs and keep its queue (`shutdown` on it drops the queue,
 //! as close does), but the master drops them with a socket filter
 //! (`closed_door.rs`) where the socket is its own; poll then says when
-//! the queue is empty, and that is the end too. One whose arrivals cannot
+//! the queue is empty, and once it has stayed empty for [`QUIET`] (a
+//! handshake begun before the filter may still complete) that is the end
+//! too. One whose arrivals cannot
 //! be stopped (a socket systemd keeps) is accepted on until its queue
 //! stays empty for [`QUIET`]. Either way the accepting ends at the latest at half the
 //! graceful timeout, so that what was accepted can still finish.
@@ -28,7 +30,8 @@ pub(crate) const QUIET: Duration = Duration::from_millis(100);
 /// How the accepting after a stop ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Drained {
-    /// New connects are refused and the queue is empty.
+    /// New connects are refused and the queue is empty (for [`QUIET`],
+    /// behind the TCP filter).
     Empty,
     /// The queue stayed empty for [`QUIET`].
     Quiet,
@@ -94,17 +97,29 @@ impl Drain {
                 .load(Ordering::Acquire)
                 .then_some(Drained::Empty);
         }
-        if super::closed_door::drops_new_connections(listener.as_fd()) {
-            return (revents & libc::POLLIN == 0).then_some(Drained::Empty);
-        }
+        // Behind the socket filter no new connection can join the queue,
+        // but one whose handshake began before the filter still does, a
+        // round trip later (closed_door.rs): the queue must stay empty for
+        // QUIET, which covers the round trips of a LAN, before it is
+        // taken as empty for good.
+        let ended = if super::closed_door::drops_new_connections(listener.as_fd()) {
+            Drained::Empty
+        } else {
+            Drained::Quiet
+        };
+        self.quiet_for_long(revents).then_some(ended)
+    }
+
+    /// Whether the queue has now been empty for [`QUIET`].
+    fn quiet_for_long(&self, revents: libc::c_short) -> bool {
         let mut quiet_since = self.quiet_since.lock().unwrap();
         if revents & libc::POLLIN != 0 {
             *quiet_since = None;
-            return None;
+            return false;
         }
         let now = Instant::now();
         let since = *quiet_since.get_or_insert(now);
-        (now.duration_since(since) >= QUIET).then_some(Drained::Quiet)
+        now.duration_since(since) >= QUIET
     }
 }
 
@@ -179,5 +194,20 @@ mod tests {
         assert_eq!(drain.check(Some(&listener)), Some(Drained::Quiet));
         drop(waiting);
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_filtered_tcp_listener_is_done_once_its_queue_stayed_empty() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let drain = Drain::default();
+        drain.begin();
+        super::super::closed_door::drop_new_connections(listener.as_fd()).unwrap();
+        assert_eq!(
+            drain.check(Some(&listener)),
+            None,
+            "a handshake under way may still complete"
+        );
+        std::thread::sleep(QUIET);
+        assert_eq!(drain.check(Some(&listener)), Some(Drained::Empty));
     }
 }

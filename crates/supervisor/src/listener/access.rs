@@ -112,11 +112,11 @@ pub(crate) fn blocked<'a>(peer: &Peer, dirs: &'a [Node], socket: &'a Node) -> Op
     (!may(peer, socket, WRITE)).then_some(Blocked::Socket(socket))
 }
 
-/// The warning for `peer`, blocked, with the fix.
+/// Why `peer` is blocked, with the fix: the warning, after the user's
+/// name.
 pub(crate) fn advice(peer: &Peer, socket: &Node, why: &Blocked<'_>) -> String {
     let head = format!(
-        "{} cannot connect to {}: a web server running as {} will answer 502",
-        peer.name,
+        "cannot connect to {}: a web server running as {} will answer 502",
         socket.path.display(),
         peer.name
     );
@@ -174,30 +174,48 @@ pub(crate) fn warn_unreachable(path: &Path, wanted: &[String]) -> Result<(), Str
     let Some(socket) = Node::stat(path) else {
         return Ok(());
     };
-    // The directories the kernel walks: those of the real path.
-    let Some(dir) = path.parent().and_then(|p| std::fs::canonicalize(p).ok()) else {
-        return Ok(());
+    let Some(dirs) = dirs_on_the_way(path) else {
+        return Ok(()); // not ours to see: no verdict
     };
-    let mut dirs: Vec<Node> = Vec::new();
-    for ancestor in dir.ancestors() {
-        match Node::stat(ancestor) {
-            Some(node) => dirs.push(node),
-            None => return Ok(()), // not ours to see: no verdict
-        }
-    }
-    dirs.reverse();
     for peer in &peers {
         if let Some(why) = blocked(peer, &dirs, &socket) {
-            let mut message = advice(peer, &socket, &why);
-            if wanted.is_empty() {
-                message.push_str(
-                    " (checked for the users web servers usually run as; --web-user NAME names yours)",
-                );
-            }
-            tracing::warn!("{message}");
+            let who = if wanted.is_empty() {
+                "a user web servers usually run as; --web-user NAME names yours"
+            } else {
+                "--web-user"
+            };
+            tracing::warn!(
+                "{} ({who}) {} (judged by the mode bits and the groups the user database gives {}: \
+                 a web server given more groups, by systemd's SupplementaryGroups= say, may connect all the same)",
+                peer.name,
+                advice(peer, &socket, &why),
+                peer.name
+            );
         }
     }
     Ok(())
+}
+
+/// The directories the kernel walks to reach the socket at `path`, root
+/// first: those of the path as given and those of its real path. With a
+/// symlink on the way, the kernel passes the directories that hold the
+/// link as well as those the link leads to, and each must let the user
+/// through. `None` when one of them cannot be looked at.
+fn dirs_on_the_way(path: &Path) -> Option<Vec<Node>> {
+    let given = path.parent()?;
+    let real = std::fs::canonicalize(given).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut dirs = Vec::new();
+    for walk in [given, real.as_path()] {
+        let mut ancestors: Vec<&Path> = walk.ancestors().collect();
+        ancestors.reverse();
+        for ancestor in ancestors {
+            if seen.insert(ancestor.to_path_buf()) {
+                dirs.push(Node::stat(ancestor)?);
+            }
+        }
+    }
+    Some(dirs)
 }
 
 fn user_name(uid: u32) -> String {
@@ -296,5 +314,37 @@ mod tests {
         // A group that may search is enough.
         let dirs = vec![node("/", 0, 0, 0o755), node("/srv", 0, 33, 0o710)];
         assert!(blocked(&www(), &dirs, &node("/srv/a.sock", 0, 33, 0o660)).is_none());
+    }
+    #[test]
+    fn the_directories_holding_a_symlink_are_checked_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = std::env::temp_dir().join(format!("rustgi-access-{}", std::process::id()));
+        let (closed, real) = (top.join("closed"), top.join("open").join("real"));
+        std::fs::create_dir_all(&closed).unwrap();
+        std::fs::create_dir_all(&real).unwrap();
+        std::os::unix::fs::symlink(&real, closed.join("link")).unwrap();
+        std::fs::write(real.join("app.sock"), b"").unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        let path = closed.join("link").join("app.sock");
+        let dirs = dirs_on_the_way(&path).unwrap();
+        let socket = Node::stat(&path).unwrap();
+        let socket = Node {
+            mode: 0o666,
+            ..socket
+        };
+        let walked: Vec<&Path> = dirs.iter().map(|d| d.path.as_path()).collect();
+        assert!(walked.contains(&closed.as_path()), "{walked:?}");
+        assert!(
+            walked.contains(&real.canonicalize().unwrap().as_path()),
+            "{walked:?}"
+        );
+        assert_eq!(walked.first(), Some(&Path::new("/")));
+        let why = blocked(&www(), &dirs, &socket).expect("blocked by the link's directory");
+        let Blocked::Directory(dir) = why else {
+            panic!("{why:?}")
+        };
+        assert_eq!(dir.path, closed);
+        std::fs::remove_dir_all(&top).unwrap();
     }
 }
