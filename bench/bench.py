@@ -128,6 +128,7 @@ class Target:
     proto: str  # scgi, fastcgi, fastcgi-keep, uwsgi (rustgi-loadgen's --proto); http; ajp
     default: bool = True  # measured unless --only says otherwise
     threads1: bool = False  # rustgi with --threads 1 instead of its default (8)
+    unix: bool = False  # AJP: Apache reaches it on a Unix socket (`unix:PATH|ajp://`), not TCP
 
     @property
     def pass_proto(self) -> str:  # the nginx module: scgi, fastcgi, uwsgi, proxy
@@ -173,6 +174,10 @@ TARGETS = [
     Target("uwsgi-uwsgi", "uwsgi", "uwsgi"),
     # AJP, behind Apache (see the module comment): against flup's AJP server.
     Target("rustgi-ajp", "rustgi", "ajp"),
+    # Apache 2.4.7+ reaches any proxy scheme over a Unix socket; flup's
+    # AJP server cannot listen on one. Not in the default set.
+    Target("rustgi-ajp-unix", "rustgi", "ajp", default=False, unix=True),
+    Target("rustgi-ajp-unix-t1", "rustgi", "ajp", default=False, threads1=True, unix=True),
     Target("flup-ajp", "flup", "ajp"),
     # Anchors: WSGI servers that speak HTTP/1.1, behind nginx's proxy_pass.
     Target("granian-http", "granian", "http"),
@@ -460,7 +465,7 @@ class Bench:
         """The command line, and the signal that stops it (`direct`: on
         its Unix socket for rustgi-loadgen, an AJP target too)."""
         sock = str(self.sock(t))
-        if t.behind_apache and not direct:
+        if t.behind_apache and not direct and not t.unix:
             sock = f"127.0.0.1:{self.apache_ports(t)[1]}"
         appfile = str(BENCH / "app.py")
         if t.server in ("rustgi", "base"):
@@ -519,7 +524,7 @@ class Bench:
         its socket accepts (`direct`: its Unix socket, for rustgi-loadgen)."""
         sock = self.sock(t)
         sock.unlink(missing_ok=True)
-        if t.behind_apache and not direct:
+        if t.behind_apache and not direct and not t.unix:
             sock = ("127.0.0.1", self.apache_ports(t)[1])
         argv, sig = self.backend_argv(t, sc, direct)
         log = self.run / "logs" / f"{t.name}.log"
@@ -630,8 +635,9 @@ http {{
         for t in targets:
             front, back = self.apache_ports(t)
             secret = f" secret={AJP_SECRET}" if t.server != "flup" else ""
+            dest = f"unix:{self.sock(t)}|ajp://localhost/" if t.unix else f"ajp://127.0.0.1:{back}/"
             hosts.append(f"Listen 127.0.0.1:{front}\n<VirtualHost 127.0.0.1:{front}>\n"
-                         f'    ProxyPass "/" "ajp://127.0.0.1:{back}/"{secret}\n</VirtualHost>\n')
+                         f'    ProxyPass "/" "{dest}"{secret}\n</VirtualHost>\n')
         user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
         return f"""# written by bench/bench.py
 ServerRoot "{r}"
@@ -924,8 +930,8 @@ def loadgen_bound(m: dict) -> bool:
 
 BUSY_NOTE = (f"† other processes took over {BUSY_MACHINE:.0%} of the machine's CPU during "
              "the median window: the figure is less reliable (repeat, or add --rounds).")
-AJP_NOTE = ("AJP rows: behind Apache 2.4's mod_proxy_ajp (mpm_event) on TCP, not nginx: the "
-            "nginx columns are Apache's CPU; direct: rustgi-loadgen speaks AJP to rustgi on its "
+AJP_NOTE = ("AJP rows: behind Apache 2.4's mod_proxy_ajp (mpm_event) on TCP (rustgi-ajp-unix: "
+            "on a Unix socket), not nginx: the nginx columns are Apache's CPU; direct: rustgi-loadgen speaks AJP to rustgi on its "
             "Unix socket (flup's AJP server has none: no direct measure).")
 LOADGEN_NOTE = ("‡ rustgi-loadgen spent over 0.8× the backend's CPU per request: with one core "
                 "each, the load generator rather than the backend limits this req/s (a new "
@@ -967,14 +973,14 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
                   "|---|---|---:|"]
     for sc in scs:
         for proto, suffix in ((p, s) for p in ("scgi", "fastcgi", "fastcgi-keep", "uwsgi", "ajp")
-                              for s in ("", "-t1")):
+                              for s in ("", "-t1", "-unix")):
             us = med.get((f"rustgi-{proto}{suffix}", sc))
             them = med.get((f"uwsgi-{proto}", sc))
             label = proto
             if them is None and proto == "fastcgi-keep":
                 them = med.get(("uwsgi-fastcgi", sc))
                 label = "fastcgi-keep (uWSGI: fastcgi)"
-            if suffix:
+            if suffix == "-t1":
                 label += ", rustgi --threads 1"
             if us and them:
                 cells = []
@@ -995,12 +1001,13 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
                         cells.append("–")
                 ratio_lines.append(f"| {sc} | {label} | " + " | ".join(cells) + " |")
             flup = med.get((f"flup-{proto}", sc))
-            if not suffix and us and flup and us.get("cpu_us") and flup.get("cpu_us"):
+            if suffix != "-t1" and us and flup and us.get("cpu_us") and flup.get("cpu_us"):
                 r = flup["cpu_us"] / us["cpu_us"]
                 ok = r >= FLUP_GOAL
                 held += ok
                 checked += 1
-                flup_lines.append(f"| {sc} | {proto} | {r:.2f} {'✓' if ok else '✗'} |")
+                where = ", rustgi on a Unix socket" if suffix == "-unix" else ""
+                flup_lines.append(f"| {sc} | {proto}{where} | {r:.2f} {'✓' if ok else '✗'} |")
     md = ("\n".join(lines) + "\n\n" + LOADGEN_NOTE + "\n\n" + BUSY_NOTE
           + "\n\nrustgi ÷ uWSGI, same protocol and scenario:\n\n" + "\n".join(ratio_lines))
     if len(flup_lines) > 2:
