@@ -21,8 +21,9 @@ measures, in interleaved rounds (every cell once per round, then again):
 AJP has no nginx module: the AJP targets (rustgi-ajp against flup's AJP
 server) sit behind one Apache 2.4 (mod_proxy_ajp, mpm_event) instead, on
 TCP (flup's AJP server has no Unix socket), and Apache's CPU takes the
-nginx columns; rustgi-loadgen does not speak AJP, so they have no direct
-measure.
+nginx columns. rustgi-loadgen speaks AJP as mod_proxy_ajp does: rustgi-ajp's
+direct measure (and its --instructions count) is on a Unix socket, as the
+other protocols' are; flup's AJP server, on TCP only, has none.
 
 It prints the medians and the rustgi/uWSGI ratios with their targets, and
 writes results.md (tables to paste into docs/benchmarks.md) and
@@ -127,6 +128,7 @@ class Target:
     proto: str  # scgi, fastcgi, fastcgi-keep, uwsgi (rustgi-loadgen's --proto); http; ajp
     default: bool = True  # measured unless --only says otherwise
     threads1: bool = False  # rustgi with --threads 1 instead of its default (8)
+    unix: bool = False  # AJP: Apache reaches it on a Unix socket (`unix:PATH|ajp://`), not TCP
 
     @property
     def pass_proto(self) -> str:  # the nginx module: scgi, fastcgi, uwsgi, proxy
@@ -139,8 +141,9 @@ class Target:
 
     @property
     def direct(self) -> bool:
-        """Whether rustgi-loadgen speaks its protocol (not HTTP, not AJP)."""
-        return self.proto not in ("http", "ajp")
+        """Whether rustgi-loadgen can reach it: not HTTP, and AJP only on a
+        Unix socket (rustgi's; flup's AJP server listens on TCP only)."""
+        return self.proto != "http" and not (self.proto == "ajp" and self.server == "flup")
 
     @property
     def behind_apache(self) -> bool:
@@ -171,6 +174,10 @@ TARGETS = [
     Target("uwsgi-uwsgi", "uwsgi", "uwsgi"),
     # AJP, behind Apache (see the module comment): against flup's AJP server.
     Target("rustgi-ajp", "rustgi", "ajp"),
+    # Apache 2.4.7+ reaches any proxy scheme over a Unix socket; flup's
+    # AJP server cannot listen on one. Not in the default set.
+    Target("rustgi-ajp-unix", "rustgi", "ajp", default=False, unix=True),
+    Target("rustgi-ajp-unix-t1", "rustgi", "ajp", default=False, threads1=True, unix=True),
     Target("flup-ajp", "flup", "ajp"),
     # Anchors: WSGI servers that speak HTTP/1.1, behind nginx's proxy_pass.
     Target("granian-http", "granian", "http"),
@@ -454,10 +461,11 @@ class Bench:
     def sock(self, target: Target) -> Path:
         return self.run / f"{target.name}.sock"
 
-    def backend_argv(self, t: Target, sc: Scenario) -> tuple[list[str], int]:
-        """The command line, and the signal that stops it."""
+    def backend_argv(self, t: Target, sc: Scenario, direct: bool = False) -> tuple[list[str], int]:
+        """The command line, and the signal that stops it (`direct`: on
+        its Unix socket for rustgi-loadgen, an AJP target too)."""
         sock = str(self.sock(t))
-        if t.behind_apache:
+        if t.behind_apache and not direct and not t.unix:
             sock = f"127.0.0.1:{self.apache_ports(t)[1]}"
         appfile = str(BENCH / "app.py")
         if t.server in ("rustgi", "base"):
@@ -511,14 +519,14 @@ class Bench:
 
     def start_backend(self, t: Target, sc: Scenario, pin: str | None,
                       wrap: list[str] | None = None, env: dict | None = None,
-                      timeout: float = 20.0):
+                      timeout: float = 20.0, direct: bool = False):
         """Starts the backend (under `wrap`, e.g. valgrind) and waits until
-        its socket accepts."""
+        its socket accepts (`direct`: its Unix socket, for rustgi-loadgen)."""
         sock = self.sock(t)
         sock.unlink(missing_ok=True)
-        if t.behind_apache:
+        if t.behind_apache and not direct and not t.unix:
             sock = ("127.0.0.1", self.apache_ports(t)[1])
-        argv, sig = self.backend_argv(t, sc)
+        argv, sig = self.backend_argv(t, sc, direct)
         log = self.run / "logs" / f"{t.name}.log"
         p = self.procs.start((wrap or []) + argv, log, pin, env)
         wait_for_socket(sock, p, log, timeout)
@@ -627,8 +635,9 @@ http {{
         for t in targets:
             front, back = self.apache_ports(t)
             secret = f" secret={AJP_SECRET}" if t.server != "flup" else ""
+            dest = f"unix:{self.sock(t)}|ajp://localhost/" if t.unix else f"ajp://127.0.0.1:{back}/"
             hosts.append(f"Listen 127.0.0.1:{front}\n<VirtualHost 127.0.0.1:{front}>\n"
-                         f'    ProxyPass "/" "ajp://127.0.0.1:{back}/"{secret}\n</VirtualHost>\n')
+                         f'    ProxyPass "/" "{dest}"{secret}\n</VirtualHost>\n')
         user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
         return f"""# written by bench/bench.py
 ServerRoot "{r}"
@@ -742,6 +751,10 @@ MaxSpareThreads {clients}
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return parse_wrk(out)
 
+    def loadgen_flags(self, t: Target) -> list[str]:
+        """What rustgi-loadgen needs besides the request: AJP's secret."""
+        return ["--ajp-secret", AJP_SECRET] if t.proto == "ajp" else []
+
     def loadgen(self, t: Target, sc: Scenario, seconds: float) -> dict:
         expect, upload, _ = self.files_for(sc)
         argv = ["taskset", "-c", "1", self.args.loadgen_binary, "--proto", t.proto,
@@ -750,6 +763,7 @@ MaxSpareThreads {clients}
                 "--expect-body-file", str(expect)]
         if upload:
             argv += ["--body-file", str(upload)]
+        argv += self.loadgen_flags(t)
         p = subprocess.run(argv, capture_output=True, text=True)
         try:
             return json.loads(p.stdout)
@@ -801,7 +815,7 @@ MaxSpareThreads {clients}
             if backend:
                 self.procs.stop(backend, sig)
         if backend and sc.direct and t.direct and not a.no_direct:
-            backend, sig = self.start_backend(t, sc, pin="0")
+            backend, sig = self.start_backend(t, sc, pin="0", direct=True)
             try:
                 self.loadgen(t, sc, a.warmup_direct)
                 with Window(backend.pid, self.nginx.pid) as win:
@@ -916,8 +930,9 @@ def loadgen_bound(m: dict) -> bool:
 
 BUSY_NOTE = (f"† other processes took over {BUSY_MACHINE:.0%} of the machine's CPU during "
              "the median window: the figure is less reliable (repeat, or add --rounds).")
-AJP_NOTE = ("AJP rows: behind Apache 2.4's mod_proxy_ajp (mpm_event) on TCP, not nginx: the "
-            "nginx columns are Apache's CPU; no direct measure (rustgi-loadgen speaks no AJP).")
+AJP_NOTE = ("AJP rows: behind Apache 2.4's mod_proxy_ajp (mpm_event) on TCP (rustgi-ajp-unix: "
+            "on a Unix socket), not nginx: the nginx columns are Apache's CPU; direct: rustgi-loadgen speaks AJP to rustgi on its "
+            "Unix socket (flup's AJP server has none: no direct measure).")
 LOADGEN_NOTE = ("‡ rustgi-loadgen spent over 0.8× the backend's CPU per request: with one core "
                 "each, the load generator rather than the backend limits this req/s (a new "
                 "connection per request costs the client's kernel about as much as the server's).")
@@ -958,14 +973,14 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
                   "|---|---|---:|"]
     for sc in scs:
         for proto, suffix in ((p, s) for p in ("scgi", "fastcgi", "fastcgi-keep", "uwsgi", "ajp")
-                              for s in ("", "-t1")):
+                              for s in ("", "-t1", "-unix")):
             us = med.get((f"rustgi-{proto}{suffix}", sc))
             them = med.get((f"uwsgi-{proto}", sc))
             label = proto
             if them is None and proto == "fastcgi-keep":
                 them = med.get(("uwsgi-fastcgi", sc))
                 label = "fastcgi-keep (uWSGI: fastcgi)"
-            if suffix:
+            if suffix == "-t1":
                 label += ", rustgi --threads 1"
             if us and them:
                 cells = []
@@ -986,12 +1001,13 @@ def tables(med: dict, scs: list[str], tgs: list[str]) -> tuple[str, int, int]:
                         cells.append("–")
                 ratio_lines.append(f"| {sc} | {label} | " + " | ".join(cells) + " |")
             flup = med.get((f"flup-{proto}", sc))
-            if not suffix and us and flup and us.get("cpu_us") and flup.get("cpu_us"):
+            if suffix != "-t1" and us and flup and us.get("cpu_us") and flup.get("cpu_us"):
                 r = flup["cpu_us"] / us["cpu_us"]
                 ok = r >= FLUP_GOAL
                 held += ok
                 checked += 1
-                flup_lines.append(f"| {sc} | {proto} | {r:.2f} {'✓' if ok else '✗'} |")
+                where = ", rustgi on a Unix socket" if suffix == "-unix" else ""
+                flup_lines.append(f"| {sc} | {proto}{where} | {r:.2f} {'✓' if ok else '✗'} |")
     md = ("\n".join(lines) + "\n\n" + LOADGEN_NOTE + "\n\n" + BUSY_NOTE
           + "\n\nrustgi ÷ uWSGI, same protocol and scenario:\n\n" + "\n".join(ratio_lines))
     if len(flup_lines) > 2:
@@ -1200,7 +1216,8 @@ def main():
     if args.instructions:
         bad = [tg for tg in tgs if not TARGETS_BY_NAME[tg].direct]
         if bad:
-            ap.error(f"--instructions: rustgi-loadgen does not speak HTTP ({', '.join(bad)})")
+            ap.error(f"--instructions: rustgi-loadgen cannot reach {', '.join(bad)} "
+                     "(HTTP; flup's AJP on TCP)")
         if not shutil.which("valgrind"):
             ap.error("--instructions needs valgrind (bench/run installs it)")
     # 512 clients: wrk needs as many sockets, the servers as many again.

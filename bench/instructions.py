@@ -85,6 +85,7 @@ def send(bench, t, sc, n: int) -> dict:
             "--path", sc.path, "--expect-body-file", str(expect)]
     if upload:
         argv += ["--body-file", str(upload)]
+    argv += bench.loadgen_flags(t)
     p = subprocess.run(argv, capture_output=True, text=True)
     try:
         g = json.loads(p.stdout)
@@ -111,7 +112,7 @@ def count(bench, t, sc, tree) -> dict:
     wrap = ["valgrind", "--tool=callgrind", "--trace-children=yes",
             f"--vgdb-prefix={vgdb_prefix}", f"--callgrind-out-file={out_dir}/callgrind.out.%p"]
     backend, sig = bench.start_backend(t, sc, pin=None, wrap=wrap,
-                                       env={"PYTHONHASHSEED": "0"}, timeout=300)
+                                       env={"PYTHONHASHSEED": "0"}, timeout=300, direct=True)
     try:
         send(bench, t, sc, N1)  # the worker has served: it exists
         pid = serving_pid(backend.pid, tree)

@@ -6,6 +6,7 @@
 //! socket (closing it deregisters it), no read that can only say EAGAIN,
 //! each request's bytes encoded once up front and written with one call.
 
+use crate::ajp;
 use crate::proto::{Event, Proto, RecordReader};
 use crate::response::{Check, Expect};
 use std::collections::BTreeMap;
@@ -21,6 +22,8 @@ const OUT: u32 = libc::EPOLLOUT as u32;
 pub struct Plan {
     pub proto: Proto,
     pub request: Vec<u8>,
+    /// The request body (AJP sends all but its first packet as asked).
+    pub body: Vec<u8>,
     pub expect: Expect,
     pub connections: usize,
     pub measure_from: Instant,
@@ -65,6 +68,11 @@ struct Conn {
     begin: Instant,
     check: Check,
     reader: RecordReader,
+    ajp: ajp::Reader,
+    /// AJP: body packets asked for (GET_BODY_CHUNK), not yet written.
+    more: Vec<u8>,
+    /// AJP: body bytes sent so far.
+    body_sent: usize,
     received: usize,
     /// A kept connection that already carried a request.
     reused: bool,
@@ -248,6 +256,9 @@ impl Engine<'_> {
             begin: now,
             check: Check::new(),
             reader: RecordReader::default(),
+            ajp: ajp::Reader::default(),
+            more: Vec::new(),
+            body_sent: self.plan.body.len().min(ajp::BODY_CHUNK),
             received: 0,
             reused,
         });
@@ -304,10 +315,19 @@ impl Engine<'_> {
         };
         let plan = self.plan;
         let keep = plan.proto == Proto::FastcgiKeep;
-        if c.written < plan.request.len() {
-            while c.written < plan.request.len() {
-                match c.stream.write(&plan.request[c.written..]) {
-                    Ok(n) => c.written += n,
+        let unsent = c.written < plan.request.len() || !c.more.is_empty();
+        if unsent {
+            loop {
+                let out = if c.written < plan.request.len() {
+                    &plan.request[c.written..]
+                } else if !c.more.is_empty() {
+                    &c.more[..]
+                } else {
+                    break;
+                };
+                match c.stream.write(out) {
+                    Ok(n) if c.written < plan.request.len() => c.written += n,
+                    Ok(n) => drop(c.more.drain(..n)),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         if !c.polling_out {
                             c.polling_out = true;
@@ -330,6 +350,9 @@ impl Engine<'_> {
             // spend a read on EAGAIN.
             return Outcome::Pending;
         }
+        if plan.proto == Proto::Ajp {
+            return self.step_ajp(idx, c);
+        }
         loop {
             let n = match c.stream.read(&mut self.buf) {
                 Ok(n) => n,
@@ -349,7 +372,7 @@ impl Engine<'_> {
                         Ok(()) => Outcome::Done(false),
                         Err(e) => Outcome::Failed("response", e),
                     },
-                    Proto::Fastcgi | Proto::FastcgiKeep => {
+                    Proto::Fastcgi | Proto::FastcgiKeep | Proto::Ajp => {
                         Outcome::Failed("protocol", "connection closed before END_REQUEST".into())
                     }
                 };
@@ -401,6 +424,86 @@ impl Engine<'_> {
                     Ok(()) => Outcome::Done(keep),
                     Err(e) => Outcome::Failed("response", e),
                 };
+            }
+        }
+    }
+
+    /// AJP: the request was written by `step`; reads the container's
+    /// packets, answers GET_BODY_CHUNK with the body's next packet.
+    fn step_ajp(&mut self, idx: usize, c: &mut Conn) -> Outcome {
+        let plan = self.plan;
+        loop {
+            let n = match c.stream.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Outcome::Pending,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if c.reused && c.received == 0 && e.kind() == ErrorKind::ConnectionReset => {
+                    return Outcome::Closed;
+                }
+                Err(e) => return Outcome::Failed("io", format!("read: {e}")),
+            };
+            if n == 0 {
+                if c.reused && c.received == 0 {
+                    return Outcome::Closed;
+                }
+                return Outcome::Failed("protocol", "connection closed before END_RESPONSE".into());
+            }
+            c.received += n;
+            let mut ended = None;
+            let mut bad_response = false;
+            let check = &mut c.check;
+            let (more, body_sent) = (&mut c.more, &mut c.body_sent);
+            let fed = c.ajp.feed(&self.buf[..n], |event| match event {
+                ajp::Event::Head(head) => check.feed(&plan.expect, &head).inspect_err(|_| {
+                    bad_response = true;
+                }),
+                ajp::Event::Body(b) => check.feed(&plan.expect, b).inspect_err(|_| {
+                    bad_response = true;
+                }),
+                ajp::Event::GetBody(want) => {
+                    let rest = &plan.body[*body_sent..];
+                    let next = &rest[..rest.len().min(want).min(ajp::BODY_CHUNK)];
+                    *body_sent += next.len();
+                    more.extend(ajp::body_packet(next));
+                    Ok(())
+                }
+                ajp::Event::End(reuse) => {
+                    ended = Some(reuse);
+                    Ok(())
+                }
+            });
+            let used = match fed {
+                Ok(used) => used,
+                Err(e) if bad_response => return Outcome::Failed("response", e),
+                Err(e) => return Outcome::Failed("protocol", e),
+            };
+            if let Some(reuse) = ended {
+                if used != n {
+                    return Outcome::Failed(
+                        "protocol",
+                        format!("{} bytes after END_RESPONSE", n - used),
+                    );
+                }
+                return match c.check.finish(&plan.expect) {
+                    Ok(()) => Outcome::Done(reuse),
+                    Err(e) => Outcome::Failed("response", e),
+                };
+            }
+            if !c.more.is_empty() {
+                // Body packets asked for: written now, or on EPOLLOUT.
+                while !c.more.is_empty() {
+                    match c.stream.write(&c.more) {
+                        Ok(n) => drop(c.more.drain(..n)),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            c.polling_out = true;
+                            let fd = c.stream.as_raw_fd();
+                            epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, fd, OUT, idx);
+                            return Outcome::Pending;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Outcome::Failed("io", format!("write: {e}")),
+                    }
+                }
             }
         }
     }

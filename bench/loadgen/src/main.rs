@@ -10,6 +10,7 @@
 //!     --path /hello --expect-body 'Hello, World!\n'
 //! ```
 
+mod ajp;
 mod engine;
 mod proto;
 mod response;
@@ -23,10 +24,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(about = "Load generator speaking SCGI, FastCGI and uwsgi to a backend's Unix socket")]
+#[command(
+    about = "Load generator speaking SCGI, FastCGI, uwsgi and AJP to a backend's Unix socket"
+)]
 struct Args {
     /// Protocol: scgi, fastcgi (one request per connection), fastcgi-keep
-    /// (FCGI_KEEP_CONN, connections reused) or uwsgi.
+    /// (FCGI_KEEP_CONN, connections reused), uwsgi or ajp (connections
+    /// reused; see --ajp-secret).
     #[arg(long, value_enum)]
     proto: Proto,
     /// The backend's Unix socket.
@@ -62,6 +66,9 @@ struct Args {
     /// The status every response must have.
     #[arg(long, default_value_t = 200)]
     expect_status: u16,
+    /// AJP's shared secret (Apache's `secret=`), sent as `?secret`.
+    #[arg(long)]
+    ajp_secret: Option<String>,
     /// Seconds one request may take before it counts as an error.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
@@ -99,12 +106,14 @@ fn main() -> ExitCode {
             uri: &args.path,
             body: &body,
         },
+        args.ajp_secret.as_deref(),
     );
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let plan = Plan {
         proto: args.proto,
         request,
+        body,
         expect: Expect {
             status: args.expect_status,
             body: expected,

@@ -3,7 +3,7 @@
 //! "The uwsgi Protocol" page). Deliberately independent of rustgi's own
 //! protocol crates, so that each checks the other; only the names of the
 //! variables nginx's params files send, and their fixed values, come from
-//! `rustgi_model::sample`.
+//! `rustgi_model::sample`. AJP's encoder and reader are in `ajp.rs`.
 
 use rustgi_model::sample::{ParamsFile, fixed_value};
 
@@ -16,6 +16,8 @@ pub enum Proto {
     /// FastCGI with FCGI_KEEP_CONN, reusing each connection.
     FastcgiKeep,
     Uwsgi,
+    /// AJP 1.3 as Apache's mod_proxy_ajp speaks it (connections reused).
+    Ajp,
 }
 
 /// One request as a front server would describe it.
@@ -58,6 +60,7 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
         Proto::Scgi => ParamsFile::Scgi,
         Proto::Fastcgi | Proto::FastcgiKeep => ParamsFile::Fastcgi,
         Proto::Uwsgi => ParamsFile::Uwsgi,
+        Proto::Ajp => unreachable!("AJP sends no CGI variables (see ajp.rs)"),
     };
     let value = |name: &str| match name {
         // SCGI's is always sent; the others' are empty without a body.
@@ -85,8 +88,12 @@ pub fn params(proto: Proto, req: &Request) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The complete request bytes: head and body.
-pub fn encode(proto: Proto, req: &Request) -> Vec<u8> {
+/// The complete request bytes: head and body (for AJP, the body's first
+/// packet; `secret` is AJP's `?secret`).
+pub fn encode(proto: Proto, req: &Request, secret: Option<&str>) -> Vec<u8> {
+    if proto == Proto::Ajp {
+        return crate::ajp::encode(req, secret);
+    }
     let params = params(proto, req);
     let pairs: Vec<(&[u8], &[u8])> = params
         .iter()
@@ -97,6 +104,7 @@ pub fn encode(proto: Proto, req: &Request) -> Vec<u8> {
         Proto::Uwsgi => uwsgi(&pairs, req.body),
         Proto::Fastcgi => fastcgi(1, false, &pairs, req.body),
         Proto::FastcgiKeep => fastcgi(1, true, &pairs, req.body),
+        Proto::Ajp => unreachable!(),
     }
 }
 

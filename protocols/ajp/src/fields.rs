@@ -46,7 +46,10 @@ impl Fields {
 
     /// The next byte, not consumed.
     pub(crate) fn peek(&self, what: &'static str) -> Result<u8, AjpError> {
-        self.rest().first().copied().ok_or(self.truncated(what))
+        self.rest()
+            .first()
+            .copied()
+            .ok_or_else(|| self.truncated(what))
     }
 
     pub(crate) fn integer(&mut self, what: &'static str) -> Result<u16, AjpError> {

@@ -50,29 +50,36 @@ impl ResponseEncoder for AjpEncoder {
 }
 
 fn send_headers(head: &ResponseHead, out: &mut Vec<u8>) {
-    let mut payload = Vec::with_capacity(64 + head.headers.len() * 32);
-    payload.push(codes::SEND_HEADERS);
-    payload.extend_from_slice(&head.status_code().to_be_bytes());
-    put_string(&mut payload, head.status.get(4..).unwrap_or_default());
-    payload.extend_from_slice(&(head.headers.len() as u16).to_be_bytes());
+    // Written in place, the length patched in after: no payload buffer of
+    // its own to allocate and copy.
+    let start = out.len();
+    out.extend_from_slice(&REPLY_MAGIC);
+    out.extend_from_slice(&[0, 0]);
+    out.push(codes::SEND_HEADERS);
+    out.extend_from_slice(&head.status_code().to_be_bytes());
+    put_string(out, head.status.get(4..).unwrap_or_default());
+    out.extend_from_slice(&(head.headers.len() as u16).to_be_bytes());
     for (name, value) in &head.headers {
         match codes::response_header_code(name) {
-            Some(code) => payload.extend_from_slice(&code.to_be_bytes()),
-            None => put_string(&mut payload, name),
+            Some(code) => out.extend_from_slice(&code.to_be_bytes()),
+            None => put_string(out, name),
         }
-        put_string(&mut payload, value);
+        put_string(out, value);
     }
-    if payload.len() > packet::MAX_PAYLOAD {
+    let length = out.len() - start - HEADER_LEN;
+    if length > packet::MAX_PAYLOAD {
         // A head within MAX_RESPONSE_HEAD as text can be a few bytes longer
         // in AJP's form than its length field can say: refused as any
         // application error is, rather than sent with a wrong length.
-        payload.clear();
-        payload.push(codes::SEND_HEADERS);
+        out.truncate(start);
+        let mut payload = vec![codes::SEND_HEADERS];
         payload.extend_from_slice(&500u16.to_be_bytes());
         put_string(&mut payload, b"Internal Server Error");
         payload.extend_from_slice(&0u16.to_be_bytes());
+        packet::reply(out, &payload);
+        return;
     }
-    packet::reply(out, &payload);
+    out[start + 2..start + HEADER_LEN].copy_from_slice(&(length as u16).to_be_bytes());
 }
 
 /// The packet header, prefix code and chunk length of a chunk of `len`.
@@ -151,6 +158,28 @@ mod tests {
                 ResponsePacket::Body(b"nope".to_vec()),
                 ResponsePacket::End { reuse: true },
             ]
+        );
+    }
+
+    #[test]
+    fn a_head_too_long_for_a_packet_becomes_a_500_in_place() {
+        // 10,000 one-letter headers: 60,000 bytes as text, 80,000 in AJP's
+        // form (a length and a NUL around each name and value).
+        let headers: Vec<(Bytes, Bytes)> = (0..10_000)
+            .map(|_| (Bytes::from_static(b"X"), Bytes::from_static(b"y")))
+            .collect();
+        let head = ResponseHead::new(Bytes::from_static(b"200 OK"), headers).unwrap();
+        let mut out = b"before".to_vec();
+        send_headers(&head, &mut out);
+        assert_eq!(&out[..6], b"before", "what was there stays");
+        let packets = decode_response(&out[6..]).unwrap();
+        assert_eq!(
+            packets,
+            vec![ResponsePacket::Headers {
+                status: 500,
+                reason: b"Internal Server Error".to_vec(),
+                headers: vec![]
+            }]
         );
     }
 
