@@ -148,7 +148,12 @@ class CommandLineGateway(OwnGateway):
     (`#   rustgi-gateway ...`), rendered, with our binary in its place."""
 
     def __init__(self, name, argv: list[str], socket_path: str, log_path: Path, binary: Path):
-        super().__init__(name, socket_path, [], log_path, binary=binary)
+        # `NAME=VALUE` words before the program are its environment.
+        env = {}
+        while argv and "=" in argv[0] and not argv[0].startswith("-"):
+            key, value = argv.pop(0).split("=", 1)
+            env[key] = value
+        super().__init__(name, socket_path, [], log_path, env=env, binary=binary)
         self.argv = [str(binary)] + argv[1:]
 
     @property

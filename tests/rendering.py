@@ -32,7 +32,8 @@ def render(path: Path, replacements: dict[str, tuple[str, int]], leftovers=(), *
 
 
 def gateway_command(text: str) -> str:
-    """The one `#   rustgi-gateway ...` line of an example's comment."""
-    lines = re.findall(r"^#\s+(rustgi-gateway\s.*)$", text, re.M)
+    """The one `#   [NAME=VALUE ...] rustgi-gateway ...` line of an
+    example's comment (variables first, as a shell takes them)."""
+    lines = re.findall(r"^#\s+((?:[A-Z][A-Z0-9_]*=\S+\s+)*rustgi-gateway\s.*)$", text, re.M)
     assert len(lines) == 1, f"expected one rustgi-gateway command line in the comment, got {lines}"
     return lines[0]

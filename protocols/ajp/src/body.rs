@@ -115,11 +115,17 @@ impl BodyReader {
             return Ok(None);
         };
         self.due = false;
-        // lighttpd ends a body with a packet of no payload at all.
-        let chunk = if payload.len() < 2 {
-            0
-        } else {
-            usize::from(u16::from_be_bytes([payload[0], payload[1]]))
+        // lighttpd ends a body with a packet of no payload at all; one byte
+        // is half a chunk length.
+        let chunk = match payload.len() {
+            0 => 0,
+            1 => {
+                return Err(AjpError::Truncated {
+                    what: "body chunk length",
+                    offset: 0,
+                });
+            }
+            _ => usize::from(u16::from_be_bytes([payload[0], payload[1]])),
         };
         if chunk == 0 {
             self.ended = true;

@@ -45,6 +45,9 @@ pub enum AjpError {
     SecretMissing,
     /// The request's `?secret` is not the configured one.
     SecretWrong,
+    /// A second `?secret` (Tomcat checks each: one right and one wrong
+    /// must not pass).
+    SecretRepeated,
     /// A body packet whose inner length says more than the packet holds.
     ChunkLongerThanPacket { chunk: usize, packet: usize },
     /// A body packet with bytes after its chunk: AJP's chunk fills its
@@ -116,6 +119,7 @@ impl fmt::Display for AjpError {
             SecretWrong => f.write_str(
                 "AJP request with the wrong secret (not the one --ajp-secret gives)",
             ),
+            SecretRepeated => f.write_str("AJP request with ?secret twice"),
             ChunkLongerThanPacket { chunk, packet } => write!(
                 f,
                 "AJP body chunk announces {chunk} bytes in a packet of {packet}"

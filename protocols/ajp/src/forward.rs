@@ -32,9 +32,11 @@ pub struct Forward {
     pub body: BodyKind,
 }
 
-/// Names the packet itself sets: a `?req_attribute` may not override them
-/// (Apache forwards any `AJP_*` environment variable as one).
-const RESERVED: [&str; 16] = [
+/// Names the packet itself sets, or that the gateway reads (REQUEST_SCHEME
+/// makes the request https, SERVER_SOFTWARE chooses how paths split): a
+/// `?req_attribute` may not set them (Apache forwards any `AJP_*`
+/// environment variable as one, without its prefix).
+const RESERVED: [&str; 19] = [
     "REQUEST_METHOD",
     "SERVER_PROTOCOL",
     "REQUEST_URI",
@@ -51,6 +53,9 @@ const RESERVED: [&str; 16] = [
     "SCRIPT_NAME",
     "PATH_INFO",
     "DOCUMENT_URI",
+    "REQUEST_SCHEME",
+    "SERVER_SOFTWARE",
+    "GATEWAY_INTERFACE",
 ];
 
 /// Request attributes mod_proxy_ajp and mod_jk send, and the CGI names
@@ -117,7 +122,12 @@ pub(crate) fn decode(payload: Bytes, secret: Option<&Secret>) -> Result<Forward,
         match code {
             attribute::ARE_DONE => break,
             attribute::QUERY_STRING => query = fields.string("?query_string")?,
-            attribute::SECRET => sent_secret = Some(fields.string("?secret")?.unwrap_or_default()),
+            attribute::SECRET => {
+                let sent = fields.string("?secret")?.unwrap_or_default();
+                if sent_secret.replace(sent).is_some() {
+                    return Err(AjpError::SecretRepeated);
+                }
+            }
             attribute::STORED_METHOD => stored_method = fields.string("?stored_method")?,
             attribute::SSL_KEY_SIZE => {
                 let size = fields.integer("?ssl_key_size")?;
@@ -229,6 +239,7 @@ fn req_attribute(name: Bytes, value: Bytes, params: &mut Vec<Param>, warnings: &
     let reserved = RESERVED.iter().any(|r| r.as_bytes() == name.as_ref())
         || name.starts_with(b"HTTP_")
         || name.starts_with(b"wsgi.")
+        || name.starts_with(b"RUSTGI_")
         || name.is_empty();
     if reserved {
         warnings.push(format!(

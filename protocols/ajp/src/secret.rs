@@ -4,7 +4,9 @@ use bytes::Bytes;
 
 /// A configured secret. Compared in time that does not depend on where
 /// the first difference is, so that a peer cannot find it byte by byte.
-#[derive(Clone, PartialEq, Eq)]
+/// No `PartialEq`: `==` would not be constant-time; use
+/// [`matches`](Secret::matches).
+#[derive(Clone)]
 pub struct Secret(Bytes);
 
 impl Secret {

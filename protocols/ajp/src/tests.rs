@@ -187,6 +187,69 @@ fn reserved_names_and_underscored_headers_are_dropped_with_a_warning() {
     assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
 }
 
+#[test]
+fn names_the_gateway_reads_cannot_come_as_request_attributes() {
+    // REQUEST_SCHEME=https would make the request https; SERVER_SOFTWARE
+    // chooses how paths split.
+    for attribute in [
+        &b"REQUEST_SCHEME\x00https"[..],
+        b"SERVER_SOFTWARE\x00lighttpd",
+        b"GATEWAY_INTERFACE\x00CGI/9",
+        b"RUSTGI_REQUEST_ID\x00forged",
+    ] {
+        let mut request = sample();
+        request.is_ssl = false;
+        request
+            .attributes
+            .push((codes::attribute::REQ_ATTRIBUTE, attribute));
+        let (forward, _) = forward(&apache(), &encode_forward(&request));
+        let name = attribute.split(|&b| b == 0).next().unwrap();
+        assert_eq!(forward.request.values(name).count(), 0, "{attribute:?}");
+        assert_eq!(forward.request.warnings.len(), 1, "{attribute:?}");
+    }
+}
+
+#[test]
+fn a_second_secret_is_refused_even_after_the_right_one() {
+    for order in [
+        [&b"wrong"[..], b"s3cret"],
+        [b"s3cret", b"wrong"],
+        [b"s3cret", b"s3cret"],
+    ] {
+        let mut request = sample();
+        request
+            .attributes
+            .retain(|(code, _)| *code != codes::attribute::SECRET);
+        request
+            .attributes
+            .push((codes::attribute::SECRET, order[0]));
+        request
+            .attributes
+            .push((codes::attribute::SECRET, order[1]));
+        let mut buf = BytesMut::from(&encode_forward(&request)[..]);
+        assert_eq!(
+            apache().decode_command(&mut buf),
+            Err(AjpError::SecretRepeated)
+        );
+    }
+}
+
+#[test]
+fn a_body_packet_of_one_byte_is_truncated_not_an_end() {
+    let ajp = apache();
+    let (forward, _) = forward(&ajp, &encode_forward(&sample()));
+    let mut body = ajp.body(forward.body);
+    assert!(body.due(), "a body with a length comes unasked");
+    let mut buf = packet(b"\x00");
+    assert_eq!(
+        body.decode(&mut buf),
+        Err(AjpError::Truncated {
+            what: "body chunk length",
+            offset: 0
+        })
+    );
+}
+
 /// The packet of `payload`.
 fn packet(payload: &[u8]) -> BytesMut {
     BytesMut::from(&client::packet(payload)[..])
