@@ -141,6 +141,28 @@ def test_large_response_in_chunks_of_at_most_8184(ajp_gw):
     assert r.reuse is True
 
 
+def test_a_head_over_the_packet_size_is_a_500_with_a_log_line(per_test_gateway, run_dir):
+    # Apache's default buffer takes 8188 bytes of payload; a larger head
+    # makes it answer 500 with nothing in our log (AH01081).
+    log = run_dir / "ajp-big-head-access.log"
+    gw = per_test_gateway("ajp-big-head", ["--app", APP, "--threads", "2", "--ajp-secret", SECRET,
+                                           "--max-header-size", "8192", "--access-log", str(log)],
+                          proto="ajp")
+    mark = gw.log.mark()
+    with ajp.Connection(gw.socket) as c:
+        r = c.request("GET", "/big-header", query="size=9000", secret=SECRET)
+        assert (r.status, r.body, r.reuse) == (500, b"Internal Server Error\n", True), r
+        # The one just under the limit goes out as it is, on the same connection.
+        r = c.request("GET", "/big-header", query="size=8000", secret=SECRET)
+        assert (r.status, len(r.header("X-Big"))) == (200, 8000), r
+    assert gw.log.wait_for(r"WARN.*response head of 90\d\d bytes over AJP's packet size of 8192 "
+                           r"\(--max-header-size\)", since=mark), gw.describe(since=mark)
+    assert wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, timeout=5)
+    first, second = log.read_text().splitlines()[:2]
+    assert "/big-header?size=9000" in first and " 500 " in first, first
+    assert " 200 " in second, second
+
+
 def test_1000_requests_on_one_connection(ajp_gw):
     with ajp.Connection(ajp_gw.socket) as c:
         for i in range(1000):

@@ -474,6 +474,10 @@ def conformance_app(environ, start_response):
         status = q.get("status", "200 OK")
         return text(start_response, f"status {status}", status=status)
 
+    if route == "/big-header":
+        # A header X-Big of ?size= bytes.
+        return text(start_response, "big", headers=[("X-Big", "v" * int(q["size"]))])
+
     if route == "/cookie-sum":
         # len(HTTP_COOKIE) and its sha256 (of its latin-1 bytes).
         cookie = environ.get("HTTP_COOKIE", "")

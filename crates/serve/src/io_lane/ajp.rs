@@ -20,7 +20,7 @@ use crate::named::Named;
 use crate::record::Trail;
 use crate::sink::{Who, async_io, log_for};
 use bytes::BytesMut;
-use rustgi_ajp::{Ajp, AjpEncoder, AjpError, BodyReader, Chunk, Command, Forward};
+use rustgi_ajp::{Ajp, AjpError, BodyReader, Chunk, Command, Forward};
 use rustgi_core::{
     BodyError, BodyWriter, Job, PythonPool, ResponseTarget, SpoolLimits, body_pipe,
     response_channel,
@@ -320,7 +320,7 @@ impl Driver<'_> {
         self.ctx.pool.submit(job);
 
         let mut flow = ResponseFlow::new(true).traced(trail);
-        let mut encoder = AjpEncoder::default();
+        let mut encoder = self.ajp.encoder();
         let mut last = false;
         let mut events = Vec::new();
         let who = Who {
