@@ -21,6 +21,7 @@ import os
 import re
 import struct
 import subprocess
+import time
 
 import pytest
 import requests
@@ -161,6 +162,57 @@ def test_a_head_over_the_packet_size_is_a_500_with_a_log_line(per_test_gateway, 
     first, second = log.read_text().splitlines()[:2]
     assert "/big-header?size=9000" in first and " 500 " in first, first
     assert " 200 " in second, second
+
+
+def _pulled_gateway(per_test_gateway, kind, *args):
+    # --buffer-body 1: the request runs after the first packet, and the
+    # rest is pulled while the response is under way.
+    return per_test_gateway(kind, ["--app", APP, "--threads", "2", "--ajp-secret", SECRET,
+                                   "--buffer-body", "1", "--bad-input-warnings", "0", *args],
+                            proto="ajp")
+
+
+def test_body_timeout_runs_on_while_a_streaming_app_writes(per_test_gateway):
+    # The app yields every 0.2 s while a packet it asked for never comes:
+    # the response's events must not restart the packet's --body-timeout.
+    gw = _pulled_gateway(per_test_gateway, "ajp-pull-timeout", "--body-timeout", "1")
+    mark = gw.log.mark()
+    with ajp.Connection(gw.socket) as c:
+        c.send(ajp.forward_request("POST", "/tick-while-reading", query="secs=30", secret=SECRET,
+                                   headers=[("Content-Length", "100000")]))
+        c.send(ajp.body_packet(b"x" * 10))
+        assert gw.log.wait_for(r"no AJP body packet within --body-timeout 1s", since=mark,
+                               timeout=10), gw.describe(since=mark)
+        kinds = []
+        while (p := c.read_packet()) is not None:
+            kinds.append(p[0])
+    assert 6 in kinds, "a packet was asked for"
+    assert 5 not in kinds, "cut: no END_RESPONSE"
+
+
+def test_body_min_rate_applies_to_pulled_packets(per_test_gateway):
+    # 10 bytes every 0.3 s: ~33 bytes/s, under --body-min-rate 1000,1.
+    gw = _pulled_gateway(per_test_gateway, "ajp-pull-rate", "--body-min-rate", "1000,1",
+                         "--body-timeout", "30")
+    mark = gw.log.mark()
+    with ajp.Connection(gw.socket) as c:
+        c.send(ajp.forward_request("POST", "/sha256", secret=SECRET,
+                                   headers=[("Content-Length", "100000")]))
+        c.send(ajp.body_packet(b"x" * 10))
+        for _ in range(40):
+            p = c.read_packet()
+            if p is None:
+                break
+            if p[0] == 6:
+                time.sleep(0.3)
+                try:
+                    c.send(ajp.body_packet(b"x" * 10))
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+        else:
+            pytest.fail("the slow body was never cut")
+    assert gw.log.wait_for(r"--body-min-rate 1000 bytes/s", r"after \d+ of 100000 bytes",
+                           since=mark), gw.describe(since=mark)
 
 
 def test_1000_requests_on_one_connection(ajp_gw):

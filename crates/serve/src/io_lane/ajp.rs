@@ -10,6 +10,7 @@
 //! Python thread, and for the rest as the application reads. The web
 //! server reads the response all the while, so nothing is held back.
 
+use super::body_rate::{RateCheck, TooSlow};
 use super::connection::{Connection, Stop, TryRead};
 use super::gate::JobGate;
 use crate::bad_input::bad_input;
@@ -278,6 +279,8 @@ impl Driver<'_> {
             named,
             peer: self.peer,
             body_timeout: self.ctx.timeouts.body,
+            rate: RateCheck::new(self.ctx.body.min_rate),
+            due_since: None,
         };
         let (body_writer, body_reader) = body_pipe(pull.body.length(), self.ctx.spool);
         if pull.body.ended() {
@@ -437,6 +440,14 @@ struct Pull<'a> {
     named: Named<'a>,
     peer: &'a str,
     body_timeout: std::time::Duration,
+    /// `--body-min-rate`, counted over the time a packet is due.
+    rate: RateCheck,
+    /// While a packet is due: when it became due (its `--body-timeout`
+    /// runs from there) and how far its waiting is counted in `rate`.
+    /// Kept here, not in `next`: the response loop drops a `next` whenever
+    /// the application's events come first, and a streaming application
+    /// must not restart the packet's clock.
+    due_since: Option<(Instant, Instant)>,
 }
 
 impl Pull<'_> {
@@ -459,11 +470,14 @@ impl Pull<'_> {
                 .await
                 .map_err(|_| self.fail(BodyError::Disconnected))?;
         }
-        let deadline = Instant::now() + self.body_timeout;
+        let now = Instant::now();
+        let (due, _) = *self.due_since.get_or_insert((now, now));
+        let deadline = due + self.body_timeout;
         loop {
             match self.body.decode(buf) {
                 Ok(None) => {}
                 Ok(Some(Chunk::Data(data))) => {
+                    self.due_since = None;
                     if let Some(writer) = &self.writer {
                         writer.push(data);
                         if self.body.ended() {
@@ -473,6 +487,7 @@ impl Pull<'_> {
                     return Ok(());
                 }
                 Ok(Some(Chunk::End)) => {
+                    self.due_since = None;
                     if let Some(writer) = &self.writer {
                         writer.finish();
                     }
@@ -491,14 +506,35 @@ impl Pull<'_> {
                 }
             }
             buf.reserve(16 * 1024);
-            match timeout_at(deadline, reader.read_buf(buf)).await {
+            let (_, counted) = self.due_since.expect("due until the packet is whole");
+            // A read also ends when the rate's window does, to be checked.
+            let until = self
+                .rate
+                .time_left()
+                .map_or(deadline, |left| deadline.min(counted + left));
+            let read = timeout_at(until, reader.read_buf(buf)).await;
+            // Waiting counts from where it was last counted: time the
+            // response loop spent elsewhere with the packet due counts too.
+            let now = Instant::now();
+            let waited = now - counted;
+            self.due_since = Some((due, now));
+            match read {
                 Ok(Ok(0)) => {
                     let received = self.body.received();
                     let expected = self.body.length();
                     return Err(self.fail(BodyError::Truncated { received, expected }));
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok(n)) => {
+                    if let Err(slow) = self.rate.record(waited, n as u64) {
+                        return Err(self.too_slow(slow));
+                    }
+                }
                 Ok(Err(_)) => return Err(self.fail(BodyError::Disconnected)),
+                Err(_) if now < deadline => {
+                    if let Err(slow) = self.rate.record(waited, 0) {
+                        return Err(self.too_slow(slow));
+                    }
+                }
                 Err(_) => {
                     let received = self.body.received();
                     let expected = self.body.length();
@@ -508,6 +544,20 @@ impl Pull<'_> {
                 }
             }
         }
+    }
+
+    /// The error for a body below `--body-min-rate`, logged.
+    fn too_slow(&mut self, slow: TooSlow) -> BodyError {
+        let error = BodyError::TooSlow {
+            received: self.body.received(),
+            expected: self.body.length(),
+            rate: slow.rate,
+            limit: slow.limit,
+            window_secs: slow.window_secs,
+        };
+        let (peer, named) = (self.peer, self.named);
+        bad_input!(peer, "body too slow", %peer, request = %named, "{error}; closing the connection");
+        self.fail(error)
     }
 
     fn fail(&mut self, error: BodyError) -> BodyError {
