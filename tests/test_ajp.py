@@ -215,6 +215,32 @@ def test_body_min_rate_applies_to_pulled_packets(per_test_gateway):
                            since=mark), gw.describe(since=mark)
 
 
+@pytest.mark.parametrize("lane", ["python", "io"])
+@pytest.mark.parametrize("during", ["empty-packet", "next-request"])
+def test_bytes_from_the_front_during_a_response_wait_for_after_it(ajp_gw, tmp_path, lane, during):
+    # lighttpd follows a request without a body with an empty packet; when
+    # a read separates the two, it arrives while the response runs. A
+    # request alone in its read is the Python lane's; after a CPING in the
+    # same read, the I/O lane's. Both keep what comes for after the response.
+    marker = tmp_path / "started"
+    first = ajp.forward_request("GET", "/slow", query=f"path={marker}&seconds=1&bytes=10", secret=SECRET)
+    second = ajp.forward_request("GET", "/hello", secret=SECRET)
+    with ajp.Connection(ajp_gw.socket) as c:
+        if lane == "io":
+            c.send(ajp.packet(b"\x0a") + first)
+            assert c.read_packet() == b"\x09", "CPONG"
+        else:
+            c.send(first)
+        assert wait_until(marker.exists, timeout=10), "the app started"
+        c.send(ajp.packet(b"") if during == "empty-packet" else second)
+        r = c.response()
+        assert (r.status, len(r.body), r.reuse) == (200, 10, True), r
+        if during == "empty-packet":
+            c.send(second)
+        r = c.response()
+        assert (r.status, r.body, r.reuse) == (200, b"hello", True), r
+
+
 def test_1000_requests_on_one_connection(ajp_gw):
     with ajp.Connection(ajp_gw.socket) as c:
         for i in range(1000):

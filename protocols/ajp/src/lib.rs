@@ -34,7 +34,9 @@ mod secret;
 pub use body::{BodyKind, BodyReader, Chunk, MAX_BODY_CHUNK};
 pub use error::AjpError;
 pub use forward::Forward;
-pub use packet::{DEFAULT_PACKET_SIZE, HEADER_LEN, MAGIC, MAX_PAYLOAD, split_packet};
+pub use packet::{
+    DEFAULT_PACKET_SIZE, HEADER_LEN, MAGIC, MAX_PAYLOAD, skip_empty_packets, split_packet,
+};
 pub use response::{AjpEncoder, MAX_SEND_CHUNK};
 pub use secret::Secret;
 

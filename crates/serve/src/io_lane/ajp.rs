@@ -360,8 +360,11 @@ impl Driver<'_> {
                 input = async {
                     if due {
                         Woke::Body(pull.next(reader, writer, buf, &mut self.out, self.ctx).await)
-                    } else {
+                    } else if buf.is_empty() {
                         Woke::Watched(watch(reader, buf).await)
+                    } else {
+                        // Kept for after the response: read no more.
+                        std::future::pending().await
                     }
                 } => input,
             };
@@ -388,17 +391,19 @@ impl Driver<'_> {
                     flow.discard();
                     break Ending::Aborted;
                 }
-                Woke::Watched(watched) => {
-                    match watched {
-                        Watched::Gone => log_for!(
-                            info,
-                            who,
-                            "the front server closed the connection during the response"
-                        ),
-                        Watched::Unexpected(n) => {
-                            bad_input!(self.peer, "bad AJP input", peer = %self.peer, request = %named, "{n} bytes from the front server while no body packet was due; closing the connection")
-                        }
-                    }
+                Woke::Watched(Watched::Kept(n)) => {
+                    log_for!(
+                        debug,
+                        who,
+                        "{n} bytes from the front server during the response: kept for after it"
+                    );
+                }
+                Woke::Watched(Watched::Gone) => {
+                    log_for!(
+                        info,
+                        who,
+                        "the front server closed the connection during the response"
+                    );
                     closer.close();
                     flow.discard();
                     break Ending::Aborted;
@@ -579,15 +584,25 @@ enum Woke {
 
 enum Watched {
     Gone,
-    Unexpected(usize),
+    /// Bytes that are not an empty packet, kept for after the response.
+    Kept(usize),
 }
 
-/// While the response runs and no body packet is due: the web server has
-/// nothing to send; its EOF or bytes end the request.
+/// While the response runs and no body packet is due: the web server's
+/// EOF ends the request. An empty packet (lighttpd's after a request
+/// without a body, in a read of its own) is dropped; anything else is kept
+/// in `buf` for after the response, as the Python lane keeps it, and
+/// nothing more is read meanwhile.
 async fn watch<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) -> Watched {
-    buf.reserve(4096);
-    match reader.read_buf(buf).await {
-        Ok(0) | Err(_) => Watched::Gone,
-        Ok(_) => Watched::Unexpected(buf.len()),
+    loop {
+        buf.reserve(4096);
+        match reader.read_buf(buf).await {
+            Ok(0) | Err(_) => return Watched::Gone,
+            Ok(_) => {}
+        }
+        rustgi_ajp::skip_empty_packets(buf);
+        if !buf.is_empty() {
+            return Watched::Kept(buf.len());
+        }
     }
 }
