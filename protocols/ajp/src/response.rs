@@ -82,6 +82,33 @@ impl ResponseEncoder for AjpEncoder {
     }
 }
 
+impl crate::AjpError {
+    /// Writes what the web server is told before the connection closes on
+    /// this error, if anything; true if something was written. A missing
+    /// or wrong secret is answered as Tomcat answers it, 403 and
+    /// END_RESPONSE reuse=0: the web server passes the 403 on rather than
+    /// taking a silent close for a dead backend (Apache's 503, a balancer
+    /// trying the next member with the same secret).
+    pub fn answer_into(&self, out: &mut Vec<u8>) -> bool {
+        if !matches!(self, Self::SecretMissing | Self::SecretWrong) {
+            return false;
+        }
+        let mut payload = vec![codes::SEND_HEADERS];
+        payload.extend_from_slice(&403u16.to_be_bytes());
+        put_string(&mut payload, b"Forbidden");
+        payload.extend_from_slice(&1u16.to_be_bytes());
+        payload.extend_from_slice(
+            &codes::response_header_code(b"Content-Length")
+                .expect("Content-Length has a code")
+                .to_be_bytes(),
+        );
+        put_string(&mut payload, b"0");
+        packet::reply(out, &payload);
+        packet::reply(out, &[codes::END_RESPONSE, 0]);
+        true
+    }
+}
+
 /// The length of a string field.
 fn string_len(value: &[u8]) -> usize {
     2 + value.len() + 1
@@ -273,6 +300,28 @@ mod tests {
             matches!(packets[..], [ResponsePacket::Headers { status: 500, .. }]),
             "{packets:?}"
         );
+    }
+
+    #[test]
+    fn a_missing_or_wrong_secret_is_answered_403_without_reuse() {
+        for error in [crate::AjpError::SecretMissing, crate::AjpError::SecretWrong] {
+            let mut out = Vec::new();
+            assert!(error.answer_into(&mut out));
+            assert_eq!(
+                decode_response(&out).unwrap(),
+                vec![
+                    ResponsePacket::Headers {
+                        status: 403,
+                        reason: b"Forbidden".to_vec(),
+                        headers: vec![(b"content-length".to_vec(), b"0".to_vec())]
+                    },
+                    ResponsePacket::End { reuse: false },
+                ]
+            );
+        }
+        let mut out = Vec::new();
+        assert!(!crate::AjpError::EmptyPacket.answer_into(&mut out));
+        assert!(out.is_empty(), "other bad input is not answered");
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Driver<'_> {
             if self.served && buf.is_empty() && self.ctx.park_idle && !self.stopping() {
                 return Stop::Idle;
             }
-            let command = match self.next_command(reader, &mut buf, accepted).await {
+            let command = match self.next_command(reader, writer, &mut buf, accepted).await {
                 Ok(command) => command,
                 Err(clean) => return Stop::Closed { clean },
             };
@@ -169,14 +169,16 @@ impl Driver<'_> {
 
     /// Reads until a command is whole. `Err(clean)`: the connection is to
     /// be closed (after bad input, logged; a timeout; the peer's EOF).
-    async fn next_command<R>(
+    async fn next_command<R, W>(
         &mut self,
         reader: &mut R,
+        writer: &mut W,
         buf: &mut BytesMut,
         accepted: Instant,
     ) -> Result<Command, bool>
     where
         R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
     {
         // A new connection has --header-timeout from accept; a kept one
         // --keepalive-timeout until its next request begins, then
@@ -189,6 +191,11 @@ impl Driver<'_> {
                 Ok(Some(command)) => return Ok(command),
                 Ok(None) => {}
                 Err(e) => {
+                    // A refused secret is answered (403) before the close.
+                    if e.answer_into(self.out.small()) {
+                        bad_input!(self.peer, "bad AJP input", peer = %self.peer, "refused: {e}; answering 403 and closing the connection");
+                        return Err(self.flush(writer).await.is_ok());
+                    }
                     self.bad(&e);
                     return Err(true);
                 }
