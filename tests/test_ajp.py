@@ -157,7 +157,7 @@ def test_a_head_over_the_packet_size_is_a_500_with_a_log_line(per_test_gateway, 
         r = c.request("GET", "/big-header", query="size=8000", secret=SECRET)
         assert (r.status, len(r.header("X-Big"))) == (200, 8000), r
     assert gw.log.wait_for(r"WARN.*response head of 90\d\d bytes over AJP's packet size of 8192 "
-                           r"\(--max-header-size\)", since=mark), gw.describe(since=mark)
+                           r"\(--max-header-size\).*request=#\S+ GET /big-header", since=mark), gw.describe(since=mark)
     assert wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, timeout=5)
     first, second = log.read_text().splitlines()[:2]
     assert "/big-header?size=9000" in first and " 500 " in first, first

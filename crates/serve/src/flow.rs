@@ -197,7 +197,15 @@ fn encode_events<E: ResponseEncoder + ?Sized>(
                 let head = match encoder.check_head(&head) {
                     Ok(()) => head,
                     Err(e) => {
-                        tracing::warn!("{e}: answering 500 Internal Server Error instead");
+                        match trail {
+                            Some(trail) => tracing::warn!(
+                                request = %trail.name(),
+                                "{e}: answering 500 Internal Server Error instead"
+                            ),
+                            None => {
+                                tracing::warn!("{e}: answering 500 Internal Server Error instead")
+                            }
+                        }
                         *refused = true;
                         let (head, body) = refusal();
                         extra = Some(body);
