@@ -474,6 +474,37 @@ def conformance_app(environ, start_response):
         status = q.get("status", "200 OK")
         return text(start_response, f"status {status}", status=status)
 
+    if route == "/big-header":
+        # A header X-Big of ?size= bytes.
+        return text(start_response, "big", headers=[("X-Big", "v" * int(q["size"]))])
+
+    if route == "/tick-while-reading":
+        # A thread reads the body whole while the response yields "tick\n"
+        # every ?every= seconds (up to ?secs=), then the body's length or
+        # the error its read raised.
+        every, secs = float(q.get("every", 0.2)), float(q.get("secs", 20))
+        done = []
+
+        def read():
+            try:
+                done.append(f"len={len(stream.read(content_length(environ)))}")
+            except Exception as e:  # noqa: BLE001 - reported to the client
+                done.append(f"error={type(e).__name__}")
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+
+        def body():
+            until = time.monotonic() + secs
+            while not done and time.monotonic() < until:
+                yield b"tick\n"
+                time.sleep(every)
+            reader.join(1)
+            yield (done[0] if done else "still reading").encode()
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body()
+
     if route == "/cookie-sum":
         # len(HTTP_COOKIE) and its sha256 (of its latin-1 bytes).
         cookie = environ.get("HTTP_COOKIE", "")

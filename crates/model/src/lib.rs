@@ -28,4 +28,6 @@ pub use length::{
 pub use network::AllowedPeer;
 pub use request::{Param, Request};
 pub use response::{HeaderError, ResponseHead};
-pub use segments::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, Segments, encode_stream_event};
+pub use segments::{
+    COALESCE_LIMIT, HeadTooLarge, ResponseEncoder, ResponseEvent, Segments, encode_stream_event,
+};

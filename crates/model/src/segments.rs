@@ -10,6 +10,7 @@
 use crate::ResponseHead;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::IoSlice;
 
 /// Body blocks up to this size are copied next to what precedes them (one
@@ -54,7 +55,38 @@ pub trait ResponseEncoder {
     fn last_on_connection(&mut self) -> bool {
         false
     }
+    /// Whether `head` fits the protocol's framing. A front server refuses
+    /// a head larger than its buffer with a 500 of its own and nothing in
+    /// our log; the flow asks first, and on `Err` logs the reason and
+    /// answers 500 itself. By default every head fits.
+    fn check_head(&self, _head: &ResponseHead) -> Result<(), HeadTooLarge> {
+        Ok(())
+    }
 }
+
+/// A response head too large for the protocol's packet (AJP's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadTooLarge {
+    /// The head as the protocol frames it, in bytes.
+    pub length: usize,
+    pub limit: usize,
+    /// What the limit is, as the log names it ("AJP's packet size").
+    pub limit_name: &'static str,
+    /// The option that sets it.
+    pub option: &'static str,
+}
+
+impl fmt::Display for HeadTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "response head of {} bytes over {} of {} ({})",
+            self.length, self.limit_name, self.limit, self.option
+        )
+    }
+}
+
+impl std::error::Error for HeadTooLarge {}
 
 /// Encodes `event` for a protocol whose response is its head then the body
 /// as it is, ended by closing the connection (SCGI, uwsgi): only the head

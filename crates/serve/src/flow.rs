@@ -11,7 +11,8 @@
 //! carries on.
 
 use crate::record::Trail;
-use rustgi_model::{ResponseEncoder, ResponseEvent, Segments};
+use bytes::Bytes;
+use rustgi_model::{ResponseEncoder, ResponseEvent, ResponseHead, Segments};
 
 /// Response bytes held back per request while its body is still arriving.
 pub(crate) const HOLD_LIMIT: usize = 256 * 1024;
@@ -37,6 +38,9 @@ pub(crate) struct ResponseFlow {
     trail: Option<Trail>,
     /// The connection failed: what was not written is lost.
     gone: bool,
+    /// The application's head did not fit the protocol's framing: our 500
+    /// went instead, and the application's body is dropped.
+    refused: bool,
 }
 
 impl ResponseFlow {
@@ -49,6 +53,7 @@ impl ResponseFlow {
             ending: None,
             trail: None,
             gone: false,
+            refused: false,
         }
     }
 
@@ -74,7 +79,7 @@ impl ResponseFlow {
         events: impl IntoIterator<Item = ResponseEvent>,
     ) {
         encode_events(
-            (&mut self.ending, &mut self.trail),
+            (&mut self.ending, &mut self.trail, &mut self.refused),
             encoder,
             events,
             &mut self.out,
@@ -97,7 +102,12 @@ impl ResponseFlow {
             return;
         }
         out.append(&mut self.out);
-        encode_events((&mut self.ending, &mut self.trail), encoder, events, out);
+        encode_events(
+            (&mut self.ending, &mut self.trail, &mut self.refused),
+            encoder,
+            events,
+            out,
+        );
     }
 
     /// The request body is all in (or will never be): what was held goes
@@ -171,22 +181,48 @@ impl Drop for ResponseFlow {
     }
 }
 
-/// Encodes `events` into `out`, remembering the first ending.
+/// Encodes `events` into `out`, remembering the first ending. A head the
+/// encoder says does not fit is logged and answered with a 500 of ours,
+/// which the record shows; the application's body is then dropped.
 fn encode_events<E: ResponseEncoder + ?Sized>(
-    (ending, trail): (&mut Option<Ending>, &mut Option<Trail>),
+    (ending, trail, refused): (&mut Option<Ending>, &mut Option<Trail>, &mut bool),
     encoder: &mut E,
     events: impl IntoIterator<Item = ResponseEvent>,
     out: &mut Segments,
 ) {
     for event in events {
+        let mut extra = None;
+        let event = match event {
+            ResponseEvent::Head(head) if ending.is_none() => {
+                let head = match encoder.check_head(&head) {
+                    Ok(()) => head,
+                    Err(e) => {
+                        match trail {
+                            Some(trail) => tracing::warn!(
+                                request = %trail.name(),
+                                "{e}: answering 500 Internal Server Error instead"
+                            ),
+                            None => {
+                                tracing::warn!("{e}: answering 500 Internal Server Error instead")
+                            }
+                        }
+                        *refused = true;
+                        let (head, body) = refusal();
+                        extra = Some(body);
+                        head
+                    }
+                };
+                if let Some(trail) = trail {
+                    trail.head(&head);
+                }
+                ResponseEvent::Head(head)
+            }
+            ResponseEvent::Body(_) if *refused => continue,
+            event => event,
+        };
         match &event {
             ResponseEvent::End => _ = ending.get_or_insert(Ending::Complete),
             ResponseEvent::Abort => _ = ending.get_or_insert(Ending::Aborted),
-            ResponseEvent::Head(head) if ending.is_none() => {
-                if let Some(trail) = trail {
-                    trail.head(head);
-                }
-            }
             ResponseEvent::Body(data) if ending.is_none() => {
                 if let Some(trail) = trail {
                     trail.body(data.len());
@@ -195,15 +231,31 @@ fn encode_events<E: ResponseEncoder + ?Sized>(
             _ => {}
         }
         encoder.encode(event, out);
+        if let Some(body) = extra {
+            if let Some(trail) = trail {
+                trail.body(body.len());
+            }
+            encoder.encode(ResponseEvent::Body(body), out);
+        }
     }
     encoder.end_batch(out);
+}
+
+/// The 500 that replaces a head too large for the protocol.
+fn refusal() -> (ResponseHead, Bytes) {
+    const BODY: &[u8] = b"Internal Server Error\n";
+    let head = ResponseHead::from_static(
+        "500 Internal Server Error",
+        &[("Content-Type", "text/plain"), ("Content-Length", "22")],
+    )
+    .expect("a valid fixed head");
+    (head, Bytes::from_static(BODY))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use rustgi_model::ResponseHead;
+    use rustgi_model::HeadTooLarge;
 
     /// Writes a body as it is and the head as `H`: enough to see the flow.
     struct Plain;
@@ -285,5 +337,56 @@ mod tests {
         flow.encode(&mut Plain, [head()]);
         assert_eq!(flow.writable().unwrap().len(), 1);
         assert!(!flow.held());
+    }
+
+    /// As [`Plain`], with heads of more than one header refused.
+    struct Small;
+
+    impl ResponseEncoder for Small {
+        fn encode(&mut self, event: ResponseEvent, out: &mut Segments) {
+            match event {
+                ResponseEvent::Head(head) => {
+                    out.small().extend_from_slice(head.status.as_ref());
+                    out.small().push(b'|');
+                }
+                ResponseEvent::Body(data) => out.push(data),
+                _ => {}
+            }
+        }
+
+        fn check_head(&self, head: &ResponseHead) -> Result<(), HeadTooLarge> {
+            if head.headers.len() > 2 {
+                return Err(HeadTooLarge {
+                    length: head.headers.len(),
+                    limit: 2,
+                    limit_name: "the test's limit",
+                    option: "--none",
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_head_the_encoder_refuses_becomes_our_500_without_the_apps_body() {
+        let mut flow = ResponseFlow::new(true);
+        let big =
+            ResponseHead::from_static("200 OK", &[("A", "1"), ("B", "2"), ("C", "3")]).unwrap();
+        flow.encode(
+            &mut Small,
+            [ResponseEvent::Head(big), body(5), ResponseEvent::End],
+        );
+        let out = flow.writable().unwrap();
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let n = out.io_slices(&mut slices);
+        let bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            "500 Internal Server Error|Internal Server Error\n"
+        );
+        assert_eq!(flow.ending(), Some(Ending::Complete));
+        let mut fits = ResponseFlow::new(true);
+        fits.encode(&mut Small, [head(), body(5)]);
+        assert_eq!(fits.pending(), "200 OK|".len() + 5);
     }
 }

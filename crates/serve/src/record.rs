@@ -279,6 +279,24 @@ impl Trail {
         })
     }
 
+    /// The request as the daemon's log lines name it (`#ID METHOD URI`,
+    /// see `crate::named`), for a line that has only the record at hand.
+    pub(crate) fn name(&self) -> String {
+        let field = |name: &[u8]| {
+            let value = self.request.param(name);
+            rustgi_model::show::request_field(value.map_or(&[][..], |v| v.as_ref())).to_string()
+        };
+        let uri = match self.request.param(b"REQUEST_URI") {
+            Some(_) => field(b"REQUEST_URI"),
+            None => field(b"DOCUMENT_URI"),
+        };
+        format!(
+            "#{} {} {uri}",
+            String::from_utf8_lossy(&self.request_id),
+            field(b"REQUEST_METHOD")
+        )
+    }
+
     /// For the Python side (core), which knows what the bytes do not tell.
     pub(crate) fn verdict(&self) -> Arc<Verdict> {
         self.verdict.clone()

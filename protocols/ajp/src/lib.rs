@@ -34,7 +34,9 @@ mod secret;
 pub use body::{BodyKind, BodyReader, Chunk, MAX_BODY_CHUNK};
 pub use error::AjpError;
 pub use forward::Forward;
-pub use packet::{DEFAULT_PACKET_SIZE, HEADER_LEN, MAGIC, MAX_PAYLOAD, split_packet};
+pub use packet::{
+    DEFAULT_PACKET_SIZE, HEADER_LEN, MAGIC, MAX_PAYLOAD, skip_empty_packets, split_packet,
+};
 pub use response::{AjpEncoder, MAX_SEND_CHUNK};
 pub use secret::Secret;
 
@@ -59,16 +61,20 @@ pub enum Command {
 #[derive(Clone, Debug)]
 pub struct Ajp {
     limit: usize,
+    /// The largest packet, header included, for the response.
+    packet_size: usize,
     secret: Option<Secret>,
 }
 
 impl Ajp {
     /// `max_packet`: the largest payload accepted (`--max-header-size`;
-    /// the format allows 65535). `secret`: when set, a forward request must
-    /// carry it.
+    /// the format allows 65535), and the largest response head packet,
+    /// header included, as the web server's buffer counts it. `secret`:
+    /// when set, a forward request must carry it.
     pub fn new(max_packet: usize, secret: Option<Secret>) -> Self {
         Ajp {
             limit: max_packet.min(MAX_PAYLOAD),
+            packet_size: max_packet,
             secret,
         }
     }
@@ -96,6 +102,13 @@ impl Ajp {
             Some(&code) => return Err(AjpError::UnknownPacketType { code }),
         };
         Ok(Some(command))
+    }
+
+    /// The response encoder of a request. SEND_HEADERS must fit the packet
+    /// the web server reads, the size `--max-header-size` gives to what we
+    /// read: Tomcat has one `packetSize` for both.
+    pub fn encoder(&self) -> AjpEncoder {
+        AjpEncoder::new(self.packet_size)
     }
 
     /// The reader of a request's body.

@@ -46,6 +46,16 @@ pub fn split_packet(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>, A
     Ok(Some(packet.split_off(HEADER_LEN).freeze()))
 }
 
+/// Drops the whole empty packets at the front of `buf`: lighttpd follows a
+/// request that has no body with one, which may come in a read of its own,
+/// while the response runs. They mean nothing there, nor between requests.
+pub fn skip_empty_packets(buf: &mut BytesMut) {
+    const EMPTY: [u8; HEADER_LEN] = [MAGIC[0], MAGIC[1], 0, 0];
+    while buf.starts_with(&EMPTY) {
+        let _ = buf.split_to(HEADER_LEN);
+    }
+}
+
 /// Appends a container packet holding `payload` to `out`.
 pub(crate) fn reply(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(&REPLY_MAGIC);
@@ -66,6 +76,16 @@ mod tests {
         assert_eq!(split_packet(&mut buf, 100).unwrap().unwrap(), &[10, 7][..]);
         assert_eq!(&buf[..], &[0x12]);
         assert_eq!(split_packet(&mut buf, 100), Ok(None));
+    }
+
+    #[test]
+    fn only_whole_empty_packets_are_skipped() {
+        let mut buf = BytesMut::from(&[0x12, 0x34, 0, 0, 0x12, 0x34, 0, 0, 0x12, 0x34, 0][..]);
+        skip_empty_packets(&mut buf);
+        assert_eq!(&buf[..], &[0x12, 0x34, 0], "a cut one stays");
+        let mut forward = BytesMut::from(&[0x12, 0x34, 0, 1, 2][..]);
+        skip_empty_packets(&mut forward);
+        assert_eq!(forward.len(), 5);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use crate::codes;
 use crate::fields::put_string;
 use crate::packet::{self, HEADER_LEN, REPLY_MAGIC};
 use bytes::Bytes;
-use rustgi_model::{COALESCE_LIMIT, ResponseEncoder, ResponseEvent, ResponseHead, Segments};
+use rustgi_model::{
+    COALESCE_LIMIT, HeadTooLarge, ResponseEncoder, ResponseEvent, ResponseHead, Segments,
+};
 
 /// The most body bytes in one SEND_BODY_CHUNK: an 8 KiB packet less its
 /// header, the prefix code, the chunk length and the trailing NUL, so
@@ -18,18 +20,33 @@ pub const MAX_SEND_CHUNK: usize = packet::DEFAULT_PACKET_SIZE - HEADER_LEN - 4;
 #[derive(Clone, Debug)]
 pub struct AjpEncoder {
     reuse: bool,
+    /// The largest packet the web server takes, header included (Tomcat's
+    /// `packetSize`, Apache's `ProxyIOBufferSize`): SEND_HEADERS must fit.
+    packet_size: usize,
 }
 
 impl Default for AjpEncoder {
+    /// For AJP's default packet of 8 KiB.
     fn default() -> Self {
-        AjpEncoder { reuse: true }
+        AjpEncoder::new(packet::DEFAULT_PACKET_SIZE)
+    }
+}
+
+impl AjpEncoder {
+    /// `packet_size`: the largest packet the web server takes, header
+    /// included (at most 65539, the format's).
+    pub fn new(packet_size: usize) -> Self {
+        AjpEncoder {
+            reuse: true,
+            packet_size: packet_size.min(packet::MAX_PAYLOAD + HEADER_LEN),
+        }
     }
 }
 
 impl ResponseEncoder for AjpEncoder {
     fn encode(&mut self, event: ResponseEvent, out: &mut Segments) {
         match event {
-            ResponseEvent::Head(head) => send_headers(&head, out.small()),
+            ResponseEvent::Head(head) => send_headers(&head, self.packet_size, out.small()),
             ResponseEvent::Body(data) => send_body(data, out),
             ResponseEvent::End => {
                 packet::reply(out.small(), &[codes::END_RESPONSE, u8::from(self.reuse)]);
@@ -47,9 +64,78 @@ impl ResponseEncoder for AjpEncoder {
         self.reuse = false;
         true
     }
+
+    /// Apache refuses a SEND_HEADERS larger than its buffer ("AH01081:
+    /// ajp_msg_check_header() incoming message is too big") and answers
+    /// 500 without a word to us.
+    fn check_head(&self, head: &ResponseHead) -> Result<(), HeadTooLarge> {
+        let length = HEADER_LEN + headers_payload_len(head);
+        if length > self.packet_size {
+            return Err(HeadTooLarge {
+                length,
+                limit: self.packet_size,
+                limit_name: "AJP's packet size",
+                option: "--max-header-size",
+            });
+        }
+        Ok(())
+    }
 }
 
-fn send_headers(head: &ResponseHead, out: &mut Vec<u8>) {
+impl crate::AjpError {
+    /// Writes what the web server is told before the connection closes on
+    /// this error, if anything; true if something was written. A missing
+    /// or wrong secret is answered as Tomcat answers it, 403 and
+    /// END_RESPONSE reuse=0: the web server passes the 403 on rather than
+    /// taking a silent close for a dead backend (Apache's 503, a balancer
+    /// trying the next member with the same secret).
+    pub fn answer_into(&self, out: &mut Vec<u8>) -> bool {
+        if !matches!(self, Self::SecretMissing | Self::SecretWrong) {
+            return false;
+        }
+        let mut payload = vec![codes::SEND_HEADERS];
+        payload.extend_from_slice(&403u16.to_be_bytes());
+        put_string(&mut payload, b"Forbidden");
+        payload.extend_from_slice(&1u16.to_be_bytes());
+        payload.extend_from_slice(
+            &codes::response_header_code(b"Content-Length")
+                .expect("Content-Length has a code")
+                .to_be_bytes(),
+        );
+        put_string(&mut payload, b"0");
+        packet::reply(out, &payload);
+        packet::reply(out, &[codes::END_RESPONSE, 0]);
+        true
+    }
+}
+
+/// The length of a string field.
+fn string_len(value: &[u8]) -> usize {
+    2 + value.len() + 1
+}
+
+/// SEND_HEADERS' payload length for `head`, as [`send_headers`] writes it.
+fn headers_payload_len(head: &ResponseHead) -> usize {
+    let reason = head.status.get(4..).unwrap_or_default();
+    let fields: usize = head
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let name_len = match codes::response_header_code(name) {
+                Some(_) => 2,
+                None => string_len(name),
+            };
+            name_len + string_len(value)
+        })
+        .sum();
+    1 + 2 + string_len(reason) + 2 + fields
+}
+
+/// Writes SEND_HEADERS. The flow has checked the head
+/// ([`AjpEncoder::check_head`]); one that does not fit all the same
+/// becomes a bare 500 rather than a packet the web server refuses or a
+/// wrong length.
+fn send_headers(head: &ResponseHead, packet_size: usize, out: &mut Vec<u8>) {
     // Written in place, the length patched in after: no payload buffer of
     // its own to allocate and copy.
     let start = out.len();
@@ -67,10 +153,7 @@ fn send_headers(head: &ResponseHead, out: &mut Vec<u8>) {
         put_string(out, value);
     }
     let length = out.len() - start - HEADER_LEN;
-    if length > packet::MAX_PAYLOAD {
-        // A head within MAX_RESPONSE_HEAD as text can be a few bytes longer
-        // in AJP's form than its length field can say: refused as any
-        // application error is, rather than sent with a wrong length.
+    if HEADER_LEN + length > packet_size {
         out.truncate(start);
         let mut payload = vec![codes::SEND_HEADERS];
         payload.extend_from_slice(&500u16.to_be_bytes());
@@ -170,7 +253,7 @@ mod tests {
             .collect();
         let head = ResponseHead::new(Bytes::from_static(b"200 OK"), headers).unwrap();
         let mut out = b"before".to_vec();
-        send_headers(&head, &mut out);
+        send_headers(&head, packet::MAX_PAYLOAD + HEADER_LEN, &mut out);
         assert_eq!(&out[..6], b"before", "what was there stays");
         let packets = decode_response(&out[6..]).unwrap();
         assert_eq!(
@@ -181,6 +264,64 @@ mod tests {
                 headers: vec![]
             }]
         );
+    }
+
+    fn head_with_header_of(size: usize) -> ResponseHead {
+        let value = Bytes::from(vec![b'v'; size]);
+        ResponseHead::new(
+            Bytes::from_static(b"200 OK"),
+            vec![(Bytes::from_static(b"X-Big"), value)],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_head_over_the_packet_size_is_refused_by_its_exact_length() {
+        let encoder = AjpEncoder::new(8192);
+        // Its payload: code, status, reason "OK", count, "X-Big", value.
+        let fixed = 1 + 2 + (2 + 2 + 1) + 2 + (2 + 5 + 1) + (2 + 1);
+        let fits = head_with_header_of(8188 - fixed);
+        assert_eq!(encoder.check_head(&fits), Ok(()));
+        let mut out = Segments::default();
+        AjpEncoder::new(8192).encode(ResponseEvent::Head(fits), &mut out);
+        assert_eq!(written(&out).len(), 8192, "exactly one full packet");
+        let over = head_with_header_of(8189 - fixed);
+        let error = encoder.check_head(&over).unwrap_err();
+        assert_eq!((error.length, error.limit), (8193, 8192));
+        assert_eq!(
+            error.to_string(),
+            "response head of 8193 bytes over AJP's packet size of 8192 (--max-header-size)"
+        );
+        // Not checked, it still never goes out whole.
+        let mut out = Segments::default();
+        AjpEncoder::new(8192).encode(ResponseEvent::Head(over), &mut out);
+        let packets = decode_response(&written(&out)).unwrap();
+        assert!(
+            matches!(packets[..], [ResponsePacket::Headers { status: 500, .. }]),
+            "{packets:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_wrong_secret_is_answered_403_without_reuse() {
+        for error in [crate::AjpError::SecretMissing, crate::AjpError::SecretWrong] {
+            let mut out = Vec::new();
+            assert!(error.answer_into(&mut out));
+            assert_eq!(
+                decode_response(&out).unwrap(),
+                vec![
+                    ResponsePacket::Headers {
+                        status: 403,
+                        reason: b"Forbidden".to_vec(),
+                        headers: vec![(b"content-length".to_vec(), b"0".to_vec())]
+                    },
+                    ResponsePacket::End { reuse: false },
+                ]
+            );
+        }
+        let mut out = Vec::new();
+        assert!(!crate::AjpError::EmptyPacket.answer_into(&mut out));
+        assert!(out.is_empty(), "other bad input is not answered");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Python thread, and for the rest as the application reads. The web
 //! server reads the response all the while, so nothing is held back.
 
+use super::body_rate::{RateCheck, TooSlow};
 use super::connection::{Connection, Stop, TryRead};
 use super::gate::JobGate;
 use crate::bad_input::bad_input;
@@ -20,7 +21,7 @@ use crate::named::Named;
 use crate::record::Trail;
 use crate::sink::{Who, async_io, log_for};
 use bytes::BytesMut;
-use rustgi_ajp::{Ajp, AjpEncoder, AjpError, BodyReader, Chunk, Command, Forward};
+use rustgi_ajp::{Ajp, AjpError, BodyReader, Chunk, Command, Forward};
 use rustgi_core::{
     BodyError, BodyWriter, Job, PythonPool, ResponseTarget, SpoolLimits, body_pipe,
     response_channel,
@@ -132,7 +133,7 @@ impl Driver<'_> {
             if self.served && buf.is_empty() && self.ctx.park_idle && !self.stopping() {
                 return Stop::Idle;
             }
-            let command = match self.next_command(reader, &mut buf, accepted).await {
+            let command = match self.next_command(reader, writer, &mut buf, accepted).await {
                 Ok(command) => command,
                 Err(clean) => return Stop::Closed { clean },
             };
@@ -168,14 +169,16 @@ impl Driver<'_> {
 
     /// Reads until a command is whole. `Err(clean)`: the connection is to
     /// be closed (after bad input, logged; a timeout; the peer's EOF).
-    async fn next_command<R>(
+    async fn next_command<R, W>(
         &mut self,
         reader: &mut R,
+        writer: &mut W,
         buf: &mut BytesMut,
         accepted: Instant,
     ) -> Result<Command, bool>
     where
         R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
     {
         // A new connection has --header-timeout from accept; a kept one
         // --keepalive-timeout until its next request begins, then
@@ -188,6 +191,11 @@ impl Driver<'_> {
                 Ok(Some(command)) => return Ok(command),
                 Ok(None) => {}
                 Err(e) => {
+                    // A refused secret is answered (403) before the close.
+                    if e.answer_into(self.out.small()) {
+                        bad_input!(self.peer, "bad AJP input", peer = %self.peer, "refused: {e}; answering 403 and closing the connection");
+                        return Err(self.flush(writer).await.is_ok());
+                    }
                     self.bad(&e);
                     return Err(true);
                 }
@@ -278,6 +286,8 @@ impl Driver<'_> {
             named,
             peer: self.peer,
             body_timeout: self.ctx.timeouts.body,
+            rate: RateCheck::new(self.ctx.body.min_rate),
+            due_since: None,
         };
         let (body_writer, body_reader) = body_pipe(pull.body.length(), self.ctx.spool);
         if pull.body.ended() {
@@ -320,7 +330,7 @@ impl Driver<'_> {
         self.ctx.pool.submit(job);
 
         let mut flow = ResponseFlow::new(true).traced(trail);
-        let mut encoder = AjpEncoder::default();
+        let mut encoder = self.ajp.encoder();
         let mut last = false;
         let mut events = Vec::new();
         let who = Who {
@@ -357,8 +367,11 @@ impl Driver<'_> {
                 input = async {
                     if due {
                         Woke::Body(pull.next(reader, writer, buf, &mut self.out, self.ctx).await)
-                    } else {
+                    } else if buf.is_empty() {
                         Woke::Watched(watch(reader, buf).await)
+                    } else {
+                        // Kept for after the response: read no more.
+                        std::future::pending().await
                     }
                 } => input,
             };
@@ -385,17 +398,19 @@ impl Driver<'_> {
                     flow.discard();
                     break Ending::Aborted;
                 }
-                Woke::Watched(watched) => {
-                    match watched {
-                        Watched::Gone => log_for!(
-                            info,
-                            who,
-                            "the front server closed the connection during the response"
-                        ),
-                        Watched::Unexpected(n) => {
-                            bad_input!(self.peer, "bad AJP input", peer = %self.peer, request = %named, "{n} bytes from the front server while no body packet was due; closing the connection")
-                        }
-                    }
+                Woke::Watched(Watched::Kept(n)) => {
+                    log_for!(
+                        debug,
+                        who,
+                        "{n} bytes from the front server during the response: kept for after it"
+                    );
+                }
+                Woke::Watched(Watched::Gone) => {
+                    log_for!(
+                        info,
+                        who,
+                        "the front server closed the connection during the response"
+                    );
                     closer.close();
                     flow.discard();
                     break Ending::Aborted;
@@ -437,6 +452,14 @@ struct Pull<'a> {
     named: Named<'a>,
     peer: &'a str,
     body_timeout: std::time::Duration,
+    /// `--body-min-rate`, counted over the time a packet is due.
+    rate: RateCheck,
+    /// While a packet is due: when it became due (its `--body-timeout`
+    /// runs from there) and how far its waiting is counted in `rate`.
+    /// Kept here, not in `next`: the response loop drops a `next` whenever
+    /// the application's events come first, and a streaming application
+    /// must not restart the packet's clock.
+    due_since: Option<(Instant, Instant)>,
 }
 
 impl Pull<'_> {
@@ -459,11 +482,14 @@ impl Pull<'_> {
                 .await
                 .map_err(|_| self.fail(BodyError::Disconnected))?;
         }
-        let deadline = Instant::now() + self.body_timeout;
+        let now = Instant::now();
+        let (due, _) = *self.due_since.get_or_insert((now, now));
+        let deadline = due + self.body_timeout;
         loop {
             match self.body.decode(buf) {
                 Ok(None) => {}
                 Ok(Some(Chunk::Data(data))) => {
+                    self.due_since = None;
                     if let Some(writer) = &self.writer {
                         writer.push(data);
                         if self.body.ended() {
@@ -473,6 +499,7 @@ impl Pull<'_> {
                     return Ok(());
                 }
                 Ok(Some(Chunk::End)) => {
+                    self.due_since = None;
                     if let Some(writer) = &self.writer {
                         writer.finish();
                     }
@@ -491,14 +518,35 @@ impl Pull<'_> {
                 }
             }
             buf.reserve(16 * 1024);
-            match timeout_at(deadline, reader.read_buf(buf)).await {
+            let (_, counted) = self.due_since.expect("due until the packet is whole");
+            // A read also ends when the rate's window does, to be checked.
+            let until = self
+                .rate
+                .time_left()
+                .map_or(deadline, |left| deadline.min(counted + left));
+            let read = timeout_at(until, reader.read_buf(buf)).await;
+            // Waiting counts from where it was last counted: time the
+            // response loop spent elsewhere with the packet due counts too.
+            let now = Instant::now();
+            let waited = now - counted;
+            self.due_since = Some((due, now));
+            match read {
                 Ok(Ok(0)) => {
                     let received = self.body.received();
                     let expected = self.body.length();
                     return Err(self.fail(BodyError::Truncated { received, expected }));
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok(n)) => {
+                    if let Err(slow) = self.rate.record(waited, n as u64) {
+                        return Err(self.too_slow(slow));
+                    }
+                }
                 Ok(Err(_)) => return Err(self.fail(BodyError::Disconnected)),
+                Err(_) if now < deadline => {
+                    if let Err(slow) = self.rate.record(waited, 0) {
+                        return Err(self.too_slow(slow));
+                    }
+                }
                 Err(_) => {
                     let received = self.body.received();
                     let expected = self.body.length();
@@ -508,6 +556,20 @@ impl Pull<'_> {
                 }
             }
         }
+    }
+
+    /// The error for a body below `--body-min-rate`, logged.
+    fn too_slow(&mut self, slow: TooSlow) -> BodyError {
+        let error = BodyError::TooSlow {
+            received: self.body.received(),
+            expected: self.body.length(),
+            rate: slow.rate,
+            limit: slow.limit,
+            window_secs: slow.window_secs,
+        };
+        let (peer, named) = (self.peer, self.named);
+        bad_input!(peer, "body too slow", %peer, request = %named, "{error}; closing the connection");
+        self.fail(error)
     }
 
     fn fail(&mut self, error: BodyError) -> BodyError {
@@ -529,15 +591,25 @@ enum Woke {
 
 enum Watched {
     Gone,
-    Unexpected(usize),
+    /// Bytes that are not an empty packet, kept for after the response.
+    Kept(usize),
 }
 
-/// While the response runs and no body packet is due: the web server has
-/// nothing to send; its EOF or bytes end the request.
+/// While the response runs and no body packet is due: the web server's
+/// EOF ends the request. An empty packet (lighttpd's after a request
+/// without a body, in a read of its own) is dropped; anything else is kept
+/// in `buf` for after the response, as the Python lane keeps it, and
+/// nothing more is read meanwhile.
 async fn watch<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) -> Watched {
-    buf.reserve(4096);
-    match reader.read_buf(buf).await {
-        Ok(0) | Err(_) => Watched::Gone,
-        Ok(_) => Watched::Unexpected(buf.len()),
+    loop {
+        buf.reserve(4096);
+        match reader.read_buf(buf).await {
+            Ok(0) | Err(_) => return Watched::Gone,
+            Ok(_) => {}
+        }
+        rustgi_ajp::skip_empty_packets(buf);
+        if !buf.is_empty() {
+            return Watched::Kept(buf.len());
+        }
     }
 }

@@ -8,7 +8,7 @@
 
 use super::{Accepted, Answer, HandOff, KeptAs, Lane, answer_here};
 use crate::io_lane::ajp::AjpContext;
-use rustgi_ajp::{AjpEncoder, BodyKind, Chunk, Command};
+use rustgi_ajp::{BodyKind, Chunk, Command};
 use rustgi_core::body_pipe;
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
@@ -48,7 +48,7 @@ pub(crate) fn start(ctx: &AjpContext, conn: Accepted, tracker: &TaskTracker) -> 
     body.finish();
     let answer = Answer {
         body: body_reader,
-        encoder: AjpEncoder::default(),
+        encoder: ajp.encoder(),
         write_timeout: ctx.timeouts.write,
         errors_to_peer: false,
         kept: Some(KeptAs::Ajp),
