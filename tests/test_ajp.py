@@ -35,7 +35,7 @@ SECRET = "t0p-s3cret"
 
 ajp_gw = module_gateway(
     "ajp-raw",
-    ["--app", APP, "--threads", "4", "--ajp-secret", SECRET, "--max-header-size", "8192",
+    ["--app", APP, "--threads", "4", "--ajp-secret", SECRET,
      "--bad-input-warnings", "0"],
     proto="ajp",
     doc="--ajp-secret, 8 KiB packets at most, every bad input logged.",
@@ -147,7 +147,7 @@ def test_a_head_over_the_packet_size_is_a_500_with_a_log_line(per_test_gateway, 
     # makes it answer 500 with nothing in our log (AH01081).
     log = run_dir / "ajp-big-head-access.log"
     gw = per_test_gateway("ajp-big-head", ["--app", APP, "--threads", "2", "--ajp-secret", SECRET,
-                                           "--max-header-size", "8192", "--access-log", str(log)],
+                                           "--access-log", str(log)],
                           proto="ajp")
     mark = gw.log.mark()
     with ajp.Connection(gw.socket) as c:
@@ -157,7 +157,7 @@ def test_a_head_over_the_packet_size_is_a_500_with_a_log_line(per_test_gateway, 
         r = c.request("GET", "/big-header", query="size=8000", secret=SECRET)
         assert (r.status, len(r.header("X-Big"))) == (200, 8000), r
     assert gw.log.wait_for(r"WARN.*response head of 90\d\d bytes over AJP's packet size of 8192 "
-                           r"\(--max-header-size\).*request=#\S+ GET /big-header", since=mark), gw.describe(since=mark)
+                           r"\(--ajp-packet-size\).*request=#\S+ GET /big-header", since=mark), gw.describe(since=mark)
     assert wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, timeout=5)
     first, second = log.read_text().splitlines()[:2]
     assert "/big-header?size=9000" in first and " 500 " in first, first

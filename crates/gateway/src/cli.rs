@@ -59,6 +59,14 @@ pub struct Cli {
     #[arg(long)]
     pub ajp_secret_optional: bool,
 
+    /// AJP's packet size, both ways (Tomcat's `packetSize`): it must match
+    /// the web server's buffer (Apache's ProxyIOBufferSize, 8192 unless
+    /// raised). A response head that does not fit one packet is answered
+    /// 500 with a log line, where Apache would fail it silently.
+    #[arg(long, default_value_t = 8192, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(8192..=65536))]
+    pub ajp_packet_size: u32,
+
     /// Where to listen: a Unix socket path, or HOST:PORT. Without it, the
     /// listening socket the front server passed on fd 0 is used.
     /// (`--bind`, `-b`: gunicorn's names.)
@@ -581,6 +589,7 @@ impl Cli {
             ajp: AjpOptions {
                 secret: self.ajp_secret.filter(|s| !s.is_empty()),
                 secret_optional: self.ajp_secret_optional,
+                packet_size: self.ajp_packet_size as usize,
             },
             allow_from: self.allow_from,
             forwarded: self

@@ -49,6 +49,9 @@ pub struct AjpOptions {
     /// `--ajp-secret-optional`: serve AJP without a secret (without it and
     /// without a secret, AJP connections are refused).
     pub secret_optional: bool,
+    /// `--ajp-packet-size`: the largest packet either way (Tomcat's
+    /// `packetSize`; it must match the web server's buffer).
+    pub packet_size: usize,
 }
 
 /// Each stage of a connection has its own limit, so a stalled front-server

@@ -438,5 +438,5 @@ fn ajp_protocol(config: &ServeConfig) -> Option<rustgi_ajp::Ajp> {
             "AJP is served without a secret (--ajp-secret-optional): anyone who can connect can set REMOTE_USER and HTTPS"
         );
     }
-    Some(rustgi_ajp::Ajp::new(config.max_header_size, secret))
+    Some(rustgi_ajp::Ajp::new(config.ajp.packet_size, secret))
 }

@@ -11,7 +11,7 @@ pub enum AjpError {
     /// not: its bytes up to the first that differs (an HTTP request sent
     /// here shows as `G`), the same however the bytes were cut.
     WrongMagic { found: Vec<u8> },
-    /// The packet's length field is over the limit (`--max-header-size`,
+    /// The packet's length field is over the limit (`--ajp-packet-size`,
     /// at most 65535 by the format).
     PacketTooLong { length: usize, limit: usize },
     /// A packet that must carry a code is empty.
@@ -77,7 +77,7 @@ impl fmt::Display for AjpError {
             ),
             PacketTooLong { length, limit } => write!(
                 f,
-                "AJP packet of {length} bytes is over the limit of {limit} (--max-header-size; \
+                "AJP packet of {length} bytes is over the limit of {limit} (--ajp-packet-size; \
                  Apache's ProxyIOBufferSize must not exceed it)"
             ),
             EmptyPacket => f.write_str("AJP packet is empty where a prefix code was expected"),

@@ -67,7 +67,7 @@ pub struct Ajp {
 }
 
 impl Ajp {
-    /// `max_packet`: the largest payload accepted (`--max-header-size`;
+    /// `max_packet`: the largest payload accepted (`--ajp-packet-size`;
     /// the format allows 65535), and the largest response head packet,
     /// header included, as the web server's buffer counts it. `secret`:
     /// when set, a forward request must carry it.
@@ -105,7 +105,7 @@ impl Ajp {
     }
 
     /// The response encoder of a request. SEND_HEADERS must fit the packet
-    /// the web server reads, the size `--max-header-size` gives to what we
+    /// the web server reads, the size `--ajp-packet-size` gives to what we
     /// read: Tomcat has one `packetSize` for both.
     pub fn encoder(&self) -> AjpEncoder {
         AjpEncoder::new(self.packet_size)

@@ -75,7 +75,7 @@ impl ResponseEncoder for AjpEncoder {
                 length,
                 limit: self.packet_size,
                 limit_name: "AJP's packet size",
-                option: "--max-header-size",
+                option: "--ajp-packet-size",
             });
         }
         Ok(())
@@ -290,7 +290,7 @@ mod tests {
         assert_eq!((error.length, error.limit), (8193, 8192));
         assert_eq!(
             error.to_string(),
-            "response head of 8193 bytes over AJP's packet size of 8192 (--max-header-size)"
+            "response head of 8193 bytes over AJP's packet size of 8192 (--ajp-packet-size)"
         );
         // Not checked, it still never goes out whole.
         let mut out = Segments::default();
