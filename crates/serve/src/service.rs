@@ -9,6 +9,7 @@ use crate::io_lane::ajp::{self, AjpContext};
 use crate::io_lane::connection::Connection;
 use crate::io_lane::fastcgi::{self, FastcgiContext};
 use crate::io_lane::gate::JobGate;
+use crate::io_lane::shared::LaneShared;
 use crate::io_lane::stream::{self, StreamContext};
 use crate::io_lane::to_python;
 use crate::python_lane::{self, Accepted, Decoded, Lane, Socket};
@@ -128,15 +129,9 @@ impl Service {
             ),
             ajp: AjpContext {
                 protocol: ajp_protocol(config),
-                pool: pool.clone(),
-                gate: gate.clone(),
-                timeouts: config.timeouts,
-                spool: config.spool,
-                body: config.body,
-                response_buffer: config.response_buffer,
+                shared: LaneShared::new(config, pool.clone(), gate.clone()),
                 shutdown: shutdown.clone(),
                 park_idle: lane != LaneChoice::Io,
-                runtime: tokio::runtime::Handle::current(),
             },
             fastcgi: FastcgiContext {
                 protocol: rustgi_fastcgi::Config {
@@ -147,16 +142,10 @@ impl Service {
                     max_requests: request_limit,
                     multiplex: true,
                 },
-                pool: pool.clone(),
-                gate,
-                timeouts: config.timeouts,
-                spool: config.spool,
-                body: config.body,
-                response_buffer: config.response_buffer,
+                shared: LaneShared::new(config, pool.clone(), gate),
                 errors_to_peer: config.fastcgi.stderr,
                 shutdown,
                 park_idle: lane != LaneChoice::Io,
-                runtime: tokio::runtime::Handle::current(),
             },
             pool,
             timeouts: config.timeouts,

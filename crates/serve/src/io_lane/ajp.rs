@@ -12,9 +12,8 @@
 
 use super::body_rate::{RateCheck, TooSlow};
 use super::connection::{Connection, Stop, TryRead};
-use super::gate::JobGate;
+use super::shared::LaneShared;
 use crate::bad_input::bad_input;
-use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting};
 use crate::named::Named;
@@ -22,10 +21,7 @@ use crate::record::Trail;
 use crate::sink::{Who, async_io, log_for};
 use bytes::BytesMut;
 use rustgi_ajp::{Ajp, AjpError, BodyReader, Chunk, Command, Forward};
-use rustgi_core::{
-    BodyError, BodyWriter, Job, PythonPool, ResponseTarget, SpoolLimits, body_pipe,
-    response_channel,
-};
+use rustgi_core::{BodyError, BodyWriter, Job, ResponseTarget, body_pipe, response_channel};
 use rustgi_model::{ResponseEncoder, Segments};
 use rustgi_observe::{Ended, Front};
 use std::sync::Arc;
@@ -38,18 +34,12 @@ pub struct AjpContext {
     /// `None`: AJP is refused (no `--ajp-secret` and no
     /// `--ajp-secret-optional`, under `--proto auto`).
     pub protocol: Option<Ajp>,
-    pub pool: Arc<PythonPool>,
-    pub(crate) gate: JobGate,
-    pub timeouts: Timeouts,
-    pub spool: SpoolLimits,
-    pub body: BodyLimits,
-    pub response_buffer: usize,
+    pub shared: LaneShared,
     /// Cancelled when the worker stops (see `fastcgi::STOP_GRACE`).
     pub shutdown: CancellationToken,
     /// An idle connection goes back to the intake (false under
     /// `RUSTGI_LANE=io`).
     pub park_idle: bool,
-    pub runtime: tokio::runtime::Handle,
 }
 
 /// Serves one AJP connection until it closes, or until it is idle between
@@ -83,7 +73,7 @@ pub(crate) async fn serve<C: Connection>(
     };
     let stop = driver.run(&mut reader, &mut writer, buf, accepted).await;
     drop((reader, writer));
-    stop.settle(stream, ctx.timeouts.write).await
+    stop.settle(stream, ctx.shared.timeouts.write).await
 }
 
 struct Driver<'a> {
@@ -183,8 +173,8 @@ impl Driver<'_> {
         // A new connection has --header-timeout from accept; a kept one
         // --keepalive-timeout until its next request begins, then
         // --header-timeout from there.
-        let mut deadline = (!self.served).then(|| accepted + self.ctx.timeouts.header);
-        let idle_until = Instant::now() + self.ctx.timeouts.keepalive;
+        let mut deadline = (!self.served).then(|| accepted + self.ctx.shared.timeouts.header);
+        let idle_until = Instant::now() + self.ctx.shared.timeouts.keepalive;
         let mut place = None;
         loop {
             match self.ajp.decode_command(buf) {
@@ -201,7 +191,7 @@ impl Driver<'_> {
                 }
             }
             if !buf.is_empty() && deadline.is_none() {
-                deadline = Some(Instant::now() + self.ctx.timeouts.header);
+                deadline = Some(Instant::now() + self.ctx.shared.timeouts.header);
             }
             let waiting = if buf.is_empty() && self.served {
                 Waiting::Idle
@@ -238,7 +228,7 @@ impl Driver<'_> {
                     return Err(false);
                 }
                 Err(_) if idle => {
-                    tracing::info!(peer = %self.peer, "closing an AJP connection idle for {:?} (--keepalive-timeout)", self.ctx.timeouts.keepalive);
+                    tracing::info!(peer = %self.peer, "closing an AJP connection idle for {:?} (--keepalive-timeout)", self.ctx.shared.timeouts.keepalive);
                     return Err(true);
                 }
                 Err(_) => {
@@ -254,7 +244,7 @@ impl Driver<'_> {
     }
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> Result<(), ()> {
-        async_io::write_all(writer, &mut self.out, self.ctx.timeouts.write)
+        async_io::write_all(writer, &mut self.out, self.ctx.shared.timeouts.write)
             .await
             .map_err(|e| e.log(self.who(), false))
     }
@@ -285,18 +275,18 @@ impl Driver<'_> {
             writer: None,
             named,
             peer: self.peer,
-            body_timeout: self.ctx.timeouts.body,
-            rate: RateCheck::new(self.ctx.body.min_rate),
+            body_timeout: self.ctx.shared.timeouts.body,
+            rate: RateCheck::new(self.ctx.shared.body.min_rate),
             due_since: None,
         };
-        let (body_writer, body_reader) = body_pipe(pull.body.length(), self.ctx.spool);
+        let (body_writer, body_reader) = body_pipe(pull.body.length(), self.ctx.shared.spool);
         if pull.body.ended() {
             body_writer.finish();
         } else {
             pull.writer = Some(body_writer);
         }
         // Up to --buffer-body before a Python thread is taken.
-        let buffer = self.ctx.body.buffer as u64;
+        let buffer = self.ctx.shared.body.buffer as u64;
         while !pull.body.ended() && pull.body.received() < buffer {
             if let Err(failed) = pull
                 .next(reader, writer, buf, &mut self.out, self.ctx)
@@ -313,7 +303,7 @@ impl Driver<'_> {
                 return Served::Broken;
             }
         }
-        let (sender, receiver) = response_channel(self.ctx.response_buffer);
+        let (sender, receiver) = response_channel(self.ctx.shared.response_buffer);
         let closer = receiver.closer();
         let job = Job {
             id,
@@ -326,8 +316,8 @@ impl Driver<'_> {
             response: ResponseTarget::Channel(sender),
             errors_to_peer: false,
         };
-        let mut admission = self.ctx.gate.admit().await;
-        self.ctx.pool.submit(job);
+        let mut admission = self.ctx.shared.gate.admit().await;
+        self.ctx.shared.pool.submit(job);
 
         let mut flow = ResponseFlow::new(true).traced(trail);
         let mut encoder = self.ajp.encoder();
@@ -478,7 +468,7 @@ impl Pull<'_> {
         W: AsyncWrite + Unpin,
     {
         if self.body.ask(out.small()) {
-            async_io::write_all(writer, out, ctx.timeouts.write)
+            async_io::write_all(writer, out, ctx.shared.timeouts.write)
                 .await
                 .map_err(|_| self.fail(BodyError::Disconnected))?;
         }

@@ -7,8 +7,8 @@
 use super::body_rate::RateCheck;
 use super::connection::{Connection, TryRead};
 use super::gate::{Admission, JobGate};
+use super::shared::LaneShared;
 use crate::bad_input::bad_input;
-use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting, WaitingPlace};
 use crate::named::{Named, Naming};
@@ -17,8 +17,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rustgi_core::{
-    BodyError, BodyWriter, Demand, Job, PythonPool, ResponseCloser, ResponseEvent,
-    ResponseReceiver, ResponseTarget, SpoolLimits, body_pipe, response_channel,
+    BodyError, BodyWriter, Demand, Job, ResponseCloser, ResponseEvent, ResponseReceiver,
+    ResponseTarget, body_pipe, response_channel,
 };
 use rustgi_fastcgi::{self as fcgi, Event, Role};
 use rustgi_model::{Param, Request, Segments, length_param};
@@ -33,12 +33,7 @@ use tokio_util::sync::CancellationToken;
 /// What every FastCGI connection of a listener shares.
 pub struct FastcgiContext {
     pub protocol: fcgi::Config,
-    pub pool: Arc<PythonPool>,
-    pub(crate) gate: JobGate,
-    pub timeouts: Timeouts,
-    pub spool: SpoolLimits,
-    pub body: BodyLimits,
-    pub response_buffer: usize,
+    pub shared: LaneShared,
     /// Also send `wsgi.errors` lines as FCGI_STDERR.
     pub errors_to_peer: bool,
     /// Cancelled when the worker stops: kept connections close once idle
@@ -49,9 +44,6 @@ pub struct FastcgiContext {
     /// where the Python threads serve its next request themselves (false
     /// under `RUSTGI_LANE=io`).
     pub park_idle: bool,
-    /// The I/O loop, where a Python-lane response goes once its
-    /// connection is full.
-    pub runtime: tokio::runtime::Handle,
 }
 
 /// What the driver keeps with each request, in the connection
@@ -166,11 +158,11 @@ pub(crate) async fn serve<C: Connection>(
         responses: FuturesUnordered::new(),
         generation: 0,
         out: Segments::default(),
-        head_deadline: (!kept).then(|| accepted + ctx.timeouts.header),
+        head_deadline: (!kept).then(|| accepted + ctx.shared.timeouts.header),
         multiplexed: false,
         sole_body: None,
         kept,
-        body_rate: RateCheck::new(ctx.body.min_rate),
+        body_rate: RateCheck::new(ctx.shared.body.min_rate),
         tether,
         waiting: None,
         held: VecDeque::new(),
@@ -180,7 +172,7 @@ pub(crate) async fn serve<C: Connection>(
     let stop = driver.run(&mut reader, &mut writer, buf).await;
     driver.abandon_all();
     drop((reader, writer));
-    stop.settle(stream, ctx.timeouts.write).await
+    stop.settle(stream, ctx.shared.timeouts.write).await
 }
 
 impl Driver<'_> {
@@ -213,7 +205,7 @@ impl Driver<'_> {
                 // The first bytes of a request on a kept connection (read
                 // here, or a BEGIN_REQUEST already taken in): its head has
                 // --header-timeout from now.
-                self.head_deadline = Some(Instant::now() + self.ctx.timeouts.header);
+                self.head_deadline = Some(Instant::now() + self.ctx.shared.timeouts.header);
             }
             self.track_waiting(&buf);
             let read_limit = self.read_limit();
@@ -230,7 +222,7 @@ impl Driver<'_> {
                 && self
                     .body_rate
                     .time_left()
-                    .is_some_and(|left| left < self.ctx.timeouts.body);
+                    .is_some_and(|left| left < self.ctx.shared.timeouts.body);
             let reading = Instant::now();
             let place = self.waiting.as_ref().map(|(_, _, place)| place);
             if std::mem::take(&mut unread) {
@@ -246,7 +238,7 @@ impl Driver<'_> {
                         self.log_eviction();
                         return Stop::Closed { clean: false };
                     }
-                    admission = admitted(&mut self.admitting, &self.ctx.gate), if !self.held.is_empty() => {
+                    admission = admitted(&mut self.admitting, &self.ctx.shared.gate), if !self.held.is_empty() => {
                         self.admitting = None;
                         if let Some(admission) = admission {
                             self.submit_held(admission);
@@ -396,7 +388,7 @@ impl Driver<'_> {
         }
         self.waiting = now.map(|what| {
             let since = match (what, self.head_deadline) {
-                (Waiting::Head, Some(deadline)) => deadline - self.ctx.timeouts.header,
+                (Waiting::Head, Some(deadline)) => deadline - self.ctx.shared.timeouts.header,
                 _ => Instant::now(),
             };
             (what, since, self.tether.waiting(what, since))
@@ -432,11 +424,11 @@ impl Driver<'_> {
     fn read_limit(&self) -> Option<(Instant, &'static str)> {
         if let Some((Waiting::Idle, since, _)) = &self.waiting {
             Some((
-                *since + self.ctx.timeouts.keepalive,
+                *since + self.ctx.shared.timeouts.keepalive,
                 "--keepalive-timeout: the kept connection stayed idle",
             ))
         } else if self.connection.receiving_body() {
-            let body = self.ctx.timeouts.body;
+            let body = self.ctx.shared.timeouts.body;
             let wait = self
                 .body_rate
                 .time_left()
@@ -490,7 +482,7 @@ impl Driver<'_> {
     }
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> Result<(), ()> {
-        async_io::write_all(writer, &mut self.out, self.ctx.timeouts.write)
+        async_io::write_all(writer, &mut self.out, self.ctx.shared.timeouts.write)
             .await
             .map_err(|e| e.log(self.who(), false))
     }
@@ -506,7 +498,7 @@ impl Driver<'_> {
                     request,
                 } => {
                     self.head_deadline = None;
-                    self.body_rate = RateCheck::new(self.ctx.body.min_rate);
+                    self.body_rate = RateCheck::new(self.ctx.shared.body.min_rate);
                     self.start(id, role, keep_conn, content_length, request);
                     self.multiplexed |= self.connection.active_requests() > 1;
                 }
@@ -561,7 +553,7 @@ impl Driver<'_> {
         for warning in &request.warnings {
             bad_input!(self.peer, "request", peer = %self.peer, request = %named, "{warning}");
         }
-        let (body, body_reader) = body_pipe(content_length, self.ctx.spool);
+        let (body, body_reader) = body_pipe(content_length, self.ctx.shared.spool);
         let demand = body.demand();
         let demand = Some(if keep_conn {
             demand.whole_once_taken()
@@ -576,14 +568,14 @@ impl Driver<'_> {
                 bad_input!(self.peer, "request", peer = %self.peer, request = %named, "FCGI_DATA_LENGTH {e}; ignored");
                 None
             });
-            let (writer, reader) = body_pipe(length, self.ctx.spool);
+            let (writer, reader) = body_pipe(length, self.ctx.shared.spool);
             streams.push(("fastcgi.data", reader));
             writer
         });
         let trail =
             crate::record::Trail::begin(&request, rustgi_observe::Front::Fastcgi, &request_id);
         let verdict = trail.as_ref().map(|t| t.verdict());
-        let (sender, receiver) = response_channel(self.ctx.response_buffer);
+        let (sender, receiver) = response_channel(self.ctx.shared.response_buffer);
         self.generation += 1;
         let io = RequestIo {
             generation: self.generation,
@@ -619,7 +611,7 @@ impl Driver<'_> {
     /// (see [`body_ready`]): a client sending it slowly holds no thread.
     /// Beyond what the `JobGate` admits, it is held, in order.
     fn submit_when_ready(&mut self, id: u16) {
-        let buffer = self.ctx.body.buffer as u64;
+        let buffer = self.ctx.shared.body.buffer as u64;
         let sole = self.connection.active_requests() == 1;
         let Some(io) = self.connection.request_data(id) else {
             return;
@@ -635,7 +627,7 @@ impl Driver<'_> {
         }
         // In order: a request held waits for those held before it.
         let admission = if self.held.is_empty() {
-            self.ctx.gate.try_admit()
+            self.ctx.shared.gate.try_admit()
         } else {
             None
         };
@@ -649,7 +641,7 @@ impl Driver<'_> {
         if let Some(io) = self.connection.request_data(id) {
             io.admission = Some(admission);
         }
-        self.ctx.pool.submit(job);
+        self.ctx.shared.pool.submit(job);
     }
 
     /// Submits the request held longest, unless it was aborted meanwhile.

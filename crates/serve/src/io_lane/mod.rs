@@ -9,5 +9,6 @@ pub(crate) mod body_rate;
 pub(crate) mod connection;
 pub(crate) mod fastcgi;
 pub(crate) mod gate;
+pub(crate) mod shared;
 pub(crate) mod stream;
 pub(crate) mod to_python;

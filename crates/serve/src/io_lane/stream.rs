@@ -6,8 +6,8 @@
 use super::body_rate::{RateCheck, TooSlow};
 use super::connection::{Connection, TryRead};
 use super::gate::{Admission, JobGate};
+use super::shared::LaneShared;
 use crate::bad_input::bad_input;
-use crate::config::{BodyLimits, Timeouts};
 use crate::flow::{Ending, ResponseFlow};
 use crate::intake::{Tether, Waiting};
 use crate::named::Named;
@@ -16,7 +16,7 @@ use crate::sink::{PeerSending, Who, async_io, log_for};
 use bytes::BytesMut;
 use rustgi_core::{
     BodyError, BodyWriter, Job, PythonPool, ResponseCloser, ResponseReceiver, ResponseTarget,
-    SpoolLimits, body_pipe, response_channel,
+    body_pipe, response_channel,
 };
 use rustgi_model::{BodyDecoder, BodyFraming, Request, ResponseEncoder, StreamProtocol, Unframed};
 use rustgi_observe::Ended;
@@ -35,16 +35,7 @@ pub struct StreamContext<P> {
     pub protocol: P,
     /// Its name in the access log.
     pub(crate) front: rustgi_observe::Front,
-    pub pool: Arc<PythonPool>,
-    pub(crate) gate: JobGate,
-    pub timeouts: Timeouts,
-    pub spool: SpoolLimits,
-    pub body: BodyLimits,
-    /// Bound of the response channel, in bytes.
-    pub response_buffer: usize,
-    /// The I/O loop, where a Python-lane response goes once its
-    /// connection is full.
-    pub runtime: tokio::runtime::Handle,
+    pub shared: LaneShared,
 }
 
 impl<P> StreamContext<P> {
@@ -59,13 +50,7 @@ impl<P> StreamContext<P> {
         StreamContext {
             protocol,
             front,
-            pool,
-            gate,
-            timeouts: config.timeouts,
-            spool: config.spool,
-            body: config.body,
-            response_buffer: config.response_buffer,
-            runtime: tokio::runtime::Handle::current(),
+            shared: LaneShared::new(config, pool, gate),
         }
     }
 }
@@ -99,7 +84,7 @@ pub async fn serve<P, C>(
                     &mut reader,
                     &mut writer,
                     PeerSending::Done,
-                    ctx.timeouts.write,
+                    ctx.shared.timeouts.write,
                 )
                 .await;
                 return;
@@ -123,22 +108,22 @@ pub async fn serve<P, C>(
     };
     let framing = ctx.protocol.body_framing(&request);
     let (body, body_reader) = match framing {
-        BodyFraming::Length(length) => body_pipe(Some(length), ctx.spool),
-        BodyFraming::Chunked => body_pipe(None, ctx.spool),
+        BodyFraming::Length(length) => body_pipe(Some(length), ctx.shared.spool),
+        BodyFraming::Chunked => body_pipe(None, ctx.shared.spool),
     };
     let progress = Progress::default();
     let mut body_pump = BodyPump {
         body,
         buf,
         decoder: BodyDecoder::new(framing),
-        body_timeout: ctx.timeouts.body,
-        rate: RateCheck::new(ctx.body.min_rate),
+        body_timeout: ctx.shared.timeouts.body,
+        rate: RateCheck::new(ctx.shared.body.min_rate),
         peer,
         named,
     };
-    let buffered = if ctx.body.buffer > 0 {
+    let buffered = if ctx.shared.body.buffer > 0 {
         body_pump
-            .read(&mut reader, &progress, Some(ctx.body.buffer as u64))
+            .read(&mut reader, &progress, Some(ctx.shared.body.buffer as u64))
             .await
     } else {
         Pumped::Buffered
@@ -171,7 +156,7 @@ pub async fn serve<P, C>(
         );
         return;
     }
-    let (sender, receiver) = response_channel(ctx.response_buffer);
+    let (sender, receiver) = response_channel(ctx.shared.response_buffer);
     let closer = receiver.closer();
     let job = Job {
         id,
@@ -185,7 +170,7 @@ pub async fn serve<P, C>(
         errors_to_peer: false,
     };
     // Beyond the requests the gate admits, this one waits unsubmitted.
-    let admission = ctx.gate.admit().await;
+    let admission = ctx.shared.gate.admit().await;
     if reader.hung_up() {
         not_run(
             who,
@@ -196,7 +181,7 @@ pub async fn serve<P, C>(
         );
         return;
     }
-    ctx.pool.submit(job);
+    ctx.shared.pool.submit(job);
 
     *progress.admission.lock().unwrap() = admission;
     // Bytes that came after the body, or `None` when the body failed
@@ -224,7 +209,7 @@ pub async fn serve<P, C>(
             receiver,
             encoder,
             &progress,
-            ctx.timeouts.write,
+            ctx.shared.timeouts.write,
             who,
             trail,
         );
@@ -240,7 +225,7 @@ pub async fn serve<P, C>(
         progress.response_complete.store(true, Ordering::Relaxed);
         // The close, as async_io::close does it, with the body pump's end
         // (it may still be reading) between the shutdown and the drain.
-        async_io::shutdown(&mut writer, ctx.timeouts.write).await;
+        async_io::shutdown(&mut writer, ctx.shared.timeouts.write).await;
         let in_body = match pumped {
             Some(extra) => {
                 drop(pump);
@@ -309,7 +294,7 @@ where
     P: StreamProtocol,
     R: AsyncRead + Unpin,
 {
-    let deadline = accepted + ctx.timeouts.header;
+    let deadline = accepted + ctx.shared.timeouts.header;
     let name = ctx.protocol.name();
     // At --max-connections, the connection waiting longest for its head
     // is closed to admit a new one.
@@ -367,7 +352,7 @@ where
                     "head timeout",
                     %peer,
                     "timed out after {:?} waiting for the {name} request head ({} bytes arrived)",
-                    ctx.timeouts.header,
+                    ctx.shared.timeouts.header,
                     buf.len()
                 );
                 return None;

@@ -135,7 +135,7 @@ async fn gather_stream<C: Connection, P: StreamProtocol>(
     let BodyFraming::Length(length) = protocol.body_framing(request) else {
         return Gathered::Io(partial);
     };
-    if length > ctx.body.buffer as u64 {
+    if length > ctx.shared.body.buffer as u64 {
         return Gathered::Io(partial);
     }
     while (partial.buf.len() as u64) < length {

@@ -26,7 +26,7 @@ pub(crate) fn start(ctx: &AjpContext, conn: Accepted, tracker: &TaskTracker) -> 
         return Lane::Io { conn, head: None };
     };
     let forward = *forward;
-    let (body, body_reader) = body_pipe(Some(forward.request.content_length), ctx.spool);
+    let (body, body_reader) = body_pipe(Some(forward.request.content_length), ctx.shared.spool);
     match forward.body {
         BodyKind::Length(0) => {
             // lighttpd follows every request without a body with an empty
@@ -49,13 +49,13 @@ pub(crate) fn start(ctx: &AjpContext, conn: Accepted, tracker: &TaskTracker) -> 
     let answer = Answer {
         body: body_reader,
         encoder: ajp.encoder(),
-        write_timeout: ctx.timeouts.write,
+        write_timeout: ctx.shared.timeouts.write,
         errors_to_peer: false,
         kept: Some(KeptAs::Ajp),
         front: rustgi_observe::Front::Ajp,
         handed: HandOff {
-            runtime: ctx.runtime.clone(),
-            buffer: ctx.response_buffer,
+            runtime: ctx.shared.runtime.clone(),
+            buffer: ctx.shared.response_buffer,
         },
     };
     answer_here(conn, Arc::new(forward.request), answer, tracker)

@@ -57,7 +57,7 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
         unreachable!("checked above");
     };
     request.params.push(Param::new("FCGI_ROLE", role.name()));
-    let (body, body_reader) = body_pipe(content_length, ctx.spool);
+    let (body, body_reader) = body_pipe(content_length, ctx.shared.spool);
     for event in events {
         match event {
             Event::Stdin { data, .. } => body.push(data),
@@ -67,13 +67,13 @@ pub(crate) fn start(ctx: &FastcgiContext, conn: Accepted, tracker: &TaskTracker)
     let answer = Answer {
         body: body_reader,
         encoder: SoleRequest { connection, id },
-        write_timeout: ctx.timeouts.write,
+        write_timeout: ctx.shared.timeouts.write,
         errors_to_peer: ctx.errors_to_peer,
         kept: keep_conn.then_some(super::KeptAs::Fastcgi(id)),
         front: rustgi_observe::Front::Fastcgi,
         handed: HandOff {
-            runtime: ctx.runtime.clone(),
-            buffer: ctx.response_buffer,
+            runtime: ctx.shared.runtime.clone(),
+            buffer: ctx.shared.response_buffer,
         },
     };
     answer_here(conn, Arc::new(request), answer, tracker)

@@ -34,7 +34,7 @@ pub(crate) fn start<P: StreamProtocol>(
             head: Some(Decoded { protocol, request }),
         };
     }
-    let (body, body_reader) = body_pipe(Some(conn.buf.len() as u64), ctx.spool);
+    let (body, body_reader) = body_pipe(Some(conn.buf.len() as u64), ctx.shared.spool);
     if !conn.buf.is_empty() {
         body.push(conn.buf.split().freeze());
     }
@@ -42,13 +42,13 @@ pub(crate) fn start<P: StreamProtocol>(
     let answer = Answer {
         body: body_reader,
         encoder: ctx.protocol.encoder(&request),
-        write_timeout: ctx.timeouts.write,
+        write_timeout: ctx.shared.timeouts.write,
         errors_to_peer: false,
         kept: None,
         front: protocol.front(),
         handed: HandOff {
-            runtime: ctx.runtime.clone(),
-            buffer: ctx.response_buffer,
+            runtime: ctx.shared.runtime.clone(),
+            buffer: ctx.shared.response_buffer,
         },
     };
     answer_here(conn, request, answer, tracker)
