@@ -354,19 +354,12 @@ impl Engine<'_> {
             return self.step_ajp(idx, c);
         }
         loop {
-            let n = match c.stream.read(&mut self.buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Outcome::Pending,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if c.reused && c.received == 0 && e.kind() == ErrorKind::ConnectionReset => {
-                    return Outcome::Closed;
-                }
-                Err(e) => return Outcome::Failed("io", format!("read: {e}")),
+            let n = match read_some(c, &mut self.buf) {
+                ReadResult::Bytes(n) => n,
+                ReadResult::Again => continue,
+                ReadResult::Stop(outcome) => return outcome,
             };
             if n == 0 {
-                if c.reused && c.received == 0 {
-                    return Outcome::Closed;
-                }
                 return match plan.proto {
                     Proto::Scgi | Proto::Uwsgi => match c.check.finish(&plan.expect) {
                         Ok(()) => Outcome::Done(false),
@@ -433,19 +426,12 @@ impl Engine<'_> {
     fn step_ajp(&mut self, idx: usize, c: &mut Conn) -> Outcome {
         let plan = self.plan;
         loop {
-            let n = match c.stream.read(&mut self.buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Outcome::Pending,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if c.reused && c.received == 0 && e.kind() == ErrorKind::ConnectionReset => {
-                    return Outcome::Closed;
-                }
-                Err(e) => return Outcome::Failed("io", format!("read: {e}")),
+            let n = match read_some(c, &mut self.buf) {
+                ReadResult::Bytes(n) => n,
+                ReadResult::Again => continue,
+                ReadResult::Stop(outcome) => return outcome,
             };
             if n == 0 {
-                if c.reused && c.received == 0 {
-                    return Outcome::Closed;
-                }
                 return Outcome::Failed("protocol", "connection closed before END_RESPONSE".into());
             }
             c.received += n;
@@ -506,5 +492,31 @@ impl Engine<'_> {
                 }
             }
         }
+    }
+}
+
+/// What one read on a connection gave.
+enum ReadResult {
+    /// `n` bytes; 0 is the end of the stream, which the protocol judges.
+    Bytes(usize),
+    /// Interrupted: read again.
+    Again,
+    /// Nothing to read yet, a kept connection the backend closed before a
+    /// byte of this response (replaced, not a failure), or an error.
+    Stop(Outcome),
+}
+
+/// Reads into `buf`, with the cases every protocol treats alike.
+fn read_some(c: &mut Conn, buf: &mut [u8]) -> ReadResult {
+    let closed_unused = c.reused && c.received == 0;
+    match c.stream.read(buf) {
+        Ok(0) if closed_unused => ReadResult::Stop(Outcome::Closed),
+        Ok(n) => ReadResult::Bytes(n),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => ReadResult::Stop(Outcome::Pending),
+        Err(e) if e.kind() == ErrorKind::Interrupted => ReadResult::Again,
+        Err(e) if closed_unused && e.kind() == ErrorKind::ConnectionReset => {
+            ReadResult::Stop(Outcome::Closed)
+        }
+        Err(e) => ReadResult::Stop(Outcome::Failed("io", format!("read: {e}"))),
     }
 }
