@@ -22,10 +22,10 @@ const THREAD_STACK: usize = 8 << 20;
 /// server's listener): under load a thread goes from one request to the
 /// next with no hand-off and no wake-up (DESIGN.md, "Hot path budget").
 /// One idle thread at a time waits on it (the leader); the others wait for
-/// queued jobs, so a new connection wakes one thread, not all. The leader
-/// wakes a follower to lead in its place only once it has a request: with
-/// any number of threads, a thread that serves request after request with
-/// the GIL wakes nobody.
+/// queued jobs, so a new connection wakes one thread, not all. See
+/// [`JobQueue::wait`] for how the lead passes on without a wake-up per
+/// request: with any number of threads, a thread that serves request after
+/// request with the GIL wakes nobody.
 pub trait Intake: Send + Sync {
     /// A whole request that can be served now, if there is one. Must not
     /// block: it runs with the GIL held.
@@ -45,8 +45,15 @@ struct Queue {
     resumes: VecDeque<Parked>,
     closed: bool,
     intake: Option<Arc<dyn Intake>>,
-    /// A thread is in `Intake::wait`.
+    /// A thread leads: it is in `Intake::wait`, or back from it and not yet
+    /// serving.
     leader: bool,
+    /// Counts the times the lead was left vacant (see [`JobQueue::wait`]).
+    vacated: u64,
+    /// Counts the times a thread looked for work ([`JobQueue::next`]): a
+    /// thread serving request after request moves it.
+    looked: u64,
+    deputy: Deputy,
     /// Threads waiting on the condition variable and not yet woken: a
     /// waker counts its wake-up off here at once, so that wake-ups sent
     /// faster than the woken threads run are never lost (a count the woken
@@ -59,10 +66,36 @@ struct Queue {
     patient: bool,
 }
 
+/// The idle thread that watches a vacant lead (see [`JobQueue::wait`]).
+#[derive(Default, PartialEq)]
+enum Deputy {
+    #[default]
+    None,
+    /// Looks every tick.
+    Watching,
+    /// Sleeps until the lead is left vacant: it was held at the last look.
+    Resting,
+}
+
+/// How often the deputy looks at a vacant lead (see [`JobQueue::wait`]).
+struct Tick(Duration);
+
+impl Default for Tick {
+    /// A connection that comes while the thread that left the lead is held
+    /// up in its request, and other threads are free, waits at most two
+    /// ticks for one of them.
+    fn default() -> Self {
+        Tick(Duration::from_millis(1))
+    }
+}
+
 #[derive(Default)]
 struct JobQueue {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// Where the deputy waits.
+    watch: Condvar,
+    tick: Tick,
     /// Where a patient leader waits (see [`JobQueue::lead`]).
     patience: Condvar,
     /// Threads running a job.
@@ -98,6 +131,7 @@ impl JobQueue {
     fn next(&self) -> Option<Work> {
         let (intake, hook) = {
             let mut queue = self.queue.lock().unwrap();
+            queue.looked += 1;
             if let Some(parked) = queue.resumes.pop_front() {
                 return Some(Work::Resume(parked));
             }
@@ -138,11 +172,25 @@ impl JobQueue {
     /// this thread led and has not stepped down since.
     ///
     /// A thread that returns from the intake's wait stays the leader until
-    /// it has a job (it steps down then: [`JobQueue::step_down`]). While it
-    /// waits for the GIL, the thread that holds it serves what the intake
-    /// has; handing the lead on at once would wake a follower per request
-    /// only to have it wait for the GIL too, and every idle thread would
-    /// soon be queued on the GIL (a convoy).
+    /// it has a request: while it waits for the GIL, the thread that holds
+    /// it serves what the intake has (handing the lead on at once would
+    /// wake a follower only to have it wait for the GIL too: a convoy).
+    ///
+    /// With a request, the leader leaves the lead vacant
+    /// ([`JobQueue::vacate`]) and wakes no one to take it: a short request
+    /// brings it back to the lead before anyone else is needed. One idle
+    /// thread, the deputy, takes the lead if it stays vacant from one look
+    /// to the next, a tick apart, with no thread coming back for work
+    /// meanwhile: the request is held up (waiting without the GIL on a
+    /// database, say) and other threads could serve. The deputy looks only
+    /// while the lead is vacant, and rests, to be woken by the next
+    /// vacancy, once it finds the lead held. So the lead costs at most
+    /// about two wake-ups per tick at any rate of requests, where waking a
+    /// follower to lead at each request (to wait for the GIL, or go back
+    /// to sleep) cost a wake-up, a poll and two context switches per
+    /// request: a fifth of hello's CPU behind nginx with `--threads 8`.
+    /// The price: a connection that comes while the last leader's request
+    /// is held up waits up to two ticks for a free thread.
     fn wait(&self, leading: bool) -> Wait {
         let mut queue = self.queue.lock().unwrap();
         if leading {
@@ -154,11 +202,14 @@ impl JobQueue {
         }
         loop {
             if self.has_work(&queue) {
-                // This thread goes to work. If it was woken to take over
-                // the intake, someone else must: otherwise connections
-                // wait in the backlog while threads sleep.
+                // This thread goes to work. If it was the deputy, another
+                // idle thread is; if the lead is vacant, the deputy takes
+                // it after a tick, as when a leader leaves it for a
+                // request: otherwise connections wait in the backlog while
+                // threads sleep.
+                self.fill_deputy(&mut queue);
                 if queue.intake.is_some() && !queue.leader {
-                    self.wake_one(queue);
+                    self.watch_lead(queue);
                 }
                 return Wait::Again;
             }
@@ -169,9 +220,14 @@ impl JobQueue {
                 && !queue.leader
             {
                 queue.leader = true;
+                self.fill_deputy(&mut queue);
                 drop(queue);
                 self.lead(&*intake);
                 return Wait::Led;
+            }
+            if queue.deputy == Deputy::None {
+                queue = self.deputize(queue);
+                continue;
             }
             queue.followers += 1;
             queue = self.ready.wait(queue).unwrap();
@@ -221,13 +277,73 @@ impl JobQueue {
         }
     }
 
-    /// The leader has a job: someone else waits on the intake while it
-    /// serves (the job may wait without the GIL, and other threads could
-    /// serve meanwhile).
-    fn step_down(&self) {
+    /// This thread is the deputy until the lead has been vacant for a
+    /// whole tick, or there is work, or the queue closes (see
+    /// [`JobQueue::wait`]).
+    fn deputize<'a>(&self, mut queue: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        queue.deputy = Deputy::Watching;
+        let mut seen = (queue.vacated, queue.looked);
+        loop {
+            queue = if queue.deputy == Deputy::Resting {
+                self.watch.wait(queue).unwrap()
+            } else {
+                self.watch.wait_timeout(queue, self.tick.0).unwrap().0
+            };
+            if self.has_work(&queue) || queue.closed {
+                break;
+            }
+            let vacant = !queue.leader && self.intake_open(&queue).is_some();
+            if queue.deputy == Deputy::Resting {
+                // Woken for another reason than a vacancy (room in the
+                // budget, a new intake): a lead nobody holds is taken now.
+                if vacant {
+                    break;
+                }
+                continue;
+            }
+            if !vacant {
+                // Held (or nothing to lead): nothing to watch until the
+                // next vacancy.
+                queue.deputy = Deputy::Resting;
+            } else if (queue.vacated, queue.looked) == seen {
+                // Vacant since the last look, a whole tick, and no thread
+                // came for work meanwhile: the one that left the lead is
+                // held up in its request.
+                break;
+            }
+            seen = (queue.vacated, queue.looked);
+        }
+        queue.deputy = Deputy::None;
+        queue
+    }
+
+    /// A thread leaves [`JobQueue::wait`] (to work, or to lead): if the
+    /// deputy's place is empty, a waiting thread takes it.
+    fn fill_deputy(&self, queue: &mut Queue) {
+        if queue.deputy == Deputy::None && queue.followers > 0 {
+            queue.followers -= 1;
+            queue.wakeups += 1;
+            self.ready.notify_one();
+        }
+    }
+
+    /// The leader has a request to serve: it leaves the lead vacant (see
+    /// [`JobQueue::wait`]).
+    fn vacate(&self) {
         let mut queue = self.queue.lock().unwrap();
         queue.leader = false;
-        self.wake_one(queue);
+        self.watch_lead(queue);
+    }
+
+    /// The lead has just been left vacant: the deputy takes it unless a
+    /// thread does within a tick.
+    fn watch_lead(&self, mut queue: MutexGuard<'_, Queue>) {
+        queue.vacated += 1;
+        if queue.deputy == Deputy::Resting {
+            queue.deputy = Deputy::Watching;
+            drop(queue);
+            self.watch.notify_one();
+        }
     }
 
     /// A thread's life: serves what it finds until the queue closes.
@@ -237,7 +353,7 @@ impl JobQueue {
         loop {
             if let Some(job) = self.next() {
                 if std::mem::take(&mut leading) {
-                    self.step_down();
+                    self.vacate();
                 }
                 self.serving.fetch_add(1, Ordering::AcqRel);
                 self.started.fetch_add(1, Ordering::Release);
@@ -256,6 +372,7 @@ impl JobQueue {
     fn wake_all(&self, queue: &mut Queue) {
         queue.wakeups += std::mem::take(&mut queue.followers);
         self.ready.notify_all();
+        self.watch.notify_all();
     }
 
     /// Wakes one waiting thread, if there is one, once the queue is
@@ -306,7 +423,11 @@ impl JobQueue {
         } else if queue.leader
             && let Some(intake) = &queue.intake
         {
+            // It looks at the queue before the intake.
             intake.wake();
+        } else if queue.deputy != Deputy::None {
+            drop(queue);
+            self.watch.notify_one();
         }
     }
 
@@ -654,7 +775,11 @@ mod tests {
     /// never happens before the round is whole.
     #[test]
     fn every_job_finds_a_thread_and_the_intake_is_always_watched() {
-        let queue = Arc::new(JobQueue::default());
+        // A short tick: a round may wait for the deputy once per job.
+        let queue = Arc::new(JobQueue {
+            tick: Tick(Duration::from_micros(100)),
+            ..JobQueue::default()
+        });
         let intake = Arc::new(FakeIntake::default());
         queue.set_intake(Some(intake.clone()));
         let rounds = Arc::new(Rounds::default());
