@@ -1058,6 +1058,37 @@ def paid_table(med: dict, scs: list[str], tgs: list[str]) -> str:
             "against uWSGI on its own protocol):\n\n" + "\n".join(lines) + "\n")
 
 
+THREADS_GOAL = 1.1
+
+
+def thread_cost(results: dict, scs: list[str], tgs: list[str]) -> str:
+    """rustgi's defaults (8 threads) against --threads 1, behind nginx:
+    the median of the per-round ratios (the two run in the same round, so
+    the machine's mood cancels), for backend CPU and p99 (issue 12's goal:
+    within 1.1x)."""
+    lines = []
+    for sc in scs:
+        for tg in tgs:
+            eight, one = results.get((tg, sc)), results.get((f"{tg}-t1", sc))
+            if not TARGETS_BY_NAME[tg].server == "rustgi" or not eight or not one:
+                continue
+            cells = []
+            for key in ("cpu_us", "p99_ms"):
+                ratios = [a[key] / b[key] for a, b in zip(eight, one) if a.get(key) and b.get(key)]
+                if not ratios:
+                    cells.append("–")
+                    continue
+                r = statistics.median(ratios)
+                cells.append(f"{r:.2f} {'✓' if r <= THREADS_GOAL else '✗'} "
+                             f"({min(ratios):.2f}–{max(ratios):.2f})")
+            lines.append(f"| {sc} | {tg} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    return ("\n\nrustgi's defaults (8 threads) ÷ `--threads 1`, behind nginx, median of "
+            f"the per-round ratios (range):\n\n| scenario | target | backend CPU/req (goal <= {THREADS_GOAL:g}) "
+            f"| p99 (goal <= {THREADS_GOAL:g}) |\n|---|---|---:|---:|\n" + "\n".join(lines) + "\n")
+
+
 def scaling(med: dict, tgs: list[str]) -> str:
     """req/s with 2 worker processes ÷ with 1, on the Python-bound
     scenario (issue 7's goal for rustgi: >= 1.6 on 2 cores)."""
@@ -1278,6 +1309,7 @@ def main():
             f"{info['rustgi']}; {info['uwsgi'] and 'uWSGI ' + info['uwsgi']}; flup {info['flup']}; "
             f"Granian {info['granian']}; gunicorn {info['gunicorn']}; "
             f"{info['python']}; {info['nginx']}.\n\n")
+    md += thread_cost(results, scs, tgs)
     md += scaling(med, tgs)
     text = head + md + f"\nGoals held: {held} of {checked}.\n"
     (run / "results.md").write_text(text)
