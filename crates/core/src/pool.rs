@@ -33,7 +33,8 @@ pub trait Intake: Send + Sync {
     /// Blocks (without the GIL) until `try_take` may succeed or
     /// [`wake`](Self::wake) is called.
     fn wait(&self);
-    /// Ends a [`wait`](Self::wait) early.
+    /// Ends a [`wait`](Self::wait) early; called before it, ends the next
+    /// one (the pool relies on that: a leader may be on its way to wait).
     fn wake(&self);
 }
 
@@ -73,7 +74,8 @@ enum Deputy {
     None,
     /// Looks every tick.
     Watching,
-    /// Sleeps until the lead is left vacant: it was held at the last look.
+    /// Sleeps until the lead is left vacant: at the last look it was held,
+    /// or there was nothing to lead (no intake, or past the budget).
     Resting,
 }
 
@@ -82,8 +84,8 @@ struct Tick(Duration);
 
 impl Default for Tick {
     /// A connection that comes while the thread that left the lead is held
-    /// up in its request, and other threads are free, waits at most two
-    /// ticks for one of them.
+    /// up in its request, and other threads are free, waits at most about
+    /// two ticks for one of them.
     fn default() -> Self {
         Tick(Duration::from_millis(1))
     }
@@ -182,16 +184,24 @@ impl JobQueue {
     /// thread, the deputy, takes the lead if it stays vacant from one look
     /// to the next, a tick apart, with no thread coming back for work
     /// meanwhile: the request is held up (waiting without the GIL on a
-    /// database, say) and other threads could serve. The deputy looks only
-    /// while the lead is vacant, and rests, to be woken by the next
-    /// vacancy, once it finds the lead held. So the lead costs at most
-    /// about two wake-ups per tick at any rate of requests, where waking a
-    /// follower to lead at each request (to wait for the GIL, or go back
-    /// to sleep) cost a wake-up, a poll and two context switches per
-    /// request: a fifth of hello's CPU behind nginx with `--threads 8`.
-    /// The price: a connection that comes while the last leader's request
-    /// is held up waits up to two ticks for a free thread.
+    /// database, say) and other threads could serve. It then serves what
+    /// the intake has without the leader's patience (the serving thread
+    /// made no progress for a tick already). The deputy ticks while the
+    /// lead is vacant, and rests, to be woken by the next vacancy, once it
+    /// finds the lead held. So while requests end within a tick, the lead
+    /// costs at most about two wake-ups per tick at any rate of requests,
+    /// where waking a follower to lead at each request (to wait for the
+    /// GIL, or go back to sleep) cost a wake-up, a poll and two context
+    /// switches per request: a fifth of hello's CPU behind nginx with
+    /// `--threads 8`. A request held up costs a few wake-ups more (the
+    /// deputy's looks, and the wake-up of the thread that becomes deputy
+    /// in its place). The price: a connection that comes while the last
+    /// leader's request is held up waits up to about two ticks for a free
+    /// thread.
     fn wait(&self, leading: bool) -> Wait {
+        // Whether this thread, as the deputy, found the last leader held
+        // up: it then leads without patience.
+        let mut held_up = false;
         let mut queue = self.queue.lock().unwrap();
         if leading {
             queue.leader = false;
@@ -222,11 +232,11 @@ impl JobQueue {
                 queue.leader = true;
                 self.fill_deputy(&mut queue);
                 drop(queue);
-                self.lead(&*intake);
+                self.lead(&*intake, !held_up);
                 return Wait::Led;
             }
             if queue.deputy == Deputy::None {
-                queue = self.deputize(queue);
+                (queue, held_up) = self.deputize(queue);
                 continue;
             }
             queue.followers += 1;
@@ -254,9 +264,14 @@ impl JobQueue {
     /// ends its patience at once), or when the serving threads began no
     /// job in that time: they are held up (a slow request, an application
     /// waiting on a database), and this thread serves what came meanwhile.
-    fn lead(&self, intake: &dyn Intake) {
+    /// `patient`: false when the deputy takes the lead from a thread held
+    /// up for a tick already.
+    fn lead(&self, intake: &dyn Intake, patient: bool) {
         loop {
             intake.wait();
+            if !patient {
+                return;
+            }
             let started = self.started.load(Ordering::Acquire);
             let mut queue = self.queue.lock().unwrap();
             if self.serving.load(Ordering::Acquire) == 0
@@ -279,15 +294,21 @@ impl JobQueue {
 
     /// This thread is the deputy until the lead has been vacant for a
     /// whole tick, or there is work, or the queue closes (see
-    /// [`JobQueue::wait`]).
-    fn deputize<'a>(&self, mut queue: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+    /// [`JobQueue::wait`]). Returns whether it found the last leader held
+    /// up (the lead vacant a whole tick).
+    fn deputize<'a>(&self, mut queue: MutexGuard<'a, Queue>) -> (MutexGuard<'a, Queue>, bool) {
         queue.deputy = Deputy::Watching;
         let mut seen = (queue.vacated, queue.looked);
+        let mut held_up = false;
         loop {
+            let ticked;
             queue = if queue.deputy == Deputy::Resting {
+                ticked = false;
                 self.watch.wait(queue).unwrap()
             } else {
-                self.watch.wait_timeout(queue, self.tick.0).unwrap().0
+                let (queue, waited) = self.watch.wait_timeout(queue, self.tick.0).unwrap();
+                ticked = waited.timed_out();
+                queue
             };
             if self.has_work(&queue) || queue.closed {
                 break;
@@ -305,16 +326,21 @@ impl JobQueue {
                 // Held (or nothing to lead): nothing to watch until the
                 // next vacancy.
                 queue.deputy = Deputy::Resting;
+            } else if !ticked {
+                // Woken early (a wake-up for all, or a spurious one): not
+                // a whole tick yet.
+                continue;
             } else if (queue.vacated, queue.looked) == seen {
                 // Vacant since the last look, a whole tick, and no thread
                 // came for work meanwhile: the one that left the lead is
                 // held up in its request.
+                held_up = true;
                 break;
             }
             seen = (queue.vacated, queue.looked);
         }
         queue.deputy = Deputy::None;
-        queue
+        (queue, held_up)
     }
 
     /// A thread leaves [`JobQueue::wait`] (to work, or to lead): if the
