@@ -55,6 +55,8 @@ struct Queue {
     /// thread serving request after request moves it.
     looked: u64,
     deputy: Deputy,
+    /// Counts the deputy's wake-ups: an idle pool must leave it resting.
+    deputy_woken: u64,
     /// Threads waiting on the condition variable and not yet woken: a
     /// waker counts its wake-up off here at once, so that wake-ups sent
     /// faster than the woken threads run are never lost (a count the woken
@@ -310,6 +312,7 @@ impl JobQueue {
                 ticked = waited.timed_out();
                 queue
             };
+            queue.deputy_woken += 1;
             if self.has_work(&queue) || queue.closed {
                 break;
             }
@@ -699,6 +702,34 @@ mod tests {
         queue.budget.release(100);
         assert!(waiting.join().unwrap(), "room wakes it");
         assert!(matches!(queue.next(), Some(Work::New(job)) if job.id == 1));
+    }
+
+    /// With nothing to serve, the deputy finds the lead held at its first
+    /// look and rests: an idle server wakes no thread every tick.
+    #[test]
+    fn an_idle_pools_deputy_rests() {
+        let queue = Arc::new(JobQueue::default());
+        let intake = Arc::new(FakeIntake::default());
+        queue.set_intake(Some(intake.clone()));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    queue.work(|_| unreachable!("no work"), |leading| queue.wait(leading))
+                })
+            })
+            .collect();
+        // A tick is 1 ms: a deputy that never rests looks about 200 times.
+        std::thread::sleep(Duration::from_millis(200));
+        let woken = queue.queue.lock().unwrap().deputy_woken;
+        queue.close();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(
+            woken <= 3,
+            "an idle deputy rests: woken {woken} times in 200 ms"
+        );
     }
 
     /// A listener whose connections the test hands in.
