@@ -225,6 +225,34 @@ def test_a_settings_error_on_a_preload_reload_keeps_the_old_workers(gateways, sc
     assert scgi_request(gw.socket, "GET", "/", timeout=10).status == 200
 
 
+def test_a_chdir_gone_on_a_preload_reload_keeps_the_old_workers(gateways, scratch):
+    """The re-executed master enters --chdir again: a directory gone (a
+    deploy that swapped it away) fails the reload, checked before the
+    re-exec, instead of taking the server down."""
+    site = scratch / "site"
+    site.mkdir()
+    gw = gateways.start("chdir-preload-reload", ["--chdir", str(site), "--preload", "--processes", "2",
+                                                 "--app", str(APPS / "processes_app.py")])
+    assert wait_until(lambda: len(gw.workers()) == 2, 15), gw.describe()
+    assert gw.log.wait_for(r"\b2 worker\(s\) ready", timeout=15), gw.describe()
+    workers = set(gw.workers())
+    site.rename(scratch / "site.old")
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reload failed", since=mark, timeout=15), gw.describe(mark)
+    assert f"--chdir {site}: No such file or directory" in gw.log.text(mark), gw.describe(mark)
+    for _ in range(5):
+        assert scgi_request(gw.socket, "GET", "/", timeout=10).status == 200
+    assert gw.alive() and set(gw.workers()) == workers, gw.describe(mark)
+    # Back in place, the next reload goes through.
+    (scratch / "site.old").rename(site)
+    mark = gw.log.mark()
+    gw.send_signal(signal.SIGHUP)
+    assert gw.log.wait_for(r"reloaded: generation \d+ is serving", since=mark, timeout=20), gw.describe(mark)
+    assert wait_until(lambda: not set(gw.workers()) & workers, 10), gw.describe(mark)
+    assert scgi_request(gw.socket, "GET", "/", timeout=10).status == 200
+
+
 def test_the_trusted_proxy_pair_from_any_source(gateway_bin, scratch):
     both = {"RUSTGI_TRUSTED_PROXY_HEADER": "X-Forwarded-Proto", "RUSTGI_FORWARDED_ALLOW_FROM": "10.0.0.0/8"}
     got = printed(gateway_bin, env=both)

@@ -26,8 +26,11 @@ fn main() -> ExitCode {
         .collect();
     let loaded = match config::load(std::env::args_os().collect(), vars) {
         Ok(loaded) if reload_check => {
-            return match loaded.cli.into_config() {
-                Ok(_) => ExitCode::SUCCESS,
+            let checked = loaded.cli.into_config().and_then(|config| {
+                rustgi_supervisor::check_reload(config).map_err(|e| e.to_string())
+            });
+            return match checked {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     eprintln!("rustgi-gateway: {message}");
                     ExitCode::from(2)

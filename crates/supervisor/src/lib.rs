@@ -47,18 +47,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         // all start below), so nothing can read the environment meanwhile.
         unsafe { std::env::set_var(key, value) };
     }
-    // A relative argv[0], which may choose the venv, is relative to it.
-    let start_dir = std::env::current_dir().ok();
-    if let Some(dir) = &config.chdir {
-        std::env::set_current_dir(dir)
-            .map_err(|e| RunError::Setup(format!("--chdir {}: {e}", dir.display())))?;
-    }
-    // The venv (--venv, or the one this program sits in) is decided and
-    // checked once, before the socket exists: a wrong one is refused now.
-    config
-        .python
-        .settle(start_dir.as_deref())
-        .map_err(RunError::Python)?;
+    enter_directory_and_venv(&mut config)?;
     // A bad FCGI_WEB_SERVER_ADDRS is a start-up error, before Python loads.
     config
         .serve
@@ -96,6 +85,32 @@ pub fn run(mut config: ServerConfig) -> Result<(), RunError> {
         .map_err(RunError::Setup)?;
     // A master forks the workers, which load the app (master.rs).
     master::run(&config, socket, socket_file, endpoint)
+}
+
+/// What a --preload master asks before it re-executes itself
+/// ([`RELOAD_CHECK_ENV`], run in a child with the argv and directory the
+/// new image would have): besides the settings, that `--chdir` and the venv
+/// are still there. A new image that cannot enter them would exit and take
+/// the server down; refused here, the reload fails and the old workers
+/// keep serving. Python is not started, nor the app imported.
+pub fn check_reload(mut config: ServerConfig) -> Result<(), RunError> {
+    enter_directory_and_venv(&mut config)
+}
+
+/// `--chdir`, then the venv (--venv, or the one this program sits in),
+/// decided and checked once, before the socket exists: a wrong one is
+/// refused now.
+fn enter_directory_and_venv(config: &mut ServerConfig) -> Result<(), RunError> {
+    // A relative argv[0], which may choose the venv, is relative to it.
+    let start_dir = std::env::current_dir().ok();
+    if let Some(dir) = &config.chdir {
+        std::env::set_current_dir(dir)
+            .map_err(|e| RunError::Setup(format!("--chdir {}: {e}", dir.display())))?;
+    }
+    config
+        .python
+        .settle(start_dir.as_deref())
+        .map_err(RunError::Python)
 }
 
 /// An interpreter that cannot start after `--user` usually cannot read its
