@@ -1070,7 +1070,7 @@ def thread_cost(results: dict, scs: list[str], tgs: list[str]) -> str:
     for sc in scs:
         for tg in tgs:
             eight, one = results.get((tg, sc)), results.get((f"{tg}-t1", sc))
-            if not TARGETS_BY_NAME[tg].server == "rustgi" or not eight or not one:
+            if TARGETS_BY_NAME[tg].server != "rustgi" or not eight or not one:
                 continue
             cells = []
             for key in ("cpu_us", "p99_ms"):

@@ -49,10 +49,9 @@ struct Queue {
     /// A thread leads: it is in `Intake::wait`, or back from it and not yet
     /// serving.
     leader: bool,
-    /// Counts the times the lead was left vacant (see [`JobQueue::wait`]).
-    vacated: u64,
     /// Counts the times a thread looked for work ([`JobQueue::next`]): a
-    /// thread serving request after request moves it.
+    /// thread serving request after request moves it, and so does a leader
+    /// that leaves the lead for a request (it looked to find one).
     looked: u64,
     deputy: Deputy,
     /// Counts the deputy's wake-ups: an idle pool must leave it resting.
@@ -67,6 +66,19 @@ struct Queue {
     on_request: Option<RequestHook>,
     /// The leader is being patient (see [`JobQueue::lead`]).
     patient: bool,
+}
+
+impl Queue {
+    /// Counts one waiting follower's wake-up off (see `followers`), for a
+    /// notify that follows; false when none waits.
+    fn claim_follower(&mut self) -> bool {
+        if self.followers == 0 {
+            return false;
+        }
+        self.followers -= 1;
+        self.wakeups += 1;
+        true
+    }
 }
 
 /// The idle thread that watches a vacant lead (see [`JobQueue::wait`]).
@@ -300,7 +312,7 @@ impl JobQueue {
     /// up (the lead vacant a whole tick).
     fn deputize<'a>(&self, mut queue: MutexGuard<'a, Queue>) -> (MutexGuard<'a, Queue>, bool) {
         queue.deputy = Deputy::Watching;
-        let mut seen = (queue.vacated, queue.looked);
+        let mut seen = queue.looked;
         let mut held_up = false;
         loop {
             let ticked;
@@ -333,14 +345,14 @@ impl JobQueue {
                 // Woken early (a wake-up for all, or a spurious one): not
                 // a whole tick yet.
                 continue;
-            } else if (queue.vacated, queue.looked) == seen {
+            } else if queue.looked == seen {
                 // Vacant since the last look, a whole tick, and no thread
                 // came for work meanwhile: the one that left the lead is
                 // held up in its request.
                 held_up = true;
                 break;
             }
-            seen = (queue.vacated, queue.looked);
+            seen = queue.looked;
         }
         queue.deputy = Deputy::None;
         (queue, held_up)
@@ -349,9 +361,7 @@ impl JobQueue {
     /// A thread leaves [`JobQueue::wait`] (to work, or to lead): if the
     /// deputy's place is empty, a waiting thread takes it.
     fn fill_deputy(&self, queue: &mut Queue) {
-        if queue.deputy == Deputy::None && queue.followers > 0 {
-            queue.followers -= 1;
-            queue.wakeups += 1;
+        if queue.deputy == Deputy::None && queue.claim_follower() {
             self.ready.notify_one();
         }
     }
@@ -367,7 +377,6 @@ impl JobQueue {
     /// The lead has just been left vacant: the deputy takes it unless a
     /// thread does within a tick.
     fn watch_lead(&self, mut queue: MutexGuard<'_, Queue>) {
-        queue.vacated += 1;
         if queue.deputy == Deputy::Resting {
             queue.deputy = Deputy::Watching;
             drop(queue);
@@ -411,13 +420,10 @@ impl JobQueue {
     /// wakes takes one, and one that comes to wait meanwhile is counted
     /// among the followers.
     fn wake_one(&self, mut queue: MutexGuard<'_, Queue>) {
-        if queue.followers == 0 {
-            return;
+        if queue.claim_follower() {
+            drop(queue);
+            self.ready.notify_one();
         }
-        queue.followers -= 1;
-        queue.wakeups += 1;
-        drop(queue);
-        self.ready.notify_one();
     }
 
     fn push(&self, job: Job) {
