@@ -226,7 +226,7 @@ impl Responder {
                 state.sent = true;
                 (
                     TimeoutAnswer::GatewayTimeout,
-                    fixed_response(b"504 Gateway Timeout", b"Gateway Timeout\n"),
+                    fixed_response("504 Gateway Timeout", b"Gateway Timeout\n"),
                 )
             }
         };
@@ -421,29 +421,15 @@ impl Responder {
         let events = if head_sent {
             vec![ResponseEvent::Abort]
         } else {
-            fixed_response(b"500 Internal Server Error", b"Internal Server Error\n")
+            fixed_response("500 Internal Server Error", b"Internal Server Error\n")
         };
         let _gone_is_fine = self.push(py, events, None);
     }
 }
 
 /// A plain-text response of our own (500, 504), whole.
-fn fixed_response(status: &'static [u8], body: &'static [u8]) -> Vec<ResponseEvent> {
-    let body = Bytes::from_static(body);
-    let head = ResponseHead::new(
-        Bytes::from_static(status),
-        vec![
-            (
-                Bytes::from_static(b"Content-Type"),
-                Bytes::from_static(b"text/plain"),
-            ),
-            (
-                Bytes::from_static(b"Content-Length"),
-                Bytes::from(body.len().to_string()),
-            ),
-        ],
-    )
-    .expect("a valid fixed head");
+fn fixed_response(status: &'static str, body: &'static [u8]) -> Vec<ResponseEvent> {
+    let (head, body) = ResponseHead::own_answer(status, body);
     vec![
         ResponseEvent::Head(head),
         ResponseEvent::Body(body),

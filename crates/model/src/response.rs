@@ -147,6 +147,23 @@ impl ResponseHead {
         ResponseHead::new(Bytes::from(status), headers)
     }
 
+    /// A plain-text answer of the gateway's own (a 500, a 504): its head,
+    /// with the body's length, and the body.
+    pub fn own_answer(status: &'static str, body: &'static [u8]) -> (Self, Bytes) {
+        let head = ResponseHead::new(
+            Bytes::from(status),
+            vec![
+                (Bytes::from("Content-Type"), Bytes::from("text/plain")),
+                (
+                    Bytes::from("Content-Length"),
+                    Bytes::from(body.len().to_string()),
+                ),
+            ],
+        )
+        .expect("a valid fixed head");
+        (head, Bytes::from_static(body))
+    }
+
     /// The numeric status code (validated by [`ResponseHead::new`]).
     pub fn status_code(&self) -> u16 {
         self.status[..3]

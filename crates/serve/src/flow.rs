@@ -243,13 +243,7 @@ fn encode_events<E: ResponseEncoder + ?Sized>(
 
 /// The 500 that replaces a head too large for the protocol.
 fn refusal() -> (ResponseHead, Bytes) {
-    const BODY: &[u8] = b"Internal Server Error\n";
-    let head = ResponseHead::from_static(
-        "500 Internal Server Error",
-        &[("Content-Type", "text/plain"), ("Content-Length", "22")],
-    )
-    .expect("a valid fixed head");
-    (head, Bytes::from_static(BODY))
+    ResponseHead::own_answer("500 Internal Server Error", b"Internal Server Error\n")
 }
 
 #[cfg(test)]
